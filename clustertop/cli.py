@@ -1,0 +1,128 @@
+"""Provides the command line: one parser, subcommands dispatched lazily.
+
+Each subcommand imports only what it needs: `clustertop agent` never loads Textual, the
+dashboard never loads psutil or NVML (a test checks both in a subprocess).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from clustertop import __version__
+from collectors.config import ConfigError
+
+SUBCOMMANDS = ("dashboard", "demo", "agent", "snapshot", "simulate")
+
+
+def _add_store(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--redis",
+        metavar="URL",
+        default=os.environ.get("CLUSTERTOP_REDIS"),
+        help="Redis URL (redis://, rediss://, unix://); env CLUSTERTOP_REDIS",
+    )
+    p.add_argument(
+        "--redis-password-file",
+        metavar="FILE",
+        default=os.environ.get("CLUSTERTOP_REDIS_PASSWORD_FILE"),
+        help="read the Redis password from FILE (never from the command line)",
+    )
+    p.add_argument(
+        "--redis-ca-file", metavar="FILE", default=os.environ.get("CLUSTERTOP_REDIS_CA_FILE"),
+        help="CA bundle for rediss://",
+    )
+
+
+def _add_view(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--theme", default=os.environ.get("CLUSTERTOP_THEME"), help="theme name")
+    p.add_argument("--read-only", action="store_true", help="hide and refuse every action")
+    p.add_argument("--wall", action="store_true", help="wall display mode (implies --read-only)")
+    p.add_argument("--ascii", action="store_true", help="plain ASCII drawing characters")
+    p.add_argument("--refresh", type=float, default=1.0, metavar="SECONDS", help="refresh interval")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clustertop",
+        description="The whole GPU/ML cluster as one machine. Without a subcommand: the dashboard "
+        "(of --redis URL, or of this machine alone when no store is configured).",
+    )
+    parser.add_argument("--version", action="version", version=f"clustertop {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    d = sub.add_parser("dashboard", help="the dashboard (the default)")
+    _add_store(d)
+    _add_view(d)
+    d.add_argument("--config", metavar="FILE", help="dashboard TOML config")
+
+    demo = sub.add_parser("demo", help="a simulated cluster on an embedded store (no Redis needed)")
+    _add_view(demo)
+    demo.add_argument("--seed", type=int, default=1, help="random seed (same seed, same cluster)")
+    demo.add_argument("--nodes", type=int, default=None, help="scale the cluster to N nodes")
+
+    a = sub.add_parser("agent", help="the node agent (run by systemd)")
+    _add_store(a)
+    a.add_argument("--config", metavar="FILE", default=os.environ.get("CLUSTERTOP_CONFIG"))
+    a.add_argument("--once", action="store_true", help="one tick, then exit")
+    a.add_argument("--dry-run", action="store_true", help="print the snapshot as JSON; no store")
+    a.add_argument("--proc-root", metavar="DIR", help="read /proc from DIR")
+    a.add_argument("--sys-root", metavar="DIR", help="read /sys from DIR")
+    a.add_argument("--node", metavar="NAME", help="node name (default: hostname)")
+    a.add_argument("--interval", type=float, metavar="SECONDS", help="tick interval")
+    a.add_argument("--read-only", action="store_true", default=None, help="refuse every command")
+    a.add_argument("--log-level", default=os.environ.get("CLUSTERTOP_LOG_LEVEL", "info"))
+
+    s = sub.add_parser("snapshot", help="print the cluster once (text, or --json)")
+    _add_store(s)
+    s.add_argument("--json", action="store_true", help="JSON: every node and the cluster totals")
+    s.add_argument("--demo", action="store_true", help="of the demo cluster (embedded store)")
+    s.add_argument("--seed", type=int, default=1)
+
+    sim = sub.add_parser("simulate", help="simulated agents against a real Redis")
+    _add_store(sim)
+    sim.add_argument("--nodes", type=int, default=15)
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--interval", type=float, default=1.0)
+    sim.add_argument("--gpus-per-node", type=int, default=None, help="override GPUs per GPU node")
+    sim.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after")
+    sim.add_argument("--ticks", type=int, default=None, help="stop after N ticks")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    # `clustertop --redis URL` means the dashboard: insert the default subcommand.
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
+        argv = ["dashboard", *argv]
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "agent":
+            from agents.main import run as run_agent
+
+            return run_agent(args)
+        if args.command == "simulate":
+            from agents.simulate import run as run_simulate
+
+            return run_simulate(args)
+        if args.command == "snapshot":
+            from clustertop.snapshot import run as run_snapshot
+
+            return run_snapshot(args)
+        if args.command == "demo":
+            from clustertop.modes import run_demo
+
+            return run_demo(args)
+        from clustertop.modes import run_dashboard
+
+        return run_dashboard(args)
+    except KeyboardInterrupt:
+        return 130
+    except ConfigError as e:
+        print(f"clustertop: {e}", file=sys.stderr)
+        return 2
+
+

@@ -1,0 +1,79 @@
+"""Provides the collector interface, the roots every path is built from, and the registry."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class NoData(Exception):
+    """The source is absent on this node (no NVIDIA driver, no bonds): not an error."""
+
+
+@dataclass(frozen=True)
+class Roots:
+    """Where /proc, /sys and /dev live; tests and `--proc-root` point these at fixture trees."""
+
+    proc: str = "/proc"
+    sys: str = "/sys"
+    dev: str = "/dev"
+    etc: str = "/etc"
+
+    def procfs(self, *parts: str) -> str:
+        return os.path.join(self.proc, *parts)
+
+    def sysfs(self, *parts: str) -> str:
+        return os.path.join(self.sys, *parts)
+
+
+@dataclass
+class Context:
+    """What a collector is built with: its own config section, the roots, and the node's name."""
+
+    node: str
+    roots: Roots = field(default_factory=Roots)
+    config: dict[str, Any] = field(default_factory=dict)  # the [collectors.<name>] table
+
+
+class Collector(Protocol):
+    """One source. Built once, ``collect()`` called every interval from the runner's thread pool.
+
+    ``collect`` returns the value for the snapshot field named by ``field`` (node scope) or for
+    the ClusterPayload field (cluster scope); raising NoData means "nothing here", any other
+    exception is reported in the collector's status and the rest of the snapshot still flows.
+    """
+
+    name: str
+    field: str
+    scope: str  # "node" | "cluster"
+    default_interval_s: float
+
+    def collect(self) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+# name -> "module:Class". Strings, so that nothing is imported until a collector is enabled.
+REGISTRY: dict[str, str] = {
+    "host": "collectors.host:HostCollector",
+    "gpu": "collectors.gpu:GpuCollector",
+    "bonds": "collectors.bonds:BondsCollector",
+    "nfs": "collectors.nfs:NetMountCollector",
+    "ceph": "collectors.ceph:CephCollector",
+}
+
+#: Collectors that run by default on every node (cluster-scope ones run only when configured).
+DEFAULT_NODE_COLLECTORS = ("host", "gpu", "bonds", "nfs")
+
+
+def load(name: str, ctx: Context) -> Collector:
+    try:
+        target = REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown collector {name!r} (known: {', '.join(sorted(REGISTRY))})") from None
+    module_name, _, cls_name = target.partition(":")
+    module = importlib.import_module(module_name)
+    cls = getattr(module, cls_name)
+    return cls(ctx)  # type: ignore[no-any-return]

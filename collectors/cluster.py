@@ -1,0 +1,257 @@
+"""Provides the one-machine view: cluster totals and alerts, pure functions of what was read.
+
+Totals count only nodes that are up; every total is None (N/A) when no up node reports it,
+and ``*_nodes`` says how many nodes a total is made of, so "448 GiB RAM (4/5 nodes)" is honest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from collectors import schema
+
+if TYPE_CHECKING:
+    from collectors.reader import NodeView
+
+#: A GPU counts as busy at or above this utilisation.
+GPU_BUSY_PCT = 10
+#: Temperatures at which a GPU is called hot (alert) when the card does not say its slowdown point.
+GPU_HOT_C = 85
+
+
+@dataclass
+class Totals:
+    nodes_total: int = 0
+    nodes_up: int = 0
+    nodes_stale: int = 0
+    nodes_down: int = 0
+    nodes_bad: int = 0
+    cpu_cores: int | None = None
+    cpu_util_pct: float | None = None  # core-weighted mean over reporting nodes
+    cpu_nodes: int = 0
+    load1: float | None = None
+    mem_total_bytes: int | None = None
+    mem_used_bytes: int | None = None
+    mem_nodes: int = 0
+    gpus_total: int | None = None  # None: no node reports its GPUs
+    gpus_busy: int | None = None
+    gpus_lost: int = 0
+    gpu_util_pct: float | None = None  # mean over GPUs that report it
+    vram_total_bytes: int | None = None
+    vram_used_bytes: int | None = None
+    power_mw: int | None = None  # GPU board power, sum of reporting GPUs
+    power_limit_mw: int | None = None
+    cuda_cores: int | None = None
+    gpu_nodes: int = 0
+    gpu_procs: int | None = None
+    net_rx_bytes_s: float | None = None
+    net_tx_bytes_s: float | None = None
+    bonds_total: int | None = None
+    bonds_degraded: int | None = None
+    ceph_status: str | None = None
+    tasks_queued: int | None = None
+    workers_online: int | None = None
+    pods_running: int | None = None
+    gpus_allocated: int | None = None
+    models: dict[str, int] = field(default_factory=dict)  # GPU model -> count
+
+
+def _add(a: Any, b: Any) -> Any:
+    if b is None:
+        return a
+    return b if a is None else a + b
+
+
+def summarize(nodes: list[NodeView], cluster: dict[str, schema.ClusterPayload] | None = None) -> Totals:
+    t = Totals(nodes_total=len(nodes))
+    util_weighted = 0.0
+    gpu_util_sum, gpu_util_n = 0, 0
+    for n in nodes:
+        if n.state == "up":
+            t.nodes_up += 1
+        elif n.state == "stale":
+            t.nodes_stale += 1
+        elif n.state == "bad":
+            t.nodes_bad += 1
+        else:
+            t.nodes_down += 1
+        if n.state != "up" or n.snap is None:
+            continue
+        s = n.snap.system
+        if s is not None:
+            if s.cpu_count is not None:
+                t.cpu_cores = _add(t.cpu_cores, s.cpu_count)
+                if s.cpu is not None and s.cpu.util_pct is not None:
+                    util_weighted += s.cpu.util_pct * s.cpu_count
+                    t.cpu_nodes += 1
+            t.load1 = _add(t.load1, s.load1)
+            if s.mem is not None and s.mem.total_bytes is not None:
+                t.mem_total_bytes = _add(t.mem_total_bytes, s.mem.total_bytes)
+                t.mem_used_bytes = _add(t.mem_used_bytes, s.mem.used_bytes)
+                t.mem_nodes += 1
+            for nic in s.nics or ():
+                if nic.kind in (None, "physical", "bond"):
+                    t.net_rx_bytes_s = _add(t.net_rx_bytes_s, nic.rx_bytes_s)
+                    t.net_tx_bytes_s = _add(t.net_tx_bytes_s, nic.tx_bytes_s)
+        if n.snap.gpus is not None:
+            t.gpu_nodes += 1
+            t.gpus_total = _add(t.gpus_total, len(n.snap.gpus))
+            t.gpus_busy = t.gpus_busy or 0
+            t.gpu_procs = t.gpu_procs or 0
+            for g in n.snap.gpus:
+                if g.lost:
+                    t.gpus_lost += 1
+                    continue
+                if g.name:
+                    t.models[g.name] = t.models.get(g.name, 0) + 1
+                if g.util_pct is not None:
+                    gpu_util_sum += g.util_pct
+                    gpu_util_n += 1
+                    if g.util_pct >= GPU_BUSY_PCT:
+                        t.gpus_busy += 1
+                t.vram_total_bytes = _add(t.vram_total_bytes, g.mem_total_bytes)
+                t.vram_used_bytes = _add(t.vram_used_bytes, g.mem_used_bytes)
+                t.power_mw = _add(t.power_mw, g.power_mw)
+                t.power_limit_mw = _add(t.power_limit_mw, g.power_limit_mw)
+                t.cuda_cores = _add(t.cuda_cores, g.cuda_cores)
+                t.gpu_procs += len(g.procs or ())
+        if n.snap.bonds is not None:
+            t.bonds_total = _add(t.bonds_total, len(n.snap.bonds))
+            t.bonds_degraded = _add(t.bonds_degraded, sum(1 for b in n.snap.bonds if b.degraded))
+    if t.cpu_nodes and t.cpu_cores:
+        reporting_cores = sum(
+            n.snap.system.cpu_count or 0
+            for n in nodes
+            if n.state == "up" and n.snap and n.snap.system and n.snap.system.cpu and
+            n.snap.system.cpu.util_pct is not None
+        )
+        t.cpu_util_pct = util_weighted / reporting_cores if reporting_cores else None
+    if gpu_util_n:
+        t.gpu_util_pct = gpu_util_sum / gpu_util_n
+    _cluster_totals(t, cluster or {})
+    return t
+
+
+def _cluster_totals(t: Totals, cluster: dict[str, schema.ClusterPayload]) -> None:
+    ceph = cluster.get("ceph")
+    if ceph is not None and ceph.ceph is not None:
+        t.ceph_status = ceph.ceph.status if ceph.ok else None
+    q = cluster.get("queues")
+    if q is not None and q.queues is not None:
+        if q.queues.queues is not None:
+            t.tasks_queued = sum(x.depth or 0 for x in q.queues.queues if x.depth is not None)
+        if q.queues.workers is not None:
+            t.workers_online = sum(1 for w in q.queues.workers if w.online)
+    k = cluster.get("kubernetes")
+    if k is not None and k.kubernetes is not None:
+        if k.kubernetes.pods is not None:
+            t.pods_running = sum(1 for p in k.kubernetes.pods if p.phase == "Running")
+            t.gpus_allocated = sum(p.gpus for p in k.kubernetes.pods if p.phase in ("Running", "Pending")
+                                   and p.node)
+
+
+# ---------------------------------------------------------------------------------------------
+# Alerts
+# ---------------------------------------------------------------------------------------------
+
+SEVERITIES = ("info", "warning", "critical")
+
+
+@dataclass(frozen=True)
+class Alert:
+    severity: str  # "info" | "warning" | "critical"
+    source: str  # "node" | "gpu" | "bond" | "ceph" | "collector" | "queue" | ...
+    node: str | None
+    subject: str  # "gpu1", "bond0/eth2", "osd.3"
+    message: str  # in words; node text inside is data (escape before markup)
+
+    @property
+    def key(self) -> str:
+        """Stable identity, so the UI can tell a new alert from one it already shows."""
+        return f"{self.source}:{self.node}:{self.subject}:{self.message}"
+
+
+def alerts(nodes: list[NodeView], cluster: dict[str, schema.ClusterPayload] | None = None,
+           now: float | None = None) -> list[Alert]:
+    out: list[Alert] = []
+    for n in nodes:
+        if n.state == "down":
+            out.append(Alert("critical", "node", n.host, n.host, f"down, last seen {_age(n.age_s)} ago"))
+            continue
+        if n.state == "stale":
+            out.append(Alert("warning", "node", n.host, n.host, f"stale: no report for {_age(n.age_s)}"))
+            continue
+        if n.state == "bad":
+            out.append(Alert("warning", "node", n.host, n.host, n.error or "bad data"))
+        snap = n.snap
+        if snap is None:
+            continue
+        for name, st in sorted(snap.collectors.items()):
+            if not st.ok and st.error:
+                out.append(Alert("warning", "collector", n.host, name, f"collector {name} failing: {st.error}"))
+        for g in snap.gpus or ():
+            if g.lost:
+                out.append(Alert("critical", "gpu", n.host, f"gpu{g.index}", f"GPU {g.index} lost: {g.error or 'fell off the bus'}"))
+                continue
+            hot = g.temp_slowdown_c - 5 if g.temp_slowdown_c else GPU_HOT_C
+            if g.temp_c is not None and g.temp_c >= hot:
+                out.append(Alert("warning", "gpu", n.host, f"gpu{g.index}", f"GPU {g.index} hot: {g.temp_c} °C"))
+            if g.ecc_uncorrected:
+                out.append(Alert("critical", "gpu", n.host, f"gpu{g.index}", f"GPU {g.index}: {g.ecc_uncorrected} uncorrected ECC errors"))
+            if g.throttle_reasons and any(r in ("hw_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown") for r in g.throttle_reasons):
+                out.append(Alert("warning", "gpu", n.host, f"gpu{g.index}", f"GPU {g.index} throttled: {', '.join(g.throttle_reasons)}"))
+        for b in snap.bonds or ():
+            if b.degraded:
+                why = "; ".join(b.problems or []) or "degraded"
+                out.append(Alert("warning" if any(s.ok for s in b.slaves or ()) else "critical",
+                                 "bond", n.host, b.name, f"bond {b.name} degraded: {why}"))
+        for m in snap.netmounts or ():
+            if m.state == "hung":
+                out.append(Alert("critical", "mount", n.host, m.mountpoint, f"{m.fstype or 'mount'} {m.mountpoint} hung"))
+            elif m.state == "slow":
+                lat = f"{m.latency_ms:.0f} ms" if m.latency_ms is not None else "slow"
+                out.append(Alert("warning", "mount", n.host, m.mountpoint, f"{m.fstype or 'mount'} {m.mountpoint} slow ({lat})"))
+        if snap.system and snap.system.filesystems:
+            for fs in snap.system.filesystems:
+                if fs.total_bytes and fs.used_bytes is not None and fs.used_bytes / fs.total_bytes >= 0.95:
+                    out.append(Alert("warning", "disk", n.host, fs.mountpoint,
+                                     f"filesystem {fs.mountpoint} {100 * fs.used_bytes / fs.total_bytes:.0f}% full"))
+    out.extend(_cluster_alerts(cluster or {}, now))
+    order = {s: i for i, s in enumerate(reversed(SEVERITIES))}
+    out.sort(key=lambda a: (order[a.severity], a.node or "", a.subject))
+    return out
+
+
+def _cluster_alerts(cluster: dict[str, schema.ClusterPayload], now: float | None) -> list[Alert]:
+    out: list[Alert] = []
+    ceph = cluster.get("ceph")
+    if ceph is not None:
+        if not ceph.ok:
+            age = f", last good data {_age(now - ceph.last_ok_ts)} ago" if now and ceph.last_ok_ts else ""
+            out.append(Alert("critical", "ceph", None, "ceph", f"Ceph unreachable: {ceph.error or 'no answer'}{age}"))
+        elif ceph.ceph is not None:
+            for c in ceph.ceph.checks or ():
+                sev = "critical" if c.severity == "HEALTH_ERR" else "warning"
+                out.append(Alert(sev, "ceph", None, c.code, f"Ceph {c.code}: {c.message or ''}".rstrip(": ")))
+    q = cluster.get("queues")
+    if q is not None and q.queues is not None:
+        for x in q.queues.queues or ():
+            if x.growing_unconsumed:
+                out.append(Alert("warning", "queue", None, x.name, f"queue {x.name} growing with no consumer ({x.depth})"))
+        for err in q.queues.errors or ():
+            out.append(Alert("warning", "queue", None, "queues", err))
+    return out
+
+
+def _age(s: float | None) -> str:
+    if s is None:
+        return "?"
+    s = max(0.0, s)
+    if s < 90:
+        return f"{s:.0f}s"
+    if s < 5400:
+        return f"{s / 60:.0f}m"
+    if s < 172800:
+        return f"{s / 3600:.0f}h"
+    return f"{s / 86400:.0f}d"
