@@ -34,7 +34,9 @@ class Context:
 
     node: str
     roots: Roots = field(default_factory=Roots)
-    config: dict[str, Any] = field(default_factory=dict)  # the [collectors.<name>] table
+    config: dict[str, Any] = field(default_factory=dict)  # the [collectors.<name>] table (options only)
+    config_file: str | None = None  # for errors: ConfigError(config_file, "[collectors.x] key", problem)
+    interval_s: float = 1.0  # how often collect() will be called (rate collectors use it as a hint)
 
 
 class Collector(Protocol):
