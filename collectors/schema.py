@@ -289,6 +289,10 @@ class Task(Base):
     job: str | None = None  # multi-node job id shared by ranks
     rank: int | None = None
     argv: list[str] | None = None
+    unit: str | None = None  # systemd scope that enforces the limits; None = a plain process group
+    note: str | None = None  # e.g. "memory_max/cpu_quota not enforced: no systemd", "stopped: timeout_s"
+    log_path: str | None = None  # on the node: the task's bounded output log
+    log_bytes: int | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -553,6 +557,8 @@ class Command(Payload):
     expires_ts: float = 0.0
     key_id: str = ""
     operator: str | None = None  # who, for the audit trail
+    # launch: template params (values as typed, or text the agent converts to the param's type)
+    params: dict[str, str | int | float | bool] = {}
     sig: str = ""  # base64 Ed25519 over signing_bytes(command without sig)
 
 
@@ -566,6 +572,7 @@ class CommandResult(Payload):
     ts: float = 0.0
     data: dict[str, str | int | float | bool | None] | None = None
     output: str | None = None  # tail of a task's output
+    tasks: list[Task] | None = None  # verb "list" (and the task a launch/stop acted on)
 
 
 class AuditEntry(Payload):
