@@ -1,0 +1,290 @@
+"""Provides the Agent: build collectors, tick, publish, hold leases, survive Redis outages.
+
+One Agent is the whole node daemon minus process concerns (signals, logging setup, sd_notify
+wiring live in agents/main.py). The dashboard's local mode runs one in a thread against the
+embedded store, so nothing here assumes it owns the process.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import redis
+
+from agents.config import AgentConfig, timeout_for
+from agents.lease import Lease
+from agents.publisher import Publisher, hist_point
+from agents.runner import Runner, Slot, describe
+from agents.sdnotify import Notifier
+from agents.selfstats import SelfStats
+from collectors import base, schema
+from collectors.config import ConfigError
+from collectors.store import connect, redact
+
+log = logging.getLogger("clustertop.agent")
+
+#: A tick waits for its collectors at most this fraction of the interval; slower ones report
+#: next tick (their last good value stays in the snapshot meanwhile).
+TICK_BUDGET = 0.8
+#: Publish retry back-off while Redis is unreachable. Nothing is buffered meanwhile: only the
+#: latest snapshot matters, and the collectors keep running so it is fresh on recovery.
+BACKOFF_MIN_S = 0.5
+BACKOFF_MAX_S = 10.0
+
+# The fields a collector may fill: everything but the envelope the agent writes itself.
+_NODE_FIELDS = set(schema.NodeSnapshot.__struct_fields__) - {
+    "v", "host", "ts", "seq", "interval_s", "role", "labels", "collectors", "agent"}
+_CLUSTER_FIELDS = set(schema.ClusterPayload.__struct_fields__) - {
+    "v", "name", "source_host", "ts", "seq", "interval_s", "ok", "error", "last_ok_ts"}
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig, client_factory: Callable[[], redis.Redis] | None = None, *,
+                 notifier: Notifier | None = None, dry_run: bool = False) -> None:
+        self.cfg = cfg
+        self.dry_run = dry_run
+        self.notifier = notifier or Notifier(None)
+        self.roots = base.Roots(proc=cfg.proc_root, sys=cfg.sys_root)
+        self.stats = SelfStats(cfg.read_only)
+        self.seq = 0
+        self.ticks = 0
+        #: Called after every tick with the agent (the command executor attaches here).
+        self.hooks: list[Callable[[Agent], None]] = []
+        self._client_factory = client_factory
+        self._client: redis.Redis | None = None
+        self._publisher: Publisher | None = None
+        self._cluster_seq: dict[str, int] = {}
+        self.leases: dict[str, Lease] = {}
+        self._backoff = 0.0
+        self._retry_at = 0.0
+        self._outage_since: float | None = None
+        self._close_lock = threading.Lock()
+        self._closed = False
+        slots = [self._build(name) for name in cfg.enabled_collectors()]
+        self.runner = Runner(slots)
+        if not dry_run:
+            self.runner.jitter_first_runs()
+        for s in slots:
+            if s.scope == "cluster" and s.collector is not None and not dry_run:
+                s.gate = self._gate(s.name)
+
+    # -- construction -------------------------------------------------------------------------
+
+    def _build(self, name: str) -> Slot:
+        cc = self.cfg.collector(name)
+        cls: Any = None
+        try:
+            module_name, _, cls_name = base.REGISTRY[name].partition(":")
+            cls = getattr(importlib.import_module(module_name), cls_name)
+        except Exception as e:  # a collector that cannot even load must not stop the others
+            return self._broken(name, cc.interval_s or self.cfg.interval_s, describe(e))
+        default = float(getattr(cls, "default_interval_s", self.cfg.interval_s) or self.cfg.interval_s)
+        # Node collectors cannot usefully run faster than the agent ticks.
+        interval = cc.interval_s or max(default, self.cfg.interval_s)
+        ctx = base.Context(node=self.cfg.node, roots=self.roots, config=dict(cc.options),
+                           config_file=self.cfg.file, interval_s=interval)
+        field = str(getattr(cls, "field", name))
+        scope = str(getattr(cls, "scope", "node"))
+        status = schema.CollectorStatus(interval_s=interval)
+        slot = Slot(name=name, collector=None, field=field, scope=scope, interval_s=interval,
+                    timeout_s=timeout_for(interval, cc.timeout_s), status=status)
+        fields = _CLUSTER_FIELDS if scope == "cluster" else _NODE_FIELDS
+        if field not in fields:
+            status.error = f"collector field {field!r} is not in the {scope} schema"
+            return slot
+        try:
+            slot.collector = cls(ctx)
+        except ConfigError:
+            raise  # bad [collectors.<name>] options: refuse to start, naming the key
+        except base.NoData:
+            # "No such hardware" decided at start-up: a valid, permanent answer.
+            from agents.runner import NODATA_VALUES
+
+            status.ok, status.last_ok_ts = True, time.time()
+            slot.value, slot.value_ts = NODATA_VALUES.get(field), status.last_ok_ts
+        except Exception as e:
+            status.error = describe(e)
+            log.warning("collector %s unavailable: %s", name, status.error)
+        return slot
+
+    def _broken(self, name: str, interval: float, error: str) -> Slot:
+        log.warning("collector %s unavailable: %s", name, error)
+        status = schema.CollectorStatus(ok=False, error=error, interval_s=interval)
+        return Slot(name=name, collector=None, field="", scope="node", interval_s=interval,
+                    timeout_s=timeout_for(interval, None), status=status)
+
+    def _gate(self, name: str) -> Callable[[], bool]:
+        return lambda: name in self.leases and self.leases[name].held
+
+    # -- the store ------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> redis.Redis:
+        if self._client is None:
+            if self._client_factory is not None:
+                self._client = self._client_factory()
+            elif self.cfg.redis_url:
+                self._client = connect(self.cfg.redis_url, self.cfg.redis_password_file, self.cfg.redis_ca_file)
+            else:
+                raise ConfigError(self.cfg.file, "[agent] redis",
+                                  "no Redis URL (set --redis, CLUSTERTOP_REDIS or [agent] redis)")
+        return self._client
+
+    def _refresh_leases(self) -> None:
+        for s in self.runner.slots.values():
+            if s.gate is None:
+                continue
+            lease = self.leases.get(s.name)
+            if lease is None:
+                lease = self.leases[s.name] = Lease(self.client, s.name, self.cfg.node, s.interval_s)
+            was = lease.held
+            try:
+                now_held = lease.refresh()
+            except (redis.RedisError, OSError):
+                now_held = lease.held  # outage: logged by publish(); keep what Redis would keep
+            if now_held != was:
+                log.info("%s lease %s", s.name, "taken: polling it for the cluster" if now_held else "lost")
+
+    # -- one tick ---------------------------------------------------------------------------------
+
+    def tick(self) -> tuple[schema.NodeSnapshot, list[schema.ClusterPayload]]:
+        """Run due collectors and build the snapshot (nothing is published here)."""
+        if not self.dry_run:
+            self._refresh_leases()
+            self.runner.tick(self.cfg.interval_s * TICK_BUDGET)
+        else:
+            budget = max([s.timeout_s for s in self.runner.slots.values()] or [1.0])
+            self.runner.tick(budget, run_all=True)
+        self.seq += 1
+        return self._snapshot(), self._cluster_payloads()
+
+    def _snapshot(self) -> schema.NodeSnapshot:
+        snap = schema.NodeSnapshot(host=self.cfg.node, ts=time.time(), seq=self.seq,
+                                   interval_s=self.cfg.interval_s, role=self.cfg.role,
+                                   labels=dict(self.cfg.labels) or None, agent=self.stats.sample())
+        statuses: dict[str, schema.CollectorStatus] = {}
+        for s in self.runner.slots.values():
+            if s.scope == "cluster":
+                # A standby agent does not poll: only the lease holder reports on the source.
+                if s.collector is not None and not (self.dry_run or s.gate is None or s.gate()):
+                    continue
+            elif s.field in _NODE_FIELDS:
+                setattr(snap, s.field, self.runner.value(s))
+            statuses[s.name] = msgspec.structs.replace(s.status)
+        snap.collectors = statuses
+        return snap
+
+    def _cluster_payloads(self) -> list[schema.ClusterPayload]:
+        out = []
+        for s in self.runner.slots.values():
+            if s.scope != "cluster" or s.collector is None:
+                continue
+            if not (self.dry_run or (s.gate is not None and s.gate() and s.fresh)):
+                continue
+            seq = self._cluster_seq[s.name] = self._cluster_seq.get(s.name, 0) + 1
+            payload = schema.ClusterPayload(
+                name=s.name, source_host=self.cfg.node, ts=time.time(), seq=seq, interval_s=s.interval_s,
+                ok=s.status.ok, error=s.status.error, last_ok_ts=s.status.last_ok_ts)
+            # The last good data stays in the payload when the source fails: "Ceph unreachable,
+            # data from 2 min ago" beats an empty panel.
+            setattr(payload, s.field, s.value)
+            out.append(payload)
+        return out
+
+    def publish(self, snap: schema.NodeSnapshot, cluster: list[schema.ClusterPayload]) -> bool:
+        """One pipeline. False when skipped (backing off) or failed; never raises for Redis."""
+        now = time.monotonic()
+        if now < self._retry_at:
+            return False
+        try:
+            if self._publisher is None:
+                self._publisher = Publisher(self.client, self.cfg.node, self.cfg.interval_s, self.cfg.hist_every_s)
+            self._publisher.publish(snap, hist_point(snap), cluster=cluster)
+        except (redis.RedisError, OSError) as e:
+            self.stats.publish_errors += 1
+            self._backoff = min(BACKOFF_MAX_S, self._backoff * 2) if self._backoff else BACKOFF_MIN_S
+            self._retry_at = now + self._backoff
+            if self._outage_since is None:  # once per outage, not once per tick
+                self._outage_since = time.time()
+                log.warning("cannot publish to %s: %s (retrying every %g..%g s, not buffering)",
+                            self._where(), describe(e), BACKOFF_MIN_S, BACKOFF_MAX_S)
+            return False
+        except ValueError as e:  # oversized snapshot: a bug or a runaway collector, not an outage
+            log.error("%s", e)
+            return False
+        if self._outage_since is not None:
+            log.info("publishing to %s again after %.0f s (%d failed attempts so far)", self._where(),
+                     time.time() - self._outage_since, self.stats.publish_errors)
+            self._outage_since = None
+        self._backoff = 0.0
+        self._retry_at = 0.0
+        return True
+
+    def _where(self) -> str:
+        return redact(self.cfg.redis_url) if self.cfg.redis_url else "the store"
+
+    def status_line(self) -> str:
+        slots = [s for s in self.runner.slots.values() if s.scope == "node"]
+        ok = sum(1 for s in slots if s.status.ok)
+        line = f"{ok}/{len(slots)} collectors ok"
+        held = [n for n, lease in self.leases.items() if lease.held]
+        if held:
+            line += f", lease holder for {', '.join(sorted(held))}"
+        if self._outage_since is not None:
+            line += f"; Redis unreachable for {time.time() - self._outage_since:.0f} s"
+        return line
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Tick, publish, sleep to the next interval boundary, until ``stop`` is set."""
+        interval = self.cfg.interval_s
+        next_t = time.monotonic()
+        ready = False
+        while not stop.is_set():
+            t0 = time.monotonic()
+            try:
+                snap, cluster = self.tick()
+                self.publish(snap, cluster)
+                for hook in self.hooks:
+                    hook(self)
+                healthy = True
+            except Exception:  # a bug: log it, skip the watchdog ping so systemd can restart us
+                log.exception("tick failed")
+                healthy = False
+            self.ticks += 1
+            self.stats.last_tick_ms = round((time.monotonic() - t0) * 1000, 2)
+            if healthy:
+                if not ready:
+                    self.notifier.ready(self.status_line())
+                    ready = True
+                else:
+                    self.notifier.watchdog(self.status_line())
+            now = time.monotonic()
+            next_t += interval
+            if next_t <= now:  # fell behind (suspend, slow tick): skip, never burst
+                next_t = now + interval - (now - next_t) % interval
+            stop.wait(next_t - now)
+
+    def close(self) -> None:
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        for lease in self.leases.values():
+            try:
+                lease.release()  # hand over at once instead of after the TTL
+            except (redis.RedisError, OSError):
+                pass
+        self.runner.close()
+        if self._client is not None:
+            try:
+                self._client.close()
+            except Exception:  # closing a broken connection may raise; nothing left to do
+                pass

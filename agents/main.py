@@ -1,0 +1,89 @@
+"""Provides `clustertop agent`: config, logging, signals and sd_notify around one Agent."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+from agents.agent import Agent
+from agents.config import AgentConfig, load_config
+from agents.sdnotify import Notifier
+from collectors import wire
+from collectors.config import ConfigError
+from collectors.store import redact
+
+log = logging.getLogger("clustertop.agent")
+
+
+def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
+    """Flags given on the command line, by AgentConfig field (None: not given)."""
+    return {
+        "redis_url": getattr(args, "redis", None),
+        "redis_password_file": getattr(args, "redis_password_file", None),
+        "redis_ca_file": getattr(args, "redis_ca_file", None),
+        "node": getattr(args, "node", None),
+        "interval_s": getattr(args, "interval", None),
+        "read_only": getattr(args, "read_only", None) or None,  # store_true: absent means "not given"
+        "proc_root": getattr(args, "proc_root", None),
+        "sys_root": getattr(args, "sys_root", None),
+    }
+
+
+def setup_logging(level: str) -> None:
+    # journald stamps time and unit itself; keep lines short.
+    logging.basicConfig(stream=sys.stderr, level=getattr(logging, str(level).upper(), logging.INFO),
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def dry_run(cfg: AgentConfig) -> int:
+    """Every configured collector once (cluster-scope too, no lease), printed as JSON.
+
+    One sample only: rate fields (bytes/s, CPU %) need two samples and are honestly None here.
+    """
+    agent = Agent(cfg, dry_run=True)
+    try:
+        snap, cluster = agent.tick()
+    finally:
+        agent.close()
+    out = {"node": snap, "cluster": {p.name: p for p in cluster}}
+    sys.stdout.buffer.write(wire.to_json(out) + b"\n")
+    sys.stdout.flush()
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_logging(getattr(args, "log_level", "info"))
+    cfg = load_config(getattr(args, "config", None), os.environ, overrides_from(args))
+    if getattr(args, "dry_run", False):
+        return dry_run(cfg)
+    if not cfg.redis_url:
+        raise ConfigError(cfg.file, "[agent] redis", "no Redis URL (set --redis, CLUSTERTOP_REDIS or [agent] redis)")
+    notifier = Notifier.from_env()
+    agent = Agent(cfg, notifier=notifier)
+    log.info("node %s publishing to %s every %g s (%s)", cfg.node, redact(cfg.redis_url), cfg.interval_s,
+             ", ".join(agent.runner.slots) or "no collectors")
+    try:
+        if getattr(args, "once", False):
+            snap, cluster = agent.tick()
+            if not agent.publish(snap, cluster):
+                return 1
+            return 0
+        stop = threading.Event()
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            log.info("%s: stopping", signal.Signals(signum).name)
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        agent.run(stop)
+        notifier.stopping("stopping")
+        return 0
+    finally:
+        agent.close()
+        notifier.close()
