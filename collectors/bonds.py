@@ -1,0 +1,148 @@
+"""Provides the bonds collector: Linux bonding state from /proc/net/bonding and sysfs, judged for health.
+
+The reader here only opens files under ``ctx.roots``; parsing and the health rules live in
+``collectors.bonding`` (pure, string in, struct out). Both views are read because each misses
+something: procfs has churn counts and the LACP partner per port, sysfs has active/backup per slave,
+is readable when the procfs file is not, and keeps working on kernels that change the procfs text.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+from collectors import bonding, schema
+from collectors.base import Context, Roots
+
+MASTER_FILES = ("mode", "slaves", "active_slave", "primary", "mii_status", "xmit_hash_policy", "lacp_rate",
+                "ad_aggregator", "ad_partner_mac")
+SLAVE_FILES = ("state", "mii_status", "link_failure_count", "perm_hwaddr", "ad_aggregator_id",
+               "ad_actor_oper_port_state", "ad_partner_oper_port_state")
+
+
+def read_text(path: str) -> str | None:
+    """A small kernel file, or None when it is missing or unreadable (sysfs answers EINVAL for the
+    speed of a link that is down, EACCES for some LACP files without CAP_NET_ADMIN)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def bond_names(roots: Roots) -> list[str]:
+    """Bonds known to either view: sysfs bonding_masters and the files in /proc/net/bonding."""
+    names = bonding.split_names(read_text(roots.sysfs("class", "net", "bonding_masters")))
+    try:
+        names += sorted(os.listdir(roots.procfs("net", "bonding")))
+    except OSError:
+        pass
+    return list(dict.fromkeys(names))
+
+
+def read_procfs(roots: Roots, name: str) -> bonding.Parsed | None:
+    text = read_text(roots.procfs("net", "bonding", name))
+    return bonding.parse_procfs(name, text) if text is not None else None
+
+
+def slave_dir(roots: Roots, bond: str, slave: str) -> str:
+    """Where a slave's bonding_slave/ lives: the ``lower_<if>`` link on current kernels, ``slave_<if>``
+    on older ones; both point at the slave's own device directory, which /sys/class/net/<if> also is."""
+    base = roots.sysfs("class", "net", bond)
+    for link in (f"lower_{slave}", f"slave_{slave}"):
+        path = os.path.join(base, link)
+        if os.path.isdir(os.path.join(path, "bonding_slave")):
+            return path
+    return roots.sysfs("class", "net", slave)
+
+
+def read_sysfs(roots: Roots, name: str) -> bonding.Parsed | None:
+    base = roots.sysfs("class", "net", name)
+    bdir = os.path.join(base, "bonding")
+    if not os.path.isdir(bdir):
+        return None
+    master = {f: read_text(os.path.join(bdir, f)) for f in MASTER_FILES}
+    names = bonding.split_names(master["slaves"])
+    if master["slaves"] is None:
+        names = _linked_slaves(base)
+    slaves: dict[str, dict[str, str | None]] = {}
+    for slave in names:
+        sdir = slave_dir(roots, name, slave)
+        values = {f: read_text(os.path.join(sdir, "bonding_slave", f)) for f in SLAVE_FILES}
+        dev = roots.sysfs("class", "net", slave)
+        values["speed"] = read_text(os.path.join(dev, "speed"))
+        values["duplex"] = read_text(os.path.join(dev, "duplex"))
+        slaves[slave] = values
+    return bonding.from_sysfs(name, master, slaves)
+
+
+def _linked_slaves(base: str) -> list[str]:
+    """Slave names from the lower_/slave_ links, for when bonding/slaves cannot be read."""
+    try:
+        entries = sorted(os.listdir(base))
+    except OSError:
+        return []
+    out = [e.removeprefix("lower_") for e in entries if e.startswith("lower_")]
+    return out or [e.removeprefix("slave_") for e in entries if e.startswith("slave_")]
+
+
+def read_bonds(roots: Roots) -> list[schema.Bond]:
+    """Every bond on the node, merged from both views and judged. No bonds -> []."""
+    out = []
+    for name in bond_names(roots):
+        parsed = bonding.merge(read_procfs(roots, name), read_sysfs(roots, name))
+        if parsed is not None:  # listed but gone by the time we looked: deleted in between
+            out.append(bonding.judge(parsed))
+    return out
+
+
+def read_counters(roots: Roots, slave: str) -> tuple[int | None, int | None]:
+    stats = roots.sysfs("class", "net", slave, "statistics")
+    rx = bonding.to_int(read_text(os.path.join(stats, "rx_bytes")))
+    tx = bonding.to_int(read_text(os.path.join(stats, "tx_bytes")))
+    return rx, tx
+
+
+def rate(prev: int | None, cur: int | None, dt: float) -> float | None:
+    """Bytes per second between two counter reads; None when either is unknown or the counter went
+    backwards (driver reload, interface re-created): a reset is not negative traffic."""
+    if prev is None or cur is None or dt <= 0 or cur < prev:
+        return None
+    return (cur - prev) / dt
+
+
+class BondsCollector:
+    """Collector "bonds": list[schema.Bond] for the snapshot's ``bonds`` field."""
+
+    name = "bonds"
+    field = "bonds"
+    scope = "node"
+    default_interval_s = 1.0
+
+    def __init__(self, ctx: Context, clock: Callable[[], float] = time.monotonic) -> None:
+        # clock is injectable so tests can compute rates by hand; production uses the monotonic clock
+        # (wall-clock jumps would make throughput spike or go negative).
+        self.ctx = ctx
+        self._clock = clock
+        self._prev: dict[str, tuple[float, int | None, int | None]] = {}
+
+    def collect(self) -> list[schema.Bond]:
+        roots = self.ctx.roots
+        bonds = read_bonds(roots)
+        now = self._clock()
+        seen: dict[str, tuple[float, int | None, int | None]] = {}
+        for bond in bonds:
+            for s in bond.slaves or ():
+                rx, tx = read_counters(roots, s.name)
+                prev = self._prev.get(s.name)
+                if prev is not None:
+                    dt = now - prev[0]
+                    s.rx_bytes_s = rate(prev[1], rx, dt)
+                    s.tx_bytes_s = rate(prev[2], tx, dt)
+                seen[s.name] = (now, rx, tx)
+        self._prev = seen  # slaves that left every bond are forgotten: no growth over hours
+        return bonds
+
+    def close(self) -> None:
+        self._prev.clear()
