@@ -268,6 +268,7 @@ class NetMount(Base):
     hung_since_ts: float | None = None
     total_bytes: int | None = None
     used_bytes: int | None = None
+    error: str | None = None  # the probe's error when the mount answered badly ("Stale file handle")
 
 
 # ---------------------------------------------------------------------------------------------
