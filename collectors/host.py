@@ -1,0 +1,616 @@
+"""Provides the host collector: CPU, memory, disks, filesystems, NICs and top processes of this node.
+
+Everything is read from files under ``ctx.roots`` (never a hard-coded /proc, never os.getloadavg or
+platform.uname, which would describe the machine running the agent rather than the tree being read),
+parsed by collectors/procfs.py, and turned into rates here by keeping the previous sample.
+
+Rates (CPU %, disk and NIC throughput, process CPU %) need two samples: the first collect() returns
+None for them, never 0. Time between samples is measured on the kernel's own clock (/proc/uptime),
+so a fixture tree with an edited uptime gives exact, hand-checkable rates.
+
+Processes are walked by reading /proc/<pid>/stat directly rather than through psutil: psutil's
+PROCFS_PATH is one process-wide global (the gpu collector may use psutil concurrently from another
+thread), and one small read per pid is the cheapest walk there is on a small ARM board.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import time
+from dataclasses import dataclass
+
+from collectors import procfs
+from collectors.base import Context, Roots
+from collectors.config import check_keys, get
+from collectors.owner import apply_cmdline, parse_cgroup
+from collectors.schema import CpuTimes, DiskIO, Filesystem, Memory, Nic, Owner, Proc, System
+
+TOP_N = 10  # processes by CPU and by RSS each; the union is at most 2 * TOP_N
+MAX_VIRTUAL_NICS = 16  # a Kubernetes node has one veth per pod: keep the busiest, keep payloads small
+MAX_FILESYSTEMS = 64
+CMDLINE_MAX = 200
+STATIC_REFRESH_S = 60.0  # hostname, OS, CPU model: re-read now and then, not every tick
+
+# USER_HZ: the unit of /proc/stat and /proc/<pid>/stat times. Fixed by the kernel ABI (100 on every
+# mainstream architecture), so reading it from the running machine is right for a fixture tree too.
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+# Never statvfs these: a hung server or FUSE daemon blocks statvfs in the kernel, uninterruptibly,
+# and would take the collector's thread with it. Network mounts are the `nfs` collector's job (it
+# probes them with a timeout in a child it can abandon).
+NETWORK_FS = frozenset({
+    "nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "cephfs", "glusterfs", "lustre", "gpfs", "beegfs",
+    "afs", "ncpfs", "9p", "davfs", "ocfs2", "gfs2", "orangefs", "pvfs2", "virtiofs",
+})
+# Kernel and runtime pseudo filesystems: no capacity to report. autofs is here because statvfs on an
+# autofs mountpoint triggers the mount (possibly a network one).
+PSEUDO_FS = frozenset({
+    "proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "securityfs", "pstore", "debugfs",
+    "tracefs", "configfs", "fusectl", "mqueue", "hugetlbfs", "bpf", "autofs", "binfmt_misc",
+    "rpc_pipefs", "nsfs", "efivarfs", "selinuxfs", "ramfs", "rootfs", "nfsd", "sockfs", "pipefs",
+    "binder", "overlay", "aufs", "shiftfs", "tmpfs",
+})
+# Read-only images are 100% full by construction (snap packages, live media): they would raise a
+# "disk full" alert on every Ubuntu node.
+IMAGE_FS = frozenset({"squashfs", "iso9660", "udf", "erofs", "cramfs", "romfs"})
+
+KIND_ORDER = {"physical": 0, "bond": 1, "bond-slave": 2, "virtual": 3, "loopback": 4}
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:  # absent on this kernel, permission, or a pid that just exited
+        return None
+
+
+def _read_bytes(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _listdir(path: str) -> list[str] | None:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return None
+
+
+def _r(x: float | None, nd: int = 2) -> float | None:
+    # Rounded to keep snapshots small: 12.3456789 % carries no more information than 12.35 %.
+    return None if x is None else round(x, nd)
+
+
+# ---------------------------------------------------------------------------------------------
+# Choices that need no I/O (tested directly)
+# ---------------------------------------------------------------------------------------------
+
+
+def keep_filesystem(m: procfs.Mount) -> bool:
+    fstype = m.fstype
+    if fstype in NETWORK_FS or fstype in IMAGE_FS:
+        return False
+    if fstype.startswith("fuse") and fstype != "fuseblk":
+        # fuse.sshfs, fuse.s3fs, fuse.rclone, fuse.ceph-fuse ...: network or user daemons that can
+        # hang; fuseblk (ntfs-3g, exfat-fuse) is a local block device.
+        return False
+    if fstype == "tmpfs":
+        # /dev/shm is the one tmpfs that matters here: PyTorch DataLoader workers pass batches
+        # through it, and a full /dev/shm kills training jobs ("Bus error").
+        return m.mountpoint == "/dev/shm"
+    if fstype == "overlay":
+        # Container root filesystems clutter a node's mount table (one per container); when the
+        # agent itself runs in a container its "/" is an overlay, and that one is worth showing.
+        return m.mountpoint == "/"
+    return fstype not in PSEUDO_FS
+
+
+def select_filesystems(mounts: list[procfs.Mount]) -> list[procfs.Mount]:
+    """Local filesystems worth a usage figure, one entry per filesystem, sorted by mountpoint."""
+    by_mountpoint: dict[str, procfs.Mount] = {}
+    for m in mounts:
+        if keep_filesystem(m):
+            # a later mount on the same path hides the earlier one
+            by_mountpoint[m.mountpoint] = m
+    by_device: dict[tuple[str, str], procfs.Mount] = {}
+    out: list[procfs.Mount] = []
+    for m in by_mountpoint.values():
+        if m.device.startswith("/dev/"):
+            # Bind mounts and btrfs subvolumes repeat the same block device (kubelet binds the same
+            # disk into every pod): one filesystem, one row, at its shortest mountpoint.
+            key = (m.device, m.fstype)
+            seen = by_device.get(key)
+            if seen is None or len(m.mountpoint) < len(seen.mountpoint):
+                by_device[key] = m
+        else:
+            out.append(m)  # zfs datasets, /dev/shm: distinct usage per mount
+    out.extend(by_device.values())
+    out.sort(key=lambda m: m.mountpoint)
+    return out[:MAX_FILESYSTEMS]
+
+
+def nic_kind(name: str, *, iftype: str | None, bonds: set[str], master: str | None,
+             device_path: str | None) -> str:
+    """Loopback, bond, bond slave, virtual (veth, bridge, docker0, cni0 ...) or physical."""
+    if name == "lo" or (iftype or "").strip() == "772":  # ARPHRD_LOOPBACK
+        return "loopback"
+    if name in bonds:
+        return "bond"
+    if master is not None and master in bonds:
+        return "bond-slave"
+    if device_path is not None and "/devices/virtual/" in device_path:
+        return "virtual"
+    return "physical"
+
+
+VIRTUAL_BLOCK_PREFIXES = ("loop", "ram", "zram", "sr", "fd")
+
+
+def keep_disk(name: str, cur: procfs.DiskCounters, prev: procfs.DiskCounters | None,
+              whole: set[str] | None, stacked: set[str]) -> bool:
+    """Whole, real block devices; virtual ones only while they do I/O.
+
+    whole: names in /sys/block (None when sysfs is unreadable: then guess partitions from the name).
+    stacked: dm-*/md* devices built on other disks; skipped so that the node's disk totals do not
+    count the same bytes twice (the member disks carry them).
+    """
+    if whole is not None:
+        if name.replace("/", "!") not in whole:  # sysfs spells cciss/c0d0 as cciss!c0d0
+            return False
+    elif procfs.looks_like_partition(name):
+        return False
+    if name in stacked:
+        return False
+    if name.startswith("zram"):
+        # compressed swap on ARM boards: worth seeing once it is in use
+        return cur.reads + cur.writes > 0
+    if name.startswith(VIRTUAL_BLOCK_PREFIXES):
+        # loop devices (snaps) and ramdisks are noise unless something is hammering them right now
+        return cur.in_flight > 0 or (prev is not None and (cur.reads + cur.writes) > (prev.reads + prev.writes))
+    return True
+
+
+def disk_rates(name: str, cur: procfs.DiskCounters, prev: procfs.DiskCounters | None,
+               elapsed: float | None) -> DiskIO:
+    d = DiskIO(name=name, in_flight=cur.in_flight)
+    if prev is None or not elapsed or elapsed <= 0:
+        return d
+
+    def delta(a: int, b: int) -> int | None:
+        # counters are unsigned long: they wrap on 32-bit kernels and restart when a device is
+        # re-added; a negative delta cannot be told apart from either, so the rate is unknown.
+        return b - a if b >= a else None
+
+    rs, ws = delta(prev.read_sectors, cur.read_sectors), delta(prev.write_sectors, cur.write_sectors)
+    ri, wi = delta(prev.reads, cur.reads), delta(prev.writes, cur.writes)
+    rt, wt = delta(prev.read_ticks, cur.read_ticks), delta(prev.write_ticks, cur.write_ticks)
+    io, wq = delta(prev.io_ticks, cur.io_ticks), delta(prev.weighted_ticks, cur.weighted_ticks)
+    ms = elapsed * 1000.0
+    d.read_bytes_s = _r(rs * procfs.SECTOR_BYTES / elapsed, 1) if rs is not None else None
+    d.write_bytes_s = _r(ws * procfs.SECTOR_BYTES / elapsed, 1) if ws is not None else None
+    d.read_iops = _r(ri / elapsed) if ri is not None else None
+    d.write_iops = _r(wi / elapsed) if wi is not None else None
+    # io_ticks can overshoot the wall clock by a tick or two: a busy disk is 100 %, not 101 %.
+    d.util_pct = _r(min(100.0, 100.0 * io / ms)) if io is not None else None
+    d.queue_depth = _r(wq / ms) if wq is not None else None
+    if ri is not None and wi is not None and rt is not None and wt is not None and ri + wi > 0:
+        d.await_ms = _r((rt + wt) / (ri + wi))  # no request completed: no average, None
+    return d
+
+
+def nic_rates(nic: Nic, cur: procfs.NetCounters, prev: procfs.NetCounters | None,
+              elapsed: float | None) -> None:
+    nic.rx_errors, nic.tx_errors = cur.rx_errors, cur.tx_errors
+    nic.rx_dropped, nic.tx_dropped = cur.rx_dropped, cur.tx_dropped
+    if prev is None or not elapsed or elapsed <= 0:
+        return
+
+    def rate(a: int, b: int) -> float | None:
+        return _r((b - a) / elapsed, 1) if b >= a else None  # wrap (32-bit ARM) or reset: unknown
+
+    nic.rx_bytes_s, nic.tx_bytes_s = rate(prev.rx_bytes, cur.rx_bytes), rate(prev.tx_bytes, cur.tx_bytes)
+    nic.rx_packets_s = rate(prev.rx_packets, cur.rx_packets)
+    nic.tx_packets_s = rate(prev.tx_packets, cur.tx_packets)
+
+
+# ---------------------------------------------------------------------------------------------
+# The collector
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Sample:
+    uptime: float | None
+    mono: float
+    stat: procfs.Stat | None
+    disks: dict[str, procfs.DiskCounters] | None
+    nets: dict[str, procfs.NetCounters] | None
+
+
+@dataclass
+class _Static:
+    hostname: str | None = None
+    os: str | None = None
+    kernel: str | None = None
+    arch: str | None = None
+    cpu: procfs.CpuInfo | None = None
+    cpu_physical: int | None = None
+    read_at: float = 0.0
+
+
+class HostCollector:
+    name = "host"
+    field = "system"
+    scope = "node"
+    default_interval_s = 1.0
+
+    def __init__(self, ctx: Context) -> None:
+        section = "collectors.host"
+        check_keys(ctx.config, {"enabled", "interval", "rootfs"}, ctx.config_file, section)
+        self.roots: Roots = ctx.roots
+        self.live = os.path.realpath(ctx.roots.proc) == "/proc"
+        # A fixture tree is laid out as <tree>/proc, <tree>/sys, <tree>/etc. When only --proc-root is
+        # given, /etc/os-release and /etc/passwd are taken from the same tree: reading the running
+        # machine's /etc would mix two machines in one snapshot.
+        if ctx.roots.etc != "/etc" or self.live:
+            self.etc = ctx.roots.etc
+        else:
+            self.etc = os.path.join(os.path.dirname(os.path.abspath(ctx.roots.proc)), "etc")
+        # Where mountpoints are reachable for statvfs. Live: "/". With another proc root (a fixture,
+        # or an agent in a container reading the host's /proc) mountpoints are paths on another
+        # machine: usage is reported only if `rootfs` says where that machine's root is mounted
+        # (e.g. "/host"); otherwise filesystems are listed with unknown usage.
+        rootfs = get(ctx.config, "rootfs", str, None, ctx.config_file, section)
+        self.rootfs: str | None = rootfs if rootfs is not None else ("/" if self.live else None)
+        self._prev: _Sample | None = None
+        self._pid_ticks: dict[int, tuple[int, int]] = {}  # pid -> (starttime, utime+stime)
+        self._owners: dict[tuple[int, int], Owner | None] = {}  # (pid, starttime) -> owner
+        self._users: dict[int, str] = {}
+        self._passwd: dict[int, str] | None = None
+        self._static = _Static()
+
+    def close(self) -> None:
+        self._pid_ticks.clear()
+        self._owners.clear()
+
+    # -- static facts ------------------------------------------------------------------------
+
+    def _read_static(self) -> _Static:
+        now = time.monotonic()
+        if self._static.read_at and now - self._static.read_at < STATIC_REFRESH_S:
+            return self._static
+        p = self.roots.procfs
+        s = _Static(read_at=now)
+        s.hostname = (_read(p("sys", "kernel", "hostname")) or "").strip() or None
+        s.kernel = (_read(p("sys", "kernel", "osrelease")) or "").strip() or None
+        # /proc/sys/kernel/arch exists since Linux 6.1; before that only uname() knows, and uname()
+        # describes the running machine, so it is used only when reading the live /proc.
+        s.arch = (_read(p("sys", "kernel", "arch")) or "").strip() or (os.uname().machine if self.live else None)
+        rel = _read(os.path.join(self.etc, "os-release"))
+        if rel is None and self.etc == "/etc":
+            rel = _read("/usr/lib/os-release")  # os-release(5): the fallback location
+        if rel is not None:
+            info = procfs.parse_os_release(rel)
+            s.os = info.get("PRETTY_NAME") or info.get("NAME")
+        if s.os is None:
+            s.os = (_read(p("sys", "kernel", "ostype")) or "").strip() or None
+        text = _read(p("cpuinfo"))
+        cpu = procfs.parse_cpuinfo(text) if text is not None else procfs.CpuInfo()
+        # ARM boards: the board name comes from the device tree (/proc/device-tree -> the firmware
+        # tree in sysfs); it says more than the core names alone ("Raspberry Pi 4 Model B Rev 1.4").
+        board = cpu.board
+        if board is None:
+            dt = (_read_bytes(p("device-tree", "model"))
+                  or _read_bytes(self.roots.sysfs("firmware", "devicetree", "base", "model")))
+            if dt:
+                board = dt.decode("utf-8", "replace").strip("\0\n ") or None
+        if board and cpu.model and board not in cpu.model:
+            cpu.model = f"{cpu.model} ({board})"
+        elif board and cpu.model is None:
+            cpu.model = board
+        s.cpu = cpu
+        s.cpu_physical = cpu.physical if cpu.physical is not None else self._physical_from_sysfs()
+        self._static = s
+        return s
+
+    def _physical_from_sysfs(self) -> int | None:
+        # ARM cpuinfo has no "core id": count distinct cores from the topology sysfs instead
+        # (core_cpus_list since 5.x, thread_siblings_list before).
+        base = self.roots.sysfs("devices", "system", "cpu")
+        names = _listdir(base)
+        if not names:
+            return None
+        cores: set[str] = set()
+        for n in names:
+            if not (n.startswith("cpu") and n[3:].isdigit()):
+                continue
+            for attr in ("core_cpus_list", "thread_siblings_list"):
+                t = _read(os.path.join(base, n, "topology", attr))
+                if t is not None:
+                    cores.add(t.strip())
+                    break
+        return len(cores) or None
+
+    def _cpu_mhz(self, static: _Static) -> float | None:
+        # cpufreq policies hold the current frequency (ARM boards have no "cpu MHz" in cpuinfo;
+        # on x86 this is also fresher than cpuinfo, which is only re-read every minute).
+        base = self.roots.sysfs("devices", "system", "cpu", "cpufreq")
+        vals: list[float] = []
+        for n in sorted(_listdir(base) or ()):
+            if n.startswith("policy"):
+                t = _read(os.path.join(base, n, "scaling_cur_freq"))
+                if t is not None and t.strip().isdigit():
+                    vals.append(int(t) / 1000.0)  # kHz
+        if vals:
+            return _r(sum(vals) / len(vals), 1)
+        return static.cpu.mhz if static.cpu else None
+
+    # -- the tick ------------------------------------------------------------------------------
+
+    def collect(self) -> System:
+        p = self.roots.procfs
+        static = self._read_static()
+        mono = time.monotonic()
+        up_text = _read(p("uptime"))
+        uptime = procfs.parse_uptime(up_text) if up_text else None
+        stat_text = _read(p("stat"))
+        stat = procfs.parse_stat(stat_text) if stat_text else None
+        disk_text = _read(p("diskstats"))
+        disks = procfs.parse_diskstats(disk_text) if disk_text is not None else None
+        net_text = _read(p("net", "dev"))
+        nets = procfs.parse_net_dev(net_text) if net_text is not None else None
+        cur = _Sample(uptime=uptime, mono=mono, stat=stat, disks=disks, nets=nets)
+        prev, self._prev = self._prev, cur
+        elapsed = None
+        if prev is not None:
+            if prev.uptime is not None and uptime is not None:
+                elapsed = uptime - prev.uptime
+            else:
+                elapsed = mono - prev.mono
+            if elapsed <= 0:
+                elapsed = None
+
+        sysinfo = System(hostname=static.hostname, os=static.os, kernel=static.kernel, arch=static.arch)
+        if static.cpu is not None:
+            sysinfo.cpu_model = static.cpu.model
+            sysinfo.cpu_count = static.cpu.logical
+        if sysinfo.cpu_count is None and stat is not None and stat.per_cpu:
+            sysinfo.cpu_count = len(stat.per_cpu)
+        sysinfo.cpu_physical = static.cpu_physical
+        sysinfo.cpu_mhz = self._cpu_mhz(static)
+        sysinfo.uptime_s = uptime
+        if stat is not None:
+            sysinfo.boot_ts = float(stat.btime) if stat.btime is not None else None
+            sysinfo.cpu = self._cpu(prev.stat if prev else None, stat)
+        la_text = _read(p("loadavg"))
+        la = procfs.parse_loadavg(la_text) if la_text else None
+        if la:
+            sysinfo.load1, sysinfo.load5, sysinfo.load15 = la
+        mem_text = _read(p("meminfo"))
+        if mem_text is not None:
+            sysinfo.mem = memory(procfs.parse_meminfo(mem_text))
+        if disks is not None:
+            sysinfo.disks = self._disks(disks, prev.disks if prev else None, elapsed)
+        mounts_text = _read(p("self", "mounts"))
+        if mounts_text is not None:
+            sysinfo.filesystems = self._filesystems(procfs.parse_mounts(mounts_text))
+        if nets is not None:
+            sysinfo.nics = self._nics(nets, prev.nets if prev else None, elapsed)
+        procs, total = self._procs(elapsed, sysinfo.boot_ts)
+        sysinfo.procs, sysinfo.procs_total = procs, total
+        return sysinfo
+
+    # -- sections ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _cpu(prev: procfs.Stat | None, cur: procfs.Stat) -> CpuTimes:
+        out = CpuTimes()
+        if prev is None or prev.cpu is None or cur.cpu is None:
+            return out  # first sample: no rates yet (None, not 0)
+        total = procfs.cpu_pct(prev.cpu, cur.cpu)
+        if total is not None:
+            out.util_pct, out.user_pct = _r(total.util), _r(total.user)
+            out.system_pct, out.iowait_pct, out.steal_pct = _r(total.system), _r(total.iowait), _r(total.steal)
+        per: list[float] = []
+        for n in sorted((cur.per_cpu or {}).keys()):
+            before = (prev.per_cpu or {}).get(n)
+            pct = procfs.cpu_pct(before, cur.per_cpu[n]) if before is not None and cur.per_cpu else None
+            if pct is None:
+                # a CPU that just came online (or had no tick): the list would lose its alignment
+                per = []
+                break
+            per.append(_r(pct.util) or 0.0)
+        out.per_cpu_pct = per or None
+        return out
+
+    def _disks(self, cur: dict[str, procfs.DiskCounters], prev: dict[str, procfs.DiskCounters] | None,
+               elapsed: float | None) -> list[DiskIO]:
+        block = self.roots.sysfs("block")
+        names = _listdir(block)
+        whole = set(names) if names is not None else None
+        stacked: set[str] = set()
+        for n in names or ():
+            slaves = _listdir(os.path.join(block, n, "slaves"))
+            if slaves and any(not s.startswith(".") for s in slaves):
+                stacked.add(n)
+        out = []
+        for name in sorted(cur):
+            before = prev.get(name) if prev else None
+            if keep_disk(name, cur[name], before, whole, stacked):
+                out.append(disk_rates(name, cur[name], before, elapsed))
+        return out
+
+    def _filesystems(self, mounts: list[procfs.Mount]) -> list[Filesystem]:
+        out = []
+        for m in select_filesystems(mounts):
+            fs = Filesystem(mountpoint=m.mountpoint, device=m.device, fstype=m.fstype)
+            if self.rootfs is not None:
+                path = os.path.join(self.rootfs, m.mountpoint.lstrip("/"))
+                try:
+                    st = os.statvfs(path)
+                except OSError:
+                    st = None  # unmounted meanwhile, or no permission: usage unknown
+                if st is not None:
+                    fs.total_bytes = st.f_blocks * st.f_frsize
+                    fs.used_bytes = (st.f_blocks - st.f_bfree) * st.f_frsize
+                    fs.avail_bytes = st.f_bavail * st.f_frsize
+                    if st.f_files > 0:  # btrfs and vfat report 0 inodes: not applicable, not "0 used"
+                        fs.inodes_total = st.f_files
+                        fs.inodes_used = st.f_files - st.f_ffree
+            out.append(fs)
+        return out
+
+    def _nics(self, cur: dict[str, procfs.NetCounters], prev: dict[str, procfs.NetCounters] | None,
+              elapsed: float | None) -> list[Nic]:
+        s = self.roots.sysfs
+        bonds = set((_read(s("class", "net", "bonding_masters")) or "").split())
+        out: list[Nic] = []
+        for name, counters in cur.items():
+            base = s("class", "net", name)
+            try:
+                device_path: str | None = os.readlink(base)
+            except OSError:
+                device_path = None
+            try:
+                master: str | None = os.path.basename(os.readlink(os.path.join(base, "master")))
+            except OSError:
+                master = None
+            nic = Nic(name=name)
+            nic.kind = nic_kind(name, iftype=_read(os.path.join(base, "type")), bonds=bonds, master=master,
+                                device_path=device_path)
+            speed = _read(os.path.join(base, "speed"))  # EINVAL on a down link or a virtual NIC
+            nic.speed_mbps = procfs.parse_speed(speed) if speed is not None else None
+            nic.up = procfs.parse_operstate(_read(os.path.join(base, "operstate")),
+                                            _read(os.path.join(base, "carrier")))
+            mtu = (_read(os.path.join(base, "mtu")) or "").strip()
+            nic.mtu = int(mtu) if mtu.isdigit() else None
+            nic_rates(nic, counters, prev.get(name) if prev else None, elapsed)
+            out.append(nic)
+        virtual = [n for n in out if n.kind == "virtual"]
+        if len(virtual) > MAX_VIRTUAL_NICS:
+            # busiest since boot, not in the last second: the list stays stable from tick to tick
+            def moved(n: Nic) -> int:
+                c = cur[n.name]
+                return c.rx_bytes + c.tx_bytes
+
+            keep = {n.name for n in sorted(virtual, key=lambda n: (-moved(n), n.name))[:MAX_VIRTUAL_NICS]}
+            out = [n for n in out if n.kind != "virtual" or n.name in keep]
+        out.sort(key=lambda n: (KIND_ORDER.get(n.kind or "", 9), n.name))
+        return out
+
+    # -- processes -----------------------------------------------------------------------------
+
+    def _procs(self, elapsed: float | None, boot_ts: float | None) -> tuple[list[Proc] | None, int | None]:
+        p = self.roots.procfs
+        names = _listdir(p())
+        if names is None:
+            return None, None
+        seen: dict[int, tuple[int, int]] = {}
+        rows: list[tuple[procfs.PidStat, float | None]] = []
+        for n in names:
+            if not n.isdigit():
+                continue
+            text = _read(p(n, "stat"))
+            if text is None:
+                continue  # exited between listdir and open
+            try:
+                ps = procfs.parse_pid_stat(text)
+            except (ValueError, IndexError):
+                continue
+            ticks = ps.utime + ps.stime
+            seen[ps.pid] = (ps.starttime, ticks)
+            before = self._pid_ticks.get(ps.pid)
+            cpu = None
+            # same pid and same start time: the same process (pids are reused)
+            if elapsed and before is not None and before[0] == ps.starttime:
+                cpu = max(ticks - before[1], 0) / CLK_TCK / elapsed * 100.0
+            rows.append((ps, cpu))
+        # Replacing the dict forgets exited pids: memory stays bounded by the live process count.
+        self._pid_ticks = seen
+        self._owners = {k: v for k, v in self._owners.items() if seen.get(k[0], (None,))[0] == k[1]}
+
+        by_rss = heapq.nlargest(TOP_N, (r for r in rows if r[0].rss_pages > 0), key=lambda r: r[0].rss_pages)
+        by_cpu = heapq.nlargest(TOP_N, (r for r in rows if r[1]), key=lambda r: r[1] or 0.0)
+        chosen = {r[0].pid: r for r in by_cpu + by_rss}
+        procs = [self._proc(ps, cpu, boot_ts) for ps, cpu in chosen.values()]
+        procs.sort(key=lambda q: (-(q.cpu_pct or 0.0), -(q.rss_bytes or 0), q.pid))
+        return procs, len(seen)
+
+    def _proc(self, ps: procfs.PidStat, cpu: float | None, boot_ts: float | None) -> Proc:
+        p = self.roots.procfs
+        pid = str(ps.pid)
+        status_text = _read(p(pid, "status"))
+        status = procfs.parse_pid_status(status_text) if status_text else procfs.PidStatus()
+        raw = _read_bytes(p(pid, "cmdline"))
+        argv = procfs.parse_cmdline(raw) if raw else []
+        name = ps.comm
+        # comm is cut at 15 characters ("python3.11-mana"); argv[0] usually has the whole name
+        if len(name) == 15 and argv:
+            base = os.path.basename(argv[0].split(" ")[0])
+            if base.startswith(name):
+                name = base
+        cmdline = " ".join(argv).strip()
+        key = (ps.pid, ps.starttime)
+        if key not in self._owners:
+            cg = _read(p(pid, "cgroup"))
+            self._owners[key] = apply_cmdline(parse_cgroup(cg), argv) if cg is not None else None
+        return Proc(
+            pid=ps.pid,
+            user=self._user(status.uid),
+            name=name,
+            cmdline=cmdline[:CMDLINE_MAX] or None,  # kernel threads have none
+            start_ts=_r(boot_ts + ps.starttime / CLK_TCK) if boot_ts is not None else None,
+            cpu_pct=_r(cpu),
+            rss_bytes=status.rss_bytes if status.rss_bytes is not None else (0 if ps.rss_pages == 0 else None),
+            state=ps.state,
+            threads=ps.threads,
+            owner=self._owners[key],
+        )
+
+    def _user(self, uid: int | None) -> str | None:
+        if uid is None:
+            return None
+        name = self._users.get(uid)
+        if name is not None:
+            return name
+        if self.live and self.etc == "/etc":
+            import pwd  # NSS: LDAP and sssd users too, not only /etc/passwd
+
+            try:
+                name = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                name = None
+        else:
+            if self._passwd is None:
+                text = _read(os.path.join(self.etc, "passwd"))
+                self._passwd = procfs.parse_passwd(text) if text else {}
+            name = self._passwd.get(uid)
+        # a uid with no name (deleted user, container uid) is still an answer
+        name = name or str(uid)
+        self._users[uid] = name
+        return name
+
+
+def memory(info: dict[str, int]) -> Memory:
+    mem = Memory(total_bytes=info.get("MemTotal"))
+    avail = info.get("MemAvailable")
+    if avail is None and "MemFree" in info:
+        # kernels before 3.14 have no MemAvailable: free + page cache is what free(1) used then
+        avail = info["MemFree"] + info.get("Buffers", 0) + info.get("Cached", 0)
+    mem.available_bytes = avail
+    if mem.total_bytes is not None and avail is not None:
+        mem.used_bytes = mem.total_bytes - avail
+    if "Cached" in info:
+        # free(1)'s "buff/cache"
+        mem.cached_bytes = info.get("Buffers", 0) + info["Cached"] + info.get("SReclaimable", 0)
+    if "SwapTotal" in info:
+        mem.swap_total_bytes = info["SwapTotal"]
+        if "SwapFree" in info:
+            mem.swap_used_bytes = info["SwapTotal"] - info["SwapFree"]
+    return mem
+

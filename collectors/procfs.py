@@ -1,0 +1,442 @@
+"""Provides pure parsers for /proc and /sys text: strings in, plain values out, no I/O.
+
+The host collector (collectors/host.py) reads the files under its roots and computes rates; everything
+here can be tested on captured text. Counters stay raw (ticks, sectors, bytes) so rates are exact.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# /proc/diskstats counts 512-byte sectors whatever the device's real sector size (kernel ABI,
+# Documentation/admin-guide/iostats.rst), so bytes = sectors * 512 on 4Kn drives too.
+SECTOR_BYTES = 512
+
+
+# ---------------------------------------------------------------------------------------------
+# /proc/stat
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CpuTicks:
+    """One "cpu" line of /proc/stat, in USER_HZ ticks."""
+
+    user: int = 0
+    nice: int = 0
+    system: int = 0
+    idle: int = 0
+    iowait: int = 0
+    irq: int = 0
+    softirq: int = 0
+    steal: int = 0
+
+    @property
+    def total(self) -> int:
+        # guest and guest_nice are already counted inside user and nice, so they are left out
+        # (adding them would count virtual-machine time twice, as old versions of top did).
+        return (self.user + self.nice + self.system + self.idle + self.iowait + self.irq + self.softirq
+                + self.steal)
+
+
+@dataclass
+class Stat:
+    cpu: CpuTicks | None = None
+    per_cpu: dict[int, CpuTicks] | None = None  # by cpu number: offline CPUs are absent, not zero
+    btime: int | None = None
+    procs_running: int | None = None
+    procs_blocked: int | None = None
+
+
+def _ticks(fields: list[str]) -> CpuTicks:
+    # Old kernels print fewer columns (no steal before 2.6.11): missing ones are 0 ticks, which is
+    # exactly what the kernel would have counted for them.
+    vals = [int(x) for x in fields[:8]] + [0] * (8 - min(len(fields), 8))
+    return CpuTicks(*vals)
+
+
+def parse_stat(text: str) -> Stat:
+    st = Stat(per_cpu={})
+    assert st.per_cpu is not None
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        key = parts[0]
+        if key == "cpu":
+            st.cpu = _ticks(parts[1:])
+        elif key.startswith("cpu") and key[3:].isdigit():
+            st.per_cpu[int(key[3:])] = _ticks(parts[1:])
+        elif key == "btime" and len(parts) > 1:
+            st.btime = int(parts[1])
+        elif key == "procs_running" and len(parts) > 1:
+            st.procs_running = int(parts[1])
+        elif key == "procs_blocked" and len(parts) > 1:
+            st.procs_blocked = int(parts[1])
+    return st
+
+
+@dataclass(frozen=True)
+class CpuPct:
+    util: float
+    user: float
+    system: float
+    iowait: float
+    steal: float
+
+
+def cpu_pct(prev: CpuTicks, cur: CpuTicks) -> CpuPct | None:
+    """Percentages of the time between two samples; None when no tick elapsed.
+
+    Per-field deltas are clamped at 0: iowait (and idle on some nohz kernels) can go backwards.
+    user counts nice too, and system counts irq and softirq, so the four parts add up with idle.
+    """
+    def d(a: int, b: int) -> int:
+        return max(b - a, 0)
+
+    du, dn, ds = d(prev.user, cur.user), d(prev.nice, cur.nice), d(prev.system, cur.system)
+    di, dw = d(prev.idle, cur.idle), d(prev.iowait, cur.iowait)
+    dirq, dsirq, dst = d(prev.irq, cur.irq), d(prev.softirq, cur.softirq), d(prev.steal, cur.steal)
+    total = du + dn + ds + di + dw + dirq + dsirq + dst
+    if total <= 0:
+        return None
+    return CpuPct(
+        util=100.0 * (total - di - dw) / total,
+        user=100.0 * (du + dn) / total,
+        system=100.0 * (ds + dirq + dsirq) / total,
+        iowait=100.0 * dw / total,
+        steal=100.0 * dst / total,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# /proc/meminfo, /proc/loadavg, /proc/uptime
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_meminfo(text: str) -> dict[str, int]:
+    """Field -> bytes ("kB" values are KiB); unit-less fields (HugePages_Total) stay counts."""
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        key, sep, rest = line.partition(":")
+        parts = rest.split()
+        if not sep or not parts:
+            continue
+        try:
+            val = int(parts[0])
+        except ValueError:
+            continue
+        out[key.strip()] = val * 1024 if len(parts) > 1 and parts[1] == "kB" else val
+    return out
+
+
+def parse_loadavg(text: str) -> tuple[float, float, float] | None:
+    parts = text.split()
+    if len(parts) < 3:
+        return None
+    return float(parts[0]), float(parts[1]), float(parts[2])
+
+
+def parse_uptime(text: str) -> float | None:
+    parts = text.split()
+    return float(parts[0]) if parts else None
+
+
+# ---------------------------------------------------------------------------------------------
+# /proc/cpuinfo (x86 and ARM)
+# ---------------------------------------------------------------------------------------------
+
+# ARM Ltd (implementer 0x41) core part numbers, from the kernel's arch/arm64/include/asm/cputype.h
+# and the Cortex technical reference manuals. ARM boards print no "model name" on arm64, only these.
+ARM_PARTS = {
+    0xB76: "ARM1176", 0xC07: "Cortex-A7", 0xC08: "Cortex-A8", 0xC09: "Cortex-A9", 0xC0D: "Cortex-A12",
+    0xC0E: "Cortex-A17", 0xC0F: "Cortex-A15", 0xD01: "Cortex-A32", 0xD03: "Cortex-A53",
+    0xD04: "Cortex-A35", 0xD05: "Cortex-A55", 0xD06: "Cortex-A65", 0xD07: "Cortex-A57",
+    0xD08: "Cortex-A72", 0xD09: "Cortex-A73", 0xD0A: "Cortex-A75", 0xD0B: "Cortex-A76",
+    0xD0C: "Neoverse-N1", 0xD0D: "Cortex-A77", 0xD0E: "Cortex-A76AE", 0xD40: "Neoverse-V1",
+    0xD41: "Cortex-A78", 0xD42: "Cortex-A78AE", 0xD44: "Cortex-X1", 0xD46: "Cortex-A510",
+    0xD47: "Cortex-A710", 0xD48: "Cortex-X2", 0xD49: "Neoverse-N2", 0xD4A: "Neoverse-E1",
+    0xD4B: "Cortex-A78C", 0xD4D: "Cortex-A715", 0xD4E: "Cortex-X3", 0xD4F: "Neoverse-V2",
+    0xD80: "Cortex-A520", 0xD81: "Cortex-A720", 0xD82: "Cortex-X4",
+}
+
+
+@dataclass
+class CpuInfo:
+    model: str | None = None  # "model name", or the ARM core names / "Hardware"
+    board: str | None = None  # Raspberry Pi kernels add "Model : Raspberry Pi 4 Model B Rev 1.4"
+    logical: int | None = None
+    physical: int | None = None  # distinct (physical id, core id) pairs; None if the file lacks them
+    mhz: float | None = None  # mean of the "cpu MHz" lines (x86 only)
+
+
+def parse_cpuinfo(text: str) -> CpuInfo:
+    info = CpuInfo()
+    logical = 0
+    cores: set[tuple[str, str]] = set()
+    phys = core = None
+    mhz: list[float] = []
+    parts: list[str] = []  # ARM core names, in order of first appearance (big.LITTLE has two)
+    implementer = None
+    hardware = None
+    for line in text.splitlines() + [""]:
+        key, sep, val = line.partition(":")
+        key, val = key.strip(), val.strip()
+        if not sep:
+            # a blank line ends one processor's block
+            if phys is not None and core is not None:
+                cores.add((phys, core))
+            phys = core = None
+            continue
+        if key == "processor" and val.isdigit():
+            logical += 1
+        elif key == "model name" and info.model is None:
+            info.model = val
+        elif key == "physical id":
+            phys = val
+        elif key == "core id":
+            core = val
+        elif key == "cpu MHz":
+            try:
+                mhz.append(float(val))
+            except ValueError:
+                pass
+        elif key == "CPU implementer":
+            implementer = val
+        elif key == "CPU part":
+            try:
+                name = ARM_PARTS.get(int(val, 16)) if implementer in ("0x41", None) else None
+            except ValueError:
+                name = None
+            if name and name not in parts:
+                parts.append(name)
+        elif key == "Hardware":
+            hardware = val
+        elif key == "Model":
+            info.board = val
+    if info.model is None:
+        info.model = " + ".join(parts) if parts else hardware
+    info.logical = logical or None
+    info.physical = len(cores) or None
+    info.mhz = round(sum(mhz) / len(mhz), 3) if mhz else None
+    return info
+
+
+def parse_cpu_list(text: str) -> list[int]:
+    """A sysfs CPU list ("0-3,8,10-11") as numbers."""
+    out: list[int] = []
+    for chunk in text.strip().split(","):
+        if not chunk:
+            continue
+        lo, _, hi = chunk.partition("-")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# /proc/diskstats
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DiskCounters:
+    reads: int
+    read_sectors: int
+    read_ticks: int  # ms
+    writes: int
+    write_sectors: int
+    write_ticks: int  # ms
+    in_flight: int
+    io_ticks: int  # ms the device had I/O in flight
+    weighted_ticks: int  # ms, summed over requests: its delta / interval is the average queue depth
+
+
+def parse_diskstats(text: str) -> dict[str, DiskCounters]:
+    """Device name -> counters. Lines are "major minor name" then 11 fields (more since 4.18, 5.5)."""
+    out: dict[str, DiskCounters] = {}
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) < 14:
+            continue  # pre-2.6.25 partition lines had 4 fields: nothing we can use
+        v = [int(x) for x in f[3:14]]
+        # fields: reads merged sectors ticks, writes merged sectors ticks, in_flight, io_ticks, weighted
+        out[f[2]] = DiskCounters(reads=v[0], read_sectors=v[2], read_ticks=v[3], writes=v[4],
+                                 write_sectors=v[6], write_ticks=v[7], in_flight=v[8], io_ticks=v[9],
+                                 weighted_ticks=v[10])
+    return out
+
+
+# Partition names when /sys/block cannot tell us: sda1, vdb2, xvda1, hda1, nvme0n1p1, mmcblk0p1.
+_PARTITION = re.compile(r"^((h|s|v|xv)d[a-z]+\d+|(nvme\d+n\d+|mmcblk\d+|md\d+|nbd\d+)p\d+)$")
+
+
+def looks_like_partition(name: str) -> bool:
+    return bool(_PARTITION.match(name))
+
+
+# ---------------------------------------------------------------------------------------------
+# /proc/net/dev
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NetCounters:
+    rx_bytes: int
+    rx_packets: int
+    rx_errors: int
+    rx_dropped: int
+    tx_bytes: int
+    tx_packets: int
+    tx_errors: int
+    tx_dropped: int
+
+
+def parse_net_dev(text: str) -> dict[str, NetCounters]:
+    out: dict[str, NetCounters] = {}
+    for line in text.splitlines():
+        # Big counters touch the colon ("eth0:98085133"): split on the colon, not on spaces.
+        name, sep, rest = line.partition(":")
+        if not sep or "|" in line:
+            continue
+        f = rest.split()
+        if len(f) < 16:
+            continue
+        v = [int(x) for x in f[:16]]
+        out[name.strip()] = NetCounters(rx_bytes=v[0], rx_packets=v[1], rx_errors=v[2], rx_dropped=v[3],
+                                        tx_bytes=v[8], tx_packets=v[9], tx_errors=v[10], tx_dropped=v[11])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# /proc/self/mounts
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mount:
+    device: str
+    mountpoint: str
+    fstype: str
+    options: str
+
+
+def _unescape(field: str) -> str:
+    # The kernel writes space, tab, newline and backslash in mount paths as octal escapes (\040 ...).
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def parse_mounts(text: str) -> list[Mount]:
+    out: list[Mount] = []
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) < 4:
+            continue
+        out.append(Mount(_unescape(f[0]), _unescape(f[1]), f[2], f[3]))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# /proc/<pid>/{stat,status,cmdline}
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PidStat:
+    pid: int
+    comm: str
+    state: str
+    ppid: int
+    utime: int  # ticks
+    stime: int  # ticks
+    threads: int
+    starttime: int  # ticks after boot: with pid, identifies the process across reuse
+    rss_pages: int
+
+
+def parse_pid_stat(text: str) -> PidStat:
+    # comm is in parentheses and may itself hold spaces and ")" ("(sd-pam)", "(my ) proc)"):
+    # the last ")" ends it.
+    open_, close = text.index("("), text.rindex(")")
+    f = text[close + 2:].split()
+    # f[0] is field 3 (state) of proc(5)
+    return PidStat(pid=int(text[:open_]), comm=text[open_ + 1:close], state=f[0], ppid=int(f[1]),
+                   utime=int(f[11]), stime=int(f[12]), threads=int(f[17]), starttime=int(f[19]),
+                   rss_pages=int(f[21]))
+
+
+@dataclass(frozen=True)
+class PidStatus:
+    name: str | None = None
+    uid: int | None = None  # real uid
+    rss_bytes: int | None = None  # VmRSS; kernel threads have none
+    threads: int | None = None
+
+
+def parse_pid_status(text: str) -> PidStatus:
+    name = uid = rss = threads = None
+    for line in text.splitlines():
+        key, _, val = line.partition(":")
+        val = val.strip()
+        if key == "Name":
+            name = val
+        elif key == "Uid" and val:
+            uid = int(val.split()[0])
+        elif key == "VmRSS" and val:
+            rss = int(val.split()[0]) * 1024
+        elif key == "Threads" and val:
+            threads = int(val)
+    return PidStatus(name=name, uid=uid, rss_bytes=rss, threads=threads)
+
+
+def parse_cmdline(raw: bytes) -> list[str]:
+    """argv from NUL-separated bytes; a process that rewrote its title may use spaces instead."""
+    text = raw.decode("utf-8", "replace")
+    return text.rstrip("\0").split("\0") if text else []
+
+
+# ---------------------------------------------------------------------------------------------
+# /etc/os-release, /etc/passwd, /sys/class/net attributes
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_os_release(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, val = line.strip().partition("=")
+        if not sep or key.startswith("#"):
+            continue
+        val = val.strip()
+        if len(val) >= 2 and val[0] == val[-1] and val[0] in "\"'":
+            val = val[1:-1]
+        out[key] = val
+    return out
+
+
+def parse_passwd(text: str) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for line in text.splitlines():
+        f = line.split(":")
+        if len(f) >= 3 and f[2].isdigit():
+            out.setdefault(int(f[2]), f[0])
+    return out
+
+
+def parse_speed(text: str) -> int | None:
+    """/sys/class/net/<if>/speed in Mb/s; -1 (and the old unsigned forms of -1) mean unknown."""
+    try:
+        v = int(text.strip())
+    except ValueError:
+        return None
+    return v if v > 0 and v not in (0xFFFF, 0xFFFFFFFF) else None
+
+
+def parse_operstate(operstate: str | None, carrier: str | None) -> bool | None:
+    """RFC 2863 operstate; "unknown" (loopback, many tun/virtual drivers) falls back to carrier."""
+    state = (operstate or "").strip()
+    if state == "up":
+        return True
+    if state in ("down", "lowerlayerdown", "notpresent", "dormant"):
+        return False
+    c = (carrier or "").strip()
+    return True if c == "1" else False if c == "0" else None
