@@ -1,0 +1,202 @@
+"""Provides the dashboard app and ``make_app``, the one factory used by the CLI and the tests.
+
+Data flow: a thread worker reads the whole cluster (one round trip) and posts ``StateRead``; the
+app folds it into a ``View`` and hands that to the screen on top only. The refresh timer is
+re-armed after each read finishes, so slow reads never stack. A store error becomes
+``StoreFailed``: the last data stays on screen, marked stale, and reading goes on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+from textual.screen import Screen
+
+from collectors.cluster import alerts as cluster_alerts
+from dashboard.commands import ClusterCommands
+from dashboard.history import TotalsHistory
+from dashboard.messages import StateRead, StoreFailed
+from dashboard.screens.base import DataScreen
+from dashboard.screens.gpus import GpusScreen
+from dashboard.screens.help import HelpScreen
+from dashboard.screens.node import NodeScreen
+from dashboard.screens.nodes import NodesScreen
+from dashboard.screens.overview import OverviewScreen
+from dashboard.settings import Settings
+from dashboard.source import Source, describe_error
+from dashboard.view import View
+from dashboard.widgets.palette import Palette
+
+#: Actions that change something on the cluster. Hidden and refused in read-only mode; job
+#: control (kill, launch) adds its actions here.
+WRITE_ACTIONS: set[str] = set()
+
+
+class ClusterTop(App[int]):
+    TITLE = "clustertop"
+    COMMANDS = App.COMMANDS | {ClusterCommands}
+    MODES = {"overview": OverviewScreen, "nodes": NodesScreen, "gpus": GpusScreen}
+    DEFAULT_MODE = "overview"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (160, "-wide")]
+    BINDINGS = [
+        Binding("1", "go('overview')", "Overview"),
+        Binding("2", "go('nodes')", "Nodes"),
+        Binding("3", "go('gpus')", "GPUs"),
+        Binding("question_mark", "help", "Help"),
+        Binding("t", "next_theme", "Theme", show=False),
+        Binding("escape", "back", "Back", show=False),
+        Binding("q", "quit", "Quit"),
+    ]
+    CSS = """
+    Screen.-unreachable #tiles, Screen.-unreachable LiveTable, Screen.-unreachable #sections {
+        text-opacity: 70%;
+    }
+    """
+
+    def __init__(self, settings: Settings, client_factory: Callable[[], Any]) -> None:
+        super().__init__()
+        self.settings = settings
+        clock: Callable[[], float] = (
+            (lambda: settings.frozen_time) if settings.frozen_time is not None else time.time)  # type: ignore[assignment,return-value]
+        self.clock = clock
+        self.source = Source(client_factory, clock)
+        self.view = View(history=TotalsHistory(settings.refresh_s), source_label=settings.source_label)
+        self.clustertop_themes: dict[str, Any] = {}
+        self.theme_errors: list[str] = []
+        self.palette = Palette({})
+        self.reads = 0  # completed read attempts (tests and the bench wait on this)
+        self._stopping = False
+
+    # -- start-up -------------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        from themes import DEFAULT_THEME, load_themes
+
+        themes, errors = load_themes(self.settings.themes_dir)
+        for theme in themes.values():
+            self.register_theme(theme)
+        self.clustertop_themes = themes
+        self.theme_errors = errors
+        wanted = self.settings.theme or DEFAULT_THEME
+        if wanted not in self.available_themes:
+            self.theme_errors.append(f"unknown theme {wanted!r}; using {DEFAULT_THEME!r}")
+            wanted = DEFAULT_THEME
+        self.theme = wanted
+        self._rebuild_palette()
+        for err in self.theme_errors:
+            self.notify(err, title="theme", severity="warning", timeout=10)
+        self.refresh_now()
+
+    def watch_theme(self, theme: str) -> None:
+        self._rebuild_palette()
+        screen = self.screen if self.screen_stack else None
+        if isinstance(screen, DataScreen):
+            screen.show(self.view, force=True)
+
+    def _rebuild_palette(self) -> None:
+        self.palette = Palette(self.theme_variables, self.palette.version + 1)
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def refresh_now(self) -> None:
+        self._read()
+
+    @work(thread=True, exclusive=True, group="read", exit_on_error=False)
+    def _read(self) -> None:
+        try:
+            state = self.source.read()
+        except Exception as e:  # the store or the network: shown, never raised into the UI
+            self.post_message(StoreFailed(describe_error(e), self.clock()))
+            return
+        self.post_message(StateRead(state))
+
+    def on_state_read(self, msg: StateRead) -> None:
+        v = self.view
+        state = msg.state
+        v.state = state
+        v.now = state.ts
+        v.unreachable_since = None
+        v.store_error = None
+        v.alerts = cluster_alerts(state.nodes, state.cluster, state.ts)
+        live = {a.key for a in v.alerts}
+        for key in [k for k in v.first_seen if k not in live]:
+            del v.first_seen[key]
+        for a in v.alerts:
+            v.first_seen.setdefault(a.key, state.ts)
+        v.history.add(state.ts, state.totals)
+        self._changed()
+
+    def on_store_failed(self, msg: StoreFailed) -> None:
+        v = self.view
+        if v.unreachable_since is None:
+            v.unreachable_since = msg.since
+        v.store_error = msg.error
+        v.now = self.clock()
+        v.history.add_gap(v.now)
+        self._changed()
+
+    def _changed(self) -> None:
+        self.view.version += 1
+        self.reads += 1
+        screen = self.screen
+        if isinstance(screen, DataScreen):  # behind a modal nothing is drawn; resume catches up
+            screen.show(self.view)
+        if not self._stopping:
+            self.set_timer(self.settings.refresh_s, self.refresh_now)
+
+    # -- navigation -----------------------------------------------------------------------------
+
+    def action_go(self, mode: str) -> None:
+        if self.current_mode != mode:
+            self.switch_mode(mode)
+        else:  # "1" from a drilled-down node: back to the screen itself
+            while len(self.screen_stack) > 1:
+                self.pop_screen()
+
+    def open_node(self, host: str) -> None:
+        if isinstance(self.screen, NodeScreen) and self.screen.host == host:
+            return
+        self.push_screen(NodeScreen(host))
+
+    def action_back(self) -> None:
+        screen = self.screen
+        if isinstance(screen, NodesScreen) and screen.clear_filter():
+            return
+        if len(self.screen_stack) > 1:
+            self.pop_screen()
+        elif self.current_mode != "overview":
+            self.switch_mode("overview")
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_next_theme(self) -> None:
+        names = sorted(self.clustertop_themes)
+        if names:
+            i = names.index(self.theme) + 1 if self.theme in names else 0
+            self.theme = names[i % len(names)]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in WRITE_ACTIONS and self.settings.effective_read_only:
+            return False  # hidden from the footer and refused
+        return True
+
+    def action_quit(self) -> None:  # type: ignore[override]
+        self._stopping = True
+        self.exit(0)
+
+    def get_default_screen(self) -> Screen[Any]:
+        return OverviewScreen()
+
+
+def make_app(settings: Settings, client_factory: Callable[[], Any]) -> ClusterTop:
+    """The dashboard app for ``settings``, reading the store that ``client_factory`` connects to."""
+    if settings.wall:
+        settings.read_only = True
+    return ClusterTop(settings, client_factory)

@@ -1,0 +1,41 @@
+"""Provides the typed messages the read workers post to the app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.message import Message
+
+from collectors import schema
+from collectors.reader import ClusterState
+
+
+@dataclass
+class StateRead(Message):
+    """A fresh read of the whole cluster."""
+
+    state: ClusterState
+
+    def can_replace(self, message: Message) -> bool:
+        # Only the newest read matters; an older one still queued is dropped.
+        return isinstance(message, StateRead)
+
+
+@dataclass
+class StoreFailed(Message):
+    """The store could not be read; the last data stays on screen, marked stale."""
+
+    error: str
+    since: float
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, StoreFailed)
+
+
+@dataclass
+class HistoryRead(Message):
+    """The history stream of one node (oldest first), read on drill-down."""
+
+    host: str
+    points: list[schema.HistPoint]
+    error: str | None = None

@@ -1,0 +1,59 @@
+"""Provides DataScreen: the base of every screen that draws the cluster (header, body, footer).
+
+Only the active screen draws: the app hands each new View to the screen on top, and a screen
+that comes back (after a modal, or a screen switch) catches up in ``on_screen_resume``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from textual.app import ComposeResult
+from textual.content import Content
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Footer
+
+from dashboard.view import View
+from dashboard.widgets.header import ClusterHeader, status_line, totals_line
+
+
+class DataScreen(Screen[None]):
+    screen_name = "screen"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._drawn = -1
+
+    def compose(self) -> ComposeResult:
+        yield ClusterHeader(id="header")
+        yield from self.compose_body()
+        yield Footer()
+
+    def compose_body(self) -> Iterable[Widget]:
+        return ()
+
+    def on_screen_resume(self) -> None:
+        view = getattr(self.app, "view", None)
+        if view is not None:
+            self.show(view)
+
+    def show(self, view: View, force: bool = False) -> None:
+        if view.version == self._drawn and not force:
+            return
+        self._drawn = view.version
+        t = view.state.totals if view.state is not None else None
+        header = self.query_one(ClusterHeader)
+        header.show(totals_line(t) if t is not None else totals_line_empty(),
+                    status_line(t, view.source_label, view.read_ts, view.unreachable_since, view.store_error,
+                                view.now, self.screen_name))
+        self.set_class(view.unreachable, "-unreachable")
+        if view.state is not None:
+            self.draw(view)
+
+    def draw(self, view: View) -> None:
+        """Draw the body from ``view`` (state is not None). Override."""
+
+
+def totals_line_empty() -> Content:
+    return Content.assemble(("waiting for the first read…", "dim"))

@@ -1,0 +1,154 @@
+"""Provides the GPUs screen: every GPU of the cluster (nvitop-like) and the processes on the selected one.
+
+The process table is where job control will hang its keys later; actions are declared on this
+screen so ``check_action`` can hide them in read-only mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from textual import on
+from textual.content import Content
+from textual.widget import Widget
+from textual.widgets import DataTable, Static
+
+from collectors import schema
+from collectors.cluster import GPU_HOT_C
+from collectors.reader import NodeView
+from dashboard import fmt
+from dashboard.screens.base import DataScreen
+from dashboard.view import View
+from dashboard.widgets.palette import Palette
+from dashboard.widgets.table import LiveTable, SortCell, num_cell, text_cell
+
+GPU_COLUMNS = [
+    ("node", "node"), ("idx", "#"), ("name", "name"), ("util", "util"), ("vram", "VRAM"), ("temp", "temp"),
+    ("power", "power/limit"), ("fan", "fan"), ("pstate", "P"), ("ecc", "ECC c/u"), ("throttle", "throttle"),
+]
+PROC_COLUMNS = [
+    ("pid", "pid"), ("user", "user"), ("owner", "owner"), ("vram", "VRAM"), ("kind", "kind"), ("command", "command"),
+]
+BAR_W = 10
+
+
+def bar_cell(frac: float | None, shown: str, sev: str, p: Palette, grey: bool, ascii: bool) -> SortCell:
+    if frac is None:
+        return SortCell(f"{'':{BAR_W}} {fmt.NA:>5}", "dim", None)
+    filled, empty = fmt.bar(frac, BAR_W, ascii)
+    cell = SortCell("", "", frac)
+    cell.append(filled, p.text_style("stale" if grey else sev))
+    cell.append(empty, str(p.bar_empty))
+    cell.append(f" {shown:>5}")
+    return cell
+
+
+def gpu_key(host: str, index: int) -> str:
+    return f"{host}\x1f{index}"  # a separator no hostname contains
+
+
+def gpu_row(v: NodeView, g: schema.Gpu, p: Palette, ascii: bool) -> list[SortCell]:
+    grey = v.state != "up"
+    vs = p.text_style("stale") if grey else ""
+    head = [text_cell(v.host, vs or "bold"), num_cell(str(g.index), g.index, vs),
+            text_cell(g.name, vs, 24)]
+    if g.lost:
+        return head + [SortCell(f"LOST: {fmt.node_text(g.error or 'fell off the bus', 40)}",
+                                p.text_style("crit"), -1)] + [num_cell(fmt.NA, None) for _ in range(7)]
+    util = g.util_pct
+    vram = (g.mem_used_bytes / g.mem_total_bytes
+            if g.mem_used_bytes is not None and g.mem_total_bytes else None)
+    hot = g.temp_slowdown_c - 5 if g.temp_slowdown_c else GPU_HOT_C
+    temp_sev = "" if g.temp_c is None or g.temp_c < hot - 10 else ("warn" if g.temp_c < hot else "crit")
+    power = (f"{fmt.watts(g.power_mw)}/{fmt.watts(g.power_limit_mw)}" if g.power_mw is not None else fmt.NA)
+    ecc = (f"{fmt.num(g.ecc_corrected)}/{fmt.num(g.ecc_uncorrected)}"
+           if g.ecc_corrected is not None or g.ecc_uncorrected is not None else fmt.NA)
+    throttle = ",".join(g.throttle_reasons) if g.throttle_reasons else ("-" if g.throttle_reasons == [] else None)
+    return head + [
+        bar_cell(None if util is None else util / 100, fmt.pct(util), "info", p, grey, ascii),
+        bar_cell(vram, fmt.pct(None if vram is None else 100 * vram), fmt.severity_of_pct(
+            None if vram is None else 100 * vram, 90, 98), p, grey, ascii),
+        num_cell(fmt.temp(g.temp_c), g.temp_c, vs or p.text_style(temp_sev) if temp_sev else vs),
+        num_cell(power, g.power_mw, vs),
+        num_cell(fmt.pct(g.fan_pct), g.fan_pct, vs),
+        num_cell(fmt.NA if g.pstate is None else f"P{g.pstate}", g.pstate, vs),
+        num_cell(ecc, g.ecc_uncorrected, vs or (p.text_style("crit") if g.ecc_uncorrected else "")),
+        text_cell(throttle, vs or (p.text_style("warn") if g.throttle_reasons else ""), 40),
+    ]
+
+
+def proc_row(gp: schema.GpuProc) -> list[SortCell]:
+    owner = None
+    if gp.owner is not None:
+        owner = f"{gp.owner.kind}:{gp.owner.namespace + '/' if gp.owner.namespace else ''}{gp.owner.name or ''}"
+    return [
+        num_cell(str(gp.pid), gp.pid),
+        text_cell(gp.user, limit=16),
+        text_cell(owner, limit=40),
+        num_cell(fmt.bytes_(gp.used_mem_bytes), gp.used_mem_bytes),
+        text_cell(gp.kind),
+        text_cell(gp.cmdline or gp.name, limit=200),
+    ]
+
+
+class GpusScreen(DataScreen):
+    screen_name = "gpus"
+
+    DEFAULT_CSS = """
+    GpusScreen #gpus-table { height: 2fr; }
+    GpusScreen #procs-title { height: 1; background: $panel; padding: 0 1; }
+    GpusScreen #procs-table { height: 1fr; min-height: 4; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.selected: str | None = None
+        self._procs: dict[str, list[schema.GpuProc] | None] = {}
+        self._hosts: dict[str, str] = {}
+
+    def compose_body(self) -> Iterable[Widget]:
+        yield LiveTable(GPU_COLUMNS, id="gpus-table")
+        yield Static("processes", id="procs-title")
+        yield LiveTable(PROC_COLUMNS, id="procs-table")
+
+    def on_mount(self) -> None:
+        self.query_one("#gpus-table", LiveTable).focus()
+
+    def draw(self, view: View) -> None:
+        assert view.state is not None
+        p: Palette = self.app.palette  # type: ignore[attr-defined]
+        ascii = self.app.settings.ascii  # type: ignore[attr-defined]
+        rows: dict[str, list[SortCell]] = {}
+        self._procs.clear()
+        for v in view.state.nodes:
+            if v.snap is None or v.state == "down" or not v.snap.gpus:
+                continue
+            for g in v.snap.gpus:
+                key = gpu_key(v.host, g.index)
+                rows[key] = gpu_row(v, g, p, ascii)
+                self._procs[key] = g.procs
+                self._hosts[key] = f"{v.host} GPU {g.index}"
+        table = self.query_one("#gpus-table", LiveTable)
+        table.sync(rows)
+        self.selected = table.cursor_key
+        self._show_procs()
+
+    def _show_procs(self) -> None:
+        key = self.selected
+        procs = self._procs.get(key) if key else None
+        title = self.query_one("#procs-title", Static)
+        table = self.query_one("#procs-table", LiveTable)
+        if key is None:
+            title.update("processes: no GPU selected", layout=False)
+        elif procs is None:
+            title.update(Content(f"processes on {fmt.node_text(self._hosts.get(key, ''))}: N/A (not reported)"),
+                         layout=False)
+        else:
+            title.update(Content(f"processes on {fmt.node_text(self._hosts.get(key, ''))}: {len(procs)}"),
+                         layout=False)
+        table.sync({str(gp.pid): proc_row(gp) for gp in procs or ()})
+
+    @on(DataTable.RowHighlighted, "#gpus-table")
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.selected = event.row_key.value
+        self._show_procs()

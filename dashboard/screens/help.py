@@ -1,0 +1,46 @@
+"""Provides the help screen: every key, from the live bindings (so it never drifts from the code)."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+KEYS = [
+    ("1 / 2 / 3", "overview / nodes / GPUs"),
+    ("arrows, enter", "move, open the selected node"),
+    ("click", "open a node (tile or row); click a column header to sort"),
+    ("/", "filter the nodes table (Esc clears)"),
+    ("s / S", "sort by the next column / reverse"),
+    ("escape", "back"),
+    ("ctrl+p", "command palette: go to node, screens, themes"),
+    ("t", "next theme"),
+    ("?", "this help"),
+    ("q", "quit"),
+]
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close")]
+
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen #help { width: auto; max-width: 90%; height: auto; max-height: 90%; border: round $primary;
+                       background: $surface; padding: 1 2; }
+    """
+
+    def compose(self) -> ComposeResult:
+        rows = [Content.assemble(("clustertop keys", "bold $primary"), "\n")]
+        for key, what in KEYS:
+            rows.append(Content.assemble((f"{key:>14}", "bold"), "  ", what))
+        ro = getattr(self.app, "settings", None)
+        if ro is not None and ro.effective_read_only:
+            rows.append(Content.assemble("\n", ("read-only: actions are hidden and refused", "$ct-warn")))
+        with VerticalScroll(id="help"):
+            yield Static(Content("\n").join(rows))
+
+    def action_dismiss(self) -> None:  # type: ignore[override]
+        self.dismiss(None)

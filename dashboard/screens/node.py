@@ -1,0 +1,307 @@
+"""Provides the node detail screen: one node in full, plus history plots from its hist stream.
+
+History is read only here (on drill-down, then every HIST_EVERY_S while shown) in a worker; the
+plots are plotext output rendered as plain text into a Static (few plots, large).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from textual import work
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.content import Content
+from textual.widget import Widget
+from textual.widgets import Static
+
+from collectors import schema
+from collectors.reader import NodeView
+from dashboard import fmt
+from dashboard.messages import HistoryRead
+from dashboard.screens.base import DataScreen
+from dashboard.source import describe_error
+from dashboard.view import View
+
+HIST_EVERY_S = 5.0
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+Part = str | tuple[str, str]
+MARKERS = ["braille", "dot", "x", "+", "o", "*", "#", "@"]
+
+
+def _line(*parts: Part) -> Content:
+    return Content.assemble(*parts)
+
+
+def _lines(title: str, rows: list[Content]) -> Content:
+    return Content("\n").join([Content.assemble((title, "bold $primary")), *rows])
+
+
+def _na(s: str) -> Part:
+    return (s, "dim") if s == fmt.NA else s
+
+
+def info_section(v: NodeView) -> Content:
+    snap = v.snap
+    s = snap.system if snap else None
+    sev = {"up": "$ct-ok", "stale": "$ct-stale", "down": "$ct-crit", "bad": "$ct-crit"}[v.state]
+    rows = [_line("state ", (v.state.upper(), f"bold {sev}"), f"  data age {fmt.age(v.age_s)}",
+                  f"  last seen {fmt.clock(v.last_seen_ts)}")]
+    if v.error:
+        rows.append(_line((fmt.node_text(v.error, 300), "$ct-crit")))
+        rows.append(_line(("values below are the last good snapshot", "$ct-stale")))
+    if v.newer_schema and snap is not None:
+        rows.append(_line((f"note: this node speaks schema v{snap.v} (newer than this dashboard); "
+                           "fields it does not know are not shown", "$ct-info")))
+    if s is not None:
+        rows.append(_line("host ", fmt.node_text(s.hostname), "  os ", _na(fmt.node_text(s.os)),
+                          "  kernel ", _na(fmt.node_text(s.kernel)), "  arch ", _na(fmt.node_text(s.arch))))
+        rows.append(_line("cpu ", _na(fmt.node_text(s.cpu_model)), "  ", _na(fmt.num(s.cpu_count)), " threads / ",
+                          _na(fmt.num(s.cpu_physical)), " cores  ", _na(fmt.num(s.cpu_mhz)), " MHz"))
+        rows.append(_line("uptime ", _na(fmt.duration(s.uptime_s)), "  load ", _na(fmt.num(s.load1, 2)), " ",
+                          _na(fmt.num(s.load5, 2)), " ", _na(fmt.num(s.load15, 2)),
+                          "  processes ", _na(fmt.num(s.procs_total))))
+    if snap is not None:
+        labels = ", ".join(f"{k}={val}" for k, val in sorted((snap.labels or {}).items()))
+        rows.append(_line("role ", _na(fmt.node_text(snap.role)), "  labels ", _na(fmt.node_text(labels or None)),
+                          f"  seq {snap.seq}  interval {snap.interval_s:g}s"))
+    return _lines("System", rows)
+
+
+def cpu_section(s: schema.System | None, width: int, ascii: bool) -> Content:
+    per = s.cpu.per_cpu_pct if s is not None and s.cpu is not None else None
+    c = s.cpu if s is not None else None
+    head = _line("all ", _na(fmt.pct(c.util_pct if c else None)), "  user ", _na(fmt.pct(c.user_pct if c else None)),
+                 "  system ", _na(fmt.pct(c.system_pct if c else None)), "  iowait ",
+                 _na(fmt.pct(c.iowait_pct if c else None)), "  steal ", _na(fmt.pct(c.steal_pct if c else None)))
+    if not per:
+        return _lines("CPU", [head, _line(("per-CPU: N/A", "dim"))])
+    cell_w = 22  # "123 " + bar 12 + " 100%"
+    cols = max(1, width // cell_w)
+    rows = [head]
+    for start in range(0, len(per), cols):
+        parts: list[Part] = []
+        for i in range(start, min(start + cols, len(per))):
+            filled, empty = fmt.bar(per[i] / 100, 12, ascii)
+            sev = {"ok": "$ct-ok", "warn": "$ct-warn", "crit": "$ct-crit"}[fmt.severity_of_pct(per[i])]
+            parts += [(f"{i:>3} ", "dim"), (filled, sev), (empty, "$ct-bar-empty"), f"{per[i]:4.0f}% "]
+        rows.append(_line(*parts))
+    return _lines("CPU", rows)
+
+
+def mem_section(s: schema.System | None) -> Content:
+    m = s.mem if s is not None else None
+    if m is None:
+        return _lines("Memory", [_line(("N/A", "dim"))])
+    pct = 100 * m.used_bytes / m.total_bytes if m.used_bytes is not None and m.total_bytes else None
+    return _lines("Memory", [_line("used ", _na(fmt.bytes_(m.used_bytes)), " of ", _na(fmt.bytes_(m.total_bytes)),
+                                   " (", _na(fmt.pct(pct)), ")  available ", _na(fmt.bytes_(m.available_bytes)),
+                                   "  cached ", _na(fmt.bytes_(m.cached_bytes)), "  swap ",
+                                   _na(fmt.bytes_(m.swap_used_bytes)), "/", _na(fmt.bytes_(m.swap_total_bytes)))])
+
+
+def gpu_section(gpus: list[schema.Gpu] | None) -> Content:
+    if gpus is None:
+        return _lines("GPUs", [_line(("N/A (not reported)", "dim"))])
+    if not gpus:
+        return _lines("GPUs", [_line("none")])
+    rows = []
+    for g in gpus:
+        if g.lost:
+            rows.append(_line(f"{g.index} ", (f"LOST: {fmt.node_text(g.error or 'fell off the bus', 100)}", "$ct-crit")))
+            continue
+        rows.append(_line(f"{g.index} ", (fmt.node_text(g.name, 28), "bold"), "  util ", _na(fmt.pct(g.util_pct)),
+                          "  vram ", _na(fmt.bytes_(g.mem_used_bytes)), "/", _na(fmt.bytes_(g.mem_total_bytes)),
+                          "  ", _na(fmt.temp(g.temp_c)), "  ", _na(fmt.watts(g.power_mw)), "/",
+                          _na(fmt.watts(g.power_limit_mw)), "  fan ", _na(fmt.pct(g.fan_pct)),
+                          "  P", _na(fmt.num(g.pstate)), "  procs ", str(len(g.procs or ()))))
+    return _lines("GPUs", rows)
+
+
+def disk_section(s: schema.System | None) -> Content:
+    rows = []
+    for d in (s.disks if s else None) or ():
+        rows.append(_line(f"{fmt.node_text(d.name, 12):<12} r ", _na(fmt.rate(d.read_bytes_s)), "  w ",
+                          _na(fmt.rate(d.write_bytes_s)), "  util ", _na(fmt.pct(d.util_pct)), "  await ",
+                          _na(fmt.num(d.await_ms, 1)), " ms"))
+    for f in (s.filesystems if s else None) or ():
+        pct = 100 * f.used_bytes / f.total_bytes if f.used_bytes is not None and f.total_bytes else None
+        rows.append(_line(f"{fmt.node_text(f.mountpoint, 24):<24} ", _na(fmt.bytes_(f.used_bytes)), "/",
+                          _na(fmt.bytes_(f.total_bytes)), " (", _na(fmt.pct(pct)), ") ",
+                          (fmt.node_text(f.fstype or "", 10), "dim")))
+    return _lines("Disks and filesystems", rows or [_line(("N/A", "dim"))])
+
+
+def nic_section(s: schema.System | None) -> Content:
+    rows = []
+    for n in (s.nics if s else None) or ():
+        state = "up" if n.up else ("down" if n.up is False else fmt.NA)
+        rows.append(_line(f"{fmt.node_text(n.name, 14):<14} ", (state, "$ct-ok" if n.up else "$ct-crit"),
+                          "  rx ", _na(fmt.rate(n.rx_bytes_s)), "  tx ", _na(fmt.rate(n.tx_bytes_s)),
+                          "  ", _na(fmt.num(n.speed_mbps)), " Mb/s  ", (fmt.node_text(n.kind or "", 12), "dim")))
+    return _lines("Network", rows or [_line(("N/A", "dim"))])
+
+
+def proc_section(s: schema.System | None, limit: int = 15) -> Content:
+    procs = (s.procs if s else None) or []
+    rows = [_line(("    pid user         cpu     rss  command", "dim"))]
+    for p in sorted(procs, key=lambda p: -(p.cpu_pct or 0))[:limit]:
+        rows.append(_line(f"{p.pid:>7} ", f"{fmt.node_text(p.user, 10):<10} ", f"{fmt.pct(p.cpu_pct):>6} ",
+                          f"{fmt.bytes_(p.rss_bytes, 0):>8}  ", fmt.node_text(p.cmdline or p.name, 120)))
+    if not procs:
+        rows.append(_line(("N/A", "dim")))
+    return _lines("Top processes", rows)
+
+
+def collector_section(snap: schema.NodeSnapshot | None) -> Content:
+    if snap is None:
+        return _lines("Collectors", [_line(("N/A", "dim"))])
+    rows = []
+    for name, st in sorted(snap.collectors.items()):
+        rows.append(_line(f"{fmt.node_text(name, 14):<14} ", ("ok  " if st.ok else "FAIL", "$ct-ok" if st.ok else "$ct-crit"),
+                          f" {fmt.num(st.duration_ms, 1):>6} ms  ",
+                          (fmt.node_text(st.error, 100), "$ct-crit") if st.error else ""))
+    a = snap.agent
+    if a is not None:
+        rows.append(_line(("agent ", "bold"), fmt.node_text(a.version), "  cpu ", _na(fmt.pct(a.cpu_pct, 1)),
+                          "  rss ", _na(fmt.bytes_(a.rss_bytes)), "  tick ", _na(fmt.num(a.tick_ms, 1)), " ms",
+                          "  publish errors ", str(a.publish_errors), "  read-only" if a.read_only else ""))
+    return _lines("Collectors and agent cost", rows or [_line(("none reported", "dim"))])
+
+
+def plot(title: str, points: list[schema.HistPoint], series: dict[str, list[float | None]], now: float,
+         width: int, height: int, ylim: tuple[float, float] | None, ascii: bool) -> str:
+    import plotext as plt  # plotting is only needed on this screen
+
+    plt.clf()
+    plt.plotsize(max(30, width), max(6, height))
+    plt.theme("clear")
+    xs_all = [(p.ts - now) / 60 for p in points]
+    drawn = 0
+    for i, (label, values) in enumerate(series.items()):
+        xs = [x for x, v in zip(xs_all, values, strict=True) if v is not None]
+        ys = [v for v in values if v is not None]
+        if xs:
+            marker = "*+ox#@%&"[i % 8] if ascii else MARKERS[i % len(MARKERS)]
+            plt.plot(xs, ys, label=label, marker=marker)
+            drawn += 1
+    plt.title(title)
+    plt.xlabel("minutes ago")
+    if ylim is not None:
+        plt.ylim(*ylim)
+    if not drawn:
+        return f"{title}: no history"
+    return _ANSI.sub("", plt.build())
+
+
+class NodeScreen(DataScreen):
+    screen_name = "node"
+    BINDINGS = [Binding("escape", "app.back", "Back")]
+
+    DEFAULT_CSS = """
+    NodeScreen #sections { layout: grid; grid-size: 1; grid-rows: auto; grid-gutter: 0 2; padding: 0 1; }
+    NodeScreen.-wide #sections { grid-size: 2; }
+    NodeScreen .section { height: auto; margin-bottom: 1; }
+    NodeScreen #plots { color: $ct-info; column-span: 2; }
+    """
+
+    def __init__(self, host: str) -> None:
+        super().__init__()
+        self.host = host
+        self.points: list[schema.HistPoint] = []
+        self.hist_error: str | None = None
+        self._sig: tuple[object, ...] = ()
+        self._plot_sig: tuple[object, ...] = ()
+
+    @property
+    def screen_name_full(self) -> str:
+        return f"node {self.host}"
+
+    def compose_body(self) -> Iterable[Widget]:
+        with VerticalScroll(id="sections"):
+            for name in ("info", "gpus", "cpus", "mem", "nics", "disks", "procs", "collectors", "plots"):
+                yield Static("", id=name, classes="section", markup=False)
+
+    def on_mount(self) -> None:
+        self.screen_name = f"node {fmt.node_text(self.host, 40)}"
+        self.query_one("#sections").focus()
+        self.load_history()
+        self.set_interval(HIST_EVERY_S, self._history_tick)
+
+    def _history_tick(self) -> None:
+        if self.is_current:  # history is read only while someone is looking at it
+            self.load_history()
+
+    @work(thread=True, exclusive=True, group="history")
+    def load_history(self) -> None:
+        source = self.app.source  # type: ignore[attr-defined]
+        try:
+            points = source.history(self.host)
+            self.post_message(HistoryRead(self.host, points))
+        except Exception as e:  # a Redis error here must not take the screen down
+            self.post_message(HistoryRead(self.host, [], describe_error(e)))
+
+    def on_history_read(self, msg: HistoryRead) -> None:
+        if msg.host != self.host:
+            return
+        if msg.error is None or not self.points:
+            self.points = msg.points
+        self.hist_error = msg.error
+        self._draw_plots(self.app.view.now)  # type: ignore[attr-defined]
+
+    def draw(self, view: View) -> None:
+        assert view.state is not None
+        v = view.state.node(self.host)
+        if v is None:
+            self.query_one("#info", Static).update(Content.assemble(
+                (f"node {fmt.node_text(self.host)} is no longer listed", "$ct-crit")))
+            return
+        snap = v.snap
+        sig = (v.state, id(snap), snap.seq if snap else None, fmt.age(v.age_s), v.error, self.size.width)
+        if sig == self._sig:
+            return
+        self._sig = sig
+        s = snap.system if snap else None
+        width = self.size.width // (2 if self.has_class("-wide") else 1) - 4
+        ascii = self.app.settings.ascii  # type: ignore[attr-defined]
+        self._set("info", info_section(v))
+        self._set("cpus", cpu_section(s, width, ascii))
+        self._set("mem", mem_section(s))
+        self._set("gpus", gpu_section(snap.gpus if snap else None))
+        self._set("disks", disk_section(s))
+        self._set("nics", nic_section(s))
+        self._set("procs", proc_section(s))
+        self._set("collectors", collector_section(snap))
+
+    def _set(self, wid: str, content: Content) -> None:
+        self.query_one(f"#{wid}", Static).update(content)
+
+    def _draw_plots(self, now: float) -> None:
+        pts = self.points
+        width = self.size.width - 4
+        sig = (len(pts), pts[-1].ts if pts else None, width, self.hist_error)
+        if sig == self._plot_sig:
+            return
+        self._plot_sig = sig
+        ascii = self.app.settings.ascii  # type: ignore[attr-defined]
+        if not pts:
+            text = f"history: {self.hist_error}" if self.hist_error else "history: none recorded yet"
+            self.query_one("#plots", Static).update(Content(text))
+            return
+        half = max(30, width // 2 - 1)
+        cpu = plot("CPU %", pts, {"cpu": [p.cpu for p in pts]}, now, half, 14, (0, 100), ascii)
+        ngpu = max((len(p.gu or ()) for p in pts), default=0)
+        gpu_series: dict[str, list[float | None]] = {
+            f"gpu{i}": [(p.gu[i] if p.gu is not None and i < len(p.gu) else None) for p in pts] for i in range(ngpu)}
+        mib = 1024 * 1024
+        net = plot("network MiB/s", pts, {
+            "rx": [None if p.rx is None else p.rx / mib for p in pts],
+            "tx": [None if p.tx is None else p.tx / mib for p in pts]}, now, half, 14, None, ascii)
+        blocks = [cpu, net]
+        if ngpu:
+            blocks.insert(1, plot("GPU util %", pts, gpu_series, now, half, 14, (0, 100), ascii))
+        text = "\n\n".join(blocks)
+        if self.hist_error:
+            text = f"history read failed ({self.hist_error}); showing the last read\n" + text
+        self.query_one("#plots", Static).update(Content(text))

@@ -1,0 +1,54 @@
+"""Provides the data source: blocking Redis reads, meant to run in a worker thread only.
+
+One ``Reader`` per app keeps the last good snapshot per node, so stale and bad nodes keep their
+last values. A Redis failure is returned as a message, never raised into the UI.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from collectors import schema, wire
+from collectors.reader import ClusterState, Reader
+
+#: History points read on drill-down: an hour at the publisher's 5 s history interval.
+HIST_COUNT = 720
+
+
+def describe_error(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+class Source:
+    def __init__(self, client_factory: Callable[[], Any], clock: Callable[[], float] = time.time) -> None:
+        self.client_factory = client_factory
+        self.clock = clock
+        self._client: Any = None
+        self._reader: Reader | None = None
+
+    def _ensure(self) -> Reader:
+        # Created lazily in the worker thread: building a client may resolve names or open sockets.
+        if self._reader is None:
+            self._client = self.client_factory()
+            self._reader = Reader(self._client, clock=self.clock)
+        return self._reader
+
+    def read(self) -> ClusterState:
+        """The whole cluster in one round trip. Raises whatever the client raises (caller reports)."""
+        return self._ensure().read()
+
+    def history(self, host: str, count: int = HIST_COUNT) -> list[schema.HistPoint]:
+        """The newest ``count`` history points of ``host``, oldest first; undecodable entries skipped."""
+        self._ensure()
+        entries = self._client.xrevrange(wire.hist_key(host), count=count)
+        points: list[schema.HistPoint] = []
+        for _id, fields in reversed(entries):
+            data = fields.get(b"d") if isinstance(fields, dict) else None
+            try:
+                points.append(wire.decode(data, schema.HistPoint))
+            except wire.WireError:
+                continue  # one garbled sample must not hide the hour around it
+        return points

@@ -1,0 +1,58 @@
+"""Provides the alerts strip: most severe first, then newest first, with node and cause."""
+
+from __future__ import annotations
+
+from textual.content import Content
+from textual.widgets import Static
+
+from collectors.cluster import Alert
+from dashboard import fmt
+
+SEV_STYLE = {"critical": "$ct-crit bold", "warning": "$ct-warn", "info": "$ct-info"}
+SEV_LABEL = {"critical": "CRIT", "warning": "WARN", "info": "INFO"}
+SEV_ORDER = {"critical": 0, "warning": 1, "info": 2}
+
+
+def order_alerts(alerts: list[Alert], first_seen: dict[str, float]) -> list[Alert]:
+    return sorted(alerts, key=lambda a: (SEV_ORDER.get(a.severity, 3), -first_seen.get(a.key, 0.0),
+                                         a.node or "", a.subject))
+
+
+def alert_line(a: Alert, width: int) -> Content:
+    where = fmt.node_text(a.node) if a.node else "cluster"
+    return Content.assemble(
+        (f"{SEV_LABEL.get(a.severity, '?'):<5}", SEV_STYLE.get(a.severity, "")),
+        (where, "bold"),
+        " ",
+        fmt.node_text(a.message, max(10, width - len(where) - 6)),
+    )
+
+
+class AlertsStrip(Static):
+    """As many alerts as its height allows; the rest counted in the last line."""
+
+    DEFAULT_CSS = """
+    AlertsStrip { height: auto; max-height: 8; border-top: solid $panel; padding: 0 1; }
+    """
+
+    def __init__(self, max_lines: int = 6, id: str | None = None) -> None:
+        super().__init__("", id=id)
+        self.max_lines = max_lines
+        self._key: tuple[str, ...] = ()
+
+    def show(self, alerts: list[Alert], first_seen: dict[str, float]) -> None:
+        ordered = order_alerts(alerts, first_seen)
+        width = max(20, self.size.width or 80)
+        key = (str(width), *(a.key for a in ordered))
+        if key == self._key:
+            return
+        self._key = key
+        if not ordered:
+            self.update(Content.assemble(("no alerts", "$ct-ok")))
+            return
+        room = self.max_lines
+        shown = ordered if len(ordered) <= room else ordered[: room - 1]
+        lines = [alert_line(a, width) for a in shown]
+        if len(shown) < len(ordered):
+            lines.append(Content.assemble((f"… and {len(ordered) - len(shown)} more alerts", "dim")))
+        self.update(Content("\n").join(lines))

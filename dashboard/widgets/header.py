@@ -1,0 +1,102 @@
+"""Provides the cluster header: the whole cluster as one machine, in one line, plus a status line.
+
+Built as ``Content`` from (text, style) parts, never as markup strings: text from nodes or from
+error messages stays literal (``rich.markup.escape`` does not escape Textual's ``[$variable]`` tags).
+"""
+
+from __future__ import annotations
+
+from textual.content import Content
+from textual.widgets import Static
+
+from collectors.cluster import Totals
+from dashboard import fmt
+
+Part = str | tuple[str, str]
+SEP: Part = (" · ", "dim")
+
+
+def _v(s: str, style: str = "") -> Part:
+    return (fmt.NA, "dim") if s == fmt.NA else (s, style)
+
+
+def _join(groups: list[list[Part]]) -> Content:
+    parts: list[Part] = []
+    for i, g in enumerate(groups):
+        if i:
+            parts.append(SEP)
+        parts.extend(g)
+    return Content.assemble(*parts)
+
+
+def totals_line(t: Totals) -> Content:
+    """"5/15 nodes up · 10 GPUs 7 busy · 88 % GPU util · 72/110 GiB VRAM · 1.9 kW · ..."."""
+    g: list[list[Part]] = [[(f"{t.nodes_up}/{t.nodes_total}", "bold"), " nodes up"]]
+    if t.gpus_total is not None:
+        busy: list[Part] = [(str(t.gpus_total), "bold"), " GPUs ", _v(fmt.num(t.gpus_busy)), " busy"]
+        if t.gpus_lost:
+            busy.append((f" {t.gpus_lost} lost", "$ct-crit"))
+        g.append(busy)
+        g.append([_v(fmt.pct(t.gpu_util_pct)), " GPU util"])
+        g.append([_v(fmt.gib(t.vram_used_bytes)), "/", _v(fmt.gib(t.vram_total_bytes)), " GiB VRAM"])
+        g.append([_v(fmt.watts(t.power_mw))])
+    else:
+        g.append(["GPUs ", _v(fmt.NA)])
+    if t.mem_total_bytes is not None and t.mem_total_bytes:
+        used = 100 * t.mem_used_bytes / t.mem_total_bytes if t.mem_used_bytes is not None else None
+        g.append([f"{fmt.gib(t.mem_total_bytes)} GiB RAM ", _v(fmt.pct(used))])
+    else:
+        g.append(["RAM ", _v(fmt.NA)])
+    g.append([_v(fmt.num(t.cpu_cores)), " cores ", _v(fmt.pct(t.cpu_util_pct))])
+    if t.ceph_status is not None:
+        sev = {"HEALTH_OK": "$ct-ok", "HEALTH_WARN": "$ct-warn"}.get(t.ceph_status, "$ct-crit")
+        g.append(["Ceph ", (fmt.node_text(t.ceph_status, 20), sev)])
+    if t.tasks_queued is not None:
+        g.append([f"{t.tasks_queued} queued"])
+    return _join(g)
+
+
+def status_line(t: Totals | None, source: str, read_ts: float | None, unreachable_since: float | None,
+                error: str | None, now: float, screen_name: str) -> Content:
+    g: list[list[Part]] = [[("clustertop", "bold"), " ", screen_name]]
+    if source:
+        g.append([fmt.node_text(source, 60)])
+    if unreachable_since is not None:
+        data_age = f"; showing data {fmt.age(now - read_ts)} old" if read_ts is not None else "; no data yet"
+        g.append([(f"store unreachable since {fmt.clock(unreachable_since)}", "$ct-crit bold"),
+                  (f" ({fmt.node_text(error or '?', 80)}){data_age}", "$ct-crit")])
+    elif read_ts is not None:
+        g.append([f"read {fmt.clock(read_ts)}"])
+    else:
+        g.append(["connecting…"])
+    if t is not None:
+        if t.nodes_stale:
+            g.append([(f"{t.nodes_stale} stale", "$ct-stale")])
+        if t.nodes_down:
+            g.append([(f"{t.nodes_down} down", "$ct-crit")])
+        if t.nodes_bad:
+            g.append([(f"{t.nodes_bad} bad data", "$ct-crit")])
+    return _join(g)
+
+
+class ClusterHeader(Static):
+    """Two fixed lines: the totals and where the data comes from. Updated only when the text changes."""
+
+    DEFAULT_CSS = """
+    ClusterHeader { height: auto; max-height: 4; background: $panel; padding: 0 1; }
+    """
+
+    def __init__(self, id: str | None = None) -> None:
+        super().__init__("", id=id)
+        self._shown: tuple[str, str] = ("", "")
+        self._rows = 0
+
+    def show(self, totals: Content, status: Content) -> None:
+        key = (totals.markup, status.markup)
+        if key != self._shown:
+            self._shown = key
+            # Re-layout only when the wrapped height changes (at 80 columns the totals take 2 lines).
+            width = max(1, self.size.width - 2) if self.size.width else 80
+            rows = -(-totals.cell_length // width) + -(-status.cell_length // width)
+            self.update(Content("\n").join([totals, status]), layout=rows != self._rows)
+            self._rows = rows
