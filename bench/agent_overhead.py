@@ -1,0 +1,217 @@
+"""Measures what the clustertop agent costs a node, side by side with prometheus-node-exporter.
+
+Starts a private redis-server, the real agent (`clustertop agent --redis URL`, 1 s interval) and
+node_exporter with a comparable set of collectors (scraped every second by this script), lets
+them run for ``--seconds``, and prints CPU per tick/scrape (utime+stime from /proc/<pid>/stat),
+RSS and PSS (/proc/<pid>/smaps_rollup) at start and end, and the ratios. Also prints the
+exposure score of the systemd unit. Informational: no assertions, exits 0.
+
+    python bench/agent_overhead.py --seconds 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+EXPORTER_FLAGS = ["--collector.disable-defaults", "--collector.cpu", "--collector.meminfo",
+                  "--collector.diskstats", "--collector.netdev", "--collector.filesystem",
+                  "--collector.loadavg"]
+
+
+@dataclass
+class Sample:
+    cpu_ms: float
+    rss_kib: int | None
+    pss_kib: int | None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_ms(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        # Fields after the ")" of comm (which may contain spaces): utime and stime are 14 and 15.
+        rest = f.read().rsplit(")", 1)[1].split()
+    return (int(rest[11]) + int(rest[12])) * 1000.0 / CLK_TCK
+
+
+def memory_kib(pid: int) -> tuple[int | None, int | None]:
+    rss = pss = None
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key == "Rss":
+                    rss = int(value.split()[0])
+                elif key == "Pss":
+                    pss = int(value.split()[0])
+    except OSError:
+        pass
+    return rss, pss
+
+
+def sample(pid: int) -> Sample:
+    rss, pss = memory_kib(pid)
+    return Sample(cpu_ms(pid), rss, pss)
+
+
+def wait_until(pred, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if pred():
+                return True
+        except Exception:  # not up yet
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def scrape(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return len(r.read())
+
+
+def exposure(unit: Path) -> str:
+    exe = shutil.which("systemd-analyze")
+    if exe is None:
+        return "n/a (systemd-analyze not installed)"
+    r = subprocess.run([exe, "security", "--offline=true", "--no-pager", str(unit)], capture_output=True,
+                       text=True, timeout=120)
+    for line in (r.stdout + r.stderr).splitlines():
+        if "Overall exposure level" in line:
+            return line.split(":", 1)[1].strip()
+    return "n/a (no score in output)"
+
+
+def fmt(v: float | int | None, unit: str = "") -> str:
+    if v is None:
+        return "N/A"
+    return f"{v:,.1f}{unit}" if isinstance(v, float) else f"{v:,}{unit}"
+
+
+def ratio(a: float | int | None, b: float | int | None) -> str:
+    return "N/A" if a is None or not b else f"{a / b:.2f}x"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--interval", type=float, default=1.0)
+    args = ap.parse_args()
+
+    redis_exe = shutil.which("redis-server")
+    exporter_exe = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
+    if redis_exe is None:
+        print("redis-server not installed: nothing measured")
+        return 0
+    procs: list[subprocess.Popen[bytes]] = []
+    tmp = tempfile.mkdtemp(prefix="ct-bench-")
+    try:
+        rport = free_port()
+        procs.append(subprocess.Popen([redis_exe, "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
+                                       "--appendonly", "no", "--dir", tmp],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        import redis
+
+        from collectors import schema, wire
+
+        client = redis.Redis(port=rport)
+        if not wait_until(client.ping, 10):
+            print("redis-server did not start")
+            return 0
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CLUSTERTOP_", "NOTIFY_SOCKET"))}
+        agent = subprocess.Popen([sys.executable, "-m", "clustertop", "agent", "--redis",
+                                  f"redis://127.0.0.1:{rport}/0", "--node", "bench", "--interval",
+                                  str(args.interval), "--log-level", "warning"],
+                                 cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(agent)
+        exporter = None
+        metrics_url = None
+        if exporter_exe is not None:
+            eport = free_port()
+            exporter = subprocess.Popen([exporter_exe, f"--web.listen-address=127.0.0.1:{eport}", *EXPORTER_FLAGS],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(exporter)
+            metrics_url = f"http://127.0.0.1:{eport}/metrics"
+            wait_until(lambda: scrape(metrics_url) > 0, 15)
+
+        def seq() -> int:
+            raw = client.get(wire.node_key("bench"))
+            return wire.decode(raw, schema.NodeSnapshot).seq if raw else 0
+
+        if not wait_until(lambda: seq() >= 2, 60):
+            print("agent published nothing: nothing measured")
+            return 0
+        # Start after warm-up (imports, first samples), so the figures are the steady state.
+        a0, s0 = sample(agent.pid), seq()
+        e0 = sample(exporter.pid) if exporter else None
+        scrapes = scrape_bytes = 0
+        t0 = time.monotonic()
+        next_t = t0
+        while time.monotonic() - t0 < args.seconds:
+            if metrics_url:
+                scrape_bytes = scrape(metrics_url)
+                scrapes += 1
+            next_t += args.interval
+            time.sleep(max(0.0, next_t - time.monotonic()))
+        elapsed = time.monotonic() - t0
+        a1, s1 = sample(agent.pid), seq()
+        e1 = sample(exporter.pid) if exporter else None
+        snap_bytes = len(client.get(wire.node_key("bench")) or b"")
+        ticks = max(1, s1 - s0)
+
+        agent_ms = (a1.cpu_ms - a0.cpu_ms) / ticks
+        exp_ms = (e1.cpu_ms - e0.cpu_ms) / max(1, scrapes) if e0 and e1 else None
+        rows = [
+            ("measured for", f"{elapsed:.1f} s", "", ""),
+            ("ticks / scrapes", str(ticks), str(scrapes) if exporter else "N/A", ""),
+            ("CPU ms per tick/scrape", fmt(agent_ms), fmt(exp_ms), ratio(agent_ms, exp_ms)),
+            ("CPU % of one core", fmt(100 * (a1.cpu_ms - a0.cpu_ms) / 1000 / elapsed),
+             fmt(100 * (e1.cpu_ms - e0.cpu_ms) / 1000 / elapsed) if e0 and e1 else "N/A", ""),
+            ("RSS start (KiB)", fmt(a0.rss_kib), fmt(e0.rss_kib if e0 else None), ratio(a0.rss_kib, e0.rss_kib if e0 else None)),
+            ("RSS end (KiB)", fmt(a1.rss_kib), fmt(e1.rss_kib if e1 else None), ratio(a1.rss_kib, e1.rss_kib if e1 else None)),
+            ("PSS start (KiB)", fmt(a0.pss_kib), fmt(e0.pss_kib if e0 else None), ratio(a0.pss_kib, e0.pss_kib if e0 else None)),
+            ("PSS end (KiB)", fmt(a1.pss_kib), fmt(e1.pss_kib if e1 else None), ratio(a1.pss_kib, e1.pss_kib if e1 else None)),
+            ("payload per tick (bytes)", fmt(snap_bytes), fmt(scrape_bytes) if exporter else "N/A",
+             ratio(snap_bytes, scrape_bytes)),
+        ]
+        print(f"clustertop agent vs prometheus-node-exporter, interval {args.interval:g} s")
+        widths = [max(len(r[i]) for r in rows + [("", "agent", "node_exporter", "agent/exporter")]) for i in range(4)]
+        header = ("", "agent", "node_exporter", "agent/exporter")
+        for r in [header, *rows]:
+            print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))))
+        if exporter is None:
+            print("(prometheus-node-exporter not installed: its column is N/A)")
+        print(f"systemd unit exposure: {exposure(ROOT / 'systemd' / 'clustertop-agent.service')}")
+        return 0
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
