@@ -229,7 +229,7 @@ def _cluster_alerts(cluster: dict[str, schema.ClusterPayload], now: float | None
     if ceph is not None:
         if not ceph.ok:
             age = f", last good data {_age(now - ceph.last_ok_ts)} ago" if now and ceph.last_ok_ts else ""
-            out.append(Alert("critical", "ceph", None, "ceph", f"Ceph unreachable: {ceph.error or 'no answer'}{age}"))
+            out.append(Alert("critical", "ceph", None, "ceph", f"{_ceph_error(ceph.error)}{age}"))
         elif ceph.ceph is not None:
             for c in ceph.ceph.checks or ():
                 sev = "critical" if c.severity == "HEALTH_ERR" else "warning"
@@ -242,6 +242,20 @@ def _cluster_alerts(cluster: dict[str, schema.ClusterPayload], now: float | None
         for err in q.queues.errors or ():
             out.append(Alert("warning", "queue", None, "queues", err))
     return out
+
+
+def _ceph_error(error: str | None) -> str:
+    """The runner reports "<ExceptionType>: <message>"; the ceph collector's messages already say
+    what failed ("Ceph unreachable: all mgr URLs failed: ...", "Ceph login refused for ..."), so
+    they are shown as they are instead of as "Ceph unreachable: CephUnreachable: Ceph unreachable"."""
+    if not error:
+        return "Ceph unreachable: no answer"
+    _, sep, rest = error.partition(": ")
+    if error.startswith("Ceph "):
+        return error
+    if sep and rest.startswith("Ceph "):
+        return rest
+    return f"Ceph unreachable: {error}"
 
 
 def _age(s: float | None) -> str:

@@ -435,6 +435,7 @@ class Ceph(Base):
     images: list[RbdImage] | None = None
     detail_ts: float | None = None
     url: str | None = None  # the mgr that answered
+    errors: list[str] | None = None  # partial failures (a detail endpoint refused); the rest still flows
 
 
 class Queue(Base):
