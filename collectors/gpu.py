@@ -405,7 +405,7 @@ class GpuCollector:
             self._raise_init_failure()
         if self._nv is None:
             try:
-                import pynvml
+                import pynvml  # type: ignore[import-untyped]
             except ImportError:
                 self._retry_at = now + INIT_RETRY_S
                 self._init_failure = NoData("nvidia-ml-py (pynvml) is not installed")

@@ -68,6 +68,7 @@ class FakeDevice:
     static: dict[str, Any]
     reading: dict[str, Any]
     not_supported: set[str] = field(default_factory=set)  # C symbols answering NOT_SUPPORTED
+    fail: dict[str, int] = field(default_factory=dict)  # C symbol -> nvmlReturn_t it answers instead
     compute: list[FakeProc] = field(default_factory=list)
     graphics: list[FakeProc] = field(default_factory=list)
     lost: bool = False
@@ -92,6 +93,7 @@ class FakeNvmlLib:
         self.refcount = 0
         self.calls: Counter[str] = Counter()
         self.device_calls: Counter[tuple[str, int]] = Counter()
+        self.missing_lookups: Counter[str] = Counter()  # lookups of symbols this "driver" lacks
 
     # -- plumbing ------------------------------------------------------------------------------------
 
@@ -100,6 +102,7 @@ class FakeNvmlLib:
         # NVMLError_FunctionNotFound.
         if name.startswith("nvml"):
             if name in object.__getattribute__(self, "missing"):
+                object.__getattribute__(self, "missing_lookups")[name] += 1
                 raise AttributeError(name)
             fn = object.__getattribute__(self, "_" + name) if hasattr(type(self), "_" + name) else None
             if fn is None:
@@ -127,7 +130,7 @@ class FakeNvmlLib:
                     d.lose_after_calls -= 1
                 if d.lost:
                     return pynvml.NVML_ERROR_GPU_IS_LOST
-                return d
+                return d.fail.get(name, d)
         return pynvml.NVML_ERROR_INVALID_ARGUMENT
 
     def _read(self, handle: Any, name: str, value: Any, ref: Any) -> int:
