@@ -130,7 +130,7 @@ class Template:
     argv: list[str]
     params: dict[str, Param] = field(default_factory=dict)
     user: str | None = None
-    cwd: str | None = None
+    cwd: str | None = None  # None: "/" (never the agent's own working directory)
     env: dict[str, str] = field(default_factory=dict)
     memory_max: str | None = None
     cpu_quota: str | None = None
@@ -335,6 +335,7 @@ class _Running:
     log: BoundedLog
     exited: bool = False
     stop_requested: bool = False
+    pump: threading.Thread | None = None
     timers: list[threading.Timer] = field(default_factory=list)
 
 
@@ -401,7 +402,7 @@ class TaskManager:
         out = BoundedLog(os.path.join(tdir, "output.log"), self.log_max_bytes)
         try:
             proc = subprocess.Popen(cmd, shell=False, start_new_session=True, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tpl.cwd, env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tpl.cwd or "/", env=env,
                                     close_fds=True, **kwargs)
         except BaseException:
             out.close()
@@ -411,7 +412,8 @@ class TaskManager:
         run = _Running(task=task, proc=proc, log=out)
         with self._lock:
             self._tasks[task_id] = run
-        threading.Thread(target=self._pump, args=(run,), name=f"task-out-{task_id}", daemon=True).start()
+        run.pump = threading.Thread(target=self._pump, args=(run,), name=f"task-out-{task_id}", daemon=True)
+        run.pump.start()
         threading.Thread(target=self._wait, args=(run,), name=f"task-wait-{task_id}", daemon=True).start()
         if tpl.timeout_s:
             self._timer(run, tpl.timeout_s, self._on_timeout)
@@ -446,6 +448,10 @@ class TaskManager:
             os.waitid(os.P_PID, run.proc.pid, os.WEXITED | os.WNOWAIT)
         except ChildProcessError:
             pass
+        # Let the pump drain the pipe first so "exited" means the output is complete; bounded,
+        # because a child that inherited stdout can keep the pipe open long after the leader.
+        if run.pump is not None:
+            run.pump.join(2.0)
         with self._lock:
             rc = run.proc.wait()
             run.exited = True
