@@ -1,0 +1,233 @@
+"""Provides the network-mount collector: NFS, CephFS, SSHFS, SMB and Gluster mounts, probed without ever hanging.
+
+A stuck NFS server blocks ``stat``/``statvfs`` in the kernel (uninterruptible sleep, state D) for as
+long as the server is gone; no Python timeout can interrupt that call. So each probe runs in its own
+daemon thread and ``collect()`` waits for it only up to a deadline: a probe still out after the
+deadline makes the mount "slow", after ``hung_s`` "hung". A mount whose probe has not returned never
+gets a second one, so a dead server costs at most one blocked thread per mount, ever. When the
+blocked call finally returns, the next collect probes afresh and the mount is ok/slow by latency.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from collectors import schema
+from collectors.base import Context, Roots
+from collectors.config import ConfigError, check_keys, get
+
+#: Filesystem types that live across the network. Kernel CephFS reports "ceph" (ceph-fuse
+#: "fuse.ceph-fuse"), GlusterFS mounts through FUSE, "smb3" is cifs mounted with -t smb3.
+NET_FSTYPES = frozenset({
+    "nfs", "nfs4", "ceph", "cephfs", "fuse.ceph-fuse", "fuse.sshfs", "cifs", "smb3", "smbfs",
+    "glusterfs", "fuse.glusterfs", "lustre", "beegfs",
+})
+
+SECTION = "collectors.nfs"
+DEFAULT_TIMEOUT_S = 1.0  # how long collect() waits for the probes
+DEFAULT_SLOW_MS = 200.0  # a probe that completed slower than this makes the mount "slow"
+DEFAULT_HUNG_S = 5.0  # a probe out for this long makes the mount "hung"
+
+_OCTAL = re.compile(r"\\([0-7]{3})")
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str
+    mountpoint: str
+    fstype: str
+
+
+def unescape(field_text: str) -> str:
+    """/proc/self/mounts writes space, tab, newline and backslash as \\040 \\011 \\012 \\134."""
+    return _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), field_text)
+
+
+def parse_mounts(text: str) -> list[Mount]:
+    """Every mount in /proc/self/mounts order. A path mounted over twice keeps only the last
+    (topmost) entry, because that is what a stat of the path reaches; order of first sight is kept."""
+    seen: dict[str, Mount] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        m = Mount(source=unescape(parts[0]), mountpoint=unescape(parts[1]), fstype=parts[2])
+        seen[m.mountpoint] = m
+    return list(seen.values())
+
+
+def network_mounts(text: str) -> list[Mount]:
+    return [m for m in parse_mounts(text) if m.fstype in NET_FSTYPES]
+
+
+def read_mounts(roots: Roots) -> list[Mount]:
+    try:
+        with open(roots.procfs("self", "mounts"), encoding="utf-8", errors="replace") as f:
+            return network_mounts(f.read())
+    except FileNotFoundError:
+        return []
+
+
+def statvfs_probe(path: str) -> tuple[int | None, int | None]:
+    """(total_bytes, used_bytes) of the filesystem at path; this is the call that can block forever.
+    Some FUSE filesystems answer zero blocks: that is "does not say" (None), not an empty disk."""
+    st = os.statvfs(path)
+    if st.f_blocks == 0:
+        return None, None
+    return st.f_blocks * st.f_frsize, (st.f_blocks - st.f_bfree) * st.f_frsize
+
+
+@dataclass
+class Probe:
+    """One probe of one mount: started by collect(), finished (maybe never) by its thread."""
+
+    started: float  # on the collector's clock
+    started_ts: float  # wall clock, for hung_since_ts
+    done: threading.Event = field(default_factory=threading.Event)
+    latency_s: float | None = None
+    total_bytes: int | None = None
+    used_bytes: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class MountState:
+    inflight: Probe | None = None  # started and not yet returned
+    last: Probe | None = None  # the last one that returned
+
+
+@dataclass(frozen=True)
+class Options:
+    timeout_s: float
+    slow_ms: float
+    hung_s: float
+
+
+def options(ctx: Context) -> Options:
+    """``[collectors.nfs]`` timeout, slow_ms, hung_s; bad values name the file and key."""
+    table, file = ctx.config, ctx.config_file
+    # "enabled"/"interval" belong to the agent (it strips them); accept them if a caller passes them.
+    check_keys(table, {"timeout", "slow_ms", "hung_s", "enabled", "interval"}, file, SECTION)
+    # Default deadline: 1 s, but at most half the interval so collect() ends well before the agent's
+    # own per-collector timeout (which defaults to the interval).
+    default_timeout = min(DEFAULT_TIMEOUT_S, max(ctx.interval_s, 0.1) / 2)
+    timeout = float(get(table, "timeout", (int, float), default_timeout, file, SECTION))
+    slow_ms = float(get(table, "slow_ms", (int, float), DEFAULT_SLOW_MS, file, SECTION))
+    hung_s = float(get(table, "hung_s", (int, float), DEFAULT_HUNG_S, file, SECTION))
+    for key, value in (("timeout", timeout), ("slow_ms", slow_ms), ("hung_s", hung_s)):
+        if not value > 0:  # also catches NaN
+            raise ConfigError(file, f"[{SECTION}] {key}", f"must be > 0, got {value!r}")
+    if timeout > 30:
+        raise ConfigError(file, f"[{SECTION}] timeout", f"must be at most 30 s, got {timeout!r}")
+    if hung_s <= timeout:
+        raise ConfigError(file, f"[{SECTION}] hung_s",
+                          f"must be longer than timeout ({timeout:g} s), got {hung_s!r}")
+    return Options(timeout_s=timeout, slow_ms=slow_ms, hung_s=hung_s)
+
+
+class NetMountCollector:
+    """Collector "nfs": list[schema.NetMount] for the snapshot's ``netmounts`` field."""
+
+    name = "nfs"
+    field = "netmounts"
+    scope = "node"
+    default_interval_s = 2.0
+
+    def __init__(self, ctx: Context, probe: Callable[[str], tuple[int | None, int | None]] = statvfs_probe,
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
+        # probe and clock are parameters so tests can stand in for a kernel that blocks statvfs and
+        # step time past hung_s without sleeping; production uses statvfs and the monotonic clock.
+        self.ctx = ctx
+        self.opts = options(ctx)
+        self._probe = probe
+        self._clock = clock
+        self._wall = wall
+        self._mounts: dict[str, MountState] = {}
+        self._lock = threading.Lock()
+        self.probes_started = 0  # for tests and self-diagnosis: threads ever started
+
+    def collect(self) -> list[schema.NetMount]:
+        with self._lock:
+            mounts = read_mounts(self.ctx.roots)
+            for m in mounts:
+                st = self._mounts.setdefault(m.mountpoint, MountState())
+                self._harvest(st)
+                if st.inflight is None:
+                    st.inflight = self._start(m.mountpoint)
+            # One shared deadline for all mounts (real time: it is what bounds this call).
+            deadline = time.monotonic() + self.opts.timeout_s
+            for m in mounts:
+                p = self._mounts[m.mountpoint].inflight
+                if p is not None:
+                    p.done.wait(max(0.0, deadline - time.monotonic()))
+            out = [self._report(m, self._mounts[m.mountpoint]) for m in mounts]
+            self._forget({m.mountpoint for m in mounts})
+            return out
+
+    def _start(self, path: str) -> Probe:
+        p = Probe(started=self._clock(), started_ts=self._wall())
+
+        def run() -> None:
+            t0 = self._clock()
+            try:
+                p.total_bytes, p.used_bytes = self._probe(path)
+            except OSError as e:  # ESTALE, ENOTCONN (dead sshfs), EACCES: the mount answered, badly
+                p.error = e.strerror or str(e)
+            except Exception as e:  # a probe bug must not kill the thread before done is set
+                p.error = f"{type(e).__name__}: {e}"
+            finally:
+                p.latency_s = self._clock() - t0
+                p.done.set()
+
+        threading.Thread(target=run, name=f"ct-nfs-probe {path}", daemon=True).start()
+        self.probes_started += 1
+        return p
+
+    @staticmethod
+    def _harvest(st: MountState) -> None:
+        if st.inflight is not None and st.inflight.done.is_set():
+            st.last, st.inflight = st.inflight, None
+
+    def _report(self, m: Mount, st: MountState) -> schema.NetMount:
+        self._harvest(st)
+        nm = schema.NetMount(mountpoint=m.mountpoint, fstype=m.fstype, source=m.source)
+        last = st.last
+        if last is not None:  # sizes of the last answer, even while a newer probe is out
+            nm.total_bytes, nm.used_bytes = last.total_bytes, last.used_bytes
+        if st.inflight is not None:
+            # Past the deadline and still out. Latency is how long it has been out so far (a lower
+            # bound, and more telling than the last completed probe's few milliseconds).
+            out_s = self._clock() - st.inflight.started
+            nm.latency_ms = round(out_s * 1000, 3)
+            if out_s >= self.opts.hung_s:
+                nm.state = "hung"
+                nm.hung_since_ts = st.inflight.started_ts
+            else:
+                nm.state = "slow"
+            return nm
+        assert last is not None and last.latency_s is not None  # started this call, and it returned
+        nm.latency_ms = round(last.latency_s * 1000, 3)
+        if last.error is not None:
+            nm.state = "unknown"
+            nm.error = last.error
+        else:
+            nm.state = "slow" if nm.latency_ms > self.opts.slow_ms else "ok"
+        return nm
+
+    def _forget(self, mounted: set[str]) -> None:
+        # Unmounted paths are dropped, except while their probe is still out: if the path comes back
+        # (automount), its stuck thread must still count, so no second one is started.
+        for path, st in list(self._mounts.items()):
+            if path not in mounted:
+                self._harvest(st)
+                if st.inflight is None:
+                    del self._mounts[path]
+
+    def close(self) -> None:
+        """Nothing to release: a probe blocked in the kernel cannot be cancelled, and its daemon
+        thread does not keep the agent from exiting."""
