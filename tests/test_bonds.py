@@ -193,8 +193,9 @@ def test_sysfs_degraded_mii_down_and_lacp_not_distributing() -> None:
             slave("eno1", **ALB_SLAVE, perm_hwaddr="a8:a1:59:3c:10:01"),
             slave("enp5s0", **ALB_SLAVE, perm_hwaddr="00:1b:21:bc:4e:20"),
             # sysfs speed -1 and duplex "unknown" on a down link: None, not 0.
+            # alb keeps every slave "active" in sysfs (bond_set_slave_inactive_flags skips lb modes).
             slave("enp6s0", mii_status="down", link_failures=3, perm_hwaddr="00:1b:21:bc:4e:21",
-                  state="backup", ok=False, problem="MII down"),
+                  state="active", ok=False, problem="MII down"),
         ],
         "degraded": True, "problems": ["enp6s0: MII down"], "source": "sysfs",
     }
@@ -206,8 +207,9 @@ def test_sysfs_degraded_mii_down_and_lacp_not_distributing() -> None:
             # churn from procfs, state (active/backup) from sysfs: the two views merged
             slave("ens2f0", mii_status="up", speed_mbps=10000, duplex="full", link_failures=0,
                   perm_hwaddr="b4:96:91:0a:22:40", state="active", **lacp_ok(1, 63, 63), ok=True),
+            # 802.3ad marks a port that is not collecting/distributing inactive: "backup".
             slave("ens2f1", mii_status="up", speed_mbps=10000, duplex="full", link_failures=0,
-                  perm_hwaddr="b4:96:91:0a:22:41", state="active",
+                  perm_hwaddr="b4:96:91:0a:22:41", state="backup",
                   **{**lacp_ok(1, 15, 63), "partner_churn": "churned", "partner_churned": 1},
                   ok=False, problem="LACP not distributing (actor state 15)"),
         ],
