@@ -129,3 +129,20 @@ def demo_cluster(ts: float = NOW) -> list[schema.NodeSnapshot]:
     snaps += [node(f"arm-{i:02d}", ts=ts, seq=5, cpu=15.0 * i, cores=4, mem_total_gib=4, mem_used_gib=1.5 + 0.5 * i,
                    gpus=[], role="arm-worker") for i in range(1, 4)]
     return snaps
+
+
+async def wait_until(pilot: Any, cond: Any, what: str = "condition", tries: int = 400) -> None:
+    """Let the app run until ``cond()`` holds (reads happen in a worker thread). Not a timing
+    assertion: the bound only turns a hang into a readable failure."""
+    for _ in range(tries):
+        if cond():
+            await pilot.pause()
+            return
+        await pilot.pause(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def wait_reads(pilot: Any, n: int = 1) -> None:
+    app = pilot.app
+    target = app.reads + n if n > 0 else 1
+    await wait_until(pilot, lambda: app.reads >= target, f"{n} read(s)")

@@ -90,6 +90,12 @@ class ClusterHeader(Static):
         super().__init__("", id=id)
         self._shown: tuple[str, str] = ("", "")
         self._rows = 0
+        self._plain = ""
+
+    @property
+    def text(self) -> str:
+        """What the header says, as plain text (tests, snapshots of the screen in words)."""
+        return self._plain
 
     def show(self, totals: Content, status: Content) -> None:
         key = (totals.markup, status.markup)
@@ -100,3 +106,4 @@ class ClusterHeader(Static):
             rows = -(-totals.cell_length // width) + -(-status.cell_length // width)
             self.update(Content("\n").join([totals, status]), layout=rows != self._rows)
             self._rows = rows
+            self._plain = f"{totals.plain}\n{status.plain}"

@@ -1,0 +1,181 @@
+"""Pilot tests of the dashboard against a REAL redis-server and the embedded store.
+
+What a person sees: the overview's totals for known data, every screen, the filter, drill-down,
+help, the command palette, theme switching and quit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from collectors.store import embedded
+from dashboard.app import make_app
+from dashboard.screens.gpus import GpusScreen
+from dashboard.screens.help import HelpScreen
+from dashboard.screens.node import NodeScreen
+from dashboard.screens.nodes import NodesScreen
+from dashboard.screens.overview import OverviewScreen
+from dashboard.settings import Settings
+from dashboard.widgets.header import ClusterHeader
+from dashboard.widgets.table import LiveTable
+from dashboard.widgets.tiles import NodeTiles
+from tests import builders as b
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # Textual runs on asyncio
+
+
+@pytest.fixture(params=["redis-server", "embedded"])
+def store(request: pytest.FixtureRequest) -> Any:
+    """A client factory for a real redis-server, or for the embedded (fakeredis) store."""
+    if request.param == "redis-server":
+        srv = request.getfixturevalue("redis_server")
+        return srv.client
+    _server, factory = embedded()
+    return factory
+
+
+def app_for(factory: Any, **kw: Any) -> Any:
+    settings = Settings(frozen_time=b.NOW + 0.5, refresh_s=kw.pop("refresh_s", 0.2), source_label="test", **kw)
+    return make_app(settings, factory)
+
+
+def header_text(app: Any) -> str:
+    return app.screen.query_one(ClusterHeader).text
+
+
+async def test_overview_shows_cluster_totals(store: Any) -> None:
+    b.publish(store(), b.demo_cluster(), cluster=[b.ceph("HEALTH_WARN"), b.queues(41)])
+    app = app_for(store)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await b.wait_reads(pilot)
+        text = header_text(app)
+        # 5 towers x 2 GPUs: utils (90-10i, 5i) -> 9 of 10 at or above 10 % (the 5 % card is idle);
+        # mean util 37.5 %; power sum(50 + 2u) = 1250 W; VRAM 10 x 4 GiB of 10 x 11 GiB.
+        assert "8/8 nodes up" in text
+        assert "10 GPUs 9 busy" in text
+        assert "38 % GPU util" in text
+        assert "40/110 GiB VRAM" in text
+        assert "1.2 kW" in text
+        # RAM: 5 x 128 GiB + 3 x 4 GiB = 652 GiB; cores 5 x 32 + 3 x 4 = 172.
+        assert "652 GiB RAM" in text and "172 cores" in text
+        assert "Ceph HEALTH_WARN" in text and "41 queued" in text
+        tiles = app.screen.query_one(NodeTiles)
+        assert [t.host for t in tiles.tiles] == [s.host for s in sorted(b.demo_cluster(), key=lambda s: s.host)]
+
+
+async def test_navigation_drill_down_help_and_quit(store: Any) -> None:
+    b.publish(store(), b.demo_cluster(), hist=12)
+    app = app_for(store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await b.wait_reads(pilot)
+        assert isinstance(app.screen, OverviewScreen)
+        await pilot.press("2")
+        assert isinstance(app.screen, NodesScreen)
+        await b.wait_until(pilot, lambda: app.screen.query_one(LiveTable).row_count == 8, "nodes rows")
+        await pilot.press("3")
+        assert isinstance(app.screen, GpusScreen)
+        await b.wait_until(pilot, lambda: app.screen.query_one("#gpus-table", LiveTable).row_count == 10, "gpu rows")
+        await pilot.press("1")
+        assert isinstance(app.screen, OverviewScreen)
+        # Tiles are sorted by host: arm-01 arm-02 arm-03 gpu-01 ...; right x3 -> gpu-01.
+        await pilot.press("right", "right", "right", "enter")
+        assert isinstance(app.screen, NodeScreen) and app.screen.host == "gpu-01"
+        await b.wait_until(pilot, lambda: len(app.screen.points) == 13, "history read on drill-down")
+        assert "GPU util %" in str(app.screen.query_one("#plots").render())
+        await pilot.press("escape")
+        assert isinstance(app.screen, OverviewScreen)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert isinstance(app.screen, OverviewScreen)
+        await pilot.press("q")
+    assert app.return_value == 0
+
+
+async def test_nodes_filter_sort_and_enter(store: Any) -> None:
+    snaps = b.demo_cluster()
+    b.publish(store(), snaps)
+    app = app_for(store)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await b.wait_reads(pilot)
+        await pilot.press("2")
+        table = app.screen.query_one(LiveTable)
+        await b.wait_until(pilot, lambda: table.row_count == 8, "8 rows")
+        await pilot.press("slash", *"gpu-0")
+        await b.wait_until(pilot, lambda: table.row_count == 5, "filtered to the 5 towers")
+        await pilot.press(*"3")
+        await b.wait_until(pilot, lambda: table.row_count == 1, "filtered to gpu-03")
+        await pilot.press("escape")  # clears the filter, stays on the screen
+        assert isinstance(app.screen, NodesScreen)
+        await b.wait_until(pilot, lambda: table.row_count == 8, "filter cleared")
+        # Sort by CPU (4th in the cycle: host, state, age, cpu), then reverse.
+        await pilot.press("s", "s", "s", "s")
+        assert table.sort_column == "cpu"
+        cpu_by_host = {s.host: s.system.cpu.util_pct for s in snaps}
+        order = [table.get_row_at(i)[0].plain for i in range(table.row_count)]
+        assert [cpu_by_host[h] for h in order] == sorted(cpu_by_host.values())
+        await pilot.press("S")
+        order = [table.get_row_at(i)[0].plain for i in range(table.row_count)]
+        assert [cpu_by_host[h] for h in order] == sorted(cpu_by_host.values(), reverse=True)
+        table.move_cursor(row=0)
+        await pilot.press("enter")
+        assert isinstance(app.screen, NodeScreen) and app.screen.host == order[0] == "gpu-05"
+
+
+async def test_command_palette_goes_to_node_and_switches_theme(store: Any) -> None:
+    b.publish(store(), b.demo_cluster())
+    app = app_for(store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await b.wait_reads(pilot)
+        await pilot.press("ctrl+p")
+        await pilot.press(*"go to node gpu-04")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await b.wait_until(pilot, lambda: isinstance(app.screen, NodeScreen), "node screen from palette")
+        assert app.screen.host == "gpu-04"
+        assert app.theme == "dark"
+        ok_dark = app.palette["ok"]
+        await pilot.press("escape", "t")
+        assert app.theme == "light"
+        assert app.palette["ok"] != ok_dark  # widgets took the new theme's severity colours
+
+
+async def test_gpus_screen_shows_processes_of_selected_gpu(store: Any) -> None:
+    procs = [b.gpu_proc(4242, "python", "bob", 5.5, pod="train-7f9c")]
+    snaps = [b.node("gpu-01", gpus=[b.gpu(0, 90, procs=procs), b.gpu(1, None, None, temp=None, power_w=None)])]
+    b.publish(store(), snaps)
+    app = app_for(store)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await b.wait_reads(pilot)
+        await pilot.press("3")
+        procs_table = app.screen.query_one("#procs-table", LiveTable)
+        await b.wait_until(pilot, lambda: procs_table.row_count == 1, "process of gpu 0")
+        row = [c.plain for c in procs_table.get_row_at(0)]
+        assert row[:4] == ["4242", "bob", "pod:ml/train-7f9c", "5.5 GiB"]
+        gpus_table = app.screen.query_one("#gpus-table", LiveTable)
+        unknown = [c.plain for c in gpus_table.get_row("gpu-01\x1f1")]
+        # A GPU that reports nothing shows N/A everywhere, never 0.
+        assert unknown[3].strip().endswith("N/A") and unknown[5] == "N/A" and unknown[6] == "N/A"
+        await pilot.press("down")
+        await b.wait_until(pilot, lambda: procs_table.row_count == 0, "no processes on gpu 1")
+
+
+async def test_read_only_setting_and_wall_imply_read_only() -> None:
+    _server, factory = embedded()
+    app = make_app(Settings(wall=True), factory)
+    assert app.settings.effective_read_only
+    from dashboard import app as app_module
+
+    app_module.WRITE_ACTIONS.add("kill_process")
+    try:
+        assert app.check_action("kill_process", ()) is False
+        assert app.check_action("quit", ()) is True
+    finally:
+        app_module.WRITE_ACTIONS.discard("kill_process")
