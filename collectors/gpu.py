@@ -534,6 +534,8 @@ class GpuCollector:
                 code = getattr(e, "value", None)
                 if code == _GPU_IS_LOST:
                     raise _Lost(str(e)) from None
+                if code == _UNINITIALIZED:
+                    raise  # NVML was shut down under us: collect() starts over, not N/A everywhere forever
                 if code == _FUNCTION_NOT_FOUND:
                     self._missing.add(fn_name)
                     continue

@@ -11,8 +11,10 @@ import ctypes.util
 import json
 import os
 import pwd
+import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from collectors import schema, wire
 from collectors.base import Context, NoData, Roots
 from collectors.config import ConfigError
 from collectors.gpu import GpuCollector
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, ROOT
 from tests.fakes import nvml as fake
 
 NODE_A = FIXTURES / "gpu" / "node-a"
@@ -289,13 +291,13 @@ def test_gpu_lost_mid_run_others_keep_reporting(monkeypatch: pytest.MonkeyPatch)
 def test_gpu_lost_halfway_through_its_queries(monkeypatch: pytest.MonkeyPatch) -> None:
     lib = fake.install(monkeypatch, "h100_sxm", 8)
     c, clock = collector()
-    c.collect()
+    before = c.collect()
     lib.lose(3, after_calls=4)  # answers a few queries of the next tick, then is gone
     clock.t += 1
     gpus = c.collect()
     assert [g.lost for g in gpus] == [False, False, False, True, False, False, False, False]
     assert gpus[3].util_pct is None  # nothing half-read is reported as if the GPU were fine
-    assert gpus[3].uuid == gpus[3].uuid and gpus[3].name == "NVIDIA H100 80GB HBM3"
+    assert gpus[3].uuid == before[3].uuid and gpus[3].bus_id == "00000000:5D:00.0"
     assert all(g.util_pct is not None for i, g in enumerate(gpus) if i != 3)
 
 
@@ -353,7 +355,7 @@ def test_nvml_shut_down_under_us_recovers_next_tick(monkeypatch: pytest.MonkeyPa
     c, clock = collector()
     c.collect()
     pynvml.nvmlShutdown()  # some other library in the process
-    clock.t += gpumod.STATIC_TTL_S  # forces the device count query, which fails UNINITIALIZED
+    clock.t += 1
     with pytest.raises(pynvml.NVMLError_Uninitialized):
         c.collect()
     clock.t += 1
@@ -459,6 +461,26 @@ def test_unknown_or_mistyped_option_names_the_key() -> None:
         collector({"pcei": True})
     with pytest.raises(ConfigError, match=r"\[collectors.gpu\] pcie: expected bool"):
         collector({"pcie": "yes"})
+
+
+# ---------------------------------------------------------------------------------------------
+# Imports
+# ---------------------------------------------------------------------------------------------
+
+
+def test_importing_the_collector_does_not_load_pynvml() -> None:
+    code = "import sys, collectors.gpu; assert 'pynvml' not in sys.modules, 'pynvml imported at module top'"
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_gpu_module_is_the_only_one_importing_pynvml() -> None:
+    offenders = []
+    for pkg in ("collectors", "agents", "dashboard", "clustertop"):
+        for path in (ROOT / pkg).rglob("*.py"):
+            if path.name != "gpu.py" or path.parent.name != "collectors":
+                if re.search(r"^\s*(import|from)\s+pynvml\b", path.read_text(errors="replace"), re.M):
+                    offenders.append(str(path.relative_to(ROOT)))
+    assert offenders == []
 
 
 # ---------------------------------------------------------------------------------------------
