@@ -9,6 +9,8 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from collectors import base, bonding, cluster, schema
 from collectors.base import Context, Roots
@@ -164,6 +166,18 @@ def test_tabs_and_spaces_in_the_aggregator_block_parse_the_same() -> None:
     tabbed = text.replace("         Aggregator ID", "\tAggregator ID").replace("     port state", "\tport state")
     assert as_dict(bonding.judge(bonding.parse_procfs("bond0", tabbed))) == \
         PROCFS_EXPECTED["lacp-2x40g-no-partner-churned"]
+
+
+@given(name=st.sampled_from(sorted(PROCFS_EXPECTED)), cut=st.integers(min_value=0, max_value=2000),
+       noise=st.text(max_size=40))
+def test_truncated_or_garbled_procfs_never_raises(name: str, cut: int, noise: str) -> None:
+    """A read that races the driver can end mid-line; the parser must degrade to fewer facts, not fail."""
+    text = (PROCFS / name).read_text()
+    bond = bonding.judge(bonding.parse_procfs("bond0", text[:cut] + noise))
+    real = {s["name"] for s in PROCFS_EXPECTED[name]["slaves"]}
+    names = [s.name for s in bond.slaves or ()]
+    assert all(n in real for n in names[:-1])  # only the slave the cut or noise landed in may be mangled
+    assert bond.degraded is not None and (bond.degraded or bool(names))
 
 
 # ---------------------------------------------------------------------------------------------
