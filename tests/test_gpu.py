@@ -189,6 +189,28 @@ def test_snapshot_through_real_redis_keeps_unknowns_unknown(monkeypatch: pytest.
     assert [g.ecc_corrected for g in got] == [0, 3] * 4  # a real 0 survives as 0
 
 
+def test_agent_dry_run_prints_the_gpus(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """`clustertop agent --once --dry-run` in process, on the fake 8x H100 node: the agent's own JSON."""
+    from agents.config import load_config
+    from agents.main import dry_run
+
+    fake.install(monkeypatch, "h100_sxm", 8)
+    conf = tmp_path / "agent.toml"
+    conf.write_text("[collectors.gpu]\npcie = true\n"
+                    "[collectors.host]\nenabled = false\n[collectors.bonds]\nenabled = false\n"
+                    "[collectors.nfs]\nenabled = false\n")
+    assert dry_run(load_config(str(conf), env={})) == 0
+    node = json.loads(capsys.readouterr().out)["node"]
+    assert node["collectors"]["gpu"]["ok"] is True
+    gpus = node["gpus"]
+    assert len(gpus) == 8 and gpus[0]["name"] == "NVIDIA H100 80GB HBM3"
+    assert gpus[0]["pcie_rx_bytes_s"] == 1048576 * 1024
+    # Unknown stays unknown in the printed snapshot: absent (or null), never 0.
+    assert all(g.get("fan_pct") is None for g in gpus)
+    assert [g["ecc_corrected"] for g in gpus] == [0, 3] * 4
+
+
 # ---------------------------------------------------------------------------------------------
 # NotSupported, unknown functions, other errors
 # ---------------------------------------------------------------------------------------------
