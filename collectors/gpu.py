@@ -27,7 +27,7 @@ from typing import Any
 
 from collectors import schema
 from collectors.base import Context, NoData, Roots
-from collectors.config import check_keys, get
+from collectors.config import ConfigError, check_keys, get
 
 SECTION = "collectors.gpu"
 
@@ -386,6 +386,8 @@ class GpuCollector:
         self.pcie = bool(get(cfg, "pcie", bool, False, file, SECTION))
         self.processes = bool(get(cfg, "processes", bool, True, file, SECTION))
         self.static_ttl_s = float(get(cfg, "static_ttl_s", (int, float), STATIC_TTL_S, file, SECTION))
+        if self.static_ttl_s <= 0:
+            raise ConfigError(file, f"[{SECTION}] static_ttl_s", f"must be > 0 seconds, got {self.static_ttl_s:g}")
         self._nv: Any = None
         self._initialized = False
         self._retry_at: float | None = None

@@ -483,6 +483,31 @@ def test_unknown_or_mistyped_option_names_the_key() -> None:
         collector({"pcei": True})
     with pytest.raises(ConfigError, match=r"\[collectors.gpu\] pcie: expected bool"):
         collector({"pcie": "yes"})
+    with pytest.raises(ConfigError, match=r"\[collectors.gpu\] static_ttl_s: must be > 0"):
+        collector({"static_ttl_s": 0})
+
+
+def test_the_fake_follows_nvml_semantics(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake is only worth something if the real pynvml sees a library that behaves like NVML."""
+    lib = fake.install(monkeypatch, "gtx1080ti", 1)
+    with pytest.raises(pynvml.NVMLError_Uninitialized):
+        pynvml.nvmlDeviceGetCount()  # before nvmlInit, as with the real library
+    pynvml.nvmlInit()
+    h = pynvml.nvmlDeviceGetHandleByIndex(0)
+    with pytest.raises(pynvml.NVMLError_FunctionNotFound):
+        pynvml.nvmlDeviceGetNumGpuCores(h)  # symbol absent from a 470 driver
+    with pytest.raises(pynvml.NVMLLibraryMismatchError):
+        pynvml.nvmlDeviceGetComputeRunningProcesses(h)  # the unversioned wrapper wants _v3
+    with pytest.raises(pynvml.NVMLError_NotSupported):
+        pynvml.nvmlDeviceGetTotalEccErrors(h, pynvml.NVML_MEMORY_ERROR_TYPE_CORRECTED, pynvml.NVML_VOLATILE_ECC)
+    assert pynvml.nvmlDeviceGetComputeRunningProcesses_v2(h) == []
+    lib.devices[0].compute = [fake.FakeProc(10, None), fake.FakeProc(11, 5)]
+    procs = pynvml.nvmlDeviceGetComputeRunningProcesses_v2(h)  # size query, then the array
+    assert [(p.pid, p.usedGpuMemory) for p in procs] == [(10, None), (11, 5)]  # pynvml maps the sentinel
+    assert pynvml.nvmlDeviceGetName(h) == "NVIDIA GeForce GTX 1080 Ti"
+    pynvml.nvmlShutdown()
+    with pytest.raises(pynvml.NVMLError_Uninitialized):
+        pynvml.nvmlDeviceGetUtilizationRates(h)
 
 
 # ---------------------------------------------------------------------------------------------
