@@ -109,24 +109,27 @@ class Options:
 
 
 def options(ctx: Context) -> Options:
-    """``[collectors.nfs]`` timeout, slow_ms, hung_s; bad values name the file and key."""
+    """``[collectors.nfs]`` probe_timeout, slow_ms, hung_s; bad values name the file and key.
+
+    ``probe_timeout`` (not ``timeout``): ``timeout`` in any ``[collectors.X]`` section is the runner's
+    per-collector timeout, which the agent strips before the collector sees its options."""
     table, file = ctx.config, ctx.config_file
     # "enabled"/"interval" belong to the agent (it strips them); accept them if a caller passes them.
-    check_keys(table, {"timeout", "slow_ms", "hung_s", "enabled", "interval"}, file, SECTION)
+    check_keys(table, {"probe_timeout", "slow_ms", "hung_s", "enabled", "interval"}, file, SECTION)
     # Default deadline: 1 s, but at most half the interval so collect() ends well before the agent's
     # own per-collector timeout (which defaults to the interval).
     default_timeout = min(DEFAULT_TIMEOUT_S, max(ctx.interval_s, 0.1) / 2)
-    timeout = float(get(table, "timeout", (int, float), default_timeout, file, SECTION))
+    timeout = float(get(table, "probe_timeout", (int, float), default_timeout, file, SECTION))
     slow_ms = float(get(table, "slow_ms", (int, float), DEFAULT_SLOW_MS, file, SECTION))
     hung_s = float(get(table, "hung_s", (int, float), DEFAULT_HUNG_S, file, SECTION))
-    for key, value in (("timeout", timeout), ("slow_ms", slow_ms), ("hung_s", hung_s)):
+    for key, value in (("probe_timeout", timeout), ("slow_ms", slow_ms), ("hung_s", hung_s)):
         if not value > 0:  # also catches NaN
             raise ConfigError(file, f"[{SECTION}] {key}", f"must be > 0, got {value!r}")
     if timeout > 30:
-        raise ConfigError(file, f"[{SECTION}] timeout", f"must be at most 30 s, got {timeout!r}")
+        raise ConfigError(file, f"[{SECTION}] probe_timeout", f"must be at most 30 s, got {timeout!r}")
     if hung_s <= timeout:
         raise ConfigError(file, f"[{SECTION}] hung_s",
-                          f"must be longer than timeout ({timeout:g} s), got {hung_s!r}")
+                          f"must be longer than probe_timeout ({timeout:g} s), got {hung_s!r}")
     return Options(timeout_s=timeout, slow_ms=slow_ms, hung_s=hung_s)
 
 

@@ -94,7 +94,7 @@ def test_real_statvfs_probe_of_real_directories(tmp_path: Path) -> None:
     good.mkdir()
     gone = tmp_path / "gone"  # listed but missing: statvfs raises ENOENT, as for a stale mountpoint
     proc = write_mounts(tmp_path, nfs_line(good), nfs_line(gone, "nas02:/x"))
-    c = nfs.NetMountCollector(ctx_for(proc, timeout=5, hung_s=30))
+    c = nfs.NetMountCollector(ctx_for(proc, probe_timeout=5, hung_s=30))
     ok, bad = c.collect()
     st = os.statvfs(good)
     assert (ok.mountpoint, ok.fstype, ok.source, ok.state) == (str(good), "nfs4", "nas01:/export", "ok")
@@ -131,7 +131,7 @@ def test_stuck_mount_goes_slow_then_hung_with_one_thread_then_recovers(tmp_path:
     proc = write_mounts(tmp_path, nfs_line("/mnt/stuck"), nfs_line("/mnt/fine", "nas02:/y"))
     server = StuckServer("/mnt/stuck")
     now = [100.0]  # the collector's clock: stepped by hand so slow -> hung needs no sleeping
-    c = nfs.NetMountCollector(ctx_for(proc, timeout=0.05, hung_s=5, slow_ms=200), probe=server,
+    c = nfs.NetMountCollector(ctx_for(proc, probe_timeout=0.05, hung_s=5, slow_ms=200), probe=server,
                               clock=lambda: now[0], wall=lambda: WALL)
     try:
         t0 = time.monotonic()
@@ -168,7 +168,7 @@ def test_stuck_mount_goes_slow_then_hung_with_one_thread_then_recovers(tmp_path:
 def test_unmounted_while_stuck_and_mounted_again_starts_no_second_probe(tmp_path: Path) -> None:
     proc = write_mounts(tmp_path, nfs_line("/mnt/stuck"))
     server = StuckServer("/mnt/stuck")
-    c = nfs.NetMountCollector(ctx_for(proc, timeout=0.05), probe=server)
+    c = nfs.NetMountCollector(ctx_for(proc, probe_timeout=0.05), probe=server)
     try:
         assert [m.state for m in run_bounded(c.collect)] == ["slow"]
         write_mounts(tmp_path)  # umount -l: gone from the table, the blocked thread lives on
@@ -189,7 +189,7 @@ def test_completed_but_slow_probe_is_slow_by_latency(tmp_path: Path) -> None:
         now[0] += lag[0]  # the call takes 300 ms on the collector's clock
         return 10, 5
 
-    c = nfs.NetMountCollector(ctx_for(proc, timeout=1, slow_ms=200), probe=laggy, clock=lambda: now[0])
+    c = nfs.NetMountCollector(ctx_for(proc, probe_timeout=1, slow_ms=200), probe=laggy, clock=lambda: now[0])
     (m,) = c.collect()
     assert (m.state, m.latency_ms) == ("slow", 300.0)
     lag[0] = 0.01
@@ -203,14 +203,14 @@ def test_completed_but_slow_probe_is_slow_by_latency(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("config", "key", "problem"), [
-    ({"timeout": 0}, "timeout", "must be > 0, got 0.0"),
-    ({"timeout": -1}, "timeout", "must be > 0, got -1.0"),
-    ({"timeout": 31}, "timeout", "must be at most 30 s, got 31.0"),
-    ({"timeout": "1s"}, "timeout", "expected int or float, got str '1s'"),
+    ({"probe_timeout": 0}, "probe_timeout", "must be > 0, got 0.0"),
+    ({"probe_timeout": -1}, "probe_timeout", "must be > 0, got -1.0"),
+    ({"probe_timeout": 31}, "probe_timeout", "must be at most 30 s, got 31.0"),
+    ({"probe_timeout": "1s"}, "probe_timeout", "expected int or float, got str '1s'"),
     ({"slow_ms": True}, "slow_ms", "expected int or float, got bool True"),
     ({"slow_ms": float("nan")}, "slow_ms", "must be > 0, got nan"),
-    ({"hung_s": 1, "timeout": 2}, "hung_s", "must be longer than timeout (2 s), got 1.0"),
-    ({"slow_msec": 5}, "slow_msec", "unknown key (known: enabled, hung_s, interval, slow_ms, timeout)"),
+    ({"hung_s": 1, "probe_timeout": 2}, "hung_s", "must be longer than probe_timeout (2 s), got 1.0"),
+    ({"slow_msec": 5}, "slow_msec", "unknown key (known: enabled, hung_s, interval, probe_timeout, slow_ms)"),
 ])
 def test_bad_options_name_file_and_key(tmp_path: Path, config: dict[str, Any], key: str, problem: str) -> None:
     with pytest.raises(ConfigError) as e:
@@ -221,7 +221,7 @@ def test_bad_options_name_file_and_key(tmp_path: Path, config: dict[str, Any], k
 
 def test_options_defaults_and_deadline_under_the_interval(tmp_path: Path) -> None:
     assert nfs.options(ctx_for(tmp_path)) == nfs.Options(timeout_s=0.5, slow_ms=200.0, hung_s=5.0)  # interval 1 s
-    ctx = ctx_for(tmp_path, timeout=2, slow_ms=50, hung_s=20)
+    ctx = ctx_for(tmp_path, probe_timeout=2, slow_ms=50, hung_s=20)
     ctx.interval_s = 10
     assert nfs.options(ctx) == nfs.Options(timeout_s=2.0, slow_ms=50.0, hung_s=20.0)
 
@@ -241,7 +241,7 @@ def test_wire_and_alerts_read_well(tmp_path: Path) -> None:
     proc = write_mounts(tmp_path, nfs_line("/mnt/stuck"))
     server = StuckServer("/mnt/stuck")
     now = [0.0]
-    c = nfs.NetMountCollector(ctx_for(proc, timeout=0.05), probe=server, clock=lambda: now[0])
+    c = nfs.NetMountCollector(ctx_for(proc, probe_timeout=0.05), probe=server, clock=lambda: now[0])
     try:
         run_bounded(c.collect)
         now[0] = 1.2
