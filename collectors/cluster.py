@@ -212,6 +212,8 @@ def alerts(nodes: list[NodeView], cluster: dict[str, schema.ClusterPayload] | No
             elif m.state == "slow":
                 lat = f"{m.latency_ms:.0f} ms" if m.latency_ms is not None else "slow"
                 out.append(Alert("warning", "mount", n.host, m.mountpoint, f"{m.fstype or 'mount'} {m.mountpoint} slow ({lat})"))
+            elif m.error:
+                out.append(Alert("warning", "mount", n.host, m.mountpoint, f"{m.fstype or 'mount'} {m.mountpoint}: {m.error}"))
         if snap.system and snap.system.filesystems:
             for fs in snap.system.filesystems:
                 if fs.total_bytes and fs.used_bytes is not None and fs.used_bytes / fs.total_bytes >= 0.95:
