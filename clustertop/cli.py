@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from clustertop import __version__
 from collectors.config import ConfigError
 
-SUBCOMMANDS = ("dashboard", "demo", "agent", "snapshot", "simulate")
+SUBCOMMANDS = ("dashboard", "demo", "agent", "snapshot", "simulate", "keygen", "kill", "launch", "tasks")
 
 
 def _add_store(p: argparse.ArgumentParser) -> None:
@@ -89,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--gpus-per-node", type=int, default=None, help="override GPUs per GPU node")
     sim.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after")
     sim.add_argument("--ticks", type=int, default=None, help="stop after N ticks")
+
+    # Job control (keygen, kill, launch, tasks): parsers live with their code, imported only here.
+    from clustertop.control import add_parsers as add_control_parsers
+
+    add_control_parsers(sub, _add_store)
     return parser
 
 
@@ -112,6 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from clustertop.snapshot import run as run_snapshot
 
             return run_snapshot(args)
+        if args.command in ("keygen", "kill", "launch", "tasks"):
+            from clustertop.control import run as run_control
+
+            return run_control(args)
         if args.command == "demo":
             from clustertop.modes import run_demo
 
