@@ -107,10 +107,23 @@ def is_newer(obj: Any) -> bool:
 
 
 def to_builtins(obj: Any) -> Any:
-    """Plain dicts/lists for JSON output (``snapshot --json``, ``agent --dry-run``)."""
-    return msgspec.to_builtins(obj)
+    """Plain dicts/lists for JSON output (``snapshot --json``, ``agent --dry-run``).
+
+    Unlike the wire (which omits defaults to stay small), every field is written: a person or a script
+    reading JSON must see ``"fan_pct": null`` (unknown), not wonder whether the field exists.
+    """
+    if isinstance(obj, msgspec.Struct):
+        out = {}
+        for f in msgspec.structs.fields(obj):
+            out[f.encode_name] = to_builtins(getattr(obj, f.name))
+        return out
+    if isinstance(obj, dict):
+        return {k: to_builtins(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_builtins(v) for v in obj]
+    return obj
 
 
 def to_json(obj: Any, indent: int = 2) -> bytes:
-    raw = msgspec.json.encode(obj)
+    raw = msgspec.json.encode(to_builtins(obj))
     return msgspec.json.format(raw, indent=indent) if indent else raw

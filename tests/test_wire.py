@@ -28,7 +28,9 @@ def test_round_trip_keeps_every_value_and_none_stays_none() -> None:
     # JSON shows unknown as null, never 0
     js = msgspec.json.decode(wire.to_json(snap))
     assert js["v"] == 1 and js["host"] == "gpu01" and js["seq"] == 7
-    assert "ecc_corrected" not in js["gpus"][0]  # omitted = unknown; readers default it to None
+    assert js["gpus"][0]["ecc_corrected"] is None and js["gpus"][0]["fan_pct"] is None  # null, not 0
+    # on the wire, unknown nested fields are simply absent (small payloads) and decode to None
+    assert "ecc_corrected" not in msgspec.msgpack.decode(wire.encode(snap))["gpus"][0]
 
 
 def test_version_is_always_on_the_wire() -> None:
