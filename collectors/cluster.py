@@ -137,12 +137,13 @@ def _cluster_totals(t: Totals, cluster: dict[str, schema.ClusterPayload]) -> Non
     ceph = cluster.get("ceph")
     if ceph is not None and ceph.ceph is not None:
         t.ceph_status = ceph.ceph.status if ceph.ok else None
-    q = cluster.get("queues")
-    if q is not None and q.queues is not None:
-        if q.queues.queues is not None:
-            t.tasks_queued = sum(x.depth or 0 for x in q.queues.queues if x.depth is not None)
-        if q.queues.workers is not None:
-            t.workers_online = sum(1 for w in q.queues.workers if w.online)
+    for q in queue_payloads(cluster):
+        if q.queues is not None:
+            depths = [x.depth for x in q.queues.queues or () if x.depth is not None]
+            if depths:
+                t.tasks_queued = (t.tasks_queued or 0) + sum(depths)
+            if q.queues.workers is not None:
+                t.workers_online = (t.workers_online or 0) + sum(1 for w in q.queues.workers if w.online)
     k = cluster.get("kubernetes")
     if k is not None and k.kubernetes is not None:
         if k.kubernetes.pods is not None:
@@ -236,8 +237,9 @@ def _cluster_alerts(cluster: dict[str, schema.ClusterPayload], now: float | None
             for c in ceph.ceph.checks or ():
                 sev = "critical" if c.severity == "HEALTH_ERR" else "warning"
                 out.append(Alert(sev, "ceph", None, c.code, f"Ceph {c.code}: {c.message or ''}".rstrip(": ")))
-    q = cluster.get("queues")
-    if q is not None and q.queues is not None:
+    for q in queue_payloads(cluster):
+        if q.queues is None:
+            continue
         for x in q.queues.queues or ():
             if x.growing_unconsumed:
                 out.append(Alert("warning", "queue", None, x.name, f"queue {x.name} growing with no consumer ({x.depth})"))
@@ -258,6 +260,11 @@ def _ceph_error(error: str | None) -> str:
     if sep and rest.startswith("Ceph "):
         return rest
     return f"Ceph unreachable: {error}"
+
+
+def queue_payloads(cluster: dict[str, schema.ClusterPayload]) -> list[schema.ClusterPayload]:
+    """The payloads that carry queues/workers (celery, dask), in a stable order."""
+    return [p for name, p in sorted(cluster.items()) if p.queues is not None]
 
 
 def _age(s: float | None) -> str:

@@ -25,7 +25,8 @@ RESULTS_MAXLEN = 5000
 AUDIT_MAXLEN = 10000
 CMD_MAXLEN = 1000
 
-CLUSTER_NAMES = ("ceph", "queues", "kubernetes")
+#: Cluster-scope payloads, one key each. "celery" and "dask" both fill ClusterPayload.queues.
+CLUSTER_NAMES = ("ceph", "celery", "dask", "kubernetes")
 
 
 def node_key(host: str) -> str:
