@@ -137,6 +137,8 @@ class Agent:
         return self._client
 
     def _refresh_leases(self) -> None:
+        if time.monotonic() < self._retry_at:
+            return  # Redis is down and we are backing off: a blackholed server would stall each tick
         for s in self.runner.slots.values():
             if s.gate is None:
                 continue
@@ -153,14 +155,21 @@ class Agent:
 
     # -- one tick ---------------------------------------------------------------------------------
 
-    def tick(self) -> tuple[schema.NodeSnapshot, list[schema.ClusterPayload]]:
-        """Run due collectors and build the snapshot (nothing is published here)."""
+    def tick(self, *, complete: bool = False) -> tuple[schema.NodeSnapshot, list[schema.ClusterPayload]]:
+        """Run due collectors and build the snapshot (nothing is published here).
+
+        ``complete``: run every collector now and wait up to its timeout (``--once``, and always
+        in dry-run mode); cluster-scope ones still need the lease unless in dry-run mode.
+        """
+        complete = complete or self.dry_run
+        budget = self.cfg.interval_s * TICK_BUDGET
+        if complete:
+            budget = max([s.timeout_s for s in self.runner.slots.values()] or [1.0])
+            for s in self.runner.slots.values():
+                s.next_due = 0.0  # no jitter, no waiting for the schedule
         if not self.dry_run:
             self._refresh_leases()
-            self.runner.tick(self.cfg.interval_s * TICK_BUDGET)
-        else:
-            budget = max([s.timeout_s for s in self.runner.slots.values()] or [1.0])
-            self.runner.tick(budget, run_all=True)
+        self.runner.tick(budget, run_all=self.dry_run)
         self.seq += 1
         return self._snapshot(), self._cluster_payloads()
 

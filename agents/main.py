@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
              ", ".join(agent.runner.slots) or "no collectors")
     try:
         if getattr(args, "once", False):
-            snap, cluster = agent.tick()
+            snap, cluster = agent.tick(complete=True)
             if not agent.publish(snap, cluster):
                 return 1
             return 0

@@ -82,10 +82,16 @@ class _Pool:
             fut, fn = item
             if not fut.set_running_or_notify_cancel():
                 continue
+            # The call's own duration, not when the runner got round to looking at it.
+            fut.t_start = time.monotonic()  # type: ignore[attr-defined]
             try:
-                fut.set_result(fn())
+                result = fn()
             except BaseException as e:  # noqa: B036 - handed to the runner, which reports it
+                fut.t_end = time.monotonic()  # type: ignore[attr-defined]
                 fut.set_exception(e)
+            else:
+                fut.t_end = time.monotonic()  # type: ignore[attr-defined]
+                fut.set_result(result)
 
     def shutdown(self) -> None:
         for _ in self._threads:
@@ -171,9 +177,10 @@ class Runner:
             return
         s.future = None
         s.fresh = True
-        duration_ms = round((self.clock() - s.started) * 1000, 2)
+        t_start, t_end = getattr(fut, "t_start", None), getattr(fut, "t_end", None)
+        elapsed = t_end - t_start if t_start is not None and t_end is not None else self.clock() - s.started
         st = s.status
-        st.duration_ms = duration_ms
+        st.duration_ms = round(elapsed * 1000, 2)
         exc = fut.exception()
         if exc is None:
             st.ok, st.error = True, None

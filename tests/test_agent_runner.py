@@ -125,11 +125,16 @@ def test_raising_and_hanging_collectors_are_isolated(registry: None, redis_serve
     assert st["t_nogpu"].ok and snap.gpus == []
     assert snap.agent is not None and snap.agent.pid is not None and snap.agent.rss_bytes
     # Released, the hung call's late result is taken up and the collector runs again.
+    hung = agent.runner.slots["t_hang"]
     RELEASE.set()
-    agent.tick()
+    assert hung.future is not None
+    hung.future.result(timeout=10)
     snap2, _ = agent.tick()
     assert snap2.netmounts == [schema.NetMount(mountpoint="/late")]
-    assert snap2.collectors["t_hang"].ok
+    assert snap2.collectors["t_hang"].ok and snap2.collectors["t_hang"].error is None
+    before = hung.collector.calls  # type: ignore[union-attr]
+    agent.tick(complete=True)  # runs again now that the old call has returned
+    assert hung.collector.calls == before + 1 >= 2  # type: ignore[union-attr]
     agent.close()
 
 
