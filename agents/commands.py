@@ -97,9 +97,9 @@ def parse_security(raw: dict[str, Any] | None, file: str | None) -> Security:
     sec.verbs = tuple(verbs)
     sec.max_lifetime_s = float(get(raw, "max_lifetime_s", (int, float), 600.0, file, s))
     sec.clock_skew_s = float(get(raw, "clock_skew_s", (int, float), 30.0, file, s))
-    for key in ("max_lifetime_s", "clock_skew_s"):
-        if not getattr(sec, key) > 0:
-            raise ConfigError(file, f"[{s}] {key}", "must be > 0")
+    for name in ("max_lifetime_s", "clock_skew_s"):
+        if not getattr(sec, name) > 0:
+            raise ConfigError(file, f"[{s}] {name}", "must be > 0")
     return sec
 
 

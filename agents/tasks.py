@@ -344,8 +344,7 @@ class TaskManager:
 
     def __init__(self, state_dir: str, roots: Roots | None = None, log_max_bytes: int = LOG_MAX_BYTES,
                  use_systemd: bool | None = None, stop_grace_s: float = 5.0) -> None:
-        self.dir = os.path.join(state_dir, "tasks")
-        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        self.dir = os.path.join(state_dir, "tasks")  # created at the first launch, not before
         self.roots = roots or Roots()
         self.log_max_bytes = log_max_bytes
         self.stop_grace_s = stop_grace_s
@@ -374,6 +373,7 @@ class TaskManager:
         if running >= MAX_RUNNING:
             raise ValueError(f"too many running tasks ({running})")
         task_id = secrets.token_hex(6)
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
         tdir = os.path.join(self.dir, task_id)
         os.makedirs(tdir, mode=0o700)
         env = _base_env(tpl.user)

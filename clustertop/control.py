@@ -221,7 +221,7 @@ def _line(res: schema.CommandResult) -> str:
         what = f"process group {d.get('pgid')}" if d.get("group") else f"pid {d.get('pid')}"
         return f"{res.node}: sent {d.get('signal')} to {what} (user {d.get('user')})"
     if res.verb == "launch":
-        t = (res.tasks or [None])[0]
+        t = res.tasks[0] if res.tasks else None
         job = f" job {t.job} rank {t.rank}" if t and t.job else ""
         return f"{res.node}: launched {d.get('template')} as task {d.get('task')} (pid {d.get('pid')}){job}"
     if res.verb == "stop":
