@@ -55,6 +55,7 @@ PSEUDO_FS = frozenset({
 # "disk full" alert on every Ubuntu node.
 IMAGE_FS = frozenset({"squashfs", "iso9660", "udf", "erofs", "cramfs", "romfs"})
 
+_CONTROL = {c: " " for c in (*range(32), 127)}
 KIND_ORDER = {"physical": 0, "bond": 1, "bond-slave": 2, "virtual": 3, "loopback": 4}
 
 
@@ -269,7 +270,9 @@ class HostCollector:
         self.rootfs: str | None = rootfs if rootfs is not None else ("/" if self.live else None)
         self._prev: _Sample | None = None
         self._pid_ticks: dict[int, tuple[int, int]] = {}  # pid -> (starttime, utime+stime)
-        self._owners: dict[tuple[int, int], Owner | None] = {}  # (pid, starttime) -> owner
+        # (pid, starttime, comm) -> owner. comm is in the key because exec keeps pid and start time
+        # (a wrapper script exec'ing celery) but changes comm.
+        self._owners: dict[tuple[int, int, str], Owner | None] = {}
         self._users: dict[int, str] = {}
         self._passwd: dict[int, str] | None = None
         self._static = _Static()
@@ -554,11 +557,17 @@ class HostCollector:
             base = os.path.basename(argv[0].split(" ")[0])
             if base.startswith(name):
                 name = base
-        cmdline = " ".join(argv).strip()
-        key = (ps.pid, ps.starttime)
+        # one line, as ps shows it: a newline in an argument (python -c "...") would break table rows
+        cmdline = " ".join(argv).translate(_CONTROL).strip()
+        key = (ps.pid, ps.starttime, ps.comm)
+        owner = self._owners.get(key)
         if key not in self._owners:
             cg = _read(p(pid, "cgroup"))
-            self._owners[key] = apply_cmdline(parse_cgroup(cg), argv) if cg is not None else None
+            owner = apply_cmdline(parse_cgroup(cg), argv) if cg is not None else None
+            if argv:
+                # an empty argv is a kernel thread, or a process caught in the middle of execve:
+                # ask again next time rather than remember a half answer
+                self._owners[key] = owner
         return Proc(
             pid=ps.pid,
             user=self._user(status.uid),
@@ -569,7 +578,7 @@ class HostCollector:
             rss_bytes=status.rss_bytes if status.rss_bytes is not None else (0 if ps.rss_pages == 0 else None),
             state=ps.state,
             threads=ps.threads,
-            owner=self._owners[key],
+            owner=owner,
         )
 
     def _user(self, uid: int | None) -> str | None:
