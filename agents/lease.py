@@ -11,6 +11,8 @@ import time
 import uuid
 from typing import Any
 
+import redis
+
 from collectors import wire
 
 #: The lease outlives this many renewal periods, so one slow tick does not hand it over.
@@ -24,6 +26,7 @@ end
 return 0
 """
 _RELEASE = """
+-- ARGV[2] (the TTL) is unused here: both scripts take the same arguments.
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
@@ -43,6 +46,7 @@ class Lease:
         self.clock = clock
         self._held_until = 0.0  # our own conservative idea of when the lease lapses
         self._next_try = 0.0
+        self._no_lua = False
 
     @property
     def held(self) -> bool:
@@ -59,7 +63,7 @@ class Lease:
             return self.held
         self._next_try = now + self.period_s
         if self.held:
-            ok = bool(self.client.eval(_RENEW, 1, self.key, self.token, self.ttl_ms))
+            ok = self._if_mine(_RENEW, lambda p: p.pexpire(self.key, self.ttl_ms))
         else:
             ok = bool(self.client.set(self.key, self.token, nx=True, px=self.ttl_ms))
         self._held_until = now + self.ttl_ms / 1000 * 0.9 if ok else 0.0
@@ -72,4 +76,27 @@ class Lease:
     def release(self) -> None:
         if self._held_until:
             self._held_until = 0.0
-            self.client.eval(_RELEASE, 1, self.key, self.token)
+            self._if_mine(_RELEASE, lambda p: p.delete(self.key))
+
+    def _if_mine(self, script: str, action: Any) -> bool:
+        """Run ``action`` only while the key still holds our token: one Lua call on a real Redis;
+        WATCH/MULTI where scripting is missing (the embedded fakeredis store has no Lua)."""
+        if not self._no_lua:
+            try:
+                return bool(self.client.eval(script, 1, self.key, self.token, self.ttl_ms))
+            except redis.ResponseError as e:
+                if "unknown command" not in str(e).lower():
+                    raise
+                self._no_lua = True
+        with self.client.pipeline(transaction=True) as p:
+            try:
+                p.watch(self.key)
+                raw = p.get(self.key)
+                if (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw) != self.token:
+                    p.unwatch()
+                    return False
+                p.multi()
+                action(p)
+                return bool(p.execute()[0])
+            except redis.WatchError:  # changed under us: someone else's now
+                return False

@@ -151,3 +151,25 @@ def test_dry_run_polls_cluster_collectors_without_a_lease() -> None:
     assert [p.name for p in cluster] == ["ceph"]
     assert cluster[0].ok and cluster[0].ceph is not None and cluster[0].source_host == "dry"
     assert snap.collectors["ceph"].ok
+
+
+def test_lease_on_the_embedded_store_without_lua() -> None:
+    """Local mode runs on fakeredis, which has no EVAL: the WATCH/MULTI path must do the same."""
+    from collectors.store import embedded
+
+    _, factory = embedded()
+    now = [0.0]
+    mine = Lease(factory(), "ceph", "me", period_s=1.0, clock=lambda: now[0])
+    other = Lease(factory(), "ceph", "other", period_s=1.0, clock=lambda: now[0])
+    assert mine.refresh() and not other.refresh()
+    now[0] += 1.0
+    assert mine.refresh() and mine._no_lua  # renewed through the fallback
+    factory().set(wire.lease_key("ceph"), other.token)  # taken over behind our back
+    now[0] += 1.0
+    assert not mine.refresh()
+    mine._held_until = 1e9
+    mine.release()
+    assert factory().get(wire.lease_key("ceph")).decode() == other.token
+    other._held_until = 1e9
+    other.release()
+    assert factory().get(wire.lease_key("ceph")) is None
