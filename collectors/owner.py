@@ -46,8 +46,10 @@ def _unit_name(component: str) -> str:
 
 def classify_path(path: str) -> tuple[str, Owner]:
     """One cgroup path -> (rank name, Owner)."""
-    path = path.strip()
-    if path in ("", "/"):
+    # Read from inside a cgroup namespace (an agent in a pod with hostPID), paths outside the
+    # namespace start with "/..": what follows is still the real layout.
+    path = "/" + "/".join(p for p in path.strip().split("/") if p and p != "..")
+    if path == "/":
         # kernel threads and processes outside any managed cgroup
         return "root", Owner(kind="system")
     scope = _SCOPE.search(path)

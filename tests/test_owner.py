@@ -80,6 +80,10 @@ def v1(path: str) -> str:
     # Slurm jobs, v2 (slurmstepd scope) and v1 (slurm hierarchy)
     ("0::/system.slice/slurmstepd.scope/job_4242/step_0/user/task_0\n", Owner(kind="user", name="slurm job 4242")),
     (v1("/slurm/uid_1000/job_4242/step_batch/task_0"), Owner(kind="user", name="slurm job 4242")),
+    # seen from inside a cgroup namespace (agent in a pod with hostPID)
+    ("0::/../../system.slice/nginx.service\n", Owner(kind="system", name="nginx")),
+    (f"0::/../../kubepods-besteffort-pod{UID_}.slice/cri-containerd-{CID}.scope\n",
+     Owner(kind="pod", pod_uid=UID, container_id=CID)),
     # kernel threads, and processes nothing manages
     ("0::/\n", Owner(kind="system")),
     (v1("/"), Owner(kind="system")),
