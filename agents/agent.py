@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 import redis
 
-from agents.config import AgentConfig, timeout_for
+from agents.config import AgentConfig, node_name, timeout_for
 from agents.lease import Lease
 from agents.publisher import Publisher, hist_point
 from agents.runner import Runner, Slot, describe
@@ -47,6 +47,8 @@ _CLUSTER_FIELDS = set(schema.ClusterPayload.__struct_fields__) - {
 class Agent:
     def __init__(self, cfg: AgentConfig, client_factory: Callable[[], redis.Redis] | None = None, *,
                  notifier: Notifier | None = None, dry_run: bool = False) -> None:
+        if not cfg.node:  # an AgentConfig built by hand (local mode) rather than by load_config
+            cfg.node = node_name(cfg.proc_root)
         self.cfg = cfg
         self.dry_run = dry_run
         self.notifier = notifier or Notifier(None)
