@@ -99,7 +99,8 @@ class ClusterTop(App[int]):
             screen.show(self.view, force=True)
 
     def _rebuild_palette(self) -> None:
-        self.palette = Palette(self.theme_variables, self.palette.version + 1)
+        # get_css_variables(), not theme_variables: the latter is refreshed after watchers run.
+        self.palette = Palette(self.get_css_variables(), self.palette.version + 1)
 
     # -- reading --------------------------------------------------------------------------------
 

@@ -81,9 +81,13 @@ def tower(host: str, utils: tuple[int | None, ...] = (80, 5), **kw: Any) -> sche
     return node(host, gpus=[gpu(i, u, power_w=None if u is None else 50 + 2 * u) for i, u in enumerate(utils)], **kw)
 
 
-def publish(client: Any, snaps: list[schema.NodeSnapshot], *, hist: int = 0, interval_s: float = 1.0,
+def publish(client: Any, snaps: list[schema.NodeSnapshot], *, hist: int = 0, interval_s: float = 600.0,
             cluster: list[schema.ClusterPayload] | None = None) -> None:
-    """Write snapshots through the real Publisher; ``hist`` back-dated history points per node."""
+    """Write snapshots through the real Publisher; ``hist`` back-dated history points per node.
+
+    ``interval_s`` sets the key TTL (3 intervals of Redis's own clock): long by default, so a slow
+    test machine never sees a node expire by accident; tests about expiry delete keys themselves.
+    """
     for i, snap in enumerate(snaps):
         pub = Publisher(client, snap.host, interval_s)
         for k in range(hist, 0, -1):
@@ -142,7 +146,14 @@ async def wait_until(pilot: Any, cond: Any, what: str = "condition", tries: int 
     raise AssertionError(f"timed out waiting for {what}")
 
 
-async def wait_reads(pilot: Any, n: int = 1) -> None:
+async def wait_reads(pilot: Any, total: int = 1) -> None:
+    """Until the app has finished ``total`` reads since it started (the first read: total=1)."""
     app = pilot.app
-    target = app.reads + n if n > 0 else 1
-    await wait_until(pilot, lambda: app.reads >= target, f"{n} read(s)")
+    await wait_until(pilot, lambda: app.reads >= total, f"{total} read(s)")
+
+
+async def wait_fresh(pilot: Any, n: int = 1) -> None:
+    """Until ``n`` more reads than now have finished (to see a change made in the store)."""
+    app = pilot.app
+    target = app.reads + n
+    await wait_until(pilot, lambda: app.reads >= target, f"{n} more read(s)")

@@ -37,7 +37,7 @@ def bar_cell(frac: float | None, shown: str, sev: str, p: Palette, grey: bool, a
         return SortCell(f"{'':{BAR_W}} {fmt.NA:>5}", "dim", None)
     filled, empty = fmt.bar(frac, BAR_W, ascii)
     cell = SortCell("", "", frac)
-    cell.append(filled, p.text_style("stale" if grey else sev))
+    cell.append(filled, str(p["stale" if grey else sev] + p.bar_empty))
     cell.append(empty, str(p.bar_empty))
     cell.append(f" {shown:>5}")
     return cell

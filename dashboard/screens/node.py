@@ -85,7 +85,8 @@ def cpu_section(s: schema.System | None, width: int, ascii: bool) -> Content:
         for i in range(start, min(start + cols, len(per))):
             filled, empty = fmt.bar(per[i] / 100, 12, ascii)
             sev = {"ok": "$ct-ok", "warn": "$ct-warn", "crit": "$ct-crit"}[fmt.severity_of_pct(per[i])]
-            parts += [(f"{i:>3} ", "dim"), (filled, sev), (empty, "$ct-bar-empty"), f"{per[i]:4.0f}% "]
+            parts += [(f"{i:>3} ", "dim"), (filled, f"{sev} on $ct-bar-empty"), (empty, "on $ct-bar-empty"),
+                      f"{per[i]:4.0f}% "]
         rows.append(_line(*parts))
     return _lines("CPU", rows)
 

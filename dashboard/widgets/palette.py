@@ -22,7 +22,8 @@ class Palette:
             self.styles[sev] = Style(color=colour) if colour else Style(dim=True)
         self.styles["na"] = Style(dim=True)
         empty = variables.get("ct-bar-empty")
-        self.bar_empty = Style(color=empty) if empty else Style(dim=True)
+        # Bars are drawn on a background of this colour, so the empty part is visible as a track.
+        self.bar_empty = Style(bgcolor=empty) if empty else Style(reverse=False)
         self.plain = Style()
         self.bold = Style(bold=True)
         self.dim = Style(dim=True)

@@ -57,7 +57,7 @@ def _bar_line(label: str, frac: float | None, shown: str, sev: str, p: Palette, 
     value_style = p["na"] if shown == fmt.NA else (p["stale"] if grey else p.plain)
     return _pad([
         Segment(label, p.dim),
-        Segment(filled, p["stale"] if grey else p[sev]),
+        Segment(filled, (p["stale"] if grey else p[sev]) + p.bar_empty),
         Segment(empty, p.bar_empty if frac is not None else p.dim),
         Segment(f"{shown:>{TILE_W - len(label) - BAR_W}}", value_style),
     ], TILE_W)
@@ -239,13 +239,14 @@ class NodeTiles(ScrollView, can_focus=True):
         self.refresh()
 
     def render_line(self, y: int) -> Strip:
-        p = self.palette
+        _ = self.palette  # a theme change invalidates every tile (see the property)
         scroll_x, scroll_y = self.scroll_offset
         y += scroll_y
         row, line = divmod(y, STRIDE_Y)
         width = self.size.width
+        base = self.rich_style
         if line >= TILE_H:
-            return Strip.blank(width)
+            return Strip.blank(width, base)
         cols = self.columns
         segs: list[Segment] = []
         start = row * cols
@@ -256,8 +257,8 @@ class NodeTiles(ScrollView, can_focus=True):
             if not t.sig:  # invalidated by a theme or reachability change
                 self._rerender(i)
             segs.extend(t.lines[line])
-        strip = Strip(segs)
-        return strip.crop_extend(scroll_x, scroll_x + width, p.plain)
+        # The widget's own colours underneath, so dim text and blank cells sit on the theme background.
+        return Strip(segs).crop_extend(scroll_x, scroll_x + width, None).apply_style(base)
 
     # -- cursor ---------------------------------------------------------------------------------
 
