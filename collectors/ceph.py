@@ -293,6 +293,10 @@ class CephApi:
                     self.active = None
                 continue
             except _Moved as m:
+                if base.startswith("https:") and not m.target.startswith("https:"):
+                    # The password and token would then cross the network in clear text.
+                    failures.append(f"{base}: standby, points at {m.target}: not following HTTPS -> HTTP")
+                    continue
                 failures.append(f"{base}: standby, points at {m.target}")
                 if len(tried) < len(self.s.urls) + 2:  # follow, but never around in circles
                     order.insert(0, m.target)

@@ -247,13 +247,31 @@ osd memory target = 939524096
         self.run("rbd", "snap", "create", "rbd/db-golden@base")
         self.run("rbd", "snap", "protect", "rbd/db-golden@base")
         self.run("rbd", "clone", "rbd/db-golden@base", "rbd/db-clone1")
-        self.wait_for("dashboard HTTP", self._dashboard_up)
+        self.wait_for("dashboard HTTP", lambda: self._dashboard_up())
 
-    def _dashboard_up(self) -> bool:
+    def start_standby_mgr(self, name: str = "y") -> str:
+        """A second mgr; the active one stays active, so this one's dashboard is a standby (it
+        answers 303 to the active one). Returns its URL. Its dashboard port is base+90."""
+        port = self.pb + 90
+        if not (self.dir / f"mgr.{name}").exists():
+            (self.dir / f"mgr.{name}").mkdir()
+            # Per-daemon module options (mgr/dashboard/<name>/...): two dashboards on one host.
+            for key, value in (("server_addr", "127.0.0.1"), ("server_port", str(port))):
+                self.ceph("config", "set", "mgr", f"mgr/dashboard/{name}/{key}", value, "--force")
+            self.ceph("auth", "get-or-create", f"mgr.{name}", "mon", "allow profile mgr", "osd", "allow *", "mds",
+                      "allow *", "-o", str(self.dir / f"mgr.{name}" / "keyring"))
+            self.spawn(f"mgr.{name}", ["ceph-mgr", "-c", str(self.conf), "-i", name])
+        else:
+            self.start_daemon(f"mgr.{name}")
+        url = f"http://127.0.0.1:{port}"
+        self.wait_for(f"standby mgr.{name} dashboard", lambda: self._dashboard_up(url, (303,)))
+        return url
+
+    def _dashboard_up(self, url: str | None = None, codes: tuple[int, ...] = (200, 401)) -> bool:
         import httpx
 
         try:
-            return httpx.get(f"{self.url}/api/health/minimal", timeout=2).status_code in (200, 401)
+            return httpx.get(f"{url or self.url}/api/health/minimal", timeout=2).status_code in codes
         except httpx.HTTPError:
             return False
 

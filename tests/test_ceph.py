@@ -656,3 +656,16 @@ def test_good_config_defaults(password_file: Path) -> None:
     s = ceph.parse_settings({"urls": ["https://mgr:8443/"], "username": "ro", "password_file": str(password_file)},
                             None)
     assert (s.urls, s.verify, s.detail_interval_s, s.timeout_s) == (("https://mgr:8443",), True, 60.0, 5.0)
+
+
+def test_redirect_from_https_to_plain_http_is_not_followed(tmp_path: Path, password_file: Path) -> None:
+    crt, key = _self_signed(tmp_path)
+    active, standby = FakeMgr(), FakeMgr(tls=(crt, key))
+    standby.standby_of = active.url  # http://
+    try:
+        with pytest.raises(ceph.CephUnreachable, match="not following HTTPS -> HTTP"):
+            make([standby.url], password_file, ca_file=crt).collect()
+        assert active.requests == []  # neither the password nor a token went out in clear text
+    finally:
+        active.stop()
+        standby.stop()

@@ -99,7 +99,17 @@ def test_real_ceph_healthy_degraded_recovered_then_mgr_lost(ceph_cluster: CephMi
         print(f"ceph: healthy again {time.monotonic() - t0:.1f} s after restarting {victim}")
         assert c.checks == [] and c.osds is not None and all(o.up for o in c.osds)
 
-        # 4. Stop the mgr: "Ceph unreachable", and the last good data is still there.
+        # 4. A standby mgr: its dashboard redirects (303) to the active one, which we follow.
+        standby = cl.start_standby_mgr("y")
+        via = CephCollector(Context(node="t", config={**options, "urls": [standby]}, interval_s=POLL_S))
+        try:
+            c, _ = poll(via, lambda c: c.mgr_standbys == 1, 30)
+            assert (c.url, c.mgr_active, c.status) == (cl.url, "x", "HEALTH_OK")
+        finally:
+            via.close()
+            cl.stop_daemon("mgr.y")
+
+        # 5. Stop the mgr: "Ceph unreachable", and the last good data is still there.
         last_ok = col.last_ok_ts
         cl.stop_daemon("mgr.x")
         with pytest.raises(CephUnreachable) as e:
