@@ -105,7 +105,7 @@ def ceph(status: str = "HEALTH_OK") -> schema.ClusterPayload:
 
 
 def queues(depth: int = 41) -> schema.ClusterPayload:
-    return schema.ClusterPayload(name="queues", source_host="node-01", ts=NOW, seq=1, ok=True, last_ok_ts=NOW,
+    return schema.ClusterPayload(name="celery", source_host="node-01", ts=NOW, seq=1, ok=True, last_ok_ts=NOW,
                                  queues=schema.Queues(queues=[schema.Queue(broker="redis://broker:6379/0",
                                                                            name="celery", depth=depth)]))
 
