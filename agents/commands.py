@@ -226,6 +226,7 @@ class CommandExecutor:
     ``cfg``: anything with ``templates``, ``security``, ``read_only`` and optionally ``file``,
     ``roots`` (or ``proc_root``/``sys_root``) and ``state_dir`` - agents.config.AgentConfig, or a dict.
     Config mistakes raise ConfigError here, at construction, not at the first command.
+    ``block_ms`` (the XREADGROUP wait) must stay below the client's socket timeout.
     """
 
     def __init__(self, client_factory: Callable[[], Any], node: str, cfg: Any, roots: Roots | None = None,
@@ -262,6 +263,8 @@ class CommandExecutor:
         backoff = 0.5
         while not stop.is_set():
             try:
+                if self.client is not None:
+                    self.client.close()  # the old connection pool, after a failure
                 self.client = self.client_factory()
                 self.ensure_group()
                 self.process_pending()

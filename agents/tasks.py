@@ -260,6 +260,22 @@ def detect_systemd() -> tuple[list[str] | None, str]:
     return prefix, "systemd scope"
 
 
+def scope_command(prefix: list[str], unit: str, tpl: Template, argv: list[str]) -> list[str]:
+    """argv wrapped in a transient systemd scope carrying the template's limits.
+
+    ``--scope`` runs the program in the foreground, as our child (same pid, our pipe, our process
+    group), while systemd puts it in its own cgroup where MemoryMax/CPUQuota apply.
+    """
+    cmd = [*prefix, f"--unit={unit}"]
+    if tpl.memory_max:
+        cmd.append(f"--property=MemoryMax={tpl.memory_max}")
+    if tpl.cpu_quota:
+        cmd.append(f"--property=CPUQuota={tpl.cpu_quota}")
+    if tpl.user:
+        cmd.append(f"--uid={tpl.user}")
+    return [*cmd, "--", *argv]
+
+
 # ---------------------------------------------------------------------------------------------
 # Bounded output log
 # ---------------------------------------------------------------------------------------------
@@ -385,14 +401,7 @@ class TaskManager:
         unit = None
         if prefix is not None:
             unit = f"clustertop-task-{task_id}"
-            cmd = [*prefix, f"--unit={unit}"]
-            if tpl.memory_max:
-                cmd.append(f"--property=MemoryMax={tpl.memory_max}")
-            if tpl.cpu_quota:
-                cmd.append(f"--property=CPUQuota={tpl.cpu_quota}")
-            if tpl.user:
-                cmd.append(f"--uid={tpl.user}")
-            cmd += ["--", *argv]
+            cmd = scope_command(prefix, unit, tpl, argv)
         else:
             if tpl.memory_max or tpl.cpu_quota:
                 note = f"memory_max/cpu_quota not enforced: {why}"

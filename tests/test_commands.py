@@ -64,6 +64,10 @@ def sleeper():
             kw = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
         p = subprocess.Popen(["sleep", "300"], **kw)
         procs.append(p)
+        # Popen returns once exec has begun; /proc/<pid>/cmdline is filled in a moment later.
+        deadline = time.monotonic() + 10
+        while not psutil.Process(p.pid).cmdline() and time.monotonic() < deadline:
+            time.sleep(0.01)
         return p
 
     yield _start
@@ -389,7 +393,11 @@ def test_group_with_a_foreign_member_is_refused(redis_server, make, keys, sleepe
                               start_new_session=True)
     try:
         deadline = time.monotonic() + 10
-        while not psutil.Process(leader.pid).children() and time.monotonic() < deadline:
+        # Wait for the child's exec (so its setuid is done too) before looking at its owner.
+        while time.monotonic() < deadline:
+            kids = psutil.Process(leader.pid).children()
+            if kids and kids[0].cmdline() == ["sleep", "300"]:
+                break
             time.sleep(0.05)
         [other] = psutil.Process(leader.pid).children()
         assert other.uids().real == pw.pw_uid

@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-from agents.tasks import BoundedLog, ParamError, TaskManager, parse_templates
+from agents.tasks import BoundedLog, ParamError, TaskManager, detect_systemd, parse_templates, scope_command
 from collectors import commands_client as cc
 from collectors import schema
 from collectors.config import ConfigError
@@ -253,3 +253,19 @@ def test_param_conversion_unit():
         tpl.render({"f": "nan", "s": "abc"})
     with pytest.raises(ParamError, match="does not match"):
         tpl.render({"f": 1, "s": "-abc"})
+
+
+def test_systemd_scope_command_carries_the_limits():
+    [tpl] = parse_templates({"t": {"argv": ["train", "{x}"], "params": {"x": "str"}, "user": "alice",
+                                   "limits": {"memory_max": "4G", "cpu_quota": "200%"}}}, None).values()
+    assert scope_command(["systemd-run", "--scope"], "clustertop-task-ab", tpl, ["train", "a b"]) == [
+        "systemd-run", "--scope", "--unit=clustertop-task-ab", "--property=MemoryMax=4G",
+        "--property=CPUQuota=200%", "--uid=alice", "--", "train", "a b"]
+
+
+def test_systemd_detection_gives_a_reason_when_unusable():
+    prefix, why = detect_systemd()
+    if not os.path.isdir("/run/systemd/system"):  # containers, CI: not PID 1
+        assert prefix is None and "not the init system" in why or "not installed" in why
+    else:
+        assert (prefix is None) == (why != "systemd scope")
