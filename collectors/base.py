@@ -64,6 +64,7 @@ REGISTRY: dict[str, str] = {
     "bonds": "collectors.bonds:BondsCollector",
     "nfs": "collectors.nfs:NetMountCollector",
     "ceph": "collectors.ceph:CephCollector",
+    "kubernetes": "collectors.kubernetes:KubernetesCollector",
 }
 
 #: Collectors that run by default on every node (cluster-scope ones run only when configured).

@@ -524,6 +524,8 @@ class Kubernetes(Base):
     nodes: list[K8sNode] | None = None
     pods: list[K8sPod] | None = None
     workloads: list[K8sWorkload] | None = None
+    pods_total: int | None = None  # pods seen; more than len(pods) when the list was cut to fit the wire
+    errors: list[str] | None = None  # partial failures (a list the credentials may not read); the rest flows
 
 
 class ClusterPayload(Payload):
