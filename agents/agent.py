@@ -75,6 +75,14 @@ class Agent:
         for s in slots:
             if s.scope == "cluster" and s.collector is not None and not dry_run:
                 s.gate = self._gate(s.name)
+        #: Job control: only when operator keys are configured (without them every command would be
+        #: refused anyway). Built here so a bad [security]/[templates.*] stops the agent at start.
+        self.executor: Any = None
+        if cfg.security.get("operator_keys") and not dry_run:
+            from agents.commands import CommandExecutor
+
+            self.executor = CommandExecutor(self._new_client, cfg.node, cfg, roots=self.roots)
+        self._executor_thread: threading.Thread | None = None
 
     # -- construction -------------------------------------------------------------------------
 
@@ -89,13 +97,14 @@ class Agent:
         default = float(getattr(cls, "default_interval_s", self.cfg.interval_s) or self.cfg.interval_s)
         # Node collectors cannot usefully run faster than the agent ticks.
         interval = cc.interval_s or max(default, self.cfg.interval_s)
+        timeout = timeout_for(interval, cc.timeout_s)
         ctx = base.Context(node=self.cfg.node, roots=self.roots, config=dict(cc.options),
-                           config_file=self.cfg.file, interval_s=interval)
+                           config_file=self.cfg.file, interval_s=interval, timeout_s=timeout)
         field = str(getattr(cls, "field", name))
         scope = str(getattr(cls, "scope", "node"))
         status = schema.CollectorStatus(interval_s=interval)
         slot = Slot(name=name, collector=None, field=field, scope=scope, interval_s=interval,
-                    timeout_s=timeout_for(interval, cc.timeout_s), status=status)
+                    timeout_s=timeout, status=status)
         fields = _CLUSTER_FIELDS if scope == "cluster" else _NODE_FIELDS
         if field not in fields:
             status.error = f"collector field {field!r} is not in the {scope} schema"
@@ -129,14 +138,16 @@ class Agent:
     @property
     def client(self) -> redis.Redis:
         if self._client is None:
-            if self._client_factory is not None:
-                self._client = self._client_factory()
-            elif self.cfg.redis_url:
-                self._client = connect(self.cfg.redis_url, self.cfg.redis_password_file, self.cfg.redis_ca_file)
-            else:
-                raise ConfigError(self.cfg.file, "[agent] redis",
-                                  "no Redis URL (set --redis, CLUSTERTOP_REDIS or [agent] redis)")
+            self._client = self._new_client()
         return self._client
+
+    def _new_client(self) -> redis.Redis:
+        if self._client_factory is not None:
+            return self._client_factory()
+        if self.cfg.redis_url:
+            return connect(self.cfg.redis_url, self.cfg.redis_password_file, self.cfg.redis_ca_file)
+        raise ConfigError(self.cfg.file, "[agent] redis",
+                          "no Redis URL (set --redis, CLUSTERTOP_REDIS or [agent] redis)")
 
     def _refresh_leases(self) -> None:
         if time.monotonic() < self._retry_at:
@@ -189,6 +200,8 @@ class Agent:
                 setattr(snap, s.field, self.runner.value(s))
             statuses[s.name] = msgspec.structs.replace(s.status)
         snap.collectors = statuses
+        if self.executor is not None:
+            snap.tasks = self.executor.tasks()
         return snap
 
     def _cluster_payloads(self) -> list[schema.ClusterPayload]:
@@ -258,6 +271,11 @@ class Agent:
         interval = self.cfg.interval_s
         next_t = time.monotonic()
         ready = False
+        if self.executor is not None and self._executor_thread is None:
+            # Its own thread and connection: a blocking XREADGROUP must never delay a tick.
+            self._executor_thread = threading.Thread(target=self.executor.run, args=(stop,),
+                                                     name="commands", daemon=True)
+            self._executor_thread.start()
         while not stop.is_set():
             t0 = time.monotonic()
             try:

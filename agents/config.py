@@ -19,7 +19,7 @@ from collectors.config import ConfigError, check_keys, get, load_toml
 ENV = "environment"  # the "file" named in errors that come from CLUSTERTOP_* variables
 
 AGENT_KEYS = {"redis", "redis_password_file", "redis_ca_file", "interval", "history_interval", "node",
-              "role", "labels", "read_only", "proc_root", "sys_root"}
+              "role", "labels", "read_only", "proc_root", "sys_root", "state_dir"}
 TOP_SECTIONS = {"agent", "collectors", "templates", "security"}
 COLLECTOR_KEYS = {"enabled", "interval", "timeout"}  # everything else is the collector's own option
 
@@ -51,6 +51,7 @@ class AgentConfig:
     labels: dict[str, str] = field(default_factory=dict)
     proc_root: str = "/proc"
     sys_root: str = "/sys"
+    state_dir: str | None = None  # launched tasks' logs; default $STATE_DIRECTORY or /var/lib/clustertop
     collectors: dict[str, CollectorConfig] = field(default_factory=dict)
     templates: dict[str, dict[str, Any]] = field(default_factory=dict)
     security: dict[str, Any] = field(default_factory=dict)
@@ -117,6 +118,7 @@ def _apply_file(cfg: AgentConfig, data: dict[str, Any], path: str) -> None:
     cfg.read_only = g("read_only", bool, cfg.read_only)
     cfg.proc_root = g("proc_root", str, cfg.proc_root)
     cfg.sys_root = g("sys_root", str, cfg.sys_root)
+    cfg.state_dir = g("state_dir", str, cfg.state_dir)
     labels = g("labels", dict, {})
     for k, v in labels.items():
         if not isinstance(v, str):

@@ -37,6 +37,9 @@ class Context:
     config: dict[str, Any] = field(default_factory=dict)  # the [collectors.<name>] table (options only)
     config_file: str | None = None  # for errors: ConfigError(config_file, "[collectors.x] key", problem)
     interval_s: float = 1.0  # how often collect() will be called (rate collectors use it as a hint)
+    #: The runner's deadline for one collect() ([collectors.<name>] timeout, stripped from ``config``).
+    #: Collectors that make network calls budget their own per-request timeouts inside it.
+    timeout_s: float | None = None
 
 
 class Collector(Protocol):

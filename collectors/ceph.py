@@ -13,7 +13,7 @@ Config, ``[collectors.ceph]``::
     ca_file = "/etc/clustertop/ceph-ca.pem"             # verify the dashboard's TLS certificate
     # verify = false                                    # only if you really mean it
     detail_interval = 60                                # seconds between OSD/pool/RBD polls
-    timeout = 5                                         # seconds per HTTP request
+    request_timeout = 5                                 # seconds per HTTP request (default: a share of timeout)
 
 Failure: ``collect()`` raises ``CephUnreachable`` ("Ceph unreachable: all mgr URLs failed: ...")
 or ``CephLoginRefused``; the collector keeps ``last_good`` (the last ``schema.Ceph`` it returned)
@@ -36,7 +36,7 @@ from collectors.base import Context
 from collectors.config import ConfigError, check_keys, get
 
 SECTION = "collectors.ceph"
-KEYS = {"urls", "username", "password_file", "token_file", "ca_file", "verify", "detail_interval", "timeout",
+KEYS = {"urls", "username", "password_file", "token_file", "ca_file", "verify", "detail_interval", "request_timeout",
         "interval", "enabled"}
 
 DEFAULT_INTERVAL_S = 10.0
@@ -94,7 +94,7 @@ def _base(url: str) -> str:
     return url.rstrip("/")
 
 
-def parse_settings(options: dict[str, Any], file: str | None) -> Settings:
+def parse_settings(options: dict[str, Any], file: str | None, runner_timeout_s: float | None = None) -> Settings:
     """Validate ``[collectors.ceph]``; every problem is a ConfigError naming the key."""
     for secret in ("password", "token"):
         if secret in options:
@@ -132,9 +132,15 @@ def parse_settings(options: dict[str, Any], file: str | None) -> Settings:
     detail = get(options, "detail_interval", (int, float), DEFAULT_DETAIL_INTERVAL_S, file, SECTION)
     if detail < 0:
         raise ConfigError(file, key("detail_interval"), f"must be >= 0 (0 = every interval), got {detail!r}")
-    timeout = get(options, "timeout", (int, float), DEFAULT_TIMEOUT_S, file, SECTION)
+    # Per-request timeout. ``timeout`` in the section is the runner's deadline for a whole poll
+    # (stripped by the agent, passed as ``runner_timeout_s``): by default each request gets an equal
+    # share of it across the mgr URLs, so failing over through dead mgrs still ends inside the poll.
+    default = DEFAULT_TIMEOUT_S
+    if runner_timeout_s:
+        default = min(DEFAULT_TIMEOUT_S, max(0.5, runner_timeout_s / max(1, len(urls))))
+    timeout = get(options, "request_timeout", (int, float), default, file, SECTION)
     if not timeout > 0:
-        raise ConfigError(file, key("timeout"), f"must be > 0, got {timeout!r}")
+        raise ConfigError(file, key("request_timeout"), f"must be > 0, got {timeout!r}")
     return Settings(
         urls=tuple(_base(u) for u in urls), username=username, password_file=password_file,
         token_file=token_file, verify=ca_file if ca_file is not None else verify_opt,
@@ -333,7 +339,7 @@ class CephCollector:
 
     def __init__(self, ctx: Context, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time) -> None:
-        self.settings = parse_settings(ctx.config, ctx.config_file)
+        self.settings = parse_settings(ctx.config, ctx.config_file, ctx.timeout_s)
         self.clock, self.wall = clock, wall
         self.api = CephApi(self.settings, clock)
         self.last_good: schema.Ceph | None = None

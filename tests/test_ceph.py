@@ -241,7 +241,7 @@ class Clock:
 
 def make(urls: list[str], password_file: Path | None = None, clock: Clock | None = None,
          **opts: Any) -> ceph.CephCollector:
-    config: dict[str, Any] = {"urls": urls, "detail_interval": 60, "timeout": 3, **opts}
+    config: dict[str, Any] = {"urls": urls, "detail_interval": 60, "request_timeout": 3, **opts}
     if password_file is not None:
         config.setdefault("username", "admin")
         config["password_file"] = str(password_file)
@@ -638,7 +638,7 @@ def test_tls_verified_with_the_ca_file(tmp_path: Path, password_file: Path) -> N
      "contradicts"),
     ({"urls": ["http://mgr"], "username": "a", "password_file": "PW", "ca_file": "/nonexistent"}, "ca_file", "cannot read"),
     ({"urls": ["http://mgr"], "username": "a", "password_file": "PW", "detail_interval": -1}, "detail_interval", ">= 0"),
-    ({"urls": ["http://mgr"], "username": "a", "password_file": "PW", "timeout": 0}, "timeout", "> 0"),
+    ({"urls": ["http://mgr"], "username": "a", "password_file": "PW", "request_timeout": 0}, "request_timeout", "> 0"),
     ({"urls": ["http://mgr"], "username": "a", "password_file": "PW", "verify": "no"}, "verify", "expected bool"),
     ({"urls": ["http://mgr"], "username": "a", "password_file": "PW", "url": "x"}, "url", "unknown key"),
 ])

@@ -52,7 +52,7 @@ def clean(c: schema.Ceph) -> bool:
 def test_real_ceph_healthy_degraded_recovered_then_mgr_lost(ceph_cluster: CephMini, tmp_path: Path) -> None:  # noqa: F811
     cl = ceph_cluster
     options = {"urls": [cl.url], "username": cl.username, "password_file": str(cl.password_file),
-               "detail_interval": 0, "timeout": 5}  # detail every poll: the OSD list must follow too
+               "detail_interval": 0, "request_timeout": 5}  # detail every poll: the OSD list must follow too
     col = CephCollector(Context(node="t", config=options, config_file=str(tmp_path / "agent.toml"),
                                 interval_s=POLL_S))
     victim = f"osd.{cl.osds - 1}"
@@ -132,7 +132,7 @@ def _agent_publishes_last_good(cl: CephMini, tmp_path: Path) -> None:
     except ImportError:
         return
     redis_srv = RedisServer()
-    options = {"urls": [cl.url], "username": cl.username, "password_file": str(cl.password_file), "timeout": 5}
+    options = {"urls": [cl.url], "username": cl.username, "password_file": str(cl.password_file), "request_timeout": 5}
     collectors = {n: CollectorConfig(name=n, enabled=False) for n in ("host", "gpu", "bonds", "nfs")}
     collectors["ceph"] = CollectorConfig(name="ceph", interval_s=POLL_S, options=options)
     cfg = AgentConfig(file=str(tmp_path / "agent.toml"), redis_url=redis_srv.url, node="t", interval_s=1.0,
