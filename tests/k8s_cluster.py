@@ -298,7 +298,7 @@ class K8sCluster:
             "--listen-peer-urls", f"http://127.0.0.1:{self.etcd_peer}",
             "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.etcd_peer}",
             "--initial-cluster", f"ct-test=http://127.0.0.1:{self.etcd_peer}", "--initial-cluster-state", "new",
-            "--logger", "zap", "--log-outputs", "stderr", "--unsafe-no-fsync"])
+            "--logger", "zap", "--log-outputs", "stderr"])
         self._wait("etcd", f"http://127.0.0.1:{self.etcd_port}/health", b'"health":"true"')
         self.timings["etcd_ready_s"] = time.monotonic() - t0
         pki = self.pki
