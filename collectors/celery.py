@@ -1,0 +1,398 @@
+"""Provides the ``celery`` cluster-scope collector: queue depths from the brokers, workers from Celery.
+
+Config, ``[collectors.celery]``::
+
+    brokers = ["redis://redis-a:6379/0", "amqp://clustertop@rabbit-a//"]  # every broker to watch
+    management_url = "http://rabbit-a:15672"       # RabbitMQ management API (for amqp:// brokers)
+    management_user = "clustertop"                  # a "monitoring"-tagged user is enough
+    management_password_file = "/etc/clustertop/rabbit.pass"
+    queues = ["celery", "gpu"]                      # names to watch; default: discover them
+    inspect_interval = 30                           # seconds between worker inspections (broadcasts)
+    request_timeout = 2                             # seconds per network call
+
+``timeout`` in this section is the agent runner's deadline for the whole poll (the agent strips it),
+so the per-call limit is ``request_timeout``.
+
+Queue depth
+- Redis broker: kombu files a message of priority p in the list ``<queue>\\x06\\x16<step>`` (step 0 is
+  the plain ``<queue>`` list), so depth is the sum of ``LLEN`` over the priority steps, the way Flower
+  reads it; all lists of all queues in one pipeline. Queues are discovered from kombu's binding sets
+  (``_kombu.binding.<exchange>``) and from what workers consume, every ``inspect_interval``.
+- RabbitMQ: the management API's ``/api/queues/<vhost>`` with ``columns=`` (depth, ready, unacked,
+  consumers, publish/deliver rates): one request per broker.
+
+Workers: Celery's own remote control (``inspect().stats()/.active()/.active_queues()``) is a broadcast
+every worker answers, so it runs at most every ``inspect_interval`` and its result is reused between;
+``stats`` waits ``request_timeout`` for replies, the other two return once as many workers answered.
+A worker that stops answering stays listed as offline for ``OFFLINE_KEEP_S``. Without the ``celery``
+package on the polling node, workers are None (unknown) with a note in ``errors``; queues still flow.
+
+A queue that grew over ``GROWTH_POLLS`` polls with no consumer (RabbitMQ's consumer count, or no
+online worker consuming it on Redis) is flagged ``growing_unconsumed``.
+
+Partial failures go to ``Queues.errors`` and the rest still flows; when every broker fails,
+``collect()`` raises ``CeleryUnreachable``. URLs in output are redacted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+from collectors import queues_parse, schema
+from collectors.base import Context
+from collectors.config import ConfigError, check_keys, get
+from collectors.store import read_secret, redact
+
+SECTION = "collectors.celery"
+KEYS = {"brokers", "management_url", "management_user", "management_password_file", "queues",
+        "inspect_interval", "request_timeout", "priority_steps", "timeout", "interval", "enabled"}
+REDIS_SCHEMES = {"redis", "rediss"}
+AMQP_SCHEMES = {"amqp", "amqps", "pyamqp"}
+
+DEFAULT_INTERVAL_S = 10.0
+DEFAULT_INSPECT_INTERVAL_S = 30.0
+DEFAULT_REQUEST_TIMEOUT_S = 2.0
+#: Redis discovery: SCAN page size (the whole keyspace is walked, in pages, every inspect_interval).
+SCAN_COUNT = 1000
+#: How long a worker that stopped answering stays listed as offline.
+OFFLINE_KEEP_S = 600.0
+
+
+class CeleryUnreachable(Exception):
+    """No configured broker could be read; the message names each and why."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    brokers: tuple[str, ...]
+    management_url: str | None
+    management_user: str | None
+    management_password_file: str | None
+    queues: tuple[str, ...] | None
+    inspect_interval_s: float
+    timeout_s: float
+    priority_steps: tuple[int, ...]
+
+
+def parse_settings(options: dict[str, Any], file: str | None) -> Settings:
+    """Validate ``[collectors.celery]``; every problem is a ConfigError naming the key."""
+    if "management_password" in options:
+        raise ConfigError(file, f"[{SECTION}] management_password",
+                          "not allowed: put it in a file readable only by the agent and set management_password_file")
+    check_keys(options, KEYS, file, SECTION)
+
+    def key(k: str) -> str:
+        return f"[{SECTION}] {k}"
+
+    brokers = get(options, "brokers", list, None, file, SECTION)
+    if not brokers:
+        raise ConfigError(file, key("brokers"), "required: a list of broker URLs, e.g. [\"redis://host:6379/0\"]")
+    for b in brokers:
+        scheme = urlsplit(b).scheme if isinstance(b, str) else None
+        if scheme not in REDIS_SCHEMES | AMQP_SCHEMES:
+            shown = redact(b) if isinstance(b, str) else repr(b)
+            raise ConfigError(file, key("brokers"), f"not a redis:// or amqp:// URL: {shown!r}")
+    mgmt = get(options, "management_url", str, None, file, SECTION)
+    if mgmt is not None:
+        parts = urlsplit(mgmt)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(file, key("management_url"), f"not an http(s) URL: {redact(mgmt)!r}")
+    user = get(options, "management_user", str, None, file, SECTION)
+    pw_file = get(options, "management_password_file", str, None, file, SECTION)
+    if pw_file is not None and user is None:
+        raise ConfigError(file, key("management_user"), "required with management_password_file")
+    queues = get(options, "queues", list, None, file, SECTION)
+    if queues is not None and (not queues or not all(isinstance(q, str) and q for q in queues)):
+        raise ConfigError(file, key("queues"), "expected a non-empty list of queue names (or leave it out to discover)")
+    inspect_s = get(options, "inspect_interval", (int, float), DEFAULT_INSPECT_INTERVAL_S, file, SECTION)
+    if not inspect_s > 0:
+        raise ConfigError(file, key("inspect_interval"), f"must be > 0, got {inspect_s!r}")
+    # `timeout` only reaches us when the collector is built directly (the agent strips it): then it
+    # means the same as request_timeout.
+    timeout = get(options, "request_timeout", (int, float),
+                  get(options, "timeout", (int, float), DEFAULT_REQUEST_TIMEOUT_S, file, SECTION), file, SECTION)
+    if not timeout > 0:
+        raise ConfigError(file, key("request_timeout"), f"must be > 0, got {timeout!r}")
+    steps = get(options, "priority_steps", list, list(queues_parse.PRIORITY_STEPS), file, SECTION)
+    if not steps or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in steps) \
+            or 0 not in steps:
+        raise ConfigError(file, key("priority_steps"),
+                          "expected kombu's priority_steps: non-negative integers including 0, e.g. [0, 3, 6, 9]")
+    return Settings(
+        brokers=tuple(brokers), management_url=mgmt.rstrip("/") if mgmt else None, management_user=user,
+        management_password_file=pw_file, queues=tuple(queues) if queues else None,
+        inspect_interval_s=float(inspect_s), timeout_s=float(timeout), priority_steps=tuple(sorted(set(steps))),
+    )
+
+
+def describe(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text}"[:300] if text else type(e).__name__
+
+
+# ---------------------------------------------------------------------------------------------
+# Brokers: thin readers, one per URL
+# ---------------------------------------------------------------------------------------------
+
+
+class RedisBroker:
+    """Depths from a Redis broker: one pipeline of LLENs per poll; discovery by SCAN, cached."""
+
+    def __init__(self, url: str, settings: Settings) -> None:
+        from collectors.store import connect
+
+        self.url, self.shown, self.s = url, redact(url), settings
+        self.client = connect(url, timeout_s=settings.timeout_s)
+        self.discovered: set[str] = set()
+
+    def discover(self) -> set[str]:
+        """Queue names from kombu's binding sets. SCAN, not KEYS: KEYS blocks a busy broker."""
+        keys = list(self.client.scan_iter(match=queues_parse.BINDING_PREFIX + "*", count=SCAN_COUNT))
+        if not keys:
+            self.discovered = set()
+            return self.discovered
+        with self.client.pipeline(transaction=False) as pipe:
+            for k in keys:
+                pipe.smembers(k)
+            members = pipe.execute()
+        names: set[str] = set()
+        for m in members:
+            names |= queues_parse.queues_from_bindings(m)
+        self.discovered = names
+        return names
+
+    def depths(self, names: list[str]) -> dict[str, int]:
+        steps = self.s.priority_steps
+        with self.client.pipeline(transaction=False) as pipe:
+            for n in names:
+                for k in queues_parse.priority_keys(n, steps):
+                    pipe.llen(k)
+            sizes = pipe.execute()
+        per = len(steps)
+        return {n: sum(sizes[i * per:(i + 1) * per]) for i, n in enumerate(names)}
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def amqp_vhost(url: str) -> str:
+    """kombu's rule: the path after the first '/' is the vhost, empty means '/' (``amqp://h//`` is '/')."""
+    path = urlsplit(url).path
+    return unquote(path[1:]) if len(path) > 1 else "/"
+
+
+class RabbitBroker:
+    """Queues of one vhost from the RabbitMQ management API (one GET with ``columns=``)."""
+
+    def __init__(self, url: str, settings: Settings, http: Any) -> None:
+        self.url, self.shown, self.s, self.http = url, redact(url), settings, http
+        self.vhost = amqp_vhost(url)
+
+    def queues(self, names: list[str] | None) -> list[schema.Queue]:
+        if self.s.management_url is None:
+            raise CeleryUnreachable("no management_url configured: RabbitMQ queue depths need the management API")
+        resp = self.http.get(f"{self.s.management_url}/api/queues/{quote(self.vhost, safe='')}",
+                             params={"columns": ",".join(queues_parse.RABBIT_COLUMNS)})
+        if resp.status_code in (401, 403):
+            raise CeleryUnreachable(f"management API refused {self.s.management_user or 'the user'}: HTTP {resp.status_code}")
+        if resp.status_code == 404:
+            raise CeleryUnreachable(f"management API: vhost {self.vhost!r} not found (HTTP 404)")
+        resp.raise_for_status()
+        return queues_parse.parse_rabbit_queues(resp.json(), self.shown, names)
+
+
+# ---------------------------------------------------------------------------------------------
+# Workers: Celery's remote control, rate-limited
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Inspection:
+    workers: dict[str, schema.Worker] = field(default_factory=dict)
+    consumes: dict[str, set[str]] = field(default_factory=dict)  # worker -> queues
+    error: str | None = None
+    ts: float | None = None  # wall clock of the last successful round
+
+
+class Inspector:
+    """``inspect()`` on one broker, at most every ``inspect_interval``; the last answer in between."""
+
+    def __init__(self, url: str, settings: Settings, clock: Callable[[], float], wall: Callable[[], float]) -> None:
+        self.url, self.s, self.clock, self.wall = url, settings, clock, wall
+        self.state = Inspection()
+        self._due = 0.0
+        self._app: Any = None
+
+    def _control(self) -> Any:
+        if self._app is None:
+            from celery import Celery  # only a node that polls Celery pays for it
+
+            t = self.s.timeout_s
+            app = Celery("clustertop-inspect", broker=self.url, set_as_current=False)
+            # A dead broker must fail within the call's timeout, not retry forever as a worker would.
+            app.conf.update(broker_connection_timeout=t, broker_connection_retry=False,
+                            broker_connection_max_retries=1, broker_heartbeat=0,
+                            broker_transport_options={"socket_timeout": t, "socket_connect_timeout": t,
+                                                      "max_retries": 1, "interval_start": 0,
+                                                      "interval_step": 0, "interval_max": 0})
+            self._app = app
+        return self._app.control
+
+    def due(self) -> bool:
+        return self.clock() >= self._due
+
+    def poll(self) -> Inspection:
+        if not self.due():
+            return self.state
+        self._due = self.clock() + self.s.inspect_interval_s
+        try:
+            control = self._control()
+            t = self.s.timeout_s
+            stats = control.inspect(timeout=t).stats() or {}
+            # Knowing how many workers exist, the next two calls return as soon as all answered.
+            limit = len(stats) or None
+            active = control.inspect(timeout=t, limit=limit).active() if stats else {}
+            queues = control.inspect(timeout=t, limit=limit).active_queues() if stats else {}
+        except Exception as e:  # noqa: BLE001 - any failure of the broadcast leaves the queues flowing
+            self.state.error = f"workers: {describe(e)}"
+            for w in self.state.workers.values():
+                w.online = None  # we could not ask: unknown, not offline
+            return self.state
+        now = self.wall()
+        fresh = {w.name: w for w in queues_parse.parse_celery_workers(stats, active, now, now)}
+        for name, old in self.state.workers.items():
+            if name not in fresh and old.last_seen_ts is not None and now - old.last_seen_ts < OFFLINE_KEEP_S:
+                old.online, old.active = False, None
+                fresh[name] = old
+        self.state = Inspection(workers=fresh, consumes=queues_parse.consumed_queues(queues), ts=now)
+        return self.state
+
+    def close(self) -> None:
+        if self._app is not None:
+            self._app.close()
+
+
+def _celery_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("celery") is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# The collector
+# ---------------------------------------------------------------------------------------------
+
+
+class CeleryCollector:
+    """Collector ``celery`` (cluster scope): returns ``schema.Queues`` for ``ClusterPayload.queues``."""
+
+    name = "celery"
+    field = "queues"
+    scope = "cluster"
+    default_interval_s = DEFAULT_INTERVAL_S
+
+    def __init__(self, ctx: Context, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
+        self.s = parse_settings(ctx.config, ctx.config_file)
+        self.node = ctx.node
+        self.clock, self.wall = clock, wall
+        self.growth = queues_parse.GrowthTracker()
+        self._http: Any = None
+        self.redis: list[RedisBroker] = []
+        self.rabbit: list[RabbitBroker] = []
+        for url in self.s.brokers:
+            if urlsplit(url).scheme in REDIS_SCHEMES:
+                self.redis.append(RedisBroker(url, self.s))
+            else:
+                self.rabbit.append(RabbitBroker(url, self.s, self._client()))
+        self.inspect_ok = _celery_installed()
+        self.inspectors = [Inspector(u, self.s, clock, wall) for u in self.s.brokers] if self.inspect_ok else []
+        self._discover_due = 0.0
+        self.last_good: schema.Queues | None = None
+        self.last_ok_ts: float | None = None
+
+    def _client(self) -> Any:
+        if self._http is None:
+            import httpx
+
+            auth = None
+            if self.s.management_user is not None:
+                password = ""
+                if self.s.management_password_file:
+                    password = read_secret(self.s.management_password_file, "RabbitMQ management password")
+                auth = (self.s.management_user, password)
+            self._http = httpx.Client(timeout=self.s.timeout_s, auth=auth, follow_redirects=False,
+                                      headers={"User-Agent": "clustertop-celery"})
+        return self._http
+
+    def collect(self) -> schema.Queues:
+        errors: list[str] = []
+        failed = 0
+        inspections: dict[str, Inspection] = {}
+        for ins in self.inspectors:
+            inspections[ins.url] = ins.poll()
+            if ins.state.error:
+                errors.append(f"broker {redact(ins.url)}: {ins.state.error}")
+        if not self.inspect_ok:
+            errors.append(f"celery package not installed on {self.node}: workers unknown (pip install celery)")
+
+        rediscover = self.clock() >= self._discover_due
+        if rediscover:
+            self._discover_due = self.clock() + self.s.inspect_interval_s
+        queues: list[schema.Queue] = []
+        for rb in self.redis:
+            try:
+                queues += self._redis_queues(rb, inspections.get(rb.url), rediscover)
+            except Exception as e:  # noqa: BLE001 - one broker failing must not hide the others
+                failed += 1
+                errors.append(f"broker {rb.shown}: {describe(e)}")
+        for ab in self.rabbit:
+            try:
+                queues += ab.queues(list(self.s.queues) if self.s.queues else None)
+            except Exception as e:  # noqa: BLE001
+                failed += 1
+                errors.append(f"broker {ab.shown}: {describe(e)}")
+        if failed and failed == len(self.s.brokers):
+            raise CeleryUnreachable("Celery brokers unreachable: " + "; ".join(errors))
+        self.growth.update(queues)
+
+        workers: list[schema.Worker] | None = None
+        if self.inspect_ok:
+            workers = []
+            for ins in self.inspectors:
+                workers += ins.state.workers.values()
+        result = schema.Queues(queues=queues, workers=workers, errors=errors or None)
+        self.last_good, self.last_ok_ts = result, self.wall()
+        return result
+
+    def _redis_queues(self, rb: RedisBroker, ins: Inspection | None, rediscover: bool) -> list[schema.Queue]:
+        consumes = ins.consumes if ins is not None and ins.ts is not None and not ins.error else None
+        if self.s.queues:
+            names = list(self.s.queues)
+        else:
+            found = rb.discover() if rediscover else rb.discovered
+            for qs in (consumes or {}).values():
+                found = found | {q for q in qs if not queues_parse.is_internal_queue(q)}
+            names = sorted(found)
+        depths = rb.depths(names) if names else {}
+        online = {w for w, st in (ins.workers.items() if ins else ()) if st.online}
+        out = []
+        for n in names:
+            consumers = None
+            if consumes is not None:
+                consumers = sum(1 for w, qs in consumes.items() if n in qs and w in online)
+            out.append(schema.Queue(broker=rb.shown, name=n, kind="celery-redis", depth=depths.get(n),
+                                    ready=depths.get(n), consumers=consumers))
+        return out
+
+    def close(self) -> None:
+        for rb in self.redis:
+            rb.close()
+        for ins in self.inspectors:
+            ins.close()
+        if self._http is not None:
+            self._http.close()
