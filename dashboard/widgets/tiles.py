@@ -187,7 +187,7 @@ class NodeTiles(ScrollView, can_focus=True):
 
     def set_nodes(self, views: list[NodeView], unreachable: bool = False) -> int:
         """Apply a read. Returns how many tiles were re-rendered."""
-        p = self.palette
+        _ = self.palette
         if unreachable != self.unreachable:
             self.unreachable = unreachable
             for t in self.tiles:
@@ -200,8 +200,9 @@ class NodeTiles(ScrollView, can_focus=True):
             sig = (*tile_signature(v), v.host == cursor_host)
             t = old.get(v.host)
             if t is None or t.sig != sig:
-                t = _Tile(v.host, sig, render_tile(v, p, selected=v.host == cursor_host,
-                                                   unreachable=unreachable, ascii=self.ascii))
+                # Drawn lazily in render_line: only tiles on screen are ever rendered, so 1,000
+                # changing nodes cost what the visible ones cost.
+                t = _Tile(v.host, sig, [])
                 changed += 1
             new_tiles.append(t)
         layout_changed = [t.host for t in new_tiles] != [t.host for t in self.tiles]
@@ -254,7 +255,7 @@ class NodeTiles(ScrollView, can_focus=True):
             if i > start:
                 segs.append(Segment(" " * GAP_X))
             t = self.tiles[i]
-            if not t.sig:  # invalidated by a theme or reachability change
+            if not t.sig or not t.lines:  # new data, or invalidated by a theme/reachability change
                 self._rerender(i)
             segs.extend(t.lines[line])
         # The widget's own colours underneath, so dim text and blank cells sit on the theme background.
