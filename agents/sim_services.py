@@ -257,34 +257,42 @@ class QueuesModel:
         self.dask_waiting = max(0, self.dask_waiting - int(capacity))
         return busy
 
-    def payload(self, now: float, source_host: str) -> schema.ClusterPayload:
+    def payloads(self, now: float, celery_host: str | None, dask_host: str | None) -> list[schema.ClusterPayload]:
+        """One payload per source, as the real collectors publish them: "celery" and "dask"."""
         self.seq += 1
-        queues = []
-        for q in QUEUES:
-            depth = len(self.backlog[q])
-            unacked = sum(1 for w in self.workers for t in w.active if t.queue == q)
-            queues.append(schema.Queue(
-                broker=self.broker, name=q, kind="celery-redis", depth=depth, ready=depth, unacked=unacked,
-                consumers=len(self.workers), publish_rate=round(self.published[q], 2),
-                deliver_rate=round(self.delivered[q], 2), growing_unconsumed=bool(depth and not self.workers)))
-        workers = []
-        for w in self.workers:
-            workers.append(schema.Worker(
+        out = []
+        if celery_host is not None:
+            queues = []
+            for q in QUEUES:
+                depth = len(self.backlog[q])
+                unacked = sum(1 for w in self.workers for t in w.active if t.queue == q)
+                queues.append(schema.Queue(
+                    broker=self.broker, name=q, kind="celery-redis", depth=depth, ready=depth, unacked=unacked,
+                    consumers=len(self.workers), publish_rate=round(self.published[q], 2),
+                    deliver_rate=round(self.delivered[q], 2), growing_unconsumed=bool(depth and not self.workers)))
+            workers = [schema.Worker(
                 name=f"celery@{w.host}", kind="celery", host=w.host, online=True, last_seen_ts=now,
                 pool_size=w.pool_size,
                 active=[schema.WorkerTask(id=t.id, name=TASKS[t.queue][0], started_ts=t.started,
-                                          runtime_s=round(now - t.started, 1), args=t.args) for t in w.active]))
-        processing_total = 0
-        for h, addr, mem in self.dask:
-            processing = min(8, self.dask_waiting // max(1, len(self.dask)))
-            processing_total += processing
-            workers.append(schema.Worker(
-                name=addr, kind="dask", host=h, online=True, last_seen_ts=now, processing=processing,
-                mem_bytes=int(mem + processing * 90 * MIB), mem_limit_bytes=16 * GIB, nthreads=4))
-        q = schema.Queues(queues=queues, workers=workers, dask_tasks_processing=processing_total,
-                          dask_tasks_waiting=max(0, self.dask_waiting - processing_total), errors=[])
-        return schema.ClusterPayload(name="queues", source_host=source_host, ts=now, seq=self.seq, interval_s=2.0,
-                                     ok=True, last_ok_ts=now, queues=q)
+                                          runtime_s=round(now - t.started, 1), args=t.args) for t in w.active])
+                for w in self.workers]
+            out.append(schema.ClusterPayload(
+                name="celery", source_host=celery_host, ts=now, seq=self.seq, interval_s=2.0, ok=True,
+                last_ok_ts=now, queues=schema.Queues(queues=queues, workers=workers, errors=[])))
+        if dask_host is not None and self.dask:
+            workers = []
+            processing_total = 0
+            for h, addr, mem in self.dask:
+                processing = min(8, self.dask_waiting // len(self.dask))
+                processing_total += processing
+                workers.append(schema.Worker(
+                    name=addr, kind="dask", host=h, online=True, last_seen_ts=now, processing=processing,
+                    mem_bytes=int(mem + processing * 90 * MIB), mem_limit_bytes=16 * GIB, nthreads=4))
+            out.append(schema.ClusterPayload(
+                name="dask", source_host=dask_host, ts=now, seq=self.seq, interval_s=2.0, ok=True, last_ok_ts=now,
+                queues=schema.Queues(workers=workers, dask_tasks_processing=processing_total,
+                                     dask_tasks_waiting=max(0, self.dask_waiting - processing_total), errors=[])))
+        return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -103,12 +103,11 @@ class SimCluster:
             rng, [K8sNodeInfo(n.host, len(n.gpus), n.cores * 1000 - 500, n.mem_total - 2 * GIB)
                   for n in self.towers[:K8S_MAX_NODES]], t0)
         self.by_host = {n.host: n for n in self.nodes}
-        holder = self.tower_hosts[0]
-        self.by_host[holder].extra_collectors = ("ceph", "kubernetes") if not self.arm_hosts else ("ceph", "kubernetes")
+        # Lease holders: the first tower polls Ceph, Kubernetes and the Dask scheduler, the first ARM
+        # board (the broker's host) Celery. Their snapshots carry those collectors' statuses.
+        self.by_host[self.tower_hosts[0]].extra_collectors = ("ceph", "dask", "kubernetes")
         if self.arm_hosts:
-            self.by_host[self.arm_hosts[0]].extra_collectors = ("queues",)
-        else:
-            self.by_host[holder].extra_collectors = ("ceph", "kubernetes", "queues")
+            self.by_host[self.arm_hosts[0]].extra_collectors = ("celery",)
         # Scale event rates with the cluster, so a big one is as lively per node as the small one.
         self.scale = max(1.0, len(self.towers) / DEFAULT_TOWERS)
         self.next_bond = t0 + rng.uniform(40, 200) / self.scale
@@ -302,11 +301,11 @@ class SimCluster:
             out.append(step_node(node, self.rng, now, dt, k_temp, k_fast, k_load, interval, osd_rates, statuses,
                                  full))
         holder = self.tower_hosts[0]
-        cluster = [self.ceph.payload(now, holder) if self.ceph.osd_ids else None,
-                   self.queues.payload(now, self.arm_hosts[0]) if self.arm_hosts else None,
-                   self.k8s.payload(now, holder, [j for j in self.running if j.namespace],
-                                    self.pending) if self.k8s_hosts else None]
-        return out, [c for c in cluster if c is not None]
+        cluster = [self.ceph.payload(now, holder)] if self.ceph.osd_ids else []
+        cluster += self.queues.payloads(now, self.arm_hosts[0] if self.arm_hosts else None, holder)
+        if self.k8s_hosts:
+            cluster.append(self.k8s.payload(now, holder, [j for j in self.running if j.namespace], self.pending))
+        return out, cluster
 
     def _cluster_statuses(self, now: float) -> dict[str, schema.CollectorStatus]:
         rnd = self.rng.random
@@ -315,8 +314,10 @@ class SimCluster:
                                            interval_s=5.0),
             "kubernetes": schema.CollectorStatus(ok=True, duration_ms=round(30 + 60 * rnd(), 2), last_ok_ts=now,
                                                  interval_s=5.0),
-            "queues": schema.CollectorStatus(ok=True, duration_ms=round(8 + 17 * rnd(), 2), last_ok_ts=now,
+            "celery": schema.CollectorStatus(ok=True, duration_ms=round(8 + 17 * rnd(), 2), last_ok_ts=now,
                                              interval_s=2.0),
+            "dask": schema.CollectorStatus(ok=True, duration_ms=round(3 + 6 * rnd(), 2), last_ok_ts=now,
+                                           interval_s=2.0),
         }
 
 
@@ -384,16 +385,18 @@ def prefill_history(client: Any, sim: SimCluster, now: float, seconds: float = 3
 
 def start_thread(client_factory: Callable[[], Any], seed: int, nodes: int | None, interval_s: float,
                  stop: threading.Event, sim: SimCluster | None = None,
+                 publishers: dict[str, Publisher] | None = None,
                  clock: Callable[[], float] = time.time) -> threading.Thread:
     """The demo's simulator: publishes a tick every ``interval_s`` until ``stop`` is set.
 
-    Pass ``sim`` to continue a cluster that ``prefill_history`` already ran."""
+    Pass ``sim`` (and its ``publishers``) to continue a cluster that ``prefill_history`` or a first
+    ``publish`` already ran."""
     model = sim if sim is not None else SimCluster(seed=seed, nodes=nodes)
     model.interval_s = interval_s
 
     def loop() -> None:
         client = client_factory()
-        pubs = make_publishers(model, client, interval_s)
+        pubs = publishers if publishers is not None else make_publishers(model, client, interval_s)
         delay = 0.0
         while not stop.is_set():
             try:
