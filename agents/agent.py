@@ -15,7 +15,6 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
-import redis
 
 from agents.config import AgentConfig, node_name, timeout_for
 from agents.lease import Lease
@@ -25,7 +24,8 @@ from agents.sdnotify import Notifier
 from agents.selfstats import SelfStats
 from collectors import base, schema
 from collectors.config import ConfigError
-from collectors.store import connect, redact
+from collectors.resp import errors as store_errors
+from collectors.store import connect_light, redact
 
 log = logging.getLogger("clustertop.agent")
 
@@ -45,7 +45,7 @@ _CLUSTER_FIELDS = set(schema.ClusterPayload.__struct_fields__) - {
 
 
 class Agent:
-    def __init__(self, cfg: AgentConfig, client_factory: Callable[[], redis.Redis] | None = None, *,
+    def __init__(self, cfg: AgentConfig, client_factory: Callable[[], Any] | None = None, *,
                  notifier: Notifier | None = None, dry_run: bool = False) -> None:
         if not cfg.node:  # an AgentConfig built by hand (local mode) rather than by load_config
             cfg.node = node_name(cfg.proc_root)
@@ -59,7 +59,7 @@ class Agent:
         #: Called after every tick with the agent (the command executor attaches here).
         self.hooks: list[Callable[[Agent], None]] = []
         self._client_factory = client_factory
-        self._client: redis.Redis | None = None
+        self._client: Any = None
         self._publisher: Publisher | None = None
         self._cluster_seq: dict[str, int] = {}
         self.leases: dict[str, Lease] = {}
@@ -136,16 +136,16 @@ class Agent:
     # -- the store ------------------------------------------------------------------------------
 
     @property
-    def client(self) -> redis.Redis:
+    def client(self) -> Any:
         if self._client is None:
             self._client = self._new_client()
         return self._client
 
-    def _new_client(self) -> redis.Redis:
+    def _new_client(self) -> Any:
         if self._client_factory is not None:
             return self._client_factory()
         if self.cfg.redis_url:
-            return connect(self.cfg.redis_url, self.cfg.redis_password_file, self.cfg.redis_ca_file)
+            return connect_light(self.cfg.redis_url, self.cfg.redis_password_file, self.cfg.redis_ca_file)
         raise ConfigError(self.cfg.file, "[agent] redis",
                           "no Redis URL (set --redis, CLUSTERTOP_REDIS or [agent] redis)")
 
@@ -161,7 +161,7 @@ class Agent:
             was = lease.held
             try:
                 now_held = lease.refresh()
-            except (redis.RedisError, OSError):
+            except store_errors():
                 now_held = lease.held  # outage: logged by publish(); keep what Redis would keep
             if now_held != was:
                 log.info("%s lease %s", s.name, "taken: polling it for the cluster" if now_held else "lost")
@@ -230,7 +230,7 @@ class Agent:
             if self._publisher is None:
                 self._publisher = Publisher(self.client, self.cfg.node, self.cfg.interval_s, self.cfg.hist_every_s)
             self._publisher.publish(snap, hist_point(snap), cluster=cluster)
-        except (redis.RedisError, OSError) as e:
+        except store_errors() as e:
             self.stats.publish_errors += 1
             self._backoff = min(BACKOFF_MAX_S, self._backoff * 2) if self._backoff else BACKOFF_MIN_S
             self._retry_at = now + self._backoff
@@ -309,7 +309,7 @@ class Agent:
         for lease in self.leases.values():
             try:
                 lease.release()  # hand over at once instead of after the TTL
-            except (redis.RedisError, OSError):
+            except store_errors():
                 pass
         self.runner.close()
         if self._client is not None:

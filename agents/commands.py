@@ -258,7 +258,7 @@ class CommandExecutor:
 
     def run(self, stop: threading.Event) -> None:
         """Until ``stop`` is set: (re)connect with backoff, finish pending commands, read new ones."""
-        import redis
+        from collectors.resp import errors, response_errors
 
         backoff = 0.5
         while not stop.is_set():
@@ -271,12 +271,12 @@ class CommandExecutor:
                 backoff = 0.5
                 while not stop.is_set():
                     self.poll_once()
-            except redis.ResponseError as e:
+            except response_errors() as e:
                 if "NOGROUP" in str(e):  # the stream was deleted (FLUSHALL): recreate and go on
                     log.warning("command stream lost its group (%s); recreating", e)
                     continue
                 log.error("command loop: Redis error: %s", e)
-            except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
+            except errors() as e:
                 log.warning("command loop: Redis unreachable (%s); retrying in %.1f s", e, backoff)
             except Exception:  # one bad command must not end job control for the agent's lifetime
                 log.exception("command loop failed; restarting it")
@@ -286,12 +286,12 @@ class CommandExecutor:
         self.task_mgr.close()
 
     def ensure_group(self) -> None:
-        import redis
+        from collectors.resp import response_errors
 
         try:
             # From "0", not "$": a command sent before this agent first started still gets an answer.
             self.client.xgroup_create(self.key, GROUP, id="0", mkstream=True)
-        except redis.ResponseError as e:
+        except response_errors() as e:
             if "BUSYGROUP" not in str(e):
                 raise
 

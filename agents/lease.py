@@ -11,9 +11,8 @@ import time
 import uuid
 from typing import Any
 
-import redis
-
 from collectors import wire
+from collectors.resp import response_errors
 
 #: The lease outlives this many renewal periods, so one slow tick does not hand it over.
 TTL_PERIODS = 3.0
@@ -84,7 +83,7 @@ class Lease:
         if not self._no_lua:
             try:
                 return bool(self.client.eval(script, 1, self.key, self.token, self.ttl_ms))
-            except redis.ResponseError as e:
+            except response_errors() as e:
                 if "unknown command" not in str(e).lower():
                     raise
                 self._no_lua = True
@@ -98,5 +97,7 @@ class Lease:
                 p.multi()
                 action(p)
                 return bool(p.execute()[0])
-            except redis.WatchError:  # changed under us: someone else's now
+            except Exception as e:  # WatchError (redis-py/fakeredis only): changed under us, not ours now
+                if type(e).__name__ != "WatchError":
+                    raise
                 return False

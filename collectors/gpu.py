@@ -19,6 +19,7 @@ parsers below, thin reader in ``ProcReader``), and their owner from ``collectors
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -406,6 +407,13 @@ class GpuCollector:
         if self._retry_at is not None and now < self._retry_at:
             self._raise_init_failure()
         if self._nv is None:
+            # No kernel driver, no NVML: answer "no GPUs" without importing pynvml (its import and
+            # ctypes cost ~4 MB and 20 ms on every ARM board). If pynvml is already loaded (tests
+            # with a fake library, or a host process that uses it), asking it costs nothing.
+            if "pynvml" not in sys.modules and not os.path.exists(self.ctx.roots.procfs("driver", "nvidia")):
+                self._retry_at = now + INIT_RETRY_S
+                self._init_failure = NoData("no NVIDIA driver (no /proc/driver/nvidia)")
+                raise self._init_failure
             try:
                 import pynvml  # type: ignore[import-untyped]
             except ImportError:

@@ -1,0 +1,400 @@
+"""Provides a small synchronous Redis client (RESP2) for the agent.
+
+Why not redis-py here: importing it costs ~14 MB RSS and ~60 ms (it pulls in asyncio, its cluster
+and observability layers and cryptography), more than everything else the agent does. The agent
+needs a dozen commands; this speaks them with redis-py's method names, arguments and reply
+shapes, so the same agent code runs on it, on redis-py and on the embedded fakeredis store.
+The dashboard keeps redis-py.
+
+Supported: redis://, rediss:// (TLS, CA file), unix://; AUTH with ACL user or password; SELECT;
+pipelines with or without MULTI/EXEC; per-call socket timeouts (a blocking XREADGROUP waits
+longer than the socket timeout by its BLOCK time).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+Arg = bytes | str | int | float
+
+
+class RedisError(Exception):
+    """Any failure talking to Redis."""
+
+
+class ConnectionFailed(RedisError, OSError):
+    """Connecting, reading or writing failed; the next command reconnects."""
+
+
+class Timeout(ConnectionFailed):
+    pass
+
+
+class ResponseError(RedisError):
+    """The server answered with an error (``-ERR ...``, ``-NOGROUP ...``)."""
+
+
+def errors() -> tuple[type[BaseException], ...]:
+    """Exception types meaning "the store failed", for whichever client is in use.
+
+    redis-py's are included only if something already imported it: this module must not.
+    """
+    import sys
+
+    out: list[type[BaseException]] = [RedisError, OSError]
+    rex = sys.modules.get("redis.exceptions")
+    if rex is not None:
+        out.append(rex.RedisError)
+    return tuple(out)
+
+
+def response_errors() -> tuple[type[BaseException], ...]:
+    import sys
+
+    out: list[type[BaseException]] = [ResponseError]
+    rex = sys.modules.get("redis.exceptions")
+    if rex is not None:
+        out.append(rex.ResponseError)
+    return tuple(out)
+
+
+def _b(a: Arg) -> bytes:
+    if isinstance(a, bytes):
+        return a
+    if isinstance(a, str):
+        return a.encode()
+    if isinstance(a, bool):  # redis-py refuses bools; so do we (a bug upstream of here)
+        raise RedisError("invalid argument: bool")
+    if isinstance(a, float):
+        return repr(a).encode()
+    return str(a).encode()
+
+
+def pack(args: Iterable[Arg]) -> bytes:
+    parts = [_b(a) for a in args]
+    out = [b"*%d\r\n" % len(parts)]
+    for p in parts:
+        out.append(b"$%d\r\n%s\r\n" % (len(p), p))
+    return b"".join(out)
+
+
+class Connection:
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 6379, path: str | None = None, db: int = 0,
+                 username: str | None = None, password: str | None = None, tls: bool = False,
+                 ca_file: str | None = None, timeout_s: float = 2.0, connect_timeout_s: float = 2.0) -> None:
+        self.host, self.port, self.path, self.db = host, port, path, db
+        self.username, self.password = username, password
+        self.tls, self.ca_file = tls, ca_file
+        self.timeout_s, self.connect_timeout_s = timeout_s, connect_timeout_s
+        self.sock: socket.socket | None = None
+        self.buf = bytearray()
+
+    # -- socket ---------------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        if self.sock is not None:
+            return
+        try:
+            if self.path:
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.settimeout(self.connect_timeout_s)
+                s.connect(self.path)
+            else:
+                s = socket.create_connection((self.host, self.port), timeout=self.connect_timeout_s)
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if self.tls:
+                    import ssl  # only for rediss://: ssl costs ~2 MB the plain agent does without
+
+                    ctx = ssl.create_default_context(cafile=self.ca_file)
+                    s = ctx.wrap_socket(s, server_hostname=self.host)
+            s.settimeout(self.timeout_s)
+        except TimeoutError as e:  # socket.timeout
+            raise Timeout(f"connecting to {self._where()}: timed out") from e
+        except OSError as e:
+            raise ConnectionFailed(f"connecting to {self._where()}: {e.strerror or e}") from e
+        self.sock = s
+        self.buf.clear()
+        try:
+            if self.password is not None:
+                auth: list[Arg] = ["AUTH", self.username, self.password] if self.username else ["AUTH", self.password]
+                self._roundtrip([auth])
+            if self.db:
+                self._roundtrip([["SELECT", self.db]])
+        except BaseException:
+            self.close()
+            raise
+
+    def _where(self) -> str:
+        return self.path or f"{self.host}:{self.port}"
+
+    def close(self) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+        self.sock = None
+        self.buf.clear()
+
+    def _fill(self) -> None:
+        assert self.sock is not None
+        try:
+            chunk = self.sock.recv(65536)
+        except TimeoutError as e:  # socket.timeout
+            raise Timeout(f"reading from {self._where()}: timed out") from e
+        except OSError as e:
+            raise ConnectionFailed(f"reading from {self._where()}: {e.strerror or e}") from e
+        if not chunk:
+            raise ConnectionFailed(f"{self._where()} closed the connection")
+        self.buf += chunk
+
+    def _line(self) -> bytes:
+        while True:
+            i = self.buf.find(b"\r\n")
+            if i >= 0:
+                line = bytes(self.buf[:i])
+                del self.buf[: i + 2]
+                return line
+            self._fill()
+
+    def _exact(self, n: int) -> bytes:
+        while len(self.buf) < n + 2:
+            self._fill()
+        data = bytes(self.buf[:n])
+        del self.buf[: n + 2]
+        return data
+
+    def read_reply(self) -> Any:
+        """One RESP2 reply; server errors are returned as ResponseError instances, not raised."""
+        line = self._line()
+        kind, rest = line[:1], line[1:]
+        if kind == b"+":
+            return rest
+        if kind == b"-":
+            return ResponseError(rest.decode("utf-8", "replace"))
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            return None if n < 0 else self._exact(n)
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self.read_reply() for _ in range(n)]
+        self.close()
+        raise ConnectionFailed(f"protocol error: unexpected reply {line[:40]!r}")
+
+    def _roundtrip(self, commands: list[list[Arg]], extra_timeout_s: float = 0.0) -> list[Any]:
+        """Send every command in one write, read every reply. Errors in replies are returned."""
+        self.connect()
+        assert self.sock is not None
+        try:
+            if extra_timeout_s:
+                self.sock.settimeout(self.timeout_s + extra_timeout_s)
+            self.sock.sendall(b"".join(pack(c) for c in commands))
+            replies = [self.read_reply() for _ in commands]
+            if extra_timeout_s:
+                self.sock.settimeout(self.timeout_s)
+        except TimeoutError as e:  # socket.timeout
+            self.close()
+            raise Timeout(f"talking to {self._where()}: timed out") from e
+        except OSError as e:
+            self.close()
+            if isinstance(e, RedisError):
+                raise
+            raise ConnectionFailed(f"talking to {self._where()}: {e.strerror or e}") from e
+        except BaseException:
+            self.close()  # a half-read reply leaves the stream unusable
+            raise
+        for r in replies:
+            if isinstance(r, ResponseError) and str(r).startswith(("NOAUTH", "WRONGPASS", "NOPERM")) and \
+                    commands[0][0] == "AUTH":
+                raise r
+        return replies
+
+
+# -- reply shaping, as redis-py does it for RESP2 -----------------------------------------------
+
+
+def _ok(r: Any) -> bool | None:
+    return True if r == b"OK" else None
+
+
+def _stream_entries(entries: Any) -> list[tuple[bytes, dict[bytes, bytes] | None]]:
+    out: list[tuple[bytes, dict[bytes, bytes] | None]] = []
+    for entry_id, flat in entries or []:
+        if flat is None:  # a pending entry trimmed from the stream since
+            out.append((entry_id, None))
+        else:
+            out.append((entry_id, dict(zip(flat[0::2], flat[1::2], strict=True))))
+    return out
+
+
+def _xread(r: Any) -> list[list[Any]]:
+    return [[stream, _stream_entries(entries)] for stream, entries in r or []]
+
+
+class _Commands:
+    """Command builders shared by the client and its pipelines: each returns (args, shaper)."""
+
+    def _call(self, args: list[Arg], shape: Any = None, extra_timeout_s: float = 0.0) -> Any:
+        raise NotImplementedError
+
+    def ping(self) -> Any:
+        return self._call(["PING"], lambda r: r == b"PONG")
+
+    def get(self, name: str) -> Any:
+        return self._call(["GET", name])
+
+    def set(self, name: str, value: Arg, ex: float | None = None, px: int | None = None, nx: bool = False,
+            xx: bool = False, keepttl: bool = False) -> Any:
+        args: list[Arg] = ["SET", name, value]
+        if ex is not None:
+            args += ["EX", int(ex)]
+        if px is not None:
+            args += ["PX", int(px)]
+        if nx:
+            args.append("NX")
+        if xx:
+            args.append("XX")
+        if keepttl:
+            args.append("KEEPTTL")
+        return self._call(args, _ok)
+
+    def delete(self, *names: str) -> Any:
+        return self._call(["DEL", *names])
+
+    def exists(self, *names: str) -> Any:
+        return self._call(["EXISTS", *names])
+
+    def pexpire(self, name: str, ms: int) -> Any:
+        return self._call(["PEXPIRE", name, int(ms)], bool)
+
+    def zadd(self, name: str, mapping: Mapping[Arg, float]) -> Any:
+        args: list[Arg] = ["ZADD", name]
+        for member, score in mapping.items():
+            args += [score, member]
+        return self._call(args)
+
+    def xadd(self, name: str, fields: Mapping[Arg, Arg], id: str = "*", maxlen: int | None = None,  # noqa: A002
+             approximate: bool = True) -> Any:
+        args: list[Arg] = ["XADD", name]
+        if maxlen is not None:
+            args += ["MAXLEN", "~" if approximate else "=", int(maxlen)]
+        args.append(id)
+        for k, v in fields.items():
+            args += [k, v]
+        return self._call(args)
+
+    def xack(self, name: str, groupname: str, *ids: Arg) -> Any:
+        return self._call(["XACK", name, groupname, *ids])
+
+    def xgroup_create(self, name: str, groupname: str, id: str = "$", mkstream: bool = False) -> Any:  # noqa: A002
+        args: list[Arg] = ["XGROUP", "CREATE", name, groupname, id]
+        if mkstream:
+            args.append("MKSTREAM")
+        return self._call(args, _ok)
+
+    def xreadgroup(self, groupname: str, consumername: str, streams: Mapping[str, Arg], count: int | None = None,
+                   block: int | None = None, noack: bool = False) -> Any:
+        args: list[Arg] = ["XREADGROUP", "GROUP", groupname, consumername]
+        if count is not None:
+            args += ["COUNT", int(count)]
+        if block is not None:
+            args += ["BLOCK", int(block)]
+        if noack:
+            args.append("NOACK")
+        args += ["STREAMS", *streams.keys(), *streams.values()]
+        return self._call(args, _xread, extra_timeout_s=(block or 0) / 1000)
+
+    def xrange(self, name: str, min: str = "-", max: str = "+", count: int | None = None) -> Any:  # noqa: A002
+        args: list[Arg] = ["XRANGE", name, min, max]
+        if count is not None:
+            args += ["COUNT", int(count)]
+        return self._call(args, _stream_entries)
+
+    def eval(self, script: str, numkeys: int, *keys_and_args: Arg) -> Any:
+        return self._call(["EVAL", script, numkeys, *keys_and_args])
+
+
+class Client(_Commands):
+    """A client on one connection (the agent uses each from one thread)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    @classmethod
+    def from_url(cls, url: str, password: str | None = None, ssl_ca_certs: str | None = None,
+                 socket_timeout: float = 2.0, socket_connect_timeout: float = 2.0, **_: Any) -> Client:
+        u = urlsplit(url)
+        q = {k: v[-1] for k, v in parse_qs(u.query).items()}
+        username = unquote(u.username) if u.username else None
+        pw = password if password is not None else (unquote(u.password) if u.password else None)
+        if u.scheme == "unix":
+            conn = Connection(path=u.path, db=int(q.get("db", 0)), username=username, password=pw,
+                              timeout_s=socket_timeout, connect_timeout_s=socket_connect_timeout)
+        elif u.scheme in ("redis", "rediss"):
+            db = int(u.path.lstrip("/") or q.get("db", 0) or 0)
+            conn = Connection(host=u.hostname or "127.0.0.1", port=u.port or 6379, db=db, username=username,
+                              password=pw, tls=u.scheme == "rediss", ca_file=ssl_ca_certs or q.get("ssl_ca_certs"),
+                              timeout_s=socket_timeout, connect_timeout_s=socket_connect_timeout)
+        else:
+            raise ValueError(f"unsupported scheme {u.scheme!r} (redis://, rediss://, unix://)")
+        return cls(conn)
+
+    def _call(self, args: list[Arg], shape: Any = None, extra_timeout_s: float = 0.0) -> Any:
+        (reply,) = self.conn._roundtrip([args], extra_timeout_s)
+        if isinstance(reply, ResponseError):
+            raise reply
+        return shape(reply) if shape else reply
+
+    def pipeline(self, transaction: bool = True) -> Pipeline:
+        return Pipeline(self.conn, transaction)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class Pipeline(_Commands):
+    """Buffers commands; ``execute()`` sends them in one write (inside MULTI/EXEC if transactional)."""
+
+    def __init__(self, conn: Connection, transaction: bool) -> None:
+        self.conn = conn
+        self.transaction = transaction
+        self.stack: list[tuple[list[Arg], Any]] = []
+
+    def _call(self, args: list[Arg], shape: Any = None, extra_timeout_s: float = 0.0) -> Pipeline:
+        self.stack.append((args, shape))
+        return self
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stack.clear()
+
+    def execute(self) -> list[Any]:
+        stack, self.stack = self.stack, []
+        if not stack:
+            return []
+        cmds = [a for a, _ in stack]
+        if self.transaction:
+            replies = self.conn._roundtrip([["MULTI"], *cmds, ["EXEC"]])
+            queued, results = replies[1:-1], replies[-1]
+            for r in queued:  # a command refused at queue time aborts the transaction
+                if isinstance(r, ResponseError):
+                    raise r
+            if isinstance(results, ResponseError):
+                raise results
+            if results is None:
+                raise ResponseError("transaction aborted (WATCH)")
+        else:
+            results = self.conn._roundtrip(cmds)
+        out = []
+        for (_, shape), r in zip(stack, results, strict=True):
+            if isinstance(r, ResponseError):
+                raise r
+            out.append(shape(r) if shape else r)
+        return out
