@@ -117,11 +117,11 @@ class SimCluster:
         self.next_dask = t0 + rng.uniform(20, 120)
         # Start mid-flight: jobs already running at various ages, two pods waiting for GPUs.
         for node in self.towers:
-            for g in node.gpus:
+            for gi, g in enumerate(node.gpus):
                 if g.job is not None:
                     continue
                 if rng.random() < 0.65:
-                    idle = [i for i, x in enumerate(node.gpus) if x.job is None]
+                    idle = [i for i in range(gi, len(node.gpus)) if node.gpus[i].job is None]
                     self._start_job(node, idle[:self._gpus_wanted(len(node.gpus), len(idle))], t0,
                                     age=rng.uniform(0, 1200))
                 else:
