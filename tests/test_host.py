@@ -334,7 +334,7 @@ def test_collect_is_deterministic_on_a_tree() -> None:
 
 
 def test_rates_over_two_samples(tree: Path) -> None:
-    c = collector(tree)
+    c = collector(tree, procs_interval=2)  # the samples are 2.00 s apart: the walk is due again
     first = c.collect()
     assert first.cpu == CpuTimes()
     second_sample(tree)
@@ -384,7 +384,7 @@ def test_counter_going_backwards_gives_unknown_not_negative(tree: Path) -> None:
 
 
 def test_reused_pid_and_vanished_pid(tree: Path) -> None:
-    c = collector(tree)
+    c = collector(tree, procs_interval=0)
     c.collect()
     assert set(c._pid_ticks) == {2, 19137, 19145}
     second_sample(tree)
@@ -501,3 +501,15 @@ def test_live_machine_sanity() -> None:
     assert all(p.start_ts is not None and p.start_ts >= psutil.boot_time() for p in second.procs)
     # the wire round trip of a real snapshot
     assert msgspec.json.decode(msgspec.json.encode(second), type=System) == second
+
+
+def test_process_walk_runs_every_procs_interval(tree: Path) -> None:
+    c = collector(tree)  # default: every 5 s; the fixture's second sample is 2.00 s later
+    first = c.collect()
+    second_sample(tree)
+    shutil.rmtree(tree / "proc/19145")  # exited, but the walk is not due: the last list stands
+    s = c.collect()
+    assert s.procs == first.procs and s.procs_total == first.procs_total
+    assert s.cpu is not None and s.cpu.util_pct == 75.0  # everything else is fresh every call
+    with pytest.raises(ConfigError, match=r"procs_interval.*>= 0"):
+        collector(tree, procs_interval=-1)
