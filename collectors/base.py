@@ -68,6 +68,8 @@ REGISTRY: dict[str, str] = {
     "nfs": "collectors.nfs:NetMountCollector",
     "ceph": "collectors.ceph:CephCollector",
     "kubernetes": "collectors.kubernetes:KubernetesCollector",
+    "celery": "collectors.celery:CeleryCollector",
+    "dask": "collectors.dask:DaskCollector",
 }
 
 #: Collectors that run by default on every node (cluster-scope ones run only when configured).
