@@ -133,16 +133,16 @@ class SimNode:
     gpus: list[GpuState] = field(default_factory=list)
     links: list[SlaveLink] = field(default_factory=list)
     osds: list[int] = field(default_factory=list)  # OSD ids whose disks live here
-    system: schema.System | None = None  # the static part
+    system: schema.System = field(default_factory=schema.System)  # the static part
     daemons: list[schema.Proc] = field(default_factory=list)
     osd_procs: list[schema.Proc] = field(default_factory=list)
     pool_procs: list[schema.Proc] = field(default_factory=list)  # celery pool children (ARM)
     disks: list[schema.DiskIO] = field(default_factory=list)
     nics: list[schema.Nic] = field(default_factory=list)
     slaves: list[schema.BondSlave] = field(default_factory=list)
-    bond: schema.Bond | None = None
+    bond: schema.Bond = field(default_factory=lambda: schema.Bond(name="bond0"))
     netmounts: list[schema.NetMount] | None = None
-    agent: schema.AgentStats | None = None
+    agent: schema.AgentStats = field(default_factory=schema.AgentStats)
     collectors: dict[str, schema.CollectorStatus] = field(default_factory=dict)
     extra_collectors: tuple[str, ...] = ()  # cluster-scope collectors whose lease this node holds
     cpu: float = 3.0
@@ -346,8 +346,8 @@ def _finish(node: SimNode, rng: random.Random, start: float, names: tuple[str, .
 
 NOISE = 97  # precomputed per-core jitter rows: slices in C instead of a random() per core
 _hi = random.Random(0)
-HI_ROWS = [[round(90 + 10 * _hi.random()) for _ in range(256)] for _ in range(NOISE)]
-LO_ROWS = [[round(0.5 + 3.5 * _hi.random()) for _ in range(256)] for _ in range(NOISE)]
+HI_ROWS: list[list[float]] = [[round(90 + 10 * _hi.random()) for _ in range(256)] for _ in range(NOISE)]
+LO_ROWS: list[list[float]] = [[round(0.5 + 3.5 * _hi.random()) for _ in range(256)] for _ in range(NOISE)]
 SW_POWER_CAP = ["sw_power_cap"]  # shared, read-only
 GPU_IDLE = ["gpu_idle"]
 
@@ -453,26 +453,26 @@ def step_node(node: SimNode, rng: random.Random, now: float, dt: float, k_temp: 
     r = rnd()
     cpu_t = min(100.0, 2.0 + 3.0 * r + len(node.osds) * 0.6 + 100.0 * job_cores / cores)
     node.cpu += (cpu_t - node.cpu) * k_fast
-    util = int(node.cpu * 10) / 10
+    cpu_util = int(node.cpu * 10) / 10
     running = node.cpu * cores / 100.0 + r * 0.6
     node.load1 += (running - node.load1) * k_load[0]
     node.load5 += (running - node.load5) * k_load[1]
     node.load15 += (running - node.load15) * k_load[2]
-    busy = int(util * cores / 100.0)
+    busy = int(cpu_util * cores / 100.0)
     row = node.seq % NOISE
     if busy >= cores:
         per_cpu = HI_ROWS[row][:cores]
     else:
-        per_cpu = HI_ROWS[row][:busy] + [round((util * cores / 100.0 - busy) * 100)] + LO_ROWS[row][busy + 1:cores]
+        per_cpu = HI_ROWS[row][:busy] + [round((cpu_util * cores / 100.0 - busy) * 100)] + LO_ROWS[row][busy + 1:cores]
     mem_t = node.mem_base + sum(j.rss_bytes for j in jobs) + node.busy_slots * 180 * MIB
     node.mem_used += (mem_t - node.mem_used) * k_fast
     used = int(node.mem_used)
     total = node.mem_total
-    mem = schema.Memory(total_bytes=total, used_bytes=used, available_bytes=total - used,
+    memory = schema.Memory(total_bytes=total, used_bytes=used, available_bytes=total - used,
                         cached_bytes=int((total - used) * 0.55), swap_total_bytes=node.swap_total,
                         swap_used_bytes=node.swap_used)
-    cpu = schema.CpuTimes(util_pct=util, per_cpu_pct=per_cpu, user_pct=int(util * 8.6) / 10,
-                          system_pct=int(util * 1.1) / 10, iowait_pct=int(3 + 15 * r) / 10, steal_pct=0.0)
+    cpu = schema.CpuTimes(util_pct=cpu_util, per_cpu_pct=per_cpu, user_pct=int(cpu_util * 8.6) / 10,
+                          system_pct=int(cpu_util * 1.1) / 10, iowait_pct=int(3 + 15 * r) / 10, steal_pct=0.0)
 
     # Network follows the jobs every tick (smoothed); the structs that show it only on full steps.
     if node.tower:
@@ -487,12 +487,12 @@ def step_node(node: SimNode, rng: random.Random, now: float, dt: float, k_temp: 
     if full or node.c_procs is None:
         _refresh(node, rng, now, jobs, osd_rates, interval_s, cluster_status)
     system = replace(node.system, uptime_s=int(now - node.boot_ts), load1=int(node.load1 * 100) / 100,
-                     load5=int(node.load5 * 100) / 100, load15=int(node.load15 * 100) / 100, cpu=cpu, mem=mem, disks=node.c_disks,
+                     load5=int(node.load5 * 100) / 100, load15=int(node.load15 * 100) / 100, cpu=cpu, mem=memory, disks=node.c_disks,
                      nics=node.c_nics, procs=node.c_procs, procs_total=node.procs_total + len(jobs) * 9)
     snap = schema.NodeSnapshot(host=node.host, ts=now, seq=node.seq, interval_s=interval_s, role=node.role,
-                               labels=node.labels, collectors=node.c_collectors, agent=node.c_agent, system=system,
+                               labels=node.labels, collectors=node.c_collectors or {}, agent=node.c_agent, system=system,
                                gpus=gpus_out, bonds=node.c_bonds, netmounts=node.c_mounts, tasks=None)
-    hist = schema.HistPoint(ts=now, cpu=util, mem=used, gu=gu, gm=gm, gp=gp, gt=gt, rx=int(node.rx),
+    hist = schema.HistPoint(ts=now, cpu=cpu_util, mem=used, gu=gu, gm=gm, gp=gp, gt=gt, rx=int(node.rx),
                             tx=int(node.tx), dr=int(node.dr), dw=int(node.dw))
     return snap, hist
 

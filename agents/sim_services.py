@@ -242,10 +242,10 @@ class QueuesModel:
             w.active = keep
             # Prefetch in queue order: what the -Q list says.
             while len(w.active) < w.pool_size:
-                q = next((q for q in QUEUES if self.backlog[q]), None)
-                if q is None:
+                name = next((q for q in QUEUES if self.backlog[q]), None)
+                if name is None:
                     break
-                t = self.backlog[q].pop(0)
+                t = self.backlog[name].pop(0)
                 t.started = now
                 w.active.append(t)
             busy[w.host] = len(w.active)
