@@ -19,6 +19,7 @@ below the wire limit whatever N is.
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
 import sys
@@ -445,6 +446,10 @@ def run(args: Any) -> int:
         try:
             nbytes = publish(client, sim, max(time.time(), sim.last_ts or 0.0), pubs)
             ticks += 1
+            if ticks == 1:
+                # The model's static parts now live for the whole run: keep the cyclic GC from
+                # re-walking them every collection (a few ms a tick at 1,000 nodes).
+                gc.freeze()
             if down_since is not None:
                 print(f"store reachable again after {time.monotonic() - down_since:.0f} s", file=sys.stderr)
                 down_since = None
