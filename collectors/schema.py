@@ -17,11 +17,11 @@ import msgspec
 SCHEMA_VERSION = 1
 
 
-class Base(msgspec.Struct, kw_only=True, omit_defaults=True):
+class Base(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """Common base: keyword-only construction, defaults omitted on the wire to keep payloads small."""
 
 
-class Payload(msgspec.Struct, kw_only=True):
+class Payload(msgspec.Struct, kw_only=True, gc=False):
     """Top-level payloads: every field is written, so ``v``, ``host``, ``ts`` and ``seq`` are always
     on the wire (with omit_defaults a v1 ``v`` would vanish and a reader could not tell versions)."""
 
