@@ -218,8 +218,9 @@ class FakeKubelet:
                     if self.stop.is_set():
                         w.stop()
                         break
-                    if ev["type"] in ("ADDED", "MODIFIED") and isinstance(ev.get("raw_object"), dict):
-                        self._handle(ev["raw_object"])
+                    obj = ev.get("object")  # with deserialize=False the client leaves the dict here
+                    if ev.get("type") in ("ADDED", "MODIFIED") and isinstance(obj, dict):
+                        self._handle(obj)
             except Exception as e:  # noqa: BLE001 - the watch reconnects, as a kubelet's does
                 if not self.stop.is_set():
                     self.errors.append(f"watch: {e!r}")

@@ -340,9 +340,11 @@ def test_create_job_from_template_dry_run_first(k8s_cluster: K8sCluster, world: 
     try:
         params = {"name": "resnet", "image": "pytorch/pytorch:2.3", "gpus": 1, "epochs": 3, "parallelism": 1}
         plan = ctl.prepare_job(str(TEMPLATE), params, namespace=w.ns)
-        # The server's answer: its defaults applied (completions, selector, pod template labels).
+        # The server's answer, with its defaults applied (pod spec defaults, the generated selector).
         assert plan.name == "train-resnet" and plan.preview["metadata"]["namespace"] == w.ns
-        assert plan.preview["spec"]["completions"] == 1
+        pod_spec = plan.preview["spec"]["template"]["spec"]
+        assert (pod_spec["dnsPolicy"], pod_spec["terminationGracePeriodSeconds"]) == ("ClusterFirst", 30)
+        assert plan.preview["spec"]["parallelism"] == 1 and plan.body["spec"]["parallelism"] == 1
         assert "controller-uid" in plan.preview["spec"]["selector"]["matchLabels"]
         c = plan.preview["spec"]["template"]["spec"]["containers"][0]
         assert c["resources"]["limits"]["nvidia.com/gpu"] == "1"

@@ -25,7 +25,8 @@ def test_fill_keeps_types_and_structure() -> None:
     assert c["image"] == "pytorch/pytorch:2.3"
     assert c["resources"]["limits"]["nvidia.com/gpu"] == 2  # a whole-value placeholder keeps the int
     assert body["spec"]["parallelism"] == 1
-    assert c["args"] == ["--epochs", 90, "--out", "/runs/resnet-7/model.pt"]
+    # args are strings to the API: a whole-value placeholder there is text.
+    assert c["args"] == ["--epochs", "90", "--out", "/runs/resnet-7/model.pt"]
     assert t["metadata"]["name"] == "train-{{ name }}"  # the parsed template itself is untouched
 
 
