@@ -202,6 +202,11 @@ class Agent:
         snap.collectors = statuses
         if self.executor is not None:
             snap.tasks = self.executor.tasks()
+            templates = getattr(self.executor, "templates", None)
+            if templates is not None:  # the launcher offers these (names and param types, never argv)
+                snap.templates = [schema.TemplateInfo(name=t.name, description=t.description,
+                                                      params={n: p.type for n, p in t.params.items()})
+                                  for t in templates.values()]
         return snap
 
     def _cluster_payloads(self) -> list[schema.ClusterPayload]:

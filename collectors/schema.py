@@ -296,6 +296,14 @@ class Task(Base):
     log_bytes: int | None = None
 
 
+class TemplateInfo(Base):
+    """A task template this agent may launch (name and parameter types only; argv stays on the node)."""
+
+    name: str
+    description: str | None = None
+    params: dict[str, str] = {}  # param name -> type ("str" | "int" | "float" | "bool")
+
+
 # ---------------------------------------------------------------------------------------------
 # The node snapshot: ct:v1:node:{host}
 # ---------------------------------------------------------------------------------------------
@@ -316,6 +324,7 @@ class NodeSnapshot(Payload):
     bonds: list[Bond] | None = None  # collector "bonds"
     netmounts: list[NetMount] | None = None  # collector "nfs"
     tasks: list[Task] | None = None  # launched by this agent
+    templates: list[TemplateInfo] | None = None  # what this agent may launch (None: no executor)
 
 
 class HistPoint(Base):
