@@ -34,8 +34,10 @@ log = logging.getLogger("clustertop.agent")
 TICK_BUDGET = 0.8
 #: Publish retry back-off while Redis is unreachable. Nothing is buffered meanwhile: only the
 #: latest snapshot matters, and the collectors keep running so it is fresh on recovery.
+#: The cap is short on purpose: a node must show up again within ~2 s of Redis coming back, and a
+#: retry costs one refused connect (or one connect timeout on a blackholed server).
 BACKOFF_MIN_S = 0.5
-BACKOFF_MAX_S = 10.0
+BACKOFF_MAX_S = 1.5
 
 # The fields a collector may fill: everything but the envelope the agent writes itself.
 _NODE_FIELDS = set(schema.NodeSnapshot.__struct_fields__) - {
