@@ -79,7 +79,10 @@ def load_template(path: str | Path) -> TaskTemplate:
 
             data = tomllib.loads(p.read_text(encoding="utf-8"))
         elif p.suffix in (".yaml", ".yml"):
-            import yaml
+            try:
+                import yaml
+            except ImportError:
+                raise TemplateError(f"{p}: YAML templates need PyYAML (pip install pyyaml), or use TOML") from None
 
             data = yaml.safe_load(p.read_text(encoding="utf-8"))
         else:

@@ -478,3 +478,41 @@ def test_rabbitmq_wrong_password_is_an_error_not_a_crash(rabbit: Any, tmp_path: 
             c.collect()
     finally:
         c.close()
+
+
+@pytest.fixture
+def blackhole() -> Iterator[int]:
+    """A port that accepts TCP connections (the kernel's backlog) and never answers: a hung server."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(16)
+    try:
+        yield int(s.getsockname()[1])
+    finally:
+        s.close()
+
+
+def test_hung_broker_times_out_and_the_other_still_reports(redis_server: RedisServer, blackhole: int) -> None:
+    redis_server.client().lpush("work", b"m")
+    hung = f"redis://127.0.0.1:{blackhole}/0"
+    c = collector([redis_server.url, hung], queues=["work"])
+    try:
+        q = c.collect()  # returns: every call has a timeout (request_timeout = 1 s here)
+    finally:
+        c.close()
+    assert [(x.broker, x.depth) for x in q.queues or []] == [(redis_server.url, 1)]
+    errs = [e for e in q.errors or [] if e.startswith(f"broker {hung}: ")]
+    assert errs and any("Timeout" in e for e in errs), q.errors
+
+
+def test_hung_management_api_times_out(blackhole: int) -> None:
+    c = collector([f"amqp://u@127.0.0.1:{free_port()}//"], management_url=f"http://127.0.0.1:{blackhole}",
+                  inspect_interval=3600)
+    c.inspectors = []  # only the management API is under test here
+    try:
+        with pytest.raises(CeleryUnreachable, match="ReadTimeout"):
+            c.collect()
+    finally:
+        c.close()

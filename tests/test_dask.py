@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -48,12 +50,14 @@ class DaskCluster:
         self.address = f"tcp://127.0.0.1:{self.port}"
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.dir = tempfile.mkdtemp(prefix="ct-dask-")  # workers' scratch space, removed in stop()
         self.env = {**os.environ, **(extra_env or {}), "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
         self._spawn(["scheduler", "--host", "127.0.0.1", "--port", str(self.port),
                      "--dashboard-address", f"127.0.0.1:{self.http_port}"])
         for i in range(n):
             self._spawn(["worker", self.address, "--host", "127.0.0.1", "--nthreads", str(i + 1),
-                         "--memory-limit", f"{i + 1}GiB", "--name", f"w{i}", "--no-nanny", "--no-dashboard"])
+                         "--memory-limit", f"{i + 1}GiB", "--name", f"w{i}", "--no-nanny", "--no-dashboard",
+                         "--local-directory", self.dir])
 
     def _spawn(self, args: list[str]) -> None:
         self.procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_" + args[0], *args[1:]],
@@ -61,15 +65,22 @@ class DaskCluster:
                                            start_new_session=True))
 
     def stop(self) -> None:
-        for p in reversed(self.procs):
+        # Workers first, and killed: a worker told to stop waits for its running tasks (cancelled
+        # futures keep their thread), and one whose scheduler vanished first ignores SIGTERM while it
+        # tries to reconnect. The scheduler then stops cleanly.
+        for p in self.procs[1:]:
             if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
-                p.wait(5)
+            p.wait(10)
+        sched = self.procs[0]
+        if sched.poll() is None:
+            os.killpg(sched.pid, signal.SIGTERM)
+            try:
+                sched.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(sched.pid, signal.SIGKILL)
+                sched.wait(5)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -261,3 +272,21 @@ def test_retire_through_the_http_api_when_enabled(tmp_path: Path) -> None:
             wait_for("the worker to leave", lambda: not client.scheduler_info(n_workers=-1)["workers"])
     finally:
         c.stop()
+
+
+def test_hung_scheduler_times_out() -> None:
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(16)  # accepts, never answers: a hung scheduler
+    try:
+        col = DaskCollector(Context(node="p", config={"schedulers": [f"http://127.0.0.1:{s.getsockname()[1]}"],
+                                                      "request_timeout": 0.5}))
+        try:
+            with pytest.raises(DaskUnreachable, match="ReadTimeout"):
+                col.collect()
+        finally:
+            col.close()
+    finally:
+        s.close()
