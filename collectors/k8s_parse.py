@@ -252,14 +252,20 @@ def _interest(p: schema.K8sPod) -> int:
     return 2
 
 
+def _key(p: schema.K8sPod) -> tuple[str, str]:
+    return (p.namespace, p.name)
+
+
 def select_pods(pods: list[schema.K8sPod], limit: int) -> list[schema.K8sPod]:
-    """At most ``limit`` pods for the wire (a payload must stay under wire.MAX_PAYLOAD_BYTES):
-    GPU pods first, then troubled ones, then the rest; the original order within each group."""
+    """At most ``limit`` pods for the wire (a payload must stay under wire.MAX_PAYLOAD_BYTES), sorted
+    by namespace and name: GPU pods are kept first, then troubled ones, then the rest.
+
+    Sorted because the API server's watch cache lists in no particular order: without it the pods
+    that survive the cut (and the rows on screen) would change from one poll to the next."""
     if len(pods) <= limit:
-        return pods
-    ranked = sorted(range(len(pods)), key=lambda i: (_interest(pods[i]), i))
-    keep = sorted(ranked[:limit])
-    return [pods[i] for i in keep]
+        return sorted(pods, key=_key)
+    ranked = sorted(pods, key=lambda p: (_interest(p), p.namespace, p.name))
+    return sorted(ranked[:limit], key=_key)
 
 
 # ---------------------------------------------------------------------------------------------

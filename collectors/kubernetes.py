@@ -267,7 +267,9 @@ class KubernetesCollector:
         if failures == 4:
             raise KubernetesError(f"Kubernetes API answered every list with an error: {'; '.join(errors)}")
 
-        nodes = [k8s_parse.parse_node(n, gpu) for n in raw_nodes] if raw_nodes is not None else None
+        # Sorted: the watch cache lists in no particular order, and a stable payload diffs and renders calmly.
+        nodes = sorted((k8s_parse.parse_node(n, gpu) for n in raw_nodes), key=lambda n: n.name) \
+            if raw_nodes is not None else None
         pods = [k8s_parse.parse_pod(p, gpu) for p in raw_pods] if raw_pods is not None else None
         if nodes is not None:
             if pods is not None and self.settings.namespaces is None:
@@ -278,6 +280,7 @@ class KubernetesCollector:
         if raw_jobs is not None or raw_deps is not None:
             workloads = [k8s_parse.parse_job(j) for j in raw_jobs or ()]
             workloads += [k8s_parse.parse_deployment(d) for d in raw_deps or ()]
+            workloads.sort(key=lambda w: (w.kind, w.namespace, w.name))
         return schema.Kubernetes(
             server=api.server, version=self._server_version(errors), nodes=nodes,
             pods=k8s_parse.select_pods(pods, self.settings.max_pods) if pods is not None else None,

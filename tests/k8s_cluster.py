@@ -346,8 +346,8 @@ class K8sCluster:
         from kubernetes import client
 
         api = self.client("admin")
-        rbac = client.RbacAuthorizationV1Api(api)
-        core = client.CoreV1Api(api)
+        rbac: Any = client.RbacAuthorizationV1Api(api)  # plain dicts, as on the wire
+        core: Any = client.CoreV1Api(api)
         rbac.create_cluster_role({"metadata": {"name": "clustertop-reader"}, "rules": [
             {"apiGroups": [""], "resources": ["nodes", "pods"], "verbs": ["get", "list", "watch"]},
             {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch"]},

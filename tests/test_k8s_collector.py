@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,7 +46,7 @@ def test_settings_defaults_and_errors_name_the_key(tmp_path: Path) -> None:
     assert parse_settings({"timeout": 2}, None).timeout_s == 2.0
     assert parse_settings({"timeout": 2, "request_timeout": 7}, None).timeout_s == 7.0
     assert parse_settings({"namespaces": ["a", "b", "a"]}, None).namespaces == ("a", "b")
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"kubeconfig": str(tmp_path / "nope")}, "[collectors.kubernetes] kubeconfig: cannot read"),
         ({"namespace": ["a"]}, "[collectors.kubernetes] namespace: unknown key"),
         ({"namespaces": []}, "[collectors.kubernetes] namespaces: a non-empty list"),
@@ -71,7 +72,7 @@ def test_nothing_listening_is_unreachable_in_words(tmp_path: Path) -> None:
     kc = tmp_path / "kubeconfig"
     port = free_port()
     kc.write_text(KUBECONFIG.format(port=port))
-    col = load("kubernetes", Context(node="n", config={"kubeconfig": str(kc), "request_timeout": 2}))
+    col: Any = load("kubernetes", Context(node="n", config={"kubeconfig": str(kc), "request_timeout": 2}))
     try:
         assert (col.name, col.field, col.scope) == ("kubernetes", "kubernetes", "cluster")
         with pytest.raises(KubernetesUnreachable) as e:

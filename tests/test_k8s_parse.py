@@ -54,9 +54,11 @@ def test_select_pods_keeps_gpu_and_troubled_pods_first() -> None:
     gpu = schema.K8sPod(namespace="a", name="train", phase="Running", gpus=2, node="n", restarts=0)
     crash = schema.K8sPod(namespace="a", name="crash", phase="Running", reason="CrashLoopBackOff", restarts=9, node="n")
     pods = plain[:2] + [crash] + plain[2:] + [gpu]
-    assert k8s_parse.select_pods(pods, 10) is pods
-    assert [p.name for p in k8s_parse.select_pods(pods, 3)] == ["web-0", "crash", "train"]
+    assert [p.name for p in k8s_parse.select_pods(pods, 10)] == ["crash", "train"] + [f"web-{i}" for i in range(5)]
+    assert [p.name for p in k8s_parse.select_pods(pods, 3)] == ["crash", "train", "web-0"]
     assert [p.name for p in k8s_parse.select_pods(pods, 2)] == ["crash", "train"]
+    assert [p.name for p in k8s_parse.select_pods(pods, 1)] == ["train"]
+    assert k8s_parse.select_pods(pods, 0) == []
 
 
 def test_malformed_input_degrades() -> None:

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 
@@ -81,9 +81,10 @@ class World:
 
         self.cluster = cluster
         self.api = cluster.client("admin")
-        self.core = client.CoreV1Api(self.api)
-        self.batch = client.BatchV1Api(self.api)
-        self.apps = client.AppsV1Api(self.api)
+        # Any: the tests send plain dicts (as JSON goes on the wire); client 37's stubs want models.
+        self.core: Any = cast(Any, client.CoreV1Api(self.api))
+        self.batch: Any = cast(Any, client.BatchV1Api(self.api))
+        self.apps: Any = cast(Any, client.AppsV1Api(self.api))
         tag = uuid.uuid4().hex[:6]
         self.ns = f"ml-{tag}"
         self.a, self.b, self.c = f"fake-gpu-a-{tag}", f"fake-gpu-b-{tag}", f"fake-gpu-c-{tag}"
@@ -224,6 +225,48 @@ def _record(w: World) -> None:
         if fname == "nodes.json":  # only this module's nodes: other tests' nodes are noise
             data["items"] = [n for n in data["items"] if n["metadata"]["name"] in (w.a, w.b, w.c)]
         (RECORD_DIR / fname).write_text(json.dumps({**note, **data}, indent=1, sort_keys=True) + "\n")
+
+
+def test_ledger_joins_the_real_view_with_agent_snapshots(k8s_cluster: K8sCluster, world: World) -> None:  # noqa: F811
+    """The collector's real pods (uids from the API server) joined with node snapshots as agents on
+    those nodes would publish them (no GPU here: the snapshots stand in for the gpu collector)."""
+    from collectors.ledger import LedgerSettings, LedgerTracker
+
+    w = world
+    col = collector(k8s_cluster)
+    try:
+        k = col.collect()
+    finally:
+        col.close()
+    uid = {p.name: p.uid for p in k.pods or () if p.namespace == w.ns}
+
+    def proc(pid: int, pod_uid: str | None) -> schema.GpuProc:
+        owner = schema.Owner(kind="pod", pod_uid=pod_uid) if pod_uid else schema.Owner(kind="user", name="bob")
+        return schema.GpuProc(pid=pid, name="python", user="bob", owner=owner)
+
+    t0 = time.time()
+
+    def snaps(util_a: int) -> list[schema.NodeSnapshot]:
+        return [schema.NodeSnapshot(host=w.a, ts=t0, gpus=[
+                    schema.Gpu(index=0, util_pct=util_a, procs=[proc(10, uid["train-a"])]),
+                    schema.Gpu(index=1, util_pct=util_a, procs=[proc(11, uid["train-a"])])]),
+                schema.NodeSnapshot(host=w.b, ts=t0, gpus=[
+                    schema.Gpu(index=i, util_pct=90 if i == 3 else 0, procs=[proc(20, None)] if i == 3 else [])
+                    for i in range(4)])]
+
+    tr = LedgerTracker(LedgerSettings(idle_below_pct=5, idle_after_s=300, unowned_after_s=60))
+    tr.update(k, snaps(1), t0)
+    led = tr.update(k, snaps(1), t0 + 301)
+    rows = {r.node: r for r in led.nodes}
+    assert (rows[w.a].capacity, rows[w.a].allocated, rows[w.a].busy, rows[w.a].idle_allocated) == (2, 2, 0, 2)
+    assert (rows[w.b].capacity, rows[w.b].allocated, rows[w.b].busy, rows[w.b].unowned_busy) == (4, 2, 1, 1)
+    assert rows[w.c].has_agent is False and rows[w.c].busy is None
+    words = sorted(f.message for f in led.flags if w.ns in f.message or f.node in (w.a, w.b))
+    assert f"pod {w.ns}/train-a holds 2 GPUs on {w.a} but they have been idle (<5% util) for 5 min" in words
+    assert f"{w.b} GPU 3 busy (90% util) for 5 min but no pod owns it: pid 20 python (bob)" in words
+    # train-b and the etl pod hold GPUs on b but run nothing on any: idle too.
+    assert any(m.startswith(f"pod {w.ns}/train-b holds 1 GPU on {w.b} but has run nothing") for m in words)
+    assert not any("train-a" in f.message for f in tr.update(k, snaps(80), t0 + 302).flags)
 
 
 def test_restricted_identities(k8s_cluster: K8sCluster, world: World) -> None:  # noqa: F811
