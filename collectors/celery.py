@@ -229,7 +229,7 @@ class Inspector:
 
     def _control(self) -> Any:
         if self._app is None:
-            from celery import Celery  # only a node that polls Celery pays for it
+            from celery import Celery  # type: ignore[import-untyped]  # only the poller pays for it
 
             t = self.s.timeout_s
             app = Celery("clustertop-inspect", broker=self.url, set_as_current=False)

@@ -80,7 +80,7 @@ def load_template(path: str | Path) -> TaskTemplate:
             data = tomllib.loads(p.read_text(encoding="utf-8"))
         elif p.suffix in (".yaml", ".yml"):
             try:
-                import yaml
+                import yaml  # type: ignore[import-untyped]
             except ImportError:
                 raise TemplateError(f"{p}: YAML templates need PyYAML (pip install pyyaml), or use TOML") from None
 
@@ -243,7 +243,7 @@ class CeleryControl:
     @property
     def app(self) -> Any:
         if self._app is None:
-            from celery import Celery
+            from celery import Celery  # type: ignore[import-untyped]
 
             t = self.timeout
             app = Celery("clustertop-control", broker=self.broker, set_as_current=False)

@@ -284,14 +284,38 @@ def parse_dask_identity(raw: bytes | str, seen_ts: float) -> DaskIdentity:
 @dataclass(frozen=True)
 class DaskCounts:
     processing: int | None
-    waiting: int | None
+    waiting: int | None  # not started: see DASK_NOT_STARTED_STATES
     workers: int | None
 
 
 def parse_dask_counts(data: Any) -> DaskCounts:
-    """``/json/counts.json``: the scheduler's own totals (``processing`` = tasks assigned to
-    workers, ``waiting`` = tasks waiting on dependencies)."""
+    """``/json/counts.json``: the scheduler's own totals. ``processing`` = tasks assigned to workers;
+    ``waiting`` here = waiting on dependencies + ``unrunnable`` (no-worker). Tasks *queued* on the
+    scheduler are not in this document: only the Prometheus counts (``parse_dask_task_states``) have them."""
     if not isinstance(data, dict):
         raise ValueError(f"expected a JSON object of counts, got {type(data).__name__}")
-    return DaskCounts(processing=_int(data.get("processing")), waiting=_int(data.get("waiting")),
+    waiting, unrunnable = _int(data.get("waiting")), _int(data.get("unrunnable"))
+    return DaskCounts(processing=_int(data.get("processing")),
+                      waiting=None if waiting is None else waiting + (unrunnable or 0),
                       workers=_int(data.get("workers")))
+
+
+#: Scheduler task states that mean "not running yet": waiting on dependencies, queued on the scheduler
+#: (distributed >= 2022.11 holds back root tasks beyond worker-saturation), or no worker can run it.
+DASK_NOT_STARTED_STATES = ("waiting", "queued", "no-worker")
+_PROM_TASKS = 'dask_scheduler_tasks{state="'
+
+
+def parse_dask_task_states(text: str) -> dict[str, int] | None:
+    """``dask_scheduler_tasks{state="..."} N`` from the scheduler's Prometheus ``/metrics``; None when
+    the scheduler does not export it (prometheus_client not installed there: a one-line comment)."""
+    states: dict[str, int] = {}
+    for line in text.splitlines():
+        if not line.startswith(_PROM_TASKS):
+            continue
+        state, _, rest = line[len(_PROM_TASKS):].partition('"}')
+        try:
+            states[state] = int(float(rest.split()[0]))
+        except (IndexError, ValueError):
+            continue  # a line we do not understand is skipped, not guessed
+    return states or None

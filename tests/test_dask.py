@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -130,7 +131,11 @@ def test_parse_captured_identity_and_counts() -> None:
         assert w.processing == sum(src["metrics"]["task_counts"].values())  # executing + ready here
     counts = queues_parse.parse_dask_counts(json.loads((FIX / "dask_counts.json").read_text()))
     assert counts.processing == sum(w.processing or 0 for w in ident.workers) == 6
-    assert counts.waiting == 0
+    assert counts.waiting == 0  # 4 tasks were queued on the scheduler: counts.json cannot see them
+    states = queues_parse.parse_dask_task_states((FIX / "dask_metrics.txt").read_text())
+    assert states is not None and states["processing"] == 6 and states["queued"] == 4
+    assert queues_parse.parse_dask_task_states(
+        "# Prometheus metrics are not available, see: https://docs.dask.org/...") is None
 
 
 def test_parse_unknowns_stay_none() -> None:
@@ -189,8 +194,9 @@ def test_workers_match_the_schedulers_own_view(cluster: tuple[DaskCluster, Any])
 
 def test_task_counts_match_the_scheduler_while_tasks_run(cluster: tuple[DaskCluster, Any]) -> None:
     c, client = cluster
+    # More tasks than the 6 threads take: the rest wait, queued on the scheduler.
     # time.sleep pickles by reference to a module every worker has (a test-module function would not).
-    futures = client.map(time.sleep, [60] * 12, pure=False)
+    futures = client.map(time.sleep, [60] * 40, pure=False)
     col = collector([c.url])
     try:
         # Wait until every thread (1 + 2 + 3) runs a task and every worker has told the scheduler
@@ -207,13 +213,16 @@ def test_task_counts_match_the_scheduler_while_tasks_run(cluster: tuple[DaskClus
 
         q, processing = wait_for("collector and scheduler to agree on processing tasks", settled)
         # The scheduler's own task states, read inside the scheduler (60 s tasks: nothing moved).
-        in_state = client.run_on_scheduler(
-            lambda dask_scheduler: sum(1 for t in dask_scheduler.tasks.values() if t.state == "processing"))
+        # A lambda: cloudpickle sends it by value (a module function would need this module there).
+        states = client.run_on_scheduler(
+            lambda dask_scheduler: dict(Counter(t.state for t in dask_scheduler.tasks.values())))
     finally:
         col.close()
         client.cancel(futures)
-    assert q.dask_tasks_processing == sum(len(v) for v in processing.values()) == in_state >= 6
-    assert q.dask_tasks_waiting == 0  # independent tasks wait on nothing
+    assert q.dask_tasks_processing == sum(len(v) for v in processing.values()) == states["processing"] >= 6
+    not_started = sum(states.get(s, 0) for s in ("waiting", "queued", "no-worker"))
+    assert q.dask_tasks_waiting == not_started == 40 - states["processing"] > 0
+    assert col._prom_retry == {}  # the exact counts came from the scheduler's Prometheus metrics
 
 
 def test_one_scheduler_down_others_report_all_down_raises(cluster: tuple[DaskCluster, Any]) -> None:
