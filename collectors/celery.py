@@ -165,15 +165,21 @@ class RedisBroker:
         self.discovered = names
         return names
 
-    def depths(self, names: list[str]) -> dict[str, int]:
+    def depths(self, names: list[str]) -> dict[str, int | None]:
+        """Depth per queue; None for a queue whose key is not a list (WRONGTYPE: not kombu's)."""
         steps = self.s.priority_steps
         with self.client.pipeline(transaction=False) as pipe:
             for n in names:
                 for k in queues_parse.priority_keys(n, steps):
                     pipe.llen(k)
-            sizes = pipe.execute()
+            # One bad key must not sink every queue of the broker: errors come back as values.
+            sizes = pipe.execute(raise_on_error=False)
         per = len(steps)
-        return {n: sum(sizes[i * per:(i + 1) * per]) for i, n in enumerate(names)}
+        out: dict[str, int | None] = {}
+        for i, n in enumerate(names):
+            part = sizes[i * per:(i + 1) * per]
+            out[n] = sum(part) if all(isinstance(x, int) for x in part) else None
+        return out
 
     def close(self) -> None:
         self.client.close()

@@ -399,16 +399,17 @@ def test_configured_queues_and_no_celery_package(redis_server: RedisServer, monk
     client = redis_server.client()
     client.lpush("gpu", b"m1", b"m2")
     client.lpush("gpu" + queues_parse.SEP + "9", b"m3")
+    client.set("notalist", b"x")  # someone else's key where a queue name was configured
     # Stand-in for a polling node without celery installed: the import machinery refuses it.
     monkeypatch.setitem(sys.modules, "celery", None)
-    c = collector([redis_server.url], queues=["gpu", "absent"])
+    c = collector([redis_server.url], queues=["gpu", "absent", "notalist"])
     try:
         q = c.collect()
     finally:
         c.close()
     assert q.workers is None
     assert q.errors and "celery package not installed on poller" in q.errors[0]
-    assert {x.name: x.depth for x in q.queues or []} == {"gpu": 3, "absent": 0}
+    assert {x.name: x.depth for x in q.queues or []} == {"gpu": 3, "absent": 0, "notalist": None}
     assert all(x.consumers is None for x in q.queues or [])  # nobody asked the workers: unknown
 
 
