@@ -333,10 +333,10 @@ class Client(_Commands):
         username = unquote(u.username) if u.username else None
         pw = password if password is not None else (unquote(u.password) if u.password else None)
         if u.scheme == "unix":
-            conn = Connection(path=u.path, db=int(q.get("db", 0)), username=username, password=pw,
+            conn = Connection(path=u.path, db=int(q.get("db", "0")), username=username, password=pw,
                               timeout_s=socket_timeout, connect_timeout_s=socket_connect_timeout)
         elif u.scheme in ("redis", "rediss"):
-            db = int(u.path.lstrip("/") or q.get("db", 0) or 0)
+            db = int(u.path.lstrip("/") or q.get("db", "0") or 0)
             conn = Connection(host=u.hostname or "127.0.0.1", port=u.port or 6379, db=db, username=username,
                               password=pw, tls=u.scheme == "rediss", ca_file=ssl_ca_certs or q.get("ssl_ca_certs"),
                               timeout_s=socket_timeout, connect_timeout_s=socket_connect_timeout)
