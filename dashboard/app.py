@@ -24,9 +24,11 @@ from dashboard.messages import StateRead, StoreFailed
 from dashboard.screens.base import DataScreen
 from dashboard.screens.gpus import GpusScreen
 from dashboard.screens.help import HelpScreen
+from dashboard.screens.network import NetworkScreen
 from dashboard.screens.node import NodeScreen
 from dashboard.screens.nodes import NodesScreen
 from dashboard.screens.overview import OverviewScreen
+from dashboard.screens.storage import StorageScreen
 from dashboard.settings import Settings
 from dashboard.source import Source, describe_error
 from dashboard.view import View
@@ -40,13 +42,16 @@ WRITE_ACTIONS: set[str] = set()
 class ClusterTop(App[int]):
     TITLE = "clustertop"
     COMMANDS = App.COMMANDS | {ClusterCommands}
-    MODES = {"overview": OverviewScreen, "nodes": NodesScreen, "gpus": GpusScreen}
+    MODES = {"overview": OverviewScreen, "nodes": NodesScreen, "gpus": GpusScreen,
+             "storage": StorageScreen, "network": NetworkScreen}
     DEFAULT_MODE = "overview"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (160, "-wide")]
     BINDINGS = [
         Binding("1", "go('overview')", "Overview"),
         Binding("2", "go('nodes')", "Nodes"),
         Binding("3", "go('gpus')", "GPUs"),
+        Binding("4", "go('storage')", "Storage"),
+        Binding("5", "go('network')", "Network"),
         Binding("question_mark", "help", "Help"),
         Binding("t", "next_theme", "Theme", show=False),
         Binding("escape", "back", "Back", show=False),
@@ -130,6 +135,7 @@ class ClusterTop(App[int]):
         for a in v.alerts:
             v.first_seen.setdefault(a.key, state.ts)
         v.history.add(state.ts, state.totals)
+        v.ceph_io.add(state.cluster.get("ceph"))
         self._changed()
 
     def on_store_failed(self, msg: StoreFailed) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from collectors.cluster import Alert
 from collectors.reader import ClusterState
 from dashboard.history import TotalsHistory
+from dashboard.widgets.cephio import CephIoRing
 
 
 @dataclass
@@ -20,6 +21,7 @@ class View:
     store_error: str | None = None
     now: float = 0.0
     version: int = 0  # bumped on every change; a screen skips work when it has drawn this version
+    ceph_io: CephIoRing = field(default_factory=CephIoRing)  # client/recovery rates, fed on every read
 
     @property
     def read_ts(self) -> float | None:

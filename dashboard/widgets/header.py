@@ -51,6 +51,12 @@ def totals_line(t: Totals) -> Content:
     if t.ceph_status is not None:
         sev = {"HEALTH_OK": "$ct-ok", "HEALTH_WARN": "$ct-warn"}.get(t.ceph_status, "$ct-crit")
         g.append(["Ceph ", (fmt.node_text(t.ceph_status, 20), sev)])
+    if t.bonds_total:  # "bonds 15 ok / 1 degraded": only where some node reports bonds
+        bad = t.bonds_degraded or 0
+        bonds: list[Part] = [f"bonds {t.bonds_total - bad} ok"]
+        if bad:
+            bonds += [" / ", (f"{bad} degraded", "$ct-warn bold")]
+        g.append(bonds)
     if t.tasks_queued is not None:
         g.append([f"{t.tasks_queued} queued"])
     return _join(g)
