@@ -19,6 +19,8 @@ class ClusterCommands(Provider):
             ("Screen: overview", partial(app.action_go, "overview"), "the cluster as one machine"),
             ("Screen: nodes", partial(app.action_go, "nodes"), "every node in a table"),
             ("Screen: GPUs", partial(app.action_go, "gpus"), "every GPU and its processes"),
+            ("Screen: storage", partial(app.action_go, "storage"), "Ceph health, OSDs, pools, RBD; disks, mounts"),
+            ("Screen: network", partial(app.action_go, "network"), "every bond and its slaves; NIC rates"),
             ("Help: keys", app.action_help, "every key"),
         ]
         for name in sorted(app.clustertop_themes):

@@ -11,6 +11,8 @@ from textual.widgets import Static
 
 KEYS = [
     ("1 / 2 / 3", "overview / nodes / GPUs"),
+    ("4 / 5", "storage (Ceph, disks, mounts) / network (bonds, NICs)"),
+    ("v", "network: show or hide virtual and loopback NICs"),
     ("arrows, enter", "move, open the selected node"),
     ("click", "open a node (tile or row); click a column header to sort"),
     ("/", "filter the nodes table (Esc clears)"),
