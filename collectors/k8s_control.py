@@ -77,6 +77,8 @@ class Impact:
     pods: int | None = None  # Job: pods deleted with it
     running: int | None = None  # Job: of which still running
     consequence: str = ""
+    uid: str | None = None  # the object the operator was shown: a delete is refused if the name now means another
+
 
     def text(self) -> str:
         """One paragraph for a confirmation dialog (names are node text: escape before markup)."""
@@ -306,7 +308,7 @@ class K8sControl:
         obj = self._call(f"pod {namespace}/{name}", self.core.read_namespaced_pod, name, namespace)
         p = k8s_parse.parse_pod(obj)
         imp = Impact(kind="Pod", namespace=namespace, name=name, phase=p.phase, restarts=p.restarts, gpus=p.gpus,
-                     node=p.node, owner_kind=p.owner_kind, owner=p.owner)
+                     node=p.node, owner_kind=p.owner_kind, owner=p.owner, uid=p.uid)
         if p.owner_kind in RECREATES:
             imp.recreated = True
             imp.consequence = RECREATES[p.owner_kind]
@@ -320,13 +322,16 @@ class K8sControl:
             imp.consequence += "; its running processes are killed"
         return imp
 
-    def delete_pod(self, namespace: str, name: str, grace_period_s: int | None = None) -> Impact:
-        """Delete the pod (after the caller showed ``preview_delete_pod``); returns the impact seen."""
+    def delete_pod(self, namespace: str, name: str, uid: str | None = None,
+                   grace_period_s: int | None = None) -> Impact:
+        """Delete the pod the operator confirmed: pass ``uid`` from ``preview_delete_pod`` and the API
+        server refuses (409) if the name has since been reused (a StatefulSet's replacement, a re-run)."""
         imp = self.preview_delete_pod(namespace, name)
-        kwargs: dict[str, Any] = {}
+        # Options in the body: with a DeleteOptions body the server ignores the query parameters.
+        body: dict[str, Any] = _preconditions(uid or imp.uid)
         if grace_period_s is not None:
-            kwargs["grace_period_seconds"] = grace_period_s
-        self._call(f"delete pod {namespace}/{name}", self.core.delete_namespaced_pod, name, namespace, **kwargs)
+            body["gracePeriodSeconds"] = grace_period_s
+        self._call(f"delete pod {namespace}/{name}", self.core.delete_namespaced_pod, name, namespace, body=body)
         return imp
 
     def pod_logs(self, namespace: str, name: str, container: str | None = None, tail_lines: int = 200) -> str:
@@ -364,16 +369,17 @@ class K8sControl:
                           f"; owned by {_owned(job)}, which may create it again"))
         if done:
             consequence = "finished job: " + consequence
-        return Impact(kind="Job", namespace=namespace, name=name, pods=len(pods), running=running,
+        return Impact(kind="Job", namespace=namespace, name=name, pods=len(pods), running=running, uid=uid,
                       gpus=sum(p.gpus for p in pods if k8s_parse.holds_resources(p)),
                       owner_kind=_owner_kind(job), owner=_owner_name(job), consequence=consequence)
 
-    def delete_job(self, namespace: str, name: str) -> Impact:
+    def delete_job(self, namespace: str, name: str, uid: str | None = None) -> Impact:
         imp = self.preview_delete_job(namespace, name)
         # Background: the garbage collector deletes the pods after the Job. Without an explicit
-        # policy batch/v1 orphans them: the pods would keep running, holding their GPUs.
-        self._call(f"delete job {namespace}/{name}", self.batch.delete_namespaced_job, name, namespace,
-                   propagation_policy="Background")
+        # policy batch/v1 orphans them: the pods would keep running, holding their GPUs. In the body:
+        # once a request has a DeleteOptions body the server ignores the query parameters.
+        body = {**_preconditions(uid or imp.uid), "propagationPolicy": "Background"}
+        self._call(f"delete job {namespace}/{name}", self.batch.delete_namespaced_job, name, namespace, body=body)
         return imp
 
     def prepare_job(self, template_path: str, params: dict[str, Any], namespace: str | None = None) -> JobPlan:
@@ -434,6 +440,10 @@ class K8sControl:
                   "create_job": ("create", "jobs"), "scale_deployment": ("patch", "deployments/scale"),
                   "pod_logs": ("get", "pods/log")}
         return {k: self.can_i(verb, res, namespace) for k, (verb, res) in checks.items()}
+
+
+def _preconditions(uid: str | None) -> dict[str, Any]:
+    return {"preconditions": {"uid": uid}} if uid else {}
 
 
 def _owner_ref(obj: dict[str, Any]) -> dict[str, Any] | None:

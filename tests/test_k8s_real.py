@@ -336,7 +336,11 @@ def test_steering_delete_scale_logs(k8s_cluster: K8sCluster, world: World) -> No
         assert (imp.phase, imp.restarts, imp.gpus, imp.node, imp.owner_kind) == ("Running", 0, 1, w.c, None)
         assert imp.consequence == "not managed: gone for good; its running processes are killed"
         assert w.phase("scratch") == "Running"  # a preview changes nothing
-        ctl.delete_pod(w.ns, "scratch")
+        # The name now means another pod than the one the operator saw: the server refuses.
+        with pytest.raises(K8sControlError, match="the UID in the precondition .* does not match the UID in record") as e:
+            ctl.delete_pod(w.ns, "scratch", uid="00000000-0000-0000-0000-000000000000")
+        assert e.value.status == 409 and w.phase("scratch") == "Running"
+        ctl.delete_pod(w.ns, "scratch", uid=imp.uid)
         wait_for("scratch deleted", lambda: w.phase("scratch"), lambda p: p is None)
 
         # A Job's pod: the Job controller makes a new one.
