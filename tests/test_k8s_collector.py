@@ -99,3 +99,16 @@ def test_module_import_does_not_load_the_client() -> None:
             "print(sorted(m for m in ('kubernetes', 'yaml', 'urllib3') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_harness_skips_loudly_when_it_cannot_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """No binaries and no way to build them: the real tests skip, and say why (never silently)."""
+    from tests import k8s_cluster
+
+    monkeypatch.setattr(k8s_cluster, "BIN", tmp_path)
+    monkeypatch.setattr(k8s_cluster.shutil, "which", lambda tool: None if tool == "go" else "/usr/bin/" + tool)
+    assert k8s_cluster.missing_binaries() == list(k8s_cluster.BINARIES)
+    with pytest.raises(pytest.skip.Exception, match="cannot build: go not found; apt-get install -y golang-go"):
+        k8s_cluster.ensure_binaries()
+    assert "cannot build: go not found" in capsys.readouterr().err
