@@ -18,8 +18,10 @@ Config, ``[collectors.kubernetes]``::
 
 ``timeout`` (like ``interval``) belongs to the agent: it bounds the whole ``collect()``; it is the
 default of ``request_timeout`` when it reaches the collector. Read-only credentials are enough
-(get/list on nodes, pods, jobs, deployments); a list the credentials may not read is reported in
-``Kubernetes.errors`` and the rest still flows.
+(get/list on nodes, pods, jobs, deployments: tests/fixtures/k8s/rbac/clustertop-reader.yaml, the
+manifest the real-cluster tests run with); a list the credentials may not read is reported in
+``Kubernetes.errors`` and the rest still flows. With ``namespaces`` set, GPUs allocated per node
+still need one cluster-wide list of running pods; refused, they read None (unknown), not a partial sum.
 
 Failure: ``collect()`` raises ``KubernetesUnreachable`` ("Kubernetes API unreachable: ...") or
 ``KubernetesError`` (credentials refused, every list failed); ``last_good``/``last_ok_ts`` keep the

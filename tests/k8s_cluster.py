@@ -45,6 +45,7 @@ INSTALL = "apt-get install -y golang-go dpkg-dev rsync etcd-server (plus a deb-s
 TOKENS = {"admin": "admin-token-1", "reader": "reader-token-2", "nsviewer": "nsviewer-token-3"}
 VIEW_NAMESPACE = "team-a"  # nsviewer may read this namespace and nothing else
 NODE_PREFIX = "fake-"
+RBAC_READER = Path(__file__).resolve().parent / "fixtures" / "k8s" / "rbac" / "clustertop-reader.yaml"
 
 
 def missing_binaries() -> list[str]:
@@ -348,14 +349,12 @@ class K8sCluster:
         api = self.client("admin")
         rbac: Any = client.RbacAuthorizationV1Api(api)  # plain dicts, as on the wire
         core: Any = client.CoreV1Api(api)
-        rbac.create_cluster_role({"metadata": {"name": "clustertop-reader"}, "rules": [
-            {"apiGroups": [""], "resources": ["nodes", "pods"], "verbs": ["get", "list", "watch"]},
-            {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch"]},
-            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch"]}]})
-        rbac.create_cluster_role_binding({
-            "metadata": {"name": "clustertop-reader"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "clustertop-reader"},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "reader"}]})
+        import yaml  # type: ignore[import-untyped]
+
+        # The documented manifest itself, so the collector's tests run with exactly those permissions.
+        role, binding = yaml.safe_load_all(RBAC_READER.read_text())
+        rbac.create_cluster_role(role)
+        rbac.create_cluster_role_binding(binding)
         core.create_namespace({"metadata": {"name": VIEW_NAMESPACE}})
         rbac.create_namespaced_role_binding(VIEW_NAMESPACE, {
             "metadata": {"name": "nsviewer-view"},
