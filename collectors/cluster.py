@@ -7,7 +7,7 @@ and ``*_nodes`` says how many nodes a total is made of, so "448 GiB RAM (4/5 nod
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from collectors import schema
 
@@ -57,75 +57,116 @@ class Totals:
     models: dict[str, int] = field(default_factory=dict)  # GPU model -> count
 
 
-def _add(a: Any, b: Any) -> Any:
-    if b is None:
-        return a
-    return b if a is None else a + b
-
-
 def summarize(nodes: list[NodeView], cluster: dict[str, schema.ClusterPayload] | None = None) -> Totals:
-    t = Totals(nodes_total=len(nodes))
+    # One pass with every running sum in a local variable: at 1,000 nodes x 8 GPUs this runs on
+    # every refresh, and attribute writes plus a helper call per field cost ~4x as much. Sums start
+    # as None (N/A) and become numbers at the first value reported, in the same order as before,
+    # so float results are bit-for-bit what a field-by-field fold gives.
+    up = stale = bad = down = 0
+    cpu_cores = load1 = mem_total = mem_used = None
+    cpu_nodes = mem_nodes = 0
     util_weighted = 0.0
+    reporting_cores = 0
+    rx = tx = None
+    gpu_nodes = gpus_lost = 0
+    gpus_total = gpus_busy = gpu_procs = None
+    vram_total = vram_used = power = power_limit = cuda = None
     gpu_util_sum, gpu_util_n = 0, 0
+    bonds_total = bonds_degraded = None
+    models: dict[str, int] = {}
+    busy_pct = GPU_BUSY_PCT
     for n in nodes:
-        if n.state == "up":
-            t.nodes_up += 1
-        elif n.state == "stale":
-            t.nodes_stale += 1
-        elif n.state == "bad":
-            t.nodes_bad += 1
-        else:
-            t.nodes_down += 1
-        if n.state != "up" or n.snap is None:
+        state = n.state
+        if state != "up":
+            if state == "stale":
+                stale += 1
+            elif state == "bad":
+                bad += 1
+            else:
+                down += 1
             continue
-        s = n.snap.system
+        up += 1
+        snap = n.snap
+        if snap is None:
+            continue
+        s = snap.system
         if s is not None:
-            if s.cpu_count is not None:
-                t.cpu_cores = _add(t.cpu_cores, s.cpu_count)
-                if s.cpu is not None and s.cpu.util_pct is not None:
-                    util_weighted += s.cpu.util_pct * s.cpu_count
-                    t.cpu_nodes += 1
-            t.load1 = _add(t.load1, s.load1)
-            if s.mem is not None and s.mem.total_bytes is not None:
-                t.mem_total_bytes = _add(t.mem_total_bytes, s.mem.total_bytes)
-                t.mem_used_bytes = _add(t.mem_used_bytes, s.mem.used_bytes)
-                t.mem_nodes += 1
+            count = s.cpu_count
+            if count is not None:
+                cpu_cores = count if cpu_cores is None else cpu_cores + count
+                cpu = s.cpu
+                if cpu is not None and cpu.util_pct is not None:
+                    util_weighted += cpu.util_pct * count
+                    reporting_cores += count
+                    cpu_nodes += 1
+            if s.load1 is not None:
+                load1 = s.load1 if load1 is None else load1 + s.load1
+            mem = s.mem
+            if mem is not None and mem.total_bytes is not None:
+                mem_total = mem.total_bytes if mem_total is None else mem_total + mem.total_bytes
+                if mem.used_bytes is not None:
+                    mem_used = mem.used_bytes if mem_used is None else mem_used + mem.used_bytes
+                mem_nodes += 1
             for nic in s.nics or ():
-                if nic.kind in (None, "physical", "bond"):
-                    t.net_rx_bytes_s = _add(t.net_rx_bytes_s, nic.rx_bytes_s)
-                    t.net_tx_bytes_s = _add(t.net_tx_bytes_s, nic.tx_bytes_s)
-        if n.snap.gpus is not None:
-            t.gpu_nodes += 1
-            t.gpus_total = _add(t.gpus_total, len(n.snap.gpus))
-            t.gpus_busy = t.gpus_busy or 0
-            t.gpu_procs = t.gpu_procs or 0
-            for g in n.snap.gpus:
+                if nic.kind is None or nic.kind == "physical" or nic.kind == "bond":
+                    v = nic.rx_bytes_s
+                    if v is not None:
+                        rx = v if rx is None else rx + v
+                    v = nic.tx_bytes_s
+                    if v is not None:
+                        tx = v if tx is None else tx + v
+        gpus = snap.gpus
+        if gpus is not None:
+            gpu_nodes += 1
+            gpus_total = len(gpus) if gpus_total is None else gpus_total + len(gpus)
+            if gpus_busy is None:
+                gpus_busy = 0
+            if gpu_procs is None:
+                gpu_procs = 0
+            for g in gpus:
                 if g.lost:
-                    t.gpus_lost += 1
+                    gpus_lost += 1
                     continue
                 if g.name:
-                    t.models[g.name] = t.models.get(g.name, 0) + 1
-                if g.util_pct is not None:
-                    gpu_util_sum += g.util_pct
+                    models[g.name] = models.get(g.name, 0) + 1
+                u = g.util_pct
+                if u is not None:
+                    gpu_util_sum += u
                     gpu_util_n += 1
-                    if g.util_pct >= GPU_BUSY_PCT:
-                        t.gpus_busy += 1
-                t.vram_total_bytes = _add(t.vram_total_bytes, g.mem_total_bytes)
-                t.vram_used_bytes = _add(t.vram_used_bytes, g.mem_used_bytes)
-                t.power_mw = _add(t.power_mw, g.power_mw)
-                t.power_limit_mw = _add(t.power_limit_mw, g.power_limit_mw)
-                t.cuda_cores = _add(t.cuda_cores, g.cuda_cores)
-                t.gpu_procs += len(g.procs or ())
-        if n.snap.bonds is not None:
-            t.bonds_total = _add(t.bonds_total, len(n.snap.bonds))
-            t.bonds_degraded = _add(t.bonds_degraded, sum(1 for b in n.snap.bonds if b.degraded))
-    if t.cpu_nodes and t.cpu_cores:
-        reporting_cores = sum(
-            n.snap.system.cpu_count or 0
-            for n in nodes
-            if n.state == "up" and n.snap and n.snap.system and n.snap.system.cpu and
-            n.snap.system.cpu.util_pct is not None
-        )
+                    if u >= busy_pct:
+                        gpus_busy += 1
+                v = g.mem_total_bytes
+                if v is not None:
+                    vram_total = v if vram_total is None else vram_total + v
+                v = g.mem_used_bytes
+                if v is not None:
+                    vram_used = v if vram_used is None else vram_used + v
+                v = g.power_mw
+                if v is not None:
+                    power = v if power is None else power + v
+                v = g.power_limit_mw
+                if v is not None:
+                    power_limit = v if power_limit is None else power_limit + v
+                v = g.cuda_cores
+                if v is not None:
+                    cuda = v if cuda is None else cuda + v
+                if g.procs:
+                    gpu_procs += len(g.procs)
+        bonds = snap.bonds
+        if bonds is not None:
+            degraded = sum(1 for b in bonds if b.degraded)
+            bonds_total = len(bonds) if bonds_total is None else bonds_total + len(bonds)
+            bonds_degraded = degraded if bonds_degraded is None else bonds_degraded + degraded
+    t = Totals(
+        nodes_total=len(nodes), nodes_up=up, nodes_stale=stale, nodes_down=down, nodes_bad=bad,
+        cpu_cores=cpu_cores, cpu_nodes=cpu_nodes, load1=load1, mem_total_bytes=mem_total,
+        mem_used_bytes=mem_used, mem_nodes=mem_nodes, gpus_total=gpus_total, gpus_busy=gpus_busy,
+        gpus_lost=gpus_lost, vram_total_bytes=vram_total, vram_used_bytes=vram_used, power_mw=power,
+        power_limit_mw=power_limit, cuda_cores=cuda, gpu_nodes=gpu_nodes, gpu_procs=gpu_procs,
+        net_rx_bytes_s=rx, net_tx_bytes_s=tx, bonds_total=bonds_total, bonds_degraded=bonds_degraded,
+        models=models,
+    )
+    if cpu_nodes and cpu_cores:
         t.cpu_util_pct = util_weighted / reporting_cores if reporting_cores else None
     if gpu_util_n:
         t.gpu_util_pct = gpu_util_sum / gpu_util_n

@@ -1,23 +1,27 @@
 """Provides the GPUs screen: every GPU of the cluster (nvitop-like) and the processes on the selected one.
 
+At 1,000 nodes x 8 GPUs the table holds 8,000 (node, GPU) records; sorting reads one raw value
+per GPU (``SORT_VALUES``) and cells are built only for the rows on screen (LiveTable).
+
 The process table is where job control will hang its keys later; actions are declared on this
 screen so ``check_action`` can hide them in read-only mode.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from textual import on
 from textual.content import Content
 from textual.widget import Widget
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from collectors import schema
 from collectors.cluster import GPU_HOT_C
 from collectors.reader import NodeView
 from dashboard import fmt
-from dashboard.screens.base import DataScreen
+from dashboard.screens.tabular import TableScreen
 from dashboard.view import View
 from dashboard.widgets.palette import Palette
 from dashboard.widgets.table import LiveTable, SortCell, num_cell, text_cell
@@ -91,10 +95,52 @@ def proc_row(gp: schema.GpuProc) -> list[SortCell]:
     ]
 
 
-class GpusScreen(DataScreen):
+def _vram_frac(g: schema.Gpu) -> float | None:
+    if g.lost or g.mem_used_bytes is None or not g.mem_total_bytes:
+        return None
+    return g.mem_used_bytes / g.mem_total_bytes
+
+
+GpuItem = tuple[NodeView, schema.Gpu]
+
+#: The raw value each column sorts by (None = N/A, sorted last), as the cells show it: a lost
+#: GPU sorts below every real utilisation and has no other values.
+SORT_VALUES: dict[str, Callable[[NodeView, schema.Gpu], Any]] = {
+    "node": lambda v, g: v.host,
+    "idx": lambda v, g: g.index,
+    "name": lambda v, g: g.name,
+    "util": lambda v, g: -1 if g.lost else g.util_pct,
+    "vram": lambda v, g: _vram_frac(g),
+    "temp": lambda v, g: None if g.lost else g.temp_c,
+    "power": lambda v, g: None if g.lost else g.power_mw,
+    "fan": lambda v, g: None if g.lost else g.fan_pct,
+    "pstate": lambda v, g: None if g.lost else g.pstate,
+    "ecc": lambda v, g: (None if g.lost or (g.ecc_corrected is None and g.ecc_uncorrected is None)
+                         else g.ecc_uncorrected),
+    "throttle": lambda v, g: (None if g.lost else ",".join(g.throttle_reasons) if g.throttle_reasons
+                              else ("-" if g.throttle_reasons == [] else None)),
+}
+
+
+def sort_value(item: GpuItem, column: str) -> Any:
+    return SORT_VALUES[column](*item)
+
+
+def matches(v: NodeView, g: schema.Gpu, needle: str) -> bool:
+    """The filter: a node name, a GPU model, or the user of a process on the GPU."""
+    if needle in v.host.lower() or (g.name is not None and needle in g.name.lower()):
+        return True
+    return any(gp.user is not None and needle in gp.user.lower() for gp in g.procs or ())
+
+
+class GpusScreen(TableScreen):
     screen_name = "gpus"
+    table_id = "gpus-table"
+    filter_placeholder = "filter: node, GPU model or user (Esc clears)"
 
     DEFAULT_CSS = """
+    GpusScreen #filter { display: none; dock: top; margin-top: 2; }
+    GpusScreen.-filtering #filter { display: block; }
     GpusScreen #gpus-table { height: 2fr; }
     GpusScreen #procs-title { height: 1; background: $panel; padding: 0 1; }
     GpusScreen #procs-table { height: 1fr; min-height: 4; }
@@ -103,52 +149,51 @@ class GpusScreen(DataScreen):
     def __init__(self) -> None:
         super().__init__()
         self.selected: str | None = None
-        self._procs: dict[str, list[schema.GpuProc] | None] = {}
-        self._hosts: dict[str, str] = {}
 
     def compose_body(self) -> Iterable[Widget]:
-        yield LiveTable(GPU_COLUMNS, id="gpus-table")
+        yield self.filter_input()
+        yield LiveTable(GPU_COLUMNS, id=self.table_id)
         yield Static("processes", id="procs-title")
         yield LiveTable(PROC_COLUMNS, id="procs-table")
-
-    def on_mount(self) -> None:
-        self.query_one("#gpus-table", LiveTable).focus()
 
     def draw(self, view: View) -> None:
         assert view.state is not None
         p: Palette = self.app.palette  # type: ignore[attr-defined]
         ascii = self.app.settings.ascii  # type: ignore[attr-defined]
-        rows: dict[str, list[SortCell]] = {}
-        self._procs.clear()
+        needle = self.needle
+        # Cheap records only: (node, GPU) pairs; cells are built by the table for rows in view.
+        items: list[GpuItem] = []
         for v in view.state.nodes:
-            if v.snap is None or v.state == "down" or not v.snap.gpus:
+            snap = v.snap
+            if snap is None or v.state == "down" or not snap.gpus:
                 continue
-            for g in v.snap.gpus:
-                key = gpu_key(v.host, g.index)
-                rows[key] = gpu_row(v, g, p, ascii)
-                self._procs[key] = g.procs
-                self._hosts[key] = f"{v.host} GPU {g.index}"
-        table = self.query_one("#gpus-table", LiveTable)
-        table.sync(rows)
+            for g in snap.gpus:
+                if not needle or matches(v, g, needle):
+                    items.append((v, g))
+        keys = [gpu_key(v.host, g.index) for v, g in items]
+        table = self.table
+        table.show_rows(keys, items, lambda it: gpu_row(it[0], it[1], p, ascii), sort_value)
         self.selected = table.cursor_key
         self._show_procs()
 
     def _show_procs(self) -> None:
-        key = self.selected
-        procs = self._procs.get(key) if key else None
+        table = self.table
+        key = table.cursor_key
+        item: GpuItem | None = table.cursor_item if key is not None else None
         title = self.query_one("#procs-title", Static)
-        table = self.query_one("#procs-table", LiveTable)
-        if key is None:
+        procs_table = self.query_one("#procs-table", LiveTable)
+        procs = item[1].procs if item is not None else None
+        if item is None:
             title.update("processes: no GPU selected", layout=False)
-        elif procs is None:
-            title.update(Content(f"processes on {fmt.node_text(self._hosts.get(key, ''))}: N/A (not reported)"),
-                         layout=False)
         else:
-            title.update(Content(f"processes on {fmt.node_text(self._hosts.get(key, ''))}: {len(procs)}"),
-                         layout=False)
-        table.sync({str(gp.pid): proc_row(gp) for gp in procs or ()})
+            where = fmt.node_text(f"{item[0].host} GPU {item[1].index}")
+            if procs is None:
+                title.update(Content(f"processes on {where}: N/A (not reported)"), layout=False)
+            else:
+                title.update(Content(f"processes on {where}: {len(procs)}"), layout=False)
+        procs_table.sync({str(gp.pid): proc_row(gp) for gp in procs or ()})
 
-    @on(DataTable.RowHighlighted, "#gpus-table")
-    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
-        self.selected = event.row_key.value
+    @on(LiveTable.RowHighlighted, "#gpus-table")
+    def _highlighted(self, event: LiveTable.RowHighlighted) -> None:
+        self.selected = event.key
         self._show_procs()

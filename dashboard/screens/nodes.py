@@ -1,17 +1,21 @@
-"""Provides the nodes screen: one sortable, filterable row per node; Enter opens the node."""
+"""Provides the nodes screen: one sortable, filterable row per node; Enter opens the node.
+
+Rows are drawn only where they are on screen (LiveTable): sorting reads one raw value per node
+for the sort column (``SORT_VALUES``), and cells are built for the rows in view only.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from textual import on
-from textual.binding import Binding
 from textual.widget import Widget
-from textual.widgets import DataTable, Input
 
+from collectors import schema
 from collectors.reader import NodeView
 from dashboard import fmt
-from dashboard.screens.base import DataScreen
+from dashboard.screens.tabular import TableScreen
 from dashboard.view import View
 from dashboard.widgets.palette import Palette, node_state_severity
 from dashboard.widgets.table import LiveTable, SortCell, num_cell, text_cell
@@ -21,7 +25,100 @@ COLUMNS = [
     ("gpus", "GPUs busy"), ("vram", "VRAM"), ("power", "power"), ("rx", "net rx"), ("tx", "net tx"),
     ("uptime", "uptime"), ("agent", "agent cpu/rss"),
 ]
-SORT_CYCLE = [k for k, _ in COLUMNS]
+
+
+def _gpu_sums(gpus: list[schema.Gpu]) -> tuple[int | None, int | None, int | None, int | None]:
+    """(busy, VRAM used, VRAM total, power) over a node's live GPUs; None where none reports."""
+    busy = n_util = 0
+    used = total = power = None
+    for g in gpus:
+        if g.lost:
+            continue
+        if g.util_pct is not None:
+            n_util += 1
+            busy += g.util_pct >= 10
+        if g.mem_used_bytes is not None:
+            used = (used or 0) + g.mem_used_bytes
+        if g.mem_total_bytes is not None:
+            total = (total or 0) + g.mem_total_bytes
+        if g.power_mw is not None:
+            power = (power or 0) + g.power_mw
+    return (busy if n_util else None), used, total, power
+
+
+def _net(s: schema.System | None) -> tuple[float | None, float | None]:
+    """Receive and send rates over the node's own NICs (physical and bonds, not their slaves)."""
+    if s is None or s.nics is None:
+        return None, None
+    rx = tx = None
+    for n in s.nics:
+        if n.kind in (None, "physical", "bond"):
+            if n.rx_bytes_s is not None:
+                rx = (rx or 0) + n.rx_bytes_s
+            if n.tx_bytes_s is not None:
+                tx = (tx or 0) + n.tx_bytes_s
+    return rx, tx
+
+
+def _shown_snap(v: NodeView) -> schema.NodeSnapshot | None:
+    return v.snap if v.state != "down" else None  # down: listed with its age, values hidden
+
+
+def _system(v: NodeView) -> schema.System | None:
+    snap = _shown_snap(v)
+    return snap.system if snap is not None else None
+
+
+def _cpu(s: schema.System | None) -> float | None:
+    return s.cpu.util_pct if s is not None and s.cpu is not None else None
+
+
+def _mem_pct(s: schema.System | None) -> float | None:
+    mem = s.mem if s is not None else None
+    if mem is None or mem.used_bytes is None or not mem.total_bytes:
+        return None
+    return 100 * mem.used_bytes / mem.total_bytes
+
+
+def _vram_used(v: NodeView) -> int | None:
+    snap = _shown_snap(v)
+    if snap is None or snap.gpus is None:
+        return None
+    _, used, total, _ = _gpu_sums(snap.gpus)
+    return used if total is not None else None  # shown only as used/total
+
+
+def _gpu_value(v: NodeView, i: int) -> int | None:
+    snap = _shown_snap(v)
+    return _gpu_sums(snap.gpus)[i] if snap is not None and snap.gpus is not None else None
+
+
+def _agent_cpu(v: NodeView) -> float | None:
+    snap = _shown_snap(v)
+    return snap.agent.cpu_pct if snap is not None and snap.agent is not None else None
+
+
+#: The raw value each column sorts by (None = N/A, sorted last): the same numbers the cells show,
+#: computed for one column over every node without building any cell.
+SORT_VALUES: dict[str, Callable[[NodeView], Any]] = {
+    "host": lambda v: v.host,
+    "state": lambda v: v.state,
+    "age": lambda v: v.age_s,
+    "cpu": lambda v: _cpu(_system(v)),
+    "load": lambda v: (s := _system(v)) and s.load1,
+    "mem": lambda v: _mem_pct(_system(v)),
+    "gpus": lambda v: _gpu_value(v, 0),
+    "vram": _vram_used,
+    "power": lambda v: _gpu_value(v, 3),
+    "rx": lambda v: _net(_system(v))[0],
+    "tx": lambda v: _net(_system(v))[1],
+    "uptime": lambda v: (s := _system(v)) and s.uptime_s,
+    "agent": _agent_cpu,
+}
+
+
+def sort_value(v: NodeView, column: str) -> Any:
+    return SORT_VALUES[column](v)
 
 
 def node_row(v: NodeView, p: Palette) -> list[SortCell]:
@@ -33,33 +130,18 @@ def node_row(v: NodeView, p: Palette) -> list[SortCell]:
         SortCell(state, p.text_style(node_state_severity(v.state)), v.state),
         num_cell(fmt.age(v.age_s), v.age_s, vs),
     ]
-    snap = v.snap if v.state != "down" else None  # down: listed with its age, values hidden
+    snap = _shown_snap(v)
     s = snap.system if snap is not None else None
-    cpu = s.cpu.util_pct if s is not None and s.cpu is not None else None
+    cpu = _cpu(s)
     mem = s.mem if s is not None else None
-    mem_pct = (100 * mem.used_bytes / mem.total_bytes
-               if mem is not None and mem.used_bytes is not None and mem.total_bytes else None)
+    mem_pct = _mem_pct(s)
     gpus = snap.gpus if snap is not None else None
     busy = vram_used = vram_total = power = None
     gpus_shown = fmt.NA
     if gpus is not None:
-        alive = [g for g in gpus if not g.lost]
-        utils = [g.util_pct for g in alive if g.util_pct is not None]
-        busy = sum(1 for u in utils if u >= 10) if utils else None
+        busy, vram_used, vram_total, power = _gpu_sums(gpus)
         gpus_shown = f"{fmt.num(busy)}/{len(gpus)}" if gpus else "-"
-        used = [g.mem_used_bytes for g in alive if g.mem_used_bytes is not None]
-        total = [g.mem_total_bytes for g in alive if g.mem_total_bytes is not None]
-        vram_used = sum(used) if used else None
-        vram_total = sum(total) if total else None
-        pw = [g.power_mw for g in alive if g.power_mw is not None]
-        power = sum(pw) if pw else None
-    rx = tx = None
-    if s is not None and s.nics is not None:
-        top = [n for n in s.nics if n.kind in (None, "physical", "bond")]
-        rxs = [n.rx_bytes_s for n in top if n.rx_bytes_s is not None]
-        txs = [n.tx_bytes_s for n in top if n.tx_bytes_s is not None]
-        rx = sum(rxs) if rxs else None
-        tx = sum(txs) if txs else None
+    rx, tx = _net(s)
     agent = snap.agent if snap is not None else None
     agent_shown = fmt.NA
     if agent is not None and (agent.cpu_pct is not None or agent.rss_bytes is not None):
@@ -96,14 +178,10 @@ def matches(v: NodeView, needle: str) -> bool:
     return any(needle in h.lower() for h in hay)
 
 
-class NodesScreen(DataScreen):
+class NodesScreen(TableScreen):
     screen_name = "nodes"
-
-    BINDINGS = [
-        Binding("slash", "filter", "Filter"),
-        Binding("s", "sort_next", "Sort"),
-        Binding("S", "sort_reverse", "Reverse", show=False),
-    ]
+    table_id = "nodes-table"
+    filter_placeholder = "filter: host, state, role or label (Esc clears)"
 
     DEFAULT_CSS = """
     NodesScreen #filter { display: none; dock: top; margin-top: 2; }
@@ -111,64 +189,17 @@ class NodesScreen(DataScreen):
     NodesScreen LiveTable { height: 1fr; }
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.needle = ""
-
     def compose_body(self) -> Iterable[Widget]:
-        yield Input(placeholder="filter: host, state, role or label (Esc clears)", id="filter")
-        yield LiveTable(COLUMNS, id="nodes-table")
-
-    def on_mount(self) -> None:
-        self.query_one(LiveTable).focus()
+        yield self.filter_input()
+        yield LiveTable(COLUMNS, id=self.table_id)
 
     def draw(self, view: View) -> None:
         assert view.state is not None
         p: Palette = self.app.palette  # type: ignore[attr-defined]
-        rows = {v.host: node_row(v, p) for v in view.state.nodes if matches(v, self.needle)}
-        self.query_one(LiveTable).sync(rows)
+        needle = self.needle
+        shown = [v for v in view.state.nodes if matches(v, needle)] if needle else view.state.nodes
+        self.table.show_rows([v.host for v in shown], shown, lambda v: node_row(v, p), sort_value)
 
-    def action_filter(self) -> None:
-        self.add_class("-filtering")
-        self.query_one("#filter", Input).focus()
-
-    @on(Input.Changed, "#filter")
-    def _filter_changed(self, event: Input.Changed) -> None:
-        self.needle = event.value.strip().lower()
-        self._redraw()
-
-    @on(Input.Submitted, "#filter")
-    def _filter_done(self, event: Input.Submitted) -> None:
-        self.query_one(LiveTable).focus()
-
-    def clear_filter(self) -> bool:
-        """Escape: clear an open filter first. Returns True when there was one."""
-        if not self.has_class("-filtering"):
-            return False
-        self.query_one("#filter", Input).value = ""
-        self.needle = ""
-        self.remove_class("-filtering")
-        self.query_one(LiveTable).focus()
-        self._redraw()
-        return True
-
-    def _redraw(self) -> None:
-        view = getattr(self.app, "view", None)
-        if view is not None and view.state is not None:
-            self.draw(view)
-
-    def action_sort_next(self) -> None:
-        table = self.query_one(LiveTable)
-        i = SORT_CYCLE.index(table.sort_column) + 1 if table.sort_column in SORT_CYCLE else 0
-        table.sort_column, table.sort_reverse = None, False
-        table.sort_by(SORT_CYCLE[i % len(SORT_CYCLE)])
-
-    def action_sort_reverse(self) -> None:
-        table = self.query_one(LiveTable)
-        if table.sort_column is not None:
-            table.sort_by(table.sort_column)
-
-    @on(DataTable.RowSelected, "#nodes-table")
-    def _open(self, event: DataTable.RowSelected) -> None:
-        if event.row_key.value:
-            self.app.open_node(event.row_key.value)  # type: ignore[attr-defined]
+    @on(LiveTable.RowSelected, "#nodes-table")
+    def _open(self, event: LiveTable.RowSelected) -> None:
+        self.app.open_node(event.key)  # type: ignore[attr-defined]
