@@ -81,6 +81,15 @@ def banner(payload: schema.ClusterPayload | None, decode_error: str | None, now:
     return lines
 
 
+class IoSection(Static):
+    """The I/O plot: its width is only known once laid out, so a resize redraws the Ceph part."""
+
+    def on_resize(self) -> None:
+        screen = self.screen
+        if isinstance(screen, StorageScreen):
+            screen.check_width()
+
+
 class StorageScreen(DataScreen):
     screen_name = "storage"
 
@@ -92,7 +101,7 @@ class StorageScreen(DataScreen):
     StorageScreen.-wide #ceph { layout: horizontal; }
     StorageScreen #ceph-left, StorageScreen #ceph-right { height: auto; width: 1fr; }
     StorageScreen.-wide #ceph-left { margin-right: 2; }
-    StorageScreen #ceph.-stale { text-opacity: 55%; }
+    StorageScreen #ceph.-stale .section { text-opacity: 55%; }  /* text-opacity is not inherited */
     StorageScreen #ceph.-hidden { display: none; }
     StorageScreen #health { text-wrap: wrap; }
     """
@@ -101,6 +110,7 @@ class StorageScreen(DataScreen):
         super().__init__()
         self._shown: dict[str, str] = {}
         self._ceph_sig: tuple[object, ...] = ()
+        self._ceph_width = 0
         self._plain: dict[str, str] = {}
 
     def compose_body(self) -> Iterable[Widget]:
@@ -108,8 +118,9 @@ class StorageScreen(DataScreen):
             yield Static("", id="ceph-banner")
             with Container(id="ceph"):
                 with VerticalGroup(id="ceph-left"):
-                    for name in ("health", "capacity", "pgs", "io"):
+                    for name in ("health", "capacity", "pgs"):
                         yield Static("", id=name, classes="section")
+                    yield IoSection("", id="io", classes="section")
                 with VerticalGroup(id="ceph-right"):
                     for name in ("osds", "pools", "rbd"):
                         yield Static("", id=name, classes="section")
@@ -154,6 +165,7 @@ class StorageScreen(DataScreen):
         if sig == self._ceph_sig:
             return
         self._ceph_sig = sig
+        self._ceph_width = width
         self._set("health", cs.health_lines(c))
         self._set("capacity", cs.capacity_lines(c, width, ascii))
         self._set("pgs", cs.pg_lines(c))
@@ -165,6 +177,13 @@ class StorageScreen(DataScreen):
         self._set("osds", osds)
         self._set("pools", cs.pool_lines(c.pools, width, ascii))
         self._set("rbd", [cs.title("RBD images"), *rbd_tree(c.images, ascii)])
+
+    def check_width(self) -> None:
+        """Before the first layout the width is a guess: draw again at the real one."""
+        width = self.query_one("#io", Static).content_size.width
+        view = getattr(self.app, "view", None)
+        if width and width != self._ceph_width and view is not None and view.state is not None:
+            self.show(view, force=True)
 
     def _set(self, wid: str, lines: list[Content]) -> None:
         content = Content("\n").join(lines)
