@@ -157,8 +157,11 @@ def slave_row(v: NodeView, b: schema.Bond, s: schema.BondSlave, glyph: str, p: P
         sev = "ok"
     style = p.text_style(sev) if sev != "na" else "dim"
     state = s.mii_status or fmt.NA
-    if s.state in ("active", "backup") and b.mode == "active-backup":
-        state += f" ({s.state})"
+    role = s.state if s.state in ("active", "backup") else None
+    if role is None and b.active_slave and s.mii_status == "up":
+        role = "active" if s.name == b.active_slave else "backup"  # procfs names only the active one
+    if role is not None and b.mode == "active-backup":
+        state += f" ({role})"
     elif s.ok is False and s.mii_status == "up":
         state += ", not carrying"
     lacp = b.mode == "802.3ad"
