@@ -29,6 +29,7 @@ from dashboard.screens.node import NodeScreen
 from dashboard.screens.nodes import NodesScreen
 from dashboard.screens.overview import OverviewScreen
 from dashboard.screens.storage import StorageScreen
+from dashboard.screens.wall import WallScreen
 from dashboard.settings import Settings
 from dashboard.source import Source, describe_error
 from dashboard.view import View
@@ -38,12 +39,15 @@ from dashboard.widgets.palette import Palette
 #: control (kill, launch) adds its actions here.
 WRITE_ACTIONS: set[str] = set()
 
+#: The only actions a wall display allows (no one is at the keys; a stray key must not change it).
+WALL_ACTIONS = {"quit"}
+
 
 class ClusterTop(App[int]):
     TITLE = "clustertop"
     COMMANDS = App.COMMANDS | {ClusterCommands}
     MODES = {"overview": OverviewScreen, "nodes": NodesScreen, "gpus": GpusScreen,
-             "storage": StorageScreen, "network": NetworkScreen}
+             "storage": StorageScreen, "network": NetworkScreen, "wall": WallScreen}
     DEFAULT_MODE = "overview"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (160, "-wide")]
     BINDINGS = [
@@ -64,6 +68,8 @@ class ClusterTop(App[int]):
     """
 
     def __init__(self, settings: Settings, client_factory: Callable[[], Any]) -> None:
+        if settings.wall:  # read by App.__init__: the wall is the first and only screen
+            self.DEFAULT_MODE = "wall"  # type: ignore[misc]
         super().__init__()
         self.settings = settings
         clock: Callable[[], float] = (
@@ -190,6 +196,8 @@ class ClusterTop(App[int]):
             self.theme = names[i % len(names)]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if self.settings.wall and action not in WALL_ACTIONS:
+            return False  # the wall takes no keys but quit: no screens, no palette, no themes
         if action in WRITE_ACTIONS and self.settings.effective_read_only:
             return False  # hidden from the footer and refused
         return True

@@ -10,6 +10,7 @@ class Settings:
     theme: str | None = None  # None: the default theme ("dark")
     read_only: bool = False  # hide and refuse every action (job control comes later)
     wall: bool = False  # wall display: implies read_only
+    wall_page_s: float = 20.0  # wall: seconds per page before the next one (0: no rotation)
     ascii: bool = False  # plain ASCII bars and sparklines (old terminals, serial consoles)
     refresh_s: float = 1.0
     source_label: str = ""  # shown in the header: "redis://host:6379", "demo", "local"

@@ -1,0 +1,94 @@
+"""Provides history plots for the wall: plotext charts rendered to text into a Static.
+
+plotext costs tens of milliseconds per chart, so a panel redraws only when its key (data version,
+size, theme) changes, and callers downsample an hour to about one point per column first: the
+chart costs the same whether the hour held 60 or 3,600 samples.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from textual.content import Content
+from textual.widgets import Static
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+Point = tuple[float, float | None]
+
+
+def downsample(points: Iterable[Point], t0: float, t1: float, buckets: int) -> list[tuple[float, float]]:
+    """Mean value per time bucket between ``t0`` and ``t1``; empty buckets (gaps) are left out."""
+    buckets = max(1, buckets)
+    span = max(1e-9, t1 - t0)
+    sums = [0.0] * buckets
+    counts = [0] * buckets
+    for ts, v in points:
+        if v is None or ts < t0 or ts > t1:
+            continue
+        i = min(buckets - 1, int((ts - t0) / span * buckets))
+        sums[i] += v
+        counts[i] += 1
+    return [(t0 + (i + 0.5) * span / buckets, sums[i] / counts[i]) for i in range(buckets) if counts[i]]
+
+
+def render(title: str, series: dict[str, list[tuple[float, float]]], now: float, window_s: float,
+           width: int, height: int, ylim: tuple[float, float] | None = None, ascii: bool = False) -> str:
+    """A chart of ``series`` (x = timestamps) over the last ``window_s``, x axis in minutes ago."""
+    import plotext as plt  # imported only when a chart is drawn
+
+    width, height = max(20, width), max(5, height)
+    if not any(series.values()):
+        return f"{title}\n\n  no data yet: this chart fills while the wall runs"
+    plt.clf()
+    plt.limitsize(False, False)  # plotext clips to *its* idea of the terminal (80x24 in a worker, a pipe)
+    plt.plotsize(width, height)
+    plt.theme("clear")
+    for i, (label, pts) in enumerate(series.items()):
+        if not pts:
+            continue
+        xs = [(ts - now) / 60 for ts, _ in pts]
+        ys = [v for _, v in pts]
+        # "hd" (quadrant blocks) rather than braille: common terminal and browser fonts (Fira Code
+        # among them) lack braille, which then shows as boxes.
+        marker = "*+ox"[i % 4] if ascii else ("hd" if i == 0 else "dot")
+        plt.plot(xs, ys, marker=marker, label=label if len(series) > 1 else None)
+    plt.xlim(-window_s / 60, 0)
+    if ylim is not None:
+        plt.ylim(*ylim)
+    plt.title(title)
+    plt.xlabel("minutes ago")
+    return _ANSI.sub("", plt.build())
+
+
+class PlotPanel(Static):
+    """One chart; ``show`` redraws only when ``key`` differs from the last drawn one."""
+
+    DEFAULT_CSS = """
+    PlotPanel { width: 1fr; height: 1fr; }
+    """
+
+    def __init__(self, id: str | None = None) -> None:
+        super().__init__("", id=id)
+        self._key: object = None
+        self._text_of: object = None
+        self.draws = 0  # charts actually rendered (tests check that unchanged data costs nothing)
+
+    def on_resize(self) -> None:
+        if self._text_of is not None and self._key is not None:
+            self.show(self._key[0], self._text_of)  # type: ignore[index]
+
+    def show(self, key: object, text_of: object) -> bool:
+        """``text_of(width, height) -> str`` is called only when ``key`` (plus size) changed."""
+        w, h = self.size.width, self.size.height
+        full = (key, w, h)
+        self._text_of = text_of
+        if full == self._key or not w or not h:
+            return False
+        self._key = full
+        self.draws += 1
+        # The colour as a Content style (resolved when drawn), not CSS: the wall's CSS is parsed
+        # before the clustertop themes (and their $ct-* variables) are registered.
+        self.update(Content.styled(text_of(w, h), "$ct-info"), layout=False)  # type: ignore[operator]
+        return True

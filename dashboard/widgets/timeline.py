@@ -1,0 +1,117 @@
+"""Provides the alert timeline: when alerts came and went over the last hour, for the wall.
+
+The app keeps only the alerts that are live now; a wall also has to say "an OSD flapped ten
+minutes ago". ``AlertLog`` remembers openings and clearings in a bounded deque (the wall runs for
+weeks), and ``Timeline`` draws them: a one-hour strip with a mark per alert (the mark's shape
+says the severity, not only its colour) and the newest events in words.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from textual.content import Content
+from textual.widgets import Static
+
+from collectors.cluster import Alert
+from dashboard import fmt
+
+MAX_EVENTS = 200
+SEV_STYLE = {"critical": "$ct-crit bold", "warning": "$ct-warn", "info": "$ct-info"}
+SEV_MARK = {"critical": "X", "warning": "!", "info": "i"}
+SEV_WORD = {"critical": "CRIT", "warning": "WARN", "info": "INFO"}
+SEV_RANK = {"critical": 0, "warning": 1, "info": 2}
+
+
+@dataclass
+class Event:
+    ts: float
+    alert: Alert
+    cleared_ts: float | None = None
+
+
+class AlertLog:
+    """Openings (and when they cleared) of alerts, newest last, at most ``maxlen``."""
+
+    def __init__(self, maxlen: int = MAX_EVENTS) -> None:
+        self.events: deque[Event] = deque(maxlen=maxlen)
+        self._open: dict[str, Event] = {}
+        self.version = 0
+
+    def update(self, alerts: list[Alert], now: float) -> None:
+        live = {a.key: a for a in alerts}
+        changed = False
+        for key in [k for k in self._open if k not in live]:
+            self._open.pop(key).cleared_ts = now
+            changed = True
+        for key, a in live.items():
+            if key not in self._open:
+                ev = Event(now, a)
+                self.events.append(ev)
+                self._open[key] = ev
+                changed = True
+        # An open event pushed out of the deque must not be remembered forever.
+        if len(self._open) > len(self.events):
+            kept = {id(e) for e in self.events}
+            self._open = {k: e for k, e in self._open.items() if id(e) in kept}
+        if changed:
+            self.version += 1
+
+
+def strip(events: list[Event], now: float, window_s: float, width: int) -> Content:
+    """One line: a slot per column over the last ``window_s``, the worst severity opened in it."""
+    width = max(10, width)
+    slots: list[str | None] = [None] * width
+    for e in events:
+        age = now - e.ts
+        if age < 0 or age > window_s:
+            continue
+        i = min(width - 1, int((1 - age / window_s) * width))
+        cur = slots[i]
+        if cur is None or SEV_RANK[e.alert.severity] < SEV_RANK[cur]:
+            slots[i] = e.alert.severity
+    parts: list[str | tuple[str, str]] = []
+    for sev in slots:
+        parts.append(("·", "dim") if sev is None else (SEV_MARK[sev], SEV_STYLE[sev]))
+    return Content.assemble(*parts)
+
+
+class Timeline(Static):
+    DEFAULT_CSS = """
+    Timeline { height: 1fr; width: 1fr; padding: 0 1; }
+    """
+
+    def __init__(self, window_s: float = 3600.0, id: str | None = None) -> None:
+        super().__init__("", id=id)
+        self.window_s = window_s
+        self._key: object = None
+
+    def show(self, log: AlertLog, now: float) -> None:
+        w, h = self.size.width - 2, self.size.height
+        # The strip moves one column every window/width seconds: redraw on that, not every tick.
+        step = int(now // max(1.0, self.window_s / max(10, w)))
+        key = (log.version, step, w, h)
+        if key == self._key or w <= 0 or h <= 0:
+            return
+        self._key = key
+        events = list(log.events)
+        mins = int(self.window_s // 60)
+        lines = [
+            Content.assemble(("Alert timeline", "bold"), (f"  last {mins} min   X critical  ! warning  i info",
+                                                           "dim")),
+            strip(events, now, self.window_s, w),
+            Content.assemble((f"-{mins} min", "dim"), (" " * max(1, w - len(f"-{mins} min") - 3)), ("now", "dim")),
+        ]
+        room = max(0, h - len(lines))
+        for e in reversed(events[len(events) - room:] if room else []):
+            a = e.alert
+            where = fmt.node_text(a.node) if a.node else "cluster"
+            end = (("  open", "bold") if e.cleared_ts is None
+                   else (f"  cleared {fmt.clock(e.cleared_ts)}", "dim"))
+            lines.append(Content.assemble(
+                (f"{fmt.clock(e.ts)} ", "dim"), (f"{SEV_WORD[a.severity]:<5}", SEV_STYLE[a.severity]),
+                (where, "bold"), " ", fmt.node_text(a.message, max(10, w - len(where) - 40)), end))
+        if len(lines) == 3:
+            lines.append(Content.assemble(("no alerts since the wall started", "$ct-ok")))
+        self.update(Content("\n").join(lines[:h]), layout=False)
