@@ -258,10 +258,13 @@ async def test_demo_cluster_bond_slave_down_shows_everywhere() -> None:
     app = make_app(Settings(frozen_time=t + 0.5, refresh_s=3600, source_label="demo"), factory)
     async with app.run_test(size=(200, 60)) as pilot:
         await b.wait_reads(pilot)
-        degraded = [(v.host, bd) for v in app.view.state.nodes for bd in (v.snap.bonds or ()) if bd.degraded]
+        state = app.view.state
+        assert state is not None
+        snaps = [v.snap for v in state.nodes if v.snap is not None]
+        degraded = [(s.host, bd) for s in snaps for bd in s.bonds or () if bd.degraded]
         assert len(degraded) == 1
         host, bond = degraded[0]
-        total = sum(len(v.snap.bonds or ()) for v in app.view.state.nodes)
+        total = sum(len(s.bonds or ()) for s in snaps)
         # Overview: the header badge and an alert naming node, bond and cause.
         assert f"bonds {total - 1} ok / 1 degraded" in app.screen.query_one(ClusterHeader).text
         [alert] = [a for a in app.view.alerts if a.source == "bond"]

@@ -403,7 +403,10 @@ async def test_demo_cluster_flapping_osd_shows() -> None:
     app = make_app(Settings(frozen_time=t + 0.5, refresh_s=3600, source_label="demo"), factory)
     async with app.run_test(size=(200, 60)) as pilot:
         screen = await open_storage(pilot)
-        ceph = app.view.state.cluster["ceph"].ceph
+        state = app.view.state
+        assert state is not None
+        ceph = state.cluster["ceph"].ceph
+        assert ceph is not None and ceph.osds is not None
         down = [o for o in ceph.osds if o.up is False]
         assert down
         osds = lines(screen, "osds")

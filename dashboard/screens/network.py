@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from rich.text import Text
 from textual.binding import Binding
 from textual.content import Content
 from textual.widget import Widget
@@ -299,14 +300,14 @@ class NetworkScreen(DataScreen):
                 keys.append(f"{key}{SEP}{sl.name}")
                 items.append((v, b, sl, "└─" if i == len(slaves) - 1 else "├─"))
 
-        def bond_cells(item: tuple[NodeView, schema.Bond, schema.BondSlave | schema.Nic | None, str]) -> list[SortCell]:
+        def bond_cells(item: tuple[NodeView, schema.Bond, schema.BondSlave | schema.Nic | None, str]) -> list[Text]:
             v, b, x, glyph = item
             if glyph:  # a slave row
                 assert isinstance(x, schema.BondSlave)
-                return slave_row(v, b, x, glyph, p)
-            return bond_row(v, b, x if isinstance(x, schema.Nic) else None, p)
+                return list(slave_row(v, b, x, glyph, p))
+            return list(bond_row(v, b, x if isinstance(x, schema.Nic) else None, p))
 
-        self.query_one("#bonds", OrderedTable).show(keys, items, bond_cells)  # type: ignore[arg-type]
+        self.query_one("#bonds", OrderedTable).show(keys, items, bond_cells)
         self._set_summary(summary_lines(bonds, reporting, self.size.width or 80))
 
         nic_keys: list[str] = []
@@ -321,7 +322,7 @@ class NetworkScreen(DataScreen):
                 nic_keys.append(f"{v.host}{SEP}{n.name}")
                 nic_items.append((v, n))
         self.query_one("#nics", OrderedTable).show(nic_keys, nic_items,
-                                                   lambda item: nic_row(item[0], item[1], p))  # type: ignore[arg-type]
+                                                   lambda item: list[Text](nic_row(item[0], item[1], p)))
         what = "virtual/loopback shown dimmed (v hides them)" if self.show_virtual else \
             f"{hidden} virtual/loopback hidden (v shows them)"
         title = Content.assemble(("NICs per node", "bold"), ("  physical and bonds; ", "dim"), (what, "dim"))
