@@ -160,7 +160,8 @@ class StorageScreen(DataScreen):
         width = self.query_one("#io", Static).content_size.width or \
             (self.size.width or 80) // (2 if self.has_class("-wide") else 1) - 4
         width = max(40, width)
-        sig = (id(payload), payload.seq, payload.ts, width, len(view.ceph_io), ascii,
+        # A new payload has a new ts (each read decodes a new object, so identity says nothing).
+        sig = (payload.source_host, payload.seq, payload.ts, payload.ok, width, len(view.ceph_io), ascii,
                self.app.palette.version)  # type: ignore[attr-defined]
         if sig == self._ceph_sig:
             return
