@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from clustertop import __version__
 from collectors.config import ConfigError
 
-SUBCOMMANDS = ("dashboard", "demo", "agent", "snapshot", "simulate", "keygen", "kill", "launch", "tasks")
+SUBCOMMANDS = ("dashboard", "demo", "agent", "snapshot", "simulate", "keygen", "kill", "launch", "tasks", "serve")
 
 
 def _add_store(p: argparse.ArgumentParser) -> None:
@@ -42,6 +42,8 @@ def _add_view(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wall", action="store_true", help="wall display mode (implies --read-only)")
     p.add_argument("--ascii", action="store_true", help="plain ASCII drawing characters")
     p.add_argument("--refresh", type=float, default=1.0, metavar="SECONDS", help="refresh interval")
+    p.add_argument("--page-seconds", type=float, default=20.0, metavar="SECONDS",
+                   help="wall: seconds per page before the next (0: no rotation)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +82,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="JSON: every node and the cluster totals")
     s.add_argument("--demo", action="store_true", help="of the demo cluster (embedded store)")
     s.add_argument("--seed", type=int, default=1)
+
+    srv = sub.add_parser("serve", help="the dashboard in a browser (textual-serve), e.g. for a wall kiosk")
+    _add_store(srv)
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--host", default="127.0.0.1", metavar="ADDR",
+                     help="address to listen on (default: loopback only; anything else is public)")
+    srv.add_argument("--font-size", type=int, default=16, metavar="PX", help="terminal font size in the page")
+    srv.add_argument("--demo", action="store_true", help="serve the demo cluster instead of --redis")
+    srv.add_argument("--wall", action="store_true", help="serve the wall display (read-only)")
+    srv.add_argument("--read-only", action="store_true", help="hide and refuse every action (forced off loopback)")
+    srv.add_argument("--theme", default=os.environ.get("CLUSTERTOP_THEME"), help="theme name")
+    srv.add_argument("--page-seconds", type=float, default=20.0, metavar="SECONDS", help="wall: seconds per page")
+    srv.add_argument("--public-url", metavar="URL", help="the URL browsers reach the server at (behind a proxy)")
 
     sim = sub.add_parser("simulate", help="simulated agents against a real Redis")
     _add_store(sim)
@@ -121,6 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from clustertop.control import run as run_control
 
             return run_control(args)
+        if args.command == "serve":
+            from clustertop.serve import run as run_serve
+
+            return run_serve(args)
         if args.command == "demo":
             from clustertop.modes import run_demo
 

@@ -89,7 +89,8 @@ def settings_for(args: Any, label: str) -> Any:
     from dashboard.settings import Settings
 
     return Settings(theme=args.theme, read_only=bool(args.read_only or args.wall), wall=bool(args.wall),
-                    ascii=bool(args.ascii), refresh_s=args.refresh, source_label=label)
+                    ascii=bool(args.ascii), refresh_s=args.refresh, source_label=label,
+                    wall_page_s=float(getattr(args, "page_seconds", 20.0)))
 
 
 def show(settings: Any, client_factory: Callable[[], Any]) -> int:

@@ -190,7 +190,8 @@ class ClusterTop(App[int]):
             self.push_screen(HelpScreen())
 
     def action_next_theme(self) -> None:
-        names = sorted(self.clustertop_themes)
+        # dark and light first (the everyday pair, one key apart), then the special-purpose ones.
+        names = sorted(self.clustertop_themes, key=lambda n: (n not in ("dark", "light"), n))
         if names:
             i = names.index(self.theme) + 1 if self.theme in names else 0
             self.theme = names[i % len(names)]

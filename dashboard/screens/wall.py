@@ -47,9 +47,11 @@ DRIFT_STEPS = ((0, 0), (1, 0), (1, 1), (0, 1))
 #: Plots are hour-scale: redrawing them more often than this shows nothing new.
 PLOT_EVERY_S = 10.0
 PLOT_WINDOW_S = 3600.0
-#: Data older than this many refresh intervals (and at least STALE_MIN_S) shows as stale.
+#: Data older than this many refresh intervals (within STALE_MIN_S..STALE_MAX_S) shows as stale: a wall
+#: refreshing every few minutes still says so once its data is a minute old.
 STALE_INTERVALS = 3
 STALE_MIN_S = 5.0
+STALE_MAX_S = 60.0
 #: History streams are read once at start to seed the GPU plots, only while that stays cheap.
 SEED_MAX_NODES = 64
 SEED_BUCKET_S = 10.0
@@ -559,7 +561,7 @@ class WallScreen(DataScreen):
 
     def is_stale(self, age: float | None) -> bool:
         refresh = float(getattr(self.app, "settings").refresh_s)  # noqa: B009
-        return age is None or age > max(STALE_MIN_S, STALE_INTERVALS * refresh)
+        return age is None or age > min(STALE_MAX_S, max(STALE_MIN_S, STALE_INTERVALS * refresh))
 
     def _update_status(self, force: bool = False) -> None:
         view: View | None = getattr(self.app, "view", None)
