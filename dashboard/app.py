@@ -130,6 +130,9 @@ class ClusterTop(App[int]):
     def on_state_read(self, msg: StateRead) -> None:
         v = self.view
         state = msg.state
+        # Let go of the previous read only once this one is on screen: freeing ~100k decoded
+        # objects costs ~20 ms at 1,000 nodes and belongs after the repaint, not before it.
+        self.call_after_refresh(_release, v.state)
         v.state = state
         v.now = state.ts
         v.unreachable_since = None
@@ -209,6 +212,10 @@ class ClusterTop(App[int]):
 
     def get_default_screen(self) -> Screen[Any]:
         return OverviewScreen()
+
+
+def _release(_old: object) -> None:
+    """Drops the last reference to its argument (see ``on_state_read``)."""
 
 
 def make_app(settings: Settings, client_factory: Callable[[], Any]) -> ClusterTop:

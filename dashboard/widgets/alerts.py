@@ -39,6 +39,7 @@ class AlertsStrip(Static):
         super().__init__("", id=id)
         self.max_lines = max_lines
         self._key: tuple[str, ...] = ()
+        self._lines = 0
 
     def show(self, alerts: list[Alert], first_seen: dict[str, float]) -> None:
         ordered = order_alerts(alerts, first_seen)
@@ -48,11 +49,14 @@ class AlertsStrip(Static):
             return
         self._key = key
         if not ordered:
-            self.update(Content.assemble(("no alerts", "$ct-ok")))
-            return
-        room = self.max_lines
-        shown = ordered if len(ordered) <= room else ordered[: room - 1]
-        lines = [alert_line(a, width) for a in shown]
-        if len(shown) < len(ordered):
-            lines.append(Content.assemble((f"… and {len(ordered) - len(shown)} more alerts", "dim")))
-        self.update(Content("\n").join(lines))
+            lines = [Content.assemble(("no alerts", "$ct-ok"))]
+        else:
+            room = self.max_lines
+            shown = ordered if len(ordered) <= room else ordered[: room - 1]
+            lines = [alert_line(a, width) for a in shown]
+            if len(shown) < len(ordered):
+                lines.append(Content.assemble((f"… and {len(ordered) - len(shown)} more alerts", "dim")))
+        # A relayout only when the height changes: at 1,000 nodes the alerts change every tick,
+        # and each relayout of the overview also repaints the tile grid's scrollbars a frame later.
+        self.update(Content("\n").join(lines), layout=len(lines) != self._lines)
+        self._lines = len(lines)

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from rich.cells import cell_len
 from rich.segment import Segment
+from rich.style import Style
 from textual import events
 from textual.binding import Binding
 from textual.geometry import Region, Size
@@ -35,32 +37,40 @@ BAR_W = 12
 Line = list[Segment]
 
 
-def _pad(segs: Line, width: int) -> Line:
-    used = sum(s.cell_length for s in segs)
+def _width(segs: Line) -> int:
+    # One (cached) measurement of the joined text instead of one per segment.
+    return cell_len("".join([s.text for s in segs]))
+
+
+def _pad(segs: Line, width: int, used: int | None = None) -> Line:
+    if used is None:
+        used = _width(segs)
     if used < width:
         segs.append(Segment(" " * (width - used)))
     return Segment.adjust_line_length(segs, width) if used > width else segs
 
 
 def _two_sided(left: Line, right: Line, width: int) -> Line:
-    lw = sum(s.cell_length for s in left)
-    rw = sum(s.cell_length for s in right)
+    lw = _width(left)
+    rw = _width(right)
     if lw + rw + 1 > width:  # the left side (a long host name) gives way to the status
         left = Segment.adjust_line_length(left, max(0, width - rw - 1))
         lw = max(0, width - rw - 1)
-    return _pad([*left, Segment(" " * (width - lw - rw)), *right], width)
+    return _pad([*left, Segment(" " * (width - lw - rw)), *right], width, width)
 
 
 def _bar_line(label: str, frac: float | None, shown: str, sev: str, p: Palette, grey: bool,
               ascii: bool) -> Line:
     filled, empty = fmt.bar(frac, BAR_W, ascii)
     value_style = p["na"] if shown == fmt.NA else (p["stale"] if grey else p.plain)
+    room = TILE_W - len(label) - BAR_W
+    # Labels, bar cells and formatted numbers are all one cell per character: no measuring.
     return _pad([
         Segment(label, p.dim),
         Segment(filled, (p["stale"] if grey else p[sev]) + p.bar_empty),
         Segment(empty, p.bar_empty if frac is not None else p.dim),
-        Segment(f"{shown:>{TILE_W - len(label) - BAR_W}}", value_style),
-    ], TILE_W)
+        Segment(f"{shown:>{room}}", value_style),
+    ], TILE_W, len(label) + BAR_W + max(room, len(shown)))
 
 
 def _gpu_line(view: NodeView, p: Palette, grey: bool, ascii: bool) -> Line:
@@ -69,27 +79,45 @@ def _gpu_line(view: NodeView, p: Palette, grey: bool, ascii: bool) -> Line:
         return _pad([Segment("GPU ", p.dim), Segment(fmt.NA, p["na"])], TILE_W)
     if not gpus:
         return _pad([Segment("GPU ", p.dim), Segment("none", p.dim)], TILE_W)
-    segs: Line = [Segment("GPU ", p.dim)]
     chars = fmt.ASCII_SPARKS if ascii else fmt.SPARKS
-    shown = gpus[:10]  # a mini-bar per card; more than 10 cards fold into "+N"
-    for g in shown:
+    top = len(chars) - 1
+    lost_ch, lost_style = ("x" if ascii else "✗"), p["stale" if grey else "crit"]
+    na, stale, warn, info, ok = p["na"], p["stale"], p["warn"], p["info"], p["ok"]
+    # One segment per run of cards in the same colour (not one per card): fewer segments to
+    # style, crop and compose on every repaint of a 1,000-tile grid.
+    runs: list[list[Any]] = []
+    for g in gpus[:10]:  # a mini-bar per card; more than 10 cards fold into "+N"
         if g.lost:
-            segs.append(Segment("x" if ascii else "✗", p["stale" if grey else "crit"]))
+            ch, style = lost_ch, lost_style
         elif g.util_pct is None:
-            segs.append(Segment("?", p["na"]))
+            ch, style = "?", na
         else:
-            ch = chars[min(len(chars) - 1, max(0, round(g.util_pct / 100 * (len(chars) - 1))))]
-            hot = g.temp_c is not None and g.temp_c >= (g.temp_slowdown_c - 5 if g.temp_slowdown_c else GPU_HOT_C)
-            sev = "warn" if hot else ("info" if g.util_pct >= GPU_BUSY_PCT else "ok")
-            segs.append(Segment(ch, p["stale" if grey else sev]))
-    if len(gpus) > len(shown):
-        segs.append(Segment(f"+{len(gpus) - len(shown)}", p.dim))
-    used = [g.mem_used_bytes for g in gpus if not g.lost]
-    total = [g.mem_total_bytes for g in gpus if not g.lost]
-    if used and None not in used and None not in total and sum(total):  # type: ignore[arg-type]
-        vram = fmt.pct(100 * sum(used) / sum(total))  # type: ignore[arg-type]
-    else:
-        vram = fmt.NA
+            ch = chars[min(top, max(0, round(g.util_pct / 100 * top)))]
+            if grey:
+                style = stale
+            elif g.temp_c is not None and g.temp_c >= (g.temp_slowdown_c - 5 if g.temp_slowdown_c else GPU_HOT_C):
+                style = warn
+            else:
+                style = info if g.util_pct >= GPU_BUSY_PCT else ok
+        if runs and runs[-1][1] is style:
+            runs[-1][0] += ch
+        else:
+            runs.append([ch, style])
+    segs: Line = [Segment("GPU ", p.dim), *(Segment(text, style) for text, style in runs)]
+    if len(gpus) > 10:
+        segs.append(Segment(f"+{len(gpus) - 10}", p.dim))
+    used = total = 0
+    known = False
+    for g in gpus:
+        if g.lost:
+            continue
+        if g.mem_used_bytes is None or g.mem_total_bytes is None:
+            known = False
+            break
+        used += g.mem_used_bytes
+        total += g.mem_total_bytes
+        known = True
+    vram = fmt.pct(100 * used / total) if known and total else fmt.NA
     right = [Segment("vram ", p.dim), Segment(vram, p["na"] if vram == fmt.NA else (p["stale"] if grey else p.plain))]
     return _two_sided(segs, right, TILE_W)
 
@@ -145,6 +173,7 @@ class _Tile:
     host: str
     sig: tuple[Any, ...]
     lines: list[Line]
+    styled: list[Line] | None = None  # ``lines`` on the widget's own style, as drawn
 
 
 class NodeTiles(ScrollView, can_focus=True):
@@ -172,7 +201,7 @@ class NodeTiles(ScrollView, can_focus=True):
         self.views: list[NodeView] = []
         self.unreachable = False
         self._palette: Palette | None = None
-        self._blank = Strip([Segment(" " * TILE_W)])
+        self._base = Style()
 
     # -- data ---------------------------------------------------------------------------------
 
@@ -223,6 +252,7 @@ class NodeTiles(ScrollView, can_focus=True):
             t.sig = (*tile_signature(v), index == self.cursor)
             t.lines = render_tile(v, self.palette, selected=index == self.cursor,
                                   unreachable=self.unreachable, ascii=self.ascii)
+            t.styled = None
 
     # -- geometry -----------------------------------------------------------------------------
 
@@ -239,27 +269,45 @@ class NodeTiles(ScrollView, can_focus=True):
         self._update_virtual_size()
         self.refresh()
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        base = self.rich_style
+        if base != self._base:  # focus, theme or opacity changed the widget's own style
+            self._base = base
+            for t in self.tiles:
+                t.styled = None
+        return super().render_lines(crop)
+
     def render_line(self, y: int) -> Strip:
         _ = self.palette  # a theme change invalidates every tile (see the property)
         scroll_x, scroll_y = self.scroll_offset
         y += scroll_y
         row, line = divmod(y, STRIDE_Y)
         width = self.size.width
-        base = self.rich_style
+        base = self._base
         if line >= TILE_H:
             return Strip.blank(width, base)
         cols = self.columns
         segs: list[Segment] = []
         start = row * cols
-        for i in range(start, min(start + cols, len(self.tiles))):
+        end = min(start + cols, len(self.tiles))
+        gap = Segment(" " * GAP_X, base)
+        apply = Segment.apply_style
+        for i in range(start, end):
             if i > start:
-                segs.append(Segment(" " * GAP_X))
+                segs.append(gap)
             t = self.tiles[i]
             if not t.sig or not t.lines:  # new data, or invalidated by a theme/reachability change
                 self._rerender(i)
-            segs.extend(t.lines[line])
-        # The widget's own colours underneath, so dim text and blank cells sit on the theme background.
-        return Strip(segs).crop_extend(scroll_x, scroll_x + width, None).apply_style(base)
+            if t.styled is None:
+                # The widget's own colours underneath, so dim text and blank cells sit on the theme
+                # background; applied once per tile render, not once per repaint of every line.
+                t.styled = [list(apply(segs_, base)) for segs_ in t.lines]
+            segs.extend(t.styled[line])
+        length = max(0, (end - start) * STRIDE_X - GAP_X)
+        strip = Strip(segs, length)
+        if scroll_x or length != width:
+            strip = strip.crop_extend(scroll_x, scroll_x + width, base)
+        return strip
 
     # -- cursor ---------------------------------------------------------------------------------
 
