@@ -514,19 +514,36 @@ class WallScreen(DataScreen):
             self.call_after_refresh(self._draw_page, view)
 
     def _banner_content(self, alerts: list[Alert]) -> Content:
+        """CRITICAL in the block font, then each alert's node and cause big enough to read from the door."""
         w = max(20, self.size.width - 8)
+        room = max(6, self.query_one("#banner").size.height or self.size.height // 2)
         word = "CRITICAL" if len(alerts) == 1 else f"{len(alerts)} CRITICAL"
-        k = bigtext.fit_scale([word], w, max(3, self.size.height // 5), max_k=6)
-        lines = [Content.styled(b, "$ct-crit bold") for b in bigtext.render(word, k, self._ascii)]
+        k = bigtext.fit_scale([word], w, max(3, room // 4), max_k=6)
+        lines = [Content.styled(x, "$ct-crit bold") for x in bigtext.render(word, k, self._ascii)]
         if not lines:
             lines = [Content.styled(word, "$ct-crit bold")]
         lines.append(Content(""))
-        for a in alerts[:10]:
+        used = len(lines) + 2
+        shown = 0
+        for a in alerts:
+            where = fmt.node_text(a.node) if a.node else "cluster"
+            # Node text drawn as block characters is still data: it goes in as plain text, never markup.
+            text = f"{where}: {fmt.node_text(a.message, 120)}".upper()
+            ka = max(1, k - 1)
+            while ka > 1 and len(bigtext.wrap(text, ka, w)) * bigtext.size("0", ka)[1] > (room - used) // 2:
+                ka -= 1
+            big = [ln for part in bigtext.wrap(text, ka, w) for ln in bigtext.render(part, ka, self._ascii)]
+            if used + len(big) + 1 > room:
+                break
+            lines.extend(Content.styled(x, "$foreground bold") for x in big)
+            lines.append(Content.assemble(("CRIT ", "$ct-crit bold"), (where, "bold"), "  ",
+                                          fmt.node_text(a.message, w - len(where) - 8)))
+            used += len(big) + 1
+            shown += 1
+        for a in alerts[shown:][:10]:
             where = fmt.node_text(a.node) if a.node else "cluster"
             lines.append(Content.assemble(("CRIT ", "$ct-crit bold"), (where, "bold"), "  ",
                                           fmt.node_text(a.message, w - len(where) - 8)))
-        if len(alerts) > 10:
-            lines.append(Content.styled(f"... and {len(alerts) - 10} more", "dim"))
         lines.append(Content(""))
         lines.append(Content.styled(f"shown until it clears or for {BANNER_S:.0f} s; the pages then rotate again",
                                     "dim"))

@@ -55,6 +55,22 @@ _FONT_ROWS: dict[str, tuple[str, ...]] = {
     "H": ("#.#", "#.#", "###", "#.#", "#.#"),
     "U": ("#.#", "#.#", "#.#", "#.#", "###"),
     "K": ("#.#", "#.#", "##.", "#.#", "#.#"),
+    "F": ("###", "#..", "##.", "#..", "#.."),
+    "J": ("..#", "..#", "..#", "#.#", "###"),
+    "Q": ("###", "#.#", "#.#", "###", "..#"),
+    "V": ("#.#", "#.#", "#.#", "#.#", ".#."),
+    "X": ("#.#", "#.#", ".#.", "#.#", "#.#"),
+    "Y": ("#.#", "#.#", ".#.", ".#.", ".#."),
+    "Z": ("###", "..#", ".#.", "#..", "###"),
+    "(": (".#", "#.", "#.", "#.", ".#"),
+    ")": ("#.", ".#", ".#", ".#", "#."),
+    ",": ("..", "..", "..", ".#", "#."),
+    "_": ("...", "...", "...", "...", "###"),
+    "+": ("...", ".#.", "###", ".#.", "..."),
+    "=": ("...", "###", "...", "###", "..."),
+    "'": ("#", "#", ".", ".", "."),
+    "#": ("#.#", "###", "#.#", "###", "#.#"),
+    "°": ("###", "#.#", "###", "...", "..."),
 }
 FONT: dict[str, tuple[tuple[bool, ...], ...]] = {
     ch: tuple(tuple(c == "#" for c in row) for row in rows) for ch, rows in _FONT_ROWS.items()
@@ -91,6 +107,29 @@ def fit_scale(texts: list[str], width: int, height: int, max_k: int = 12) -> int
         else:
             break
     return best
+
+
+def wrap(text: str, k: int, width: int) -> list[str]:
+    """``text`` split at spaces into lines that fit ``width`` cells at scale ``k`` (long words cut)."""
+    lines: list[str] = []
+    cur = ""
+    for word in text.split():
+        cand = f"{cur} {word}" if cur else word
+        if size(cand, k)[0] <= width:
+            cur = cand
+            continue
+        if cur:
+            lines.append(cur)
+        while size(word, k)[0] > width and len(word) > 1:
+            cut = max(1, len(word) - 1)
+            while cut > 1 and size(word[:cut], k)[0] > width:
+                cut -= 1
+            lines.append(word[:cut])
+            word = word[cut:]
+        cur = word
+    if cur:
+        lines.append(cur)
+    return lines
 
 
 def render(text: str, k: int, ascii: bool = False) -> list[str]:
