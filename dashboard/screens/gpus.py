@@ -187,10 +187,10 @@ class GpusScreen(TableScreen):
             title.update("processes: no GPU selected", layout=False)
         else:
             where = fmt.node_text(f"{item[0].host} GPU {item[1].index}")
-            if procs is None:
-                title.update(Content(f"processes on {where}: N/A (not reported)"), layout=False)
-            else:
-                title.update(Content(f"processes on {where}: {len(procs)}"), layout=False)
+            count = "N/A (not reported)" if procs is None else str(len(procs))
+            # Where the cursor is in the whole list: with thousands of rows, the only place it shows.
+            title.update(Content(f"processes on {where}: {count} · GPU {table.cursor_row + 1} of {table.row_count}"),
+                         layout=False)
         procs_table.sync({str(gp.pid): proc_row(gp) for gp in procs or ()})
 
     @on(LiveTable.RowHighlighted, "#gpus-table")

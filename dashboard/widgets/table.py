@@ -118,7 +118,7 @@ class LiveTable(ScrollView, can_focus=True):
     """
 
     class RowHighlighted(Message):
-        """The cursor is on another row (moved, or its row went away)."""
+        """The cursor is on another row, or its row moved (a sort, rows added or gone above it)."""
 
         def __init__(self, table: LiveTable, key: str | None, index: int) -> None:
             super().__init__()
@@ -204,7 +204,7 @@ class LiveTable(ScrollView, can_focus=True):
         """After the rows or their order changed: keep the cursor on its row's key, build the rows
         in view, and repaint what changed (``rebuild``: cells may differ for the same key)."""
         n = len(self._keys)
-        old_key = self._cursor_key
+        old_key, old_row = self._cursor_key, self.cursor_row
         if old_key is not None and 0 <= self.cursor_row < n and self._keys[self.cursor_row] == old_key:
             row = self.cursor_row
         else:
@@ -239,7 +239,7 @@ class LiveTable(ScrollView, can_focus=True):
             if widths != self._widths:
                 self._full_refresh()
         self._refresh_changed()
-        if self._cursor_key != old_key:
+        if self._cursor_key != old_key or self.cursor_row != old_row:
             self.post_message(self.RowHighlighted(self, self._cursor_key, self.cursor_row))
 
     def _render(self, item: Any) -> list[_Cell]:
@@ -277,6 +277,10 @@ class LiveTable(ScrollView, can_focus=True):
     @property
     def cursor_item(self) -> Any:
         return self._items[self.cursor_row] if self._keys else None
+
+    def item_at(self, index: int) -> Any:
+        """The screen's record shown at ``index`` (display order)."""
+        return self._items[index]
 
     def get_row_at(self, index: int) -> list[Text]:
         return self._cells(self._items[index])
