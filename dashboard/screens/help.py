@@ -15,7 +15,7 @@ KEYS = [
     ("v", "network: show or hide virtual and loopback NICs"),
     ("arrows, enter", "move, open the selected node"),
     ("click", "open a node (tile or row); click a column header to sort"),
-    ("/", "filter the nodes table (Esc clears)"),
+    ("/", "filter the nodes or GPUs table (Esc clears)"),
     ("s / S", "sort by the next column / reverse"),
     ("escape", "back"),
     ("ctrl+p", "command palette: go to node, screens, themes"),
