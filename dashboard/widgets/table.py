@@ -300,7 +300,7 @@ class LiveTable(ScrollView, can_focus=True):
         else:
             self.sort_column, self.sort_reverse = column, False
         self._order()
-        self._settle(rebuild=False)
+        self._settle(rebuild=True)
         self._full_refresh()
 
     # -- cursor ---------------------------------------------------------------------------------
@@ -378,6 +378,13 @@ class LiveTable(ScrollView, can_focus=True):
             else:
                 self.move_cursor(row)
             event.stop()
+
+    def on_resize(self, event: events.Resize) -> None:
+        # Build the rows now in view before they are painted, so the columns are as wide as
+        # their cells from the first frame on (not one frame later).
+        if self._keys:
+            self._settle(rebuild=True)
+            self._full_refresh()
 
     # -- painting -------------------------------------------------------------------------------
 
