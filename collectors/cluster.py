@@ -49,7 +49,8 @@ class Totals:
     net_tx_bytes_s: float | None = None
     bonds_total: int | None = None
     bonds_degraded: int | None = None
-    ceph_status: str | None = None
+    ceph_status: str | None = None  # None: not configured, or unreachable (see ceph_unreachable)
+    ceph_unreachable: bool = False
     tasks_queued: int | None = None
     workers_online: int | None = None
     pods_running: int | None = None
@@ -178,6 +179,8 @@ def _cluster_totals(t: Totals, cluster: dict[str, schema.ClusterPayload]) -> Non
     ceph = cluster.get("ceph")
     if ceph is not None and ceph.ceph is not None:
         t.ceph_status = ceph.ceph.status if ceph.ok else None
+    if ceph is not None and not ceph.ok:
+        t.ceph_unreachable = True
     for q in queue_payloads(cluster):
         if q.queues is not None:
             depths = [x.depth for x in q.queues.queues or () if x.depth is not None]
@@ -290,9 +293,20 @@ def _cluster_alerts(cluster: dict[str, schema.ClusterPayload], now: float | None
             age = f", last good data {_age(now - ceph.last_ok_ts)} ago" if now and ceph.last_ok_ts else ""
             out.append(Alert("critical", "ceph", None, "ceph", f"{_ceph_error(ceph.error)}{age}"))
         elif ceph.ceph is not None:
+            down_osds = [o for o in ceph.ceph.osds or () if o.up is False]
             for c in ceph.ceph.checks or ():
                 sev = "critical" if c.severity == "HEALTH_ERR" else "warning"
-                out.append(Alert(sev, "ceph", None, c.code, f"Ceph {c.code}: {c.message or ''}".rstrip(": ")))
+                if c.code == "OSD_DOWN" and down_osds:
+                    # One alert per OSD, on its host: "which disk, which box" is what the operator needs.
+                    for o in down_osds:
+                        where = f" on {o.host}" if o.host else ""
+                        out.append(Alert(sev, "ceph", o.host, f"osd.{o.id}",
+                                         f"Ceph OSD_DOWN: osd.{o.id}{where} is down"))
+                    continue
+                msg = f"Ceph {c.code}: {c.message or ''}".rstrip(": ")
+                if c.detail and c.code != "PG_DEGRADED":  # pg lists are noise; OSD/pool names are not
+                    msg += " (" + "; ".join(c.detail[:2]) + (", …" if len(c.detail) > 2 else "") + ")"
+                out.append(Alert(sev, "ceph", None, c.code, msg))
     for q in queue_payloads(cluster):
         if q.queues is None:
             continue

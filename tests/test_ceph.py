@@ -324,7 +324,7 @@ def test_degraded_cluster_osd_down_and_pg_degraded(mgr: FakeMgr, password_file: 
 
     alerts = cluster._cluster_alerts({"ceph": schema.ClusterPayload(name="ceph", ok=True, ceph=c)}, None)
     assert [(a.severity, a.subject, a.message) for a in alerts] == [
-        ("warning", "OSD_DOWN", "Ceph OSD_DOWN: 1 osds down"),
+        ("warning", "osd.2", "Ceph OSD_DOWN: osd.2 on vm is down"),
         ("warning", "PG_DEGRADED",
          "Ceph PG_DEGRADED: Degraded data redundancy: 13/39 objects degraded (33.333%), 9 pgs degraded"),
     ]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
 import redis
 
 from agents.publisher import Publisher, hist_point
@@ -114,3 +113,19 @@ def test_history_point_is_compact_and_counts_each_byte_once() -> None:
     hp = hist_point(snap)
     assert hp.rx == 300.0 and hp.tx == 30.0 and hp.gu == [50, 50]
     assert len(wire.encode(hp)) < 120
+
+
+def test_ceph_unreachable_is_a_total_and_down_osds_are_named() -> None:
+    down = schema.Ceph(status="HEALTH_WARN", checks=[schema.HealthCheck(code="OSD_DOWN", severity="HEALTH_WARN",
+                                                                        message="1 osds down")],
+                       osds=[schema.CephOsd(id=0, host="gpu01", up=True), schema.CephOsd(id=7, host="gpu03", up=False)])
+    t = summarize([], {"ceph": schema.ClusterPayload(name="ceph", ok=True, ceph=down)})
+    assert t.ceph_status == "HEALTH_WARN" and not t.ceph_unreachable
+    [a] = alerts([], {"ceph": schema.ClusterPayload(name="ceph", ok=True, ceph=down)}, 0.0)
+    assert (a.node, a.subject, a.message) == ("gpu03", "osd.7", "Ceph OSD_DOWN: osd.7 on gpu03 is down")
+    gone = schema.ClusterPayload(name="ceph", ok=False, error="Ceph unreachable: all mgr URLs failed", ceph=down,
+                                 last_ok_ts=100.0)
+    t = summarize([], {"ceph": gone})
+    assert t.ceph_status is None and t.ceph_unreachable  # never a healthy-looking stale status
+    [a] = alerts([], {"ceph": gone}, 220.0)
+    assert a.severity == "critical" and a.message.endswith("last good data 2m ago")

@@ -32,7 +32,9 @@ def _join(groups: list[list[Part]]) -> Content:
 def totals_line(t: Totals) -> Content:
     """"5/15 nodes up · 10 GPUs 7 busy · 88 % GPU util · 72/110 GiB VRAM · 1.9 kW · ..."."""
     g: list[list[Part]] = [[(f"{t.nodes_up}/{t.nodes_total}", "bold"), " nodes up"]]
-    if t.gpus_total is not None:
+    if t.gpus_total == 0:
+        g.append(["no GPUs"])  # every reporting node checked and has none: not "N/A", not zeros
+    elif t.gpus_total is not None:
         busy: list[Part] = [(str(t.gpus_total), "bold"), " GPUs ", _v(fmt.num(t.gpus_busy)), " busy"]
         if t.gpus_lost:
             busy.append((f" {t.gpus_lost} lost", "$ct-crit"))
@@ -51,6 +53,8 @@ def totals_line(t: Totals) -> Content:
     if t.ceph_status is not None:
         sev = {"HEALTH_OK": "$ct-ok", "HEALTH_WARN": "$ct-warn"}.get(t.ceph_status, "$ct-crit")
         g.append(["Ceph ", (fmt.node_text(t.ceph_status, 20), sev)])
+    elif t.ceph_unreachable:
+        g.append(["Ceph ", ("unreachable", "$ct-crit bold")])
     if t.bonds_total:  # "bonds 15 ok / 1 degraded": only where some node reports bonds
         bad = t.bonds_degraded or 0
         bonds: list[Part] = [f"bonds {t.bonds_total - bad} ok"]
