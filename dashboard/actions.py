@@ -1,0 +1,666 @@
+"""Provides the one guarded place where the dashboard acts on the cluster.
+
+Keys and dialogs only *ask*; everything that changes something runs through ``Actions.execute``:
+it re-checks read-only mode at the moment of execution (a binding hidden in the footer is not a
+guarantee: a command palette entry, a test, or a stale dialog could still call in), runs the
+blocking call in a thread worker (the UI never waits on Redis, the API server or a broker), writes
+the audit entry for what the dashboard does itself (Kubernetes, Celery, Dask) and reports the
+outcome as a notification. Signed commands to agents are audited by the agent that acts on them.
+
+Heavy clients (kubernetes, celery, httpx) are imported only when an action needs them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from textual.content import Content
+
+from collectors import commands_client as cc
+from collectors import schema, wire
+from dashboard import fmt
+from dashboard.source import describe_error
+
+#: How to get an operator key, for anyone who pressed a process key without one.
+NO_KEY_HELP = ("No operator key: commands to agents must be signed. Create one with "
+               "`clustertop keygen --out DIR --name NAME`, list DIR/NAME.pub in each agent's [security] "
+               "operator_keys, then start the dashboard with --key DIR/NAME.key (or CLUSTERTOP_KEY).")
+#: Audit entries the audit screen reads (XREVRANGE COUNT): the tail, never the whole stream.
+AUDIT_TAIL = 200
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    text: str  # one line, for the notification and the audit trail
+    audited: bool = False  # an agent already wrote the audit entry (signed commands)
+    command_id: str | None = None
+
+
+@dataclass
+class Done:
+    """One finished action, kept for the audit screen's "this session" note and for tests."""
+
+    action: str
+    target: str
+    outcome: Outcome
+    ts: float
+
+
+class Actions:
+    """Job control for one app. ``actions_of(app)`` makes it on first use."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.done: list[Done] = []
+        self._client: Any = None
+        self._k8s: Any = None
+        self._celery: Any = None
+        self._lock = threading.Lock()
+        #: can_i answers (action -> allowed), None until asked; asked once per session in a worker.
+        self.k8s_allowed: dict[str, bool] | None = None
+        self.k8s_allowed_error: str | None = None
+        self._asked_k8s = False
+
+    # -- policy ---------------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> Any:
+        return self.app.settings
+
+    @property
+    def read_only(self) -> bool:
+        return bool(self.settings.effective_read_only)
+
+    def allowed(self, what: str) -> bool:
+        """The check at the key: False (and a notification saying so) in read-only mode."""
+        if self.read_only:
+            self.notify(f"read-only: {what} refused", "error")
+            return False
+        return True
+
+    def operator(self) -> str:
+        return self.settings.operator or cc.default_operator()
+
+    def notify(self, text: str, severity: str = "information", title: str = "") -> None:
+        # markup=False: the text carries node and pod names (data, never markup).
+        self.app.notify(fmt.node_text(text, 600), title=title, severity=severity, markup=False,
+                        timeout=8 if severity == "error" else 5)
+
+    def _notify_from_thread(self, text: str, severity: str = "information", title: str = "") -> None:
+        self.app.call_from_thread(self.notify, text, severity, title)
+
+    # -- execution ------------------------------------------------------------------------------
+
+    def execute(self, action: str, target: str, fn: Callable[[], Outcome]) -> None:
+        """Run ``fn`` in a thread worker; re-check read-only there; audit; notify."""
+        def run() -> None:
+            if self.read_only:  # the guard at the point of execution
+                self._notify_from_thread(f"read-only: {action} {target} refused", "error", "refused")
+                return
+            try:
+                out = fn()
+            except Exception as e:  # noqa: BLE001 - the operator gets the reason, never a traceback
+                out = Outcome(False, f"failed: {describe_error(e)}")
+            if not out.audited:
+                try:
+                    self.write_audit(action, target, out)
+                except Exception as e:  # noqa: BLE001 - the action happened; say the trail did not
+                    out.text += f" (audit entry not written: {describe_error(e)})"
+            self.app.call_from_thread(self._finished, action, target, out)
+
+        self.app.run_worker(run, thread=True, group="actions", exit_on_error=False, name=f"{action} {target}")
+
+    def _finished(self, action: str, target: str, out: Outcome) -> None:
+        self.done.append(Done(action, target, out, time.time()))
+        self.notify(out.text, "information" if out.ok else "error", title=action)
+        refresh = getattr(self.app, "refresh_now", None)
+        if refresh is not None:
+            refresh()  # show the effect on the next read instead of a second later
+
+    def background(self, fn: Callable[[], None], name: str) -> None:
+        """A read-only helper call (previews, logs, permission checks) in a thread worker."""
+        self.app.run_worker(fn, thread=True, group="action-reads", exit_on_error=False, name=name)
+
+    # -- clients (worker threads only) ------------------------------------------------------------
+
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = self.app.source.client_factory()
+            return self._client
+
+    def key(self) -> Any:
+        from collectors import signing
+
+        path = self.settings.operator_key
+        if not path:
+            raise KeyError(NO_KEY_HELP)
+        return signing.load_private(os.path.expanduser(path))
+
+    def k8s(self) -> Any:
+        with self._lock:
+            if self._k8s is None:
+                from collectors.k8s_control import K8sControl
+
+                self._k8s = K8sControl(self.settings.kubeconfig, self.settings.k8s_context)
+            return self._k8s
+
+    def celery(self) -> Any:
+        with self._lock:
+            if self._celery is None:
+                if not self.settings.celery_broker:
+                    raise RuntimeError("no Celery broker configured (--celery-broker URL or CLUSTERTOP_CELERY_BROKER)")
+                from collectors.celery_control import CeleryControl
+
+                self._celery = CeleryControl(self.settings.celery_broker)
+            return self._celery
+
+    def close(self) -> None:
+        for c in (self._k8s, self._celery):
+            if c is not None:
+                try:
+                    c.close()
+                except Exception:  # noqa: BLE001 - closing on the way out
+                    pass
+
+    # -- audit ------------------------------------------------------------------------------------
+
+    def write_audit(self, action: str, target: str, out: Outcome) -> None:
+        result = "ok" if out.ok else (out.text if out.text.startswith(("refused", "failed")) else f"failed: {out.text}")
+        entry = schema.AuditEntry(ts=time.time(), actor=self.operator()[:200], action=action[:40],
+                                  target=target[:300], result=result[:500], where="dashboard",
+                                  command_id=out.command_id)
+        self.client().xadd(wire.AUDIT_KEY, {"a": wire.encode(entry)}, maxlen=wire.AUDIT_MAXLEN, approximate=True)
+
+    def audit_tail(self, count: int = AUDIT_TAIL) -> list[schema.AuditEntry]:
+        """The newest ``count`` audit entries, newest first (one bounded XREVRANGE). Worker thread."""
+        out = []
+        for _id, fields in self.client().xrevrange(wire.AUDIT_KEY, count=count):
+            data = fields.get(b"a", fields.get("a")) if isinstance(fields, dict) else None
+            try:
+                out.append(wire.decode(data, schema.AuditEntry))
+            except wire.WireError:
+                continue  # one garbled entry must not hide the rest
+        return out
+
+    # -- signed commands to agents ------------------------------------------------------------------
+
+    def _submit(self, cmd: schema.Command) -> Outcome:
+        key = self.key()
+        res = cc.submit(self.client(), key, [cmd], self.settings.action_timeout_s)[cmd.id]
+        if res is None:
+            return Outcome(False, f"{cmd.node}: no answer within {self.settings.action_timeout_s:g} s "
+                                  "(agent down, or not reading commands)", command_id=cmd.id)
+        return Outcome(res.ok, result_line(res), audited=True, command_id=cmd.id)
+
+    def signal(self, node: str, pid: int, start_ts: float, sig: str, cmdline: str | None = None) -> Outcome:
+        cmd = cc.build(node, "signal", cc.signal_args(pid, start_ts, sig, False, cmdline), operator=self.operator())
+        return self._submit(cmd)
+
+    def launch(self, template: str, nodes: list[str], params: dict[str, Any]) -> Outcome:
+        key = self.key()
+        cmds = cc.launch_commands(template, nodes, params, operator=self.operator())
+        got = cc.submit(self.client(), key, cmds, self.settings.action_timeout_s)
+        lines, ok = [], True
+        for c in cmds:
+            res = got[c.id]
+            if res is None:
+                ok = False
+                lines.append(f"{c.node}: no answer within {self.settings.action_timeout_s:g} s")
+            else:
+                ok = ok and res.ok
+                lines.append(result_line(res))
+        # Every node that answered audited its own part; a silent node is audited here (below).
+        answered = all(got[c.id] is not None for c in cmds)
+        return Outcome(ok, "; ".join(lines), audited=answered, command_id=cmds[0].id if cmds else None)
+
+    def stop_task(self, node: str, task_id: str) -> Outcome:
+        return self._submit(cc.build(node, "stop", {"task": task_id}, operator=self.operator()))
+
+    # -- Kubernetes ---------------------------------------------------------------------------------
+
+    def check_k8s(self, on_done: Callable[[], None] | None = None) -> None:
+        """Ask can_i once per session (cached): keys the operator may not use are hidden."""
+        if self._asked_k8s:
+            return
+        self._asked_k8s = True
+
+        def ask() -> None:
+            try:
+                allowed = self.k8s().allowed_actions()
+                err = None
+            except Exception as e:  # noqa: BLE001 - unknown permissions: keys stay, the action says why
+                allowed, err = None, describe_error(e)
+            def store() -> None:
+                self.k8s_allowed, self.k8s_allowed_error = allowed, err
+                if on_done is not None:
+                    on_done()
+            self.app.call_from_thread(store)
+
+        self.background(ask, "kubernetes can-i")
+
+    def k8s_may(self, action: str) -> bool:
+        """False only when Kubernetes said no; unknown (not asked yet, API down) is not a refusal."""
+        return self.k8s_allowed is None or self.k8s_allowed.get(action, True)
+
+    def delete_pod(self, namespace: str, name: str) -> Outcome:
+        imp = self.k8s().delete_pod(namespace, name)
+        return Outcome(True, f"deleted pod {namespace}/{name}: {imp.consequence}")
+
+    def delete_job(self, namespace: str, name: str) -> Outcome:
+        imp = self.k8s().delete_job(namespace, name)
+        return Outcome(True, f"deleted job {namespace}/{name}: {imp.consequence}")
+
+    def scale(self, namespace: str, name: str, replicas: int) -> Outcome:
+        before, after = self.k8s().scale_deployment(namespace, name, replicas)
+        return Outcome(True, f"scaled deployment {namespace}/{name} from {fmt.num(before)} to {after}")
+
+    def create_job(self, plan: Any) -> Outcome:
+        made = self.k8s().create_job(plan)
+        return Outcome(True, f"created job {made.namespace}/{made.name}")
+
+    # -- Celery and Dask ------------------------------------------------------------------------------
+
+    def revoke(self, task_id: str, terminate: bool) -> Outcome:
+        r = self.celery().revoke(task_id, terminate=terminate)
+        return Outcome(r.ok, r.text)
+
+    def pool(self, worker: str, delta: int) -> Outcome:
+        c = self.celery()
+        r = c.pool_grow(worker, delta) if delta > 0 else c.pool_shrink(worker, -delta)
+        return Outcome(r.ok, r.text)
+
+    def retire(self, worker: str) -> Outcome:
+        if not self.settings.dask_scheduler:
+            raise RuntimeError("no Dask scheduler configured (--dask-scheduler URL or CLUSTERTOP_DASK_SCHEDULER)")
+        from collectors.dask_control import retire_worker
+
+        r = retire_worker(self.settings.dask_scheduler, worker)
+        return Outcome(r.ok, r.text)
+
+
+    # -- asking (UI thread): dialogs first, then ``execute`` ------------------------------------------
+
+    def confirm(self, title: str, body: Content, label: str, then: Callable[[], None]) -> None:
+        from dashboard.dialogs.confirm import ConfirmDialog
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                then()
+
+        self.app.push_screen(ConfirmDialog(title, body, label), answered)
+
+    def ask_signal(self, node: str, proc: schema.Proc | schema.GpuProc | None, sig: str) -> None:
+        what = "terminate" if sig == "TERM" else "kill"
+        if not self.allowed(f"{what} process"):
+            return
+        if proc is None:
+            self.notify("no process selected", "warning")
+            return
+        if not self.settings.operator_key:
+            self.notify(NO_KEY_HELP, "error", title="no operator key")
+            return
+        if proc.start_ts is None:
+            self.notify(f"pid {proc.pid} on {node} has no start time in the snapshot: it cannot be told apart "
+                        "from a reused pid, so it is not signalled", "error")
+            return
+        state = self.app.view.state
+        nv = state.node(node) if state is not None else None
+        k8s = state.cluster.get("kubernetes") if state is not None else None
+        pods = k8s.kubernetes.pods if k8s is not None and k8s.kubernetes is not None else None
+        loss = kill_loss(proc, nv.snap if nv is not None else None, sig, pods)
+        body = signal_body(node, proc, sig, loss)
+        target = f"{node} pid {proc.pid}"
+        start_ts, cmdline = proc.start_ts, None
+        self.confirm(f"{what.capitalize()} pid {proc.pid} on {fmt.node_text(node, 60)}?", body,
+                     "Terminate" if sig == "TERM" else "Kill (SIGKILL)",
+                     lambda: self.execute("signal", target, lambda: self.signal(node, proc.pid, start_ts, sig, cmdline)))
+
+    def ask_pick_process(self, node: str, sig: str) -> None:
+        """k / K on the node screen: choose one of the node's processes (top by CPU, then GPU ones)."""
+        from dashboard.dialogs.pick import PickDialog
+
+        if not self.allowed("terminate process" if sig == "TERM" else "kill process"):
+            return
+        procs = node_processes(self.app.view.state, node)
+        if not procs:
+            self.notify(f"{node}: no processes in its latest snapshot", "warning")
+            return
+        options = [(str(p.pid), Content.assemble((f"{p.pid:>8} ", "bold"), f"{fmt.node_text(p.user, 12):<12} ",
+                                                  (f"{owner_words(p.owner)[:30]:<30} ", "dim"),
+                                                  fmt.node_text(p.cmdline or p.name, 60))) for p in procs]
+        by_pid = {str(p.pid): p for p in procs}
+
+        def picked(pid: str | None) -> None:
+            if pid is not None:
+                self.ask_signal(node, by_pid.get(pid), sig)
+
+        what = "terminate (TERM)" if sig == "TERM" else "kill (KILL)"
+        self.app.push_screen(PickDialog(f"Which process on {fmt.node_text(node, 60)} to {what}?", options), picked)
+
+    def ask_stop_task(self, node: str, task: schema.Task) -> None:
+        if not self.allowed("stop task"):
+            return
+        if not self.settings.operator_key:
+            self.notify(NO_KEY_HELP, "error", title="no operator key")
+            return
+        job = f" (job {task.job} rank {task.rank}: the other ranks keep running)" if task.job else ""
+        body = fields([("node", node), ("task", task.id), ("template", task.template),
+                       ("command", " ".join(task.argv or []) or fmt.NA),
+                       ("loses", f"TERM to its process group, KILL after a grace period{job}")])
+        self.confirm(f"Stop task {task.id} on {fmt.node_text(node, 60)}?", body, "Stop task",
+                     lambda: self.execute("stop", f"{node} task {task.id}", lambda: self.stop_task(node, task.id)))
+
+    def ask_delete(self, kind: str, namespace: str, name: str) -> None:
+        """ctrl+d on a pod or a Job: the impact from the API server first, then the dialog."""
+        key = "delete_pod" if kind == "Pod" else "delete_job"
+        if not self.allowed(f"delete {kind.lower()}"):
+            return
+        if not self.k8s_may(key):
+            self.notify(f"Kubernetes says you may not delete {kind.lower()}s here", "error")
+            return
+
+        def preview() -> None:
+            try:
+                ctl = self.k8s()
+                imp = (ctl.preview_delete_pod if kind == "Pod" else ctl.preview_delete_job)(namespace, name)
+            except Exception as e:  # noqa: BLE001
+                self._notify_from_thread(f"cannot delete {namespace}/{name}: {describe_error(e)}", "error")
+                return
+            self.app.call_from_thread(self._confirm_delete, kind, namespace, name, imp.text())
+
+        self.background(preview, f"preview delete {namespace}/{name}")
+
+    def _confirm_delete(self, kind: str, namespace: str, name: str, impact: str) -> None:
+        body = fields([("kind", kind), ("name", f"{namespace}/{name}"), ("impact", impact)])
+        action = "k8s.delete_pod" if kind == "Pod" else "k8s.delete_job"
+        fn = (lambda: self.delete_pod(namespace, name)) if kind == "Pod" else (lambda: self.delete_job(namespace, name))
+        self.confirm(f"Delete {kind.lower()} {fmt.node_text(namespace, 60)}/{fmt.node_text(name, 80)}?", body,
+                     f"Delete {kind.lower()}", lambda: self.execute(action, f"{namespace}/{name}", fn))
+
+    def ask_logs(self, namespace: str, name: str) -> None:
+        from dashboard.dialogs.logs import LogsViewer
+
+        if not self.allowed("pod logs"):
+            return
+        viewer = LogsViewer(f"logs of pod {fmt.node_text(namespace, 60)}/{fmt.node_text(name, 80)} (last 200 lines)")
+        self.app.push_screen(viewer)
+
+        def fetch() -> None:
+            try:
+                text = self.k8s().pod_logs(namespace, name)
+            except Exception as e:  # noqa: BLE001 - no kubelet, no permission, API down: said in the viewer
+                msg = str(e) if type(e).__name__ == "K8sControlError" else describe_error(e)
+                self.app.call_from_thread(viewer.show_error, msg)
+                return
+            self.app.call_from_thread(viewer.show_text, text)
+
+        self.background(fetch, f"logs {namespace}/{name}")
+
+    def ask_scale(self, namespace: str, name: str, current: int | None) -> None:
+        from dashboard.dialogs.prompt import ScalePrompt
+
+        if not self.allowed("scale"):
+            return
+        if not self.k8s_may("scale_deployment"):
+            self.notify("Kubernetes says you may not scale deployments here", "error")
+            return
+        body = fields([("deployment", f"{namespace}/{name}"), ("replicas now", fmt.num(current))])
+
+        def answered(n: int | None) -> None:
+            if n is not None:
+                self.execute("k8s.scale", f"{namespace}/{name} to {n}", lambda: self.scale(namespace, name, n))
+
+        self.app.push_screen(ScalePrompt(f"Scale {fmt.node_text(namespace, 60)}/{fmt.node_text(name, 80)}", body,
+                                         current), answered)
+
+    def ask_revoke(self, worker: str, task: schema.WorkerTask, terminate: bool) -> None:
+        if not self.allowed("revoke task"):
+            return
+        what = "revoke and terminate" if terminate else "revoke"
+        loses = ("the running task is killed (SIGTERM to its pool process): its work so far is lost" if terminate
+                 else "queued copies are dropped; a copy already running finishes")
+        body = fields([("worker", worker), ("task", task.id), ("name", task.name or fmt.NA),
+                       ("running", fmt.duration(task.runtime_s)), ("args", task.args or fmt.NA), ("loses", loses)])
+        self.confirm(f"{what.capitalize()} task {fmt.node_text(task.id, 60)}?", body,
+                     "Terminate" if terminate else "Revoke",
+                     lambda: self.execute("celery.terminate" if terminate else "celery.revoke", f"{worker} {task.id}",
+                                          lambda: self.revoke(task.id, terminate)))
+
+    def ask_pool(self, worker: str, delta: int, size: int | None) -> None:
+        if not self.allowed("pool resize"):
+            return
+        # Growing or shrinking by one is cheap to undo: no dialog, but audited like everything else.
+        self.execute("celery.pool_grow" if delta > 0 else "celery.pool_shrink",
+                     f"{worker} (pool {fmt.num(size)})", lambda: self.pool(worker, delta))
+
+    def ask_retire(self, worker: str, processing: int | None) -> None:
+        if not self.allowed("retire worker"):
+            return
+        body = fields([("worker", worker), ("processing", fmt.num(processing)),
+                       ("loses", "its data moves to the other workers, then it closes; "
+                                 "tasks it is processing are rescheduled")])
+        self.confirm(f"Retire Dask worker {fmt.node_text(worker, 60)}?", body, "Retire",
+                     lambda: self.execute("dask.retire", worker, lambda: self.retire(worker)))
+
+    def ask_launch(self) -> None:
+        from dashboard.dialogs.launcher import LauncherDialog
+
+        if not self.allowed("launch"):
+            return
+        choices, notes = node_choices(self.app.view.state), []
+        if not self.settings.operator_key:
+            notes.append("no operator key: node templates cannot be launched (" + NO_KEY_HELP + ")")
+        directory = self.settings.k8s_templates
+
+        def collect() -> None:
+            more, errs = k8s_choices(directory) if directory else ([], [])
+            self.app.call_from_thread(lambda: self.app.push_screen(
+                LauncherDialog(choices + more, notes + errs), self._launch_requested))
+
+        self.background(collect, "launcher templates")
+
+    def _launch_requested(self, req: Any) -> None:
+        if req is None:
+            return
+        c = req.choice
+        if c.kind == "node":
+            if not self.settings.operator_key:
+                self.notify(NO_KEY_HELP, "error", title="no operator key")
+                return
+            job = "one job, ranks in this order" if len(req.nodes) > 1 else "one task"
+            body = fields([("template", c.name), ("nodes", ", ".join(req.nodes) + f" ({job})"),
+                           ("params", ", ".join(f"{k}={v}" for k, v in req.params.items()) or "defaults")])
+            self.confirm(f"Launch {fmt.node_text(c.name, 60)}?", body, "Launch",
+                         lambda: self.execute("launch", f"{c.name} on {','.join(req.nodes)}",
+                                              lambda: self.launch(c.name, req.nodes, req.params)))
+            return
+
+        def dry_run() -> None:
+            from collectors.k8s_control import parse_param_text
+
+            try:
+                params = {k: parse_param_text(v) for k, v in req.params.items()}
+                plan = self.k8s().prepare_job(c.path, params)
+            except Exception as e:  # noqa: BLE001
+                msg = str(e) if "K8sControlError" in type(e).__name__ or "TemplateError" in type(e).__name__ else \
+                    describe_error(e)
+                self._notify_from_thread(f"dry run refused: {msg}", "error", "launch")
+                return
+            self.app.call_from_thread(self._confirm_job, plan)
+
+        self.background(dry_run, f"dry run {c.name}")
+
+    def _confirm_job(self, plan: Any) -> None:
+        spec = (plan.preview.get("spec") or {}).get("template", {}).get("spec", {})
+        containers = spec.get("containers") or []
+        images = ", ".join(str(c.get("image")) for c in containers) or fmt.NA
+        gpus = sum(_gpu_limit(c) for c in containers)
+        body = fields([("job", f"{plan.namespace}/{plan.name}"), ("dry run", "accepted by the API server"),
+                       ("images", images), ("GPUs", str(gpus)),
+                       ("params", ", ".join(f"{k}={v}" for k, v in plan.params.items()) or "none")])
+        self.confirm(f"Create job {fmt.node_text(plan.namespace, 60)}/{fmt.node_text(plan.name, 80)}?", body,
+                     "Create job", lambda: self.execute("k8s.create_job", f"{plan.namespace}/{plan.name}",
+                                                        lambda: self.create_job(plan)))
+
+
+def _gpu_limit(container: dict[str, Any]) -> int:
+    value = str(((container.get("resources") or {}).get("limits") or {}).get("nvidia.com/gpu", 0))
+    return int(value) if value.isdigit() else 0
+
+
+def node_processes(state: Any, node: str) -> list[schema.Proc | schema.GpuProc]:
+    """A node's processes as its snapshot shows them: top ones by CPU, then GPU ones not among them."""
+    v = state.node(node) if state is not None else None
+    snap = v.snap if v is not None else None
+    if snap is None:
+        return []
+    out: list[schema.Proc | schema.GpuProc] = sorted((snap.system.procs if snap.system else None) or [],
+                                                     key=lambda p: -(p.cpu_pct or 0))
+    seen = {p.pid for p in out}
+    for g in snap.gpus or ():
+        for gp in g.procs or ():
+            if gp.pid not in seen:
+                seen.add(gp.pid)
+                out.append(gp)
+    return out
+
+
+def node_choices(state: Any) -> list[Any]:
+    """Launcher entries from the agents' snapshots: one per template name, with the nodes offering it."""
+    from dashboard.dialogs.launcher import Choice
+
+    out: dict[str, Choice] = {}
+    for v in state.nodes if state is not None else ():
+        if v.state != "up" or v.snap is None:
+            continue
+        for t in v.snap.templates or ():
+            c = out.setdefault(t.name, Choice("node", t.name, t.description, dict(t.params)))
+            c.nodes.append(v.host)
+    return [out[k] for k in sorted(out)]
+
+
+def k8s_choices(directory: str) -> tuple[list[Any], list[str]]:
+    """Job templates (*.yaml, *.yml) in ``directory`` with their placeholders; unreadable ones as notes."""
+    from collectors.k8s_control import load_template, placeholders
+    from dashboard.dialogs.launcher import Choice
+
+    out, errs = [], []
+    try:
+        names = sorted(n for n in os.listdir(os.path.expanduser(directory)) if n.endswith((".yaml", ".yml")))
+    except OSError as e:
+        return [], [f"Job templates {directory}: {e.strerror}"]
+    for n in names:
+        path = os.path.join(os.path.expanduser(directory), n)
+        try:
+            tpl = load_template(path)
+        except Exception as e:  # noqa: BLE001 - one bad file is listed, the rest still offered
+            errs.append(str(e))
+            continue
+        out.append(Choice("k8s", n.rsplit(".", 1)[0], f"Kubernetes Job ({n})",
+                          {p: "text" for p in sorted(placeholders(tpl))}, path=path))
+    return out, errs
+
+
+def actions_of(app: Any) -> Actions:
+    """The app's Actions, made on first use (tests build apps without any job control)."""
+    acts = app.__dict__.get("_ct_actions")
+    if acts is None:
+        acts = app.__dict__["_ct_actions"] = Actions(app)
+    return acts  # type: ignore[no-any-return]
+
+
+def result_line(res: schema.CommandResult) -> str:
+    """An agent's answer in one line (the same words as ``clustertop kill|launch``)."""
+    if not res.ok:
+        return f"{res.node}: {res.status}: {res.reason}"
+    d = res.data or {}
+    if res.verb == "signal":
+        what = f"process group {d.get('pgid')}" if d.get("group") else f"pid {d.get('pid')}"
+        return f"{res.node}: sent {d.get('signal')} to {what} (user {d.get('user')})"
+    if res.verb == "launch":
+        t = res.tasks[0] if res.tasks else None
+        job = f" job {t.job} rank {t.rank}" if t and t.job else ""
+        return f"{res.node}: launched {d.get('template')} as task {d.get('task')} (pid {d.get('pid')}){job}"
+    if res.verb == "stop":
+        return f"{res.node}: stopping task {d.get('task')}"
+    return f"{res.node}: {res.verb} done"
+
+
+# ---------------------------------------------------------------------------------------------
+# What a kill loses, in words (pure: tested without an app)
+# ---------------------------------------------------------------------------------------------
+
+
+def kill_loss(proc: schema.Proc | schema.GpuProc, snap: schema.NodeSnapshot | None, sig: str,
+              pods: list[schema.K8sPod] | None = None) -> str:
+    """What terminating (TERM) or killing (KILL) ``proc`` costs, from what the snapshot says about it."""
+    o = proc.owner
+    parts: list[str] = []
+    task = _task_of(proc.pid, snap)
+    if task is not None:
+        job = f" (job {task.job}, rank {task.rank}: the other ranks may stall or fail)" if task.job else ""
+        parts.append(f"task {task.id} from template {task.template}{job}: its output so far stays in the log")
+    if o is not None and o.kind == "pod":
+        pod = f"{o.namespace}/{o.name}" if o.namespace else (o.name or "?")
+        what = "training job" if _gpu_of(proc.pid, snap) is not None else "container process"
+        parts.append(f"{what} in pod {pod}: unsaved progress since the last checkpoint")
+        k = next((p for p in pods or () if p.name == o.name and p.namespace == o.namespace), None)
+        if k is not None and k.owner_kind:
+            parts.append(f"the pod is owned by {k.owner_kind} {k.owner}; the container restarts per its restartPolicy")
+    elif o is not None and o.kind == "celery":
+        parts.append(f"Celery worker {o.name or ''}: the tasks it runs now are lost (or retried with acks_late)")
+    elif o is not None and o.kind == "container":
+        parts.append("a container's process: the container may exit with it")
+    elif task is None:
+        parts.append(f"work of user {proc.user or 'N/A'}: anything it has not saved")
+    gpu = _gpu_of(proc.pid, snap)
+    if gpu is not None:
+        idx, mem = gpu
+        parts.append(f"frees {fmt.bytes_(mem)} of VRAM on GPU {idx}")
+    parts.append("TERM lets it clean up (save a checkpoint if it handles SIGTERM)" if sig == "TERM"
+                 else "KILL gives it no chance to clean up or save")
+    return "; ".join(parts)
+
+
+def _task_of(pid: int, snap: schema.NodeSnapshot | None) -> schema.Task | None:
+    for t in (snap.tasks if snap else None) or ():
+        if t.state == "running" and pid in (t.pid, t.pgid):
+            return t
+    return None
+
+
+def _gpu_of(pid: int, snap: schema.NodeSnapshot | None) -> tuple[int, int | None] | None:
+    for g in (snap.gpus if snap else None) or ():
+        for p in g.procs or ():
+            if p.pid == pid:
+                return g.index, p.used_mem_bytes
+    return None
+
+
+def owner_words(o: schema.Owner | None) -> str:
+    if o is None:
+        return fmt.NA
+    ns = f"{o.namespace}/" if o.namespace else ""
+    return f"{o.kind} {ns}{o.name or ''}".strip()
+
+
+def signal_body(node: str, proc: schema.Proc | schema.GpuProc, sig: str, loss: str) -> Content:
+    """The confirm dialog's text: node, pid, user, command, owner, and what the signal loses."""
+    rows = [("node", node), ("pid", str(proc.pid)), ("user", proc.user or fmt.NA),
+            ("command", proc.cmdline or proc.name or fmt.NA), ("owner", owner_words(proc.owner)),
+            ("signal", "SIGTERM (terminate)" if sig == "TERM" else "SIGKILL (kill)"), ("loses", loss)]
+    return fields(rows)
+
+
+def fields(rows: list[tuple[str, str]]) -> Content:
+    """Label/value lines; values are node text, shown literally (never parsed as markup)."""
+    width = max(len(k) for k, _ in rows)
+    return Content("\n").join([Content.assemble((f"{k:>{width}}  ", "bold"), fmt.node_text(v, 400))
+                               for k, v in rows])

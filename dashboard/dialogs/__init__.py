@@ -1,0 +1,1 @@
+"""Provides the job-control dialogs: confirm, pick, prompt, logs viewer, launcher."""

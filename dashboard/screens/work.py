@@ -1,0 +1,492 @@
+"""Provides the Work screen: queues, workers, pods, workloads, the GPU ledger and launched tasks.
+
+One tab per kind of work, each a LiveTable fed whole rows (only changed cells are written); only
+the visible tab is synced on a refresh, the one-line summary above the tabs always. The keys act
+on the selected row of the visible tab, through dashboard/actions.py (which re-checks read-only
+mode, audits, and runs the blocking call in a worker); a key that does not fit the row (scale on
+a Job, logs on a queue) or that Kubernetes refused (can_i, asked once) is hidden from the footer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from textual import on
+from textual.binding import Binding
+from textual.content import Content
+from textual.widget import Widget
+from textual.widgets import Input, Static, TabbedContent, TabPane
+
+from collectors import schema
+from collectors.ledger import Ledger, LedgerRow, LedgerTracker, update_from_state
+from collectors.reader import ClusterState
+from dashboard import fmt
+from dashboard.actions import actions_of
+from dashboard.screens.base import DataScreen
+from dashboard.view import View
+from dashboard.widgets.table import LiveTable, SortCell, num_cell, text_cell
+
+SEP = "\x1f"  # in row keys: no host, pod or queue name contains it
+PANES = ["queues", "workers", "pods", "workloads", "ledger", "tasks"]
+COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "queues": [("broker", "broker"), ("name", "queue"), ("kind", "kind"), ("depth", "depth"), ("ready", "ready"),
+               ("unacked", "unacked"), ("consumers", "consumers"), ("in", "in/s"), ("out", "out/s"), ("flag", "flag")],
+    "workers": [("kind", "kind"), ("name", "worker / task"), ("host", "host"), ("online", "online"),
+                ("pool", "pool"), ("active", "active"), ("runtime", "runtime"), ("mem", "memory")],
+    "pods": [("ns", "namespace"), ("name", "name"), ("node", "node"), ("phase", "phase"), ("restarts", "restarts"),
+             ("gpus", "GPUs"), ("age", "age"), ("owner", "owner")],
+    "workloads": [("kind", "kind"), ("ns", "namespace"), ("name", "name"), ("replicas", "replicas"),
+                  ("ready", "ready"), ("active", "active"), ("succeeded", "succeeded"), ("failed", "failed")],
+    "ledger": [("node", "node"), ("capacity", "capacity"), ("allocatable", "allocatable"),
+               ("allocated", "allocated"), ("seen", "agent GPUs"), ("busy", "busy"), ("idle", "idle-allocated"),
+               ("unowned", "unowned-busy"), ("note", "note")],
+    "tasks": [("group", "job / task"), ("node", "node"), ("template", "template"), ("state", "state"),
+              ("runtime", "runtime"), ("rank", "rank"), ("pid", "pid"), ("exit", "exit"), ("note", "note")],
+}
+TITLES = {"queues": "Queues", "workers": "Workers", "pods": "Pods", "workloads": "Workloads",
+          "ledger": "GPU ledger", "tasks": "Tasks"}
+
+
+def _n(v: float | None, digits: int = 0) -> SortCell:
+    return num_cell(fmt.num(v, digits), v)
+
+
+def _since(now: float, ts: float | None) -> float | None:
+    return None if ts is None else max(0.0, now - ts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rows (pure: a state in, key -> cells out)
+# ---------------------------------------------------------------------------------------------
+
+
+def queues_of(state: ClusterState) -> schema.Queues:
+    """Every queue payload (celery, dask) merged: queues and workers from all sources."""
+    out = schema.Queues(queues=None, workers=None)
+    for name in sorted(state.cluster):
+        q = state.cluster[name].queues
+        if q is None:
+            continue
+        if q.queues is not None:
+            out.queues = (out.queues or []) + q.queues
+        if q.workers is not None:
+            out.workers = (out.workers or []) + q.workers
+    return out
+
+
+def queue_rows(queues: list[schema.Queue] | None, crit: str) -> dict[str, list[SortCell]]:
+    rows = {}
+    for q in queues or ():
+        flag = SortCell("growing, no consumer", crit, 1) if q.growing_unconsumed else SortCell("", "", 0)
+        rows[f"{q.broker}{SEP}{q.name}"] = [
+            text_cell(q.broker, "dim", 40), text_cell(q.name, "bold", 40), text_cell(q.kind), _n(q.depth),
+            _n(q.ready), _n(q.unacked), _n(q.consumers), _n(q.publish_rate, 1), _n(q.deliver_rate, 1), flag]
+    return rows
+
+
+def worker_rows(workers: list[schema.Worker] | None, now: float, ok: str, crit: str) -> dict[str, list[SortCell]]:
+    """A row per worker, then a row per task it runs (key ``t<SEP>worker<SEP>task id``)."""
+    rows: dict[str, list[SortCell]] = {}
+    for w in workers or ():
+        online = SortCell(fmt.NA, "dim", None) if w.online is None else (
+            SortCell("online", ok, 1) if w.online else SortCell("OFFLINE", crit, 0))
+        active = len(w.active) if w.active is not None else w.processing
+        mem = (f"{fmt.bytes_(w.mem_bytes)}/{fmt.bytes_(w.mem_limit_bytes)}" if w.mem_limit_bytes
+               else fmt.bytes_(w.mem_bytes))
+        rows[f"w{SEP}{w.name}"] = [
+            text_cell(w.kind), text_cell(w.name, "bold", 60), text_cell(w.host, "", 30), online,
+            _n(w.pool_size if w.pool_size is not None else w.nthreads), _n(active), SortCell("", "", None),
+            num_cell(mem, w.mem_bytes)]
+        for t in w.active or ():
+            runtime = t.runtime_s if t.runtime_s is not None else _since(now, t.started_ts)
+            rows[f"t{SEP}{w.name}{SEP}{t.id}"] = [
+                SortCell("  task", "dim", None), text_cell(f"  ↳ {t.name or '?'} {t.id}", "", 80),
+                text_cell(w.host, "dim", 30), SortCell("", "", None), SortCell("", "", None), SortCell("", "", None),
+                num_cell(fmt.duration(runtime) if runtime is not None and runtime >= 60 else
+                         (fmt.NA if runtime is None else f"{runtime:.0f}s"), runtime), SortCell("", "", None)]
+    return rows
+
+
+def pod_rows(pods: list[schema.K8sPod] | None, now: float, needle: str, warn: str, crit: str
+             ) -> dict[str, list[SortCell]]:
+    rows = {}
+    needle = needle.lower()
+    for p in pods or ():
+        if needle and needle not in f"{p.namespace}/{p.name} {p.node or ''} {p.phase or ''}".lower():
+            continue
+        phase = p.reason or p.phase
+        style = "" if p.phase in ("Running", "Succeeded") and not p.reason else (
+            crit if p.phase == "Failed" or p.reason else warn)
+        owner = f"{p.owner_kind} {p.owner}" if p.owner_kind else None
+        age = _since(now, p.created_ts)
+        rows[f"{p.namespace}/{p.name}"] = [
+            text_cell(p.namespace, "dim", 30), text_cell(p.name, "bold", 60), text_cell(p.node, "", 30),
+            text_cell(phase, style, 24), num_cell(fmt.num(p.restarts), p.restarts, warn if p.restarts else ""),
+            _n(p.gpus), num_cell(fmt.age(age), age), text_cell(owner, "dim", 50)]
+    return rows
+
+
+def workload_rows(workloads: list[schema.K8sWorkload] | None) -> dict[str, list[SortCell]]:
+    return {f"{w.kind}{SEP}{w.namespace}/{w.name}": [
+        text_cell(w.kind), text_cell(w.namespace, "dim", 30), text_cell(w.name, "bold", 60), _n(w.replicas),
+        _n(w.ready), _n(w.active), _n(w.succeeded), _n(w.failed)] for w in workloads or ()}
+
+
+def _ledger_cells(r: LedgerRow, warn: str, crit: str) -> list[SortCell]:
+    notes = [n for n, on_ in (("cordoned", r.cordoned), ("no agent", not r.has_agent and r.in_kubernetes),
+                              ("not in Kubernetes", r.has_agent and not r.in_kubernetes and r.node != "cluster"))
+             if on_]
+    bold = "bold" if r.node == "cluster" else ""
+    return [text_cell(r.node, bold or "", 40), _n(r.capacity), _n(r.allocatable), _n(r.allocated), _n(r.gpus_seen),
+            _n(r.busy), num_cell(str(r.idle_allocated), r.idle_allocated, warn if r.idle_allocated else ""),
+            num_cell(str(r.unowned_busy), r.unowned_busy, crit if r.unowned_busy else ""),
+            SortCell(", ".join(notes), "dim", None)]
+
+
+def ledger_rows(ledger: Ledger, warn: str, crit: str) -> dict[str, list[SortCell]]:
+    rows = {r.node: _ledger_cells(r, warn, crit) for r in ledger.nodes}
+    rows[f"{SEP}cluster"] = _ledger_cells(ledger.cluster, warn, crit)
+    return rows
+
+
+def flags_text(ledger: Ledger, warn: str) -> Content:
+    if not ledger.flags:
+        return Content.assemble(("no GPU flags: every allocated GPU is in use, every busy GPU has an owner", "dim"))
+    return Content("\n").join([Content.assemble((f"{f.kind:>14}  ", f"bold {warn}"), fmt.node_text(f.message, 300))
+                               for f in ledger.flags])
+
+
+def tasks_of(state: ClusterState) -> list[tuple[str, schema.Task]]:
+    return [(v.host, t) for v in state.nodes if v.snap is not None for t in v.snap.tasks or ()]
+
+
+def task_rows(tasks: list[tuple[str, schema.Task]], now: float, ok: str, crit: str) -> dict[str, list[SortCell]]:
+    """A multi-node job is one row group: a header row, then its ranks (sorted together by job)."""
+    rows: dict[str, list[SortCell]] = {}
+    jobs: dict[str, list[schema.Task]] = {}
+    for node, t in tasks:
+        if t.job:
+            jobs.setdefault(t.job, []).append(t)
+        end = t.ended_ts if t.ended_ts is not None else (now if t.state == "running" else None)
+        runtime = None if t.started_ts is None or end is None else max(0.0, end - t.started_ts)
+        group = (t.job, t.rank if t.rank is not None else 0) if t.job else (f"~{t.id}", 0)
+        style = ok if t.state == "running" else (crit if t.state in ("failed", "killed") else "dim")
+        label = f"  rank {t.rank}: {t.id}" if t.job else t.id
+        rows[f"{node}{SEP}{t.id}"] = [
+            SortCell(fmt.node_text(label, 40), "", group), text_cell(node, "", 30), text_cell(t.template, "bold", 30),
+            SortCell(t.state, style, t.state), num_cell(fmt.duration(runtime) if runtime and runtime >= 60 else
+                                                         (fmt.NA if runtime is None else f"{runtime:.0f}s"), runtime),
+            _n(t.rank), _n(t.pid), _n(t.exit_code), text_cell(t.note, "dim", 60)]
+    for job, members in jobs.items():
+        running = sum(1 for t in members if t.state == "running")
+        rows[f"job{SEP}{job}"] = [
+            SortCell(f"job {fmt.node_text(job, 30)}", "bold", (job, -1)), SortCell(f"{len(members)} node(s)", "dim"),
+            text_cell(members[0].template, "bold", 30),
+            SortCell(f"{running}/{len(members)} running", ok if running == len(members) else crit, running),
+            SortCell("", "", None), SortCell("", "", None), SortCell("", "", None), SortCell("", "", None),
+            SortCell("", "", None)]
+    return rows
+
+
+def summary(state: ClusterState, ledger: Ledger | None) -> Content:
+    q = queues_of(state)
+    parts: list[str | tuple[str, str]] = []
+    if q.queues is not None:
+        growing = sum(1 for x in q.queues if x.growing_unconsumed)
+        depth = sum(x.depth or 0 for x in q.queues)
+        parts.append(f"queues {len(q.queues)} ({depth} queued)")
+        if growing:
+            parts.append((f" {growing} growing, no consumer", "$ct-crit"))
+    else:
+        parts.append(("queues N/A", "dim"))
+    if q.workers is not None:
+        online = sum(1 for w in q.workers if w.online)
+        parts.append(f"  workers {online}/{len(q.workers)} online")
+    k8s = state.cluster.get("kubernetes")
+    pods = k8s.kubernetes.pods if k8s is not None and k8s.kubernetes is not None else None
+    if pods is not None:
+        pending = sum(1 for p in pods if p.phase == "Pending")
+        parts.append(f"  pods {len(pods)}" + (f" ({pending} pending)" if pending else ""))
+    if ledger is not None and ledger.cluster.gpus_seen is not None or ledger is not None and ledger.cluster.capacity:
+        c = ledger.cluster
+        parts.append(f"  GPUs capacity {fmt.num(c.capacity)} allocated {fmt.num(c.allocated)} busy {fmt.num(c.busy)}")
+        if ledger.flags:
+            parts.append((f" {len(ledger.flags)} flag(s)", "$ct-warn"))
+    running = sum(1 for _n_, t in tasks_of(state) if t.state == "running")
+    parts.append(f"  tasks {running} running")
+    return Content.assemble(*parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# The screen
+# ---------------------------------------------------------------------------------------------
+
+
+class WorkScreen(DataScreen):
+    screen_name = "work"
+
+    BINDINGS = [
+        Binding("left_square_bracket", "tab(-1)", "Prev tab", show=False),
+        Binding("right_square_bracket", "tab(1)", "Next tab", show=False),
+        Binding("slash", "filter", "Filter"),
+        Binding("escape", "clear_filter", "Back", show=False),
+        Binding("ctrl+d", "job_delete", "Delete"),
+        Binding("ctrl+k", "job_kill", "Terminate"),
+        Binding("l", "job_logs", "Logs"),
+        Binding("s", "job_scale", "Scale"),
+        Binding("plus", "job_pool(1)", "Pool+"),
+        Binding("minus", "job_pool(-1)", "Pool-"),
+        Binding("n", "job_launch", "Launch"),
+    ]
+
+    DEFAULT_CSS = """
+    WorkScreen #work-summary { height: 1; padding: 0 1; background: $panel; }
+    WorkScreen TabbedContent { height: 1fr; }
+    WorkScreen TabPane { padding: 0; }
+    WorkScreen LiveTable { height: 1fr; }
+    WorkScreen #pod-filter { display: none; height: 3; }
+    WorkScreen #pod-filter.-on { display: block; }
+    WorkScreen #ledger-table { height: 2fr; }
+    WorkScreen #ledger-flags { height: auto; max-height: 40%; padding: 0 1; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pod_filter = ""
+        self.tracker = LedgerTracker()
+        self.ledger: Ledger | None = None
+        self._last: View | None = None
+        self._binding_sig: tuple[object, ...] = ()
+        self.rows: dict[str, dict[str, Any]] = {p: {} for p in PANES}  # pane -> key -> object behind the row
+
+    def compose_body(self) -> Iterable[Widget]:
+        yield Static("", id="work-summary")
+        with TabbedContent(initial="queues", id="work-tabs"):
+            for pane in PANES:
+                with TabPane(TITLES[pane], id=pane):
+                    if pane == "pods":
+                        yield Input(placeholder="filter pods (namespace/name, node, phase)", id="pod-filter")
+                    yield LiveTable(COLUMNS[pane], id=f"{pane}-table")
+                    if pane == "ledger":
+                        yield Static("", id="ledger-flags")
+
+    def on_mount(self) -> None:
+        self.query_one("#tasks-table", LiveTable).sort_column = "group"
+        self.query_one("#queues-table", LiveTable).focus()
+
+    @property
+    def pane(self) -> str:
+        return self.query_one("#work-tabs", TabbedContent).active or "queues"
+
+    def table(self, pane: str | None = None) -> LiveTable:
+        return self.query_one(f"#{pane or self.pane}-table", LiveTable)
+
+    def selected(self) -> tuple[str, str | None]:
+        pane = self.pane
+        return pane, self.table(pane).cursor_key
+
+    # -- drawing ----------------------------------------------------------------------------------
+
+    def draw(self, view: View) -> None:
+        assert view.state is not None
+        self._last = view
+        state = view.state
+        app_ledger = getattr(self.app, "ledger", None)
+        if app_ledger is not None and app_ledger.ts == state.ts:
+            self.ledger = app_ledger  # tracked on every read by the app, so flags keep their age
+        else:
+            self.ledger = update_from_state(self.tracker, state)
+        self.query_one("#work-summary", Static).update(summary(state, self.ledger), layout=False)
+        self._draw_pane(self.pane)
+        if "kubernetes" in state.cluster and self.app.settings.kubeconfig is not None:  # type: ignore[attr-defined]
+            actions_of(self.app).check_k8s(self._sync_bindings)
+        self._sync_bindings()
+
+    def _draw_pane(self, pane: str) -> None:
+        view = self._last
+        if view is None or view.state is None:
+            return
+        state, now, p = view.state, view.state.ts, self.app.palette  # type: ignore[attr-defined]
+        ok, warn, crit = p.text_style("ok"), p.text_style("warn"), p.text_style("crit")
+        k8s_payload = state.cluster.get("kubernetes")
+        k8s = k8s_payload.kubernetes if k8s_payload is not None else None
+        objs: dict[str, Any] = {}
+        if pane == "queues":
+            q = queues_of(state)
+            rows = queue_rows(q.queues, crit)
+        elif pane == "workers":
+            workers = queues_of(state).workers
+            rows = worker_rows(workers, now, ok, crit)
+            for w in workers or ():
+                objs[f"w{SEP}{w.name}"] = w
+                for t in w.active or ():
+                    objs[f"t{SEP}{w.name}{SEP}{t.id}"] = (w, t)
+        elif pane == "pods":
+            pods = k8s.pods if k8s is not None else None
+            rows = pod_rows(pods, now, self.pod_filter, warn, crit)
+            objs = {f"{x.namespace}/{x.name}": x for x in pods or ()}
+        elif pane == "workloads":
+            wl = k8s.workloads if k8s is not None else None
+            rows = workload_rows(wl)
+            objs = {f"{w.kind}{SEP}{w.namespace}/{w.name}": w for w in wl or ()}
+        elif pane == "ledger":
+            assert self.ledger is not None
+            rows = ledger_rows(self.ledger, warn, crit)
+            self.query_one("#ledger-flags", Static).update(flags_text(self.ledger, warn))
+        else:
+            tasks = tasks_of(state)
+            rows = task_rows(tasks, now, ok, crit)
+            objs = {f"{node}{SEP}{t.id}": (node, t) for node, t in tasks}
+        self.rows[pane] = objs
+        self.table(pane).sync(rows)
+
+    @on(TabbedContent.TabActivated)
+    def _tab(self, event: TabbedContent.TabActivated) -> None:
+        pane = event.pane.id or ""
+        if pane in PANES:
+            self._draw_pane(pane)
+            self.table(pane).focus()
+            self._sync_bindings()
+
+    @on(LiveTable.RowHighlighted)
+    def _row(self, event: LiveTable.RowHighlighted) -> None:
+        self._sync_bindings()
+
+    def _sync_bindings(self) -> None:
+        # The footer is rebuilt only when the set of usable keys changes, not on every tick.
+        sig = tuple(self._applies(a) for a in ("job_delete", "job_kill", "job_logs", "job_scale", "job_pool",
+                                               "filter"))
+        acts = actions_of(self.app)
+        sig += (acts.k8s_allowed is not None,)
+        if sig != self._binding_sig:
+            self._binding_sig = sig
+            self.refresh_bindings()
+
+    # -- which key fits which row ---------------------------------------------------------------
+
+    def _applies(self, action: str) -> bool:
+        pane, key = self.selected()
+        obj = self.rows.get(pane, {}).get(key) if key is not None else None
+        acts = actions_of(self.app)
+        if action == "filter":
+            return pane == "pods"
+        if obj is None:
+            return False
+        if action == "job_delete":
+            if pane == "pods":
+                return acts.k8s_may("delete_pod")
+            if pane == "workloads":
+                return obj.kind == "Job" and acts.k8s_may("delete_job")
+            if pane == "workers":
+                return isinstance(obj, tuple) and obj[0].kind == "celery" or (
+                    isinstance(obj, schema.Worker) and obj.kind == "dask")
+            if pane == "tasks":
+                return isinstance(obj, tuple) and obj[1].state == "running"
+            return False
+        if action == "job_kill":
+            return pane == "workers" and isinstance(obj, tuple) and obj[0].kind == "celery"
+        if action == "job_logs":
+            return pane == "pods" and acts.k8s_may("pod_logs")
+        if action == "job_scale":
+            return pane == "workloads" and obj.kind == "Deployment" and acts.k8s_may("scale_deployment")
+        if action == "job_pool":
+            return pane == "workers" and isinstance(obj, schema.Worker) and obj.kind == "celery"
+        return True
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if not self.app.check_action(action, parameters):
+            return False  # read-only: hidden and refused
+        if action in ("job_delete", "job_kill", "job_logs", "job_scale", "job_pool", "filter"):
+            return self._applies(action)
+        return True
+
+    def _obj(self) -> tuple[str, Any]:
+        pane, key = self.selected()
+        return pane, self.rows.get(pane, {}).get(key) if key is not None else None
+
+    # -- actions --------------------------------------------------------------------------------
+
+    def action_tab(self, step: int) -> None:
+        tabs = self.query_one("#work-tabs", TabbedContent)
+        i = PANES.index(self.pane) if self.pane in PANES else 0
+        tabs.active = PANES[(i + step) % len(PANES)]
+
+    def action_filter(self) -> None:
+        if self.pane != "pods":
+            return
+        inp = self.query_one("#pod-filter", Input)
+        inp.add_class("-on")
+        inp.focus()
+
+    @on(Input.Changed, "#pod-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.pod_filter = event.value.strip()
+        self._draw_pane("pods")
+
+    @on(Input.Submitted, "#pod-filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        self.table("pods").focus()
+
+    def action_clear_filter(self) -> None:
+        inp = self.query_one("#pod-filter", Input)
+        if self.pane == "pods" and (self.pod_filter or inp.has_class("-on")):
+            inp.value = ""
+            inp.remove_class("-on")
+            self.pod_filter = ""
+            self._draw_pane("pods")
+            self.table("pods").focus()
+            return
+        self.app.action_back()  # type: ignore[attr-defined]
+
+    def action_job_delete(self) -> None:
+        if not actions_of(self.app).allowed("delete"):  # a direct call is refused too
+            return
+        acts = actions_of(self.app)
+        pane, obj = self._obj()
+        if pane == "pods" and isinstance(obj, schema.K8sPod):
+            acts.ask_delete("Pod", obj.namespace, obj.name)
+        elif pane == "workloads" and isinstance(obj, schema.K8sWorkload) and obj.kind == "Job":
+            acts.ask_delete("Job", obj.namespace, obj.name)
+        elif pane == "workers" and isinstance(obj, tuple):
+            acts.ask_revoke(obj[0].name, obj[1], terminate=False)
+        elif pane == "workers" and isinstance(obj, schema.Worker) and obj.kind == "dask":
+            acts.ask_retire(obj.name, obj.processing)
+        elif pane == "tasks" and isinstance(obj, tuple):
+            acts.ask_stop_task(obj[0], obj[1])
+        elif acts.allowed("delete"):
+            acts.notify("ctrl+d: select a pod, a Job, a Celery task, a Dask worker or a running task", "warning")
+
+    def action_job_kill(self) -> None:
+        if not actions_of(self.app).allowed("terminate task"):  # a direct call is refused too
+            return
+        acts = actions_of(self.app)
+        pane, obj = self._obj()
+        if pane == "workers" and isinstance(obj, tuple):
+            acts.ask_revoke(obj[0].name, obj[1], terminate=True)
+        elif acts.allowed("terminate task"):
+            acts.notify("ctrl+k: select a Celery task (Workers tab, the rows under a worker)", "warning")
+
+    def action_job_logs(self) -> None:
+        if not actions_of(self.app).allowed("pod logs"):  # a direct call is refused too
+            return
+        pane, obj = self._obj()
+        if pane == "pods" and isinstance(obj, schema.K8sPod):
+            actions_of(self.app).ask_logs(obj.namespace, obj.name)
+
+    def action_job_scale(self) -> None:
+        if not actions_of(self.app).allowed("scale"):  # a direct call is refused too
+            return
+        pane, obj = self._obj()
+        if pane == "workloads" and isinstance(obj, schema.K8sWorkload) and obj.kind == "Deployment":
+            actions_of(self.app).ask_scale(obj.namespace, obj.name, obj.replicas)
+
+    def action_job_pool(self, delta: int) -> None:
+        if not actions_of(self.app).allowed("pool resize"):  # a direct call is refused too
+            return
+        pane, obj = self._obj()
+        if pane == "workers" and isinstance(obj, schema.Worker) and obj.kind == "celery":
+            actions_of(self.app).ask_pool(obj.name, delta, obj.pool_size)
+
+    def action_job_launch(self) -> None:
+        actions_of(self.app).ask_launch()
