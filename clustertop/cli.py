@@ -46,6 +46,22 @@ def _add_view(p: argparse.ArgumentParser) -> None:
                    help="wall: seconds per page before the next (0: no rotation)")
 
 
+def _add_control(p: argparse.ArgumentParser) -> None:
+    """Job control from the dashboard's keys: the operator's key and credentials (never the agents')."""
+    env = os.environ.get
+    p.add_argument("--key", metavar="FILE", default=env("CLUSTERTOP_KEY"),
+                   help="operator private key for signed commands to agents (env CLUSTERTOP_KEY)")
+    p.add_argument("--operator", default=env("CLUSTERTOP_OPERATOR"), help="name in the audit trail (default: user@host)")
+    p.add_argument("--kubeconfig", metavar="FILE", default=env("KUBECONFIG"), help="the operator's kubeconfig")
+    p.add_argument("--k8s-context", metavar="NAME", default=env("CLUSTERTOP_K8S_CONTEXT"), help="kubeconfig context")
+    p.add_argument("--k8s-templates", metavar="DIR", default=env("CLUSTERTOP_K8S_TEMPLATES"),
+                   help="directory of Kubernetes Job templates (*.yaml) for the launcher")
+    p.add_argument("--celery-broker", metavar="URL", default=env("CLUSTERTOP_CELERY_BROKER"),
+                   help="Celery broker for revoke/terminate and pool grow/shrink")
+    p.add_argument("--dask-scheduler", metavar="URL", default=env("CLUSTERTOP_DASK_SCHEDULER"),
+                   help="Dask scheduler dashboard URL for retiring workers")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clustertop",
@@ -59,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store(d)
     _add_view(d)
     d.add_argument("--config", metavar="FILE", help="dashboard TOML config")
+    _add_control(d)
 
     demo = sub.add_parser("demo", help="a simulated cluster on an embedded store (no Redis needed)")
     _add_view(demo)

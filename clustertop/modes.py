@@ -90,7 +90,13 @@ def settings_for(args: Any, label: str) -> Any:
 
     return Settings(theme=args.theme, read_only=bool(args.read_only or args.wall), wall=bool(args.wall),
                     ascii=bool(args.ascii), refresh_s=args.refresh, source_label=label,
-                    wall_page_s=float(getattr(args, "page_seconds", 20.0)))
+                    wall_page_s=float(getattr(args, "page_seconds", 20.0)),
+                    # Job control (dashboard only; demo and serve have no such flags): None = not configured.
+                    operator_key=getattr(args, "key", None), operator=getattr(args, "operator", None),
+                    kubeconfig=getattr(args, "kubeconfig", None), k8s_context=getattr(args, "k8s_context", None),
+                    k8s_templates=getattr(args, "k8s_templates", None),
+                    celery_broker=getattr(args, "celery_broker", None),
+                    dask_scheduler=getattr(args, "dask_scheduler", None))
 
 
 def show(settings: Any, client_factory: Callable[[], Any]) -> int:

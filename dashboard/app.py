@@ -18,9 +18,12 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from collectors.cluster import alerts as cluster_alerts
+from collectors.ledger import Ledger, LedgerTracker
+from collectors.ledger import update_from_state as update_ledger
 from dashboard.commands import ClusterCommands
 from dashboard.history import TotalsHistory
 from dashboard.messages import StateRead, StoreFailed
+from dashboard.screens.audit import AuditScreen
 from dashboard.screens.base import DataScreen
 from dashboard.screens.gpus import GpusScreen
 from dashboard.screens.help import HelpScreen
@@ -30,6 +33,7 @@ from dashboard.screens.nodes import NodesScreen
 from dashboard.screens.overview import OverviewScreen
 from dashboard.screens.storage import StorageScreen
 from dashboard.screens.wall import WallScreen
+from dashboard.screens.work import WorkScreen
 from dashboard.settings import Settings
 from dashboard.source import Source, describe_error
 from dashboard.view import View
@@ -37,7 +41,8 @@ from dashboard.widgets.palette import Palette
 
 #: Actions that change something on the cluster. Hidden and refused in read-only mode; job
 #: control (kill, launch) adds its actions here.
-WRITE_ACTIONS: set[str] = set()
+WRITE_ACTIONS: set[str] = {"signal_process", "job_delete", "job_kill", "job_logs", "job_scale", "job_pool",
+                           "job_launch"}
 
 #: The only actions a wall display allows (no one is at the keys; a stray key must not change it).
 WALL_ACTIONS = {"quit"}
@@ -47,7 +52,8 @@ class ClusterTop(App[int]):
     TITLE = "clustertop"
     COMMANDS = App.COMMANDS | {ClusterCommands}
     MODES = {"overview": OverviewScreen, "nodes": NodesScreen, "gpus": GpusScreen,
-             "storage": StorageScreen, "network": NetworkScreen, "wall": WallScreen}
+             "storage": StorageScreen, "network": NetworkScreen, "wall": WallScreen,
+             "work": WorkScreen, "audit": AuditScreen}
     DEFAULT_MODE = "overview"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (160, "-wide")]
     BINDINGS = [
@@ -56,6 +62,8 @@ class ClusterTop(App[int]):
         Binding("3", "go('gpus')", "GPUs"),
         Binding("4", "go('storage')", "Storage"),
         Binding("5", "go('network')", "Network"),
+        Binding("6", "go('work')", "Work"),
+        Binding("7", "go('audit')", "Audit"),
         Binding("question_mark", "help", "Help"),
         Binding("t", "next_theme", "Theme", show=False),
         Binding("escape", "back", "Back", show=False),
@@ -81,6 +89,8 @@ class ClusterTop(App[int]):
         self.theme_errors: list[str] = []
         self.palette = Palette({})
         self.reads = 0  # completed read attempts (tests and the bench wait on this)
+        self.ledger_tracker = LedgerTracker()
+        self.ledger: Ledger | None = None
         self._stopping = False
 
     # -- start-up -------------------------------------------------------------------------------
@@ -144,6 +154,8 @@ class ClusterTop(App[int]):
         for a in v.alerts:
             v.first_seen.setdefault(a.key, state.ts)
         v.history.add(state.ts, state.totals)
+        if "kubernetes" in state.cluster:  # the GPU ledger's flags need every read, not only while shown
+            self.ledger = update_ledger(self.ledger_tracker, state)
         v.ceph_io.add(state.cluster.get("ceph"))
         self._changed()
 

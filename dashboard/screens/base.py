@@ -51,6 +51,11 @@ class DataScreen(Screen[None]):
         if view.state is not None:
             self.draw(view)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # The app's policy for every screen's own keys too: job-control keys (WRITE_ACTIONS) are
+        # hidden and refused in read-only mode wherever they are bound.
+        return self.app.check_action(action, parameters)
+
     def draw(self, view: View) -> None:
         """Draw the body from ``view`` (state is not None). Override."""
 

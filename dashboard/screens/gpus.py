@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from textual import on
+from textual.binding import Binding
 from textual.content import Content
 from textual.widget import Widget
 from textual.widgets import Static
@@ -137,6 +138,8 @@ class GpusScreen(TableScreen):
     screen_name = "gpus"
     table_id = "gpus-table"
     filter_placeholder = "filter: node, GPU model or user (Esc clears)"
+    # Job control on the process table (dashboard/actions.py asks, confirms, re-checks, audits).
+    BINDINGS = [Binding("k", "signal_process('TERM')", "Terminate"), Binding("K", "signal_process('KILL')", "Kill")]
 
     DEFAULT_CSS = """
     GpusScreen #filter { display: none; dock: top; margin-top: 2; }
@@ -197,3 +200,16 @@ class GpusScreen(TableScreen):
     def _highlighted(self, event: LiveTable.RowHighlighted) -> None:
         self.selected = event.key
         self._show_procs()
+
+    def action_signal_process(self, sig: str) -> None:
+        """k / K: the selected row of the process table, through the one guarded path."""
+        from dashboard.actions import actions_of
+
+        acts = actions_of(self.app)
+        if not acts.allowed("terminate process" if sig == "TERM" else "kill process"):
+            return
+        item: GpuItem | None = self.table.cursor_item if self.table.cursor_key is not None else None
+        pid = self.query_one("#procs-table", LiveTable).cursor_key
+        procs = (item[1].procs or []) if item is not None else []
+        proc = next((gp for gp in procs if str(gp.pid) == pid), None)
+        acts.ask_signal(item[0].host if item is not None else "", proc, sig)

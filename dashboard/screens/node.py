@@ -198,7 +198,9 @@ def plot(title: str, points: list[schema.HistPoint], series: dict[str, list[floa
 
 class NodeScreen(DataScreen):
     screen_name = "node"
-    BINDINGS = [Binding("escape", "app.back", "Back")]
+    BINDINGS = [Binding("escape", "app.back", "Back"),
+                # Job control: pick one of the node's processes, then confirm (dashboard/actions.py).
+                Binding("k", "signal_process('TERM')", "Terminate"), Binding("K", "signal_process('KILL')", "Kill")]
 
     DEFAULT_CSS = """
     NodeScreen #sections { layout: grid; grid-size: 1; grid-rows: auto; grid-gutter: 0 2; padding: 0 1; }
@@ -306,3 +308,8 @@ class NodeScreen(DataScreen):
         if self.hist_error:
             text = f"history read failed ({self.hist_error}); showing the last read\n" + text
         self.query_one("#plots", Static).update(Content(text))
+
+    def action_signal_process(self, sig: str) -> None:
+        from dashboard.actions import actions_of
+
+        actions_of(self.app).ask_pick_process(self.host, sig)
