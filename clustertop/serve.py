@@ -85,7 +85,7 @@ def make_server(command: str, host: str, port: int, url: str, font_size: int, ti
 def stop_children() -> None:
     """End the dashboard processes textual-serve started: stopping the server alone once left one
     spinning at 90 % CPU."""
-    import psutil
+    import psutil  # type: ignore[import-untyped]
 
     children = psutil.Process().children(recursive=True)
     for c in children:

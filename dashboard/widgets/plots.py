@@ -36,7 +36,7 @@ def downsample(points: Iterable[Point], t0: float, t1: float, buckets: int) -> l
 def render(title: str, series: dict[str, list[tuple[float, float]]], now: float, window_s: float,
            width: int, height: int, ylim: tuple[float, float] | None = None, ascii: bool = False) -> str:
     """A chart of ``series`` (x = timestamps) over the last ``window_s``, x axis in minutes ago."""
-    import plotext as plt  # imported only when a chart is drawn
+    import plotext as plt  # type: ignore[import-untyped]  # imported only when a chart is drawn
 
     width, height = max(20, width), max(5, height)
     if not any(series.values()):
