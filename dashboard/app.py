@@ -62,8 +62,9 @@ class ClusterTop(App[int]):
         Binding("3", "go('gpus')", "GPUs"),
         Binding("4", "go('storage')", "Storage"),
         Binding("5", "go('network')", "Network"),
-        Binding("6", "go('work')", "Work"),
-        Binding("7", "go('audit')", "Audit"),
+        # Not in the footer: at 80 columns they would push "? Help" out; help and the palette list them.
+        Binding("6", "go('work')", "Work", show=False),
+        Binding("7", "go('audit')", "Audit", show=False),
         Binding("question_mark", "help", "Help"),
         Binding("t", "next_theme", "Theme", show=False),
         Binding("escape", "back", "Back", show=False),

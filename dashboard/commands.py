@@ -21,6 +21,8 @@ class ClusterCommands(Provider):
             ("Screen: GPUs", partial(app.action_go, "gpus"), "every GPU and its processes"),
             ("Screen: storage", partial(app.action_go, "storage"), "Ceph health, OSDs, pools, RBD; disks, mounts"),
             ("Screen: network", partial(app.action_go, "network"), "every bond and its slaves; NIC rates"),
+            ("Screen: work", partial(app.action_go, "work"), "queues, workers, pods, GPU ledger, launched tasks"),
+            ("Screen: audit", partial(app.action_go, "audit"), "who did what to what, and how it went"),
             ("Help: keys", app.action_help, "every key"),
         ]
         for name in sorted(app.clustertop_themes):

@@ -12,6 +12,13 @@ from textual.widgets import Static
 KEYS = [
     ("1 / 2 / 3", "overview / nodes / GPUs"),
     ("4 / 5", "storage (Ceph, disks, mounts) / network (bonds, NICs)"),
+    ("6 / 7", "work (queues, workers, pods, GPU ledger, tasks) / audit trail"),
+    ("k / K", "GPU or node screen: terminate / kill a process (asks first; needs --key)"),
+    ("ctrl+d", "work: delete a pod or Job, revoke a Celery task, retire a Dask worker, stop a task"),
+    ("ctrl+k", "work: revoke and terminate a running Celery task"),
+    ("l / s / n", "work: pod logs / scale a deployment / launch a task"),
+    ("+ / -", "work: grow / shrink a Celery worker's pool"),
+    ("[ / ]", "work: previous / next tab"),
     ("v", "network: show or hide virtual and loopback NICs"),
     ("arrows, enter", "move, open the selected node"),
     ("click", "open a node (tile or row); click a column header to sort"),
