@@ -407,3 +407,76 @@ async def test_can_i_hides_kubernetes_keys_the_operator_may_not_use(redis_server
             assert screen.check_action("job_launch", ()) is True
     finally:
         actions_of(app).close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Celery: a real worker (tests/test_celery.py's harness) on the same real redis-server
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_ctrl_k_terminates_a_real_celery_task_and_plus_grows_the_pool(redis_server: Any, tmp_path: Any) -> None:
+    import os
+    from pathlib import Path
+
+    pytest.importorskip("celery")
+    from tests.test_celery import CeleryWorker, wait_for
+
+    worker = CeleryWorker(redis_server.url)
+    app = None
+    try:
+        worker.wait_ready()
+        marker = tmp_path / "victim"
+        res = worker.control.app.send_task("ct.touch_after", args=(str(marker), 60), queue="work")
+        started = Path(str(marker) + ".started")
+        pid = int(wait_for("the task to start", lambda: started.exists() and started.read_text()))
+        payload = schema.ClusterPayload(name="celery", ts=time.time(), ok=True, queues=schema.Queues(workers=[
+            schema.Worker(name=worker.name, host="ct-test", online=True, pool_size=2,
+                          active=[schema.WorkerTask(id=res.id, name="ct.touch_after", runtime_s=1.0)])]))
+        rc = redis_server.client()
+        b.publish(rc, [b.tower("gpu-01", ts=time.time())], cluster=[payload])
+        app = app_for(redis_server, celery_broker=redis_server.url, operator="alice@ops", refresh_s=5)
+        async with app.run_test(size=(160, 50)) as pilot:
+            await b.wait_reads(pilot)
+            await pilot.press("6", "right_square_bracket")
+            screen = app.screen
+            assert isinstance(screen, WorkScreen) and screen.pane == "workers"
+            await b.wait_until(pilot, lambda: screen.table().row_count == 2, "worker and task rows")
+            await pilot.press("plus")  # on the worker row: grow its pool by one (cheap to undo: no dialog)
+            acts = actions_of(app)
+            await b.wait_until(pilot, lambda: len(acts.done) == 1, "pool grow", tries=1500)
+            assert acts.done[0].outcome.ok, acts.done[0].outcome.text
+            from collectors import queues_parse
+
+            def size() -> int | None:
+                stats = worker.control.app.control.inspect(timeout=1, destination=[worker.name]).stats() or {}
+                return queues_parse.pool_size(stats.get(worker.name, {}))
+
+            wait_for("the pool to have 3 processes", lambda: size() == 3)
+            await pilot.press("down", "ctrl+k")
+            dialog = app.screen
+            assert isinstance(dialog, ConfirmDialog) and res.id in body_text(dialog)
+            await pilot.press("tab", "enter")
+            await b.wait_until(pilot, lambda: len(acts.done) == 2, "revoke+terminate", tries=1500)
+            assert acts.done[1].outcome.ok, acts.done[1].outcome.text
+
+            def gone() -> bool:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    return True
+                try:
+                    return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+                except OSError:
+                    return True
+
+            wait_for("the pool process running the task to be terminated", gone)
+            assert not marker.exists()
+            entries = audit_entries(rc)
+            assert [(e.action, e.result, e.where, e.actor) for e in entries] == [
+                ("celery.pool_grow", "ok", "dashboard", "alice@ops"),
+                ("celery.terminate", "ok", "dashboard", "alice@ops")]
+            assert res.id in entries[1].target
+    finally:
+        if app is not None:
+            actions_of(app).close()
+        worker.stop()
