@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from rich.text import Text
 from textual import work
 from textual.binding import Binding
 from textual.content import Content
@@ -37,8 +38,8 @@ class AuditRead(Message):
     error: str | None = None
 
 
-def audit_rows(entries: list[schema.AuditEntry], ok: str, crit: str) -> dict[str, list[SortCell]]:
-    rows = {}
+def audit_rows(entries: list[schema.AuditEntry], ok: str, crit: str) -> dict[str, list[Text]]:
+    rows: dict[str, list[Text]] = {}
     for i, e in enumerate(entries):
         good = e.result == "ok"
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.ts))

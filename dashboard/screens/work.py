@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from rich.text import Text
 from textual import on
 from textual.binding import Binding
 from textual.content import Content
@@ -75,8 +76,8 @@ def queues_of(state: ClusterState) -> schema.Queues:
     return out
 
 
-def queue_rows(queues: list[schema.Queue] | None, crit: str) -> dict[str, list[SortCell]]:
-    rows = {}
+def queue_rows(queues: list[schema.Queue] | None, crit: str) -> dict[str, list[Text]]:
+    rows: dict[str, list[Text]] = {}
     for q in queues or ():
         flag = SortCell("growing, no consumer", crit, 1) if q.growing_unconsumed else SortCell("", "", 0)
         rows[f"{q.broker}{SEP}{q.name}"] = [
@@ -85,9 +86,9 @@ def queue_rows(queues: list[schema.Queue] | None, crit: str) -> dict[str, list[S
     return rows
 
 
-def worker_rows(workers: list[schema.Worker] | None, now: float, ok: str, crit: str) -> dict[str, list[SortCell]]:
+def worker_rows(workers: list[schema.Worker] | None, now: float, ok: str, crit: str) -> dict[str, list[Text]]:
     """A row per worker, then a row per task it runs (key ``t<SEP>worker<SEP>task id``)."""
-    rows: dict[str, list[SortCell]] = {}
+    rows: dict[str, list[Text]] = {}
     for w in workers or ():
         online = SortCell(fmt.NA, "dim", None) if w.online is None else (
             SortCell("online", ok, 1) if w.online else SortCell("OFFLINE", crit, 0))
@@ -109,8 +110,8 @@ def worker_rows(workers: list[schema.Worker] | None, now: float, ok: str, crit: 
 
 
 def pod_rows(pods: list[schema.K8sPod] | None, now: float, needle: str, warn: str, crit: str
-             ) -> dict[str, list[SortCell]]:
-    rows = {}
+             ) -> dict[str, list[Text]]:
+    rows: dict[str, list[Text]] = {}
     needle = needle.lower()
     for p in pods or ():
         if needle and needle not in f"{p.namespace}/{p.name} {p.node or ''} {p.phase or ''}".lower():
@@ -127,13 +128,13 @@ def pod_rows(pods: list[schema.K8sPod] | None, now: float, needle: str, warn: st
     return rows
 
 
-def workload_rows(workloads: list[schema.K8sWorkload] | None) -> dict[str, list[SortCell]]:
+def workload_rows(workloads: list[schema.K8sWorkload] | None) -> dict[str, list[Text]]:
     return {f"{w.kind}{SEP}{w.namespace}/{w.name}": [
         text_cell(w.kind), text_cell(w.namespace, "dim", 30), text_cell(w.name, "bold", 60), _n(w.replicas),
         _n(w.ready), _n(w.active), _n(w.succeeded), _n(w.failed)] for w in workloads or ()}
 
 
-def _ledger_cells(r: LedgerRow, warn: str, crit: str) -> list[SortCell]:
+def _ledger_cells(r: LedgerRow, warn: str, crit: str) -> list[Text]:
     notes = [n for n, on_ in (("cordoned", r.cordoned), ("no agent", not r.has_agent and r.in_kubernetes),
                               ("not in Kubernetes", r.has_agent and not r.in_kubernetes and r.node != "cluster"))
              if on_]
@@ -144,8 +145,8 @@ def _ledger_cells(r: LedgerRow, warn: str, crit: str) -> list[SortCell]:
             SortCell(", ".join(notes), "dim", None)]
 
 
-def ledger_rows(ledger: Ledger, warn: str, crit: str) -> dict[str, list[SortCell]]:
-    rows = {r.node: _ledger_cells(r, warn, crit) for r in ledger.nodes}
+def ledger_rows(ledger: Ledger, warn: str, crit: str) -> dict[str, list[Text]]:
+    rows: dict[str, list[Text]] = {r.node: list(_ledger_cells(r, warn, crit)) for r in ledger.nodes}
     rows[f"{SEP}cluster"] = _ledger_cells(ledger.cluster, warn, crit)
     return rows
 
@@ -161,9 +162,9 @@ def tasks_of(state: ClusterState) -> list[tuple[str, schema.Task]]:
     return [(v.host, t) for v in state.nodes if v.snap is not None for t in v.snap.tasks or ()]
 
 
-def task_rows(tasks: list[tuple[str, schema.Task]], now: float, ok: str, crit: str) -> dict[str, list[SortCell]]:
+def task_rows(tasks: list[tuple[str, schema.Task]], now: float, ok: str, crit: str) -> dict[str, list[Text]]:
     """A multi-node job is one row group: a header row, then its ranks (sorted together by job)."""
-    rows: dict[str, list[SortCell]] = {}
+    rows: dict[str, list[Text]] = {}
     jobs: dict[str, list[schema.Task]] = {}
     for node, t in tasks:
         if t.job:
@@ -437,7 +438,8 @@ class WorkScreen(DataScreen):
             self._draw_pane("pods")
             self.table("pods").focus()
             return
-        self.app.action_back()  # type: ignore[attr-defined]
+        back: Any = self.app.action_back  # ClusterTop.action_back is a plain method: escape means "back" here too
+        back()
 
     def action_job_delete(self) -> None:
         if not actions_of(self.app).allowed("delete"):  # a direct call is refused too
