@@ -480,3 +480,44 @@ async def test_ctrl_k_terminates_a_real_celery_task_and_plus_grows_the_pool(redi
         if app is not None:
             actions_of(app).close()
         worker.stop()
+
+
+async def test_n_launches_a_template_on_a_real_agent(redis_server: Any, tmp_path: Any, key: Any) -> None:
+    from textual.widgets import Input, SelectionList
+
+    from dashboard.dialogs.launcher import LauncherDialog
+
+    stop = threading.Event()
+    cfg = {"security": {"operator_keys": [key[1]], "allow_root": True},
+           "templates": {"nap": {"argv": ["sleep", "{s}"], "params": {"s": "int"}, "description": "sleep a while"}}}
+    ex = CommandExecutor(redis_server.client, NODE, cfg, state_dir=str(tmp_path / "state"), block_ms=100)
+    t = threading.Thread(target=ex.run, args=(stop,), daemon=True)
+    t.start()
+    try:
+        snap = b.tower(NODE, ts=time.time())
+        snap.templates = [schema.TemplateInfo(name="nap", description="sleep a while", params={"s": "int"})]
+        b.publish(redis_server.client(), [snap])
+        app = app_for(redis_server, operator_key=key[0])
+        async with app.run_test(size=(160, 50)) as pilot:
+            await b.wait_reads(pilot)
+            await pilot.press("6", "n")
+            await b.wait_until(pilot, lambda: isinstance(app.screen, LauncherDialog), "the launcher")
+            dialog = app.screen
+            await b.wait_until(pilot, lambda: dialog.current is not None, "the first template picked")
+            await pilot.pause()
+            dialog.query_one("#form Input", Input).value = "300"
+            dialog.query_one("#nodes", SelectionList).select_all()
+            dialog.query_one("#confirm").press()
+            await b.wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the launch confirmation")
+            assert "nap" in body_text(app.screen) and "s=300" in body_text(app.screen)
+            await pilot.press("tab", "enter")
+            acts = actions_of(app)
+            await b.wait_until(pilot, lambda: len(acts.done) == 1, "the launch", tries=1500)
+            out = acts.done[0].outcome
+            assert out.ok and "launched nap as task" in out.text, out.text
+            (task,) = ex.tasks()
+            assert task.state == "running" and task.argv == ["sleep", "300"]
+            ex.task_mgr.stop(task.id)
+    finally:
+        stop.set()
+        t.join(10)
