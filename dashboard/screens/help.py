@@ -37,8 +37,11 @@ class HelpScreen(ModalScreen[None]):
 
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen #help { width: auto; max-width: 90%; height: auto; max-height: 90%; border: round $primary;
-                       background: $surface; padding: 1 2; }
+    /* A scroll container cannot size itself to its content (width: auto collapsed it to an empty box):
+       give it a width that fits the longest line, and let the height follow the text up to the screen. */
+    HelpScreen #help { width: 100; max-width: 96%; height: auto; max-height: 90%; border: round $primary;
+                       background: $surface; padding: 0 1; }
+    HelpScreen #help > Static { width: 100%; height: auto; }
     """
 
     def compose(self) -> ComposeResult:
