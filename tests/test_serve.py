@@ -269,7 +269,12 @@ def test_the_wall_in_chromium_at_4k(server_factory: Any, tmp_path: Path) -> None
     assert _looks_like_the_wall(stats), f"the page is not the wall (splash or error?): {stats}"
     assert stats["href"].endswith("/?fontsize=32")  # our font size, by the redirect
     # The browser asked for the grid the terminal snapshots are taken at (202x58 at 32 px).
-    sizes = re.findall(r"/ws\?width=(\d+)&height=(\d+)", srv.output())
+    sizes: list[tuple[str, str]] = []
+    for _ in range(100):  # aiohttp logs the websocket request when it closes (the browser is gone now)
+        sizes = re.findall(r"/ws\?width=(\d+)&height=(\d+)", re.sub(r"\s+", "", srv.output()))
+        if sizes:
+            break
+        time.sleep(0.1)
     assert sizes, srv.output()
     w, h = map(int, sizes[-1])
     assert 190 <= w <= 215 and 50 <= h <= 62
