@@ -56,15 +56,17 @@ class ClusterTop(App[int]):
              "work": WorkScreen, "audit": AuditScreen}
     DEFAULT_MODE = "overview"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (160, "-wide")]
+    # The screen keys share one footer entry ("1234567 screens"): one entry each pushed "? Help" and
+    # "q Quit" off an 80-column footer. Help (?) and the palette name every screen.
+    SCREENS_GROUP = Binding.Group("screens", compact=True)
     BINDINGS = [
-        Binding("1", "go('overview')", "Overview"),
-        Binding("2", "go('nodes')", "Nodes"),
-        Binding("3", "go('gpus')", "GPUs"),
-        Binding("4", "go('storage')", "Storage"),
-        Binding("5", "go('network')", "Network"),
-        # Not in the footer: at 80 columns they would push "? Help" out; help and the palette list them.
-        Binding("6", "go('work')", "Work", show=False),
-        Binding("7", "go('audit')", "Audit", show=False),
+        Binding("1", "go('overview')", "Overview", group=SCREENS_GROUP),
+        Binding("2", "go('nodes')", "Nodes", group=SCREENS_GROUP),
+        Binding("3", "go('gpus')", "GPUs", group=SCREENS_GROUP),
+        Binding("4", "go('storage')", "Storage", group=SCREENS_GROUP),
+        Binding("5", "go('network')", "Network", group=SCREENS_GROUP),
+        Binding("6", "go('work')", "Work", group=SCREENS_GROUP),
+        Binding("7", "go('audit')", "Audit", group=SCREENS_GROUP),
         Binding("question_mark", "help", "Help"),
         Binding("t", "next_theme", "Theme", show=False),
         Binding("escape", "back", "Back", show=False),
