@@ -205,30 +205,12 @@ def _report(args: argparse.Namespace, got: dict[str, schema.CommandResult | None
         if not res.ok:
             code = max(code, 1)
         if not args.json:
-            print(_line(res))
+            print(cc.result_line(res))
             if res.verb == "list":
                 print(_task_table(res.tasks or []))
             if res.output is not None:
                 print(res.output)
     return code
-
-
-def _line(res: schema.CommandResult) -> str:
-    if not res.ok:
-        return f"{res.node}: {res.status}: {res.reason}"
-    d = res.data or {}
-    if res.verb == "signal":
-        what = f"process group {d.get('pgid')}" if d.get("group") else f"pid {d.get('pid')}"
-        return f"{res.node}: sent {d.get('signal')} to {what} (user {d.get('user')})"
-    if res.verb == "launch":
-        t = res.tasks[0] if res.tasks else None
-        job = f" job {t.job} rank {t.rank}" if t and t.job else ""
-        return f"{res.node}: launched {d.get('template')} as task {d.get('task')} (pid {d.get('pid')}){job}"
-    if res.verb == "stop":
-        return f"{res.node}: stopping task {d.get('task')} (process group {d.get('pgid')})"
-    if res.verb == "list":
-        return f"{res.node}: {d.get('count')} task(s)"
-    return f"{res.node}: {res.verb} done"
 
 
 def _task_table(ts: list[schema.Task]) -> str:

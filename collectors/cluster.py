@@ -230,10 +230,10 @@ def alerts(nodes: list[NodeView], cluster: dict[str, schema.ClusterPayload] | No
     for n in nodes:
         state = n.state
         if state == "down":
-            add(Alert("critical", "node", n.host, n.host, f"down, last seen {_age(n.age_s)} ago"))
+            add(Alert("critical", "node", n.host, n.host, f"down, last seen {age_text(n.age_s)} ago"))
             continue
         if state == "stale":
-            add(Alert("warning", "node", n.host, n.host, f"stale: no report for {_age(n.age_s)}"))
+            add(Alert("warning", "node", n.host, n.host, f"stale: no report for {age_text(n.age_s)}"))
             continue
         if state == "bad":
             add(Alert("warning", "node", n.host, n.host, n.error or "bad data"))
@@ -290,7 +290,7 @@ def _cluster_alerts(cluster: dict[str, schema.ClusterPayload], now: float | None
     ceph = cluster.get("ceph")
     if ceph is not None:
         if not ceph.ok:
-            age = f", last good data {_age(now - ceph.last_ok_ts)} ago" if now and ceph.last_ok_ts else ""
+            age = f", last good data {age_text(now - ceph.last_ok_ts)} ago" if now and ceph.last_ok_ts else ""
             out.append(Alert("critical", "ceph", None, "ceph", f"{_ceph_error(ceph.error)}{age}"))
         elif ceph.ceph is not None:
             down_osds = [o for o in ceph.ceph.osds or () if o.up is False]
@@ -337,7 +337,8 @@ def queue_payloads(cluster: dict[str, schema.ClusterPayload]) -> list[schema.Clu
     return [p for name, p in sorted(cluster.items()) if p.queues is not None]
 
 
-def _age(s: float | None) -> str:
+def age_text(s: float | None) -> str:
+    """3 -> "3s", 300 -> "5m", 7200 -> "2h" ("?" when unknown)."""
     if s is None:
         return "?"
     s = max(0.0, s)

@@ -122,3 +122,22 @@ def launch_commands(template: str, nodes: list[str], params: dict[str, Any], ope
     job = uuid.uuid4().hex[:12] if len(nodes) > 1 else None
     return [build(n, "launch", {"template": template, "job": job, "rank": i if job else None}, params,
                   operator=operator, lifetime_s=lifetime_s) for i, n in enumerate(nodes)]
+
+
+def result_line(res: schema.CommandResult) -> str:
+    """An agent's answer in one line: the same words in the CLI and the dashboard."""
+    if not res.ok:
+        return f"{res.node}: {res.status}: {res.reason}"
+    d = res.data or {}
+    if res.verb == "signal":
+        what = f"process group {d.get('pgid')}" if d.get("group") else f"pid {d.get('pid')}"
+        return f"{res.node}: sent {d.get('signal')} to {what} (user {d.get('user')})"
+    if res.verb == "launch":
+        t = res.tasks[0] if res.tasks else None
+        job = f" job {t.job} rank {t.rank}" if t and t.job else ""
+        return f"{res.node}: launched {d.get('template')} as task {d.get('task')} (pid {d.get('pid')}){job}"
+    if res.verb == "stop":
+        return f"{res.node}: stopping task {d.get('task')} (process group {d.get('pgid')})"
+    if res.verb == "list":
+        return f"{res.node}: {d.get('count')} task(s)"
+    return f"{res.node}: {res.verb} done"

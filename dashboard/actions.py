@@ -197,7 +197,7 @@ class Actions:
         if res is None:
             return Outcome(False, f"{cmd.node}: no answer within {self.settings.action_timeout_s:g} s "
                                   "(agent down, or not reading commands)", command_id=cmd.id)
-        return Outcome(res.ok, result_line(res), audited=True, command_id=cmd.id)
+        return Outcome(res.ok, cc.result_line(res), audited=True, command_id=cmd.id)
 
     def signal(self, node: str, pid: int, start_ts: float, sig: str, cmdline: str | None = None) -> Outcome:
         cmd = cc.build(node, "signal", cc.signal_args(pid, start_ts, sig, False, cmdline), operator=self.operator())
@@ -215,7 +215,7 @@ class Actions:
                 lines.append(f"{c.node}: no answer within {self.settings.action_timeout_s:g} s")
             else:
                 ok = ok and res.ok
-                lines.append(result_line(res))
+                lines.append(cc.result_line(res))
         # Every node that answered audited its own part; a silent node is audited here (below).
         answered = all(got[c.id] is not None for c in cmds)
         return Outcome(ok, "; ".join(lines), audited=answered, command_id=cmds[0].id if cmds else None)
@@ -574,23 +574,6 @@ def actions_of(app: Any) -> Actions:
     if acts is None:
         acts = app.__dict__["_ct_actions"] = Actions(app)
     return acts  # type: ignore[no-any-return]
-
-
-def result_line(res: schema.CommandResult) -> str:
-    """An agent's answer in one line (the same words as ``clustertop kill|launch``)."""
-    if not res.ok:
-        return f"{res.node}: {res.status}: {res.reason}"
-    d = res.data or {}
-    if res.verb == "signal":
-        what = f"process group {d.get('pgid')}" if d.get("group") else f"pid {d.get('pid')}"
-        return f"{res.node}: sent {d.get('signal')} to {what} (user {d.get('user')})"
-    if res.verb == "launch":
-        t = res.tasks[0] if res.tasks else None
-        job = f" job {t.job} rank {t.rank}" if t and t.job else ""
-        return f"{res.node}: launched {d.get('template')} as task {d.get('task')} (pid {d.get('pid')}){job}"
-    if res.verb == "stop":
-        return f"{res.node}: stopping task {d.get('task')}"
-    return f"{res.node}: {res.verb} done"
 
 
 # ---------------------------------------------------------------------------------------------

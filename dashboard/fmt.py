@@ -11,6 +11,8 @@ import time
 
 from rich.text import Text
 
+from collectors.cluster import age_text
+
 NA = "N/A"
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
@@ -63,17 +65,8 @@ def temp(c: float | None) -> str:
 
 
 def age(s: float | None) -> str:
-    """3 -> "3s", 300 -> "5m", 7200 -> "2h"."""
-    if s is None:
-        return NA
-    s = max(0.0, s)
-    if s < 90:
-        return f"{s:.0f}s"
-    if s < 5400:
-        return f"{s / 60:.0f}m"
-    if s < 172800:
-        return f"{s / 3600:.0f}h"
-    return f"{s / 86400:.0f}d"
+    """3 -> "3s", 300 -> "5m", 7200 -> "2h"; the alerts use the same words."""
+    return NA if s is None else age_text(s)
 
 
 def duration(s: float | None) -> str:
