@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from clustertop import __version__
 from collectors.config import ConfigError
 
-SUBCOMMANDS = ("dashboard", "demo", "agent", "snapshot", "simulate", "keygen", "kill", "launch", "tasks", "serve")
+SUBCOMMANDS = ("dashboard", "demo", "agent", "snapshot", "simulate", "keygen", "kill", "launch", "tasks", "serve",
+               "k8s", "celery", "dask")
 
 
 def _add_store(p: argparse.ArgumentParser) -> None:
@@ -126,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     from clustertop.control import add_parsers as add_control_parsers
 
     add_control_parsers(sub, _add_store)
+    # Kubernetes, Celery and Dask steering from the shell (k8s, celery, dask): clustertop/steer.py.
+    from clustertop.steer import add_parsers as add_steer_parsers
+
+    add_steer_parsers(sub, _add_store)
     return parser
 
 
@@ -153,6 +158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from clustertop.control import run as run_control
 
             return run_control(args)
+        if args.command in ("k8s", "celery", "dask"):
+            from clustertop.steer import run as run_steer
+
+            return run_steer(args)
         if args.command == "serve":
             from clustertop.serve import run as run_serve
 
