@@ -101,7 +101,7 @@ def test_demo_in_a_real_terminal(term: Callable[..., Tmux], size: tuple[int, int
     assert re.search(r"\d+/\d+ nodes up", lines[0])  # the one-machine totals on the first line
     assert "arm01" in s and "up" in s  # node tiles
     footer = lines[-1]
-    assert "1 Overview" in footer and "2 Nodes" in footer  # key hints, even at 80 columns
+    assert "1234567 screens" in footer and "? Help" in footer and "q Quit" in footer  # key hints, even at 80 columns
     t.keys("2")
     s = t.wait_for(lambda s: "clustertop nodes" in s, "the nodes screen")
     fits(s, w)
