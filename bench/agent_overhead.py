@@ -7,6 +7,7 @@ RSS and PSS (/proc/<pid>/smaps_rollup) at start and end, and the ratios. Also pr
 exposure score of the systemd unit. Informational: no assertions, exits 0.
 
     python bench/agent_overhead.py --seconds 60
+    python bench/agent_overhead.py --quick      # CI smoke: 10 s
 """
 
 from __future__ import annotations
@@ -115,7 +116,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--interval", type=float, default=1.0)
+    ap.add_argument("--quick", action="store_true", help="CI smoke run: 10 s instead of --seconds")
     args = ap.parse_args()
+    if args.quick:
+        args.seconds = 10.0
 
     redis_exe = shutil.which("redis-server")
     exporter_exe = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
