@@ -212,7 +212,7 @@ class QueuesModel:
 
     def grid_search(self, rng: random.Random) -> None:
         self.grid_n += 1
-        n = rng.randrange(60, 200)
+        n = rng.randrange(80, 400)  # ~60 pool slots on the ARM boards drain it in 1-5 min
         for i in range(n):
             args = f"{{'lr': {rng.choice((1e-4, 3e-4, 1e-3, 3e-3))}, 'depth': {rng.randrange(4, 12)}, 'trial': {i}}}"
             self.backlog["gridsearch"].append(self._task(rng, "gridsearch", args))

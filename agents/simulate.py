@@ -129,7 +129,10 @@ class SimCluster:
                     g.free_at = t0 + rng.uniform(0, 120)
         for _ in range(2 if self.k8s_hosts else 0):
             self.pending.append(self._new_job(t0 - self.rng.uniform(10, 200), k8s=True))
-        self.queues.grid_search(rng) if self.arm_hosts and rng.random() < 0.5 else None
+        # A grid search is already under way when the demo opens: queues are the first thing that looks
+        # dead in a quiet cluster, and a newcomer should see them fill and drain within a minute.
+        if self.arm_hosts:
+            self.queues.grid_search(rng)
 
     # -- jobs ------------------------------------------------------------------------------------
 
@@ -249,7 +252,7 @@ class SimCluster:
         while now >= self.next_grid:
             if self.arm_hosts:
                 self.queues.grid_search(rng)
-            self.next_grid += rng.uniform(240, 600)
+            self.next_grid += rng.uniform(180, 480)
         while now >= self.next_pending:
             if self.k8s_hosts and len(self.pending) < MAX_PENDING:
                 n = self.gpus_per_node
