@@ -179,3 +179,41 @@ async def test_read_only_setting_and_wall_imply_read_only() -> None:
         assert app.check_action("quit", ()) is True
     finally:
         app_module.WRITE_ACTIONS.discard("kill_process")
+
+
+async def test_narrow_terminal_folds_whole_columns_instead_of_cutting_the_table(store: Any) -> None:
+    """At 80 columns the nodes and GPU tables drop their least wanted columns (in their FOLD order)
+    so what is left fits the screen; wide, every column is back. Sorting cycles only what is shown."""
+    from dashboard.screens.gpus import GPU_FOLD
+    from dashboard.screens.nodes import COLUMNS, FOLD
+
+    b.publish(store(), b.demo_cluster())
+    app = app_for(store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await b.wait_reads(pilot)
+        await pilot.press("2")
+        table = app.screen.query_one(LiveTable)
+        await b.wait_until(pilot, lambda: table.row_count == 8, "nodes rows")
+        await pilot.pause()
+        shown = table.shown_columns
+        folded = [k for k, _ in COLUMNS if k not in shown]
+        assert folded and set(folded) == set(FOLD[:len(folded)])  # the first of FOLD, nothing else
+        assert table.virtual_size.width <= table.scrollable_content_region.width  # no sideways scroll
+        header = table.render_line(0).text
+        for key, label in COLUMNS:
+            assert (label in header) == (key in shown)
+        for _ in range(len(shown) + 1):  # one full cycle of s: only columns on screen
+            await pilot.press("s")
+            assert table.sort_column in shown
+        await pilot.press("3")
+        gpus = app.screen.query_one("#gpus-table", LiveTable)
+        await b.wait_until(pilot, lambda: gpus.row_count == 10, "gpu rows")
+        await pilot.pause()
+        assert "name" not in gpus.shown_columns and set(gpus.column_keys) - set(gpus.shown_columns) <= set(GPU_FOLD)
+        assert gpus.virtual_size.width <= gpus.scrollable_content_region.width
+        n = len(gpus.column_keys) - len(gpus.shown_columns)
+        assert gpus.render_line(0).text.rstrip().endswith(f"+{n} more")
+        await pilot.resize_terminal(220, 50)
+        await pilot.pause()
+        await b.wait_until(pilot, lambda: gpus.shown_columns == gpus.column_keys, "every column back when wide")
+        assert "more" not in gpus.render_line(0).text

@@ -67,7 +67,7 @@ class AuditScreen(DataScreen):
 
     def compose_body(self) -> Iterable[Widget]:
         yield Static("reading the audit trail…", id="audit-status")
-        yield LiveTable(COLUMNS, id="audit-table")
+        yield LiveTable(COLUMNS, id="audit-table", fold=("where",))
 
     def on_mount(self) -> None:
         table = self.query_one(LiveTable)

@@ -31,6 +31,9 @@ GPU_COLUMNS = [
     ("node", "node"), ("idx", "#"), ("name", "name"), ("util", "util"), ("vram", "VRAM"), ("temp", "temp"),
     ("power", "power/limit"), ("fan", "fan"), ("pstate", "P"), ("ecc", "ECC c/u"), ("throttle", "throttle"),
 ]
+#: Folded away first in a narrow terminal: the card's name is the same on most nodes.
+GPU_FOLD = ("throttle", "ecc", "pstate", "fan", "name")
+PROC_FOLD = ("kind",)
 PROC_COLUMNS = [
     ("pid", "pid"), ("user", "user"), ("owner", "owner"), ("vram", "VRAM"), ("kind", "kind"), ("command", "command"),
 ]
@@ -155,9 +158,9 @@ class GpusScreen(TableScreen):
 
     def compose_body(self) -> Iterable[Widget]:
         yield self.filter_input()
-        yield LiveTable(GPU_COLUMNS, id=self.table_id)
+        yield LiveTable(GPU_COLUMNS, id=self.table_id, fold=GPU_FOLD)
         yield Static("processes", id="procs-title")
-        yield LiveTable(PROC_COLUMNS, id="procs-table")
+        yield LiveTable(PROC_COLUMNS, id="procs-table", fold=PROC_FOLD)
 
     def draw(self, view: View) -> None:
         assert view.state is not None

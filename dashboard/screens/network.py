@@ -30,6 +30,9 @@ BOND_COLUMNS = [
     ("tx", "tx"), ("fail", "link fail"), ("duplex", "duplex"), ("actor", "LACP actor"),
     ("partner", "LACP partner"), ("mode", "mode / agg"), ("why", "problem"),
 ]
+#: Folded away first in a narrow terminal; the problem column (which slave, why) stays.
+BOND_FOLD = ("actor", "partner", "mode", "duplex", "fail")
+NIC_FOLD = ("drops", "errors", "kind")
 NIC_COLUMNS = [
     ("node", "node"), ("nic", "NIC"), ("kind", "kind"), ("state", "state"), ("speed", "speed"), ("rx", "rx"),
     ("tx", "tx"), ("errors", "errors rx/tx"), ("drops", "drops rx/tx"),
@@ -265,9 +268,9 @@ class NetworkScreen(DataScreen):
 
     def compose_body(self) -> Iterable[Widget]:
         yield Static("", id="net-summary")
-        yield OrderedTable(BOND_COLUMNS, id="bonds")
+        yield OrderedTable(BOND_COLUMNS, id="bonds", fold=BOND_FOLD)
         yield Static("", id="nics-title")
-        yield OrderedTable(NIC_COLUMNS, id="nics")
+        yield OrderedTable(NIC_COLUMNS, id="nics", fold=NIC_FOLD)
 
     def on_mount(self) -> None:
         self.query_one("#bonds", OrderedTable).focus()

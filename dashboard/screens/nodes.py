@@ -25,6 +25,8 @@ COLUMNS = [
     ("gpus", "GPUs busy"), ("vram", "VRAM"), ("power", "power"), ("rx", "net rx"), ("tx", "net tx"),
     ("uptime", "uptime"), ("agent", "agent cpu/rss"),
 ]
+#: Folded away first when the terminal is narrow (80 columns keeps host to net rx whole).
+FOLD = ("agent", "uptime", "tx", "load", "power")
 
 
 def _gpu_sums(gpus: list[schema.Gpu]) -> tuple[int | None, int | None, int | None, int | None]:
@@ -191,7 +193,7 @@ class NodesScreen(TableScreen):
 
     def compose_body(self) -> Iterable[Widget]:
         yield self.filter_input()
-        yield LiveTable(COLUMNS, id=self.table_id)
+        yield LiveTable(COLUMNS, id=self.table_id, fold=FOLD)
 
     def draw(self, view: View) -> None:
         assert view.state is not None

@@ -76,7 +76,7 @@ class TableScreen(DataScreen):
 
     def action_sort_next(self) -> None:
         table = self.table
-        keys = table.column_keys
+        keys = table.shown_columns  # a folded column would sort by something not on screen
         i = keys.index(table.sort_column) + 1 if table.sort_column in keys else 0
         table.sort_column, table.sort_reverse = None, False
         table.sort_by(keys[i % len(keys)])

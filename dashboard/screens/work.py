@@ -45,6 +45,12 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
     "tasks": [("group", "job / task"), ("node", "node"), ("template", "template"), ("state", "state"),
               ("runtime", "runtime"), ("rank", "rank"), ("pid", "pid"), ("exit", "exit"), ("note", "note")],
 }
+#: Per pane, the columns folded away first in a narrow terminal (the flags and notes stay).
+FOLD: dict[str, tuple[str, ...]] = {
+    "queues": ("kind", "out", "in", "ready", "broker"), "workers": ("mem", "online", "host"),
+    "pods": ("owner", "age", "restarts"), "workloads": ("succeeded", "active"),
+    "ledger": ("allocatable", "seen"), "tasks": ("rank", "exit", "pid"),
+}
 TITLES = {"queues": "Queues", "workers": "Workers", "pods": "Pods", "workloads": "Workloads",
           "ledger": "GPU ledger", "tasks": "Tasks"}
 
@@ -268,7 +274,7 @@ class WorkScreen(DataScreen):
                 with TabPane(TITLES[pane], id=pane):
                     if pane == "pods":
                         yield Input(placeholder="filter pods (namespace/name, node, phase)", id="pod-filter")
-                    yield LiveTable(COLUMNS[pane], id=f"{pane}-table")
+                    yield LiveTable(COLUMNS[pane], id=f"{pane}-table", fold=FOLD[pane])
                     if pane == "ledger":
                         yield Static("", id="ledger-flags")
 

@@ -9,6 +9,11 @@ cost 1.6-2.5 s per refresh here). Cells are ``SortCell`` (a Text, never parsed a
 
 The look follows Textual's DataTable (same component styles and CSS), so it sits with the rest
 of the app; ``sync`` keeps DataTable-like "give me all rows" use for small tables.
+
+Narrow terminals: a table given ``fold`` (column keys, least wanted first) hides those columns,
+in that order, while its columns are wider than the widget, so an 80-column ssh session shows
+whole columns instead of a table cut at the edge; the header says how many are folded away.
+Columns never listed are never hidden (the table scrolls sideways as the last resort).
 """
 
 from __future__ import annotations
@@ -143,10 +148,12 @@ class LiveTable(ScrollView, can_focus=True):
         def control(self) -> LiveTable:
             return self.table
 
-    def __init__(self, columns: list[tuple[str, str]], id: str | None = None) -> None:
+    def __init__(self, columns: list[tuple[str, str]], id: str | None = None, fold: Sequence[str] = ()) -> None:
         super().__init__(id=id)
         self.column_defs = columns  # (key, label)
         self.column_keys = [k for k, _ in columns]
+        self._fold = [self.column_keys.index(k) for k in fold]
+        self._shown = list(range(len(columns)))  # indices of the columns drawn, in order
         self.sort_column: str | None = None
         self.sort_reverse = False
         self.cursor_row = 0
@@ -365,9 +372,10 @@ class LiveTable(ScrollView, can_focus=True):
     def on_click(self, event: events.Click) -> None:
         if event.y == 0:  # the header: sort by the column clicked
             x = event.x + int(self.scroll_offset.x)
-            for key, w in zip(self.column_keys, self._widths, strict=True):
+            for i in self._shown:
+                w = self._widths[i]
                 if x < w + 2:
-                    self.sort_by(key)
+                    self.sort_by(self.column_keys[i])
                     return
                 x -= w + 2
             return
@@ -382,6 +390,7 @@ class LiveTable(ScrollView, can_focus=True):
     def on_resize(self, event: events.Resize) -> None:
         # Build the rows now in view before they are painted, so the columns are as wide as
         # their cells from the first frame on (not one frame later).
+        self._fit()
         if self._keys:
             self._settle(rebuild=True)
             self._full_refresh()
@@ -389,9 +398,30 @@ class LiveTable(ScrollView, can_focus=True):
     # -- painting -------------------------------------------------------------------------------
 
     def _table_width(self) -> int:
-        return sum(self._widths) + 2 * len(self._widths)
+        widths = self._widths
+        return sum(widths[i] for i in self._shown) + 2 * len(self._shown)
+
+    def _fit(self) -> None:
+        """Fold columns (in ``fold`` order) until the rest fit the widget's width."""
+        width = self.scrollable_content_region.width or self.size.width
+        shown = list(range(len(self.column_defs)))
+        if width > 0 and self._fold:
+            widths = self._widths
+            total = sum(w + 2 for w in widths)
+            for i in self._fold:
+                if total <= width:
+                    break
+                shown.remove(i)
+                total -= widths[i] + 2
+        self._shown = shown
+
+    @property
+    def shown_columns(self) -> list[str]:
+        """Keys of the columns drawn now (the others are folded away for want of width)."""
+        return [self.column_keys[i] for i in self._shown]
 
     def _full_refresh(self) -> None:
+        self._fit()
         self._strips.clear()
         self._painted.clear()
         self.virtual_size = Size(self._table_width(), len(self._keys) + 1)
@@ -419,7 +449,7 @@ class LiveTable(ScrollView, can_focus=True):
         # Like DataTable: the cursor's text colour wins over the cell's, its background does not.
         post = Style.from_color(color=cursor.color)
         self._styles = (base, header, base + cursor, post)
-        sig = (self._styles, self.size.width, tuple(self._widths))
+        sig = (self._styles, self.size.width, tuple(self._widths), tuple(self._shown))
         if sig != self._strip_sig:
             self._strip_sig = sig
             self._strips.clear()
@@ -453,16 +483,26 @@ class LiveTable(ScrollView, can_focus=True):
 
     def _header_strip(self, style: Style) -> Strip:
         segs: list[Segment] = []
-        for i, ((_, label), w) in enumerate(zip(self.column_defs, self._widths, strict=True)):
+        defs, widths = self.column_defs, self._widths
+        for i in self._shown:
             # One segment per column (the meta keeps them apart), like DataTable's header cells.
-            segs.append(Segment(f" {label:<{w}} ", style + Style.from_meta({"column": i})))
+            segs.append(Segment(f" {defs[i][1]:<{widths[i]}} ", style + Style.from_meta({"column": i})))
+        folded = len(defs) - len(self._shown)
+        # Inside the scrollbar, so the note is never cut by it.
+        rest = (self.scrollable_content_region.width or self.size.width) - self._table_width()
+        note = f"+{folded} more "
+        if folded and rest >= len(note):
+            segs.append(Segment(note.rjust(rest), style + Style(dim=True)))
+            return self._fill(segs, style, used=self._table_width() + rest)
         return self._fill(segs, style)
 
     def _row_strip(self, cells: list[_Cell], style: Style, post: Style | None) -> Strip:
         segs: list[Segment] = []
         apply = Segment.apply_style
-        for (content, w, justify), width in zip(cells, self._widths, strict=True):
-            pad = width - w
+        widths = self._widths
+        for i in self._shown:
+            content, w, justify = cells[i]
+            pad = widths[i] - w
             if justify == "right":
                 segs.append(Segment(" " * (pad + 1), style))
                 segs.extend(apply(content, style, post))
@@ -473,9 +513,9 @@ class LiveTable(ScrollView, can_focus=True):
                 segs.append(Segment(" " * (pad + 1), style))
         return self._fill(segs, style)
 
-    def _fill(self, segs: list[Segment], style: Style) -> Strip:
+    def _fill(self, segs: list[Segment], style: Style, used: int | None = None) -> Strip:
         # The row's style runs on to the widget's right edge (the cursor bar spans the width).
-        rest = self.size.width - self._table_width()
+        rest = self.size.width - (self._table_width() if used is None else used)
         if rest > 0:
             segs.append(Segment(" " * rest, style))
         return Strip(segs)
