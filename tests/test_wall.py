@@ -394,6 +394,12 @@ def test_figures_say_trouble_in_words() -> None:
     assert "nodes up / total - 1 DOWN" in figs and figs["nodes up / total - 1 DOWN"].style == "$ct-crit"
     assert figs["GPUs busy / total - 1 LOST"].big == "2/4"
     assert figs["GPU power"].big == "N/A" and figs["GPU power"].style == "dim"  # unknown, never 0
+    # In a narrow column (a wall in an 80-column terminal) the short labels keep the trouble words.
+    grid = BigFigures()
+    grid.figures, grid.cols, grid.k = figures(t, []), 8, 0
+    labels = grid.render_figures(80).plain.splitlines()[1].split()
+    assert labels[:2] == ["1", "DOWN"] and labels[2:4] == ["1", "LOST"] and "power" in labels
+    assert all(len(f.short) <= 7 for f in figures(t, []))
 
 
 def test_wire_key_for_lost_gpu_fixture_is_what_the_banner_test_needs() -> None:

@@ -107,3 +107,24 @@ def test_terminal_200x60(snap_compare: Any, key: str) -> None:
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(200, 60), run_before=go)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (200, 60)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_wall_in_a_small_terminal(snap_compare: Any, size: tuple[int, int]) -> None:
+    """The wall started in whatever terminal is at hand: every mode at every size in the matrix."""
+    assert snap_compare(wall_app(sim_client()), terminal_size=size, run_before=settle)
+
+
+@pytest.mark.parametrize("key", ["1", "3"], ids=["overview", "gpus"])
+def test_terminal_480x135(snap_compare: Any, key: str) -> None:
+    """The interactive app on a 4K screen's grid (8x16 px cells), not only the wall."""
+    app = make_app(Settings(frozen_time=b.NOW + 0.5, refresh_s=3600, source_label="demo (simulated, seed 1)"),
+                   sim_client())
+
+    async def go(pilot: Any) -> None:
+        await b.wait_reads(pilot)
+        await pilot.press(key)
+        await pilot.pause()
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(480, 135), run_before=go)

@@ -115,18 +115,23 @@ def figures(t: Totals, alerts: list[Alert]) -> list[Figure]:
             return fmt.NA
         return f"{a / scale:.0f}/{b / scale:.0f}"
 
+    # Short labels (7 characters at most) stand in where a column is narrow (a wall in a small
+    # terminal); trouble stays in words there too.
     nodes_sev = "$ct-ok"
-    nodes_label = "nodes up / total"
+    nodes_label, nodes_short = "nodes up / total", "nodes"
     if t.nodes_down or t.nodes_bad:
         nodes_sev = "$ct-crit"
-        nodes_label += f" - {t.nodes_down + t.nodes_bad} DOWN"
+        nodes_short = f"{t.nodes_down + t.nodes_bad} DOWN"
+        nodes_label += f" - {nodes_short}"
     elif t.nodes_stale:
         nodes_sev = "$ct-warn"
-        nodes_label += f" - {t.nodes_stale} STALE"
-    gpus_label = "GPUs busy / total"
+        nodes_short = f"{t.nodes_stale} STALE"
+        nodes_label += f" - {nodes_short}"
+    gpus_label, gpus_short = "GPUs busy / total", "busy"
     gpus_sev = "$ct-info"
     if t.gpus_lost:
-        gpus_label += f" - {t.gpus_lost} LOST"
+        gpus_short = f"{t.gpus_lost} LOST"
+        gpus_label += f" - {gpus_short}"
         gpus_sev = "$ct-crit"
     vram_pct = (100 * t.vram_used_bytes / t.vram_total_bytes
                 if t.vram_used_bytes is not None and t.vram_total_bytes else None)
@@ -134,17 +139,17 @@ def figures(t: Totals, alerts: list[Alert]) -> list[Figure]:
                if t.mem_used_bytes is not None and t.mem_total_bytes else None)
     growing = any(a.source == "queue" and a.severity != "info" for a in alerts)
     out = [
-        Figure(f"{t.nodes_up}/{t.nodes_total}", nodes_label, nodes_sev),
-        Figure(ratio(t.gpus_busy, t.gpus_total), gpus_label, gpus_sev),
-        Figure(_big_pct(t.gpu_util_pct), "GPU utilisation (mean)", "$ct-info"),
-        Figure(ratio(t.vram_used_bytes, t.vram_total_bytes, gib), "VRAM used / total GiB", _sev(vram_pct)),
-        Figure(_kw(t.power_mw), "GPU power", "$ct-info"),
-        Figure(ratio(t.mem_used_bytes, t.mem_total_bytes, gib), "RAM used / total GiB", _sev(ram_pct)),
-        Figure(_big_pct(t.cpu_util_pct), f"CPU utilisation, {fmt.num(t.cpu_cores)} cores", "$ct-info"),
+        Figure(f"{t.nodes_up}/{t.nodes_total}", nodes_label, nodes_sev, nodes_short),
+        Figure(ratio(t.gpus_busy, t.gpus_total), gpus_label, gpus_sev, gpus_short),
+        Figure(_big_pct(t.gpu_util_pct), "GPU utilisation (mean)", "$ct-info", "GPU %"),
+        Figure(ratio(t.vram_used_bytes, t.vram_total_bytes, gib), "VRAM used / total GiB", _sev(vram_pct), "VRAM"),
+        Figure(_kw(t.power_mw), "GPU power", "$ct-info", "power"),
+        Figure(ratio(t.mem_used_bytes, t.mem_total_bytes, gib), "RAM used / total GiB", _sev(ram_pct), "RAM"),
+        Figure(_big_pct(t.cpu_util_pct), f"CPU utilisation, {fmt.num(t.cpu_cores)} cores", "$ct-info", "CPU"),
         Figure(fmt.num(t.tasks_queued), "tasks queued" + (" - GROWING" if growing else ""),
-               "$ct-warn" if growing else "$ct-info"),
+               "$ct-warn" if growing else "$ct-info", "GROWING" if growing else "queued"),
     ]
-    return [f if f.big != fmt.NA else Figure(f.big, f.label, "dim") for f in out]
+    return [f if f.big != fmt.NA else Figure(f.big, f.label, "dim", f.short) for f in out]
 
 
 def _big_pct(v: float | None) -> str:

@@ -157,6 +157,7 @@ class Figure:
     big: str  # drawn in the block font ("7/10", "1.6 kW", "N/A")
     label: str  # one line under it, normal text ("GPUs busy / total")
     style: str = ""  # a Content style: "$ct-ok", "$ct-crit bold", "dim"
+    short: str = ""  # the label where a column is too narrow for it ("GPUs busy"), rather than a cut word
 
 
 def grid_options(n: int) -> list[int]:
@@ -241,7 +242,8 @@ class BigFigures(Static):
                 lines.append(Content("").join(parts))
             parts = []
             for f in row:
-                label = f.label[: cell_w - 2]
+                label = f.label if len(f.label) <= cell_w - 2 or not f.short else f.short
+                label = label[: cell_w - 2]
                 parts.append(Content.styled(label.center(cell_w - 1) + " ", "dim" if f.style == "dim" else ""))
             lines.append(Content("").join(parts))
             lines.append(Content(""))
