@@ -19,6 +19,7 @@ from dashboard.screens.tabular import TableScreen
 from dashboard.view import View
 from dashboard.widgets.palette import Palette, node_state_severity
 from dashboard.widgets.table import LiveTable, SortCell, num_cell, text_cell
+from dashboard.widgets.tiles import net_rates
 
 COLUMNS = [
     ("host", "host"), ("state", "state"), ("age", "age"), ("cpu", "CPU"), ("load", "load"), ("mem", "mem"),
@@ -46,20 +47,6 @@ def _gpu_sums(gpus: list[schema.Gpu]) -> tuple[int | None, int | None, int | Non
         if g.power_mw is not None:
             power = (power or 0) + g.power_mw
     return (busy if n_util else None), used, total, power
-
-
-def _net(s: schema.System | None) -> tuple[float | None, float | None]:
-    """Receive and send rates over the node's own NICs (physical and bonds, not their slaves)."""
-    if s is None or s.nics is None:
-        return None, None
-    rx = tx = None
-    for n in s.nics:
-        if n.kind in (None, "physical", "bond"):
-            if n.rx_bytes_s is not None:
-                rx = (rx or 0) + n.rx_bytes_s
-            if n.tx_bytes_s is not None:
-                tx = (tx or 0) + n.tx_bytes_s
-    return rx, tx
 
 
 def _shown_snap(v: NodeView) -> schema.NodeSnapshot | None:
@@ -112,8 +99,8 @@ SORT_VALUES: dict[str, Callable[[NodeView], Any]] = {
     "gpus": lambda v: _gpu_value(v, 0),
     "vram": _vram_used,
     "power": lambda v: _gpu_value(v, 3),
-    "rx": lambda v: _net(_system(v))[0],
-    "tx": lambda v: _net(_system(v))[1],
+    "rx": lambda v: net_rates(_system(v))[0],
+    "tx": lambda v: net_rates(_system(v))[1],
     "uptime": lambda v: (s := _system(v)) and s.uptime_s,
     "agent": _agent_cpu,
 }
@@ -143,7 +130,7 @@ def node_row(v: NodeView, p: Palette) -> list[SortCell]:
     if gpus is not None:
         busy, vram_used, vram_total, power = _gpu_sums(gpus)
         gpus_shown = f"{fmt.num(busy)}/{len(gpus)}" if gpus else "-"
-    rx, tx = _net(s)
+    rx, tx = net_rates(s)
     agent = snap.agent if snap is not None else None
     agent_shown = fmt.NA
     if agent is not None and (agent.cpu_pct is not None or agent.rss_bytes is not None):

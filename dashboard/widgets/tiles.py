@@ -3,6 +3,10 @@
 One widget for all tiles (not one widget per node): only the visible lines are drawn, and a tile
 is re-rendered only when its signature (state, snapshot seq, shown age, error) changes, so a
 refresh costs O(changed) and 1,000 nodes stay cheap.
+
+Tiles are 4 lines (name, CPU, MEM, GPUs) while the grid needs scrolling; when every node fits
+with room to spare (a small cluster on a big terminal) they grow to 8 lines: load and uptime,
+network (and the bond's state), disks, and the hottest GPU with the node's GPU power.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from collectors import schema
 from collectors.cluster import GPU_BUSY_PCT, GPU_HOT_C
 from collectors.reader import NodeView
 from dashboard import fmt
@@ -28,10 +33,10 @@ from dashboard.widgets.palette import Palette, node_state_severity
 
 TILE_W = 24
 TILE_H = 4
+TILE_H_ROOMY = 8
 GAP_X = 2
 GAP_Y = 1
 STRIDE_X = TILE_W + GAP_X
-STRIDE_Y = TILE_H + GAP_Y
 BAR_W = 12
 
 Line = list[Segment]
@@ -122,9 +127,86 @@ def _gpu_line(view: NodeView, p: Palette, grey: bool, ascii: bool) -> Line:
     return _two_sided(segs, right, TILE_W)
 
 
+def net_rates(s: schema.System | None) -> tuple[float | None, float | None]:
+    """Receive and send rates over the node's own NICs (physical and bonds, not their slaves)."""
+    if s is None or s.nics is None:
+        return None, None
+    rx = tx = None
+    for n in s.nics:
+        if n.kind in (None, "physical", "bond"):
+            if n.rx_bytes_s is not None:
+                rx = (rx or 0) + n.rx_bytes_s
+            if n.tx_bytes_s is not None:
+                tx = (tx or 0) + n.tx_bytes_s
+    return rx, tx
+
+
+def _brief(n: float | None) -> str:
+    """A rate in 6 cells or fewer: 22.4M, 512K, 0B; N/A stays N/A."""
+    if n is None:
+        return fmt.NA
+    v = float(n)
+    for unit in ("B", "K", "M", "G", "T"):
+        if abs(v) < 1000 or unit == "T":
+            return f"{v:.0f}{unit}" if unit == "B" or v >= 100 else f"{v:.1f}{unit}"
+        v /= 1024
+    return fmt.NA  # unreachable: the loop returns on the last unit
+
+
+def _pair(a: float | None, b: float | None, marks: tuple[str, str], p: Palette, grey: bool) -> Line:
+    style = p["stale"] if grey else p.plain
+    if a is None and b is None:
+        return [Segment(fmt.NA, p["na"])]
+    return [Segment(marks[0], p.dim), Segment(_brief(a), style), Segment(" " + marks[1], p.dim),
+            Segment(_brief(b), style)]
+
+
+def _roomy_lines(view: NodeView, p: Palette, grey: bool, ascii: bool) -> list[Line]:
+    """The four extra lines of a tall tile: load/uptime, network (+ bonds), disks, GPU heat/power."""
+    snap = view.snap
+    s = snap.system if snap is not None else None
+    load = fmt.num(s.load1, 2) if s is not None else fmt.NA
+    up = fmt.duration(s.uptime_s) if s is not None else fmt.NA
+    value = p["stale"] if grey else p.plain
+    lines = [_two_sided([Segment("load ", p.dim), Segment(load, p["na"] if load == fmt.NA else value)],
+                        [Segment("up ", p.dim), Segment(up, p["na"] if up == fmt.NA else value)], TILE_W)]
+    bonds = snap.bonds if snap is not None else None
+    net_label = [Segment("net", p.dim)]
+    if bonds:
+        ok = sum(1 for b in bonds for x in b.slaves or () if x.ok)
+        n = sum(len(b.slaves or ()) for b in bonds)
+        bad = any(b.degraded for b in bonds)
+        net_label = [Segment("bond ", p.dim), Segment(f"{ok}/{n}", p["stale"] if grey else p["warn" if bad else "ok"])]
+    arrows = ("v", "^") if ascii else ("↓", "↑")
+    lines.append(_two_sided(net_label, _pair(*net_rates(s), arrows, p, grey), TILE_W))
+    disks = s.disks if s is not None else None
+    rd = wr = None
+    for d in disks or ():
+        if d.read_bytes_s is not None:
+            rd = (rd or 0) + d.read_bytes_s
+        if d.write_bytes_s is not None:
+            wr = (wr or 0) + d.write_bytes_s
+    lines.append(_two_sided([Segment("disk", p.dim)], _pair(rd, wr, ("r ", "w "), p, grey), TILE_W))
+    gpus = [g for g in (snap.gpus or ()) if not g.lost] if snap is not None else []
+    if gpus:
+        temps = [g.temp_c for g in gpus if g.temp_c is not None]
+        hot = max(temps) if temps else None
+        powers = [g.power_mw for g in gpus if g.power_mw is not None]
+        # Warm in the same sense as the mini-bars: near the card's own slowdown point, or GPU_HOT_C.
+        warm = any(g.temp_c is not None and g.temp_c >= (g.temp_slowdown_c - 5 if g.temp_slowdown_c else GPU_HOT_C)
+                   for g in gpus)
+        hot_style = p["na"] if hot is None else (p["stale"] if grey else (p["warn"] if warm else p.plain))
+        lines.append(_two_sided([Segment("hot ", p.dim), Segment(fmt.temp(hot), hot_style)],
+                                [Segment(fmt.watts(sum(powers) if powers else None), value if powers else p["na"])],
+                                TILE_W))
+    else:
+        lines.append(_pad([], TILE_W))
+    return lines
+
+
 def render_tile(view: NodeView, p: Palette, *, selected: bool = False, unreachable: bool = False,
-                ascii: bool = False) -> list[Line]:
-    """The TILE_H lines of one node's tile, each exactly TILE_W cells."""
+                ascii: bool = False, roomy: bool = False) -> list[Line]:
+    """The lines of one node's tile (TILE_H, or TILE_H_ROOMY when ``roomy``), each TILE_W cells."""
     state = view.state
     grey = state != "up" or unreachable
     name_style = p.cursor if selected else (p["stale"] if grey else p.bold)
@@ -143,7 +225,7 @@ def render_tile(view: NodeView, p: Palette, *, selected: bool = False, unreachab
         return [head,
                 _pad([Segment(f"last seen {seen} ago", p["crit"])], TILE_W),
                 _pad([Segment(f"at {fmt.clock(view.last_seen_ts)}", p["stale"])], TILE_W),
-                _pad([], TILE_W)]
+                *[_pad([], TILE_W) for _ in range((TILE_H_ROOMY if roomy else TILE_H) - 3)]]
     snap = view.snap
     sysinfo = snap.system if snap is not None else None
     cpu = sysinfo.cpu.util_pct if sysinfo is not None and sysinfo.cpu is not None else None
@@ -158,6 +240,8 @@ def render_tile(view: NodeView, p: Palette, *, selected: bool = False, unreachab
     if state == "bad":
         # The error replaces the CPU line; the rest are the last good values, greyed.
         cpu_line = _pad([Segment(fmt.node_text(view.error or "bad data", TILE_W), p["crit"])], TILE_W)
+    if roomy:
+        return [head, cpu_line, mem_line, third, *_roomy_lines(view, p, grey, ascii)]
     return [head, cpu_line, mem_line, third]
 
 
@@ -200,6 +284,7 @@ class NodeTiles(ScrollView, can_focus=True):
         self.tiles: list[_Tile] = []
         self.views: list[NodeView] = []
         self.unreachable = False
+        self.tile_h = TILE_H  # TILE_H_ROOMY while every tile fits without scrolling
         self._palette: Palette | None = None
         self._base = Style()
 
@@ -251,7 +336,8 @@ class NodeTiles(ScrollView, can_focus=True):
             t = self.tiles[index]
             t.sig = (*tile_signature(v), index == self.cursor)
             t.lines = render_tile(v, self.palette, selected=index == self.cursor,
-                                  unreachable=self.unreachable, ascii=self.ascii)
+                                  unreachable=self.unreachable, ascii=self.ascii,
+                                  roomy=self.tile_h == TILE_H_ROOMY)
             t.styled = None
 
     # -- geometry -----------------------------------------------------------------------------
@@ -261,9 +347,20 @@ class NodeTiles(ScrollView, can_focus=True):
         width = self.scrollable_content_region.width or self.size.width
         return max(1, (width + GAP_X) // STRIDE_X)
 
+    @property
+    def stride_y(self) -> int:
+        return self.tile_h + GAP_Y
+
     def _update_virtual_size(self) -> None:
         rows = -(-len(self.tiles) // self.columns) if self.tiles else 0
-        self.virtual_size = Size(self.columns * STRIDE_X - GAP_X, max(0, rows * STRIDE_Y - GAP_Y))
+        height = self.scrollable_content_region.height or self.size.height
+        # Tall tiles only when all of them fit: the grid never scrolls because it grew.
+        tile_h = TILE_H_ROOMY if rows and rows * (TILE_H_ROOMY + GAP_Y) - GAP_Y <= height else TILE_H
+        if tile_h != self.tile_h:
+            self.tile_h = tile_h
+            for t in self.tiles:
+                t.sig = ()  # re-rendered at the new height
+        self.virtual_size = Size(self.columns * STRIDE_X - GAP_X, max(0, rows * self.stride_y - GAP_Y))
 
     def on_resize(self, event: events.Resize) -> None:
         self._update_virtual_size()
@@ -281,10 +378,10 @@ class NodeTiles(ScrollView, can_focus=True):
         _ = self.palette  # a theme change invalidates every tile (see the property)
         scroll_x, scroll_y = self.scroll_offset
         y += scroll_y
-        row, line = divmod(y, STRIDE_Y)
+        row, line = divmod(y, self.stride_y)
         width = self.size.width
         base = self._base
-        if line >= TILE_H:
+        if line >= self.tile_h:
             return Strip.blank(width, base)
         cols = self.columns
         segs: list[Segment] = []
@@ -316,7 +413,7 @@ class NodeTiles(ScrollView, can_focus=True):
         self._rerender(new)
         cols = self.columns
         row, col = divmod(new, cols)
-        self.scroll_to_region(Region(col * STRIDE_X, row * STRIDE_Y, TILE_W, TILE_H), animate=False)
+        self.scroll_to_region(Region(col * STRIDE_X, row * self.stride_y, TILE_W, self.tile_h), animate=False)
         self.refresh()
 
     def action_move(self, dx: int, dy: int) -> None:
@@ -333,8 +430,8 @@ class NodeTiles(ScrollView, can_focus=True):
         x = event.x + self.scroll_offset.x
         y = event.y + self.scroll_offset.y
         col, xin = divmod(x, STRIDE_X)
-        row, yin = divmod(y, STRIDE_Y)
-        if xin >= TILE_W or yin >= TILE_H or col >= self.columns:
+        row, yin = divmod(y, self.stride_y)
+        if xin >= TILE_W or yin >= self.tile_h or col >= self.columns:
             return
         index = row * self.columns + col
         if 0 <= index < len(self.tiles):
