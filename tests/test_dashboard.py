@@ -217,3 +217,28 @@ async def test_narrow_terminal_folds_whole_columns_instead_of_cutting_the_table(
         await pilot.pause()
         await b.wait_until(pilot, lambda: gpus.shown_columns == gpus.column_keys, "every column back when wide")
         assert "more" not in gpus.render_line(0).text
+
+
+async def test_tiles_grow_when_every_node_fits_and_shrink_when_not(store: Any) -> None:
+    """A small cluster on a big terminal gets 8-line tiles (load, network, disks, GPU heat and power);
+    when the grid would have to scroll, 4-line tiles again."""
+    from dashboard.widgets.tiles import TILE_H, TILE_H_ROOMY
+
+    b.publish(store(), b.demo_cluster())
+    app = app_for(store)
+    async with app.run_test(size=(200, 60)) as pilot:
+        await b.wait_reads(pilot)
+        tiles = app.screen.query_one(NodeTiles)
+        await pilot.pause()
+        assert tiles.tile_h == TILE_H_ROOMY
+        gpu = next(i for i, v in enumerate(tiles.views) if v.host == "gpu-01")
+        tiles._rerender(gpu)
+        text = ["".join(s.text for s in line) for line in tiles.tiles[gpu].lines]
+        assert len(text) == TILE_H_ROOMY and all(len(t) == 24 for t in text)
+        assert text[4].startswith("load ") and text[5].startswith("net") and text[6].startswith("disk")
+        assert text[7].startswith("hot 60 °C") and text[7].rstrip().endswith("W")
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        await b.wait_until(pilot, lambda: tiles.tile_h == TILE_H, "compact tiles when the grid scrolls")
+        tiles._rerender(gpu)
+        assert len(tiles.tiles[gpu].lines) == TILE_H
