@@ -73,6 +73,8 @@ class ClusterTop(App[int]):
         Binding("q", "quit", "Quit"),
     ]
     CSS = """
+    /* A compact footer (narrow terminals) still keeps a space after the group label ("screens"). */
+    Footer.-compact FooterLabel { margin: 0 1 0 0; }
     Screen.-unreachable #tiles, Screen.-unreachable LiveTable, Screen.-unreachable #sections {
         text-opacity: 70%;
     }

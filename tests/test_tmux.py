@@ -110,6 +110,8 @@ def test_demo_in_a_real_terminal(term: Callable[..., Tmux], size: tuple[int, int
     s = t.wait_for(lambda s: "clustertop gpus" in s, "the GPU screen")
     fits(s, w)
     assert "gpu01" in s and "processes on" in s and "power/limit" in s
+    footer = s.splitlines()[-1]  # the screen with the most keys still shows help and quit
+    assert "k Terminate" in footer and "? Help" in footer and "q Quit" in footer
     if w >= 120:
         assert "GeForce" in s and "throttle" in s
     else:  # the card's name and the rarer columns fold away at 80 columns; the header says so

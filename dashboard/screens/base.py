@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from textual import events
 from textual.app import ComposeResult
 from textual.content import Content
 from textual.screen import Screen
@@ -32,6 +33,12 @@ class DataScreen(Screen[None]):
 
     def compose_body(self) -> Iterable[Widget]:
         return ()
+
+    def on_resize(self, event: events.Resize) -> None:
+        # Below 100 columns the footer drops the padding between keys, so a screen's own keys
+        # (filter, sort, terminate, kill) leave room for "? Help" and "q Quit".
+        for footer in self.query(Footer):  # the wall has none
+            footer.compact = event.size.width < 100
 
     def on_screen_resume(self) -> None:
         view = getattr(self.app, "view", None)
