@@ -10,6 +10,7 @@ releases (``checks`` was a dict keyed by code before it became a list, pool
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from collectors import schema
@@ -27,17 +28,27 @@ def _list(v: Any) -> list[Any]:
     return v if isinstance(v, list) else []
 
 
+#: The integers the wire carries (msgpack int64/uint64): a bigger one would fail the agent's publish.
+_INT_RANGE = range(-(2**63), 2**64)
+
+
 def _int(v: Any) -> int | None:
     # bool is an int in Python; Ceph never means a count when it says true/false.
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
-    return int(v)
+    if isinstance(v, float) and not math.isfinite(v):
+        return None  # json.loads accepts NaN and Infinity; int() of them raises
+    n = int(v)
+    return n if n in _INT_RANGE else None
 
 
 def _float(v: Any) -> float | None:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
-    return float(v)
+    try:
+        return float(v)
+    except OverflowError:  # an int of 309+ digits
+        return None
 
 
 def _str(v: Any) -> str | None:
@@ -125,7 +136,7 @@ def parse_health(d: Any) -> schema.Ceph:
     statuses = pg.get("statuses")
     if isinstance(statuses, dict):
         c.pg_states = {k: n for k, v in statuses.items() if (n := _int(v)) is not None}
-        c.pgs_total = sum(c.pg_states.values())
+        c.pgs_total = _int(sum(c.pg_states.values()))  # a sum can outgrow 64 bits even when its parts fit
     obj = _dict(pg.get("object_stats"))
     c.objects = _int(obj.get("num_objects"))
     c.objects_degraded = _int(obj.get("num_objects_degraded"))
@@ -165,10 +176,10 @@ def parse_osd(o: Any) -> schema.CephOsd | None:
     if total is None:
         total = _int(statfs.get("total"))
     if total is None and kb is not None:
-        total = kb * 1024
+        total = _int(kb * 1024)  # may outgrow 64 bits
     used = _int(stats.get("stat_bytes_used"))
     if used is None and kb_used is not None:
-        used = kb_used * 1024
+        used = _int(kb_used * 1024)
     pgs = _int(stats.get("numpg"))
     state = o.get("state")
     return schema.CephOsd(
@@ -202,11 +213,12 @@ def parse_pool(p: Any) -> schema.CephPool | None:
         return None
     apps = p.get("application_metadata")
     # A list of names on Ceph 16; a dict name -> settings on older releases.
-    applications = sorted(apps) if isinstance(apps, (list, dict)) else None
+    # Names only, before sorting: sorted() of [1, "rbd"] or [None, None] raises TypeError.
+    applications = sorted(a for a in apps if isinstance(a, str)) if isinstance(apps, (list, dict)) else None
     pool = schema.CephPool(
         id=pid, name=name, type=_str(p.get("type")),
         size=_int(p.get("size")), min_size=_int(p.get("min_size")), pg_num=_int(p.get("pg_num")),
-        applications=[a for a in applications if isinstance(a, str)] if applications is not None else None,
+        applications=applications,
     )
     stats = p.get("stats")
     if isinstance(stats, dict):  # only with ?stats=true
@@ -313,7 +325,7 @@ def error_detail(body: str | bytes, limit: int = 160) -> str:
         body = body.decode("utf-8", "replace")
     try:
         d = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the stack
         d = None
     if isinstance(d, dict) and isinstance(d.get("detail"), str):
         text = d["detail"]

@@ -195,7 +195,8 @@ def parse_status_uid(data: str) -> int | None:
     for line in data.splitlines():
         if line.startswith("Uid:"):
             parts = line.split()
-            return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+            # isdecimal, not isdigit: int() refuses "²"; a 5000-digit uid is no uid either
+            return int(parts[1]) if len(parts) > 1 and parts[1].isdecimal() and len(parts[1]) < 20 else None
     return None
 
 
@@ -212,7 +213,9 @@ def parse_btime(data: str) -> int | None:
     """Boot time (Unix seconds) from /proc/stat."""
     for line in data.splitlines():
         if line.startswith("btime "):
-            return int(line.split()[1])
+            value = line.split()[1:]
+            # a torn or garbled line is no boot time (the docstring's None), not an exception
+            return int(value[0]) if value and value[0].isdecimal() and len(value[0]) < 20 else None
     return None
 
 
@@ -221,7 +224,10 @@ def parse_passwd(data: str) -> dict[int, str]:
     for line in data.splitlines():
         f = line.split(":")
         if len(f) >= 3 and f[2].isdigit():
-            out.setdefault(int(f[2]), f[0])
+            try:
+                out.setdefault(int(f[2]), f[0])
+            except ValueError:  # isdigit() passes "²" and 5000-digit numbers, which int() refuses
+                continue
     return out
 
 

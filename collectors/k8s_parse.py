@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, Overflow
 from typing import Any
 
 from collectors import schema
@@ -34,22 +34,30 @@ _SUFFIX = {
 _QUANTITY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
 
 
+#: resource.Quantity: "no quantity may represent a number greater than 2^63-1 in magnitude".
+_QUANTITY_MAX = 2**63 - 1
+
+
 def parse_quantity(value: Any) -> Decimal | None:
     """A resource.Quantity ("7800m", "32Gi", "2", "1e3") as a Decimal; None if it is not one."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return Decimal(str(value))
-    if not isinstance(value, str):
+    if isinstance(value, int):
+        number = Decimal(value)  # exact; str() of an int past 4300 digits raises
+    elif isinstance(value, float):
+        number = Decimal(str(value))
+    elif isinstance(value, str):
+        m = _QUANTITY.match(value.strip())
+        if m is None:
+            return None
+        try:
+            number = Decimal(m.group(1)) * _SUFFIX[m.group(2) or ""]
+        except (InvalidOperation, Overflow):  # Overflow: "1e999999999Ki" is past Decimal's exponent range
+            return None
+    else:
         return None
-    m = _QUANTITY.match(value.strip())
-    if m is None:
-        return None
-    try:
-        number = Decimal(m.group(1))
-    except InvalidOperation:
-        return None
-    return number * _SUFFIX[m.group(2) or ""]
+    # NaN and Infinity (json.loads accepts both) and sizes the API itself refuses are not quantities.
+    return number if number.is_finite() and abs(number) <= _QUANTITY_MAX else None
 
 
 def _int(value: Any, scale: int = 1) -> int | None:
@@ -57,7 +65,13 @@ def _int(value: Any, scale: int = 1) -> int | None:
     if q is None:
         return None
     # Quantities round up (the API's own rule for a request like "0.5" GPUs it would refuse anyway).
-    return int((q * scale).to_integral_value(rounding="ROUND_CEILING"))
+    return _fit(int((q * scale).to_integral_value(rounding="ROUND_CEILING")))
+
+
+def _fit(n: int) -> int | None:
+    """n, or None past int64 (the API's own integer range): millicores of the largest quantity, or a
+    sum of big counts, would not fit the wire."""
+    return n if -_QUANTITY_MAX - 1 <= n <= _QUANTITY_MAX else None
 
 
 def parse_ts(text: Any) -> float | None:
@@ -73,7 +87,7 @@ def parse_ts(text: Any) -> float | None:
 def items(obj: Any) -> list[dict[str, Any]]:
     """The items of a list object (or [obj] for a single object); malformed entries are dropped."""
     if isinstance(obj, dict) and "items" in obj:
-        raw = obj.get("items") or []
+        raw = _list(obj, "items")  # iterating a number raises; a string's characters are no items
     elif isinstance(obj, dict):
         raw = [obj]
     else:
@@ -88,6 +102,23 @@ def _d(obj: Any, *path: str) -> Any:
             return None
         obj = obj.get(key)
     return obj
+
+
+def _dict(obj: Any, *path: str) -> dict[str, Any]:
+    """Like _d, but {} unless the value there is a dict (a list or a number where the API has an object)."""
+    v = _d(obj, *path)
+    return v if isinstance(v, dict) else {}
+
+
+def _list(obj: Any, *path: str) -> list[Any]:
+    """Like _d, but [] unless the value there is a list."""
+    v = _d(obj, *path)
+    return v if isinstance(v, list) else []
+
+
+def _str(value: Any) -> str | None:
+    """A non-empty string, else None: the schema's str fields must not carry numbers or lists."""
+    return value if isinstance(value, str) and value else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -119,8 +150,8 @@ def parse_node(obj: dict[str, Any], gpu_resource: str = GPU_RESOURCE) -> schema.
     for c in conditions if isinstance(conditions, list) else ():
         if _d(c, "type") == "Ready":
             ready = _d(c, "status") == "True"  # "Unknown" = node controller lost the kubelet = not ready
-    capacity = _d(obj, "status", "capacity") or {}
-    allocatable = _d(obj, "status", "allocatable") or {}
+    capacity = _dict(obj, "status", "capacity")
+    allocatable = _dict(obj, "status", "allocatable")
     has_status = isinstance(_d(obj, "status", "capacity"), dict)
     return schema.K8sNode(
         name=str(_d(obj, "metadata", "name") or "?"),
@@ -147,10 +178,9 @@ def parse_nodes(obj: Any, gpu_resource: str = GPU_RESOURCE) -> list[schema.K8sNo
 def _container_request(container: Any, resource: str) -> int:
     # Extended resources cannot be overcommitted: requests must equal limits, and a limit alone
     # defaults the request to it (the API server fills it in, but be safe on older objects).
-    res = _d(container, "resources") or {}
-    value = (_d(res, "requests") or {}).get(resource)
+    value = _dict(container, "resources", "requests").get(resource)
     if value is None:
-        value = (_d(res, "limits") or {}).get(resource)
+        value = _dict(container, "resources", "limits").get(resource)
     if value is None:
         return 0
     return _int(value) or 0
@@ -158,17 +188,17 @@ def _container_request(container: Any, resource: str) -> int:
 
 def pod_gpus(spec: Any, resource: str = GPU_RESOURCE) -> int:
     """The pod's effective request: max(sum over app containers, max over init containers)."""
-    apps = sum(_container_request(c, resource) for c in (_d(spec, "containers") or ()))
-    inits = [_container_request(c, resource) for c in (_d(spec, "initContainers") or ())]
-    return max([apps, *inits])
+    apps = sum(_container_request(c, resource) for c in _list(spec, "containers"))
+    inits = [_container_request(c, resource) for c in _list(spec, "initContainers")]
+    return _fit(max([apps, *inits])) or 0  # a sum past int64 is no GPU count: unknown, as an unreadable request
 
 
 def _restarts(status: Any) -> int | None:
     raw = [cs.get("restartCount") for key in ("containerStatuses", "initContainerStatuses")
-           for cs in (_d(status, key) or ()) if isinstance(cs, dict)]
+           for cs in _list(status, key) if isinstance(cs, dict)]
     counts = [c for c in raw if isinstance(c, int)]
     if counts:
-        return sum(counts)
+        return _fit(sum(counts))
     # No container ever started (Pending, unscheduled): zero restarts is a fact, not a guess.
     return 0 if _d(status, "phase") == "Pending" else None
 
@@ -177,19 +207,19 @@ def pod_reason(obj: dict[str, Any]) -> str | None:
     """Why a pod is in its state, in the API's own words (the same sources kubectl's STATUS uses)."""
     if _d(obj, "metadata", "deletionTimestamp"):
         return "Terminating"
-    status = _d(obj, "status") or {}
+    status = _dict(obj, "status")
     if isinstance(status.get("reason"), str) and status["reason"]:
         return str(status["reason"])  # Evicted, NodeLost, UnexpectedAdmissionError, ...
     phase = status.get("phase")
     for key in ("initContainerStatuses", "containerStatuses"):
-        for cs in status.get(key) or ():
+        for cs in _list(status, key):
             waiting = _d(cs, "state", "waiting", "reason")
             if waiting and waiting not in ("PodInitializing", "ContainerCreating"):
                 return str(waiting)  # CrashLoopBackOff, ImagePullBackOff, CreateContainerConfigError
             terminated = _d(cs, "state", "terminated", "reason")
             if terminated and (phase != "Running" or key == "initContainerStatuses") and terminated != "Completed":
                 return str(terminated)  # Error, OOMKilled, ContainerCannotRun
-    for c in status.get("conditions") or ():
+    for c in _list(status, "conditions"):
         if _d(c, "type") == "PodScheduled" and _d(c, "status") == "False" and _d(c, "reason"):
             return str(c["reason"])  # Unschedulable: not enough GPUs free anywhere
     if phase == "Succeeded":
@@ -206,20 +236,21 @@ def _controller(refs: Any) -> dict[str, Any] | None:
 
 
 def parse_pod(obj: dict[str, Any], gpu_resource: str = GPU_RESOURCE) -> schema.K8sPod:
-    md = obj.get("metadata") or {}
-    owner = _controller(md.get("ownerReferences"))
+    md = _dict(obj, "metadata")
+    owner = _controller(md.get("ownerReferences")) or {}
     return schema.K8sPod(
         namespace=str(md.get("namespace") or ""),
         name=str(md.get("name") or "?"),
-        node=_d(obj, "spec", "nodeName") or None,
-        phase=_d(obj, "status", "phase") or None,
+        # _str: a number or a list here would make the dashboard refuse the whole payload
+        node=_str(_d(obj, "spec", "nodeName")),
+        phase=_str(_d(obj, "status", "phase")),
         reason=pod_reason(obj),
         restarts=_restarts(obj.get("status")),
         gpus=pod_gpus(obj.get("spec"), gpu_resource),
         created_ts=parse_ts(md.get("creationTimestamp")),
-        owner_kind=owner.get("kind") if owner else None,
-        owner=owner.get("name") if owner else None,
-        uid=md.get("uid") or None,
+        owner_kind=_str(owner.get("kind")),
+        owner=_str(owner.get("name")),
+        uid=_str(md.get("uid")),
     )
 
 
@@ -240,7 +271,7 @@ def allocate(nodes: Iterable[schema.K8sNode], pods: Iterable[schema.K8sPod]) -> 
             assert p.node is not None
             used[p.node] = used.get(p.node, 0) + p.gpus
     for n in nodes:
-        n.gpu_allocated = used.get(n.name, 0)
+        n.gpu_allocated = _fit(used.get(n.name, 0))
 
 
 def _interest(p: schema.K8sPod) -> int:
@@ -274,11 +305,12 @@ def select_pods(pods: list[schema.K8sPod], limit: int) -> list[schema.K8sPod]:
 
 
 def _opt_int(value: Any, default: int | None = None) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
+    ok = isinstance(value, int) and not isinstance(value, bool) and _fit(value) is not None
+    return value if ok else default
 
 
 def parse_job(obj: dict[str, Any]) -> schema.K8sWorkload:
-    md, spec, st = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+    md, spec, st = _dict(obj, "metadata"), _dict(obj, "spec"), _dict(obj, "status")
     return schema.K8sWorkload(
         kind="Job", namespace=str(md.get("namespace") or ""), name=str(md.get("name") or "?"),
         # parallelism is how many pods the Job runs at once: its "replicas".
@@ -290,7 +322,7 @@ def parse_job(obj: dict[str, Any]) -> schema.K8sWorkload:
 
 
 def parse_deployment(obj: dict[str, Any]) -> schema.K8sWorkload:
-    md, spec, st = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+    md, spec, st = _dict(obj, "metadata"), _dict(obj, "spec"), _dict(obj, "status")
     return schema.K8sWorkload(
         kind="Deployment", namespace=str(md.get("namespace") or ""), name=str(md.get("name") or "?"),
         replicas=_opt_int(spec.get("replicas"), 1),  # the API defaults an omitted spec.replicas to 1

@@ -125,7 +125,7 @@ def api_status_message(body: Any) -> str:
     if isinstance(body, str):
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the stack
             return body.strip().splitlines()[0][:200] if body.strip() else ""
         if isinstance(data, dict) and isinstance(data.get("message"), str):
             return str(data["message"])[:300]

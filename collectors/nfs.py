@@ -52,8 +52,10 @@ def parse_mounts(text: str) -> list[Mount]:
     """Every mount in /proc/self/mounts order. A path mounted over twice keeps only the last
     (topmost) entry, because that is what a stat of the path reaches; order of first sight is kept."""
     seen: dict[str, Mount] = {}
-    for line in text.splitlines():
-        parts = line.split()
+    # Split exactly where the kernel does (one space, one newline): splitlines() and split() would also
+    # cut at characters it leaves unescaped in a path (U+00A0, U+3000, \x1c...).
+    for line in text.split("\n"):
+        parts = [x for x in line.split(" ") if x]
         if len(parts) < 3:
             continue
         m = Mount(source=unescape(parts[0]), mountpoint=unescape(parts[1]), fstype=parts[2])

@@ -223,14 +223,21 @@ def parse_cpuinfo(text: str) -> CpuInfo:
     return info
 
 
+#: More CPUs than any kernel supports (NR_CPUS is at most 8192): a list naming more is not a CPU list.
+MAX_CPUS = 1 << 16
+
+
 def parse_cpu_list(text: str) -> list[int]:
-    """A sysfs CPU list ("0-3,8,10-11") as numbers."""
+    """A sysfs CPU list ("0-3,8,10-11") as numbers; ValueError if it is not one."""
     out: list[int] = []
     for chunk in text.strip().split(","):
         if not chunk:
             continue
         lo, _, hi = chunk.partition("-")
-        out.extend(range(int(lo), int(hi or lo) + 1))
+        first, last = int(lo), int(hi or lo)
+        if len(out) + last - first + 1 > MAX_CPUS:  # "0-99999999999" would be expanded into all of memory
+            raise ValueError(f"CPU list names more than {MAX_CPUS} CPUs")
+        out.extend(range(first, last + 1))
     return out
 
 
@@ -328,8 +335,10 @@ def _unescape(field: str) -> str:
 
 def parse_mounts(text: str) -> list[Mount]:
     out: list[Mount] = []
-    for line in text.splitlines():
-        f = line.split()
+    # Split exactly where the kernel does (one space, one newline): splitlines() and split() would also
+    # cut at characters it leaves unescaped in a path (U+00A0, U+3000, \x1c...).
+    for line in text.split("\n"):
+        f = [x for x in line.split(" ") if x]
         if len(f) < 4:
             continue
         out.append(Mount(_unescape(f[0]), _unescape(f[1]), f[2], f[3]))
@@ -418,7 +427,10 @@ def parse_passwd(text: str) -> dict[int, str]:
     for line in text.splitlines():
         f = line.split(":")
         if len(f) >= 3 and f[2].isdigit():
-            out.setdefault(int(f[2]), f[0])
+            try:
+                out.setdefault(int(f[2]), f[0])
+            except ValueError:  # isdigit() passes "²" and 5000-digit numbers, which int() refuses
+                continue
     return out
 
 

@@ -73,14 +73,21 @@ RABBIT_COLUMNS = ("name", "messages", "messages_ready", "messages_unacknowledged
                   "message_stats.publish_details.rate", "message_stats.deliver_get_details.rate")
 
 
+#: The integers the wire carries (msgpack int64/uint64): a bigger one would fail the agent's publish.
+_INT_RANGE = range(-(2**63), 2**64)
+
+
 def _int(v: Any) -> int | None:
-    return v if isinstance(v, int) and not isinstance(v, bool) else None
+    return v if isinstance(v, int) and not isinstance(v, bool) and v in _INT_RANGE else None
 
 
 def _float(v: Any) -> float | None:
-    if isinstance(v, bool):
+    if isinstance(v, bool) or not isinstance(v, int | float):
         return None
-    return float(v) if isinstance(v, int | float) else None
+    try:
+        return float(v)
+    except OverflowError:  # an int of 309+ digits
+        return None
 
 
 def _rate(stats: Any, key: str) -> float | None:
@@ -261,6 +268,8 @@ def parse_dask_identity(raw: bytes | str, seen_ts: float) -> DaskIdentity:
         ident = _identity_decoder.decode(raw)
     except msgspec.DecodeError as e:
         raise ValueError(f"not a scheduler identity document: {e}") from None
+    except RecursionError:  # nested deeper than the stack, in a field we skip
+        raise ValueError("not a scheduler identity document: nested too deeply") from None
     if ident.type not in (None, "Scheduler"):
         raise ValueError(f"not a scheduler identity document: type {ident.type!r}")
     workers = []
@@ -269,14 +278,15 @@ def parse_dask_identity(raw: bytes | str, seen_ts: float) -> DaskIdentity:
         m = w.metrics
         processing = None
         if m is not None and m.task_counts is not None:
-            processing = sum(m.task_counts.get(s, 0) for s in DASK_PROCESSING_STATES)
+            processing = _int(sum(m.task_counts.get(s, 0) for s in DASK_PROCESSING_STATES))
+        # _int: msgspec decodes JSON integers of any size, the wire carries 64 bits
         workers.append(schema.Worker(
             name=addr, kind="dask", host=w.host,
             online=None if w.status is None else w.status not in DASK_LEAVING,
             last_seen_ts=w.last_seen, processing=processing,
-            mem_bytes=m.memory if m is not None else None,
-            mem_limit_bytes=w.memory_limit or None,  # 0 means "no limit", not a zero-byte limit
-            nthreads=w.nthreads,
+            mem_bytes=_int(m.memory) if m is not None else None,
+            mem_limit_bytes=_int(w.memory_limit) or None,  # 0 means "no limit", not a zero-byte limit
+            nthreads=_int(w.nthreads),
         ))
     return DaskIdentity(address=ident.address, workers=workers)
 
@@ -296,7 +306,7 @@ def parse_dask_counts(data: Any) -> DaskCounts:
         raise ValueError(f"expected a JSON object of counts, got {type(data).__name__}")
     waiting, unrunnable = _int(data.get("waiting")), _int(data.get("unrunnable"))
     return DaskCounts(processing=_int(data.get("processing")),
-                      waiting=None if waiting is None else waiting + (unrunnable or 0),
+                      waiting=None if waiting is None else _int(waiting + (unrunnable or 0)),
                       workers=_int(data.get("workers")))
 
 
@@ -315,7 +325,9 @@ def parse_dask_task_states(text: str) -> dict[str, int] | None:
             continue
         state, _, rest = line[len(_PROM_TASKS):].partition('"}')
         try:
-            states[state] = int(float(rest.split()[0]))
-        except (IndexError, ValueError):
+            n = int(float(rest.split()[0]))
+        except (IndexError, ValueError, OverflowError):  # OverflowError: "+Inf", legal in Prometheus text
             continue  # a line we do not understand is skipped, not guessed
+        if _int(n) is not None:
+            states[state] = n
     return states or None

@@ -197,7 +197,7 @@ def verify(fields: dict[str, Any], keys: dict[str, PublicKey]) -> str | None:
         return f"unknown key id {fields.get('key_id')!r}"
     try:
         sig = base64.b64decode(str(sig_text), validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a non-ASCII character (plain ValueError from b64decode)
         return "bad signature (not base64)"
     if len(sig) != 64:
         return "bad signature (wrong length)"
