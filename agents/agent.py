@@ -246,8 +246,10 @@ class Agent:
                 log.warning("cannot publish to %s: %s (retrying every %g..%g s, not buffering)",
                             self._where(), describe(e), BACKOFF_MIN_S, BACKOFF_MAX_S)
             return False
-        except ValueError as e:  # oversized snapshot: a bug or a runaway collector, not an outage
-            log.error("%s", e)
+        except (ValueError, OverflowError) as e:
+            # An oversized snapshot, or an int past 64 bits that msgpack cannot carry (a collector's
+            # bug): this tick is lost with a logged reason; the loop (and the watchdog ping) goes on.
+            log.error("snapshot not published: %s", e)
             return False
         if self._outage_since is not None:
             log.info("publishing to %s again after %.0f s (%d failed attempts so far)", self._where(),

@@ -106,23 +106,55 @@ class Huge:
         pass
 
 
-def test_oversized_snapshot_is_refused_with_a_logged_reason(redis_server, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setitem(base.REGISTRY, "t_huge", f"{__name__}:Huge")
+def run_agent_with(collector: str, cls: type, node: str, url: str, monkeypatch, seconds: float) -> bool:  # type: ignore[no-untyped-def]
+    """Run a real agent with only ``collector`` (``cls``, of this module) for ``seconds``; True if its
+    loop was still alive until stopped and then ended."""
+    monkeypatch.setitem(base.REGISTRY, collector, f"{__name__}:{cls.__name__}")
     cols = {n: CollectorConfig(name=n, enabled=False) for n in base.DEFAULT_NODE_COLLECTORS}
-    cols["t_huge"] = CollectorConfig(name="t_huge", enabled=True)
-    cfg = AgentConfig(node="big", redis_url=redis_server.url, interval_s=0.2, collectors=cols)
-    agent = Agent(cfg)
+    cols[collector] = CollectorConfig(name=collector, enabled=True)
+    agent = Agent(AgentConfig(node=node, redis_url=url, interval_s=0.2, collectors=cols))
     stop = threading.Event()
     t = threading.Thread(target=agent.run, args=(stop,), daemon=True)
-    with caplog.at_level(logging.ERROR, logger="clustertop.agent"):
-        t.start()
-        time.sleep(1.0)
-        stop.set()
-        t.join(5)
+    t.start()
+    time.sleep(seconds)
+    alive = t.is_alive()
+    stop.set()
+    t.join(5)
     agent.close()
+    return alive and not t.is_alive()
+
+
+def test_oversized_snapshot_is_refused_with_a_logged_reason(redis_server, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    with caplog.at_level(logging.ERROR, logger="clustertop.agent"):
+        assert run_agent_with("t_huge", Huge, "big", redis_server.url, monkeypatch, 1.0)
     assert redis_server.client().get(wire.node_key("big")) is None  # nothing half-written
     assert any("exceeds" in r.getMessage() for r in caplog.records)
-    assert not t.is_alive()
+
+
+class Overflowing:
+    """A buggy collector: a counter past what msgpack's 64-bit ints carry (a parser that lets one through)."""
+
+    name = "t_overflow"
+    field = "system"
+
+    def __init__(self, ctx: object) -> None:
+        self.n = 0
+
+    def collect(self) -> schema.System:
+        self.n += 1
+        return schema.System(procs_total=2**64 if self.n % 2 else 7)
+
+    def close(self) -> None:
+        pass
+
+
+def test_int_past_64_bits_loses_that_tick_only(redis_server, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    """OverflowError from the encoder is a logged, lost tick, never a dead loop: the next tick publishes."""
+    with caplog.at_level(logging.ERROR, logger="clustertop.agent"):
+        assert run_agent_with("t_overflow", Overflowing, "ovf", redis_server.url, monkeypatch, 1.5)
+    raw = redis_server.client().get(wire.node_key("ovf"))
+    assert raw is not None and wire.decode(raw, schema.NodeSnapshot).system.procs_total == 7
+    assert any("not published" in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.parametrize("data", [b"\x00" * 10, b"\xde\xad\xbe\xef" * 1000, b"[bold red]x"])
