@@ -167,3 +167,17 @@ async def test_store_stopped_mid_run_then_back(redis_server: Any) -> None:
             proc.terminate()
             proc.wait(5)
             shutil.rmtree(d, ignore_errors=True)
+
+
+def test_a_read_landing_on_a_screen_without_its_widgets_draws_nothing_and_waits() -> None:
+    """A read can be handled while a screen is still composing or already torn down (the app
+    exiting): it must not raise (it took the whole app down at exit), and must not count as drawn."""
+    from dashboard.history import TotalsHistory
+    from dashboard.screens.overview import OverviewScreen
+    from dashboard.view import View
+
+    screen = OverviewScreen()  # never mounted: no header, no tiles
+    view = View(history=TotalsHistory(1.0), source_label="test")
+    view.version = 5
+    screen.show(view)
+    assert screen._drawn != 5  # drawn for real on resume or the next read

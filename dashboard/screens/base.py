@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from textual import events
 from textual.app import ComposeResult
 from textual.content import Content
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer
@@ -48,9 +49,14 @@ class DataScreen(Screen[None]):
     def show(self, view: View, force: bool = False) -> None:
         if view.version == self._drawn and not force:
             return
+        try:
+            header = self.query_one(ClusterHeader)
+        except NoMatches:
+            # A read can land while this screen is still composing or already torn down (the app
+            # exiting): nothing to draw on; resume or the next read draws it.
+            return
         self._drawn = view.version
         t = view.state.totals if view.state is not None else None
-        header = self.query_one(ClusterHeader)
         header.show(totals_line(t) if t is not None else totals_line_empty(),
                     status_line(t, view.source_label, view.read_ts, view.unreachable_since, view.store_error,
                                 view.now, self.screen_name))
