@@ -110,7 +110,10 @@ def test_demo_in_a_real_terminal(term: Callable[..., Tmux], size: tuple[int, int
     s = t.wait_for(lambda s: "clustertop gpus" in s, "the GPU screen")
     fits(s, w)
     assert "gpu01" in s and "processes on" in s and "power/limit" in s
-    footer = s.splitlines()[-1]  # the screen with the most keys still shows help and quit
+    # The screen with the most keys still shows help and quit. The footer takes the screen's own keys
+    # a frame after the screen is drawn, so wait for them rather than read the first frame.
+    s = t.wait_for(lambda s: "k Terminate" in s.splitlines()[-1], "the GPU screen's keys in the footer")
+    footer = s.splitlines()[-1]
     assert "k Terminate" in footer and "? Help" in footer and "q Quit" in footer
     if w >= 120:
         assert "GeForce" in s and "throttle" in s
