@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from collectors import schema, wire
+from collectors.cluster import node_disk_rates, node_net_rates
 
 #: A node's key outlives this many intervals; after that the node reads as stale.
 TTL_INTERVALS = 3.0
@@ -59,18 +60,8 @@ def hist_point(snap: schema.NodeSnapshot) -> schema.HistPoint:
     if s is not None:
         hp.cpu = s.cpu.util_pct if s.cpu else None
         hp.mem = s.mem.used_bytes if s.mem else None
-        if s.nics is not None:
-            # Count each byte once: physical NICs and bonds, not a bond's slaves, loopback or veths.
-            top = [n for n in s.nics if n.kind in (None, "physical", "bond")]
-            rx = [n.rx_bytes_s for n in top if n.rx_bytes_s is not None]
-            tx = [n.tx_bytes_s for n in top if n.tx_bytes_s is not None]
-            hp.rx = sum(rx) if rx else None
-            hp.tx = sum(tx) if tx else None
-        if s.disks is not None:
-            dr = [d.read_bytes_s for d in s.disks if d.read_bytes_s is not None]
-            dw = [d.write_bytes_s for d in s.disks if d.write_bytes_s is not None]
-            hp.dr = sum(dr) if dr else None
-            hp.dw = sum(dw) if dw else None
+        hp.rx, hp.tx = node_net_rates(s)
+        hp.dr, hp.dw = node_disk_rates(s)
     if snap.gpus:
         hp.gu = [g.util_pct for g in snap.gpus]
         hp.gm = [g.mem_used_bytes for g in snap.gpus]

@@ -58,6 +58,36 @@ class Totals:
     models: dict[str, int] = field(default_factory=dict)  # GPU model -> count
 
 
+def hot_c(g: schema.Gpu) -> int:
+    """Where a GPU counts as hot: 5 °C short of the card's own slowdown point, else GPU_HOT_C."""
+    return g.temp_slowdown_c - 5 if g.temp_slowdown_c else GPU_HOT_C
+
+
+def is_hot(g: schema.Gpu) -> bool:
+    return g.temp_c is not None and g.temp_c >= hot_c(g)
+
+
+def _known_sum(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
+
+
+def node_net_rates(s: schema.System | None) -> tuple[float | None, float | None]:
+    """Receive and send bytes/s over a node's own NICs: physical ones and bonds, not a bond's
+    slaves, loopback or veths, so each byte counts once. None where no NIC reports a rate."""
+    if s is None or s.nics is None:
+        return None, None
+    top = [n for n in s.nics if n.kind in (None, "physical", "bond")]
+    return _known_sum([n.rx_bytes_s for n in top]), _known_sum([n.tx_bytes_s for n in top])
+
+
+def node_disk_rates(s: schema.System | None) -> tuple[float | None, float | None]:
+    """Read and write bytes/s over a node's disks (whole devices, as the host collector lists them)."""
+    if s is None or s.disks is None:
+        return None, None
+    return _known_sum([d.read_bytes_s for d in s.disks]), _known_sum([d.write_bytes_s for d in s.disks])
+
+
 def summarize(nodes: list[NodeView], cluster: dict[str, schema.ClusterPayload] | None = None) -> Totals:
     # One pass with every running sum in a local variable: at 1,000 nodes x 8 GPUs this runs on
     # every refresh, and attribute writes plus a helper call per field cost ~4x as much. Sums start
@@ -249,7 +279,7 @@ def alerts(nodes: list[NodeView], cluster: dict[str, schema.ClusterPayload] | No
                 add(Alert("critical", "gpu", host, f"gpu{g.index}", f"GPU {g.index} lost: {g.error or 'fell off the bus'}"))
                 continue
             temp = g.temp_c
-            hot = temp is not None and temp >= (g.temp_slowdown_c - 5 if g.temp_slowdown_c else GPU_HOT_C)
+            hot = is_hot(g)
             reasons = g.throttle_reasons
             throttled = bool(reasons) and not _HW_THROTTLE.isdisjoint(reasons)  # type: ignore[arg-type]
             if not (hot or g.ecc_uncorrected or throttled):

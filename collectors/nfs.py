@@ -11,13 +11,12 @@ blocked call finally returns, the next collect probes afresh and the mount is ok
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from collectors import schema
+from collectors import procfs, schema
 from collectors.base import Context, Roots
 from collectors.config import ConfigError, check_keys, get
 
@@ -33,7 +32,6 @@ DEFAULT_TIMEOUT_S = 1.0  # how long collect() waits for the probes
 DEFAULT_SLOW_MS = 200.0  # a probe that completed slower than this makes the mount "slow"
 DEFAULT_HUNG_S = 5.0  # a probe out for this long makes the mount "hung"
 
-_OCTAL = re.compile(r"\\([0-7]{3})")
 
 
 @dataclass(frozen=True)
@@ -43,23 +41,14 @@ class Mount:
     fstype: str
 
 
-def unescape(field_text: str) -> str:
-    """/proc/self/mounts writes space, tab, newline and backslash as \\040 \\011 \\012 \\134."""
-    return _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), field_text)
 
 
 def parse_mounts(text: str) -> list[Mount]:
     """Every mount in /proc/self/mounts order. A path mounted over twice keeps only the last
     (topmost) entry, because that is what a stat of the path reaches; order of first sight is kept."""
     seen: dict[str, Mount] = {}
-    # Split exactly where the kernel does (one space, one newline): splitlines() and split() would also
-    # cut at characters it leaves unescaped in a path (U+00A0, U+3000, \x1c...).
-    for line in text.split("\n"):
-        parts = [x for x in line.split(" ") if x]
-        if len(parts) < 3:
-            continue
-        m = Mount(source=unescape(parts[0]), mountpoint=unescape(parts[1]), fstype=parts[2])
-        seen[m.mountpoint] = m
+    for m in procfs.parse_mounts(text):  # the one /proc/self/mounts parser (fields, escapes)
+        seen[m.mountpoint] = Mount(source=m.device, mountpoint=m.mountpoint, fstype=m.fstype)
     return list(seen.values())
 
 

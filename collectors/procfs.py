@@ -328,9 +328,12 @@ class Mount:
     options: str
 
 
-def _unescape(field: str) -> str:
-    # The kernel writes space, tab, newline and backslash in mount paths as octal escapes (\040 ...).
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+_OCTAL = re.compile(r"\\([0-7]{3})")
+
+
+def unescape(field: str) -> str:
+    """/proc/self/mounts writes space, tab, newline and backslash in paths as \\040 \\011 \\012 \\134."""
+    return _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), field)
 
 
 def parse_mounts(text: str) -> list[Mount]:
@@ -341,7 +344,7 @@ def parse_mounts(text: str) -> list[Mount]:
         f = [x for x in line.split(" ") if x]
         if len(f) < 4:
             continue
-        out.append(Mount(_unescape(f[0]), _unescape(f[1]), f[2], f[3]))
+        out.append(Mount(unescape(f[0]), unescape(f[1]), f[2], f[3]))
     return out
 
 

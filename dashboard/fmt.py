@@ -34,6 +34,18 @@ def bytes_(n: float | None, digits: int = 1) -> str:
     return NA  # unreachable: the loop returns on the last unit
 
 
+def brief_rate(n: float | None) -> str:
+    """Bytes per second in 6 cells or fewer, for tiles: "22.4M", "512K", "0B"; None -> "N/A"."""
+    if n is None:
+        return NA
+    v = float(n)
+    for unit in ("B", "K", "M", "G", "T"):
+        if abs(v) < 1000 or unit == "T":
+            return f"{v:.0f}{unit}" if unit == "B" or v >= 100 else f"{v:.1f}{unit}"
+        v /= 1024
+    return NA  # unreachable: the loop returns on the last unit
+
+
 def gib(n: float | None) -> str:
     """Whole GiB, for totals in the header ("448 GiB")."""
     return NA if n is None else f"{n / 1024**3:.0f}"

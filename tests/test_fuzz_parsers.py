@@ -456,7 +456,7 @@ def _kernel_escape(path: str) -> str:
 def test_mount_paths_unescape_to_what_was_mounted(path: str, src: str) -> None:
     # The kernel escapes only space, tab, newline and backslash; every other character (a no-break or
     # ideographic space, U+0085, U+2028) is written as is and must stay part of the path.
-    assert nfs.unescape(_kernel_escape(path)) == path
+    assert procfs.unescape(_kernel_escape(path)) == path
     line = f"{_kernel_escape(src) or 'none'} {_kernel_escape(path)} nfs4 rw 0 0\n"
     assert [m.mountpoint for m in procfs.parse_mounts(line)] == [path]
     assert [m.mountpoint for m in nfs.network_mounts(line)] == [path]

@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from collectors import base, cluster, nfs, schema
+from collectors import base, cluster, nfs, procfs, schema
 from collectors.base import Context, Roots
 from collectors.config import ConfigError
 from collectors.reader import NodeView
@@ -73,7 +73,7 @@ def test_parse_gpu_node_mounts() -> None:
 
 
 def test_unescape_all_kernel_escapes() -> None:
-    assert nfs.unescape(r"/a\040b\011c\012d\134e") == "/a b\tc\nd\\e"
+    assert procfs.unescape(r"/a\040b\011c\012d\134e") == "/a b\tc\nd\\e"
 
 
 def test_no_network_mounts_is_an_empty_list_and_probes_nothing() -> None:

@@ -95,8 +95,8 @@ def test_wall_colorblind_theme(snap_compare: Any) -> None:
     assert snap_compare(wall_app(sim_client(), theme="colorblind"), terminal_size=(202, 58), run_before=settle)
 
 
-@pytest.mark.parametrize("key", ["1", "2", "3"], ids=["overview", "nodes", "gpus"])
-def test_terminal_200x60(snap_compare: Any, key: str) -> None:
+def terminal_on_screen(snap_compare: Any, key: str, size: tuple[int, int]) -> bool:
+    """The interactive app (not the wall) on the demo data, on screen ``key``, compared at ``size``."""
     app = make_app(Settings(frozen_time=b.NOW + 0.5, refresh_s=3600, source_label="demo (simulated, seed 1)"),
                    sim_client())
 
@@ -106,7 +106,12 @@ def test_terminal_200x60(snap_compare: Any, key: str) -> None:
         await pilot.pause()
         await pilot.pause()
 
-    assert snap_compare(app, terminal_size=(200, 60), run_before=go)
+    return bool(snap_compare(app, terminal_size=size, run_before=go))
+
+
+@pytest.mark.parametrize("key", ["1", "2", "3"], ids=["overview", "nodes", "gpus"])
+def test_terminal_200x60(snap_compare: Any, key: str) -> None:
+    assert terminal_on_screen(snap_compare, key, (200, 60))
 
 
 @pytest.mark.parametrize("size", [(80, 24), (200, 60)], ids=lambda s: f"{s[0]}x{s[1]}")
@@ -118,13 +123,4 @@ def test_wall_in_a_small_terminal(snap_compare: Any, size: tuple[int, int]) -> N
 @pytest.mark.parametrize("key", ["1", "3"], ids=["overview", "gpus"])
 def test_terminal_480x135(snap_compare: Any, key: str) -> None:
     """The interactive app on a 4K screen's grid (8x16 px cells), not only the wall."""
-    app = make_app(Settings(frozen_time=b.NOW + 0.5, refresh_s=3600, source_label="demo (simulated, seed 1)"),
-                   sim_client())
-
-    async def go(pilot: Any) -> None:
-        await b.wait_reads(pilot)
-        await pilot.press(key)
-        await pilot.pause()
-        await pilot.pause()
-
-    assert snap_compare(app, terminal_size=(480, 135), run_before=go)
+    assert terminal_on_screen(snap_compare, key, (480, 135))

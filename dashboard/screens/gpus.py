@@ -19,7 +19,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from collectors import schema
-from collectors.cluster import GPU_HOT_C
+from collectors.cluster import hot_c
 from collectors.reader import NodeView
 from dashboard import fmt
 from dashboard.screens.tabular import TableScreen
@@ -66,7 +66,7 @@ def gpu_row(v: NodeView, g: schema.Gpu, p: Palette, ascii: bool) -> list[SortCel
     util = g.util_pct
     vram = (g.mem_used_bytes / g.mem_total_bytes
             if g.mem_used_bytes is not None and g.mem_total_bytes else None)
-    hot = g.temp_slowdown_c - 5 if g.temp_slowdown_c else GPU_HOT_C
+    hot = hot_c(g)
     temp_sev = "" if g.temp_c is None or g.temp_c < hot - 10 else ("warn" if g.temp_c < hot else "crit")
     power = (f"{fmt.watts(g.power_mw)}/{fmt.watts(g.power_limit_mw)}" if g.power_mw is not None else fmt.NA)
     ecc = (f"{fmt.num(g.ecc_corrected)}/{fmt.num(g.ecc_uncorrected)}"

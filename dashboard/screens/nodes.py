@@ -13,13 +13,13 @@ from textual import on
 from textual.widget import Widget
 
 from collectors import schema
+from collectors.cluster import node_net_rates
 from collectors.reader import NodeView
 from dashboard import fmt
 from dashboard.screens.tabular import TableScreen
 from dashboard.view import View
 from dashboard.widgets.palette import Palette, node_state_severity
 from dashboard.widgets.table import LiveTable, SortCell, num_cell, text_cell
-from dashboard.widgets.tiles import net_rates
 
 COLUMNS = [
     ("host", "host"), ("state", "state"), ("age", "age"), ("cpu", "CPU"), ("load", "load"), ("mem", "mem"),
@@ -99,8 +99,8 @@ SORT_VALUES: dict[str, Callable[[NodeView], Any]] = {
     "gpus": lambda v: _gpu_value(v, 0),
     "vram": _vram_used,
     "power": lambda v: _gpu_value(v, 3),
-    "rx": lambda v: net_rates(_system(v))[0],
-    "tx": lambda v: net_rates(_system(v))[1],
+    "rx": lambda v: node_net_rates(_system(v))[0],
+    "tx": lambda v: node_net_rates(_system(v))[1],
     "uptime": lambda v: (s := _system(v)) and s.uptime_s,
     "agent": _agent_cpu,
 }
@@ -130,7 +130,7 @@ def node_row(v: NodeView, p: Palette) -> list[SortCell]:
     if gpus is not None:
         busy, vram_used, vram_total, power = _gpu_sums(gpus)
         gpus_shown = f"{fmt.num(busy)}/{len(gpus)}" if gpus else "-"
-    rx, tx = net_rates(s)
+    rx, tx = node_net_rates(s)
     agent = snap.agent if snap is not None else None
     agent_shown = fmt.NA
     if agent is not None and (agent.cpu_pct is not None or agent.rss_bytes is not None):

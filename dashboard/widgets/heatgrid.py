@@ -15,7 +15,7 @@ from rich.style import Style
 from rich.text import Text
 from textual.widgets import Static
 
-from collectors.cluster import GPU_BUSY_PCT, GPU_HOT_C
+from collectors.cluster import GPU_BUSY_PCT, hot_c
 from collectors.reader import NodeView
 from dashboard import fmt
 from dashboard.widgets import bigtext
@@ -46,7 +46,7 @@ def cells_of(nodes: list[NodeView]) -> list[GpuCell]:
             continue
         for g in n.snap.gpus:
             problem = None
-            hot = g.temp_slowdown_c - 5 if g.temp_slowdown_c else GPU_HOT_C
+            hot = hot_c(g)
             if g.lost:
                 problem = "LOST"
             elif g.ecc_uncorrected:

@@ -389,11 +389,10 @@ class LiveTable(ScrollView, can_focus=True):
 
     def on_resize(self, event: events.Resize) -> None:
         # Build the rows now in view before they are painted, so the columns are as wide as
-        # their cells from the first frame on (not one frame later).
-        self._fit()
+        # their cells from the first frame on (not one frame later); _full_refresh refits the columns.
         if self._keys:
             self._settle(rebuild=True)
-            self._full_refresh()
+        self._full_refresh()
 
     # -- painting -------------------------------------------------------------------------------
 
@@ -493,7 +492,7 @@ class LiveTable(ScrollView, can_focus=True):
         note = f"+{folded} more "
         if folded and rest >= len(note):
             segs.append(Segment(note.rjust(rest), style + Style(dim=True)))
-            return self._fill(segs, style, used=self._table_width() + rest)
+            return Strip(segs).extend_cell_length(self.size.width, style)
         return self._fill(segs, style)
 
     def _row_strip(self, cells: list[_Cell], style: Style, post: Style | None) -> Strip:
@@ -513,9 +512,9 @@ class LiveTable(ScrollView, can_focus=True):
                 segs.append(Segment(" " * (pad + 1), style))
         return self._fill(segs, style)
 
-    def _fill(self, segs: list[Segment], style: Style, used: int | None = None) -> Strip:
+    def _fill(self, segs: list[Segment], style: Style) -> Strip:
         # The row's style runs on to the widget's right edge (the cursor bar spans the width).
-        rest = self.size.width - (self._table_width() if used is None else used)
+        rest = self.size.width - self._table_width()
         if rest > 0:
             segs.append(Segment(" " * rest, style))
         return Strip(segs)

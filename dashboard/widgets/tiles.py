@@ -25,8 +25,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from collectors import schema
-from collectors.cluster import GPU_BUSY_PCT, GPU_HOT_C
+from collectors.cluster import GPU_BUSY_PCT, is_hot, node_disk_rates, node_net_rates
 from collectors.reader import NodeView
 from dashboard import fmt
 from dashboard.widgets.palette import Palette, node_state_severity
@@ -100,7 +99,7 @@ def _gpu_line(view: NodeView, p: Palette, grey: bool, ascii: bool) -> Line:
             ch = chars[min(top, max(0, round(g.util_pct / 100 * top)))]
             if grey:
                 style = stale
-            elif g.temp_c is not None and g.temp_c >= (g.temp_slowdown_c - 5 if g.temp_slowdown_c else GPU_HOT_C):
+            elif is_hot(g):
                 style = warn
             else:
                 style = info if g.util_pct >= GPU_BUSY_PCT else ok
@@ -127,38 +126,12 @@ def _gpu_line(view: NodeView, p: Palette, grey: bool, ascii: bool) -> Line:
     return _two_sided(segs, right, TILE_W)
 
 
-def net_rates(s: schema.System | None) -> tuple[float | None, float | None]:
-    """Receive and send rates over the node's own NICs (physical and bonds, not their slaves)."""
-    if s is None or s.nics is None:
-        return None, None
-    rx = tx = None
-    for n in s.nics:
-        if n.kind in (None, "physical", "bond"):
-            if n.rx_bytes_s is not None:
-                rx = (rx or 0) + n.rx_bytes_s
-            if n.tx_bytes_s is not None:
-                tx = (tx or 0) + n.tx_bytes_s
-    return rx, tx
-
-
-def _brief(n: float | None) -> str:
-    """A rate in 6 cells or fewer: 22.4M, 512K, 0B; N/A stays N/A."""
-    if n is None:
-        return fmt.NA
-    v = float(n)
-    for unit in ("B", "K", "M", "G", "T"):
-        if abs(v) < 1000 or unit == "T":
-            return f"{v:.0f}{unit}" if unit == "B" or v >= 100 else f"{v:.1f}{unit}"
-        v /= 1024
-    return fmt.NA  # unreachable: the loop returns on the last unit
-
-
 def _pair(a: float | None, b: float | None, marks: tuple[str, str], p: Palette, grey: bool) -> Line:
     style = p["stale"] if grey else p.plain
     if a is None and b is None:
         return [Segment(fmt.NA, p["na"])]
-    return [Segment(marks[0], p.dim), Segment(_brief(a), style), Segment(" " + marks[1], p.dim),
-            Segment(_brief(b), style)]
+    return [Segment(marks[0], p.dim), Segment(fmt.brief_rate(a), style), Segment(" " + marks[1], p.dim),
+            Segment(fmt.brief_rate(b), style)]
 
 
 def _roomy_lines(view: NodeView, p: Palette, grey: bool, ascii: bool) -> list[Line]:
@@ -178,24 +151,14 @@ def _roomy_lines(view: NodeView, p: Palette, grey: bool, ascii: bool) -> list[Li
         bad = any(b.degraded for b in bonds)
         net_label = [Segment("bond ", p.dim), Segment(f"{ok}/{n}", p["stale"] if grey else p["warn" if bad else "ok"])]
     arrows = ("v", "^") if ascii else ("↓", "↑")
-    lines.append(_two_sided(net_label, _pair(*net_rates(s), arrows, p, grey), TILE_W))
-    disks = s.disks if s is not None else None
-    rd = wr = None
-    for d in disks or ():
-        if d.read_bytes_s is not None:
-            rd = (rd or 0) + d.read_bytes_s
-        if d.write_bytes_s is not None:
-            wr = (wr or 0) + d.write_bytes_s
-    lines.append(_two_sided([Segment("disk", p.dim)], _pair(rd, wr, ("r ", "w "), p, grey), TILE_W))
+    lines.append(_two_sided(net_label, _pair(*node_net_rates(s), arrows, p, grey), TILE_W))
+    lines.append(_two_sided([Segment("disk", p.dim)], _pair(*node_disk_rates(s), ("r ", "w "), p, grey), TILE_W))
     gpus = [g for g in (snap.gpus or ()) if not g.lost] if snap is not None else []
     if gpus:
         temps = [g.temp_c for g in gpus if g.temp_c is not None]
         hot = max(temps) if temps else None
         powers = [g.power_mw for g in gpus if g.power_mw is not None]
-        # Warm in the same sense as the mini-bars: near the card's own slowdown point, or GPU_HOT_C.
-        warm = any(g.temp_c is not None and g.temp_c >= (g.temp_slowdown_c - 5 if g.temp_slowdown_c else GPU_HOT_C)
-                   for g in gpus)
-        hot_style = p["na"] if hot is None else (p["stale"] if grey else (p["warn"] if warm else p.plain))
+        hot_style = p["na"] if hot is None else (p["stale"] if grey else (p["warn"] if any(map(is_hot, gpus)) else p.plain))
         lines.append(_two_sided([Segment("hot ", p.dim), Segment(fmt.temp(hot), hot_style)],
                                 [Segment(fmt.watts(sum(powers) if powers else None), value if powers else p["na"])],
                                 TILE_W))
