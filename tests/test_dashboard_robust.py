@@ -123,6 +123,22 @@ def test_markup_in_a_host_name_stays_literal_in_its_tile() -> None:
     assert "".join(s.text for s in tile[0]).startswith("[b]evil[/b]")
 
 
+def test_tall_tile_says_na_for_bond_slaves_it_cannot_read() -> None:
+    """A bond listed with its slaves unreadable is N/A on the tile, never a healthy-looking 0/0."""
+    from collectors import schema
+    from collectors.reader import NodeView
+
+    snap = b.tower("gpu-01")
+    snap.bonds = [schema.Bond(name="bond0", slaves=None)]
+    lines = render_tile(NodeView(host="gpu-01", state="up", snap=snap, age_s=0.0), Palette({}), roomy=True)
+    net = "".join(s.text for s in lines[5])
+    assert net.startswith("bond N/A") and "0/0" not in net
+    snap.bonds = [schema.Bond(name="bond0", slaves=[schema.BondSlave(name="eth0", ok=True),
+                                                    schema.BondSlave(name="eth1", ok=False)], degraded=True)]
+    lines = render_tile(NodeView(host="gpu-01", state="up", snap=snap, age_s=0.0), Palette({}), roomy=True)
+    assert "".join(s.text for s in lines[5]).startswith("bond 1/2")
+
+
 def start_redis_on(port: int) -> tuple[subprocess.Popen[bytes], str]:
     d = tempfile.mkdtemp(prefix="ct-redis-")
     proc = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",

@@ -146,10 +146,14 @@ def _roomy_lines(view: NodeView, p: Palette, grey: bool, ascii: bool) -> list[Li
     bonds = snap.bonds if snap is not None else None
     net_label = [Segment("net", p.dim)]
     if bonds:
-        ok = sum(1 for b in bonds for x in b.slaves or () if x.ok)
-        n = sum(len(b.slaves or ()) for b in bonds)
         bad = any(b.degraded for b in bonds)
-        net_label = [Segment("bond ", p.dim), Segment(f"{ok}/{n}", p["stale"] if grey else p["warn" if bad else "ok"])]
+        if any(b.slaves is None for b in bonds):  # slaves unreadable: unknown, not "0/0"
+            count, style = fmt.NA, p["na"]
+        else:
+            ok = sum(1 for b in bonds for x in b.slaves or () if x.ok)
+            count = f"{ok}/{sum(len(b.slaves or ()) for b in bonds)}"
+            style = p["stale"] if grey else p["warn" if bad else "ok"]
+        net_label = [Segment("bond ", p.dim), Segment(count, style)]
     arrows = ("v", "^") if ascii else ("↓", "↑")
     lines.append(_two_sided(net_label, _pair(*node_net_rates(s), arrows, p, grey), TILE_W))
     lines.append(_two_sided([Segment("disk", p.dim)], _pair(*node_disk_rates(s), ("r ", "w "), p, grey), TILE_W))
