@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from collectors import schema, wire
+from collectors.brief import brief
 from collectors.cluster import node_disk_rates, node_net_rates
 
 #: A node's key outlives this many intervals; after that the node reads as stale.
@@ -38,6 +39,9 @@ class Publisher:
             raise ValueError(f"snapshot of {len(data)} bytes exceeds {wire.MAX_PAYLOAD_BYTES}: not published")
         p = pipe if pipe is not None else self.client.pipeline(transaction=False)
         p.set(wire.node_key(self.node), data, px=self.ttl_ms)
+        # The brief beside it, in the same pipeline and with the same TTL: the overview and the wall
+        # of a big cluster read these and a full snapshot only where they show detail.
+        p.set(wire.brief_key(self.node), wire.encode(brief(snap)), px=self.ttl_ms)
         p.zadd(wire.NODES_KEY, {self.node: snap.ts})
         if hist is not None and self.hist_due(hist.ts):
             p.xadd(wire.hist_key(self.node), {"d": wire.encode(hist)}, maxlen=wire.HIST_MAXLEN,

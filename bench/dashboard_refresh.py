@@ -10,6 +10,10 @@ worker thread included. Then the dashboard's CPU at a 1 Hz refresh while a simul
 keeps publishing (its own CPU time subtracted). Starts its own redis-server unless ``--redis URL``.
 The machine is shared: compare runs made back to back, and prefer p50 when it is busy.
 
+First ``Reader.read`` alone, reading every full snapshot and reading briefs (``collectors/brief.py``),
+in the same run; then each screen as the app reads for it: at 1,000 nodes the overview and the
+nodes table read briefs, the GPU table reads every full snapshot.
+
 The garbage collector is tuned as ``dashboard.main.run`` tunes it (``tune_gc``: start-up frozen,
 young generation collected every 10,000 allocations; see there why); ``--default-gc`` measures
 with CPython's defaults instead, to see what the tuning is worth.
@@ -40,7 +44,8 @@ if str(ROOT) not in sys.path:
 import redis  # noqa: E402
 
 from agents.simulate import SimCluster, make_publishers, publish  # noqa: E402
-from collectors.reader import Reader  # noqa: E402
+from collectors import wire  # noqa: E402
+from collectors.reader import BRIEF_FROM_NODES, Reader  # noqa: E402
 from dashboard.app import make_app  # noqa: E402
 from dashboard.main import tune_gc  # noqa: E402
 from dashboard.settings import Settings  # noqa: E402
@@ -82,6 +87,9 @@ class Feed:
         self.t = time.time()
         self.bytes = 0
 
+    def hosts(self) -> list[str]:
+        return [h.decode() for h in self.client.zrange(wire.NODES_KEY, 0, -1)]
+
     def tick(self) -> None:
         self.t += 1.0
         self.bytes = publish(self.client, self.sim, self.t, self.pubs)
@@ -96,15 +104,16 @@ def settle_gc() -> None:
         tune_gc()
 
 
-def bench_reader(url: str, feed: Feed, n: int) -> dict[str, float]:
-    reader = Reader(redis.Redis.from_url(url))
+def bench_reader(url: str, feed: Feed, n: int, full: bool | frozenset[str] = True) -> dict[str, float]:
+    """``Reader.read`` alone: full snapshots (``full=True``) or briefs (``frozenset()``)."""
+    reader = Reader(redis.Redis.from_url(url), brief_from=0)  # briefs when asked, at any size
     reader.read()  # the first read learns the node list (one extra MGET, once)
     settle_gc()
     fetch, decode, total = [], [], []
     for _ in range(n):
         feed.tick()
         t0 = time.perf_counter()
-        st = reader.read()
+        st = reader.read(full)
         total.append((time.perf_counter() - t0) * 1000)
         fetch.append(st.fetch_ms or 0.0)
         decode.append(st.decode_ms or 0.0)
@@ -128,6 +137,7 @@ async def bench_app(url: str, feed: Feed, n: int, size: tuple[int, int], screen:
 
     app._display = timed_display  # type: ignore[method-assign]
     shown: list[float] = []
+    read: list[float] = []  # the app's own read (fetch + decode + summarize), in its reader thread
     settled: list[float] = []
     cpu: list[float] = []
     async with app.run_test(size=size) as pilot:
@@ -152,9 +162,11 @@ async def bench_app(url: str, feed: Feed, n: int, size: tuple[int, int], screen:
             t1, c1 = time.perf_counter(), time.process_time()
             if i:
                 shown.append((max([t_read, *paints]) - t0) * 1000)
+                st = app.view.state
+                read.append((st.fetch_ms or 0.0) + (st.decode_ms or 0.0))
                 settled.append((t1 - t0) * 1000)
                 cpu.append((c1 - c0) * 1000)
-    return {"p50": pct(shown, 0.5), "p95": pct(shown, 0.95), "mean": statistics.fmean(shown),
+    return {"read_p50": pct(read, 0.5), "read_p95": pct(read, 0.95), "p50": pct(shown, 0.5), "p95": pct(shown, 0.95), "mean": statistics.fmean(shown),
             "settled_p95": pct(settled, 0.95), "cpu_p50": pct(cpu, 0.5), "cpu_p95": pct(cpu, 0.95)}
 
 
@@ -211,6 +223,12 @@ def main() -> int:
             feed = Feed(url, nodes)
             feed.tick()
             r = bench_reader(url, feed, n)
+            rb = bench_reader(url, feed, n, frozenset())
+            print(f"  {nodes} nodes Reader.read: full p50 {r['read_p50']:.1f} ms (fetch {r['fetch_p50']:.1f} + "
+                  f"decode {r['decode_p50']:.1f}), briefs p50 {rb['read_p50']:.1f} ms (fetch {rb['fetch_p50']:.1f} + "
+                  f"decode {rb['decode_p50']:.1f})", file=sys.stderr)
+            brief_bytes = sum(len(x or b"") for x in feed.client.mget([wire.brief_key(h) for h in feed.hosts()]))
+            rows.append((nodes, "Reader", feed.bytes, r, {"brief": rb, "brief_bytes": brief_bytes}))
             for screen in args.screens.split(","):
                 a = asyncio.run(bench_app(url, feed, n, (w, h), screen))
                 rows.append((nodes, screen, feed.bytes, r, a))
@@ -223,18 +241,29 @@ def main() -> int:
             proc.wait(5)
             shutil.rmtree(d or "", ignore_errors=True)
     gc_note = "default GC" if args.default_gc else "GC tuned as the dashboard tunes it"
-    print(f"\ndashboard refresh, {w}x{h}, {n} refreshes each, {gc_note}\n"
-          "(ms; shown = fetch + decode + fold + draw + render until on screen; settled adds Pilot's idle waits)")
-    print(f"{'nodes':>6} {'screen':<9} {'snap KiB':>9} {'fetch p50':>9} {'decode p50':>10} {'read p95':>9} "
-          f"{'shown p50':>9} {'shown p95':>9} {'settled p95':>11} {'cpu p50':>8} {'cpu p95':>8}  cpu@1Hz")
+    print(f"\ndashboard refresh, {w}x{h}, {n} refreshes each, {gc_note} (ms)")
+    print("\nReader.read alone (fetch + decode + summarize): every full snapshot, or briefs (collectors/brief.py)")
+    print(f"{'nodes':>6} {'KiB/node':>8} {'brief KiB':>9} | {'full: fetch':>11} {'decode':>7} {'p50':>6} {'p95':>6} "
+          f"| {'briefs: fetch':>13} {'decode':>7} {'p50':>6} {'p95':>6}")
     for nodes, screen, nbytes, r, a in rows:
-        if screen == "cpu@1Hz":
-            print(f"{nodes:>6} {'(overview)':<9} {'':>9} {'':>9} {'':>10} {'':>9} {'':>9} {'':>9} {'':>11} {'':>8} "
-                  f"{'':>8}  {a['cpu']:.1f} % of a core")
+        if screen == "Reader":
+            rb = a["brief"]
+            print(f"{nodes:>6} {nbytes / 1024 / nodes:>8.1f} {a['brief_bytes'] / 1024 / nodes:>9.1f} | "
+                  f"{r['fetch_p50']:>11.1f} {r['decode_p50']:>7.1f} {r['read_p50']:>6.1f} {r['read_p95']:>6.1f} | "
+                  f"{rb['fetch_p50']:>13.1f} {rb['decode_p50']:>7.1f} {rb['read_p50']:>6.1f} {rb['read_p95']:>6.1f}")
+    print("\nIn the app, per refresh: read = its own Reader.read (what the screen asks for); shown = from asking for\n"
+          "a refresh until its last repaint is written out (read + fold + draw + render); settled adds Pilot's idle waits")
+    print(f"{'nodes':>6} {'screen':<9} {'reads':<7} {'read p50':>8} {'read p95':>8} {'shown p50':>9} {'shown p95':>9} "
+          f"{'settled p95':>11} {'cpu p50':>8} {'cpu p95':>8}")
+    for nodes, screen, nbytes, r, a in rows:
+        if screen == "Reader":
             continue
-        print(f"{nodes:>6} {screen:<9} {nbytes / 1024 / nodes:>9.1f} {r['fetch_p50']:>9.1f} {r['decode_p50']:>10.1f} "
-              f"{r['read_p95']:>9.1f} {a['p50']:>9.1f} {a['p95']:>9.1f} {a['settled_p95']:>11.1f} "
-              f"{a['cpu_p50']:>8.1f} {a['cpu_p95']:>8.1f}")
+        if screen == "cpu@1Hz":
+            print(f"{nodes:>6} {'overview':<9} at a 1 Hz refresh: {a['cpu']:.1f} % of a core")
+            continue
+        reads = "briefs" if screen in ("overview", "nodes") and nodes >= BRIEF_FROM_NODES else "full"
+        print(f"{nodes:>6} {screen:<9} {reads:<7} {a['read_p50']:>8.1f} {a['read_p95']:>8.1f} {a['p50']:>9.1f} "
+              f"{a['p95']:>9.1f} {a['settled_p95']:>11.1f} {a['cpu_p50']:>8.1f} {a['cpu_p95']:>8.1f}")
     return 0
 
 

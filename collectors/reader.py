@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from collections.abc import Collection
 from typing import Any
 
 from collectors import schema, wire
@@ -26,6 +27,7 @@ class NodeView:
     snap: schema.NodeSnapshot | None = None  # the newest decodable snapshot (may be old: see state)
     error: str | None = None  # "bad data from node X: ..." when the latest payload was unusable
     newer_schema: bool = False
+    brief: bool = False  # ``snap`` is a brief (collectors.brief): absent detail is not unknown detail
 
 
 @dataclass
@@ -38,6 +40,8 @@ class ClusterState:
     fetch_ms: float | None = None
     decode_ms: float | None = None
     error: str | None = None  # the store itself is unreachable
+    # What this read holds in full: True = every node; else the hosts read full (briefs for the rest).
+    full: bool | frozenset[str] = True
 
     def node(self, host: str) -> NodeView | None:
         for n in self.nodes:
@@ -46,24 +50,39 @@ class ClusterState:
         return None
 
 
+#: Below this many nodes every read is of full snapshots (about 20 ms at 100 nodes); from here on a
+#: screen that only needs briefs gets briefs (see ``collectors.brief``).
+BRIEF_FROM_NODES = 200
+
+
 class Reader:
     """Reads the cluster; remembers the last good snapshot per node to show stale nodes honestly."""
 
-    def __init__(self, client: Any, clock: Any = time.time) -> None:
+    def __init__(self, client: Any, clock: Any = time.time, brief_from: int | None = None) -> None:
         self.client = client
         self.clock = clock
+        self.brief_from = BRIEF_FROM_NODES if brief_from is None else brief_from
         self.known: list[str] = []
-        self.last_good: dict[str, schema.NodeSnapshot] = {}
+        self.last_good: dict[str, schema.NodeSnapshot] = {}  # full snapshots
+        self.last_brief: dict[str, schema.NodeSnapshot] = {}
         self.last_cluster: dict[str, schema.ClusterPayload] = {}
+        # Hosts whose brief key was missing at the last read (an agent from before briefs, or a node
+        # gone quiet): their full key is read instead, so an old agent is never mistaken for a dead one.
+        self.no_brief: set[str] = set()
 
-    def read(self) -> ClusterState:
+    def read(self, full: bool | Collection[str] = True) -> ClusterState:
+        """``full=True``: every node's full snapshot. A collection of hosts: briefs for every node and
+        full snapshots for those hosts only (below ``brief_from`` nodes, everything full anyway)."""
         t0 = time.perf_counter()
-        hosts, raw_nodes, raw_cluster = self._fetch()
+        if full is not True and len(self.known) < self.brief_from:
+            full = True
+        want: frozenset[str] | None = None if full is True else frozenset(full)  # type: ignore[arg-type]
+        hosts, raw_nodes, raw_cluster = self._fetch(want)
         t1 = time.perf_counter()
         now = self.clock()
-        state = ClusterState(ts=now, fetch_ms=(t1 - t0) * 1000)
-        for (host, last_seen), data in zip(hosts, raw_nodes, strict=True):
-            state.nodes.append(self._node(host, last_seen, data, now))
+        state = ClusterState(ts=now, fetch_ms=(t1 - t0) * 1000, full=True if want is None else want)
+        for (host, last_seen), (data, is_brief) in zip(hosts, raw_nodes, strict=True):
+            state.nodes.append(self._node(host, last_seen, data, is_brief, now, want is None))
         for name, data in zip(wire.CLUSTER_NAMES, raw_cluster, strict=True):
             if data is None:
                 continue
@@ -76,45 +95,84 @@ class Reader:
         state.decode_ms = (time.perf_counter() - t1) * 1000
         # Forget cached snapshots of nodes removed from the index.
         listed = {h for h, _ in hosts}
-        for h in list(self.last_good):
-            if h not in listed:
-                del self.last_good[h]
+        for cache in (self.last_good, self.last_brief):
+            for h in [h for h in cache if h not in listed]:
+                del cache[h]
+        self.no_brief &= listed
         return state
 
-    def _fetch(self) -> tuple[list[tuple[str, float]], list[bytes | None], list[bytes | None]]:
+    def _fetch(self, want: frozenset[str] | None) -> tuple[list[tuple[str, float]], list[tuple[bytes | None, bool]],
+                                                          list[bytes | None]]:
         """One round trip in steady state: index + every known node + cluster keys, pipelined.
 
-        A node that appears in the index for the first time costs one extra MGET, once.
+        ``want=None`` reads full snapshots; otherwise briefs, plus full snapshots of ``want`` and of
+        hosts without a brief. Per host: (payload, is_brief). A node that appears in the index for
+        the first time costs one extra MGET, once.
         """
         p = self.client.pipeline(transaction=False)
         p.zrange(wire.NODES_KEY, 0, -1, withscores=True)
         known = list(self.known)
-        if known:
-            p.mget([wire.node_key(h) for h in known])
+        fulls = known if want is None else [h for h in known if h in want or h in self.no_brief]
+        briefs = [] if want is None else known
+        if briefs:
+            p.mget([wire.brief_key(h) for h in briefs])
+        if fulls:
+            p.mget([wire.node_key(h) for h in fulls])
         p.mget([wire.cluster_key(n) for n in wire.CLUSTER_NAMES])
         res = p.execute()
         index = [(_text(h), float(s)) for h, s in res[0]]
         cluster = res[-1]
-        by_host = dict(zip(known, res[1], strict=True)) if known else {}
-        missing = [h for h, _ in index if h not in by_host]
+        by_brief = dict(zip(briefs, res[1], strict=True)) if briefs else {}
+        by_full = dict(zip(fulls, res[1 + bool(briefs)], strict=True)) if fulls else {}
+        missing = [h for h, _ in index if h not in self.known]
         if missing:
-            by_host.update(zip(missing, self.client.mget([wire.node_key(h) for h in missing]), strict=True))
+            keys = [wire.node_key(h) for h in missing]
+            if want is not None:
+                keys += [wire.brief_key(h) for h in missing]
+            got = self.client.mget(keys)
+            by_full.update(zip(missing, got[:len(missing)], strict=True))
+            if want is not None:
+                by_brief.update(zip(missing, got[len(missing):], strict=True))
         index.sort(key=lambda hs: hs[0])
         self.known = [h for h, _ in index]
-        return index, [by_host.get(h) for h, _ in index], cluster
+        out: list[tuple[bytes | None, bool]] = []
+        for h, _ in index:
+            if want is None:
+                out.append((by_full.get(h), False))
+                continue
+            b = by_brief.get(h)
+            if b is None:
+                self.no_brief.add(h)
+            else:
+                self.no_brief.discard(h)
+            f = by_full.get(h)
+            # A full snapshot read on purpose (or for want of a brief) wins; a brief otherwise.
+            out.append((f, False) if f is not None and (h in want or b is None) else (b, b is not None))
+        return index, out, cluster
 
-    def _node(self, host: str, last_seen: float, data: bytes | None, now: float) -> NodeView:
+    def _node(self, host: str, last_seen: float, data: bytes | None, is_brief: bool, now: float,
+              full_read: bool) -> NodeView:
         view = NodeView(host=host, state="down", last_seen_ts=last_seen, age_s=max(0.0, now - last_seen))
+        cache = self.last_brief if is_brief else self.last_good
         if data is not None:
             try:
                 snap = wire.decode(data, schema.NodeSnapshot)
                 if snap.host and snap.host != host:
                     raise wire.WireError(f"payload names host {snap.host!r}")
-                self.last_good[host] = snap
+                cache[host] = snap
                 view.newer_schema = wire.is_newer(snap)
             except wire.WireError as e:
                 view.error = f"bad data from node {host}: {e}"
-        snap_or_none = self.last_good.get(host)
+        if data is not None and view.error is None:
+            snap_or_none, view.brief = cache[host], is_brief
+        else:
+            # No usable payload now: the newest of what was last read, full or brief (a full read
+            # prefers full data, but a brief of a stale node beats showing nothing at all).
+            full_snap, brief_snap = self.last_good.get(host), self.last_brief.get(host)
+            if brief_snap is not None and (full_snap is None or (brief_snap.ts > full_snap.ts and not full_read)):
+                snap_or_none, view.brief = brief_snap, True
+            else:
+                snap_or_none = full_snap
         view.snap = snap_or_none
         if snap_or_none is not None:
             view.age_s = max(0.0, now - snap_or_none.ts)

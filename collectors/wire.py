@@ -34,6 +34,11 @@ def node_key(host: str) -> str:
     return f"{PREFIX}:node:{host}"
 
 
+def brief_key(host: str) -> str:
+    """The node's latest snapshot cut down to what cluster-wide views read (``collectors.brief``), same TTL."""
+    return f"{PREFIX}:brief:{host}"
+
+
 def hist_key(host: str) -> str:
     """Capped stream of compact HistPoints for one node."""
     return f"{PREFIX}:hist:{host}"

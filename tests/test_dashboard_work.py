@@ -257,3 +257,21 @@ def test_confirm_dialog_snapshot(snap_compare: Any, size: tuple[int, int], utc: 
         await pilot.pause()
 
     assert snap_compare(snapshot_app(), terminal_size=size, run_before=go)
+
+
+@pytest.mark.anyio
+async def test_ledger_is_kept_every_read_on_the_work_screen_and_every_few_seconds_elsewhere() -> None:
+    from collectors.ledger import Ledger, LedgerRow
+    from dashboard.app import LEDGER_EVERY_S
+
+    _server, factory = embedded()
+    app = make_app(Settings(frozen_time=b.NOW, refresh_s=3600), factory)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await b.wait_reads(pilot)
+        app.ledger = Ledger(ts=b.NOW, nodes=[], cluster=LedgerRow(node="cluster"), pods=[], flags=[])
+        assert not app._ledger_due(b.NOW + 1)  # overview: the fold waits ...
+        assert app._ledger_due(b.NOW + LEDGER_EVERY_S)  # ... a few seconds at most
+        assert app._ledger_due(b.NOW - 60)  # a clock stepped back: never stuck
+        await pilot.press("6")
+        assert isinstance(app.screen, WorkScreen)
+        assert app._ledger_due(b.NOW + 1)  # shown: every read

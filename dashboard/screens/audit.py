@@ -58,6 +58,9 @@ class AuditScreen(DataScreen):
     AuditScreen LiveTable { height: 1fr; }
     """
 
+    def full_hosts(self) -> bool | frozenset[str]:
+        return frozenset()  # the audit stream: briefs are all it draws
+
     def __init__(self) -> None:
         super().__init__()
         self.entries: list[schema.AuditEntry] = []

@@ -46,8 +46,26 @@ class DataScreen(Screen[None]):
         if view is not None:
             self.show(view)
 
+    def full_hosts(self) -> bool | frozenset[str]:
+        """What this screen needs read in full: True = every node's full snapshot (the default);
+        a set of hosts = briefs for all and full snapshots of those (see ``collectors.brief``)."""
+        return True
+
+    def covered(self, view: View) -> bool:
+        """Whether ``view``'s read holds everything this screen draws (briefs are not detail)."""
+        have = view.state.full if view.state is not None else True
+        need = self.full_hosts()
+        return have is True or (need is not True and need <= have)
+
     def show(self, view: View, force: bool = False) -> None:
         if view.version == self._drawn and not force:
+            return
+        if not self.covered(view):
+            # Just switched here from a screen that read briefs: draw nothing from them (absent
+            # detail would read as N/A) and ask for a read of what this screen needs, now.
+            refresh_now = getattr(self.app, "refresh_now", None)
+            if refresh_now is not None:
+                refresh_now()
             return
         try:
             header = self.query_one(ClusterHeader)

@@ -217,6 +217,9 @@ class NodeScreen(DataScreen):
         self._sig: tuple[object, ...] = ()
         self._plot_sig: tuple[object, ...] = ()
 
+    def full_hosts(self) -> bool | frozenset[str]:
+        return frozenset((self.host,))  # this node in full; the header's totals from briefs
+
     @property
     def screen_name_full(self) -> str:
         return f"node {self.host}"

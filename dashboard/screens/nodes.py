@@ -178,6 +178,9 @@ class NodesScreen(TableScreen):
     NodesScreen LiveTable { height: 1fr; }
     """
 
+    def full_hosts(self) -> bool | frozenset[str]:
+        return frozenset()  # the nodes table: briefs are all it draws
+
     def compose_body(self) -> Iterable[Widget]:
         yield self.filter_input()
         yield LiveTable(COLUMNS, id=self.table_id, fold=FOLD)

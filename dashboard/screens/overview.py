@@ -21,6 +21,9 @@ class OverviewScreen(DataScreen):
     OverviewScreen ClusterSparks { border-top: solid $panel; }
     """
 
+    def full_hosts(self) -> bool | frozenset[str]:
+        return frozenset()  # tiles, alerts and totals: briefs are all it draws
+
     def compose_body(self) -> Iterable[Widget]:
         ascii = bool(getattr(self.app, "settings", None) and self.app.settings.ascii)  # type: ignore[attr-defined]
         yield ClusterSparks(ascii=ascii, id="sparks")

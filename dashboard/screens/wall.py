@@ -297,6 +297,9 @@ class WallScreen(DataScreen):
     WallScreen.-narrow .side { display: none; }
     """
 
+    def full_hosts(self) -> bool | frozenset[str]:
+        return frozenset()  # figures, heat grid and bonds: briefs are all it draws
+
     def __init__(self) -> None:
         super().__init__()
         self.page = 0

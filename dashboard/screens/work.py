@@ -258,6 +258,9 @@ class WorkScreen(DataScreen):
     WorkScreen #ledger-flags { height: auto; max-height: 40%; padding: 0 1; }
     """
 
+    def full_hosts(self) -> bool | frozenset[str]:
+        return frozenset()  # tasks and cluster payloads: briefs are all it draws
+
     def __init__(self) -> None:
         super().__init__()
         self.pod_filter = ""
