@@ -242,3 +242,32 @@ async def test_tiles_grow_when_every_node_fits_and_shrink_when_not(store: Any) -
         await b.wait_until(pilot, lambda: tiles.tile_h == TILE_H, "compact tiles when the grid scrolls")
         tiles._rerender(gpu)
         assert len(tiles.tiles[gpu].lines) == TILE_H
+
+
+async def test_overview_repaints_only_the_tile_lines_that_changed(store: Any) -> None:
+    """Every node publishes every second, but most tiles look the same as before: only the lines
+    whose cells differ are drawn again (the rest of the grid stays as Textual has it)."""
+    b.publish(store(), [b.tower(f"gpu-{i:02d}", cpu=30.0 + i) for i in range(12)])
+    app = app_for(store)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await b.wait_reads(pilot)
+        tiles = app.screen.query_one(NodeTiles)
+        await pilot.pause()
+        drawn: list[int] = []
+        render_line = tiles.render_line
+        tiles.render_line = lambda y: (drawn.append(y), render_line(y))[1]  # type: ignore[method-assign]
+        # A new tick from every node (new seq), and one of them busier: its CPU and load lines change.
+        b.publish(store(), [b.tower(f"gpu-{i:02d}", seq=2, cpu=87.0 if i == 3 else 30.0 + i) for i in range(12)])
+        app.refresh_now()
+        await b.wait_fresh(pilot)
+        await pilot.pause()
+        assert tiles.views[3].snap is not None and tiles.views[3].snap.seq == 2
+        assert 1 <= len(set(drawn)) <= 2, drawn  # one tile's CPU and load lines, not the grid's 40 lines
+        assert " 87 %" in app.export_screenshot().replace("&#160;", " ")
+        # A node joining moves tiles: then the whole grid is drawn again.
+        drawn.clear()
+        b.publish(store(), [b.tower("gpu-00a", seq=1)])
+        app.refresh_now()
+        await b.wait_fresh(pilot)
+        await pilot.pause()
+        assert len(set(drawn)) > 20 and "gpu-00a" in app.export_screenshot()

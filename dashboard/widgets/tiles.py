@@ -267,7 +267,7 @@ class NodeTiles(ScrollView, can_focus=True):
         return app_palette
 
     def set_nodes(self, views: list[NodeView], unreachable: bool = False) -> int:
-        """Apply a read. Returns how many tiles were re-rendered."""
+        """Apply a read. Returns how many tiles changed (new data, or new look)."""
         _ = self.palette
         if unreachable != self.unreachable:
             self.unreachable = unreachable
@@ -277,25 +277,54 @@ class NodeTiles(ScrollView, can_focus=True):
         old = {t.host: t for t in self.tiles}
         new_tiles: list[_Tile] = []
         cursor_host = self.views[self.cursor].host if 0 <= self.cursor < len(self.views) else None
-        for v in views:
-            sig = (*tile_signature(v), v.host == cursor_host)
+        layout_changed = len(views) != len(self.tiles) or any(
+            v.host != t.host for v, t in zip(views, self.tiles, strict=False))
+        first, last = self._visible_tiles()
+        roomy = self.tile_h == TILE_H_ROOMY
+        p, cols, stride = self.palette, self.columns, self.stride_y
+        dirty: list[int] = []  # virtual y of the lines whose cells changed
+        whole = layout_changed
+        for i, v in enumerate(views):
+            selected = v.host == cursor_host
+            sig = (*tile_signature(v), selected)
             t = old.get(v.host)
-            if t is None or t.sig != sig:
-                # Drawn lazily in render_line: only tiles on screen are ever rendered, so 1,000
+            if t is not None and t.sig == sig:
+                new_tiles.append(t)
+                continue
+            changed += 1
+            if whole or not first <= i < last or t is None or not t.lines:
+                # Off screen, or nothing to compare with: drawn lazily in render_line, so 1,000
                 # changing nodes cost what the visible ones cost.
-                t = _Tile(v.host, sig, [])
-                changed += 1
-            new_tiles.append(t)
-        layout_changed = [t.host for t in new_tiles] != [t.host for t in self.tiles]
+                new_tiles.append(_Tile(v.host, sig, []))
+                whole = whole or (first <= i < last)
+                continue
+            # On screen: draw it now and repaint only the lines whose cells differ. Between two
+            # reads most tiles change in a line or two (CPU, GPU bars) or not at all, and a line
+            # left alone costs Textual nothing.
+            lines = render_tile(v, p, selected=selected, unreachable=self.unreachable, ascii=self.ascii,
+                                roomy=roomy)
+            top = (i // cols) * stride
+            dirty.extend(top + k for k, (a, b) in enumerate(zip(lines, t.lines, strict=True)) if a != b)
+            new_tiles.append(_Tile(v.host, sig, lines))
         self.tiles, self.views = new_tiles, views
         if cursor_host is not None and layout_changed:
             hosts = [v.host for v in views]
             self.cursor = hosts.index(cursor_host) if cursor_host in hosts else min(self.cursor, len(hosts) - 1)
         if layout_changed:
             self._update_virtual_size()
-        if changed or layout_changed:
+        if whole:
             self.refresh()
+        else:
+            for y in sorted(set(dirty)):
+                self.refresh_lines(y)
         return changed
+
+    def _visible_tiles(self) -> tuple[int, int]:
+        """Indices [first, last) of the tiles in the visible part of the grid."""
+        height = self.scrollable_content_region.height or self.size.height
+        top = self.scroll_offset.y
+        cols = self.columns
+        return (top // self.stride_y) * cols, (-(-(top + height) // self.stride_y)) * cols
 
     def _rerender(self, index: int) -> None:
         if 0 <= index < len(self.tiles):
