@@ -12,7 +12,7 @@ The machine is shared: compare runs made back to back, and prefer p50 when it is
 
 First ``Reader.read`` alone, reading every full snapshot and reading briefs (``collectors/brief.py``),
 in the same run; then each screen as the app reads for it: at 1,000 nodes the overview and the
-nodes table read briefs, the GPU table reads every full snapshot.
+nodes table read briefs, the GPU table briefs and the selected node in full.
 
 The garbage collector is tuned as ``dashboard.main.run`` tunes it (``tune_gc``: start-up frozen,
 young generation collected every 10,000 allocations; see there why); ``--default-gc`` measures
@@ -272,7 +272,7 @@ def main() -> int:
         if screen == "cpu@1Hz":
             print(f"{nodes:>6} {'overview':<9} at a 1 Hz refresh: {a['cpu']:.1f} % of a core")
             continue
-        reads = "briefs" if screen in ("overview", "nodes") and nodes >= BRIEF_FROM_NODES else "full"
+        reads = "briefs" if screen in ("overview", "nodes", "gpus") and nodes >= BRIEF_FROM_NODES else "full"
         print(f"{nodes:>6} {screen:<9} {reads:<7} {a['read_p50']:>8.1f} {a['read_p95']:>8.1f} {a['p50']:>9.1f} "
               f"{a['p95']:>9.1f} {a['settled_p95']:>11.1f} {a['cpu_p50']:>8.1f} {a['cpu_p95']:>8.1f}")
     return 0

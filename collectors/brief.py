@@ -3,8 +3,9 @@
 The agent publishes it beside the full snapshot (``wire.brief_key``). At 1,000 nodes with 8 GPUs a
 refresh of full snapshots decodes ~9 MB and ~1.3 M objects (about 45 ms of msgspec alone); the briefs
 are a third of the bytes and decode in ~40 % of the time. The overview, the wall, the nodes table, the
-work and audit screens, the header's totals, the alerts and the GPU ledger read nothing else; the
-screens that show detail (a node, the GPU table, network, storage) read full snapshots.
+work and audit screens, the GPU table (all but the selected GPU's processes), the header's totals,
+the alerts and the GPU ledger read nothing else; a node's screen, network and storage read full
+snapshots.
 
 A brief is a ``NodeSnapshot`` (the same type, so every fold over snapshots works on it unchanged).
 What it leaves out is *absent*, not unknown: a brief-read ``NodeView`` says so (``brief=True``) and
@@ -15,9 +16,11 @@ only the screens above draw from one. What a brief keeps, and who needs it:
 - system: CPU util and its split, count, load, uptime, memory; per-disk read/write rates; per-NIC
   rx/tx of the NICs the node's totals count (physical, bond, unknown kind); every filesystem's
   size and use (the "95 % full" alert). Not kept: per-CPU use, top processes, static strings.
-- gpus: index, name (models), lost/error, util, VRAM, temperature and slowdown threshold (the hot
-  rule), power and limit, CUDA cores, uncorrected ECC and throttle reasons (alerts), and the
-  processes' pid, user, name and owner (the GPU ledger; ``None`` stays ``None``: "unknown").
+- gpus: every column of the GPU table (index, name, util, VRAM, temperature and slowdown threshold,
+  power and limit, fan, P-state, ECC, throttle reasons), lost/error, CUDA cores, and the processes'
+  pid, user, name and owner (GPU ledger, the table's user filter; ``None`` stays ``None``:
+  "unknown"). Not kept: UUID, bus id, clocks, PCIe, energy, driver; the processes' VRAM and
+  command lines, which the GPU table's process pane reads from the selected node in full.
 - bonds and network mounts whole: small, and their state words feed tiles, wall and alerts.
 """
 
@@ -63,7 +66,8 @@ def _gpus(gpus: list[schema.Gpu] | None) -> list[schema.Gpu] | None:
         index=g.index, name=g.name, lost=g.lost, error=g.error, util_pct=g.util_pct,
         mem_total_bytes=g.mem_total_bytes, mem_used_bytes=g.mem_used_bytes, temp_c=g.temp_c,
         temp_slowdown_c=g.temp_slowdown_c, power_mw=g.power_mw, power_limit_mw=g.power_limit_mw,
-        cuda_cores=g.cuda_cores, ecc_uncorrected=g.ecc_uncorrected, throttle_reasons=g.throttle_reasons,
+        fan_pct=g.fan_pct, pstate=g.pstate, cuda_cores=g.cuda_cores, ecc_corrected=g.ecc_corrected,
+        ecc_uncorrected=g.ecc_uncorrected, throttle_reasons=g.throttle_reasons,
         procs=None if g.procs is None else [schema.GpuProc(pid=p.pid, user=p.user, name=p.name, owner=p.owner)
                                             for p in g.procs],
     ) for g in gpus]

@@ -26,7 +26,9 @@ from collectors.ledger import LedgerTracker
 from collectors.reader import NodeView, Reader
 from dashboard.actions import node_choices
 from dashboard.app import make_app
-from dashboard.screens.gpus import GpusScreen
+from dashboard.screens.gpus import SORT_VALUES as GPU_SORT
+from dashboard.screens.gpus import GpusScreen, gpu_row
+from dashboard.screens.gpus import matches as gpu_matches
 from dashboard.screens.node import NodeScreen
 from dashboard.screens.nodes import SORT_VALUES, node_row
 from dashboard.settings import Settings
@@ -117,6 +119,11 @@ def test_every_brief_reading_fold_gives_what_full_snapshots_give() -> None:
         assert [c.plain for c in node_row(s, p)] == [c.plain for c in node_row(f, p)], f.host
         assert {k: fn(s) for k, fn in SORT_VALUES.items()} == {k: fn(f) for k, fn in SORT_VALUES.items()}
     assert cells_of(short) == cells_of(full)
+    for f, s in zip(full, short, strict=True):  # the GPU table: rows, sort keys, the user filter
+        for gf, gs in zip(f.snap.gpus or (), s.snap.gpus or (), strict=True):  # type: ignore[union-attr]
+            assert [c.plain for c in gpu_row(s, gs, p, False)] == [c.plain for c in gpu_row(f, gf, p, False)]
+            assert {k: fn(s, gs) for k, fn in GPU_SORT.items()} == {k: fn(f, gf) for k, fn in GPU_SORT.items()}
+            assert all(gpu_matches(s, gs, n) == gpu_matches(f, gf, n) for n in ("alice", "root", "h100", "zz"))
 
     launch = [[(c.name, c.nodes) for c in node_choices(type("State", (), {"nodes": vs}))] for vs in (short, full)]
     assert launch[0] and launch[0] == launch[1]
@@ -205,7 +212,8 @@ async def test_app_reads_briefs_on_the_overview_and_full_data_for_detail(redis_s
 
     monkeypatch.setattr(collectors.reader, "BRIEF_FROM_NODES", 0)  # briefs from the first node on
     procs = [b.gpu_proc(4242, "python", "bob", 5.5, pod="train-7f9c")]
-    snaps = [b.node("gpu-01", gpus=[b.gpu(0, 90, procs=procs), b.gpu(1, 10)]), b.node("gpu-02")]
+    snaps = [b.node("gpu-01", gpus=[b.gpu(0, 90, procs=procs), b.gpu(1, 10)]),
+             b.node("gpu-02", gpus=[b.gpu(0, 50, procs=[b.gpu_proc(77, "torch", "carol", 2.0)])])]
     b.publish(redis_server.client(), snaps)
     app = make_app(Settings(frozen_time=b.NOW + 0.5, refresh_s=3600, source_label="brief"), redis_server.client)
     async with app.run_test(size=(160, 50)) as pilot:
@@ -213,14 +221,20 @@ async def test_app_reads_briefs_on_the_overview_and_full_data_for_detail(redis_s
         assert app.view.state.full == frozenset() and all(v.brief for v in app.view.state.nodes)
         assert "gpu-01" in app.export_screenshot()
 
-        # The GPU table shows every GPU's detail and processes: it asks for a full read at once and
-        # draws nothing from briefs meanwhile (a brief has no VRAM per process: it would read N/A).
+        # The GPU table: rows from briefs, the selected GPU's processes from its node in full (a brief
+        # has no VRAM per process: it would read N/A). Asked for at once, "reading…" meanwhile.
         await pilot.press("3")
         assert isinstance(app.screen, GpusScreen)
         procs_table = app.screen.query_one("#procs-table", LiveTable)
         await b.wait_until(pilot, lambda: procs_table.row_count == 1, "process of gpu 0")
-        assert app.view.state.full is True
+        assert app.view.state.full == frozenset({"gpu-01"})
         assert [c.plain for c in procs_table.get_row_at(0)][:4] == ["4242", "bob", "pod:ml/train-7f9c", "5.5 GiB"]
+        await pilot.press("down", "down")  # gpu-02's card: another node
+        title = app.screen.query_one("#procs-title")
+        await b.wait_until(pilot, lambda: app.view.state.full == frozenset({"gpu-02"}), "gpu-02 in full")
+        await b.wait_until(pilot, lambda: procs_table.row_count == 1 and "gpu-02 GPU 0: 1" in str(title.render()),
+                           "gpu-02's process")
+        assert [c.plain for c in procs_table.get_row_at(0)][:4] == ["77", "carol", "user:carol", "2.0 GiB"]
 
         # A node's screen: briefs for the header, that node in full.
         app.open_node("gpu-01")

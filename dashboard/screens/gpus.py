@@ -156,6 +156,11 @@ class GpusScreen(TableScreen):
         super().__init__()
         self.selected: str | None = None
 
+    def full_hosts(self) -> bool | frozenset[str]:
+        # Every row reads from briefs; the selected GPU's processes (VRAM, command line, start time for
+        # k/K) come from its node's full snapshot.
+        return frozenset((self.selected.split("\x1f", 1)[0],)) if self.selected else frozenset()
+
     def compose_body(self) -> Iterable[Widget]:
         yield self.filter_input()
         yield LiveTable(GPU_COLUMNS, id=self.table_id, fold=GPU_FOLD)
@@ -189,11 +194,21 @@ class GpusScreen(TableScreen):
         title = self.query_one("#procs-title", Static)
         procs_table = self.query_one("#procs-table", LiveTable)
         procs = item[1].procs if item is not None else None
+        state = self.app.view.state  # type: ignore[attr-defined]
+        # Asked for only once: a node that was read in full but has only a brief left (gone stale)
+        # shows what its brief has (greyed, VRAM N/A) instead of asking again and again.
+        reading = (item is not None and item[0].brief and state is not None and state.full is not True
+                   and item[0].host not in state.full)
+        if reading:
+            # A brief lists the processes without their VRAM and command lines: none are shown from
+            # it (nothing to signal either) until the read of this node in full lands, asked for now.
+            procs = []
+            self.app.refresh_now()  # type: ignore[attr-defined]
         if item is None:
             title.update("processes: no GPU selected", layout=False)
         else:
             where = fmt.node_text(f"{item[0].host} GPU {item[1].index}")
-            count = "N/A (not reported)" if procs is None else str(len(procs))
+            count = "reading…" if reading else "N/A (not reported)" if procs is None else str(len(procs))
             # Where the cursor is in the whole list: with thousands of rows, the only place it shows.
             title.update(Content(f"processes on {where}: {count} · GPU {table.cursor_row + 1} of {table.row_count}"),
                          layout=False)
