@@ -328,7 +328,13 @@ class Actions:
 
         if not self.allowed("terminate process" if sig == "TERM" else "kill process"):
             return
-        procs = node_processes(self.app.view.state, node)
+        state = self.app.view.state
+        nv = state.node(node) if state is not None else None
+        if nv is not None and nv.brief:  # its screen was opened a moment ago: the full read is on its way
+            self.notify(f"{node}: reading its processes, try again in a moment", "warning")
+            self.app.refresh_now()
+            return
+        procs = node_processes(state, node)
         if not procs:
             self.notify(f"{node}: no processes in its latest snapshot", "warning")
             return

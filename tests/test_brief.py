@@ -236,6 +236,19 @@ async def test_app_reads_briefs_on_the_overview_and_full_data_for_detail(redis_s
                            "gpu-02's process")
         assert [c.plain for c in procs_table.get_row_at(0)][:4] == ["77", "carol", "user:carol", "2.0 GiB"]
 
+        # k on a node known only from its brief (its screen opened a moment ago): no picker built from
+        # a brief's processes (no start times: nothing could be signalled safely); a read is asked for.
+        from dashboard.actions import actions_of
+
+        await pilot.press("1")
+        app.refresh_now()
+        await b.wait_until(pilot, lambda: app.view.state.full == frozenset(), "briefs on the overview")
+        reads = app.reads
+        actions_of(app).ask_pick_process("gpu-01", "TERM")
+        await pilot.pause()
+        assert any("reading its processes" in n.message for n in app._notifications)
+        await b.wait_until(pilot, lambda: app.reads > reads, "the read it asked for")
+
         # A node's screen: briefs for the header, that node in full.
         app.open_node("gpu-01")
         await pilot.pause()
