@@ -56,13 +56,17 @@ PSEUDO_FS = frozenset({
 IMAGE_FS = frozenset({"squashfs", "iso9660", "udf", "erofs", "cramfs", "romfs"})
 
 _CONTROL = {c: " " for c in (*range(32), 127)}
+#: How often the seldom-changing facts (NIC kind, speed and MTU; which disks are stacked) are re-read.
+STATIC_EVERY_S = 10.0
 KIND_ORDER = {"physical": 0, "bond": 1, "bond-slave": 2, "virtual": 3, "loopback": 4}
 
 
 def _read(path: str) -> str | None:
+    # Bytes, decoded once: a text-mode open builds a buffered reader and an incremental decoder for
+    # every one of the ~30 small /proc and /sys files a tick reads (a tenth of the tick's CPU).
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
     except OSError:  # absent on this kernel, permission, or a pid that just exited
         return None
 
@@ -284,6 +288,13 @@ class HostCollector:
                               f"must be >= 0, got {self.procs_interval_s!r}")
         self._procs_at: float | None = None  # kernel uptime (or monotonic) of the last walk
         self._procs_last: tuple[list[Proc] | None, int | None] = (None, None)
+        # What changes seldom, re-read every STATIC_EVERY_S instead of every tick: per NIC its kind,
+        # speed and MTU (link up/down stays per tick), the disks stacked on others; and the parsed
+        # mount table, kept while /proc/self/mounts reads the same.
+        self._nic_static: dict[str, tuple[bool | None, tuple[str | None, int | None, int | None]]] = {}
+        self._disk_topology: tuple[set[str] | None, set[str], set[str]] | None = None
+        self._static_at: float | None = None
+        self._mounts: tuple[str, list[procfs.Mount]] | None = None
         self.roots: Roots = ctx.roots
         self.live = os.path.realpath(ctx.roots.proc) == "/proc"
         # A fixture tree is laid out as <tree>/proc, <tree>/sys, <tree>/etc. When only --proc-root is
@@ -430,12 +441,16 @@ class HostCollector:
             sysinfo.mem = memory(procfs.parse_meminfo(mem_text))
         if disks is not None:
             sysinfo.disks = self._disks(disks, prev.disks if prev else None, elapsed)
+        clock = uptime if uptime is not None else mono
+        if self._static_at is None or not 0 <= clock - self._static_at < STATIC_EVERY_S:
+            self._nic_static, self._disk_topology, self._static_at = {}, None, clock
         mounts_text = _read(p("self", "mounts"))
         if mounts_text is not None:
-            sysinfo.filesystems = self._filesystems(procfs.parse_mounts(mounts_text))
+            if self._mounts is None or self._mounts[0] != mounts_text:
+                self._mounts = (mounts_text, procfs.parse_mounts(mounts_text))
+            sysinfo.filesystems = self._filesystems(self._mounts[1])
         if nets is not None:
             sysinfo.nics = self._nics(nets, prev.nets if prev else None, elapsed)
-        clock = uptime if uptime is not None else mono
         if self._procs_at is None or clock - self._procs_at >= self.procs_interval_s - 0.05:
             since = clock - self._procs_at if self._procs_at is not None else None
             self._procs_last = self._procs(since if since and since > 0 else None, sysinfo.boot_ts)
@@ -468,14 +483,16 @@ class HostCollector:
 
     def _disks(self, cur: dict[str, procfs.DiskCounters], prev: dict[str, procfs.DiskCounters] | None,
                elapsed: float | None) -> list[DiskIO]:
-        block = self.roots.sysfs("block")
-        names = _listdir(block)
-        whole = set(names) if names is not None else None
-        stacked: set[str] = set()
-        for n in names or ():
-            slaves = _listdir(os.path.join(block, n, "slaves"))
-            if slaves and any(not s.startswith(".") for s in slaves):
-                stacked.add(n)
+        if self._disk_topology is None or self._disk_topology[2] != cur.keys():  # a disk came or went
+            block = self.roots.sysfs("block")
+            names = _listdir(block)
+            stacked: set[str] = set()
+            for n in names or ():
+                slaves = _listdir(os.path.join(block, n, "slaves"))
+                if slaves and any(not s.startswith(".") for s in slaves):
+                    stacked.add(n)
+            self._disk_topology = (set(names) if names is not None else None, stacked, set(cur))
+        whole, stacked, _ = self._disk_topology
         out = []
         for name in sorted(cur):
             before = prev.get(name) if prev else None
@@ -506,27 +523,20 @@ class HostCollector:
     def _nics(self, cur: dict[str, procfs.NetCounters], prev: dict[str, procfs.NetCounters] | None,
               elapsed: float | None) -> list[Nic]:
         s = self.roots.sysfs
-        bonds = set((_read(s("class", "net", "bonding_masters")) or "").split())
+        known = self._nic_static
+        bonds: set[str] | None = None
         out: list[Nic] = []
         for name, counters in cur.items():
             base = s("class", "net", name)
-            try:
-                device_path: str | None = os.readlink(base)
-            except OSError:
-                device_path = None
-            try:
-                master: str | None = os.path.basename(os.readlink(os.path.join(base, "master")))
-            except OSError:
-                master = None
             nic = Nic(name=name)
-            nic.kind = nic_kind(name, iftype=_read(os.path.join(base, "type")), bonds=bonds, master=master,
-                                device_path=device_path)
-            speed = _read(os.path.join(base, "speed"))  # EINVAL on a down link or a virtual NIC
-            nic.speed_mbps = procfs.parse_speed(speed) if speed is not None else None
             nic.up = procfs.parse_operstate(_read(os.path.join(base, "operstate")),
                                             _read(os.path.join(base, "carrier")))
-            mtu = (_read(os.path.join(base, "mtu")) or "").strip()
-            nic.mtu = int(mtu) if mtu.isdigit() else None
+            cached = known.get(name)
+            if cached is None or cached[0] != nic.up:  # new, or the link went up or down: speed changes
+                if bonds is None:
+                    bonds = set((_read(s("class", "net", "bonding_masters")) or "").split())
+                cached = known[name] = (nic.up, self._nic_attrs(name, base, bonds))
+            nic.kind, nic.speed_mbps, nic.mtu = cached[1]
             nic_rates(nic, counters, prev.get(name) if prev else None, elapsed)
             out.append(nic)
         virtual = [n for n in out if n.kind == "virtual"]
@@ -540,6 +550,23 @@ class HostCollector:
             out = [n for n in out if n.kind != "virtual" or n.name in keep]
         out.sort(key=lambda n: (KIND_ORDER.get(n.kind or "", 9), n.name))
         return out
+
+    @staticmethod
+    def _nic_attrs(name: str, base: str, bonds: set[str]) -> tuple[str | None, int | None, int | None]:
+        """(kind, speed Mb/s, MTU) from sysfs."""
+        try:
+            device_path: str | None = os.readlink(base)
+        except OSError:
+            device_path = None
+        try:
+            master: str | None = os.path.basename(os.readlink(os.path.join(base, "master")))
+        except OSError:
+            master = None
+        kind = nic_kind(name, iftype=_read(os.path.join(base, "type")), bonds=bonds, master=master,
+                        device_path=device_path)
+        speed = _read(os.path.join(base, "speed"))  # EINVAL on a down link or a virtual NIC
+        mtu = (_read(os.path.join(base, "mtu")) or "").strip()
+        return kind, procfs.parse_speed(speed) if speed is not None else None, int(mtu) if mtu.isdigit() else None
 
     # -- processes -----------------------------------------------------------------------------
 

@@ -454,6 +454,36 @@ def test_bond_tree(tmp_path: Path) -> None:
     assert [n.name for n in s.nics] == ["bond0", "enp3s0f0", "enp3s0f1", "docker0"]
 
 
+def test_nic_facts_are_reread_when_a_link_changes_and_every_few_seconds(tmp_path: Path) -> None:
+    """Kind, speed and MTU are read once per STATIC_EVERY_S (they seldom change), link state every
+    tick; a link that goes up or down has its speed read again at once."""
+    from collectors.host import STATIC_EVERY_S
+
+    d = tmp_path / "sys/devices/pci0000:00/0000:00:1c.0/0000:03:00.0/net/eth0"
+    d.mkdir(parents=True)
+    (tmp_path / "sys/class/net").mkdir(parents=True)
+    (tmp_path / "sys/class/net/eth0").symlink_to(os.path.relpath(d, tmp_path / "sys/class/net"))
+    for f, v in (("operstate", "up"), ("mtu", "1500"), ("type", "1"), ("speed", "1000")):
+        (d / f).write_text(v + "\n")
+    (tmp_path / "proc/net").mkdir(parents=True)
+    (tmp_path / "proc/net/dev").write_text("h1\nh2\neth0: " + " ".join(["0"] * 16) + "\n")
+
+    def tick(uptime: float) -> tuple[object, ...]:
+        (tmp_path / "proc/uptime").write_text(f"{uptime:.2f} 0.00\n")
+        nics = c.collect().nics
+        assert nics is not None
+        return (nics[0].kind, nics[0].speed_mbps, nics[0].up, nics[0].mtu)
+
+    c = collector(tmp_path)
+    assert tick(100) == ("physical", 1000, True, 1500)
+    (d / "mtu").write_text("9000\n")
+    assert tick(101) == ("physical", 1000, True, 1500)  # not re-read within the period ...
+    assert tick(100 + STATIC_EVERY_S) == ("physical", 1000, True, 9000)  # ... but after it
+    (d / "operstate").write_text("down\n")
+    (d / "speed").unlink()  # what the kernel does: EINVAL for the speed of a down link
+    assert tick(100 + STATIC_EVERY_S + 1) == ("physical", None, False, 9000)  # at once
+
+
 def test_rootfs_option_measures_the_tree(tmp_path: Path) -> None:
     # An agent in a container reads the host's /proc and finds the host's "/" at `rootfs`.
     (tmp_path / "dev/shm").mkdir(parents=True)
