@@ -42,6 +42,7 @@ DEFAULT_INTERVAL_S = 10.0
 DEFAULT_REQUEST_TIMEOUT_S = 3.0
 #: How long to wait before asking again a scheduler that does not export Prometheus task counts.
 PROMETHEUS_RETRY_S = 600.0
+INT64_MAX = 2**63 - 1
 
 
 class DaskUnreachable(Exception):
@@ -126,7 +127,7 @@ class DaskCollector:
         if states is None:
             self._prom_retry[base] = self.clock() + PROMETHEUS_RETRY_S
             return None
-        waiting = sum(states.get(s, 0) for s in queues_parse.DASK_NOT_STARTED_STATES)
+        waiting = sum(states.get(s, 0) for s in queues_parse.DASK_NOT_STARTED_STATES)  # range-checked in collect
         return queues_parse.DaskCounts(processing=states.get("processing", 0), waiting=waiting, workers=workers)
 
     def collect(self) -> schema.Queues:
@@ -147,6 +148,14 @@ class DaskCollector:
                 waiting = (waiting or 0) + counts.waiting
         if len(errors) == len(self.schedulers):
             raise DaskUnreachable("Dask schedulers unreachable: " + "; ".join(errors))
+        # Each count is checked where it is parsed, but their sum over states and schedulers is
+        # not: past int64 it is garbage from a scheduler, not a queue, and would not fit the wire.
+        if processing is not None and processing > INT64_MAX:
+            processing = None
+            errors.append("processing task count out of range: not shown")
+        if waiting is not None and waiting > INT64_MAX:
+            waiting = None
+            errors.append("waiting task count out of range: not shown")
         result = schema.Queues(workers=workers, dask_tasks_processing=processing, dask_tasks_waiting=waiting,
                                errors=errors or None)
         self.last_good, self.last_ok_ts = result, self.wall()

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from collectors import queues_parse
+from collectors import queues_parse, schema, wire
 from collectors.base import Context
 from collectors.config import ConfigError
 from collectors.dask import DaskCollector, DaskUnreachable, parse_settings
@@ -299,3 +299,38 @@ def test_hung_scheduler_times_out() -> None:
             col.close()
     finally:
         s.close()
+
+
+def test_task_counts_past_int64_are_not_shown_as_numbers() -> None:
+    """Each count fits where it is parsed; their sum over states need not. A real HTTP server stands
+    in for a scheduler gone wrong (its captured identity, absurd Prometheus counts)."""
+    import http.server
+    import threading
+
+    identity = (FIX / "dask_identity.json").read_bytes()
+    metrics = "".join(f'dask_scheduler_tasks{{state="{s}"}} {2**63}\n' for s in ("waiting", "queued", "processing"))
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            body = identity if self.path == "/json/identity.json" else metrics.encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    col = DaskCollector(Context(node="p", config={"schedulers": [f"http://127.0.0.1:{srv.server_address[1]}"]}))
+    try:
+        q = col.collect()
+        errors = " ".join(q.errors or [])
+        assert q.dask_tasks_waiting is None and "waiting task count out of range" in errors
+        assert q.dask_tasks_processing is None and "processing task count out of range" in errors
+        assert q.workers  # the rest of the payload is still there
+        wire.encode(schema.ClusterPayload(name="dask", queues=q))  # and it fits the wire
+    finally:
+        col.close()
+        srv.shutdown()
