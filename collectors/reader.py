@@ -134,6 +134,12 @@ class Reader:
             by_full.update(zip(missing, got[:len(missing)], strict=True))
             if want is not None:
                 by_brief.update(zip(missing, got[len(missing):], strict=True))
+        if want is not None:
+            # No brief and its full key not read: an agent from before briefs (or one gone quiet).
+            # Its full key now, in one more MGET; from then on it is in no_brief and in the pipeline.
+            lacking = [h for h in known if by_brief.get(h) is None and h not in by_full]
+            if lacking:
+                by_full.update(zip(lacking, self.client.mget([wire.node_key(h) for h in lacking]), strict=True))
         index.sort(key=lambda hs: hs[0])
         self.known = [h for h, _ in index]
         out: list[tuple[bytes | None, bool]] = []

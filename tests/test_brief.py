@@ -185,6 +185,16 @@ def test_reader_reads_briefs_and_full_snapshots_where_asked(redis_server: Any) -
     assert CountingConnection.sends == 1  # steady state: one round trip, briefs and the old agent's full key
     assert [v.brief for v in st.nodes] == [True, True, True, False]
 
+    # Switching to briefs after full reads: the old agent is up at once (its full key read in one more
+    # MGET, that once), then back to one round trip.
+    fresh = Reader(redis.Redis(connection_pool=pool), clock=lambda: b.NOW + 0.5, brief_from=0)
+    fresh.read(True)
+    CountingConnection.sends = 0
+    st = fresh.read(frozenset())
+    assert st.node("old01").state == "up" and CountingConnection.sends == 2  # type: ignore[union-attr]
+    CountingConnection.sends = 0
+    assert fresh.read(frozenset()).node("old01").state == "up" and CountingConnection.sends == 1  # type: ignore[union-attr]
+
     st = reader.read(True)
     assert st.full is True and not any(v.brief for v in st.nodes)
     assert all(v.snap.system.procs for v in st.nodes)  # type: ignore[union-attr]
