@@ -32,6 +32,7 @@ from dashboard.screens.gpus import matches as gpu_matches
 from dashboard.screens.node import NodeScreen
 from dashboard.screens.nodes import SORT_VALUES, node_row
 from dashboard.settings import Settings
+from dashboard.widgets.header import ClusterHeader
 from dashboard.widgets.heatgrid import cells_of
 from dashboard.widgets.palette import Palette
 from dashboard.widgets.table import LiveTable
@@ -272,3 +273,26 @@ async def test_app_reads_briefs_on_the_overview_and_full_data_for_detail(redis_s
         await pilot.press("1")
         app.refresh_now()
         await b.wait_until(pilot, lambda: app.view.state.full == frozenset(), "briefs again")
+
+
+@pytest.mark.anyio
+async def test_detail_screen_over_briefs_with_the_store_down_says_so_and_does_not_spin(
+        redis_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import collectors.reader
+
+    monkeypatch.setattr(collectors.reader, "BRIEF_FROM_NODES", 0)
+    b.publish(redis_server.client(), [b.node("gpu-01", gpus=[b.gpu(0, 90)])])
+    app = make_app(Settings(frozen_time=b.NOW + 0.5, refresh_s=3600, source_label="brief"), redis_server.client)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await b.wait_reads(pilot)
+        assert app.view.state.full == frozenset()
+        redis_server.stop()
+        app.refresh_now()
+        await b.wait_until(pilot, lambda: app.view.unreachable, "the store seen down")
+        # The storage screen needs full snapshots the last read did not have: it asks for one read,
+        # which fails; the header says why, and the next attempt waits for the refresh timer.
+        reads = app.reads
+        await pilot.press("4")
+        await pilot.pause(0.5)
+        assert app.reads - reads <= 2, app.reads - reads
+        assert "store unreachable" in app.screen.query_one(ClusterHeader).text

@@ -60,27 +60,29 @@ class DataScreen(Screen[None]):
     def show(self, view: View, force: bool = False) -> None:
         if view.version == self._drawn and not force:
             return
-        if not self.covered(view):
-            # Just switched here from a screen that read briefs: draw nothing from them (absent
-            # detail would read as N/A) and ask for a read of what this screen needs, now.
-            refresh_now = getattr(self.app, "refresh_now", None)
-            if refresh_now is not None:
-                refresh_now()
-            return
         try:
             header = self.query_one(ClusterHeader)
         except NoMatches:
             # A read can land while this screen is still composing or already torn down (the app
             # exiting): nothing to draw on; resume or the next read draws it.
             return
-        self._drawn = view.version
+        covered = self.covered(view)
+        if covered:
+            self._drawn = view.version
         t = view.state.totals if view.state is not None else None
         header.show(totals_line(t) if t is not None else totals_line_empty(),
                     status_line(t, view.source_label, view.read_ts, view.unreachable_since, view.store_error,
                                 view.now, self.screen_name))
         self.set_class(view.unreachable, "-unreachable")
-        if view.state is not None:
+        if view.state is not None and covered:
             self.draw(view)
+        elif not covered and not view.unreachable:
+            # Just switched here from a screen that read briefs: the body draws nothing from them
+            # (absent detail would read as N/A) and a read of what this screen needs is asked for
+            # now. With the store unreachable the refresh timer retries, at its pace, not in a loop.
+            refresh_now = getattr(self.app, "refresh_now", None)
+            if refresh_now is not None:
+                refresh_now()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # The app's policy for every screen's own keys too: job-control keys (WRITE_ACTIONS) are
