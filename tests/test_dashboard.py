@@ -271,3 +271,19 @@ async def test_overview_repaints_only_the_tile_lines_that_changed(store: Any) ->
         await b.wait_fresh(pilot)
         await pilot.pause()
         assert len(set(drawn)) > 20 and "gpu-00a" in app.export_screenshot()
+
+
+async def test_tiles_drawn_at_another_height_are_redrawn_whole_not_compared(store: Any) -> None:
+    """A read landing between a resize (new tile height) and its repaint: lines of different
+    heights are not compared line by line; the grid is drawn again."""
+    b.publish(store(), [b.tower(f"gpu-{i:02d}") for i in range(4)])
+    app = app_for(store)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await b.wait_reads(pilot)
+        tiles = app.screen.query_one(NodeTiles)
+        await pilot.pause()
+        t = tiles.tiles[0]
+        assert t.lines
+        t.lines, t.sig = t.lines[:3], ()  # as if drawn at another height, and due for new data
+        assert tiles.set_nodes(list(tiles.views)) == 1  # no ValueError from a strict zip
+        assert len(tiles.tiles[0].lines) == tiles.tile_h

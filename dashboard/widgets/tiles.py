@@ -303,8 +303,11 @@ class NodeTiles(ScrollView, can_focus=True):
             # left alone costs Textual nothing.
             lines = render_tile(v, p, selected=selected, unreachable=self.unreachable, ascii=self.ascii,
                                 roomy=roomy)
-            top = (i // cols) * stride
-            dirty.extend(top + k for k, (a, b) in enumerate(zip(lines, t.lines, strict=True)) if a != b)
+            if len(lines) != len(t.lines):  # drawn at the other tile height (a resize not yet painted)
+                whole = True
+            else:
+                top = (i // cols) * stride
+                dirty.extend(top + k for k, (a, b) in enumerate(zip(lines, t.lines, strict=True)) if a != b)
             new_tiles.append(_Tile(v.host, sig, lines))
         self.tiles, self.views = new_tiles, views
         if cursor_host is not None and layout_changed:
