@@ -136,7 +136,14 @@ async def test_command_palette_goes_to_node_and_switches_theme(store: Any) -> No
         await b.wait_reads(pilot)
         await pilot.press("ctrl+p")
         await pilot.press(*"go to node gpu-04")
-        await pilot.pause(0.3)
+        from textual.command import CommandList
+
+        def found() -> bool:  # the search runs in the background: wait for its hit, not a fixed pause
+            lists = app.screen.query(CommandList)
+            return bool(lists) and lists.first().option_count > 0 and \
+                "gpu-04" in str(lists.first().get_option_at_index(0).prompt)
+
+        await b.wait_until(pilot, found, "the palette's hit")
         await pilot.press("enter")
         await b.wait_until(pilot, lambda: isinstance(app.screen, NodeScreen), "node screen from palette")
         assert app.screen.host == "gpu-04"
@@ -287,3 +294,33 @@ async def test_tiles_drawn_at_another_height_are_redrawn_whole_not_compared(stor
         t.lines, t.sig = t.lines[:3], ()  # as if drawn at another height, and due for new data
         assert tiles.set_nodes(list(tiles.views)) == 1  # no ValueError from a strict zip
         assert len(tiles.tiles[0].lines) == tiles.tile_h
+
+
+async def test_header_uses_short_words_where_the_totals_would_take_three_rows() -> None:
+    """80 columns, a cluster with trouble: the one-machine line keeps to two rows (plus status)
+    in short words, the trouble still in words; a wide terminal keeps the long ones."""
+    from textual.app import App, ComposeResult
+
+    from collectors.cluster import Totals
+    from dashboard.widgets.header import ClusterHeader, status_line, totals_line
+
+    t = Totals(nodes_total=15, nodes_up=14, gpus_total=12, gpus_busy=7, gpus_lost=1, gpu_util_pct=88.0,
+               vram_used_bytes=72 << 30, vram_total_bytes=110 << 30, power_mw=1_900_000, mem_total_bytes=448 << 30,
+               mem_used_bytes=200 << 30, cpu_cores=96, cpu_util_pct=30.0, ceph_status="HEALTH_WARN",
+               bonds_total=16, bonds_degraded=1, tasks_queued=41)
+
+    class One(App[None]):
+        def compose(self) -> ComposeResult:
+            yield ClusterHeader()
+
+    for width, words in ((80, ["14/15 up", "1 lost", "Ceph WARN", "1 bond degraded", "41 queued"]),
+                         (200, ["14/15 nodes up", "Ceph HEALTH_WARN", "bonds 15 ok / 1 degraded"])):
+        app = One()
+        async with app.run_test(size=(width, 24)) as pilot:
+            header = app.query_one(ClusterHeader)
+            header.show(totals_line(t), status_line(t, "", 1.0, None, None, 2.0, "overview"),
+                        compact=totals_line(t, compact=True))
+            await pilot.pause()
+            for w in words:
+                assert w in header.text, (width, w, header.text)
+            assert header.size.height <= 3, header.size.height

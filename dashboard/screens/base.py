@@ -72,7 +72,8 @@ class DataScreen(Screen[None]):
         t = view.state.totals if view.state is not None else None
         header.show(totals_line(t) if t is not None else totals_line_empty(),
                     status_line(t, view.source_label, view.read_ts, view.unreachable_since, view.store_error,
-                                view.now, self.screen_name))
+                                view.now, self.screen_name),
+                    compact=totals_line(t, compact=True) if t is not None else None)
         self.set_class(view.unreachable, "-unreachable")
         if view.state is not None and covered:
             self.draw(view)

@@ -29,38 +29,48 @@ def _join(groups: list[list[Part]]) -> Content:
     return Content.assemble(*parts)
 
 
-def totals_line(t: Totals) -> Content:
-    """"5/15 nodes up · 10 GPUs 7 busy · 88 % GPU util · 72/110 GiB VRAM · 1.9 kW · ..."."""
-    g: list[list[Part]] = [[(f"{t.nodes_up}/{t.nodes_total}", "bold"), " nodes up"]]
+def totals_line(t: Totals, compact: bool = False) -> Content:
+    """"5/15 nodes up · 10 GPUs 7 busy · 88 % GPU util · 72/110 GiB VRAM · 1.9 kW · ...".
+
+    ``compact``: the same facts in fewer cells ("5/15 up · 10 GPU 7 busy · 88 % util · 72/110G VRAM
+    ..."), for a narrow terminal where the full line would take three rows; trouble keeps its words.
+    """
+    g: list[list[Part]] = [[(f"{t.nodes_up}/{t.nodes_total}", "bold"), " up" if compact else " nodes up"]]
     if t.gpus_total == 0:
         g.append(["no GPUs"])  # every reporting node checked and has none: not "N/A", not zeros
     elif t.gpus_total is not None:
-        busy: list[Part] = [(str(t.gpus_total), "bold"), " GPUs ", _v(fmt.num(t.gpus_busy)), " busy"]
+        busy: list[Part] = [(str(t.gpus_total), "bold"), " GPU " if compact else " GPUs ", _v(fmt.num(t.gpus_busy)),
+                            " busy"]
         if t.gpus_lost:
             busy.append((f" {t.gpus_lost} lost", "$ct-crit"))
         g.append(busy)
-        g.append([_v(fmt.pct(t.gpu_util_pct)), " GPU util"])
-        g.append([_v(fmt.gib(t.vram_used_bytes)), "/", _v(fmt.gib(t.vram_total_bytes)), " GiB VRAM"])
+        g.append([_v(fmt.pct(t.gpu_util_pct)), " util" if compact else " GPU util"])
+        g.append([_v(fmt.gib(t.vram_used_bytes)), "/", _v(fmt.gib(t.vram_total_bytes)),
+                  "G VRAM" if compact else " GiB VRAM"])
         g.append([_v(fmt.watts(t.power_mw))])
     else:
         g.append(["GPUs ", _v(fmt.NA)])
     if t.mem_total_bytes is not None and t.mem_total_bytes:
         used = 100 * t.mem_used_bytes / t.mem_total_bytes if t.mem_used_bytes is not None else None
-        g.append([f"{fmt.gib(t.mem_total_bytes)} GiB RAM ", _v(fmt.pct(used))])
+        g.append([f"{fmt.gib(t.mem_total_bytes)}{'G' if compact else ' GiB'} RAM ", _v(fmt.pct(used))])
     else:
         g.append(["RAM ", _v(fmt.NA)])
     g.append([_v(fmt.num(t.cpu_cores)), " cores ", _v(fmt.pct(t.cpu_util_pct))])
     if t.ceph_status is not None:
         sev = {"HEALTH_OK": "$ct-ok", "HEALTH_WARN": "$ct-warn"}.get(t.ceph_status, "$ct-crit")
-        g.append(["Ceph ", (fmt.node_text(t.ceph_status, 20), sev)])
+        status = t.ceph_status.removeprefix("HEALTH_") if compact else t.ceph_status
+        g.append(["Ceph ", (fmt.node_text(status, 20), sev)])
     elif t.ceph_unreachable:
         g.append(["Ceph ", ("unreachable", "$ct-crit bold")])
     if t.bonds_total:  # "bonds 15 ok / 1 degraded": only where some node reports bonds
         bad = t.bonds_degraded or 0
-        bonds: list[Part] = [f"bonds {t.bonds_total - bad} ok"]
-        if bad:
-            bonds += [" / ", (f"{bad} degraded", "$ct-warn bold")]
-        g.append(bonds)
+        if compact and bad:
+            g.append([(f"{bad} bond{'s' if bad > 1 else ''} degraded", "$ct-warn bold")])
+        else:
+            bonds: list[Part] = [f"bonds {t.bonds_total - bad} ok"]
+            if bad:
+                bonds += [" / ", (f"{bad} degraded", "$ct-warn bold")]
+            g.append(bonds)
     if t.tasks_queued is not None:
         g.append([f"{t.tasks_queued} queued"])
     return _join(g)
@@ -107,12 +117,14 @@ class ClusterHeader(Static):
         """What the header says, as plain text (tests, snapshots of the screen in words)."""
         return self._plain
 
-    def show(self, totals: Content, status: Content) -> None:
+    def show(self, totals: Content, status: Content, compact: Content | None = None) -> None:
+        width = max(1, self.size.width - 2) if self.size.width else 80
+        if compact is not None and -(-totals.cell_length // width) > 2:
+            totals = compact  # a narrow terminal: two rows of short words beat three of long ones
         key = (totals.markup, status.markup)
         if key != self._shown:
             self._shown = key
             # Re-layout only when the wrapped height changes (at 80 columns the totals take 2 lines).
-            width = max(1, self.size.width - 2) if self.size.width else 80
             rows = -(-totals.cell_length // width) + -(-status.cell_length // width)
             self.update(Content("\n").join([totals, status]), layout=rows != self._rows)
             self._rows = rows
