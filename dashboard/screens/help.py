@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import Grid, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
@@ -42,17 +42,22 @@ class HelpScreen(ModalScreen[None]):
     HelpScreen #help { width: 100; max-width: 96%; height: auto; max-height: 90%; border: round $primary;
                        background: $surface; padding: 0 1; }
     HelpScreen #help > Static { width: 100%; height: auto; }
+    /* Two columns: a description that wraps (an 80-column terminal) stays right of its key. */
+    HelpScreen #keys { layout: grid; grid-size: 2; grid-columns: 16 1fr; grid-gutter: 0 2; height: auto; }
+    HelpScreen #keys > Static { height: auto; }
+    HelpScreen #keys > .key { text-align: right; text-style: bold; }
     """
 
     def compose(self) -> ComposeResult:
-        rows = [Content.assemble(("clustertop keys", "bold $primary"), "\n")]
-        for key, what in KEYS:
-            rows.append(Content.assemble((f"{key:>14}", "bold"), "  ", what))
-        ro = getattr(self.app, "settings", None)
-        if ro is not None and ro.effective_read_only:
-            rows.append(Content.assemble("\n", ("read-only: actions are hidden and refused", "$ct-warn")))
         with VerticalScroll(id="help"):
-            yield Static(Content("\n").join(rows))
+            yield Static(Content.assemble(("clustertop keys", "bold $primary"), "\n"))
+            with Grid(id="keys"):
+                for key, what in KEYS:
+                    yield Static(key, classes="key", markup=False)
+                    yield Static(what, classes="what", markup=False)
+            ro = getattr(self.app, "settings", None)
+            if ro is not None and ro.effective_read_only:
+                yield Static(Content.assemble("\n", ("read-only: actions are hidden and refused", "$ct-warn")))
 
     def action_dismiss(self) -> None:  # type: ignore[override]
         self.dismiss(None)

@@ -119,13 +119,13 @@ class ClusterHeader(Static):
 
     def show(self, totals: Content, status: Content, compact: Content | None = None) -> None:
         width = max(1, self.size.width - 2) if self.size.width else 80
-        if compact is not None and -(-totals.cell_length // width) > 2:
+        if compact is not None and len(totals.wrap(width)) > 2:
             totals = compact  # a narrow terminal: two rows of short words beat three of long ones
         key = (totals.markup, status.markup)
         if key != self._shown:
             self._shown = key
             # Re-layout only when the wrapped height changes (at 80 columns the totals take 2 lines).
-            rows = -(-totals.cell_length // width) + -(-status.cell_length // width)
+            rows = len(totals.wrap(width)) + len(status.wrap(width))
             self.update(Content("\n").join([totals, status]), layout=rows != self._rows)
             self._rows = rows
             self._plain = f"{totals.plain}\n{status.plain}"
