@@ -324,3 +324,7 @@ async def test_header_uses_short_words_where_the_totals_would_take_three_rows() 
             for w in words:
                 assert w in header.text, (width, w, header.text)
             assert header.size.height <= 3, header.size.height
+            if width == 200:  # a terminal made narrow: the header chooses again
+                await pilot.resize_terminal(80, 24)
+                await pilot.pause()
+                assert "1 bond degraded" in header.text and header.size.height <= 3

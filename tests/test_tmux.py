@@ -109,7 +109,7 @@ def test_demo_in_a_real_terminal(term: Callable[..., Tmux], size: tuple[int, int
     fits(s, w)
     assert "host" in s and "gpu05" in s and "state" in s
     t.keys("3")
-    s = t.wait_for(lambda s: "clustertop gpus" in s, "the GPU screen")
+    s = t.wait_for(lambda s: "clustertop gpus" in s and "gpu01" in s and "processes on" in s, "the GPU screen")
     fits(s, w)
     assert "gpu01" in s and "processes on" in s and "power/limit" in s
     # The screen with the most keys still shows help and quit. The footer takes the screen's own keys

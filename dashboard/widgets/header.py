@@ -111,6 +111,11 @@ class ClusterHeader(Static):
         self._shown: tuple[str, str] = ("", "")
         self._rows = 0
         self._plain = ""
+        self._inputs: tuple[Content, Content, Content | None] | None = None
+
+    def on_resize(self) -> None:
+        if self._inputs is not None:  # the short form is chosen for a width: choose again
+            self.show(*self._inputs)
 
     @property
     def text(self) -> str:
@@ -118,7 +123,9 @@ class ClusterHeader(Static):
         return self._plain
 
     def show(self, totals: Content, status: Content, compact: Content | None = None) -> None:
-        width = max(1, self.size.width - 2) if self.size.width else 80
+        self._inputs = (totals, status, compact)
+        # Before its first layout the header has no size yet: it spans the screen, so the app's width.
+        width = max(1, (self.size.width or self.app.size.width or 80) - 2)
         if compact is not None and len(totals.wrap(width)) > 2:
             totals = compact  # a narrow terminal: two rows of short words beat three of long ones
         key = (totals.markup, status.markup)
