@@ -350,6 +350,7 @@ HI_ROWS: list[list[float]] = [[round(90 + 10 * _hi.random()) for _ in range(256)
 LO_ROWS: list[list[float]] = [[round(0.5 + 3.5 * _hi.random()) for _ in range(256)] for _ in range(NOISE)]
 SW_POWER_CAP = ["sw_power_cap"]  # shared, read-only
 GPU_IDLE = ["gpu_idle"]
+NO_THROTTLE: list[str] = []  # shared, read-only
 
 
 def step_node(node: SimNode, rng: random.Random, now: float, dt: float, k_temp: float, k_fast: float,
@@ -429,7 +430,8 @@ def step_node(node: SimNode, rng: random.Random, now: float, dt: float, k_temp: 
                 gpus_out.append(replace(
                     g.busy, util_pct=util, mem_util_pct=util * 55 // 100, mem_used_bytes=mem, temp_c=temp_c,
                     power_mw=power_mw, energy_mj=int(g.energy_mj), fan_pct=int(g.fan), sm_clock_mhz=sm,
-                    throttle_reasons=SW_POWER_CAP if power_mw > 244000 else None,
+                    # A busy card below its cap reports no reasons ([]), as NVML does: not unknown.
+                    throttle_reasons=SW_POWER_CAP if power_mw > 244000 else NO_THROTTLE,
                     pcie_rx_bytes_s=pcie, pcie_tx_bytes_s=pcie >> 4, procs=[job.gpu_proc(mem)]))
             else:
                 out = replace(
