@@ -45,7 +45,7 @@ import redis  # noqa: E402
 
 from agents.simulate import SimCluster, make_publishers, publish  # noqa: E402
 from collectors import wire  # noqa: E402
-from collectors.reader import BRIEF_FROM_NODES, Reader  # noqa: E402
+from collectors.reader import Reader  # noqa: E402
 from dashboard.app import make_app  # noqa: E402
 from dashboard.main import tune_gc  # noqa: E402
 from dashboard.settings import Settings  # noqa: E402
@@ -177,8 +177,10 @@ async def bench_app(url: str, feed: Feed, n: int, size: tuple[int, int], screen:
                 read.append((st.fetch_ms or 0.0) + (st.decode_ms or 0.0))
                 settled.append((t1 - t0) * 1000)
                 cpu.append((c1 - c0) * 1000)
-    return {"read_p50": pct(read, 0.5), "read_p95": pct(read, 0.95), "p50": pct(shown, 0.5),
-            "p95": pct(shown, 0.95), "mean": statistics.fmean(shown), "settled_p95": pct(settled, 0.95), "cpu_p50": pct(cpu, 0.5), "cpu_p95": pct(cpu, 0.95)}
+        reads = "full" if app.view.state.full is True else "briefs"  # what the screen really read
+    return {"reads": reads, "read_p50": pct(read, 0.5), "read_p95": pct(read, 0.95), "p50": pct(shown, 0.5),
+            "p95": pct(shown, 0.95), "mean": statistics.fmean(shown), "settled_p95": pct(settled, 0.95),
+            "cpu_p50": pct(cpu, 0.5), "cpu_p95": pct(cpu, 0.95)}
 
 
 async def bench_cpu(url: str, feed: Feed, seconds: float, size: tuple[int, int]) -> float:
@@ -228,7 +230,8 @@ def main() -> int:
     url = args.redis
     if url is None:
         proc, url, d = start_redis()
-    rows = []
+    reads: list[tuple[int, int, int, dict[str, float], dict[str, float]]] = []  # Reader.read alone
+    rows: list[tuple[int, str, dict[str, Any]]] = []  # the app, per screen
     try:
         for nodes in counts:
             feed = Feed(url, nodes)
@@ -239,13 +242,13 @@ def main() -> int:
                   f"decode {r['decode_p50']:.1f}), briefs p50 {rb['read_p50']:.1f} ms (fetch {rb['fetch_p50']:.1f} + "
                   f"decode {rb['decode_p50']:.1f})", file=sys.stderr)
             brief_bytes = sum(len(x or b"") for x in feed.client.mget([wire.brief_key(h) for h in feed.hosts()]))
-            rows.append((nodes, "Reader", feed.bytes, r, {"brief": rb, "brief_bytes": brief_bytes}))
+            reads.append((nodes, feed.bytes, brief_bytes, r, rb))
             for screen in args.screens.split(","):
                 a = asyncio.run(bench_app(url, feed, n, (w, h), screen))
-                rows.append((nodes, screen, feed.bytes, r, a))
+                rows.append((nodes, screen, a))
                 print(f"  {nodes} nodes {screen}: shown p95 {a['p95']:.1f} ms", file=sys.stderr)
             cpu = asyncio.run(bench_cpu(url, feed, cpu_s, (w, h)))
-            rows.append((nodes, "cpu@1Hz", feed.bytes, r, {"cpu": cpu}))
+            rows.append((nodes, "cpu@1Hz", {"cpu": cpu}))
     finally:
         if proc is not None:
             proc.terminate()
@@ -256,24 +259,19 @@ def main() -> int:
     print("\nReader.read alone (fetch + decode + summarize): every full snapshot, or briefs (collectors/brief.py)")
     print(f"{'nodes':>6} {'KiB/node':>8} {'brief KiB':>9} | {'full: fetch':>11} {'decode':>7} {'p50':>6} {'p95':>6} "
           f"| {'briefs: fetch':>13} {'decode':>7} {'p50':>6} {'p95':>6}")
-    for nodes, screen, nbytes, r, a in rows:
-        if screen == "Reader":
-            rb = a["brief"]
-            print(f"{nodes:>6} {nbytes / 1024 / nodes:>8.1f} {a['brief_bytes'] / 1024 / nodes:>9.1f} | "
-                  f"{r['fetch_p50']:>11.1f} {r['decode_p50']:>7.1f} {r['read_p50']:>6.1f} {r['read_p95']:>6.1f} | "
-                  f"{rb['fetch_p50']:>13.1f} {rb['decode_p50']:>7.1f} {rb['read_p50']:>6.1f} {rb['read_p95']:>6.1f}")
+    for nodes, full_bytes, brief_bytes, r, rb in reads:
+        print(f"{nodes:>6} {full_bytes / 1024 / nodes:>8.1f} {brief_bytes / 1024 / nodes:>9.1f} | "
+              f"{r['fetch_p50']:>11.1f} {r['decode_p50']:>7.1f} {r['read_p50']:>6.1f} {r['read_p95']:>6.1f} | "
+              f"{rb['fetch_p50']:>13.1f} {rb['decode_p50']:>7.1f} {rb['read_p50']:>6.1f} {rb['read_p95']:>6.1f}")
     print("\nIn the app, per refresh: read = its own Reader.read (what the screen asks for); shown = from asking for\n"
           "a refresh until its last repaint is written out (read + fold + draw + render); settled adds Pilot's idle waits")
     print(f"{'nodes':>6} {'screen':<9} {'reads':<7} {'read p50':>8} {'read p95':>8} {'shown p50':>9} {'shown p95':>9} "
           f"{'settled p95':>11} {'cpu p50':>8} {'cpu p95':>8}")
-    for nodes, screen, nbytes, r, a in rows:
-        if screen == "Reader":
-            continue
+    for nodes, screen, a in rows:
         if screen == "cpu@1Hz":
             print(f"{nodes:>6} {'overview':<9} at a 1 Hz refresh: {a['cpu']:.1f} % of a core")
             continue
-        reads = "briefs" if screen in ("overview", "nodes", "gpus") and nodes >= BRIEF_FROM_NODES else "full"
-        print(f"{nodes:>6} {screen:<9} {reads:<7} {a['read_p50']:>8.1f} {a['read_p95']:>8.1f} {a['p50']:>9.1f} "
+        print(f"{nodes:>6} {screen:<9} {a['reads']:<7} {a['read_p50']:>8.1f} {a['read_p95']:>8.1f} {a['p50']:>9.1f} "
               f"{a['p95']:>9.1f} {a['settled_p95']:>11.1f} {a['cpu_p50']:>8.1f} {a['cpu_p95']:>8.1f}")
     return 0
 

@@ -2,7 +2,7 @@
 
 The agent publishes it beside the full snapshot (``wire.brief_key``). At 1,000 nodes with 8 GPUs a
 refresh of full snapshots decodes ~9 MB and ~1.3 M objects (about 45 ms of msgspec alone); the briefs
-are a third of the bytes and decode in ~40 % of the time. The overview, the wall, the nodes table, the
+are 40 % of the bytes and decode in about half the time. The overview, the wall, the nodes table, the
 work and audit screens, the GPU table (all but the selected GPU's processes), the header's totals,
 the alerts and the GPU ledger read nothing else; a node's screen, network and storage read full
 snapshots.
@@ -27,9 +27,9 @@ only the screens above draw from one. What a brief keeps, and who needs it:
 from __future__ import annotations
 
 from collectors import schema
-
-#: NIC kinds a node's network totals count (``cluster.node_net_rates``); others stay in the full snapshot.
-TOTAL_NIC_KINDS = (None, "physical", "bond")
+from collectors.cluster import (
+    TOTAL_NIC_KINDS,  # the NICs the totals count; the others stay in the full snapshot
+)
 
 
 def brief(snap: schema.NodeSnapshot) -> schema.NodeSnapshot:

@@ -72,12 +72,17 @@ def _known_sum(values: list[float | None]) -> float | None:
     return sum(known) if known else None
 
 
+#: NIC kinds a node's network totals count: its own NICs (physical ones, bonds, and NICs of unknown
+#: kind), not a bond's slaves, loopback or veths, so each byte counts once.
+TOTAL_NIC_KINDS = (None, "physical", "bond")
+
+
 def node_net_rates(s: schema.System | None) -> tuple[float | None, float | None]:
     """Receive and send bytes/s over a node's own NICs: physical ones and bonds, not a bond's
     slaves, loopback or veths, so each byte counts once. None where no NIC reports a rate."""
     if s is None or s.nics is None:
         return None, None
-    top = [n for n in s.nics if n.kind in (None, "physical", "bond")]
+    top = [n for n in s.nics if n.kind in TOTAL_NIC_KINDS]
     return _known_sum([n.rx_bytes_s for n in top]), _known_sum([n.tx_bytes_s for n in top])
 
 
@@ -139,7 +144,7 @@ def summarize(nodes: list[NodeView], cluster: dict[str, schema.ClusterPayload] |
                     mem_used = mem.used_bytes if mem_used is None else mem_used + mem.used_bytes
                 mem_nodes += 1
             for nic in s.nics or ():
-                if nic.kind is None or nic.kind == "physical" or nic.kind == "bond":
+                if nic.kind in TOTAL_NIC_KINDS:
                     v = nic.rx_bytes_s
                     if v is not None:
                         rx = v if rx is None else rx + v

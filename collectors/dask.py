@@ -42,7 +42,6 @@ DEFAULT_INTERVAL_S = 10.0
 DEFAULT_REQUEST_TIMEOUT_S = 3.0
 #: How long to wait before asking again a scheduler that does not export Prometheus task counts.
 PROMETHEUS_RETRY_S = 600.0
-INT64_MAX = 2**63 - 1
 
 
 class DaskUnreachable(Exception):
@@ -148,12 +147,12 @@ class DaskCollector:
                 waiting = (waiting or 0) + counts.waiting
         if len(errors) == len(self.schedulers):
             raise DaskUnreachable("Dask schedulers unreachable: " + "; ".join(errors))
-        # Each count is checked where it is parsed, but their sum over states and schedulers is
-        # not: past int64 it is garbage from a scheduler, not a queue, and would not fit the wire.
-        if processing is not None and processing > INT64_MAX:
+        # Each count is checked where it is parsed (queues_parse._int: what the wire can carry), but
+        # their sum over states and schedulers is not: past that range it is garbage, not a queue.
+        if processing is not None and queues_parse._int(processing) is None:
             processing = None
             errors.append("processing task count out of range: not shown")
-        if waiting is not None and waiting > INT64_MAX:
+        if waiting is not None and queues_parse._int(waiting) is None:
             waiting = None
             errors.append("waiting task count out of range: not shown")
         result = schema.Queues(workers=workers, dask_tasks_processing=processing, dask_tasks_waiting=waiting,

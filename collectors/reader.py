@@ -7,8 +7,8 @@ One bad node never spoils the read: its error is kept on its NodeView.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from collections.abc import Collection
+from dataclasses import dataclass, field
 from typing import Any
 
 from collectors import schema, wire
@@ -42,6 +42,10 @@ class ClusterState:
     error: str | None = None  # the store itself is unreachable
     # What this read holds in full: True = every node; else the hosts read full (briefs for the rest).
     full: bool | frozenset[str] = True
+
+    def in_full(self, host: str) -> bool:
+        """Whether this read asked for ``host``'s full snapshot (a node gone quiet may still show its brief)."""
+        return self.full is True or host in self.full
 
     def node(self, host: str) -> NodeView | None:
         for n in self.nodes:
@@ -124,22 +128,19 @@ class Reader:
         cluster = res[-1]
         by_brief = dict(zip(briefs, res[1], strict=True)) if briefs else {}
         by_full = dict(zip(fulls, res[1 + bool(briefs)], strict=True)) if fulls else {}
+        # Extra keys, in one more MGET: both payloads of a node new to the index; in a brief read, the
+        # full key of a known node that had no brief (an agent from before briefs, or one gone quiet:
+        # from then on it is in no_brief and its full key is in the pipeline).
         known_set = set(known)  # not the list: 1,000 nodes made this a 5 ms quadratic scan per read
         missing = [h for h, _ in index if h not in known_set]
-        if missing:
-            keys = [wire.node_key(h) for h in missing]
-            if want is not None:
-                keys += [wire.brief_key(h) for h in missing]
-            got = self.client.mget(keys)
-            by_full.update(zip(missing, got[:len(missing)], strict=True))
-            if want is not None:
-                by_brief.update(zip(missing, got[len(missing):], strict=True))
+        extra_full, extra_brief = list(missing), []
         if want is not None:
-            # No brief and its full key not read: an agent from before briefs (or one gone quiet).
-            # Its full key now, in one more MGET; from then on it is in no_brief and in the pipeline.
-            lacking = [h for h in known if by_brief.get(h) is None and h not in by_full]
-            if lacking:
-                by_full.update(zip(lacking, self.client.mget([wire.node_key(h) for h in lacking]), strict=True))
+            extra_full += [h for h in known if by_brief.get(h) is None and h not in by_full]
+            extra_brief = missing
+        if extra_full:
+            got = self.client.mget([wire.node_key(h) for h in extra_full] + [wire.brief_key(h) for h in extra_brief])
+            by_full.update(zip(extra_full, got[:len(extra_full)], strict=True))
+            by_brief.update(zip(extra_brief, got[len(extra_full):], strict=True))
         index.sort(key=lambda hs: hs[0])
         self.known = [h for h, _ in index]
         out: list[tuple[bytes | None, bool]] = []
@@ -166,13 +167,12 @@ class Reader:
                 snap = wire.decode(data, schema.NodeSnapshot)
                 if snap.host and snap.host != host:
                     raise wire.WireError(f"payload names host {snap.host!r}")
-                cache[host] = snap
+                cache[host] = snap_or_none = snap
+                view.brief = is_brief
                 view.newer_schema = wire.is_newer(snap)
             except wire.WireError as e:
                 view.error = f"bad data from node {host}: {e}"
-        if data is not None and view.error is None:
-            snap_or_none, view.brief = cache[host], is_brief
-        else:
+        if data is None or view.error is not None:
             # No usable payload now: the newest of what was last read, full or brief (a full read
             # prefers full data, but a brief of a stale node beats showing nothing at all).
             full_snap, brief_snap = self.last_good.get(host), self.last_brief.get(host)

@@ -157,3 +157,21 @@ async def wait_fresh(pilot: Any, n: int = 1) -> None:
     app = pilot.app
     target = app.reads + n
     await wait_until(pilot, lambda: app.reads >= target, f"{n} more read(s)")
+
+
+def trouble_gpu(g: schema.Gpu, r: float) -> None:
+    """Give one GPU, by ``r`` in [0, 1), the trouble the cluster folds look at: lost (< 0.02), hot
+    (< 0.05), uncorrected ECC (< 0.07), hardware-throttled (< 0.09), software-throttled (< 0.11),
+    silent: util, VRAM and power unknown (< 0.13); at 0.13 and above, none."""
+    if r < 0.02:
+        g.lost, g.error = True, "fell off the bus"
+    elif r < 0.05:
+        g.temp_c = 97
+    elif r < 0.07:
+        g.ecc_uncorrected = 2
+    elif r < 0.09:
+        g.throttle_reasons = ["sw_power_cap", "hw_thermal_slowdown"]
+    elif r < 0.11:
+        g.throttle_reasons = ["sw_power_cap"]
+    elif r < 0.13:
+        g.util_pct = g.mem_used_bytes = g.power_mw = None

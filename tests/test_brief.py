@@ -13,7 +13,6 @@ import dataclasses
 import random
 from typing import Any
 
-import msgspec
 import pytest
 import redis
 
@@ -51,20 +50,10 @@ def troubled(seed: int = 5, nodes: int = 120) -> tuple[list[schema.NodeSnapshot]
     for s in snaps:
         for g in s.gpus or ():
             r = rng.random()
-            if r < 0.03:
-                g.lost, g.error = True, "fell off the bus"
-            elif r < 0.06:
-                g.temp_c = 97
-            elif r < 0.08:
-                g.ecc_uncorrected = 3
-            elif r < 0.10:
-                g.throttle_reasons = ["hw_slowdown"]
-            elif r < 0.12:
-                g.util_pct = g.mem_used_bytes = g.power_mw = g.temp_c = None
-            elif r < 0.14:
-                g.procs = None
-        r = rng.random()
-        if r < 0.1:
+            b.trouble_gpu(g, r)
+            if 0.13 <= r < 0.15:
+                g.procs = None  # processes not reported: the ledger's "unknown"
+        if rng.random() < 0.1:
             s.collectors["nfs"] = schema.CollectorStatus(ok=False, error="TimeoutError: exceeded 2.0 s")
         if s.bonds and rng.random() < 0.2:
             bond = s.bonds[0]
@@ -130,12 +119,13 @@ def test_every_brief_reading_fold_gives_what_full_snapshots_give() -> None:
     assert launch[0] and launch[0] == launch[1]
 
 
-def test_a_brief_is_a_third_of_the_bytes_and_leaves_detail_out() -> None:
+def test_a_brief_is_under_half_the_bytes_and_leaves_detail_out() -> None:
     snaps, _ = troubled(nodes=40)
     towers = [s for s in snaps if s.gpus and len(s.gpus) == 8 and s.system and s.system.procs]
     assert towers
     s = towers[0]
     full_b, brief_b = wire.encode(s), wire.encode(brief(s))
+    assert wire.encode(s) == full_b  # brief() does not touch its input
     assert len(brief_b) * 2.5 < len(full_b), (len(brief_b), len(full_b))
     short = wire.decode(brief_b, schema.NodeSnapshot)
     assert short.system is not None and short.system.procs is None and short.system.cpu_model is None
@@ -145,7 +135,6 @@ def test_a_brief_is_a_third_of_the_bytes_and_leaves_detail_out() -> None:
     # ... and keeps what says "unknown": a GPU without a process list is still None, not [].
     s.gpus[0].procs = None
     assert brief(s).gpus[0].procs is None  # type: ignore[index]
-    assert msgspec.structs.replace(s) == s  # brief() does not touch its input
 
 
 # ---------------------------------------------------------------------------------------------

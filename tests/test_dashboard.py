@@ -302,7 +302,7 @@ async def test_header_uses_short_words_where_the_totals_would_take_three_rows() 
     from textual.app import App, ComposeResult
 
     from collectors.cluster import Totals
-    from dashboard.widgets.header import ClusterHeader, status_line, totals_line
+    from dashboard.widgets.header import ClusterHeader, status_line
 
     t = Totals(nodes_total=15, nodes_up=14, gpus_total=12, gpus_busy=7, gpus_lost=1, gpu_util_pct=88.0,
                vram_used_bytes=72 << 30, vram_total_bytes=110 << 30, power_mw=1_900_000, mem_total_bytes=448 << 30,
@@ -318,8 +318,7 @@ async def test_header_uses_short_words_where_the_totals_would_take_three_rows() 
         app = One()
         async with app.run_test(size=(width, 24)) as pilot:
             header = app.query_one(ClusterHeader)
-            header.show(totals_line(t), status_line(t, "", 1.0, None, None, 2.0, "overview"),
-                        compact=totals_line(t, compact=True))
+            header.show(t, status_line(t, "", 1.0, None, None, 2.0, "overview"))
             await pilot.pause()
             for w in words:
                 assert w in header.text, (width, w, header.text)

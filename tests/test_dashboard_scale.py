@@ -249,19 +249,7 @@ def troubled_cluster(redis_server: Any) -> list[NodeView]:
         assert v.snap is not None
         v.state = rng.choice(["up"] * 12 + ["stale", "down", "bad"])
         for g in v.snap.gpus or ():
-            r = rng.random()
-            if r < 0.02:
-                g.lost, g.error = True, "fell off the bus"
-            elif r < 0.05:
-                g.temp_c = 97
-            elif r < 0.07:
-                g.ecc_uncorrected = 2
-            elif r < 0.09:
-                g.throttle_reasons = ["sw_power_cap", "hw_thermal_slowdown"]
-            elif r < 0.11:
-                g.throttle_reasons = ["sw_power_cap"]
-            elif r < 0.13:
-                g.util_pct = g.mem_used_bytes = g.power_mw = None
+            b.trouble_gpu(g, rng.random())
         if rng.random() < 0.05:
             v.snap.collectors["zfs"] = schema.CollectorStatus(ok=False, error="pool unavailable")
             v.snap.collectors["bonds"] = schema.CollectorStatus(ok=False, error="no sysfs")

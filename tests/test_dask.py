@@ -323,7 +323,9 @@ def test_task_counts_past_int64_are_not_shown_as_numbers() -> None:
 
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    col = DaskCollector(Context(node="p", config={"schedulers": [f"http://127.0.0.1:{srv.server_address[1]}"]}))
+    # Two schedulers (the same server twice): each one's counts fit, their sums do not.
+    url = f"http://127.0.0.1:{srv.server_address[1]}"
+    col = DaskCollector(Context(node="p", config={"schedulers": [url, url + "/"]}))
     try:
         q = col.collect()
         errors = " ".join(q.errors or [])

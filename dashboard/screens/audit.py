@@ -52,14 +52,12 @@ def audit_rows(entries: list[schema.AuditEntry], ok: str, crit: str) -> dict[str
 
 class AuditScreen(DataScreen):
     screen_name = "audit"
+    reads_briefs = True  # the audit stream: briefs are all it draws
     BINDINGS = [Binding("r", "reload", "Reload")]
     DEFAULT_CSS = """
     AuditScreen #audit-status { height: 1; padding: 0 1; background: $panel; }
     AuditScreen LiveTable { height: 1fr; }
     """
-
-    def full_hosts(self) -> bool | frozenset[str]:
-        return frozenset()  # the audit stream: briefs are all it draws
 
     def __init__(self) -> None:
         super().__init__()

@@ -10,18 +10,19 @@ from collections.abc import Iterable
 
 from textual import events
 from textual.app import ComposeResult
-from textual.content import Content
 from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer
 
 from dashboard.view import View
-from dashboard.widgets.header import ClusterHeader, status_line, totals_line
+from dashboard.widgets.header import ClusterHeader, status_line
 
 
 class DataScreen(Screen[None]):
     screen_name = "screen"
+    #: The screen draws only from briefs (``collectors.brief``); the default, full snapshots, is safe.
+    reads_briefs = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -47,9 +48,9 @@ class DataScreen(Screen[None]):
             self.show(view)
 
     def full_hosts(self) -> bool | frozenset[str]:
-        """What this screen needs read in full: True = every node's full snapshot (the default);
-        a set of hosts = briefs for all and full snapshots of those (see ``collectors.brief``)."""
-        return True
+        """What this screen needs read in full: True = every node's full snapshot; a set of hosts =
+        briefs for all and full snapshots of those (a node's screen, the GPU table's selection)."""
+        return frozenset() if self.reads_briefs else True
 
     def covered(self, view: View) -> bool:
         """Whether ``view``'s read holds everything this screen draws (briefs are not detail)."""
@@ -70,10 +71,8 @@ class DataScreen(Screen[None]):
         if covered:
             self._drawn = view.version
         t = view.state.totals if view.state is not None else None
-        header.show(totals_line(t) if t is not None else totals_line_empty(),
-                    status_line(t, view.source_label, view.read_ts, view.unreachable_since, view.store_error,
-                                view.now, self.screen_name),
-                    compact=totals_line(t, compact=True) if t is not None else None)
+        header.show(t, status_line(t, view.source_label, view.read_ts, view.unreachable_since, view.store_error,
+                                   view.now, self.screen_name))
         self.set_class(view.unreachable, "-unreachable")
         if view.state is not None and covered:
             self.draw(view)
@@ -81,9 +80,7 @@ class DataScreen(Screen[None]):
             # Just switched here from a screen that read briefs: the body draws nothing from them
             # (absent detail would read as N/A) and a read of what this screen needs is asked for
             # now. With the store unreachable the refresh timer retries, at its pace, not in a loop.
-            refresh_now = getattr(self.app, "refresh_now", None)
-            if refresh_now is not None:
-                refresh_now()
+            self.app.refresh_now()  # type: ignore[attr-defined]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # The app's policy for every screen's own keys too: job-control keys (WRITE_ACTIONS) are
@@ -93,6 +90,3 @@ class DataScreen(Screen[None]):
     def draw(self, view: View) -> None:
         """Draw the body from ``view`` (state is not None). Override."""
 
-
-def totals_line_empty() -> Content:
-    return Content.assemble(("waiting for the first read…", "dim"))

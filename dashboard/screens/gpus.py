@@ -55,6 +55,11 @@ def gpu_key(host: str, index: int) -> str:
     return f"{host}\x1f{index}"  # a separator no hostname contains
 
 
+def key_host(key: str) -> str:
+    """The node of a ``gpu_key``."""
+    return key.split("\x1f", 1)[0]
+
+
 def gpu_row(v: NodeView, g: schema.Gpu, p: Palette, ascii: bool) -> list[SortCell]:
     grey = v.state != "up"
     vs = p.text_style("stale") if grey else ""
@@ -159,7 +164,7 @@ class GpusScreen(TableScreen):
     def full_hosts(self) -> bool | frozenset[str]:
         # Every row reads from briefs; the selected GPU's processes (VRAM, command line, start time for
         # k/K) come from its node's full snapshot.
-        return frozenset((self.selected.split("\x1f", 1)[0],)) if self.selected else frozenset()
+        return frozenset((key_host(self.selected),)) if self.selected else frozenset()
 
     def compose_body(self) -> Iterable[Widget]:
         yield self.filter_input()
@@ -197,8 +202,7 @@ class GpusScreen(TableScreen):
         state = self.app.view.state  # type: ignore[attr-defined]
         # Asked for only once: a node that was read in full but has only a brief left (gone stale)
         # shows what its brief has (greyed, VRAM N/A) instead of asking again and again.
-        reading = (item is not None and item[0].brief and state is not None and state.full is not True
-                   and item[0].host not in state.full)
+        reading = item is not None and item[0].brief and state is not None and not state.in_full(item[0].host)
         if reading:
             # A brief lists the processes without their VRAM and command lines: none are shown from
             # it (nothing to signal either) until the read of this node in full lands, asked for now.

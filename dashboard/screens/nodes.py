@@ -169,6 +169,7 @@ def matches(v: NodeView, needle: str) -> bool:
 
 class NodesScreen(TableScreen):
     screen_name = "nodes"
+    reads_briefs = True  # the nodes table: briefs are all it draws
     table_id = "nodes-table"
     filter_placeholder = "filter: host, state, role or label (Esc clears)"
 
@@ -177,9 +178,6 @@ class NodesScreen(TableScreen):
     NodesScreen.-filtering #filter { display: block; }
     NodesScreen LiveTable { height: 1fr; }
     """
-
-    def full_hosts(self) -> bool | frozenset[str]:
-        return frozenset()  # the nodes table: briefs are all it draws
 
     def compose_body(self) -> Iterable[Widget]:
         yield self.filter_input()

@@ -15,14 +15,12 @@ from dashboard.widgets.tiles import NodeTiles
 
 class OverviewScreen(DataScreen):
     screen_name = "overview"
+    reads_briefs = True  # tiles, alerts and totals: briefs are all it draws
 
     DEFAULT_CSS = """
     OverviewScreen NodeTiles { height: 1fr; padding: 1 1 0 1; }
     OverviewScreen ClusterSparks { border-top: solid $panel; }
     """
-
-    def full_hosts(self) -> bool | frozenset[str]:
-        return frozenset()  # tiles, alerts and totals: briefs are all it draws
 
     def compose_body(self) -> Iterable[Widget]:
         ascii = bool(getattr(self.app, "settings", None) and self.app.settings.ascii)  # type: ignore[attr-defined]

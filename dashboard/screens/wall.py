@@ -270,6 +270,7 @@ class HealthPanel(Static):
 
 class WallScreen(DataScreen):
     screen_name = "wall"
+    reads_briefs = True  # figures, heat grid and bonds: briefs are all it draws
     BINDINGS = [
         Binding("q", "app.quit", "Quit", show=False),
         Binding("ctrl+c", "app.quit", "Quit", show=False, priority=True),
@@ -296,9 +297,6 @@ class WallScreen(DataScreen):
     WallScreen.-stale #totals, WallScreen.-stale #pages, WallScreen.-stale #banner { text-opacity: 45%; }
     WallScreen.-narrow .side { display: none; }
     """
-
-    def full_hosts(self) -> bool | frozenset[str]:
-        return frozenset()  # figures, heat grid and bonds: briefs are all it draws
 
     def __init__(self) -> None:
         super().__init__()

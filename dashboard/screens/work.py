@@ -232,6 +232,7 @@ def summary(state: ClusterState, ledger: Ledger | None) -> Content:
 
 class WorkScreen(DataScreen):
     screen_name = "work"
+    reads_briefs = True  # tasks and cluster payloads: briefs are all it draws
 
     BINDINGS = [
         Binding("left_square_bracket", "tab(-1)", "Prev tab", show=False),
@@ -257,9 +258,6 @@ class WorkScreen(DataScreen):
     WorkScreen #ledger-table { height: 2fr; }
     WorkScreen #ledger-flags { height: auto; max-height: 40%; padding: 0 1; }
     """
-
-    def full_hosts(self) -> bool | frozenset[str]:
-        return frozenset()  # tasks and cluster payloads: briefs are all it draws
 
     def __init__(self) -> None:
         super().__init__()

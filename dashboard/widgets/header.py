@@ -111,7 +111,7 @@ class ClusterHeader(Static):
         self._shown: tuple[str, str] = ("", "")
         self._rows = 0
         self._plain = ""
-        self._inputs: tuple[Content, Content, Content | None] | None = None
+        self._inputs: tuple[Totals | None, Content] | None = None
 
     def on_resize(self) -> None:
         if self._inputs is not None:  # the short form is chosen for a width: choose again
@@ -122,17 +122,26 @@ class ClusterHeader(Static):
         """What the header says, as plain text (tests, snapshots of the screen in words)."""
         return self._plain
 
-    def show(self, totals: Content, status: Content, compact: Content | None = None) -> None:
-        self._inputs = (totals, status, compact)
+    def show(self, t: Totals | None, status: Content) -> None:
+        """The one-machine line for ``t`` (None: no read yet) over ``status``. Where the line would
+        take three rows (a narrow terminal), it says the same in short words in two."""
+        self._inputs = (t, status)
         # Before its first layout the header has no size yet: it spans the screen, so the app's width.
         width = max(1, (self.size.width or self.app.size.width or 80) - 2)
-        if compact is not None and len(totals.wrap(width)) > 2:
-            totals = compact  # a narrow terminal: two rows of short words beat three of long ones
+        totals = totals_line(t) if t is not None else totals_line_empty()
+        rows = len(totals.wrap(width))
+        if rows > 2 and t is not None:
+            totals = totals_line(t, compact=True)
+            rows = len(totals.wrap(width))
         key = (totals.markup, status.markup)
         if key != self._shown:
             self._shown = key
-            # Re-layout only when the wrapped height changes (at 80 columns the totals take 2 lines).
-            rows = len(totals.wrap(width)) + len(status.wrap(width))
+            rows += len(status.wrap(width))
+            # Re-layout only when the wrapped height changes.
             self.update(Content("\n").join([totals, status]), layout=rows != self._rows)
             self._rows = rows
             self._plain = f"{totals.plain}\n{status.plain}"
+
+
+def totals_line_empty() -> Content:
+    return Content.assemble(("waiting for the first read…", "dim"))

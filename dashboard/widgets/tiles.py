@@ -280,8 +280,7 @@ class NodeTiles(ScrollView, can_focus=True):
         layout_changed = len(views) != len(self.tiles) or any(
             v.host != t.host for v, t in zip(views, self.tiles, strict=False))
         first, last = self._visible_tiles()
-        roomy = self.tile_h == TILE_H_ROOMY
-        p, cols, stride = self.palette, self.columns, self.stride_y
+        cols, stride = self.columns, self.stride_y
         dirty: list[int] = []  # virtual y of the lines whose cells changed
         whole = layout_changed
         for i, v in enumerate(views):
@@ -301,8 +300,7 @@ class NodeTiles(ScrollView, can_focus=True):
             # On screen: draw it now and repaint only the lines whose cells differ. Between two
             # reads most tiles change in a line or two (CPU, GPU bars) or not at all, and a line
             # left alone costs Textual nothing.
-            lines = render_tile(v, p, selected=selected, unreachable=self.unreachable, ascii=self.ascii,
-                                roomy=roomy)
+            lines = self._draw(v, selected)
             if len(lines) != len(t.lines):  # drawn at the other tile height (a resize not yet painted)
                 whole = True
             else:
@@ -334,10 +332,12 @@ class NodeTiles(ScrollView, can_focus=True):
             v = self.views[index]
             t = self.tiles[index]
             t.sig = (*tile_signature(v), index == self.cursor)
-            t.lines = render_tile(v, self.palette, selected=index == self.cursor,
-                                  unreachable=self.unreachable, ascii=self.ascii,
-                                  roomy=self.tile_h == TILE_H_ROOMY)
+            t.lines = self._draw(v, index == self.cursor)
             t.styled = None
+
+    def _draw(self, v: NodeView, selected: bool) -> list[Line]:
+        return render_tile(v, self.palette, selected=selected, unreachable=self.unreachable, ascii=self.ascii,
+                           roomy=self.tile_h == TILE_H_ROOMY)
 
     # -- geometry -----------------------------------------------------------------------------
 
