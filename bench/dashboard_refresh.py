@@ -138,6 +138,11 @@ async def bench_app(url: str, feed: Feed, n: int, size: tuple[int, int], screen:
     app._display = timed_display  # type: ignore[method-assign]
     shown: list[float] = []
     read: list[float] = []  # the app's own read (fetch + decode + summarize), in its reader thread
+    # Where a refresh's time goes, as three consecutive spans: asking -> the reader thread has the
+    # state; -> the main thread has folded it in and drawn the screen (alerts, tiles, tables);
+    # -> the last repaint is written out (Textual's compositor and render_line calls).
+    phases: dict[str, list[float]] = {"read": [], "fold": [], "paint": []}
+    read_end: list[float] = []
     settled: list[float] = []
     cpu: list[float] = []
     async with app.run_test(size=size) as pilot:
@@ -151,6 +156,14 @@ async def bench_app(url: str, feed: Feed, n: int, size: tuple[int, int], screen:
             read_done.set()
 
         app._changed = signalled  # type: ignore[method-assign]
+        source_read = app.source.read
+
+        def timed_read(*args: Any, **kw: Any) -> Any:
+            state = source_read(*args, **kw)
+            read_end.append(time.perf_counter())
+            return state
+
+        app.source.read = timed_read  # type: ignore[method-assign]
         while app.reads < 1:
             await pilot.pause(0.01)
         if screen != "overview":
@@ -163,16 +176,22 @@ async def bench_app(url: str, feed: Feed, n: int, size: tuple[int, int], screen:
             before = app.reads
             paints.clear()
             read_done.clear()
+            read_end.clear()
             t0, c0 = time.perf_counter(), time.process_time()
             app.refresh_now()
             await read_done.wait()
             assert app.reads > before
-            t_read = time.perf_counter()
+            t_read = time.perf_counter()  # the fold is done (signalled() runs after _changed())
             await pilot.pause()  # let the screen process the update and repaint
             await pilot.wait_for_scheduled_animations()
             t1, c1 = time.perf_counter(), time.process_time()
             if i:
-                shown.append((max([t_read, *paints]) - t0) * 1000)
+                t_shown = max([t_read, *paints])
+                shown.append((t_shown - t0) * 1000)
+                t_got = read_end[-1] if read_end else t0
+                phases["read"].append((t_got - t0) * 1000)
+                phases["fold"].append((t_read - t_got) * 1000)
+                phases["paint"].append((t_shown - t_read) * 1000)
                 st = app.view.state
                 read.append((st.fetch_ms or 0.0) + (st.decode_ms or 0.0))
                 settled.append((t1 - t0) * 1000)
@@ -180,7 +199,8 @@ async def bench_app(url: str, feed: Feed, n: int, size: tuple[int, int], screen:
         reads = "full" if app.view.state.full is True else "briefs"  # what the screen really read
     return {"reads": reads, "read_p50": pct(read, 0.5), "read_p95": pct(read, 0.95), "p50": pct(shown, 0.5),
             "p95": pct(shown, 0.95), "mean": statistics.fmean(shown), "settled_p95": pct(settled, 0.95),
-            "cpu_p50": pct(cpu, 0.5), "cpu_p95": pct(cpu, 0.95)}
+            "cpu_p50": pct(cpu, 0.5), "cpu_p95": pct(cpu, 0.95),
+            **{f"{k}_span_p50": pct(v, 0.5) for k, v in phases.items()}}
 
 
 async def bench_cpu(url: str, feed: Feed, seconds: float, size: tuple[int, int]) -> float:
@@ -264,15 +284,18 @@ def main() -> int:
               f"{r['fetch_p50']:>11.1f} {r['decode_p50']:>7.1f} {r['read_p50']:>6.1f} {r['read_p95']:>6.1f} | "
               f"{rb['fetch_p50']:>13.1f} {rb['decode_p50']:>7.1f} {rb['read_p50']:>6.1f} {rb['read_p95']:>6.1f}")
     print("\nIn the app, per refresh: read = its own Reader.read (what the screen asks for); shown = from asking for\n"
-          "a refresh until its last repaint is written out (read + fold + draw + render); settled adds Pilot's idle waits")
+          "a refresh until its last repaint is written out (read + fold + draw + render); settled adds Pilot's idle waits;\n"
+          "spans: the same wait cut in three, asking -> state read (worker thread) -> folded and drawn (main thread)\n"
+          "-> last repaint written (Textual's compositor); their p50s need not add up to shown p50")
     print(f"{'nodes':>6} {'screen':<9} {'reads':<7} {'read p50':>8} {'read p95':>8} {'shown p50':>9} {'shown p95':>9} "
-          f"{'settled p95':>11} {'cpu p50':>8} {'cpu p95':>8}")
+          f"{'settled p95':>11} {'cpu p50':>8} {'cpu p95':>8} | {'spans p50: read':>15} {'fold':>5} {'paint':>5}")
     for nodes, screen, a in rows:
         if screen == "cpu@1Hz":
             print(f"{nodes:>6} {'overview':<9} at a 1 Hz refresh: {a['cpu']:.1f} % of a core")
             continue
         print(f"{nodes:>6} {screen:<9} {a['reads']:<7} {a['read_p50']:>8.1f} {a['read_p95']:>8.1f} {a['p50']:>9.1f} "
-              f"{a['p95']:>9.1f} {a['settled_p95']:>11.1f} {a['cpu_p50']:>8.1f} {a['cpu_p95']:>8.1f}")
+              f"{a['p95']:>9.1f} {a['settled_p95']:>11.1f} {a['cpu_p50']:>8.1f} {a['cpu_p95']:>8.1f} | "
+              f"{a['read_span_p50']:>15.1f} {a['fold_span_p50']:>5.1f} {a['paint_span_p50']:>5.1f}")
     return 0
 
 
