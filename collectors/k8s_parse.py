@@ -183,7 +183,9 @@ def _container_request(container: Any, resource: str) -> int:
         value = _dict(container, "resources", "limits").get(resource)
     if value is None:
         return 0
-    return _int(value) or 0
+    n = _int(value)
+    # The API server refuses negative quantities; one here is no request at all, like an unreadable one.
+    return n if n is not None and n > 0 else 0
 
 
 def pod_gpus(spec: Any, resource: str = GPU_RESOURCE) -> int:

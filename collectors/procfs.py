@@ -49,10 +49,22 @@ class Stat:
     procs_blocked: int | None = None
 
 
+#: The kernel's counters here (ticks, sectors, bytes) are u64: a longer number is a corrupt line, not a
+#: reading (it would also overflow the float divisions that turn counters into shares and rates).
+U64_MAX = (1 << 64) - 1
+
+
+def _u64s(fields: list[str], what: str) -> list[int]:
+    vals = [int(x) for x in fields]
+    if any(v < 0 or v > U64_MAX for v in vals):
+        raise ValueError(f"{what} counter out of range: {fields}")
+    return vals
+
+
 def _ticks(fields: list[str]) -> CpuTicks:
     # Old kernels print fewer columns (no steal before 2.6.11): missing ones are 0 ticks, which is
     # exactly what the kernel would have counted for them.
-    vals = [int(x) for x in fields[:8]] + [0] * (8 - min(len(fields), 8))
+    vals = _u64s(fields[:8], "/proc/stat") + [0] * (8 - min(len(fields), 8))
     return CpuTicks(*vals)
 
 
@@ -266,7 +278,7 @@ def parse_diskstats(text: str) -> dict[str, DiskCounters]:
         f = line.split()
         if len(f) < 14:
             continue  # pre-2.6.25 partition lines had 4 fields: nothing we can use
-        v = [int(x) for x in f[3:14]]
+        v = _u64s(f[3:14], "/proc/diskstats")
         # fields: reads merged sectors ticks, writes merged sectors ticks, in_flight, io_ticks, weighted
         out[f[2]] = DiskCounters(reads=v[0], read_sectors=v[2], read_ticks=v[3], writes=v[4],
                                  write_sectors=v[6], write_ticks=v[7], in_flight=v[8], io_ticks=v[9],
@@ -309,7 +321,7 @@ def parse_net_dev(text: str) -> dict[str, NetCounters]:
         f = rest.split()
         if len(f) < 16:
             continue
-        v = [int(x) for x in f[:16]]
+        v = _u64s(f[:16], "/proc/net/dev")
         out[name.strip()] = NetCounters(rx_bytes=v[0], rx_packets=v[1], rx_errors=v[2], rx_dropped=v[3],
                                         tx_bytes=v[8], tx_packets=v[9], tx_errors=v[10], tx_dropped=v[11])
     return out

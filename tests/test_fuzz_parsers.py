@@ -340,6 +340,7 @@ def _ticks_ok(t: procfs.CpuTicks) -> bool:
 @fuzz
 @given(kernel_text(STAT, ["cpu", "cpu0", "cpu7", "cpu²", "btime", "procs_running", "procs_blocked", "intr"]),
        kernel_text(STAT))
+@example("cpu  10628 0 4263 99184\n", "cpu  1" + "0" * 400 + " 0 4263 99184\n")  # OverflowError in cpu_pct
 def test_parse_stat(a: str, b: str) -> None:
     try:
         prev, cur = procfs.parse_stat(a), procfs.parse_stat(b)
@@ -991,6 +992,7 @@ def test_parse_nodes(obj: Any) -> None:
 @example({"items": [{"spec": {"nodeName": 5}, "status": {"phase": ["Running"]}}]})  # the dashboard refused the payload
 @example({"items": [{"spec": {"nodeName": "n1", "containers": [{"resources": {"limits": {"nvidia.com/gpu": "4Ei"}}}] * 4},
                      "status": {"containerStatuses": [{"restartCount": 2**63}, {"restartCount": 2**63}]}}]})  # sums
+@example({"items": [{"spec": {"nodeName": "n1", "containers": [{"resources": {"limits": {"nvidia.com/gpu": -1}}}]}}]})  # gpus=-1
 def test_parse_pods(obj: Any) -> None:
     pods = k8s_parse.parse_pods(obj)
     assert all_of(pods, schema.K8sPod) and all(p.gpus >= 0 for p in pods)

@@ -63,6 +63,24 @@ def test_parse_stat_old_kernel_has_fewer_columns() -> None:
     assert st.btime is None
 
 
+
+def test_parsers_refuse_counters_beyond_u64() -> None:
+    # Found by the fuzz test: a 400-digit "tick count" parsed, then overflowed cpu_pct's float
+    # division (OverflowError, not the ValueError the host collector reports as bad data). Disk
+    # and NIC counters become rates the same way.
+    huge = "1" + "0" * 400
+    with pytest.raises(ValueError, match="/proc/stat counter out of range"):
+        procfs.parse_stat(f"cpu  {huge} 0 1 2\n")
+    with pytest.raises(ValueError, match="/proc/diskstats counter out of range"):
+        procfs.parse_diskstats(f"   8       0 sda 1 2 {huge} 4 5 6 7 8 0 10 11\n")
+    with pytest.raises(ValueError, match="/proc/net/dev counter out of range"):
+        procfs.parse_net_dev(f"  eth0: {huge} 2 0 0 0 0 0 0 9 10 0 0 0 0 0 0\n")
+    with pytest.raises(ValueError, match="out of range"):
+        procfs.parse_stat("cpu  -5 0 1 2\n")  # the kernel prints unsigned counters
+    edge = procfs.parse_stat(f"cpu  {(1 << 64) - 1} 0 1 2\n")  # the largest u64 is a counter
+    assert edge.cpu is not None and edge.cpu.user == (1 << 64) - 1
+    assert procfs.cpu_pct(edge.cpu, edge.cpu) is None  # no tick elapsed
+
 def test_cpu_pct_exact() -> None:
     a = procfs.CpuTicks(user=100, nice=0, system=50, idle=800, iowait=10, irq=0, softirq=5, steal=0)
     b = procfs.CpuTicks(user=150, nice=10, system=70, idle=870, iowait=30, irq=5, softirq=10, steal=20)
