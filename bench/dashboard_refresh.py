@@ -188,10 +188,11 @@ async def bench_app(url: str, feed: Feed, n: int, size: tuple[int, int], screen:
             if i:
                 t_shown = max([t_read, *paints])
                 shown.append((t_shown - t0) * 1000)
-                t_got = read_end[-1] if read_end else t0
-                phases["read"].append((t_got - t0) * 1000)
-                phases["fold"].append((t_read - t_got) * 1000)
-                phases["paint"].append((t_shown - t_read) * 1000)
+                if read_end:  # else this refresh's read was not seen: its spans are unknown, not 0
+                    t_got = read_end[-1]
+                    phases["read"].append((t_got - t0) * 1000)
+                    phases["fold"].append((t_read - t_got) * 1000)
+                    phases["paint"].append((t_shown - t_read) * 1000)
                 st = app.view.state
                 read.append((st.fetch_ms or 0.0) + (st.decode_ms or 0.0))
                 settled.append((t1 - t0) * 1000)

@@ -28,10 +28,6 @@ def _list(v: Any) -> list[Any]:
     return v if isinstance(v, list) else []
 
 
-#: The integers the wire carries (msgpack int64/uint64): a bigger one would fail the agent's publish.
-_INT_RANGE = range(-(2**63), 2**64)
-
-
 def _int(v: Any) -> int | None:
     # bool is an int in Python; Ceph never means a count when it says true/false.
     if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -39,7 +35,7 @@ def _int(v: Any) -> int | None:
     if isinstance(v, float) and not math.isfinite(v):
         return None  # json.loads accepts NaN and Infinity; int() of them raises
     n = int(v)
-    return n if n in _INT_RANGE else None
+    return n if n in schema.WIRE_INTS else None
 
 
 def _float(v: Any) -> float | None:

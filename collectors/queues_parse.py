@@ -73,12 +73,8 @@ RABBIT_COLUMNS = ("name", "messages", "messages_ready", "messages_unacknowledged
                   "message_stats.publish_details.rate", "message_stats.deliver_get_details.rate")
 
 
-#: The integers the wire carries (msgpack int64/uint64): a bigger one would fail the agent's publish.
-_INT_RANGE = range(-(2**63), 2**64)
-
-
 def _int(v: Any) -> int | None:
-    return v if isinstance(v, int) and not isinstance(v, bool) and v in _INT_RANGE else None
+    return v if isinstance(v, int) and not isinstance(v, bool) and v in schema.WIRE_INTS else None
 
 
 def _float(v: Any) -> float | None:

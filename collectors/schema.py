@@ -16,6 +16,10 @@ import msgspec
 
 SCHEMA_VERSION = 1
 
+#: The integers the wire carries (msgpack int64 and uint64): a parser keeps a bigger one out of its
+#: struct (as unknown), because it would fail the agent's whole publish, not just that field.
+WIRE_INTS = range(-(2**63), 2**64)
+
 
 class Base(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """Common base: keyword-only construction, defaults omitted on the wire to keep payloads small."""
