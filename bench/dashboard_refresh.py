@@ -14,9 +14,11 @@ First ``Reader.read`` alone, reading every full snapshot and reading briefs (``c
 in the same run; then each screen as the app reads for it: at 1,000 nodes the overview and the
 nodes table read briefs, the GPU table briefs and the selected node in full.
 
-The garbage collector is tuned as ``dashboard.main.run`` tunes it (``tune_gc``: start-up frozen,
-young generation collected every 10,000 allocations; see there why); ``--default-gc`` measures
-with CPython's defaults instead, to see what the tuning is worth.
+The garbage collector runs as ``dashboard.main.run`` sets it up (``dashboard.gcpolicy``: start-up
+frozen, collections in the idle time after a repaint). ``--gc idle,young10k,default`` measures the
+same screens under each policy in one run, to see what each is worth against the others:
+``young10k`` is the policy before (frozen, automatic young passes every 10,000 allocations, mid-read),
+``default`` CPython's own (nothing frozen, 700).
 
     python bench/dashboard_refresh.py            # 100 and 1,000 nodes, 384x108
     python bench/dashboard_refresh.py --quick    # CI smoke: 20 nodes, few refreshes
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import shutil
 import socket
 import statistics
@@ -46,8 +49,8 @@ import redis  # noqa: E402
 from agents.simulate import SimCluster, make_publishers, publish  # noqa: E402
 from collectors import wire  # noqa: E402
 from collectors.reader import Reader  # noqa: E402
+from dashboard import gcpolicy  # noqa: E402
 from dashboard.app import make_app  # noqa: E402
-from dashboard.main import tune_gc  # noqa: E402
 from dashboard.settings import Settings  # noqa: E402
 
 
@@ -95,13 +98,21 @@ class Feed:
         self.bytes = publish(self.client, self.sim, self.t, self.pubs)
 
 
-TUNE_GC = True
+GC_POLICIES = ("idle", "young10k", "default")
+GC_POLICY = "idle"
 
 
 def settle_gc() -> None:
-    """What ``dashboard.main.run`` does once the app is built (unless ``--default-gc``)."""
-    if TUNE_GC:
-        tune_gc()
+    """What ``dashboard.main.run`` does once the app is built, or the ``--gc`` policy compared with it."""
+    if GC_POLICY == "idle":
+        gcpolicy.tune()
+    elif GC_POLICY == "young10k":
+        gcpolicy.untune((10_000, 20, 20))
+        gc.collect()
+        gc.freeze()
+    else:
+        gcpolicy.untune((700, 10, 10))
+        gc.unfreeze()
 
 
 def bench_reader(url: str, feed: Feed, n: int, full: bool | frozenset[str] = True) -> dict[str, float]:
@@ -239,10 +250,12 @@ def main() -> int:
     ap.add_argument("--size", default="384x108", help="terminal size WxH")
     ap.add_argument("--cpu-seconds", type=float, default=10.0)
     ap.add_argument("--screens", default="overview,nodes,gpus")
-    ap.add_argument("--default-gc", action="store_true", help="CPython's default GC thresholds, nothing frozen")
+    ap.add_argument("--gc", default="idle", help=f"garbage-collector policies to compare, of {','.join(GC_POLICIES)}")
     args = ap.parse_args()
-    global TUNE_GC
-    TUNE_GC = not args.default_gc
+    global GC_POLICY
+    policies = args.gc.split(",")
+    if bad := [x for x in policies if x not in GC_POLICIES]:
+        ap.error(f"--gc: unknown policy {bad[0]!r} (choose from {', '.join(GC_POLICIES)})")
     w, h = (int(x) for x in args.size.split("x"))
     counts = args.nodes or ([20] if args.quick else [100, 1000])
     n = 5 if args.quick else args.refreshes
@@ -252,11 +265,12 @@ def main() -> int:
     if url is None:
         proc, url, d = start_redis()
     reads: list[tuple[int, int, int, dict[str, float], dict[str, float]]] = []  # Reader.read alone
-    rows: list[tuple[int, str, dict[str, Any]]] = []  # the app, per screen
+    rows: list[tuple[int, str, str, dict[str, Any]]] = []  # the app, per GC policy and screen
     try:
         for nodes in counts:
             feed = Feed(url, nodes)
             feed.tick()
+            GC_POLICY = policies[0]
             r = bench_reader(url, feed, n)
             rb = bench_reader(url, feed, n, frozenset())
             print(f"  {nodes} nodes Reader.read: full p50 {r['read_p50']:.1f} ms (fetch {r['fetch_p50']:.1f} + "
@@ -264,19 +278,19 @@ def main() -> int:
                   f"decode {rb['decode_p50']:.1f})", file=sys.stderr)
             brief_bytes = sum(len(x or b"") for x in feed.client.mget([wire.brief_key(h) for h in feed.hosts()]))
             reads.append((nodes, feed.bytes, brief_bytes, r, rb))
-            for screen in args.screens.split(","):
-                a = asyncio.run(bench_app(url, feed, n, (w, h), screen))
-                rows.append((nodes, screen, a))
-                print(f"  {nodes} nodes {screen}: shown p95 {a['p95']:.1f} ms", file=sys.stderr)
-            cpu = asyncio.run(bench_cpu(url, feed, cpu_s, (w, h)))
-            rows.append((nodes, "cpu@1Hz", {"cpu": cpu}))
+            for GC_POLICY in policies:
+                for screen in args.screens.split(","):
+                    a = asyncio.run(bench_app(url, feed, n, (w, h), screen))
+                    rows.append((nodes, GC_POLICY, screen, a))
+                    print(f"  {nodes} nodes {GC_POLICY} {screen}: shown p95 {a['p95']:.1f} ms", file=sys.stderr)
+                cpu = asyncio.run(bench_cpu(url, feed, cpu_s, (w, h)))
+                rows.append((nodes, GC_POLICY, "cpu@1Hz", {"cpu": cpu}))
     finally:
         if proc is not None:
             proc.terminate()
             proc.wait(5)
             shutil.rmtree(d or "", ignore_errors=True)
-    gc_note = "default GC" if args.default_gc else "GC tuned as the dashboard tunes it"
-    print(f"\ndashboard refresh, {w}x{h}, {n} refreshes each, {gc_note} (ms)")
+    print(f"\ndashboard refresh, {w}x{h}, {n} refreshes each (ms); Reader.read under GC policy {policies[0]}")
     print("\nReader.read alone (fetch + decode + summarize): every full snapshot, or briefs (collectors/brief.py)")
     print(f"{'nodes':>6} {'KiB/node':>8} {'brief KiB':>9} | {'full: fetch':>11} {'decode':>7} {'p50':>6} {'p95':>6} "
           f"| {'briefs: fetch':>13} {'decode':>7} {'p50':>6} {'p95':>6}")
@@ -288,13 +302,13 @@ def main() -> int:
           "a refresh until its last repaint is written out (read + fold + draw + render); settled adds Pilot's idle waits;\n"
           "spans: the same wait cut in three, asking -> state read (worker thread) -> folded and drawn (main thread)\n"
           "-> last repaint written (Textual's compositor); their p50s need not add up to shown p50")
-    print(f"{'nodes':>6} {'screen':<9} {'reads':<7} {'read p50':>8} {'read p95':>8} {'shown p50':>9} {'shown p95':>9} "
+    print(f"{'nodes':>6} {'gc':<8} {'screen':<9} {'reads':<7} {'read p50':>8} {'read p95':>8} {'shown p50':>9} {'shown p95':>9} "
           f"{'settled p95':>11} {'cpu p50':>8} {'cpu p95':>8} | {'spans p50: read':>15} {'fold':>5} {'paint':>5}")
-    for nodes, screen, a in rows:
+    for nodes, policy, screen, a in rows:
         if screen == "cpu@1Hz":
-            print(f"{nodes:>6} {'overview':<9} at a 1 Hz refresh: {a['cpu']:.1f} % of a core")
+            print(f"{nodes:>6} {policy:<8} {'overview':<9} at a 1 Hz refresh: {a['cpu']:.1f} % of a core")
             continue
-        print(f"{nodes:>6} {screen:<9} {a['reads']:<7} {a['read_p50']:>8.1f} {a['read_p95']:>8.1f} {a['p50']:>9.1f} "
+        print(f"{nodes:>6} {policy:<8} {screen:<9} {a['reads']:<7} {a['read_p50']:>8.1f} {a['read_p95']:>8.1f} {a['p50']:>9.1f} "
               f"{a['p95']:>9.1f} {a['settled_p95']:>11.1f} {a['cpu_p50']:>8.1f} {a['cpu_p95']:>8.1f} | "
               f"{a['read_span_p50']:>15.1f} {a['fold_span_p50']:>5.1f} {a['paint_span_p50']:>5.1f}")
     return 0

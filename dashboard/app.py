@@ -21,6 +21,8 @@ from textual.timer import Timer
 from collectors.cluster import alerts as cluster_alerts
 from collectors.ledger import Ledger, LedgerTracker
 from collectors.ledger import update_from_state as update_ledger
+from collectors.reader import ClusterState
+from dashboard import gcpolicy
 from dashboard.commands import ClusterCommands
 from dashboard.history import TotalsHistory
 from dashboard.messages import StateRead, StoreFailed
@@ -105,6 +107,9 @@ class ClusterTop(App[int]):
         self._read_wanted = threading.Event()
         self._refresh_timer: Timer | None = None
         self._read_full: bool | frozenset[str] = True  # what the screen on top needs (set before each read)
+        self._previous_state: ClusterState | None = None  # the read before this one, until the repaint
+        self._repaint_pending = False  # _after_repaint is scheduled
+        self._ledger_pending = False  # the ledger is due, for after the repaint
 
     # -- start-up -------------------------------------------------------------------------------
 
@@ -173,8 +178,12 @@ class ClusterTop(App[int]):
         v = self.view
         state = msg.state
         # Let go of the previous read only once this one is on screen: freeing ~100k decoded
-        # objects costs ~20 ms at 1,000 nodes and belongs after the repaint, not before it.
-        self.call_after_refresh(_release, v.state)
+        # objects costs ~20 ms at 1,000 nodes and belongs after the repaint, not before it; so
+        # does the garbage collector's pass (dashboard.gcpolicy).
+        self._previous_state = v.state
+        if not self._repaint_pending:
+            self._repaint_pending = True
+            self.call_after_refresh(self._after_repaint)
         v.state = state
         v.now = state.ts
         v.unreachable_since = None
@@ -187,9 +196,26 @@ class ClusterTop(App[int]):
             v.first_seen.setdefault(a.key, state.ts)
         v.history.add(state.ts, state.totals)
         if "kubernetes" in state.cluster and self._ledger_due(state.ts):
-            self.ledger = update_ledger(self.ledger_tracker, state)
+            if self._work_shown():
+                self.ledger = update_ledger(self.ledger_tracker, state)
+            else:  # nothing on screen draws it: brought up to date after the repaint
+                self._ledger_pending = True
         v.ceph_io.add(state.cluster.get("ceph"))
         self._changed()
+
+    def _after_repaint(self) -> None:
+        """Once a read is on screen, in the idle time before the next one: what only has to be done
+        by then (freeing the previous read, a hidden ledger's update, the garbage collector's pass)."""
+        self._repaint_pending = False
+        self._previous_state = None
+        state = self.view.state
+        if self._ledger_pending and state is not None and "kubernetes" in state.cluster:
+            self._ledger_pending = False
+            self.ledger = update_ledger(self.ledger_tracker, state)
+        gcpolicy.collect_if_due()
+
+    def _work_shown(self) -> bool:
+        return any(isinstance(s, WorkScreen) for s in self.screen_stack)
 
     def _ledger_due(self, ts: float) -> bool:
         """The GPU ledger on every read while the work screen shows it, else every LEDGER_EVERY_S.
@@ -198,7 +224,7 @@ class ClusterTop(App[int]):
         when), but to seconds, not to the refresh: ~11 ms per refresh at 1,000 nodes saved."""
         if self.ledger is None or ts - self.ledger.ts >= LEDGER_EVERY_S or ts < self.ledger.ts:
             return True
-        return any(isinstance(s, WorkScreen) for s in self.screen_stack)
+        return self._work_shown()
 
     def on_store_failed(self, msg: StoreFailed) -> None:
         v = self.view
@@ -274,10 +300,6 @@ class ClusterTop(App[int]):
 
     def get_default_screen(self) -> Screen[Any]:
         return OverviewScreen()
-
-
-def _release(_old: object) -> None:
-    """Drops the last reference to its argument (see ``on_state_read``)."""
 
 
 def make_app(settings: Settings, client_factory: Callable[[], Any]) -> ClusterTop:

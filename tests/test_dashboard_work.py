@@ -275,3 +275,41 @@ async def test_ledger_is_kept_every_read_on_the_work_screen_and_every_few_second
         await pilot.press("6")
         assert isinstance(app.screen, WorkScreen)
         assert app._ledger_due(b.NOW + 1)  # shown: every read
+
+
+@pytest.mark.anyio
+async def test_hidden_ledger_is_brought_up_to_date_after_the_repaint_and_a_shown_one_before() -> None:
+    _server, factory = embedded()
+    publish_all(factory())
+    app = make_app(Settings(frozen_time=b.NOW, refresh_s=3600), factory)
+    # Per ledger update: whether the work screen was up, and whether the read it is for had been
+    # handed to the screen already (app.reads counts reads once they are drawn).
+    updates: list[tuple[bool, int]] = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        import dashboard.app as app_module
+
+        real = app_module.update_ledger
+
+        def spy(tracker: Any, state: Any) -> Any:
+            updates.append((isinstance(app.screen, WorkScreen), app.reads))
+            return real(tracker, state)
+
+        app_module.update_ledger = spy  # type: ignore[assignment]
+        try:
+            await b.wait_reads(pilot)
+            await pilot.pause()
+            app.ledger = None  # due at the next read
+            updates.clear()
+            app.refresh_now()
+            await b.wait_fresh(pilot)
+            await pilot.pause()
+            assert updates == [(False, app.reads)]  # overview: after the read was drawn
+            assert app.ledger is not None and app.ledger.ts == app.view.state.ts  # type: ignore[union-attr]
+            await pilot.press("6")
+            await pilot.pause()
+            updates.clear()
+            app.refresh_now()
+            await b.wait_fresh(pilot)
+            assert updates[:1] == [(True, app.reads - 1)]  # work screen: before the read is drawn
+        finally:
+            app_module.update_ledger = real  # type: ignore[assignment]
