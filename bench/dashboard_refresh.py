@@ -99,14 +99,13 @@ class Feed:
 
 
 GC_POLICIES = ("idle", "young10k", "default")
-GC_POLICY = "idle"
 
 
-def settle_gc() -> None:
-    """What ``dashboard.main.run`` does once the app is built, or the ``--gc`` policy compared with it."""
-    if GC_POLICY == "idle":
+def settle_gc(policy: str) -> None:
+    """What ``dashboard.main.run`` does once the app is built (``idle``), or a ``--gc`` policy compared with it."""
+    if policy == "idle":
         gcpolicy.tune()
-    elif GC_POLICY == "young10k":
+    elif policy == "young10k":
         gcpolicy.untune((10_000, 20, 20))
         gc.collect()
         gc.freeze()
@@ -115,30 +114,33 @@ def settle_gc() -> None:
         gc.unfreeze()
 
 
-def bench_reader(url: str, feed: Feed, n: int, full: bool | frozenset[str] = True) -> dict[str, float]:
+def bench_reader(url: str, feed: Feed, n: int, full: bool | frozenset[str] = True,
+                 policy: str = "idle") -> dict[str, float]:
     """``Reader.read`` alone: full snapshots (``full=True``) or briefs (``frozenset()``)."""
     reader = Reader(redis.Redis.from_url(url), brief_from=0)  # briefs when asked, at any size
     reader.read()  # the first read learns the node list (one extra MGET, once)
-    settle_gc()
+    settle_gc(policy)
     fetch, decode, total = [], [], []
     for _ in range(n):
         feed.tick()
         t0 = time.perf_counter()
         st = reader.read(full)
         total.append((time.perf_counter() - t0) * 1000)
-        fetch.append(st.fetch_ms or 0.0)
-        decode.append(st.decode_ms or 0.0)
+        if st.fetch_ms is not None and st.decode_ms is not None:  # else not timed: left out, not 0
+            fetch.append(st.fetch_ms)
+            decode.append(st.decode_ms)
     return {"fetch_p50": pct(fetch, 0.5), "decode_p50": pct(decode, 0.5), "read_p50": pct(total, 0.5),
             "read_p95": pct(total, 0.95)}
 
 
-async def bench_app(url: str, feed: Feed, n: int, size: tuple[int, int], screen: str) -> dict[str, float]:
+async def bench_app(url: str, feed: Feed, n: int, size: tuple[int, int], screen: str,
+                    policy: str = "idle") -> dict[str, float]:
     """Per refresh: ``shown`` = from asking for a refresh until the last repaint it caused has been
     written out (read + fold + draw + Textual's render and display: what a person waits for);
     ``settled`` adds Pilot's idle detection (~40 ms of waiting even at 20 nodes); ``cpu`` is the
     process's CPU time over the same window (the read worker thread included)."""
     app = make_app(Settings(refresh_s=3600.0), lambda: redis.Redis.from_url(url))
-    settle_gc()
+    settle_gc(policy)
     paints: list[float] = []
     display = app._display
 
@@ -205,7 +207,8 @@ async def bench_app(url: str, feed: Feed, n: int, size: tuple[int, int], screen:
                     phases["fold"].append((t_read - t_got) * 1000)
                     phases["paint"].append((t_shown - t_read) * 1000)
                 st = app.view.state
-                read.append((st.fetch_ms or 0.0) + (st.decode_ms or 0.0))
+                if st.fetch_ms is not None and st.decode_ms is not None:  # else not timed: left out, not 0
+                    read.append(st.fetch_ms + st.decode_ms)
                 settled.append((t1 - t0) * 1000)
                 cpu.append((c1 - c0) * 1000)
         reads = "full" if app.view.state.full is True else "briefs"  # what the screen really read
@@ -215,7 +218,7 @@ async def bench_app(url: str, feed: Feed, n: int, size: tuple[int, int], screen:
             **{f"{k}_span_p50": pct(v, 0.5) for k, v in phases.items()}}
 
 
-async def bench_cpu(url: str, feed: Feed, seconds: float, size: tuple[int, int]) -> float:
+async def bench_cpu(url: str, feed: Feed, seconds: float, size: tuple[int, int], policy: str = "idle") -> float:
     """Dashboard CPU % of one core at a 1 Hz refresh, the simulator's own CPU subtracted."""
     stop = threading.Event()
     sim_cpu = [0.0]
@@ -227,7 +230,7 @@ async def bench_cpu(url: str, feed: Feed, seconds: float, size: tuple[int, int])
         sim_cpu[0] = time.thread_time() - start
 
     app = make_app(Settings(refresh_s=1.0), lambda: redis.Redis.from_url(url))
-    settle_gc()
+    settle_gc(policy)
     async with app.run_test(size=size) as pilot:
         while app.reads < 1:
             await pilot.pause(0.01)
@@ -252,7 +255,6 @@ def main() -> int:
     ap.add_argument("--screens", default="overview,nodes,gpus")
     ap.add_argument("--gc", default="idle", help=f"garbage-collector policies to compare, of {','.join(GC_POLICIES)}")
     args = ap.parse_args()
-    global GC_POLICY
     policies = args.gc.split(",")
     if bad := [x for x in policies if x not in GC_POLICIES]:
         ap.error(f"--gc: unknown policy {bad[0]!r} (choose from {', '.join(GC_POLICIES)})")
@@ -270,21 +272,20 @@ def main() -> int:
         for nodes in counts:
             feed = Feed(url, nodes)
             feed.tick()
-            GC_POLICY = policies[0]
-            r = bench_reader(url, feed, n)
-            rb = bench_reader(url, feed, n, frozenset())
+            r = bench_reader(url, feed, n, policy=policies[0])
+            rb = bench_reader(url, feed, n, frozenset(), policy=policies[0])
             print(f"  {nodes} nodes Reader.read: full p50 {r['read_p50']:.1f} ms (fetch {r['fetch_p50']:.1f} + "
                   f"decode {r['decode_p50']:.1f}), briefs p50 {rb['read_p50']:.1f} ms (fetch {rb['fetch_p50']:.1f} + "
                   f"decode {rb['decode_p50']:.1f})", file=sys.stderr)
             brief_bytes = sum(len(x or b"") for x in feed.client.mget([wire.brief_key(h) for h in feed.hosts()]))
             reads.append((nodes, feed.bytes, brief_bytes, r, rb))
-            for GC_POLICY in policies:
+            for policy in policies:
                 for screen in args.screens.split(","):
-                    a = asyncio.run(bench_app(url, feed, n, (w, h), screen))
-                    rows.append((nodes, GC_POLICY, screen, a))
-                    print(f"  {nodes} nodes {GC_POLICY} {screen}: shown p95 {a['p95']:.1f} ms", file=sys.stderr)
-                cpu = asyncio.run(bench_cpu(url, feed, cpu_s, (w, h)))
-                rows.append((nodes, GC_POLICY, "cpu@1Hz", {"cpu": cpu}))
+                    a = asyncio.run(bench_app(url, feed, n, (w, h), screen, policy))
+                    rows.append((nodes, policy, screen, a))
+                    print(f"  {nodes} nodes {policy} {screen}: shown p95 {a['p95']:.1f} ms", file=sys.stderr)
+                cpu = asyncio.run(bench_cpu(url, feed, cpu_s, (w, h), policy))
+                rows.append((nodes, policy, "cpu@1Hz", {"cpu": cpu}))
     finally:
         if proc is not None:
             proc.terminate()

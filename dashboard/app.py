@@ -108,8 +108,6 @@ class ClusterTop(App[int]):
         self._refresh_timer: Timer | None = None
         self._read_full: bool | frozenset[str] = True  # what the screen on top needs (set before each read)
         self._previous_state: ClusterState | None = None  # the read before this one, until the repaint
-        self._repaint_pending = False  # _after_repaint is scheduled
-        self._ledger_pending = False  # the ledger is due, for after the repaint
 
     # -- start-up -------------------------------------------------------------------------------
 
@@ -181,9 +179,7 @@ class ClusterTop(App[int]):
         # objects costs ~20 ms at 1,000 nodes and belongs after the repaint, not before it; so
         # does the garbage collector's pass (dashboard.gcpolicy).
         self._previous_state = v.state
-        if not self._repaint_pending:
-            self._repaint_pending = True
-            self.call_after_refresh(self._after_repaint)
+        self.call_after_refresh(self._after_repaint)
         v.state = state
         v.now = state.ts
         v.unreachable_since = None
@@ -195,24 +191,22 @@ class ClusterTop(App[int]):
         for a in v.alerts:
             v.first_seen.setdefault(a.key, state.ts)
         v.history.add(state.ts, state.totals)
-        if "kubernetes" in state.cluster and self._ledger_due(state.ts):
-            if self._work_shown():
-                self.ledger = update_ledger(self.ledger_tracker, state)
-            else:  # nothing on screen draws it: brought up to date after the repaint
-                self._ledger_pending = True
+        if self._work_shown():  # it draws the ledger: up to date before the draw (else after it)
+            self._keep_ledger(state)
         v.ceph_io.add(state.cluster.get("ceph"))
         self._changed()
 
     def _after_repaint(self) -> None:
         """Once a read is on screen, in the idle time before the next one: what only has to be done
         by then (freeing the previous read, a hidden ledger's update, the garbage collector's pass)."""
-        self._repaint_pending = False
         self._previous_state = None
-        state = self.view.state
-        if self._ledger_pending and state is not None and "kubernetes" in state.cluster:
-            self._ledger_pending = False
-            self.ledger = update_ledger(self.ledger_tracker, state)
+        if self.view.state is not None and not self._work_shown():
+            self._keep_ledger(self.view.state)
         gcpolicy.collect_if_due()
+
+    def _keep_ledger(self, state: ClusterState) -> None:
+        if "kubernetes" in state.cluster and self._ledger_due(state.ts):
+            self.ledger = update_ledger(self.ledger_tracker, state)
 
     def _work_shown(self) -> bool:
         return any(isinstance(s, WorkScreen) for s in self.screen_stack)

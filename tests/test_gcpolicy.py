@@ -109,4 +109,5 @@ async def test_app_lets_go_of_the_previous_read_and_collects_after_the_repaint(
         await pilot.pause()
         assert first() is None  # freed by reference counting once a newer read was on screen
         assert app._previous_state is None
-    assert len(calls) >= 2 and calls == sorted(calls)  # once per read on screen, after it
+    # After reads on screen (app.reads counts a read once it is drawn), at least two distinct ones.
+    assert min(calls) >= 1 and len(set(calls)) >= 2
