@@ -9,7 +9,7 @@ from typing import Any
 
 from collectors import schema, wire
 from collectors.brief import brief
-from collectors.cluster import node_disk_rates, node_net_rates
+from collectors.digest import digest, node_disk_rates, node_net_rates
 
 #: A node's key outlives this many intervals; after that the node reads as stale.
 TTL_INTERVALS = 3.0
@@ -42,6 +42,8 @@ class Publisher:
         # The brief beside it, in the same pipeline and with the same TTL: the overview and the wall
         # of a big cluster read these and a full snapshot only where they show detail.
         p.set(wire.brief_key(self.node), wire.encode(brief(snap)), px=self.ttl_ms)
+        # And its digest: the overview and the nodes table of a big cluster read nothing else.
+        p.set(wire.digest_key(self.node), wire.encode(digest(snap)), px=self.ttl_ms)
         p.zadd(wire.NODES_KEY, {self.node: snap.ts})
         if hist is not None and self.hist_due(hist.ts):
             p.xadd(wire.hist_key(self.node), {"d": wire.encode(hist)}, maxlen=wire.HIST_MAXLEN,

@@ -10,9 +10,12 @@ worker thread included. Then the dashboard's CPU at a 1 Hz refresh while a simul
 keeps publishing (its own CPU time subtracted). Starts its own redis-server unless ``--redis URL``.
 The machine is shared: compare runs made back to back, and prefer p50 when it is busy.
 
-First ``Reader.read`` alone, reading every full snapshot and reading briefs (``collectors/brief.py``),
-in the same run; then each screen as the app reads for it: at 1,000 nodes the overview and the
-nodes table read briefs, the GPU table briefs and the selected node in full.
+First ``Reader.read`` alone, reading every full snapshot, every brief (``collectors/brief.py``) and
+digest, and every digest only (``collectors/digest.py``), in the same run; then each screen as the
+app reads for it: at 1,000 nodes the overview and the nodes table read digests, the GPU table
+digests, briefs and the selected node in full. ``--reads digests,briefs,nodigest`` runs the
+screens again reading briefs, and with agents that publish no digests (the dashboard folding every
+brief, as before digests): baselines in the same run.
 
 The garbage collector runs as ``dashboard.main.run`` sets it up (``dashboard.gcpolicy``: start-up
 frozen, collections in the idle time after a repaint). ``--gc idle,young10k,default`` measures the
@@ -51,6 +54,8 @@ from collectors import wire  # noqa: E402
 from collectors.reader import Reader  # noqa: E402
 from dashboard import gcpolicy  # noqa: E402
 from dashboard.app import make_app  # noqa: E402
+from dashboard.screens.nodes import NodesScreen  # noqa: E402
+from dashboard.screens.overview import OverviewScreen  # noqa: E402
 from dashboard.settings import Settings  # noqa: E402
 
 
@@ -89,6 +94,7 @@ class Feed:
         self.pubs = make_publishers(self.sim, self.client, 600.0)  # long TTL: nothing expires mid-run
         self.t = time.time()
         self.bytes = 0
+        self.digests = True  # False: agents from before digests (the dashboard folds their briefs)
 
     def hosts(self) -> list[str]:
         return [h.decode() for h in self.client.zrange(wire.NODES_KEY, 0, -1)]
@@ -96,6 +102,8 @@ class Feed:
     def tick(self) -> None:
         self.t += 1.0
         self.bytes = publish(self.client, self.sim, self.t, self.pubs)
+        if not self.digests:
+            self.client.delete(*[wire.digest_key(h) for h in self.hosts()])
 
 
 GC_POLICIES = ("idle", "young10k", "default")
@@ -115,8 +123,9 @@ def settle_gc(policy: str) -> None:
 
 
 def bench_reader(url: str, feed: Feed, n: int, full: bool | frozenset[str] = True,
-                 policy: str = "idle") -> dict[str, float]:
-    """``Reader.read`` alone: full snapshots (``full=True``) or briefs (``frozenset()``)."""
+                 policy: str = "idle", briefs: bool = True) -> dict[str, float]:
+    """``Reader.read`` alone: full snapshots (``full=True``), briefs and digests (``frozenset()``), or
+    digests only (``frozenset()``, ``briefs=False``)."""
     reader = Reader(redis.Redis.from_url(url), brief_from=0)  # briefs when asked, at any size
     reader.read()  # the first read learns the node list (one extra MGET, once)
     settle_gc(policy)
@@ -124,7 +133,7 @@ def bench_reader(url: str, feed: Feed, n: int, full: bool | frozenset[str] = Tru
     for _ in range(n):
         feed.tick()
         t0 = time.perf_counter()
-        st = reader.read(full)
+        st = reader.read(full, briefs)
         total.append((time.perf_counter() - t0) * 1000)
         if st.fetch_ms is not None and st.decode_ms is not None:  # else not timed: left out, not 0
             fetch.append(st.fetch_ms)
@@ -134,13 +143,14 @@ def bench_reader(url: str, feed: Feed, n: int, full: bool | frozenset[str] = Tru
 
 
 async def bench_app(url: str, feed: Feed, n: int, size: tuple[int, int], screen: str,
-                    policy: str = "idle") -> dict[str, float]:
+                    policy: str = "idle", reads_mode: str = "digests") -> dict[str, Any]:
     """Per refresh: ``shown`` = from asking for a refresh until the last repaint it caused has been
     written out (read + fold + draw + Textual's render and display: what a person waits for);
     ``settled`` adds Pilot's idle detection (~40 ms of waiting even at 20 nodes); ``cpu`` is the
     process's CPU time over the same window (the read worker thread included)."""
     app = make_app(Settings(refresh_s=3600.0), lambda: redis.Redis.from_url(url))
     settle_gc(policy)
+    set_reads(reads_mode, feed)  # everything else equal: the other modes are the same run's baselines
     paints: list[float] = []
     display = app._display
 
@@ -211,14 +221,29 @@ async def bench_app(url: str, feed: Feed, n: int, size: tuple[int, int], screen:
                     read.append(st.fetch_ms + st.decode_ms)
                 settled.append((t1 - t0) * 1000)
                 cpu.append((c1 - c0) * 1000)
-        reads = "full" if app.view.state.full is True else "briefs"  # what the screen really read
-    return {"reads": reads, "read_p50": pct(read, 0.5), "read_p95": pct(read, 0.95), "p50": pct(shown, 0.5),
+        st = app.view.state  # what the screen really read
+        reads = "full" if st.full is True else ("briefs" if st.briefs else "digests")
+    return {"reads": reads, "mode": reads_mode, "read_p50": pct(read, 0.5), "read_p95": pct(read, 0.95), "p50": pct(shown, 0.5),
             "p95": pct(shown, 0.95), "mean": statistics.fmean(shown), "settled_p95": pct(settled, 0.95),
             "cpu_p50": pct(cpu, 0.5), "cpu_p95": pct(cpu, 0.95),
             **{f"{k}_span_p50": pct(v, 0.5) for k, v in phases.items()}}
 
 
-async def bench_cpu(url: str, feed: Feed, seconds: float, size: tuple[int, int], policy: str = "idle") -> float:
+#: What is compared with ``--reads``: the overview and nodes table reading digests (as they do), or
+#: briefs and digests, or digests from agents that publish none (so the dashboard reads and folds
+#: every brief itself: the cost of these screens before digests).
+READ_MODES = ("digests", "briefs", "nodigest")
+
+
+def set_reads(mode: str, feed: Feed) -> None:
+    for cls in (OverviewScreen, NodesScreen):
+        cls.reads = "briefs" if mode == "briefs" else "digests"
+    feed.digests = mode != "nodigest"
+    feed.tick()
+
+
+async def bench_cpu(url: str, feed: Feed, seconds: float, size: tuple[int, int], policy: str = "idle",
+                    reads: str = "digests") -> float:
     """Dashboard CPU % of one core at a 1 Hz refresh, the simulator's own CPU subtracted."""
     stop = threading.Event()
     sim_cpu = [0.0]
@@ -231,6 +256,7 @@ async def bench_cpu(url: str, feed: Feed, seconds: float, size: tuple[int, int],
 
     app = make_app(Settings(refresh_s=1.0), lambda: redis.Redis.from_url(url))
     settle_gc(policy)
+    set_reads(reads, feed)
     async with app.run_test(size=size) as pilot:
         while app.reads < 1:
             await pilot.pause(0.01)
@@ -253,9 +279,14 @@ def main() -> int:
     ap.add_argument("--size", default="384x108", help="terminal size WxH")
     ap.add_argument("--cpu-seconds", type=float, default=10.0)
     ap.add_argument("--screens", default="overview,nodes,gpus")
+    ap.add_argument("--reads", default="digests",
+                    help=f"what the overview and nodes table read, of {','.join(READ_MODES)} (see READ_MODES)")
     ap.add_argument("--gc", default="idle", help=f"garbage-collector policies to compare, of {','.join(GC_POLICIES)}")
     args = ap.parse_args()
     policies = args.gc.split(",")
+    modes = args.reads.split(",")
+    if bad := [x for x in modes if x not in READ_MODES]:
+        ap.error(f"--reads: unknown {bad[0]!r} (choose from {', '.join(READ_MODES)})")
     if bad := [x for x in policies if x not in GC_POLICIES]:
         ap.error(f"--gc: unknown policy {bad[0]!r} (choose from {', '.join(GC_POLICIES)})")
     w, h = (int(x) for x in args.size.split("x"))
@@ -266,7 +297,7 @@ def main() -> int:
     url = args.redis
     if url is None:
         proc, url, d = start_redis()
-    reads: list[tuple[int, int, int, dict[str, float], dict[str, float]]] = []  # Reader.read alone
+    reads: list[tuple[int, int, int, int, dict[str, float], dict[str, float], dict[str, float]]] = []  # Reader.read alone
     rows: list[tuple[int, str, str, dict[str, Any]]] = []  # the app, per GC policy and screen
     try:
         for nodes in counts:
@@ -274,42 +305,51 @@ def main() -> int:
             feed.tick()
             r = bench_reader(url, feed, n, policy=policies[0])
             rb = bench_reader(url, feed, n, frozenset(), policy=policies[0])
-            print(f"  {nodes} nodes Reader.read: full p50 {r['read_p50']:.1f} ms (fetch {r['fetch_p50']:.1f} + "
-                  f"decode {r['decode_p50']:.1f}), briefs p50 {rb['read_p50']:.1f} ms (fetch {rb['fetch_p50']:.1f} + "
-                  f"decode {rb['decode_p50']:.1f})", file=sys.stderr)
-            brief_bytes = sum(len(x or b"") for x in feed.client.mget([wire.brief_key(h) for h in feed.hosts()]))
-            reads.append((nodes, feed.bytes, brief_bytes, r, rb))
+            rd = bench_reader(url, feed, n, frozenset(), policy=policies[0], briefs=False)
+            print(f"  {nodes} nodes Reader.read p50: full {r['read_p50']:.1f} ms, briefs {rb['read_p50']:.1f} ms, "
+                  f"digests {rd['read_p50']:.1f} ms", file=sys.stderr)
+            hosts = feed.hosts()
+            brief_bytes = sum(len(x or b"") for x in feed.client.mget([wire.brief_key(h) for h in hosts]))
+            digest_bytes = sum(len(x or b"") for x in feed.client.mget([wire.digest_key(h) for h in hosts]))
+            reads.append((nodes, feed.bytes, brief_bytes, digest_bytes, r, rb, rd))
             for policy in policies:
-                for screen in args.screens.split(","):
-                    a = asyncio.run(bench_app(url, feed, n, (w, h), screen, policy))
-                    rows.append((nodes, policy, screen, a))
-                    print(f"  {nodes} nodes {policy} {screen}: shown p95 {a['p95']:.1f} ms", file=sys.stderr)
-                cpu = asyncio.run(bench_cpu(url, feed, cpu_s, (w, h), policy))
-                rows.append((nodes, policy, "cpu@1Hz", {"cpu": cpu}))
+                for mode in modes:
+                    for screen in args.screens.split(","):
+                        a = asyncio.run(bench_app(url, feed, n, (w, h), screen, policy, mode))
+                        rows.append((nodes, policy, screen, a))
+                        print(f"  {nodes} nodes {policy} {screen} ({a['reads']}): shown p95 {a['p95']:.1f} ms",
+                              file=sys.stderr)
+                for mode in modes:
+                    cpu = asyncio.run(bench_cpu(url, feed, cpu_s, (w, h), policy, mode))
+                    rows.append((nodes, policy, "cpu@1Hz", {"cpu": cpu, "reads": mode}))
     finally:
         if proc is not None:
             proc.terminate()
             proc.wait(5)
             shutil.rmtree(d or "", ignore_errors=True)
     print(f"\ndashboard refresh, {w}x{h}, {n} refreshes each (ms); Reader.read under GC policy {policies[0]}")
-    print("\nReader.read alone (fetch + decode + summarize): every full snapshot, or briefs (collectors/brief.py)")
-    print(f"{'nodes':>6} {'KiB/node':>8} {'brief KiB':>9} | {'full: fetch':>11} {'decode':>7} {'p50':>6} {'p95':>6} "
-          f"| {'briefs: fetch':>13} {'decode':>7} {'p50':>6} {'p95':>6}")
-    for nodes, full_bytes, brief_bytes, r, rb in reads:
-        print(f"{nodes:>6} {full_bytes / 1024 / nodes:>8.1f} {brief_bytes / 1024 / nodes:>9.1f} | "
+    print("\nReader.read alone (fetch + decode + summarize): every full snapshot; every brief and digest; every digest\n"
+          "(collectors/brief.py, collectors/digest.py). Sizes per node: full snapshot, brief, digest")
+    print(f"{'nodes':>6} {'KiB full':>8} {'brief':>6} {'digest':>6} | {'full: fetch':>11} {'decode':>7} {'p50':>6} "
+          f"{'p95':>6} | {'briefs: fetch':>13} {'decode':>7} {'p50':>6} {'p95':>6} | {'digests: fetch':>14} {'decode':>7} "
+          f"{'p50':>6} {'p95':>6}")
+    for nodes, full_bytes, brief_bytes, digest_bytes, r, rb, rd in reads:
+        print(f"{nodes:>6} {full_bytes / 1024 / nodes:>8.1f} {brief_bytes / 1024 / nodes:>6.1f} "
+              f"{digest_bytes / 1024 / nodes:>6.2f} | "
               f"{r['fetch_p50']:>11.1f} {r['decode_p50']:>7.1f} {r['read_p50']:>6.1f} {r['read_p95']:>6.1f} | "
-              f"{rb['fetch_p50']:>13.1f} {rb['decode_p50']:>7.1f} {rb['read_p50']:>6.1f} {rb['read_p95']:>6.1f}")
+              f"{rb['fetch_p50']:>13.1f} {rb['decode_p50']:>7.1f} {rb['read_p50']:>6.1f} {rb['read_p95']:>6.1f} | "
+              f"{rd['fetch_p50']:>14.1f} {rd['decode_p50']:>7.1f} {rd['read_p50']:>6.1f} {rd['read_p95']:>6.1f}")
     print("\nIn the app, per refresh: read = its own Reader.read (what the screen asks for); shown = from asking for\n"
           "a refresh until its last repaint is written out (read + fold + draw + render); settled adds Pilot's idle waits;\n"
           "spans: the same wait cut in three, asking -> state read (worker thread) -> folded and drawn (main thread)\n"
           "-> last repaint written (Textual's compositor); their p50s need not add up to shown p50")
-    print(f"{'nodes':>6} {'gc':<8} {'screen':<9} {'reads':<7} {'read p50':>8} {'read p95':>8} {'shown p50':>9} {'shown p95':>9} "
+    print(f"{'nodes':>6} {'gc':<8} {'screen':<9} {'mode':<8} {'reads':<7} {'read p50':>8} {'read p95':>8} {'shown p50':>9} {'shown p95':>9} "
           f"{'settled p95':>11} {'cpu p50':>8} {'cpu p95':>8} | {'spans p50: read':>15} {'fold':>5} {'paint':>5}")
     for nodes, policy, screen, a in rows:
         if screen == "cpu@1Hz":
-            print(f"{nodes:>6} {policy:<8} {'overview':<9} at a 1 Hz refresh: {a['cpu']:.1f} % of a core")
+            print(f"{nodes:>6} {policy:<8} {'overview':<9} {a['reads']:<8} at a 1 Hz refresh: {a['cpu']:.1f} % of a core")
             continue
-        print(f"{nodes:>6} {policy:<8} {screen:<9} {a['reads']:<7} {a['read_p50']:>8.1f} {a['read_p95']:>8.1f} {a['p50']:>9.1f} "
+        print(f"{nodes:>6} {policy:<8} {screen:<9} {a['mode']:<8} {a['reads']:<7} {a['read_p50']:>8.1f} {a['read_p95']:>8.1f} {a['p50']:>9.1f} "
               f"{a['p95']:>9.1f} {a['settled_p95']:>11.1f} {a['cpu_p50']:>8.1f} {a['cpu_p95']:>8.1f} | "
               f"{a['read_span_p50']:>15.1f} {a['fold_span_p50']:>5.1f} {a['paint_span_p50']:>5.1f}")
     return 0

@@ -14,7 +14,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from collectors import cluster, wire
+from collectors import cluster, digest, wire
 from collectors.reader import ClusterState, Reader
 
 #: The simulated time of `snapshot --demo`: 2026-01-01T00:00:00Z.
@@ -155,7 +155,7 @@ def node_line(n: Any, width: int) -> str:
             cols.append(f"mem {gib(m.used_bytes)}/{gib(m.total_bytes)} GiB")
     if s.gpus is not None:
         if s.gpus:
-            busy = sum(1 for g in s.gpus if g.util_pct is not None and g.util_pct >= cluster.GPU_BUSY_PCT)
+            busy = sum(1 for g in s.gpus if g.util_pct is not None and g.util_pct >= digest.GPU_BUSY_PCT)
             hottest = max((g.temp_c for g in s.gpus if g.temp_c is not None), default=None)
             temp = f", max {hottest} °C" if hottest is not None else ""
             cols.append(f"gpus {busy}/{len(s.gpus)} busy{temp}")

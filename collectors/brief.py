@@ -2,10 +2,11 @@
 
 The agent publishes it beside the full snapshot (``wire.brief_key``). At 1,000 nodes with 8 GPUs a
 refresh of full snapshots decodes ~9 MB and ~1.3 M objects (about 45 ms of msgspec alone); the briefs
-are 40 % of the bytes and decode in about half the time. The overview, the wall, the nodes table, the
-work and audit screens, the GPU table (all but the selected GPU's processes), the header's totals,
-the alerts and the GPU ledger read nothing else; a node's screen, network and storage read full
-snapshots.
+are 40 % of the bytes and decode in about half the time. The wall, the work screen, the GPU table
+(all but the selected GPU's processes) and the GPU ledger read nothing else; network and storage
+read full snapshots. Smaller still, the digest (``collectors.digest``) is what the overview, the
+nodes table and every read's totals and alerts take; where a node has no digest, its brief is
+folded into one, so a brief keeps everything the digest reads.
 
 A brief is a ``NodeSnapshot`` (the same type, so every fold over snapshots works on it unchanged).
 What it leaves out is *absent*, not unknown: a brief-read ``NodeView`` says so (``brief=True``) and
@@ -27,7 +28,7 @@ only the screens above draw from one. What a brief keeps, and who needs it:
 from __future__ import annotations
 
 from collectors import schema
-from collectors.cluster import (
+from collectors.digest import (
     TOTAL_NIC_KINDS,  # the NICs the totals count; the others stay in the full snapshot
 )
 

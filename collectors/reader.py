@@ -13,6 +13,7 @@ from typing import Any
 
 from collectors import schema, wire
 from collectors.cluster import Totals, summarize
+from collectors.digest import RULES, digest
 
 #: A node last seen longer ago than this is "down" (listed, values hidden); before that "stale".
 DOWN_AFTER_S = 60.0
@@ -28,6 +29,9 @@ class NodeView:
     error: str | None = None  # "bad data from node X: ..." when the latest payload was unusable
     newer_schema: bool = False
     brief: bool = False  # ``snap`` is a brief (collectors.brief): absent detail is not unknown detail
+    # The node folded (collectors.digest): as its agent published it, or folded here from ``snap``.
+    # Digest-only reads leave ``snap`` at the last snapshot read, possibly none (see ClusterState).
+    digest: schema.NodeDigest | None = None
 
 
 @dataclass
@@ -42,6 +46,8 @@ class ClusterState:
     error: str | None = None  # the store itself is unreachable
     # What this read holds in full: True = every node; else the hosts read full (briefs for the rest).
     full: bool | frozenset[str] = True
+    # Whether every node's brief (or full snapshot) was read; False: the others' digests only.
+    briefs: bool = True
 
     def in_full(self, host: str) -> bool:
         """Whether this read asked for ``host``'s full snapshot (a node gone quiet may still show its brief)."""
@@ -54,13 +60,16 @@ class ClusterState:
         return None
 
 
+KINDS = ("digest", "brief", "full")
+KEYS = {"digest": wire.digest_key, "brief": wire.brief_key, "full": wire.node_key}
+
 #: Below this many nodes every read is of full snapshots (about 20 ms at 100 nodes); from here on a
 #: screen that only needs briefs gets briefs (see ``collectors.brief``).
 BRIEF_FROM_NODES = 200
 
 
 class Reader:
-    """Reads the cluster; remembers the last good snapshot per node to show stale nodes honestly."""
+    """Reads the cluster; remembers the last good data per node to show stale nodes honestly."""
 
     def __init__(self, client: Any, clock: Any = time.time, brief_from: int | None = None) -> None:
         self.client = client
@@ -69,24 +78,37 @@ class Reader:
         self.known: list[str] = []
         self.last_good: dict[str, schema.NodeSnapshot] = {}  # full snapshots
         self.last_brief: dict[str, schema.NodeSnapshot] = {}
+        self.last_digest: dict[str, schema.NodeDigest] = {}  # read, or folded from a snapshot
         self.last_cluster: dict[str, schema.ClusterPayload] = {}
         # Hosts whose brief key was missing at the last read (an agent from before briefs, or a node
         # gone quiet): their full key is read instead, so an old agent is never mistaken for a dead one.
         self.no_brief: set[str] = set()
+        # Hosts without a usable digest at the last read (an agent from before digests or with older
+        # rules, or a node gone quiet): their brief (or full snapshot) is read and folded here instead.
+        self.no_digest: set[str] = set()
+        self._folded: dict[str, tuple[schema.NodeSnapshot, schema.NodeDigest]] = {}
 
-    def read(self, full: bool | Collection[str] = True) -> ClusterState:
-        """``full=True``: every node's full snapshot. A collection of hosts: briefs for every node and
-        full snapshots for those hosts only (below ``brief_from`` nodes, everything full anyway)."""
+    def read(self, full: bool | Collection[str] = True, briefs: bool = True) -> ClusterState:
+        """``full=True``: every node's full snapshot. A collection of hosts: every node's digest, full
+        snapshots of those hosts, and with ``briefs`` every other node's brief (below ``brief_from``
+        nodes, everything full anyway)."""
         t0 = time.perf_counter()
         if full is not True and len(self.known) < self.brief_from:
             full = True
         want: frozenset[str] | None = None if full is True else frozenset(full)  # type: ignore[arg-type]
-        hosts, raw_nodes, raw_cluster = self._fetch(want)
+        briefs = briefs or want is None
+        index, raw, raw_cluster = self._fetch(want, briefs)
         t1 = time.perf_counter()
         now = self.clock()
-        state = ClusterState(ts=now, fetch_ms=(t1 - t0) * 1000, full=True if want is None else want)
-        for (host, last_seen), (data, is_brief) in zip(hosts, raw_nodes, strict=True):
-            state.nodes.append(self._node(host, last_seen, data, is_brief, now, want is None))
+        state = ClusterState(ts=now, fetch_ms=(t1 - t0) * 1000, full=True if want is None else want, briefs=briefs)
+        digests, digest_errors = self._digests(index, raw) if want is not None else ({}, {})
+        fulls, brief_data = raw["full"], raw["brief"]
+        for host, last_seen in index:
+            full_data, brief = fulls.get(host), brief_data.get(host)
+            if brief is not None and full_data is not None and want is not None and host not in want:
+                full_data = None  # read only because the node was new: a brief where briefs were asked
+            state.nodes.append(self._node(host, last_seen, full_data, brief, digests.get(host),
+                                          digest_errors.get(host), now, want is None))
         for name, data in zip(wire.CLUSTER_NAMES, raw_cluster, strict=True):
             if data is None:
                 continue
@@ -97,103 +119,165 @@ class Reader:
         state.cluster = dict(self.last_cluster)
         state.totals = summarize(state.nodes, state.cluster)
         state.decode_ms = (time.perf_counter() - t1) * 1000
-        # Forget cached snapshots of nodes removed from the index.
-        listed = {h for h, _ in hosts}
-        for cache in (self.last_good, self.last_brief):
+        # Forget what was cached of nodes removed from the index.
+        listed = {h for h, _ in index}
+        for cache in (self.last_good, self.last_brief, self.last_digest, self._folded):
             for h in [h for h in cache if h not in listed]:
                 del cache[h]
         self.no_brief &= listed
+        self.no_digest &= listed
         return state
 
-    def _fetch(self, want: frozenset[str] | None) -> tuple[list[tuple[str, float]], list[tuple[bytes | None, bool]],
-                                                          list[bytes | None]]:
-        """One round trip in steady state: index + every known node + cluster keys, pipelined.
+    def _fetch(self, want: frozenset[str] | None, briefs: bool) -> tuple[list[tuple[str, float]], dict[str, dict[str, bytes | None]],
+                                                                        list[bytes | None]]:
+        """One round trip in steady state: index + every known node's keys + cluster keys, pipelined.
 
-        ``want=None`` reads full snapshots; otherwise briefs, plus full snapshots of ``want`` and of
-        hosts without a brief. Per host: (payload, is_brief). A node that appears in the index for
-        the first time costs one extra MGET, once.
+        ``want=None`` reads full snapshots. Otherwise every digest; full snapshots of ``want``; and a
+        snapshot (the brief, or the full one where the agent writes no brief) of every other host
+        when ``briefs``, else of the hosts without a usable digest. Returns the sorted index and, per
+        kind ("digest", "brief", "full"), host -> payload. A node that appears in the index for the
+        first time costs one extra MGET, once.
         """
+        known = list(self.known)
+        plan: dict[str, list[str]] = {"digest": [], "brief": [], "full": []}
+        if want is None:
+            plan["full"] = known
+        else:
+            plan["digest"] = known
+            nb, nd = self.no_brief, self.no_digest
+            for h in known:
+                if h in want:
+                    plan["full"].append(h)
+                elif briefs or h in nd:
+                    plan["brief"].append(h)  # read even where it was missing: an upgraded agent has it
+                    if h in nb:
+                        plan["full"].append(h)
         p = self.client.pipeline(transaction=False)
         p.zrange(wire.NODES_KEY, 0, -1, withscores=True)
-        known = list(self.known)
-        fulls = known if want is None else [h for h in known if h in want or h in self.no_brief]
-        briefs = [] if want is None else known
-        if briefs:
-            p.mget([wire.brief_key(h) for h in briefs])
-        if fulls:
-            p.mget([wire.node_key(h) for h in fulls])
+        kinds = [k for k in KINDS if plan[k]]
+        for k in kinds:
+            p.mget([KEYS[k](h) for h in plan[k]])
         p.mget([wire.cluster_key(n) for n in wire.CLUSTER_NAMES])
         res = p.execute()
         index = [(_text(h), float(s)) for h, s in res[0]]
-        cluster = res[-1]
-        by_brief = dict(zip(briefs, res[1], strict=True)) if briefs else {}
-        by_full = dict(zip(fulls, res[1 + bool(briefs)], strict=True)) if fulls else {}
-        # Extra keys, in one more MGET: both payloads of a node new to the index; in a brief read, the
-        # full key of a known node that had no brief (an agent from before briefs, or one gone quiet:
-        # from then on it is in no_brief and its full key is in the pipeline).
+        raw: dict[str, dict[str, bytes | None]] = {k: {} for k in KINDS}
+        for i, k in enumerate(kinds):
+            raw[k] = dict(zip(plan[k], res[1 + i], strict=True))
         known_set = set(known)  # not the list: 1,000 nodes made this a 5 ms quadratic scan per read
         missing = [h for h, _ in index if h not in known_set]
-        extra_full, extra_brief = list(missing), []
-        if want is not None:
-            extra_full += [h for h in known if by_brief.get(h) is None and h not in by_full]
-            extra_brief = missing
-        if extra_full:
-            got = self.client.mget([wire.node_key(h) for h in extra_full] + [wire.brief_key(h) for h in extra_brief])
-            by_full.update(zip(extra_full, got[:len(extra_full)], strict=True))
-            by_brief.update(zip(extra_brief, got[len(extra_full):], strict=True))
+        if missing:
+            # Every payload of a node new to the index: what it has is not known yet.
+            self._mget(raw, [(k, h) for h in missing for k in (("full",) if want is None else KINDS)])
         index.sort(key=lambda hs: hs[0])
         self.known = [h for h, _ in index]
-        out: list[tuple[bytes | None, bool]] = []
-        for h, _ in index:
-            if want is None:
-                out.append((by_full.get(h), False))
-                continue
-            b = by_brief.get(h)
-            if b is None:
-                self.no_brief.add(h)
-            else:
-                self.no_brief.discard(h)
-            f = by_full.get(h)
-            # A full snapshot read on purpose (or for want of a brief) wins; a brief otherwise.
-            out.append((f, False) if f is not None and (h in want or b is None) else (b, b is not None))
-        return index, out, cluster
+        return index, raw, res[-1]
 
-    def _node(self, host: str, last_seen: float, data: bytes | None, is_brief: bool, now: float,
+    def _mget(self, raw: dict[str, dict[str, bytes | None]], wanted: list[tuple[str, str]]) -> None:
+        got = self.client.mget([KEYS[k](h) for k, h in wanted])
+        for (k, h), data in zip(wanted, got, strict=True):
+            raw[k][h] = data
+
+    def _digests(self, index: list[tuple[str, float]],
+                 raw: dict[str, dict[str, bytes | None]]) -> tuple[dict[str, schema.NodeDigest], dict[str, str]]:
+        """Decode the digests read. A host without a usable one gets its snapshot read (one more MGET
+        the first time; from then on it is in no_digest and its snapshot is in the pipeline)."""
+        out: dict[str, schema.NodeDigest] = {}
+        errors: dict[str, str] = {}
+        raw_digests = raw["digest"]
+        lacking: list[tuple[str, str]] = []
+        for host, _ in index:
+            data = raw_digests.get(host)
+            d = None
+            if data is not None:
+                try:
+                    d = wire.decode(data, schema.NodeDigest)
+                    if d.host != host:
+                        raise wire.WireError(f"payload names host {d.host!r}")
+                except wire.WireError as e:
+                    errors[host], d = f"digest: {e}", None
+            if d is not None and d.rules >= RULES:
+                out[host] = d
+                self.no_digest.discard(host)
+                if host not in raw["brief"]:
+                    continue
+            else:
+                self.no_digest.add(host)
+            # A snapshot is needed (no usable digest, or briefs were asked) and none came: read the
+            # payloads not tried yet (an agent from before digests has briefs; one from before briefs,
+            # only its full key).
+            if raw["brief"].get(host) is None and raw["full"].get(host) is None:
+                lacking += [(k, host) for k in ("brief", "full") if host not in raw[k]]
+        if lacking:
+            self._mget(raw, lacking)
+        for host, data in raw["brief"].items():
+            if data is None:
+                self.no_brief.add(host)
+            else:
+                self.no_brief.discard(host)
+        return out, errors
+
+    def _node(self, host: str, last_seen: float, full_data: bytes | None, brief_data: bytes | None,
+              fresh_digest: schema.NodeDigest | None, digest_error: str | None, now: float,
               full_read: bool) -> NodeView:
         view = NodeView(host=host, state="down", last_seen_ts=last_seen, age_s=max(0.0, now - last_seen))
-        cache = self.last_brief if is_brief else self.last_good
+        # The snapshot: the full one where read, else the brief.
+        data, is_brief = (full_data, False) if full_data is not None else (brief_data, brief_data is not None)
+        errors = [digest_error] if digest_error else []
+        fresh_snap = None
         if data is not None:
             try:
                 snap = wire.decode(data, schema.NodeSnapshot)
                 if snap.host and snap.host != host:
                     raise wire.WireError(f"payload names host {snap.host!r}")
-                cache[host] = snap_or_none = snap
+                (self.last_brief if is_brief else self.last_good)[host] = fresh_snap = snap
                 view.brief = is_brief
-                view.newer_schema = wire.is_newer(snap)
             except wire.WireError as e:
-                view.error = f"bad data from node {host}: {e}"
-        if data is None or view.error is not None:
-            # No usable payload now: the newest of what was last read, full or brief (a full read
-            # prefers full data, but a brief of a stale node beats showing nothing at all).
+                errors.insert(0, str(e))
+        view.snap = fresh_snap
+        if fresh_snap is None and (fresh_digest is None or errors):
+            # Nothing usable now: the newest of what was last read, full or brief (a full read prefers
+            # full data, but a brief of a stale node beats showing nothing at all). A node that is up
+            # in a digest-only read keeps no snapshot: an old one would pass for its current state.
             full_snap, brief_snap = self.last_good.get(host), self.last_brief.get(host)
             if brief_snap is not None and (full_snap is None or (brief_snap.ts > full_snap.ts and not full_read)):
-                snap_or_none, view.brief = brief_snap, True
+                view.snap, view.brief = brief_snap, True
             else:
-                snap_or_none = full_snap
-        view.snap = snap_or_none
-        if snap_or_none is not None:
-            view.age_s = max(0.0, now - snap_or_none.ts)
+                view.snap = full_snap
+        if fresh_digest is not None:
+            view.digest = fresh_digest
+        elif fresh_snap is not None:
+            view.digest = self._fold(host, fresh_snap)
+        else:  # the newest of the last digest and a fold of the snapshot kept
+            last = self.last_digest.get(host)
+            folded = self._fold(host, view.snap) if view.snap is not None else None
+            view.digest = folded if last is None or (folded is not None and folded.ts > last.ts) else last
+        if view.digest is not None:
+            self.last_digest[host] = view.digest
+            view.age_s = max(0.0, now - view.digest.ts)
+        elif view.snap is not None:
+            view.age_s = max(0.0, now - view.snap.ts)
+        view.newer_schema = (fresh_snap is not None and wire.is_newer(fresh_snap)) or (
+            fresh_digest is not None and wire.is_newer(fresh_digest))
         # The key's TTL (kept by Redis's clock) is what says "fresh": agent clocks may be skewed,
         # so the snapshot's own ts only feeds the age shown, never the up/stale decision.
-        if view.error is not None:
-            view.state = "bad"
-        elif data is not None:
+        if errors:
+            view.state, view.error = "bad", f"bad data from node {host}: {'; '.join(errors)}"
+        elif fresh_snap is not None or fresh_digest is not None:
             view.state = "up"
         elif view.age_s is not None and view.age_s <= DOWN_AFTER_S:
             view.state = "stale"
         else:
             view.state = "down"
         return view
+
+    def _fold(self, host: str, snap: schema.NodeSnapshot) -> schema.NodeDigest:
+        """``digest(snap)``, folded once per snapshot (a stale node's tile is not redrawn every read)."""
+        kept = self._folded.get(host)
+        if kept is not None and kept[0] is snap:
+            return kept[1]
+        d = digest(snap)
+        self._folded[host] = (snap, d)
+        return d
 
 
 def _text(b: bytes | str) -> str:

@@ -331,6 +331,73 @@ class NodeSnapshot(Payload):
     templates: list[TemplateInfo] | None = None  # what this agent may launch (None: no executor)
 
 
+class DigestAlert(Base):
+    """One problem a node's own snapshot shows (``collectors.digest.node_alerts``); the node is the digest's."""
+
+    severity: str  # "info" | "warning" | "critical"
+    source: str  # "collector" | "gpu" | "bond" | "mount" | "disk"
+    subject: str
+    message: str  # node text: escaped before markup
+
+
+class NodeDigest(Base):
+    """A node in one line, ct:v1:digest:{host}: what the cluster-wide figures, the node tiles and
+    the nodes table read of it, as numbers already folded on the node (``collectors.digest``).
+
+    Published beside the snapshot and its brief with the same TTL. ``v``, ``host``, ``ts`` and
+    ``seq`` are required, so they are always on the wire; everything else is omitted at its default
+    (None = unknown, as everywhere). Sums are over the node's live GPUs and count known values only,
+    exactly as the cluster totals do, so merging digests gives the totals of the snapshots.
+    ``rules`` is the version of the folding and alert rules that made it: a dashboard with newer
+    rules reads that node's brief and folds it itself rather than show an old agent's verdicts.
+    """
+
+    v: int
+    host: str
+    ts: float
+    seq: int
+    rules: int = 0
+    role: str | None = None
+    labels: dict[str, str] | None = None
+    agent_cpu_pct: float | None = None
+    agent_rss_bytes: int | None = None
+    # system (None throughout when the host collector has not reported)
+    cpu_count: int | None = None
+    cpu_util_pct: float | None = None
+    load1: float | None = None
+    uptime_s: float | None = None
+    mem_total_bytes: int | None = None
+    mem_used_bytes: int | None = None
+    net_rx_bytes_s: float | None = None  # the NICs the totals count (collectors.digest.TOTAL_NIC_KINDS)
+    net_tx_bytes_s: float | None = None
+    disk_read_bytes_s: float | None = None
+    disk_write_bytes_s: float | None = None
+    # GPUs: ``gpus`` None = no GPU data from this node; 0 = it has none
+    gpus: int | None = None  # cards, lost ones included
+    gpus_lost: int = 0
+    gpus_busy: int = 0  # live cards at or above GPU_BUSY_PCT
+    gpus_hot: int = 0
+    gpu_util_sum: int = 0  # over the live cards that report utilisation ...
+    gpu_util_n: int = 0  # ... and how many they are (exact cluster mean: Σ sum / Σ n)
+    gpu_util_pct: list[int | None] | None = None  # per card, index order (None: lost or not reported)
+    gpu_marks: str | None = None  # per card: "x" lost, "h" hot, "." otherwise (the tiles' colours)
+    gpu_temp_max_c: int | None = None
+    vram_total_bytes: int | None = None
+    vram_used_bytes: int | None = None
+    vram_partial: bool = False  # a live card reports no VRAM used or total: a node's VRAM % is N/A
+    power_mw: int | None = None
+    power_limit_mw: int | None = None
+    cuda_cores: int | None = None
+    gpu_procs: int | None = None
+    models: dict[str, int] | None = None  # GPU model -> live cards
+    # bonds: None = no bond data
+    bonds: int | None = None
+    bonds_degraded: int | None = None
+    bond_slaves: int | None = None  # None when a bond's slaves could not be read
+    bond_slaves_ok: int | None = None
+    alerts: list[DigestAlert] | None = None
+
+
 class HistPoint(Base):
     """One compact history sample, ct:v1:hist:{host} (field "d" of each stream entry).
 

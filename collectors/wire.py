@@ -39,6 +39,11 @@ def brief_key(host: str) -> str:
     return f"{PREFIX}:brief:{host}"
 
 
+def digest_key(host: str) -> str:
+    """The node folded into the numbers cluster-wide views read (``collectors.digest``), same TTL."""
+    return f"{PREFIX}:digest:{host}"
+
+
 def hist_key(host: str) -> str:
     """Capped stream of compact HistPoints for one node."""
     return f"{PREFIX}:hist:{host}"

@@ -330,7 +330,7 @@ class Actions:
             return
         state = self.app.view.state
         nv = state.node(node) if state is not None else None
-        if nv is not None and nv.brief and not state.in_full(node):  # its screen just opened: the full read is on its way
+        if nv is not None and not state.in_full(node):  # its screen just opened: the full read is on its way
             self.notify(f"{node}: reading its processes, try again in a moment", "warning")
             self.app.refresh_now()
             return

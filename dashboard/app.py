@@ -25,7 +25,7 @@ from collectors.reader import ClusterState
 from dashboard import gcpolicy
 from dashboard.commands import ClusterCommands
 from dashboard.history import TotalsHistory
-from dashboard.messages import StateRead, StoreFailed
+from dashboard.messages import LedgerRead, StateRead, StoreFailed
 from dashboard.screens.audit import AuditScreen
 from dashboard.screens.base import DataScreen
 from dashboard.screens.gpus import GpusScreen
@@ -105,8 +105,11 @@ class ClusterTop(App[int]):
         self._stopping = False
         self._read_thread: threading.Thread | None = None
         self._read_wanted = threading.Event()
+        self._refresh_wanted = False
         self._refresh_timer: Timer | None = None
-        self._read_full: bool | frozenset[str] = True  # what the screen on top needs (set before each read)
+        # What the screen on top reads (DataScreen.needs), set before each read.
+        self._read_need: tuple[bool | frozenset[str], bool] = (True, True)
+        self._ledger_read = False  # a read of briefs for the hidden GPU ledger is due (see _keep_ledger)
         self._previous_state: ClusterState | None = None  # the read before this one, until the repaint
 
     # -- start-up -------------------------------------------------------------------------------
@@ -149,15 +152,16 @@ class ClusterTop(App[int]):
             self._read_wanted = threading.Event()
             self._read_thread = threading.Thread(target=self._read_loop, name="clustertop-read", daemon=True)
             self._read_thread.start()
-        self._read_full = self._needs()
+        self._read_need = self._needs()
+        self._refresh_wanted = True
         self._read_wanted.set()
 
-    def _needs(self) -> bool | frozenset[str]:
-        """What the data screen on top (under any dialog) draws from: full snapshots or briefs."""
+    def _needs(self) -> tuple[bool | frozenset[str], bool]:
+        """What the data screen on top (under any dialog) draws from (``DataScreen.needs``)."""
         for screen in reversed(self.screen_stack):
             if isinstance(screen, DataScreen):
-                return screen.full_hosts()
-        return True
+                return screen.needs()
+        return True, True
 
     def _read_loop(self) -> None:
         while True:
@@ -165,12 +169,21 @@ class ClusterTop(App[int]):
             self._read_wanted.clear()
             if self._stopping:
                 return
-            try:
-                state = self.source.read(self._read_full)
-            except Exception as e:  # the store or the network: shown, never raised into the UI
-                self.post_message(StoreFailed(describe_error(e), self.clock()))
-                continue
-            self.post_message(StateRead(state))
+            if self._refresh_wanted:
+                self._refresh_wanted = False
+                try:
+                    state = self.source.read(*self._read_need)
+                except Exception as e:  # the store or the network: shown, never raised into the UI
+                    self.post_message(StoreFailed(describe_error(e), self.clock()))
+                    continue
+                self.post_message(StateRead(state))
+            if self._ledger_read and not self._refresh_wanted:
+                self._ledger_read = False
+                try:
+                    state = self.source.read(frozenset(), True)
+                except Exception:  # noqa: S112 - the next refresh reports the store's failure
+                    continue
+                self.post_message(LedgerRead(state))
 
     def on_state_read(self, msg: StateRead) -> None:
         v = self.view
@@ -205,8 +218,18 @@ class ClusterTop(App[int]):
         gcpolicy.collect_if_due()
 
     def _keep_ledger(self, state: ClusterState) -> None:
-        if "kubernetes" in state.cluster and self._ledger_due(state.ts):
+        if "kubernetes" not in state.cluster or not self._ledger_due(state.ts):
+            return
+        if state.briefs:
             self.ledger = update_ledger(self.ledger_tracker, state)
+        elif not self._stopping:
+            # A digest-only read (the overview) has no GPU processes: the ledger gets a read of its
+            # own, in the reader thread's idle time after this repaint, never inside a refresh.
+            self._ledger_read = True
+            self._read_wanted.set()
+
+    def on_ledger_read(self, msg: LedgerRead) -> None:
+        self.ledger = update_ledger(self.ledger_tracker, msg.state)
 
     def _work_shown(self) -> bool:
         return any(isinstance(s, WorkScreen) for s in self.screen_stack)

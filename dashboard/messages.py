@@ -22,6 +22,13 @@ class StateRead(Message):
 
 
 @dataclass
+class LedgerRead(Message):
+    """A read of every node's brief for the GPU ledger, made while the screen on top reads digests."""
+
+    state: ClusterState
+
+
+@dataclass
 class StoreFailed(Message):
     """The store could not be read; the last data stays on screen, marked stale."""
 

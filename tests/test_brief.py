@@ -21,6 +21,7 @@ from agents.simulate import SimCluster
 from collectors import schema, wire
 from collectors.brief import brief
 from collectors.cluster import alerts, summarize
+from collectors.digest import digest
 from collectors.ledger import LedgerTracker
 from collectors.reader import NodeView, Reader
 from dashboard.actions import node_choices
@@ -102,12 +103,21 @@ def test_every_brief_reading_fold_gives_what_full_snapshots_give() -> None:
     assert LedgerTracker().update(k8s, [v.snap for v in short], b.NOW) == \
         LedgerTracker().update(k8s, [v.snap for v in full], b.NOW)
 
+    # The digest folded from a brief is the digest of the full snapshot, field for field: what makes it
+    # safe for the dashboard to fold an old agent's brief in place of the digest it does not publish.
+    for f, s in zip(full, short, strict=True):
+        assert digest(s.snap) == digest(f.snap), f.host  # type: ignore[arg-type]
+
     p = Palette({})
+    drawn = []
     for f, s in zip(full, short, strict=True):
         for roomy in (False, True):
-            assert render_tile(s, p, roomy=roomy) == render_tile(f, p, roomy=roomy), f.host
+            drawn.append(render_tile(s, p, roomy=roomy))
+            assert drawn[-1] == render_tile(f, p, roomy=roomy), f.host
         assert [c.plain for c in node_row(s, p)] == [c.plain for c in node_row(f, p)], f.host
         assert {k: fn(s) for k, fn in SORT_VALUES.items()} == {k: fn(f) for k, fn in SORT_VALUES.items()}
+    texts = ["".join(seg.text for seg in line) for tile in drawn for line in tile]
+    assert sum("%" in t for t in texts) > 100 and any(t.startswith("bond ") for t in texts)  # figures, not N/A
     assert cells_of(short) == cells_of(full)
     for f, s in zip(full, short, strict=True):  # the GPU table: rows, sort keys, the user filter
         for gf, gs in zip(f.snap.gpus or (), s.snap.gpus or (), strict=True):  # type: ignore[union-attr]
@@ -190,7 +200,7 @@ def test_reader_reads_briefs_and_full_snapshots_where_asked(redis_server: Any) -
     assert all(v.snap.system.procs for v in st.nodes)  # type: ignore[union-attr]
 
     # A node gone quiet: its keys expire; a brief read shows its last data, greyed as stale.
-    c.delete(wire.node_key("gpu03"), wire.brief_key("gpu03"))
+    c.delete(wire.node_key("gpu03"), wire.brief_key("gpu03"), wire.digest_key("gpu03"))  # as their TTL would
     st = reader.read(frozenset())
     gone = st.node("gpu03")
     assert gone is not None and gone.state == "stale" and gone.snap is not None
@@ -218,7 +228,11 @@ async def test_app_reads_briefs_on_the_overview_and_full_data_for_detail(redis_s
     app = make_app(Settings(frozen_time=b.NOW + 0.5, refresh_s=3600, source_label="brief"), redis_server.client)
     async with app.run_test(size=(160, 50)) as pilot:
         await b.wait_reads(pilot)
-        assert app.view.state.full == frozenset() and all(v.brief for v in app.view.state.nodes)
+        assert app.view.state.full == frozenset()
+        app.refresh_now()  # the first read took every payload of nodes it had not seen; then digests only
+        await b.wait_until(pilot, lambda: app.view.state.briefs is False, "digests on the overview")
+        assert all(v.state == "up" and v.snap is None and v.digest is not None for v in app.view.state.nodes)
+        assert app.view.state.totals.gpus_total == 3 and app.view.state.totals.gpus_busy == 3
         assert "gpu-01" in app.export_screenshot()
 
         # The GPU table: rows from briefs, the selected GPU's processes from its node in full (a brief

@@ -16,7 +16,8 @@ import pytest
 
 from agents.simulate import SimCluster, make_publishers, publish
 from collectors import schema
-from collectors.cluster import GPU_BUSY_PCT, GPU_HOT_C, Alert, Totals, alerts, summarize
+from collectors.cluster import Alert, Totals, alerts, summarize
+from collectors.digest import GPU_BUSY_PCT, GPU_HOT_C
 from collectors.reader import NodeView, Reader
 from dashboard.app import make_app
 from dashboard.screens.gpus import GpusScreen
@@ -257,6 +258,7 @@ def troubled_cluster(redis_server: Any) -> list[NodeView]:
             v.snap.system.cpu = None
         if rng.random() < 0.03:
             v.snap.gpus = None
+        v.digest = None  # folded again from the changed snapshot (collectors.digest.view_digest)
     return nodes
 
 

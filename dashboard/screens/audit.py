@@ -52,7 +52,7 @@ def audit_rows(entries: list[schema.AuditEntry], ok: str, crit: str) -> dict[str
 
 class AuditScreen(DataScreen):
     screen_name = "audit"
-    reads_briefs = True  # the audit stream: briefs are all it draws
+    reads = "digests"  # the audit stream and the header: no node detail
     BINDINGS = [Binding("r", "reload", "Reload")]
     DEFAULT_CSS = """
     AuditScreen #audit-status { height: 1; padding: 0 1; background: $panel; }

@@ -21,8 +21,9 @@ from dashboard.widgets.header import ClusterHeader, status_line
 
 class DataScreen(Screen[None]):
     screen_name = "screen"
-    #: The screen draws only from briefs (``collectors.brief``); the default, full snapshots, is safe.
-    reads_briefs = False
+    #: What the screen draws from, for every node: "full" snapshots (the default, always safe),
+    #: "briefs" (``collectors.brief``) or "digests" (``collectors.digest``: tiles, node rows, totals).
+    reads = "full"
 
     def __init__(self) -> None:
         super().__init__()
@@ -49,14 +50,21 @@ class DataScreen(Screen[None]):
 
     def full_hosts(self) -> bool | frozenset[str]:
         """What this screen needs read in full: True = every node's full snapshot; a set of hosts =
-        briefs for all and full snapshots of those (a node's screen, the GPU table's selection)."""
-        return frozenset() if self.reads_briefs else True
+        those in full (a node's screen, the GPU table's selection) and the rest as ``reads`` says."""
+        return True if self.reads == "full" else frozenset()
+
+    def needs(self) -> tuple[bool | frozenset[str], bool]:
+        """The read this screen draws from: (full snapshots, whether every other node's brief)."""
+        return self.full_hosts(), self.reads != "digests"
 
     def covered(self, view: View) -> bool:
-        """Whether ``view``'s read holds everything this screen draws (briefs are not detail)."""
-        have = view.state.full if view.state is not None else True
-        need = self.full_hosts()
-        return have is True or (need is not True and need <= have)
+        """Whether ``view``'s read holds everything this screen draws (briefs are not detail, digests
+        not briefs)."""
+        if view.state is None or view.state.full is True:
+            return True
+        have = view.state.full
+        need, briefs = self.needs()
+        return need is not True and need <= have and (view.state.briefs or not briefs)
 
     def show(self, view: View, force: bool = False) -> None:
         if view.version == self._drawn and not force:

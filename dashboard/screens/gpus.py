@@ -19,7 +19,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from collectors import schema
-from collectors.cluster import hot_c
+from collectors.digest import hot_c
 from collectors.reader import NodeView
 from dashboard import fmt
 from dashboard.screens.tabular import TableScreen
@@ -144,6 +144,7 @@ def matches(v: NodeView, g: schema.Gpu, needle: str) -> bool:
 
 class GpusScreen(TableScreen):
     screen_name = "gpus"
+    reads = "briefs"  # every GPU's row (the full_hosts below add the selection's processes)
     table_id = "gpus-table"
     filter_placeholder = "filter: node, GPU model or user (Esc clears)"
     # Job control on the process table (dashboard/actions.py asks, confirms, re-checks, audits).

@@ -198,6 +198,7 @@ def plot(title: str, points: list[schema.HistPoint], series: dict[str, list[floa
 
 class NodeScreen(DataScreen):
     screen_name = "node"
+    reads = "digests"  # the other nodes: the header's totals (this node in full: full_hosts)
     BINDINGS = [Binding("escape", "app.back", "Back"),
                 # Job control: pick one of the node's processes, then confirm (dashboard/actions.py).
                 Binding("k", "signal_process('TERM')", "Terminate"), Binding("K", "signal_process('KILL')", "Kill")]
@@ -218,7 +219,7 @@ class NodeScreen(DataScreen):
         self._plot_sig: tuple[object, ...] = ()
 
     def full_hosts(self) -> bool | frozenset[str]:
-        return frozenset((self.host,))  # this node in full; the header's totals from briefs
+        return frozenset((self.host,))  # this node in full; the header's totals from digests
 
     @property
     def screen_name_full(self) -> str:

@@ -12,9 +12,9 @@ from typing import Any
 from textual import on
 from textual.widget import Widget
 
-from collectors import schema
-from collectors.cluster import node_net_rates
+from collectors.digest import view_digest
 from collectors.reader import NodeView
+from collectors.schema import NodeDigest
 from dashboard import fmt
 from dashboard.screens.tabular import TableScreen
 from dashboard.view import View
@@ -30,61 +30,29 @@ COLUMNS = [
 FOLD = ("agent", "uptime", "tx", "load", "power")
 
 
-def _gpu_sums(gpus: list[schema.Gpu]) -> tuple[int | None, int | None, int | None, int | None]:
-    """(busy, VRAM used, VRAM total, power) over a node's live GPUs; None where none reports."""
-    busy = n_util = 0
-    used = total = power = None
-    for g in gpus:
-        if g.lost:
-            continue
-        if g.util_pct is not None:
-            n_util += 1
-            busy += g.util_pct >= 10
-        if g.mem_used_bytes is not None:
-            used = (used or 0) + g.mem_used_bytes
-        if g.mem_total_bytes is not None:
-            total = (total or 0) + g.mem_total_bytes
-        if g.power_mw is not None:
-            power = (power or 0) + g.power_mw
-    return (busy if n_util else None), used, total, power
+def _shown(v: NodeView) -> NodeDigest | None:
+    return view_digest(v) if v.state != "down" else None  # down: listed with its age, values hidden
 
 
-def _shown_snap(v: NodeView) -> schema.NodeSnapshot | None:
-    return v.snap if v.state != "down" else None  # down: listed with its age, values hidden
-
-
-def _system(v: NodeView) -> schema.System | None:
-    snap = _shown_snap(v)
-    return snap.system if snap is not None else None
-
-
-def _cpu(s: schema.System | None) -> float | None:
-    return s.cpu.util_pct if s is not None and s.cpu is not None else None
-
-
-def _mem_pct(s: schema.System | None) -> float | None:
-    mem = s.mem if s is not None else None
-    if mem is None or mem.used_bytes is None or not mem.total_bytes:
+def _mem_pct(d: NodeDigest | None) -> float | None:
+    if d is None or d.mem_used_bytes is None or not d.mem_total_bytes:
         return None
-    return 100 * mem.used_bytes / mem.total_bytes
+    return 100 * d.mem_used_bytes / d.mem_total_bytes
 
 
-def _vram_used(v: NodeView) -> int | None:
-    snap = _shown_snap(v)
-    if snap is None or snap.gpus is None:
-        return None
-    _, used, total, _ = _gpu_sums(snap.gpus)
-    return used if total is not None else None  # shown only as used/total
+def _busy(d: NodeDigest | None) -> int | None:
+    return d.gpus_busy if d is not None and d.gpus is not None and d.gpu_util_n else None
 
 
-def _gpu_value(v: NodeView, i: int) -> int | None:
-    snap = _shown_snap(v)
-    return _gpu_sums(snap.gpus)[i] if snap is not None and snap.gpus is not None else None
+def _vram_used(d: NodeDigest | None) -> int | None:
+    return d.vram_used_bytes if d is not None and d.vram_total_bytes is not None else None  # shown as used/total
 
 
-def _agent_cpu(v: NodeView) -> float | None:
-    snap = _shown_snap(v)
-    return snap.agent.cpu_pct if snap is not None and snap.agent is not None else None
+def _field(name: str) -> Callable[[NodeView], Any]:
+    def value(v: NodeView) -> Any:
+        d = _shown(v)
+        return getattr(d, name) if d is not None else None
+    return value
 
 
 #: The raw value each column sorts by (None = N/A, sorted last): the same numbers the cells show,
@@ -93,16 +61,16 @@ SORT_VALUES: dict[str, Callable[[NodeView], Any]] = {
     "host": lambda v: v.host,
     "state": lambda v: v.state,
     "age": lambda v: v.age_s,
-    "cpu": lambda v: _cpu(_system(v)),
-    "load": lambda v: (s := _system(v)) and s.load1,
-    "mem": lambda v: _mem_pct(_system(v)),
-    "gpus": lambda v: _gpu_value(v, 0),
-    "vram": _vram_used,
-    "power": lambda v: _gpu_value(v, 3),
-    "rx": lambda v: node_net_rates(_system(v))[0],
-    "tx": lambda v: node_net_rates(_system(v))[1],
-    "uptime": lambda v: (s := _system(v)) and s.uptime_s,
-    "agent": _agent_cpu,
+    "cpu": _field("cpu_util_pct"),
+    "load": _field("load1"),
+    "mem": lambda v: _mem_pct(_shown(v)),
+    "gpus": lambda v: _busy(_shown(v)),
+    "vram": lambda v: _vram_used(_shown(v)),
+    "power": _field("power_mw"),
+    "rx": _field("net_rx_bytes_s"),
+    "tx": _field("net_tx_bytes_s"),
+    "uptime": _field("uptime_s"),
+    "agent": _field("agent_cpu_pct"),
 }
 
 
@@ -119,36 +87,34 @@ def node_row(v: NodeView, p: Palette) -> list[SortCell]:
         SortCell(state, p.text_style(node_state_severity(v.state)), v.state),
         num_cell(fmt.age(v.age_s), v.age_s, vs),
     ]
-    snap = _shown_snap(v)
-    s = snap.system if snap is not None else None
-    cpu = _cpu(s)
-    mem = s.mem if s is not None else None
-    mem_pct = _mem_pct(s)
-    gpus = snap.gpus if snap is not None else None
-    busy = vram_used = vram_total = power = None
+    d = _shown(v)
+    cpu = d.cpu_util_pct if d is not None else None
+    mem_pct = _mem_pct(d)
+    busy = _busy(d)
+    vram_used = _vram_used(d)
     gpus_shown = fmt.NA
-    if gpus is not None:
-        busy, vram_used, vram_total, power = _gpu_sums(gpus)
-        gpus_shown = f"{fmt.num(busy)}/{len(gpus)}" if gpus else "-"
-    rx, tx = node_net_rates(s)
-    agent = snap.agent if snap is not None else None
+    if d is not None and d.gpus is not None:
+        gpus_shown = f"{fmt.num(busy)}/{d.gpus}" if d.gpus else "-"
+    power, rx, tx = (d.power_mw, d.net_rx_bytes_s, d.net_tx_bytes_s) if d is not None else (None, None, None)
+    load, uptime = (d.load1, d.uptime_s) if d is not None else (None, None)
+    agent_cpu, agent_rss = (d.agent_cpu_pct, d.agent_rss_bytes) if d is not None else (None, None)
     agent_shown = fmt.NA
-    if agent is not None and (agent.cpu_pct is not None or agent.rss_bytes is not None):
-        agent_shown = f"{fmt.pct(agent.cpu_pct, 1)} {fmt.bytes_(agent.rss_bytes, 0)}"
-    vram_shown = (f"{fmt.gib(vram_used)}/{fmt.gib(vram_total)} GiB"
-                  if vram_used is not None and vram_total is not None else fmt.NA)
-    mem_shown = (f"{fmt.pct(mem_pct)} of {fmt.gib(mem.total_bytes)}G" if mem_pct is not None and mem else fmt.NA)
+    if agent_cpu is not None or agent_rss is not None:
+        agent_shown = f"{fmt.pct(agent_cpu, 1)} {fmt.bytes_(agent_rss, 0)}"
+    vram_shown = (f"{fmt.gib(vram_used)}/{fmt.gib(d.vram_total_bytes)} GiB"
+                  if d is not None and vram_used is not None and d.vram_total_bytes is not None else fmt.NA)
+    mem_shown = (f"{fmt.pct(mem_pct)} of {fmt.gib(d.mem_total_bytes)}G" if mem_pct is not None and d else fmt.NA)
     return head + [
         num_cell(fmt.pct(cpu), cpu, vs or p.text_style(_sev(cpu))),
-        num_cell(fmt.num(s.load1 if s else None, 2), s.load1 if s else None, vs),
+        num_cell(fmt.num(load, 2), load, vs),
         num_cell(mem_shown, mem_pct, vs or p.text_style(_sev(mem_pct, 85, 95))),
         num_cell(gpus_shown, busy, vs),
         num_cell(vram_shown, vram_used, vs),
         num_cell(fmt.watts(power), power, vs),
         num_cell(fmt.rate(rx), rx, vs),
         num_cell(fmt.rate(tx), tx, vs),
-        num_cell(fmt.duration(s.uptime_s if s else None), s.uptime_s if s else None, vs),
-        num_cell(agent_shown, agent.cpu_pct if agent else None, vs),
+        num_cell(fmt.duration(uptime), uptime, vs),
+        num_cell(agent_shown, agent_cpu, vs),
     ]
 
 
@@ -161,15 +127,16 @@ def matches(v: NodeView, needle: str) -> bool:
     if not needle:
         return True
     hay = [v.host, v.state]
-    if v.snap is not None:
-        hay.append(v.snap.role or "")
-        hay.extend(f"{k}={val}" for k, val in (v.snap.labels or {}).items())
+    d = view_digest(v)
+    if d is not None:
+        hay.append(d.role or "")
+        hay.extend(f"{k}={val}" for k, val in (d.labels or {}).items())
     return any(needle in h.lower() for h in hay)
 
 
 class NodesScreen(TableScreen):
     screen_name = "nodes"
-    reads_briefs = True  # the nodes table: briefs are all it draws
+    reads = "digests"  # the nodes table: a row is a digest
     table_id = "nodes-table"
     filter_placeholder = "filter: host, state, role or label (Esc clears)"
 

@@ -15,7 +15,7 @@ from dashboard.widgets.tiles import NodeTiles
 
 class OverviewScreen(DataScreen):
     screen_name = "overview"
-    reads_briefs = True  # tiles, alerts and totals: briefs are all it draws
+    reads = "digests"  # tiles, alerts and totals: digests are all it draws
 
     DEFAULT_CSS = """
     OverviewScreen NodeTiles { height: 1fr; padding: 1 1 0 1; }

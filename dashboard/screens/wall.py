@@ -270,7 +270,7 @@ class HealthPanel(Static):
 
 class WallScreen(DataScreen):
     screen_name = "wall"
-    reads_briefs = True  # figures, heat grid and bonds: briefs are all it draws
+    reads = "briefs"  # figures, heat grid and bonds: briefs are all it draws
     BINDINGS = [
         Binding("q", "app.quit", "Quit", show=False),
         Binding("ctrl+c", "app.quit", "Quit", show=False, priority=True),

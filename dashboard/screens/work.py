@@ -232,7 +232,7 @@ def summary(state: ClusterState, ledger: Ledger | None) -> Content:
 
 class WorkScreen(DataScreen):
     screen_name = "work"
-    reads_briefs = True  # tasks and cluster payloads: briefs are all it draws
+    reads = "briefs"  # tasks and cluster payloads: briefs are all it draws
 
     BINDINGS = [
         Binding("left_square_bracket", "tab(-1)", "Prev tab", show=False),

@@ -15,7 +15,7 @@ from rich.style import Style
 from rich.text import Text
 from textual.widgets import Static
 
-from collectors.cluster import GPU_BUSY_PCT, hot_c
+from collectors.digest import GPU_BUSY_PCT, hot_c
 from collectors.reader import NodeView
 from dashboard import fmt
 from dashboard.widgets import bigtext

@@ -1,7 +1,7 @@
 """Provides the node tile grid: every node as a small fixed-size tile, drawn with the Line API.
 
 One widget for all tiles (not one widget per node): only the visible lines are drawn, and a tile
-is re-rendered only when its signature (state, snapshot seq, shown age, error) changes, so a
+is re-rendered only when its signature (state, digest seq, shown age, error) changes, so a
 refresh costs O(changed) and 1,000 nodes stay cheap.
 
 Tiles are 4 lines (name, CPU, MEM, GPUs) while the grid needs scrolling; when every node fits
@@ -25,8 +25,9 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from collectors.cluster import GPU_BUSY_PCT, is_hot, node_disk_rates, node_net_rates
+from collectors.digest import GPU_BUSY_PCT, view_digest
 from collectors.reader import NodeView
+from collectors.schema import NodeDigest
 from dashboard import fmt
 from dashboard.widgets.palette import Palette, node_state_severity
 
@@ -77,51 +78,44 @@ def _bar_line(label: str, frac: float | None, shown: str, sev: str, p: Palette, 
     ], TILE_W, len(label) + BAR_W + max(room, len(shown)))
 
 
-def _gpu_line(view: NodeView, p: Palette, grey: bool, ascii: bool) -> Line:
-    gpus = view.snap.gpus if view.snap is not None else None
-    if gpus is None:
+def _gpu_line(d: NodeDigest | None, p: Palette, grey: bool, ascii: bool) -> Line:
+    if d is None or d.gpus is None:
         return _pad([Segment("GPU ", p.dim), Segment(fmt.NA, p["na"])], TILE_W)
-    if not gpus:
+    if not d.gpus:
         return _pad([Segment("GPU ", p.dim), Segment("none", p.dim)], TILE_W)
     chars = fmt.ASCII_SPARKS if ascii else fmt.SPARKS
     top = len(chars) - 1
     lost_ch, lost_style = ("x" if ascii else "✗"), p["stale" if grey else "crit"]
     na, stale, warn, info, ok = p["na"], p["stale"], p["warn"], p["info"], p["ok"]
+    utils = d.gpu_util_pct or []
+    marks = d.gpu_marks or ""
     # One segment per run of cards in the same colour (not one per card): fewer segments to
     # style, crop and compose on every repaint of a 1,000-tile grid.
     runs: list[list[Any]] = []
-    for g in gpus[:10]:  # a mini-bar per card; more than 10 cards fold into "+N"
-        if g.lost:
+    for i in range(min(d.gpus, 10)):  # a mini-bar per card; more than 10 cards fold into "+N"
+        mark = marks[i] if i < len(marks) else "?"
+        u = utils[i] if i < len(utils) else None
+        if mark == "x":
             ch, style = lost_ch, lost_style
-        elif g.util_pct is None:
+        elif u is None:
             ch, style = "?", na
         else:
-            ch = chars[min(top, max(0, round(g.util_pct / 100 * top)))]
+            ch = chars[min(top, max(0, round(u / 100 * top)))]
             if grey:
                 style = stale
-            elif is_hot(g):
+            elif mark == "h":
                 style = warn
             else:
-                style = info if g.util_pct >= GPU_BUSY_PCT else ok
+                style = info if u >= GPU_BUSY_PCT else ok
         if runs and runs[-1][1] is style:
             runs[-1][0] += ch
         else:
             runs.append([ch, style])
     segs: Line = [Segment("GPU ", p.dim), *(Segment(text, style) for text, style in runs)]
-    if len(gpus) > 10:
-        segs.append(Segment(f"+{len(gpus) - 10}", p.dim))
-    used = total = 0
-    known = False
-    for g in gpus:
-        if g.lost:
-            continue
-        if g.mem_used_bytes is None or g.mem_total_bytes is None:
-            known = False
-            break
-        used += g.mem_used_bytes
-        total += g.mem_total_bytes
-        known = True
-    vram = fmt.pct(100 * used / total) if known and total else fmt.NA
+    if d.gpus > 10:
+        segs.append(Segment(f"+{d.gpus - 10}", p.dim))
+    total = d.vram_total_bytes
+    vram = fmt.pct(100 * (d.vram_used_bytes or 0) / total) if total and not d.vram_partial else fmt.NA
     right = [Segment("vram ", p.dim), Segment(vram, p["na"] if vram == fmt.NA else (p["stale"] if grey else p.plain))]
     return _two_sided(segs, right, TILE_W)
 
@@ -134,37 +128,31 @@ def _pair(a: float | None, b: float | None, marks: tuple[str, str], p: Palette, 
             Segment(fmt.brief_rate(b), style)]
 
 
-def _roomy_lines(view: NodeView, p: Palette, grey: bool, ascii: bool) -> list[Line]:
+def _roomy_lines(d: NodeDigest | None, p: Palette, grey: bool, ascii: bool) -> list[Line]:
     """The four extra lines of a tall tile: load/uptime, network (+ bonds), disks, GPU heat/power."""
-    snap = view.snap
-    s = snap.system if snap is not None else None
-    load = fmt.num(s.load1, 2) if s is not None else fmt.NA
-    up = fmt.duration(s.uptime_s) if s is not None else fmt.NA
+    load = fmt.num(d.load1, 2) if d is not None else fmt.NA
+    up = fmt.duration(d.uptime_s) if d is not None else fmt.NA
     value = p["stale"] if grey else p.plain
     lines = [_two_sided([Segment("load ", p.dim), Segment(load, p["na"] if load == fmt.NA else value)],
                         [Segment("up ", p.dim), Segment(up, p["na"] if up == fmt.NA else value)], TILE_W)]
-    bonds = snap.bonds if snap is not None else None
     net_label = [Segment("net", p.dim)]
-    if bonds:
-        bad = any(b.degraded for b in bonds)
-        if any(b.slaves is None for b in bonds):  # slaves unreadable: unknown, not "0/0"
+    if d is not None and d.bonds:
+        if d.bond_slaves is None or d.bond_slaves_ok is None:  # slaves unreadable: unknown, not "0/0"
             count, style = fmt.NA, p["na"]
         else:
-            ok = sum(1 for b in bonds for x in b.slaves or () if x.ok)
-            count = f"{ok}/{sum(len(b.slaves or ()) for b in bonds)}"
-            style = p["stale"] if grey else p["warn" if bad else "ok"]
+            count = f"{d.bond_slaves_ok}/{d.bond_slaves}"
+            style = p["stale"] if grey else p["warn" if d.bonds_degraded else "ok"]
         net_label = [Segment("bond ", p.dim), Segment(count, style)]
     arrows = ("v", "^") if ascii else ("↓", "↑")
-    lines.append(_two_sided(net_label, _pair(*node_net_rates(s), arrows, p, grey), TILE_W))
-    lines.append(_two_sided([Segment("disk", p.dim)], _pair(*node_disk_rates(s), ("r ", "w "), p, grey), TILE_W))
-    gpus = [g for g in (snap.gpus or ()) if not g.lost] if snap is not None else []
-    if gpus:
-        temps = [g.temp_c for g in gpus if g.temp_c is not None]
-        hot = max(temps) if temps else None
-        powers = [g.power_mw for g in gpus if g.power_mw is not None]
-        hot_style = p["na"] if hot is None else (p["stale"] if grey else (p["warn"] if any(map(is_hot, gpus)) else p.plain))
+    rx, tx = (d.net_rx_bytes_s, d.net_tx_bytes_s) if d is not None else (None, None)
+    dr, dw = (d.disk_read_bytes_s, d.disk_write_bytes_s) if d is not None else (None, None)
+    lines.append(_two_sided(net_label, _pair(rx, tx, arrows, p, grey), TILE_W))
+    lines.append(_two_sided([Segment("disk", p.dim)], _pair(dr, dw, ("r ", "w "), p, grey), TILE_W))
+    if d is not None and d.gpus and d.gpus > d.gpus_lost:
+        hot = d.gpu_temp_max_c
+        hot_style = p["na"] if hot is None else (p["stale"] if grey else (p["warn"] if d.gpus_hot else p.plain))
         lines.append(_two_sided([Segment("hot ", p.dim), Segment(fmt.temp(hot), hot_style)],
-                                [Segment(fmt.watts(sum(powers) if powers else None), value if powers else p["na"])],
+                                [Segment(fmt.watts(d.power_mw), value if d.power_mw is not None else p["na"])],
                                 TILE_W))
     else:
         lines.append(_pad([], TILE_W))
@@ -193,30 +181,28 @@ def render_tile(view: NodeView, p: Palette, *, selected: bool = False, unreachab
                 _pad([Segment(f"last seen {seen} ago", p["crit"])], TILE_W),
                 _pad([Segment(f"at {fmt.clock(view.last_seen_ts)}", p["stale"])], TILE_W),
                 *[_pad([], TILE_W) for _ in range((TILE_H_ROOMY if roomy else TILE_H) - 3)]]
-    snap = view.snap
-    sysinfo = snap.system if snap is not None else None
-    cpu = sysinfo.cpu.util_pct if sysinfo is not None and sysinfo.cpu is not None else None
-    mem = sysinfo.mem if sysinfo is not None else None
-    mem_frac = (mem.used_bytes / mem.total_bytes
-                if mem is not None and mem.used_bytes is not None and mem.total_bytes else None)
+    d = view_digest(view)
+    cpu = d.cpu_util_pct if d is not None else None
+    mem_frac = (d.mem_used_bytes / d.mem_total_bytes
+                if d is not None and d.mem_used_bytes is not None and d.mem_total_bytes else None)
     cpu_line = _bar_line("CPU ", None if cpu is None else cpu / 100, fmt.pct(cpu), fmt.severity_of_pct(cpu),
                          p, grey, ascii)
     mem_line = _bar_line("MEM ", mem_frac, fmt.pct(None if mem_frac is None else 100 * mem_frac),
                          fmt.severity_of_pct(None if mem_frac is None else 100 * mem_frac, 85, 95), p, grey, ascii)
-    third = _gpu_line(view, p, grey, ascii)
+    third = _gpu_line(d, p, grey, ascii)
     if state == "bad":
         # The error replaces the CPU line; the rest are the last good values, greyed.
         cpu_line = _pad([Segment(fmt.node_text(view.error or "bad data", TILE_W), p["crit"])], TILE_W)
     if roomy:
-        return [head, cpu_line, mem_line, third, *_roomy_lines(view, p, grey, ascii)]
+        return [head, cpu_line, mem_line, third, *_roomy_lines(d, p, grey, ascii)]
     return [head, cpu_line, mem_line, third]
 
 
 def tile_signature(view: NodeView) -> tuple[Any, ...]:
     """What a tile's pixels depend on: unchanged signature, no re-render."""
-    snap = view.snap
+    d = view_digest(view)
     shown_age = None if view.state == "up" else fmt.age(view.age_s)
-    return (view.state, id(snap), snap.seq if snap else None, shown_age, view.error, view.newer_schema)
+    return (view.state, id(d), d.seq if d else None, shown_age, view.error, view.newer_schema)
 
 
 @dataclass
