@@ -13,7 +13,7 @@ The machine is shared: compare runs made back to back, and prefer p50 when it is
 First ``Reader.read`` alone, reading every full snapshot, every brief (``collectors/brief.py``) and
 digest, and every digest only (``collectors/digest.py``), in the same run; then each screen as the
 app reads for it: at 1,000 nodes the overview and the nodes table read digests, the GPU table
-digests, briefs and the selected node in full. ``--reads digests,briefs,nodigest`` runs the
+digests, the briefs' GPUs and the selected node in full. ``--reads digests,briefs,nodigest`` runs the
 screens again reading briefs, and with agents that publish no digests (the dashboard folding every
 brief, as before digests): baselines in the same run.
 
@@ -222,7 +222,7 @@ async def bench_app(url: str, feed: Feed, n: int, size: tuple[int, int], screen:
                 settled.append((t1 - t0) * 1000)
                 cpu.append((c1 - c0) * 1000)
         st = app.view.state  # what the screen really read
-        reads = "full" if st.full is True else ("briefs" if st.briefs else "digests")
+        reads = "full" if st.full is True else ("gpus" if st.gpus_only else "briefs" if st.briefs else "digests")
     return {"reads": reads, "mode": reads_mode, "read_p50": pct(read, 0.5), "read_p95": pct(read, 0.95), "p50": pct(shown, 0.5),
             "p95": pct(shown, 0.95), "mean": statistics.fmean(shown), "settled_p95": pct(settled, 0.95),
             "cpu_p50": pct(cpu, 0.5), "cpu_p95": pct(cpu, 0.95),

@@ -11,6 +11,8 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from collectors import schema, wire
 from collectors.cluster import Totals, summarize
 from collectors.digest import RULES, digest
@@ -48,6 +50,8 @@ class ClusterState:
     full: bool | frozenset[str] = True
     # Whether every node's brief (or full snapshot) was read; False: the others' digests only.
     briefs: bool = True
+    # Briefs read for their GPUs only (the GPU table): the other sections of those briefs left undecoded.
+    gpus_only: bool = False
 
     def in_full(self, host: str) -> bool:
         """Whether this read asked for ``host``'s full snapshot (a node gone quiet may still show its brief)."""
@@ -88,10 +92,11 @@ class Reader:
         self.no_digest: set[str] = set()
         self._folded: dict[str, tuple[schema.NodeSnapshot, schema.NodeDigest]] = {}
 
-    def read(self, full: bool | Collection[str] = True, briefs: bool = True) -> ClusterState:
+    def read(self, full: bool | Collection[str] = True, briefs: bool = True, gpus_only: bool = False) -> ClusterState:
         """``full=True``: every node's full snapshot. A collection of hosts: every node's digest, full
         snapshots of those hosts, and with ``briefs`` every other node's brief (below ``brief_from``
-        nodes, everything full anyway)."""
+        nodes, everything full anyway); ``gpus_only``: of those briefs only the GPUs (and the envelope)
+        are decoded where the node's digest stands for the rest."""
         t0 = time.perf_counter()
         if full is not True and len(self.known) < self.brief_from:
             full = True
@@ -100,7 +105,9 @@ class Reader:
         index, raw, raw_cluster = self._fetch(want, briefs)
         t1 = time.perf_counter()
         now = self.clock()
-        state = ClusterState(ts=now, fetch_ms=(t1 - t0) * 1000, full=True if want is None else want, briefs=briefs)
+        lean = gpus_only and want is not None and briefs
+        state = ClusterState(ts=now, fetch_ms=(t1 - t0) * 1000, full=True if want is None else want, briefs=briefs,
+                             gpus_only=lean)
         digests, digest_errors = self._digests(index, raw) if want is not None else ({}, {})
         fulls, brief_data = raw["full"], raw["brief"]
         for host, last_seen in index:
@@ -108,7 +115,7 @@ class Reader:
             if brief is not None and full_data is not None and want is not None and host not in want:
                 full_data = None  # read only because the node was new: a brief where briefs were asked
             state.nodes.append(self._node(host, last_seen, full_data, brief, digests.get(host),
-                                          digest_errors.get(host), now, want is None))
+                                          digest_errors.get(host), now, want is None, lean))
         for name, data in zip(wire.CLUSTER_NAMES, raw_cluster, strict=True):
             if data is None:
                 continue
@@ -218,7 +225,7 @@ class Reader:
 
     def _node(self, host: str, last_seen: float, full_data: bytes | None, brief_data: bytes | None,
               fresh_digest: schema.NodeDigest | None, digest_error: str | None, now: float,
-              full_read: bool) -> NodeView:
+              full_read: bool, lean: bool = False) -> NodeView:
         view = NodeView(host=host, state="down", last_seen_ts=last_seen, age_s=max(0.0, now - last_seen))
         # The snapshot: the full one where read, else the brief.
         data, is_brief = (full_data, False) if full_data is not None else (brief_data, brief_data is not None)
@@ -226,10 +233,15 @@ class Reader:
         fresh_snap = None
         if data is not None:
             try:
-                snap = wire.decode(data, schema.NodeSnapshot)
+                # Only a brief's GPUs where the digest stands for the rest; such a cut is not kept
+                # as the node's last brief (a stale node's fallback must be the whole brief).
+                cut = is_brief and lean and fresh_digest is not None and not digest_error
+                snap = _gpus_only(wire.decode(data, _GpusOnly)) if cut else wire.decode(data, schema.NodeSnapshot)
                 if snap.host and snap.host != host:
                     raise wire.WireError(f"payload names host {snap.host!r}")
-                (self.last_brief if is_brief else self.last_good)[host] = fresh_snap = snap
+                if not cut:
+                    (self.last_brief if is_brief else self.last_good)[host] = snap
+                fresh_snap = snap
                 view.brief = is_brief
             except wire.WireError as e:
                 errors.insert(0, str(e))
@@ -278,6 +290,25 @@ class Reader:
         d = digest(snap)
         self._folded[host] = (snap, d)
         return d
+
+
+class _GpusOnly(msgspec.Struct, kw_only=True, gc=False):
+    """A brief decoded for its GPUs: msgspec skips the other sections without building them (1,000
+    8-GPU briefs: ~13 ms instead of ~23)."""
+
+    v: int = schema.SCHEMA_VERSION
+    host: str = ""
+    ts: float = 0.0
+    seq: int = 0
+    interval_s: float = 1.0
+    role: str | None = None
+    labels: dict[str, str] | None = None
+    gpus: list[schema.Gpu] | None = None
+
+
+def _gpus_only(o: _GpusOnly) -> schema.NodeSnapshot:
+    return schema.NodeSnapshot(v=o.v, host=o.host, ts=o.ts, seq=o.seq, interval_s=o.interval_s, role=o.role,
+                               labels=o.labels, gpus=o.gpus)
 
 
 def _text(b: bytes | str) -> str:

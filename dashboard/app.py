@@ -108,7 +108,7 @@ class ClusterTop(App[int]):
         self._refresh_wanted = False
         self._refresh_timer: Timer | None = None
         # What the screen on top reads (DataScreen.needs), set before each read.
-        self._read_need: tuple[bool | frozenset[str], bool] = (True, True)
+        self._read_need: tuple[bool | frozenset[str], bool, bool] = (True, True, False)
         self._ledger_read = False  # a read of briefs for the hidden GPU ledger is due (see _keep_ledger)
         self._previous_state: ClusterState | None = None  # the read before this one, until the repaint
 
@@ -156,12 +156,12 @@ class ClusterTop(App[int]):
         self._refresh_wanted = True
         self._read_wanted.set()
 
-    def _needs(self) -> tuple[bool | frozenset[str], bool]:
+    def _needs(self) -> tuple[bool | frozenset[str], bool, bool]:
         """What the data screen on top (under any dialog) draws from (``DataScreen.needs``)."""
         for screen in reversed(self.screen_stack):
             if isinstance(screen, DataScreen):
                 return screen.needs()
-        return True, True
+        return True, True, False
 
     def _read_loop(self) -> None:
         while True:
@@ -180,7 +180,7 @@ class ClusterTop(App[int]):
             if self._ledger_read and not self._refresh_wanted:
                 self._ledger_read = False
                 try:
-                    state = self.source.read(frozenset(), True)
+                    state = self.source.read(frozenset(), True, True)  # the ledger reads GPUs only
                 except Exception:  # noqa: S112 - the next refresh reports the store's failure
                     continue
                 self.post_message(LedgerRead(state))

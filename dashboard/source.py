@@ -36,12 +36,12 @@ class Source:
             self._reader = Reader(self._client, clock=self.clock)
         return self._reader
 
-    def read(self, full: bool | frozenset[str] = True, briefs: bool = True) -> ClusterState:
+    def read(self, full: bool | frozenset[str] = True, briefs: bool = True, gpus_only: bool = False) -> ClusterState:
         """The whole cluster in one round trip. Raises whatever the client raises (caller reports).
 
         ``full`` and ``briefs``: as ``Reader.read`` (True; or digests for all, full snapshots of these
-        hosts, and with ``briefs`` the others' briefs)."""
-        return self._ensure().read(full, briefs)
+        hosts, with ``briefs`` the others' briefs, with ``gpus_only`` only their GPUs)."""
+        return self._ensure().read(full, briefs, gpus_only)
 
     def history(self, host: str, count: int = HIST_COUNT) -> list[schema.HistPoint]:
         """The newest ``count`` history points of ``host``, oldest first; undecodable entries skipped."""

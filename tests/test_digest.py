@@ -145,3 +145,44 @@ async def test_the_hidden_gpu_ledger_gets_a_read_of_its_own_beside_a_digest_over
         # Built from the briefs' GPUs (a digest-only state has no GPU processes to build it from).
         total = app.view.state.totals.gpus_total
         assert app.ledger is not None and total and app.ledger.cluster.gpus_seen == total
+
+
+def test_the_gpu_table_reads_the_briefs_gpus_only_and_draws_the_same_rows(redis_server: Any) -> None:
+    from dashboard.history import TotalsHistory
+    from dashboard.screens.gpus import GpusScreen, gpu_row
+    from dashboard.screens.wall import WallScreen
+    from dashboard.view import View
+    from dashboard.widgets.palette import Palette
+
+    c = redis_server.client()
+    snaps, _ = troubled(nodes=30)
+    publish_all(c, snaps)
+    old = snaps[0].host
+    c.delete(wire.digest_key(old))  # an agent from before digests: its brief is folded, so read whole
+    reader = Reader(c, clock=lambda: b.NOW + 0.5, brief_from=0)
+    reader.read(frozenset())
+    whole = reader.read(frozenset())
+    lean = reader.read(frozenset(), gpus_only=True)
+    assert lean.gpus_only and not whole.gpus_only
+    p = Palette({})
+    rows = 0
+    for w, n in zip(whole.nodes, lean.nodes, strict=True):
+        assert w.state == n.state == "up" and w.snap is not None and n.snap is not None
+        assert n.snap.gpus == w.snap.gpus and n.digest == w.digest
+        assert (n.snap.system is not None) == (n.host == old)  # the rest left undecoded where a digest stands for it
+        for g in n.snap.gpus or ():
+            assert [x.plain for x in gpu_row(n, g, p, False)] == [x.plain for x in gpu_row(w, g, p, False)]
+            rows += 1
+    assert rows > 50
+    same_totals(lean.totals, whole.totals)
+    # A cut brief is not kept as the node's last one: a node gone quiet falls back to its whole brief.
+    gone = snaps[1].host
+    c.delete(wire.node_key(gone), wire.brief_key(gone), wire.digest_key(gone))
+    v = reader.read(frozenset()).node(gone)
+    assert v is not None and v.state == "stale" and v.snap is not None and v.snap.system is not None
+    # The wall needs whole briefs: a GPU-table read does not cover it, and it covers the GPU table.
+    def view(state: Any) -> View:
+        return View(history=TotalsHistory(1.0), state=state)
+
+    assert GpusScreen().covered(view(lean)) and not WallScreen().covered(view(lean))
+    assert GpusScreen().covered(view(whole)) and WallScreen().covered(view(whole))

@@ -22,7 +22,8 @@ from dashboard.widgets.header import ClusterHeader, status_line
 class DataScreen(Screen[None]):
     screen_name = "screen"
     #: What the screen draws from, for every node: "full" snapshots (the default, always safe),
-    #: "briefs" (``collectors.brief``) or "digests" (``collectors.digest``: tiles, node rows, totals).
+    #: "briefs" (``collectors.brief``), "gpus" (the briefs' GPUs only) or "digests"
+    #: (``collectors.digest``: tiles, node rows, totals).
     reads = "full"
 
     def __init__(self) -> None:
@@ -53,18 +54,20 @@ class DataScreen(Screen[None]):
         those in full (a node's screen, the GPU table's selection) and the rest as ``reads`` says."""
         return True if self.reads == "full" else frozenset()
 
-    def needs(self) -> tuple[bool | frozenset[str], bool]:
-        """The read this screen draws from: (full snapshots, whether every other node's brief)."""
-        return self.full_hosts(), self.reads != "digests"
+    def needs(self) -> tuple[bool | frozenset[str], bool, bool]:
+        """The read this screen draws from: (full snapshots, whether every other node's brief, whether
+        of those briefs their GPUs only)."""
+        return self.full_hosts(), self.reads != "digests", self.reads == "gpus"
 
     def covered(self, view: View) -> bool:
         """Whether ``view``'s read holds everything this screen draws (briefs are not detail, digests
         not briefs)."""
         if view.state is None or view.state.full is True:
             return True
-        have = view.state.full
-        need, briefs = self.needs()
-        return need is not True and need <= have and (view.state.briefs or not briefs)
+        st = view.state
+        need, briefs, gpus_only = self.needs()
+        return (need is not True and need <= st.full and (st.briefs or not briefs)
+                and (gpus_only or not st.gpus_only))
 
     def show(self, view: View, force: bool = False) -> None:
         if view.version == self._drawn and not force:

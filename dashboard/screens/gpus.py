@@ -144,7 +144,7 @@ def matches(v: NodeView, g: schema.Gpu, needle: str) -> bool:
 
 class GpusScreen(TableScreen):
     screen_name = "gpus"
-    reads = "briefs"  # every GPU's row (the full_hosts below add the selection's processes)
+    reads = "gpus"  # every GPU's row: the briefs' GPUs (full_hosts adds the selection's processes)
     table_id = "gpus-table"
     filter_placeholder = "filter: node, GPU model or user (Esc clears)"
     # Job control on the process table (dashboard/actions.py asks, confirms, re-checks, audits).
