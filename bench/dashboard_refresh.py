@@ -123,9 +123,9 @@ def settle_gc(policy: str) -> None:
 
 
 def bench_reader(url: str, feed: Feed, n: int, full: bool | frozenset[str] = True,
-                 policy: str = "idle", briefs: bool = True) -> dict[str, float]:
+                 policy: str = "idle", rest: str = "briefs") -> dict[str, float]:
     """``Reader.read`` alone: full snapshots (``full=True``), briefs and digests (``frozenset()``), or
-    digests only (``frozenset()``, ``briefs=False``)."""
+    digests only (``frozenset()``, ``rest="digests"``)."""
     reader = Reader(redis.Redis.from_url(url), brief_from=0)  # briefs when asked, at any size
     reader.read()  # the first read learns the node list (one extra MGET, once)
     settle_gc(policy)
@@ -133,7 +133,7 @@ def bench_reader(url: str, feed: Feed, n: int, full: bool | frozenset[str] = Tru
     for _ in range(n):
         feed.tick()
         t0 = time.perf_counter()
-        st = reader.read(full, briefs)
+        st = reader.read(full, rest)
         total.append((time.perf_counter() - t0) * 1000)
         if st.fetch_ms is not None and st.decode_ms is not None:  # else not timed: left out, not 0
             fetch.append(st.fetch_ms)
@@ -222,7 +222,7 @@ async def bench_app(url: str, feed: Feed, n: int, size: tuple[int, int], screen:
                 settled.append((t1 - t0) * 1000)
                 cpu.append((c1 - c0) * 1000)
         st = app.view.state  # what the screen really read
-        reads = "full" if st.full is True else ("gpus" if st.gpus_only else "briefs" if st.briefs else "digests")
+        reads = "full" if st.full is True else st.rest
     return {"reads": reads, "mode": reads_mode, "read_p50": pct(read, 0.5), "read_p95": pct(read, 0.95), "p50": pct(shown, 0.5),
             "p95": pct(shown, 0.95), "mean": statistics.fmean(shown), "settled_p95": pct(settled, 0.95),
             "cpu_p50": pct(cpu, 0.5), "cpu_p95": pct(cpu, 0.95),
@@ -305,7 +305,7 @@ def main() -> int:
             feed.tick()
             r = bench_reader(url, feed, n, policy=policies[0])
             rb = bench_reader(url, feed, n, frozenset(), policy=policies[0])
-            rd = bench_reader(url, feed, n, frozenset(), policy=policies[0], briefs=False)
+            rd = bench_reader(url, feed, n, frozenset(), policy=policies[0], rest="digests")
             print(f"  {nodes} nodes Reader.read p50: full {r['read_p50']:.1f} ms, briefs {rb['read_p50']:.1f} ms, "
                   f"digests {rd['read_p50']:.1f} ms", file=sys.stderr)
             hosts = feed.hosts()

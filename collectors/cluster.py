@@ -81,7 +81,7 @@ def summarize(nodes: list[NodeView], cluster: dict[str, schema.ClusterPayload] |
                 down += 1
             continue
         up += 1
-        d = n.digest if n.digest is not None else view_digest(n)
+        d = view_digest(n)
         if d is None:
             continue
         count = d.cpu_count
@@ -188,7 +188,7 @@ def alerts(nodes: list[NodeView], cluster: dict[str, schema.ClusterPayload] | No
             continue
         if state == "bad":
             add(Alert("warning", "node", n.host, n.host, n.error or "bad data"))
-        d = n.digest if n.digest is not None else view_digest(n)
+        d = view_digest(n)
         if d is not None and d.alerts:
             host = n.host
             for a in d.alerts:  # a digest is node data: an unknown severity word is a warning

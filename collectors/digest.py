@@ -139,41 +139,41 @@ def node_alerts(snap: schema.NodeSnapshot) -> list[schema.DigestAlert]:
     """What a node's own snapshot says is wrong (the node's up/stale/down state is the reader's)."""
     out: list[schema.DigestAlert] = []
 
-    def add(severity: str, source: str, subject: str, message: str) -> None:
+    def alert(severity: str, source: str, subject: str, message: str) -> None:
         out.append(schema.DigestAlert(severity=severity, source=source, subject=subject, message=message))
 
     for name in sorted(name for name, st in snap.collectors.items() if not st.ok and st.error):
-        add("warning", "collector", name, f"collector {name} failing: {snap.collectors[name].error}")
+        alert("warning", "collector", name, f"collector {name} failing: {snap.collectors[name].error}")
     for g in snap.gpus or ():
         subject = f"gpu{g.index}"
         if g.lost:
-            add("critical", "gpu", subject, f"GPU {g.index} lost: {g.error or 'fell off the bus'}")
+            alert("critical", "gpu", subject, f"GPU {g.index} lost: {g.error or 'fell off the bus'}")
             continue
         if is_hot(g):
-            add("warning", "gpu", subject, f"GPU {g.index} hot: {g.temp_c} °C")
+            alert("warning", "gpu", subject, f"GPU {g.index} hot: {g.temp_c} °C")
         if g.ecc_uncorrected:
-            add("critical", "gpu", subject, f"GPU {g.index}: {g.ecc_uncorrected} uncorrected ECC errors")
+            alert("critical", "gpu", subject, f"GPU {g.index}: {g.ecc_uncorrected} uncorrected ECC errors")
         reasons = g.throttle_reasons
         if reasons and not _HW_THROTTLE.isdisjoint(reasons):
-            add("warning", "gpu", subject, f"GPU {g.index} throttled: {', '.join(reasons)}")
+            alert("warning", "gpu", subject, f"GPU {g.index} throttled: {', '.join(reasons)}")
     for b in snap.bonds or ():
         if b.degraded:
             why = "; ".join(b.problems or []) or "degraded"
-            add("warning" if any(s.ok for s in b.slaves or ()) else "critical", "bond", b.name,
+            alert("warning" if any(s.ok for s in b.slaves or ()) else "critical", "bond", b.name,
                 f"bond {b.name} degraded: {why}")
     for m in snap.netmounts or ():
         kind = m.fstype or "mount"
         if m.state == "hung":
-            add("critical", "mount", m.mountpoint, f"{kind} {m.mountpoint} hung")
+            alert("critical", "mount", m.mountpoint, f"{kind} {m.mountpoint} hung")
         elif m.state == "slow":
             lat = f"{m.latency_ms:.0f} ms" if m.latency_ms is not None else "slow"
-            add("warning", "mount", m.mountpoint, f"{kind} {m.mountpoint} slow ({lat})")
+            alert("warning", "mount", m.mountpoint, f"{kind} {m.mountpoint} slow ({lat})")
         elif m.error:
-            add("warning", "mount", m.mountpoint, f"{kind} {m.mountpoint}: {m.error}")
+            alert("warning", "mount", m.mountpoint, f"{kind} {m.mountpoint}: {m.error}")
     system = snap.system
     for fs in (system.filesystems or ()) if system is not None else ():
         if fs.total_bytes and fs.used_bytes is not None and fs.used_bytes / fs.total_bytes >= 0.95:
-            add("warning", "disk", fs.mountpoint, f"filesystem {fs.mountpoint} {100 * fs.used_bytes / fs.total_bytes:.0f}% full")
+            alert("warning", "disk", fs.mountpoint, f"filesystem {fs.mountpoint} {100 * fs.used_bytes / fs.total_bytes:.0f}% full")
     return out
 
 

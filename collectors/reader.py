@@ -32,7 +32,7 @@ class NodeView:
     newer_schema: bool = False
     brief: bool = False  # ``snap`` is a brief (collectors.brief): absent detail is not unknown detail
     # The node folded (collectors.digest): as its agent published it, or folded here from ``snap``.
-    # Digest-only reads leave ``snap`` at the last snapshot read, possibly none (see ClusterState).
+    # A node up in a digest-only read has no ``snap`` (see ClusterState.rest).
     digest: schema.NodeDigest | None = None
 
 
@@ -48,10 +48,13 @@ class ClusterState:
     error: str | None = None  # the store itself is unreachable
     # What this read holds in full: True = every node; else the hosts read full (briefs for the rest).
     full: bool | frozenset[str] = True
-    # Whether every node's brief (or full snapshot) was read; False: the others' digests only.
-    briefs: bool = True
-    # Briefs read for their GPUs only (the GPU table): the other sections of those briefs left undecoded.
-    gpus_only: bool = False
+    # What was read of the nodes not read in full (every node's digest is read either way): "briefs",
+    # "gpus" (the briefs' GPUs only, the GPU table) or "digests" (nothing more).
+    rest: str = "briefs"
+
+    def has(self, rest: str) -> bool:
+        """Whether this read holds ``rest`` for every node (briefs hold their GPUs and digests)."""
+        return self.full is True or REST_LEVELS.index(self.rest) >= REST_LEVELS.index(rest)
 
     def in_full(self, host: str) -> bool:
         """Whether this read asked for ``host``'s full snapshot (a node gone quiet may still show its brief)."""
@@ -64,6 +67,8 @@ class ClusterState:
         return None
 
 
+#: What a read may hold of the nodes not read in full, least first.
+REST_LEVELS = ("digests", "gpus", "briefs")
 KINDS = ("digest", "brief", "full")
 KEYS = {"digest": wire.digest_key, "brief": wire.brief_key, "full": wire.node_key}
 
@@ -90,24 +95,25 @@ class Reader:
         # Hosts without a usable digest at the last read (an agent from before digests or with older
         # rules, or a node gone quiet): their brief (or full snapshot) is read and folded here instead.
         self.no_digest: set[str] = set()
-        self._folded: dict[str, tuple[schema.NodeSnapshot, schema.NodeDigest]] = {}
 
-    def read(self, full: bool | Collection[str] = True, briefs: bool = True, gpus_only: bool = False) -> ClusterState:
+    def read(self, full: bool | Collection[str] = True, rest: str = "briefs") -> ClusterState:
         """``full=True``: every node's full snapshot. A collection of hosts: every node's digest, full
-        snapshots of those hosts, and with ``briefs`` every other node's brief (below ``brief_from``
-        nodes, everything full anyway); ``gpus_only``: of those briefs only the GPUs (and the envelope)
-        are decoded where the node's digest stands for the rest."""
+        snapshots of those hosts, and of every other node ``rest`` (REST_LEVELS): its brief, its brief's
+        GPUs only (decoded where its digest stands for the rest), or nothing more. Below ``brief_from``
+        nodes, everything full anyway."""
         t0 = time.perf_counter()
         if full is not True and len(self.known) < self.brief_from:
             full = True
         want: frozenset[str] | None = None if full is True else frozenset(full)  # type: ignore[arg-type]
-        briefs = briefs or want is None
-        index, raw, raw_cluster = self._fetch(want, briefs)
+        if rest not in REST_LEVELS:
+            raise ValueError(f"rest must be one of {REST_LEVELS}, not {rest!r}")
+        if want is None:
+            rest = "briefs"
+        index, raw, raw_cluster = self._fetch(want, rest != "digests")
         t1 = time.perf_counter()
         now = self.clock()
-        lean = gpus_only and want is not None and briefs
-        state = ClusterState(ts=now, fetch_ms=(t1 - t0) * 1000, full=True if want is None else want, briefs=briefs,
-                             gpus_only=lean)
+        lean = want is not None and rest == "gpus"
+        state = ClusterState(ts=now, fetch_ms=(t1 - t0) * 1000, full=True if want is None else want, rest=rest)
         digests, digest_errors = self._digests(index, raw) if want is not None else ({}, {})
         fulls, brief_data = raw["full"], raw["brief"]
         for host, last_seen in index:
@@ -128,7 +134,7 @@ class Reader:
         state.decode_ms = (time.perf_counter() - t1) * 1000
         # Forget what was cached of nodes removed from the index.
         listed = {h for h, _ in index}
-        for cache in (self.last_good, self.last_brief, self.last_digest, self._folded):
+        for cache in (self.last_good, self.last_brief, self.last_digest):
             for h in [h for h in cache if h not in listed]:
                 del cache[h]
         self.no_brief &= listed
@@ -235,7 +241,7 @@ class Reader:
             try:
                 # Only a brief's GPUs where the digest stands for the rest; such a cut is not kept
                 # as the node's last brief (a stale node's fallback must be the whole brief).
-                cut = is_brief and lean and fresh_digest is not None and not digest_error
+                cut = is_brief and lean and fresh_digest is not None
                 snap = _gpus_only(wire.decode(data, _GpusOnly)) if cut else wire.decode(data, schema.NodeSnapshot)
                 if snap.host and snap.host != host:
                     raise wire.WireError(f"payload names host {snap.host!r}")
@@ -258,11 +264,12 @@ class Reader:
         if fresh_digest is not None:
             view.digest = fresh_digest
         elif fresh_snap is not None:
-            view.digest = self._fold(host, fresh_snap)
-        else:  # the newest of the last digest and a fold of the snapshot kept
-            last = self.last_digest.get(host)
-            folded = self._fold(host, view.snap) if view.snap is not None else None
-            view.digest = folded if last is None or (folded is not None and folded.ts > last.ts) else last
+            view.digest = digest(fresh_snap)
+        else:
+            # Nothing fresh: the node's last digest. It is never older than the snapshot kept above,
+            # since whenever a snapshot was kept its digest was kept in the same call; and it is the
+            # same object read after read, so a stale node's tile is not redrawn every time.
+            view.digest = self.last_digest.get(host)
         if view.digest is not None:
             self.last_digest[host] = view.digest
             view.age_s = max(0.0, now - view.digest.ts)
@@ -281,15 +288,6 @@ class Reader:
         else:
             view.state = "down"
         return view
-
-    def _fold(self, host: str, snap: schema.NodeSnapshot) -> schema.NodeDigest:
-        """``digest(snap)``, folded once per snapshot (a stale node's tile is not redrawn every read)."""
-        kept = self._folded.get(host)
-        if kept is not None and kept[0] is snap:
-            return kept[1]
-        d = digest(snap)
-        self._folded[host] = (snap, d)
-        return d
 
 
 class _GpusOnly(msgspec.Struct, kw_only=True, gc=False):

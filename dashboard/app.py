@@ -108,8 +108,8 @@ class ClusterTop(App[int]):
         self._refresh_wanted = False
         self._refresh_timer: Timer | None = None
         # What the screen on top reads (DataScreen.needs), set before each read.
-        self._read_need: tuple[bool | frozenset[str], bool, bool] = (True, True, False)
-        self._ledger_read = False  # a read of briefs for the hidden GPU ledger is due (see _keep_ledger)
+        self._read_need: tuple[bool | frozenset[str], str] = (True, "briefs")
+        self._ledger_read = False  # a read of GPUs for the hidden GPU ledger is due (see _keep_ledger)
         self._previous_state: ClusterState | None = None  # the read before this one, until the repaint
 
     # -- start-up -------------------------------------------------------------------------------
@@ -156,12 +156,12 @@ class ClusterTop(App[int]):
         self._refresh_wanted = True
         self._read_wanted.set()
 
-    def _needs(self) -> tuple[bool | frozenset[str], bool, bool]:
+    def _needs(self) -> tuple[bool | frozenset[str], str]:
         """What the data screen on top (under any dialog) draws from (``DataScreen.needs``)."""
         for screen in reversed(self.screen_stack):
             if isinstance(screen, DataScreen):
                 return screen.needs()
-        return True, True, False
+        return True, "briefs"
 
     def _read_loop(self) -> None:
         while True:
@@ -180,7 +180,7 @@ class ClusterTop(App[int]):
             if self._ledger_read and not self._refresh_wanted:
                 self._ledger_read = False
                 try:
-                    state = self.source.read(frozenset(), True, True)  # the ledger reads GPUs only
+                    state = self.source.read(frozenset(), "gpus")  # the ledger reads GPUs only
                 except Exception:  # noqa: S112 - the next refresh reports the store's failure
                     continue
                 self.post_message(LedgerRead(state))
@@ -220,7 +220,7 @@ class ClusterTop(App[int]):
     def _keep_ledger(self, state: ClusterState) -> None:
         if "kubernetes" not in state.cluster or not self._ledger_due(state.ts):
             return
-        if state.briefs:
+        if state.has("gpus"):
             self.ledger = update_ledger(self.ledger_tracker, state)
         elif not self._stopping:
             # A digest-only read (the overview) has no GPU processes: the ledger gets a read of its

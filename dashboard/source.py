@@ -36,12 +36,12 @@ class Source:
             self._reader = Reader(self._client, clock=self.clock)
         return self._reader
 
-    def read(self, full: bool | frozenset[str] = True, briefs: bool = True, gpus_only: bool = False) -> ClusterState:
+    def read(self, full: bool | frozenset[str] = True, rest: str = "briefs") -> ClusterState:
         """The whole cluster in one round trip. Raises whatever the client raises (caller reports).
 
         ``full`` and ``briefs``: as ``Reader.read`` (True; or digests for all, full snapshots of these
-        hosts, with ``briefs`` the others' briefs, with ``gpus_only`` only their GPUs)."""
-        return self._ensure().read(full, briefs, gpus_only)
+        hosts, and ``rest`` of the others: briefs, their GPUs only, or nothing more)."""
+        return self._ensure().read(full, rest)
 
     def history(self, host: str, count: int = HIST_COUNT) -> list[schema.HistPoint]:
         """The newest ``count`` history points of ``host``, oldest first; undecodable entries skipped."""

@@ -230,7 +230,7 @@ async def test_app_reads_briefs_on_the_overview_and_full_data_for_detail(redis_s
         await b.wait_reads(pilot)
         assert app.view.state.full == frozenset()
         app.refresh_now()  # the first read took every payload of nodes it had not seen; then digests only
-        await b.wait_until(pilot, lambda: app.view.state.briefs is False, "digests on the overview")
+        await b.wait_until(pilot, lambda: app.view.state.rest == "digests", "digests on the overview")
         assert all(v.state == "up" and v.snap is None and v.digest is not None for v in app.view.state.nodes)
         assert app.view.state.totals.gpus_total == 3 and app.view.state.totals.gpus_busy == 3
         assert "gpu-01" in app.export_screenshot()

@@ -48,11 +48,11 @@ def test_a_digest_only_read_gives_the_totals_and_alerts_of_a_full_read(redis_ser
     full = Reader(c, clock=lambda: b.NOW + 0.5, brief_from=0).read(True)
     pool = redis.ConnectionPool.from_url(redis_server.url, connection_class=CountingConnection)
     reader = Reader(redis.Redis(connection_pool=pool), clock=lambda: b.NOW + 0.5, brief_from=0)
-    reader.read(frozenset(), briefs=False)  # the first read learns the nodes
+    reader.read(frozenset(), "digests")  # the first read learns the nodes
     CountingConnection.sends = 0
-    st = reader.read(frozenset(), briefs=False)
+    st = reader.read(frozenset(), "digests")
     assert CountingConnection.sends == 1  # steady state: one round trip
-    assert st.briefs is False and st.full == frozenset()
+    assert st.rest == "digests" and st.full == frozenset()
     assert all(v.state == "up" and v.snap is None and v.digest is not None for v in st.nodes)
     assert not reader.no_digest
     same_totals(st.totals, full.totals)
@@ -81,8 +81,8 @@ def test_agents_without_a_usable_digest_are_folded_from_their_briefs(redis_serve
     c.set(wire.digest_key(stale_rules), wire.encode(wrong))
     pool = redis.ConnectionPool.from_url(redis_server.url, connection_class=CountingConnection)
     reader = Reader(redis.Redis(connection_pool=pool), clock=lambda: b.NOW + 0.5, brief_from=0)
-    reader.read(frozenset(), briefs=False)
-    st = reader.read(frozenset(), briefs=False)
+    reader.read(frozenset(), "digests")
+    st = reader.read(frozenset(), "digests")
     assert reader.no_digest == {old, stale_rules}
     for h in (old, stale_rules):
         v = st.node(h)
@@ -90,12 +90,12 @@ def test_agents_without_a_usable_digest_are_folded_from_their_briefs(redis_serve
     same_totals(st.totals, want)
     assert not [a for a in alerts(st.nodes) if a.message == "old rule"]
     CountingConnection.sends = 0
-    reader.read(frozenset(), briefs=False)
+    reader.read(frozenset(), "digests")
     assert CountingConnection.sends == 1  # their briefs are in the one pipeline now
     # The agent upgraded: its digest is read again, its brief no longer.
     Publisher(c, old, 600.0).publish(snaps[0])
-    reader.read(frozenset(), briefs=False)
-    assert old not in reader.no_digest and reader.read(frozenset(), briefs=False).node(old).snap is None  # type: ignore[union-attr]
+    reader.read(frozenset(), "digests")
+    assert old not in reader.no_digest and reader.read(frozenset(), "digests").node(old).snap is None  # type: ignore[union-attr]
 
 
 def test_garbage_in_a_digest_makes_that_node_bad_and_no_other(redis_server: Any) -> None:
@@ -108,8 +108,8 @@ def test_garbage_in_a_digest_makes_that_node_bad_and_no_other(redis_server: Any)
     odd.alerts = [schema.DigestAlert(severity="apocalyptic", source="gpu", subject="gpu0", message="[b]hot[/b]")]
     c.set(wire.digest_key("gpu-03"), wire.encode(odd))
     reader = Reader(c, clock=lambda: b.NOW + 0.5, brief_from=0)
-    reader.read(frozenset(), briefs=False)
-    st = reader.read(frozenset(), briefs=False)
+    reader.read(frozenset(), "digests")
+    st = reader.read(frozenset(), "digests")
     by = {v.host: v for v in st.nodes}
     assert by["gpu-01"].state == "bad" and "digest: not a clustertop payload" in (by["gpu-01"].error or "")
     assert by["gpu-02"].state == "bad" and "payload names host 'somebody-else'" in (by["gpu-02"].error or "")
@@ -139,9 +139,9 @@ async def test_the_hidden_gpu_ledger_gets_a_read_of_its_own_beside_a_digest_over
     async with app.run_test(size=(160, 50)) as pilot:
         await b.wait_reads(pilot)
         app.refresh_now()
-        await b.wait_until(pilot, lambda: app.view.state.briefs is False, "digests on the overview")
+        await b.wait_until(pilot, lambda: app.view.state.rest == "digests", "digests on the overview")
         await b.wait_until(pilot, lambda: app.ledger is not None, "the ledger's own read")
-        assert app.view.state.briefs is False  # the overview's reads stayed digest-only
+        assert app.view.state.rest == "digests"  # the overview's reads stayed digest-only
         # Built from the briefs' GPUs (a digest-only state has no GPU processes to build it from).
         total = app.view.state.totals.gpus_total
         assert app.ledger is not None and total and app.ledger.cluster.gpus_seen == total
@@ -162,8 +162,8 @@ def test_the_gpu_table_reads_the_briefs_gpus_only_and_draws_the_same_rows(redis_
     reader = Reader(c, clock=lambda: b.NOW + 0.5, brief_from=0)
     reader.read(frozenset())
     whole = reader.read(frozenset())
-    lean = reader.read(frozenset(), gpus_only=True)
-    assert lean.gpus_only and not whole.gpus_only
+    lean = reader.read(frozenset(), "gpus")
+    assert lean.rest == "gpus" and whole.rest == "briefs"
     p = Palette({})
     rows = 0
     for w, n in zip(whole.nodes, lean.nodes, strict=True):

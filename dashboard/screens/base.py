@@ -54,20 +54,18 @@ class DataScreen(Screen[None]):
         those in full (a node's screen, the GPU table's selection) and the rest as ``reads`` says."""
         return True if self.reads == "full" else frozenset()
 
-    def needs(self) -> tuple[bool | frozenset[str], bool, bool]:
-        """The read this screen draws from: (full snapshots, whether every other node's brief, whether
-        of those briefs their GPUs only)."""
-        return self.full_hosts(), self.reads != "digests", self.reads == "gpus"
+    def needs(self) -> tuple[bool | frozenset[str], str]:
+        """The read this screen draws from: (full snapshots, what of the other nodes: ``Reader.read``'s
+        ``rest``)."""
+        return self.full_hosts(), "briefs" if self.reads == "full" else self.reads
 
     def covered(self, view: View) -> bool:
         """Whether ``view``'s read holds everything this screen draws (briefs are not detail, digests
         not briefs)."""
         if view.state is None or view.state.full is True:
             return True
-        st = view.state
-        need, briefs, gpus_only = self.needs()
-        return (need is not True and need <= st.full and (st.briefs or not briefs)
-                and (gpus_only or not st.gpus_only))
+        need, rest = self.needs()
+        return need is not True and need <= view.state.full and view.state.has(rest)
 
     def show(self, view: View, force: bool = False) -> None:
         if view.version == self._drawn and not force:

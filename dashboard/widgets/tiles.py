@@ -114,8 +114,8 @@ def _gpu_line(d: NodeDigest | None, p: Palette, grey: bool, ascii: bool) -> Line
     segs: Line = [Segment("GPU ", p.dim), *(Segment(text, style) for text, style in runs)]
     if d.gpus > 10:
         segs.append(Segment(f"+{d.gpus - 10}", p.dim))
-    total = d.vram_total_bytes
-    vram = fmt.pct(100 * (d.vram_used_bytes or 0) / total) if total and not d.vram_partial else fmt.NA
+    used, total = d.vram_used_bytes, d.vram_total_bytes
+    vram = fmt.pct(100 * used / total) if used is not None and total and not d.vram_partial else fmt.NA
     right = [Segment("vram ", p.dim), Segment(vram, p["na"] if vram == fmt.NA else (p["stale"] if grey else p.plain))]
     return _two_sided(segs, right, TILE_W)
 
