@@ -51,12 +51,22 @@ class Tmux:
         self._tmux("send-keys", "-t", "t", *keys)
 
     def wait_for(self, cond: Callable[[str], bool], what: str, tries: int = 300) -> str:
-        """Poll the screen until ``cond`` holds. The bound turns a hang into a readable failure."""
+        """Poll the screen until ``cond`` holds on a settled frame. The bound turns a hang into a
+        readable failure.
+
+        Settled: the same text in two captures 50 ms apart. tmux applies what the app writes as it
+        arrives, so on a loaded machine a capture can land mid-frame: the new screen's header over
+        the old screen's body (CI once saw "clustertop nodes" above the overview's alert strip).
+        """
         text = ""
         for _ in range(tries):
             text = self.screen()
             if cond(text):
-                return text
+                time.sleep(0.05)
+                again = self.screen()
+                if again == text:
+                    return text
+                continue
             time.sleep(0.1)
         raise AssertionError(f"waiting for {what}; the screen was:\n{text}")
 
@@ -105,7 +115,7 @@ def test_demo_in_a_real_terminal(term: Callable[..., Tmux], size: tuple[int, int
     footer = lines[-1]
     assert "1234567 screens" in footer and "? Help" in footer and "q Quit" in footer  # key hints, even at 80 columns
     t.keys("2")
-    s = t.wait_for(lambda s: "clustertop nodes" in s, "the nodes screen")
+    s = t.wait_for(lambda s: "clustertop nodes" in s and "Filter" in s.splitlines()[-1], "the nodes screen")
     fits(s, w)
     assert "host" in s and "gpu05" in s and "state" in s
     t.keys("3")
