@@ -153,12 +153,13 @@ def node_line(n: Any, width: int) -> str:
         m = sysinfo.mem
         if m is not None and m.total_bytes:
             cols.append(f"mem {gib(m.used_bytes)}/{gib(m.total_bytes)} GiB")
-    if s.gpus is not None:
-        if s.gpus:
-            busy = sum(1 for g in s.gpus if g.util_pct is not None and g.util_pct >= digest.GPU_BUSY_PCT)
-            hottest = max((g.temp_c for g in s.gpus if g.temp_c is not None), default=None)
-            temp = f", max {hottest} °C" if hottest is not None else ""
-            cols.append(f"gpus {busy}/{len(s.gpus)} busy{temp}")
+    d = digest.view_digest(n)  # the dashboard's own figures: lost cards are neither busy nor hottest
+    if d is not None and d.gpus is not None:
+        if d.gpus:
+            busy = f"gpus {d.gpus_busy}/{d.gpus} busy" if d.gpu_util_n else f"gpus {d.gpus}, busy {NA}"
+            lost = f", {d.gpus_lost} lost" if d.gpus_lost else ""
+            temp = f", max {d.gpu_temp_max_c} °C" if d.gpu_temp_max_c is not None else ""
+            cols.append(f"{busy}{lost}{temp}")
         else:
             cols.append("no gpus")
     for b in s.bonds or ():

@@ -77,6 +77,29 @@ def test_snapshot_text_summary(redis_server: RedisServer) -> None:
     assert any(ln.startswith("alerts") for ln in lines)
 
 
+def test_snapshot_text_counts_live_cards_only(redis_server: RedisServer) -> None:
+    """A lost card keeps its last readings (cached identity and values), but it is neither busy
+    nor the hottest: the node line says so, as the dashboard's digest does. A node whose cards
+    report no utilisation says busy N/A, not 0."""
+    import time
+
+    from tests import builders
+
+    lost = builders.gpu(0, 95, temp=99)
+    lost.lost, lost.error = True, "fell off the bus"
+    towers = [builders.node("t-lost", gpus=[lost, builders.gpu(1, 20, temp=61)]),
+              builders.node("t-silent", gpus=[builders.gpu(0, None), builders.gpu(1, None)])]
+    now = time.time()
+    for t in towers:
+        t.ts = now
+    builders.publish(redis_server.client(), towers)
+    out = clustertop("snapshot", "--redis", redis_server.url)
+    assert out.returncode == 0, out.stderr
+    line = {ln.split()[0]: ln for ln in out.stdout.splitlines() if ln.startswith("  t-")}
+    assert "gpus 1/2 busy, 1 lost, max 61 °C" in line["t-lost"]
+    assert "gpus 2, busy N/A, max 60 °C" in line["t-silent"]
+
+
 def test_snapshot_dead_store_exits_1_with_message() -> None:
     port = free_port()  # nothing listens there
     out = clustertop("snapshot", "--json", "--redis", f"redis://127.0.0.1:{port}/0")
