@@ -302,7 +302,7 @@ async def test_header_uses_short_words_where_the_totals_would_take_three_rows() 
     from textual.app import App, ComposeResult
 
     from collectors.cluster import Totals
-    from dashboard.widgets.header import ClusterHeader, status_line
+    from dashboard.widgets.header import ClusterHeader, status_line, totals_line
 
     t = Totals(nodes_total=15, nodes_up=14, gpus_total=12, gpus_busy=7, gpus_lost=1, gpu_util_pct=88.0,
                vram_used_bytes=72 << 30, vram_total_bytes=110 << 30, power_mw=1_900_000, mem_total_bytes=448 << 30,
@@ -323,6 +323,13 @@ async def test_header_uses_short_words_where_the_totals_would_take_three_rows() 
             for w in words:
                 assert w in header.text, (width, w, header.text)
             assert header.size.height <= 3, header.size.height
+            # Every row is whole facts: a figure never ends a row with its unit on the next.
+            facts = {f.plain for f in totals_line(t) + totals_line(t, compact=True)}
+            facts |= {f.plain for f in status_line(t, "", 1.0, None, None, 2.0, "overview")}
+            rows = [header.render_line(y).text.strip() for y in range(header.size.height)]  # as drawn
+            assert rows == header.text.splitlines()
+            for row in rows:
+                assert all(f in facts for f in row.split(" · ")), (width, row)
             if width == 200:  # a terminal made narrow: the header chooses again
                 await pilot.resize_terminal(80, 24)
                 await pilot.pause()

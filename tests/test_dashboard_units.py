@@ -62,3 +62,20 @@ def test_broken_user_themes_are_reported_not_raised(tmp_path: Path) -> None:
     assert "typo.toml: unknown key 'primery'" in joined
     _, missing = load_themes(str(tmp_path / "nope"))
     assert missing and "not found" in missing[0]
+
+
+def test_pack_keeps_every_part_whole() -> None:
+    from textual.content import Content
+
+    from dashboard.widgets.pack import pack
+
+    parts = [Content(t) for t in ("queues 3 (34 queued)", "workers 15/15 online", "pods 15 (4 pending)",
+                                  "GPUs capacity 10 allocated 4 busy 6", "tasks 0 running")]
+    wide = pack(parts, 200)
+    assert [c.plain for c in wide] == ["  ".join(p.plain for p in parts)]
+    narrow = [c.plain for c in pack(parts, 78)]
+    assert narrow == ["queues 3 (34 queued)  workers 15/15 online  pods 15 (4 pending)",
+                      "GPUs capacity 10 allocated 4 busy 6  tasks 0 running"]
+    assert all(len(line) <= 78 for line in narrow)
+    # A part wider than the line gets a line of its own (the Static crops it), never an empty line.
+    assert [c.plain for c in pack([Content("x" * 10), Content("y" * 30)], 20)] == ["x" * 10, "y" * 30]

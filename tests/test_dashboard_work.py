@@ -16,7 +16,15 @@ from collectors.ledger import LedgerTracker
 from collectors.store import embedded
 from dashboard.app import make_app
 from dashboard.dialogs.confirm import ConfirmDialog
-from dashboard.screens.work import SEP, WorkScreen, flags_text, pod_rows, queue_rows, task_rows, worker_rows
+from dashboard.screens.work import (
+    SEP,
+    WorkScreen,
+    flags_text,
+    pod_rows,
+    queue_rows,
+    task_rows,
+    worker_rows,
+)
 from dashboard.settings import Settings
 from tests import builders as b
 

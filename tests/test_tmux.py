@@ -131,6 +131,13 @@ def test_demo_in_a_real_terminal(term: Callable[..., Tmux], size: tuple[int, int
         assert "GeForce" in s and "throttle" in s
     else:  # the card's name and the rarer columns fold away at 80 columns; the header says so
         assert "GeForce" not in s and "+5 more" in s
+    t.keys("6")
+    s = t.wait_for(lambda s: "clustertop work" in s and "tasks" in s, "the work screen")
+    fits(s, w)
+    # The work summary keeps each figure with its label: at 80 columns it takes a second line
+    # rather than end one with "GPUs capacity" and no number.
+    assert re.search(r"GPUs capacity \d+ allocated \d+ busy \d+", s)
+    assert re.search(r"tasks \d+ running", s) and re.search(r"pods \d+", s)
     quit_cleanly(t)
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.binding import Binding
 from textual.content import Content
 from textual.widget import Widget
@@ -26,6 +26,7 @@ from dashboard import fmt
 from dashboard.actions import actions_of
 from dashboard.screens.base import DataScreen
 from dashboard.view import View
+from dashboard.widgets.pack import pack
 from dashboard.widgets.table import LiveTable, SortCell, num_cell, text_cell
 
 SEP = "\x1f"  # in row keys: no host, pod or queue name contains it
@@ -196,33 +197,34 @@ def task_rows(tasks: list[tuple[str, schema.Task]], now: float, ok: str, crit: s
     return rows
 
 
-def summary(state: ClusterState, ledger: Ledger | None) -> Content:
+def summary(state: ClusterState, ledger: Ledger | None) -> list[Content]:
+    """The work at a glance, as parts that are never cut in two: "queues 3 (41 queued)", "workers
+    15/15 online", "pods 14 (4 pending)", "GPUs capacity 10 allocated 4 busy 6", "tasks 2 running"."""
     q = queues_of(state)
-    parts: list[str | tuple[str, str]] = []
+    parts: list[Content] = []
     if q.queues is not None:
         growing = sum(1 for x in q.queues if x.growing_unconsumed)
         depth = sum(x.depth or 0 for x in q.queues)
-        parts.append(f"queues {len(q.queues)} ({depth} queued)")
-        if growing:
-            parts.append((f" {growing} growing, no consumer", "$ct-crit"))
+        parts.append(Content.assemble(f"queues {len(q.queues)} ({depth} queued)",
+                                      *([(f" {growing} growing, no consumer", "$ct-crit")] if growing else [])))
     else:
-        parts.append(("queues N/A", "dim"))
+        parts.append(Content.assemble(("queues N/A", "dim")))
     if q.workers is not None:
         online = sum(1 for w in q.workers if w.online)
-        parts.append(f"  workers {online}/{len(q.workers)} online")
+        parts.append(Content(f"workers {online}/{len(q.workers)} online"))
     k8s = state.cluster.get("kubernetes")
     pods = k8s.kubernetes.pods if k8s is not None and k8s.kubernetes is not None else None
     if pods is not None:
         pending = sum(1 for p in pods if p.phase == "Pending")
-        parts.append(f"  pods {len(pods)}" + (f" ({pending} pending)" if pending else ""))
+        parts.append(Content(f"pods {len(pods)}" + (f" ({pending} pending)" if pending else "")))
     if ledger is not None and ledger.cluster.gpus_seen is not None or ledger is not None and ledger.cluster.capacity:
         c = ledger.cluster
-        parts.append(f"  GPUs capacity {fmt.num(c.capacity)} allocated {fmt.num(c.allocated)} busy {fmt.num(c.busy)}")
-        if ledger.flags:
-            parts.append((f" {len(ledger.flags)} flag(s)", "$ct-warn"))
+        parts.append(Content.assemble(
+            f"GPUs capacity {fmt.num(c.capacity)} allocated {fmt.num(c.allocated)} busy {fmt.num(c.busy)}",
+            *([(f" {len(ledger.flags)} flag(s)", "$ct-warn")] if ledger.flags else [])))
     running = sum(1 for _n_, t in tasks_of(state) if t.state == "running")
-    parts.append(f"  tasks {running} running")
-    return Content.assemble(*parts)
+    parts.append(Content(f"tasks {running} running"))
+    return parts
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,7 +251,7 @@ class WorkScreen(DataScreen):
     ]
 
     DEFAULT_CSS = """
-    WorkScreen #work-summary { height: 1; padding: 0 1; background: $panel; }
+    WorkScreen #work-summary { height: auto; max-height: 3; padding: 0 1; background: $panel; }
     WorkScreen TabbedContent { height: 1fr; }
     WorkScreen TabPane { padding: 0; }
     WorkScreen LiveTable { height: 1fr; }
@@ -265,6 +267,7 @@ class WorkScreen(DataScreen):
         self.tracker = LedgerTracker()
         self.ledger: Ledger | None = None
         self._last: View | None = None
+        self._summary_rows = 1
         self._binding_sig: tuple[object, ...] = ()
         self.rows: dict[str, dict[str, Any]] = {p: {} for p in PANES}  # pane -> key -> object behind the row
 
@@ -305,11 +308,26 @@ class WorkScreen(DataScreen):
             self.ledger = app_ledger  # tracked on every read by the app, so flags keep their age
         else:
             self.ledger = update_from_state(self.tracker, state)
-        self.query_one("#work-summary", Static).update(summary(state, self.ledger), layout=False)
+        self._show_summary(summary(state, self.ledger))
         self._draw_pane(self.pane)
         if "kubernetes" in state.cluster and self.app.settings.kubeconfig is not None:  # type: ignore[attr-defined]
             actions_of(self.app).check_k8s(self._sync_bindings)
         self._sync_bindings()
+
+    def _show_summary(self, parts: list[Content], width: int | None = None) -> None:
+        box = self.query_one("#work-summary", Static)
+        # It spans the screen: before its first layout (no size yet) and on a resize (laid out after
+        # this), the screen's width is its width.
+        width = width or box.size.width or self.app.size.width or 80
+        lines = pack(parts, max(1, width - 2))
+        # Re-layout only when the number of lines changes (a resize, a part coming or going).
+        box.update(Content("\n").join(lines), layout=len(lines) != self._summary_rows)
+        self._summary_rows = len(lines)
+
+    def on_resize(self, event: events.Resize) -> None:
+        super().on_resize(event)
+        if self._last is not None and self._last.state is not None:
+            self._show_summary(summary(self._last.state, self.ledger), event.size.width)
 
     def _draw_pane(self, pane: str) -> None:
         view = self._last

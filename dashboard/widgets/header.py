@@ -11,25 +11,22 @@ from textual.widgets import Static
 
 from collectors.cluster import Totals
 from dashboard import fmt
+from dashboard.widgets.pack import pack
 
 Part = str | tuple[str, str]
-SEP: Part = (" · ", "dim")
+SEP_C = Content.assemble((" · ", "dim"))
 
 
 def _v(s: str, style: str = "") -> Part:
     return (fmt.NA, "dim") if s == fmt.NA else (s, style)
 
 
-def _join(groups: list[list[Part]]) -> Content:
-    parts: list[Part] = []
-    for i, g in enumerate(groups):
-        if i:
-            parts.append(SEP)
-        parts.extend(g)
-    return Content.assemble(*parts)
+def _facts(groups: list[list[Part]]) -> list[Content]:
+    """One Content per fact: the header lays them out whole (``pack``), " · " between them."""
+    return [Content.assemble(*g) for g in groups]
 
 
-def totals_line(t: Totals, compact: bool = False) -> Content:
+def totals_line(t: Totals, compact: bool = False) -> list[Content]:
     """"5/15 nodes up · 10 GPUs 7 busy · 88 % GPU util · 72/110 GiB VRAM · 1.9 kW · ...".
 
     ``compact``: the same facts in fewer cells ("5/15 up · 10 GPU 7 busy · 88 % util · 72/110G VRAM
@@ -73,11 +70,11 @@ def totals_line(t: Totals, compact: bool = False) -> Content:
             g.append(bonds)
     if t.tasks_queued is not None:
         g.append([f"{t.tasks_queued} queued"])
-    return _join(g)
+    return _facts(g)
 
 
 def status_line(t: Totals | None, source: str, read_ts: float | None, unreachable_since: float | None,
-                error: str | None, now: float, screen_name: str) -> Content:
+                error: str | None, now: float, screen_name: str) -> list[Content]:
     g: list[list[Part]] = [[("clustertop", "bold"), " ", screen_name]]
     if source:
         g.append([fmt.node_text(source, 60)])
@@ -96,7 +93,7 @@ def status_line(t: Totals | None, source: str, read_ts: float | None, unreachabl
             g.append([(f"{t.nodes_down} down", "$ct-crit")])
         if t.nodes_bad:
             g.append([(f"{t.nodes_bad} bad data", "$ct-crit")])
-    return _join(g)
+    return _facts(g)
 
 
 class ClusterHeader(Static):
@@ -108,10 +105,10 @@ class ClusterHeader(Static):
 
     def __init__(self, id: str | None = None) -> None:
         super().__init__("", id=id)
-        self._shown: tuple[str, str] = ("", "")
+        self._shown: tuple[str, ...] = ()
         self._rows = 0
         self._plain = ""
-        self._inputs: tuple[Totals | None, Content] | None = None
+        self._inputs: tuple[Totals | None, list[Content]] | None = None
 
     def on_resize(self) -> None:
         if self._inputs is not None:  # the short form is chosen for a width: choose again
@@ -122,26 +119,27 @@ class ClusterHeader(Static):
         """What the header says, as plain text (tests, snapshots of the screen in words)."""
         return self._plain
 
-    def show(self, t: Totals | None, status: Content) -> None:
-        """The one-machine line for ``t`` (None: no read yet) over ``status``. Where the line would
-        take three rows (a narrow terminal), it says the same in short words in two."""
+    def show(self, t: Totals | None, status: list[Content]) -> None:
+        """The one-machine line for ``t`` (None: no read yet) over ``status``, each fact whole
+        (``pack``). Where the line would take three rows (a narrow terminal), it says the same in
+        short words in two."""
         self._inputs = (t, status)
         # Before its first layout the header has no size yet: it spans the screen, so the app's width.
         width = max(1, (self.size.width or self.app.size.width or 80) - 2)
-        totals = totals_line(t) if t is not None else totals_line_empty()
-        rows = len(totals.wrap(width))
-        if rows > 2 and t is not None:
-            totals = totals_line(t, compact=True)
-            rows = len(totals.wrap(width))
-        key = (totals.markup, status.markup)
+        totals = pack(totals_line(t) if t is not None else totals_line_empty(), width, SEP_C)
+        if len(totals) > 2 and t is not None:
+            totals = pack(totals_line(t, compact=True), width, SEP_C)
+        lines = totals + pack(status, width, SEP_C)
+        key = tuple(line.markup for line in lines)
         if key != self._shown:
             self._shown = key
-            rows += len(status.wrap(width))
-            # Re-layout only when the wrapped height changes.
-            self.update(Content("\n").join([totals, status]), layout=rows != self._rows)
+            # A fact wider than the header still wraps within its line. Re-layout only when the
+            # height changes.
+            rows = sum(len(line.wrap(width)) for line in lines)
+            self.update(Content("\n").join(lines), layout=rows != self._rows)
             self._rows = rows
-            self._plain = f"{totals.plain}\n{status.plain}"
+            self._plain = "\n".join(line.plain for line in lines)
 
 
-def totals_line_empty() -> Content:
-    return Content.assemble(("waiting for the first read…", "dim"))
+def totals_line_empty() -> list[Content]:
+    return [Content.assemble(("waiting for the first read…", "dim"))]
