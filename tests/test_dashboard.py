@@ -99,6 +99,34 @@ async def test_navigation_drill_down_help_and_quit(store: Any) -> None:
     assert app.return_value == 0
 
 
+@pytest.mark.parametrize("size", [(80, 24), (200, 60)], ids=lambda s: f"{s[0]}x{s[1]}")
+async def test_node_screen_sections_are_drawn_whole(size: tuple[int, int]) -> None:
+    """Every section of a node's screen gets the rows its text takes at its width: a grid row of
+    height auto once lost each section's last line (its margin was taken out of it), so an ARM
+    board's "GPUs" had no "none" under it and a 6-core board showed 3 cores."""
+    from textual.widgets import Static
+
+    _server, factory = embedded()
+    b.publish(factory(), b.demo_cluster(), hist=12)
+    app = app_for(factory)
+    async with app.run_test(size=size) as pilot:
+        await b.wait_reads(pilot)
+        await pilot.press("enter")
+        await b.wait_until(pilot, lambda: isinstance(app.screen, NodeScreen) and len(app.screen.points) == 13
+                           and "none" in app.screen.query_one("#gpus", Static).visual.plain, "the node's sections")
+        await pilot.pause()
+        for sec in app.screen.query(".section").results(Static):
+            visual = sec.visual
+            rows = len(visual.wrap(sec.content_region.width)) if hasattr(visual, "wrap") else None
+            assert rows is not None and sec.region.height >= rows, (sec.id, sec.region, visual.plain)
+        # The plots share the width, side by side where each keeps 60 columns: plotext, finding no
+        # terminal here, would clip each to 80 columns.
+        lines = app.screen.query_one("#plots", Static).visual.plain.splitlines()
+        assert max(len(line) for line in lines) >= size[0] - 8
+        across = 2 if size[0] >= 200 else 1  # arm-01: CPU and network, no GPU plot
+        assert max(line.count("┌") for line in lines) == across, lines
+
+
 async def test_nodes_filter_sort_and_enter(store: Any) -> None:
     snaps = b.demo_cluster()
     b.publish(store(), snaps)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from textual import work
+from textual import events, work
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.content import Content
@@ -23,6 +23,7 @@ from dashboard.messages import HistoryRead
 from dashboard.screens.base import DataScreen
 from dashboard.source import describe_error
 from dashboard.view import View
+from dashboard.widgets.pack import pack
 
 HIST_EVERY_S = 5.0
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -42,12 +43,18 @@ def _na(s: str) -> Part:
     return (s, "dim") if s == fmt.NA else s
 
 
-def info_section(v: NodeView) -> Content:
+def _facts(width: int, *facts: list[Part] | tuple[Part, ...]) -> list[Content]:
+    """Rows of "label value" facts two spaces apart, each fact whole (``pack``): at 80 columns
+    "arch aarch64" moves to the next row rather than leave "arch" at the end of one."""
+    return pack([Content.assemble(*f) for f in facts if f], width)
+
+
+def info_section(v: NodeView, width: int = 200) -> Content:
     snap = v.snap
     s = snap.system if snap else None
     sev = {"up": "$ct-ok", "stale": "$ct-stale", "down": "$ct-crit", "bad": "$ct-crit"}[v.state]
-    rows = [_line("state ", (v.state.upper(), f"bold {sev}"), f"  data age {fmt.age(v.age_s)}",
-                  f"  last seen {fmt.clock(v.last_seen_ts)}")]
+    rows = _facts(width, ["state ", (v.state.upper(), f"bold {sev}")], [f"data age {fmt.age(v.age_s)}"],
+                  [f"last seen {fmt.clock(v.last_seen_ts)}"])
     if v.error:
         rows.append(_line((fmt.node_text(v.error, 300), "$ct-crit")))
         rows.append(_line(("values below are the last good snapshot", "$ct-stale")))
@@ -55,31 +62,33 @@ def info_section(v: NodeView) -> Content:
         rows.append(_line((f"note: this node speaks schema v{snap.v} (newer than this dashboard); "
                            "fields it does not know are not shown", "$ct-info")))
     if s is not None:
-        rows.append(_line("host ", fmt.node_text(s.hostname), "  os ", _na(fmt.node_text(s.os)),
-                          "  kernel ", _na(fmt.node_text(s.kernel)), "  arch ", _na(fmt.node_text(s.arch))))
-        rows.append(_line("cpu ", _na(fmt.node_text(s.cpu_model)), "  ", _na(fmt.num(s.cpu_count)), " threads / ",
-                          _na(fmt.num(s.cpu_physical)), " cores  ", _na(fmt.num(s.cpu_mhz)), " MHz"))
-        rows.append(_line("uptime ", _na(fmt.duration(s.uptime_s)), "  load ", _na(fmt.num(s.load1, 2)), " ",
-                          _na(fmt.num(s.load5, 2)), " ", _na(fmt.num(s.load15, 2)),
-                          "  processes ", _na(fmt.num(s.procs_total))))
+        rows += _facts(width, ["host ", fmt.node_text(s.hostname)], ["os ", _na(fmt.node_text(s.os))],
+                       ["kernel ", _na(fmt.node_text(s.kernel))], ["arch ", _na(fmt.node_text(s.arch))])
+        rows += _facts(width, ["cpu ", _na(fmt.node_text(s.cpu_model))],
+                       [_na(fmt.num(s.cpu_count)), " threads / ", _na(fmt.num(s.cpu_physical)), " cores"],
+                       [_na(fmt.num(s.cpu_mhz)), " MHz"])
+        rows += _facts(width, ["uptime ", _na(fmt.duration(s.uptime_s))],
+                       ["load ", _na(fmt.num(s.load1, 2)), " ", _na(fmt.num(s.load5, 2)), " ",
+                        _na(fmt.num(s.load15, 2))], ["processes ", _na(fmt.num(s.procs_total))])
     if snap is not None:
         labels = ", ".join(f"{k}={val}" for k, val in sorted((snap.labels or {}).items()))
-        rows.append(_line("role ", _na(fmt.node_text(snap.role)), "  labels ", _na(fmt.node_text(labels or None)),
-                          f"  seq {snap.seq}  interval {snap.interval_s:g}s"))
+        rows += _facts(width, ["role ", _na(fmt.node_text(snap.role))],
+                       ["labels ", _na(fmt.node_text(labels or None))], [f"seq {snap.seq}"],
+                       [f"interval {snap.interval_s:g}s"])
     return _lines("System", rows)
 
 
 def cpu_section(s: schema.System | None, width: int, ascii: bool) -> Content:
     per = s.cpu.per_cpu_pct if s is not None and s.cpu is not None else None
     c = s.cpu if s is not None else None
-    head = _line("all ", _na(fmt.pct(c.util_pct if c else None)), "  user ", _na(fmt.pct(c.user_pct if c else None)),
-                 "  system ", _na(fmt.pct(c.system_pct if c else None)), "  iowait ",
-                 _na(fmt.pct(c.iowait_pct if c else None)), "  steal ", _na(fmt.pct(c.steal_pct if c else None)))
+    head = _facts(width, ["all ", _na(fmt.pct(c.util_pct if c else None))],
+                  ["user ", _na(fmt.pct(c.user_pct if c else None))], ["system ", _na(fmt.pct(c.system_pct if c else None))],
+                  ["iowait ", _na(fmt.pct(c.iowait_pct if c else None))], ["steal ", _na(fmt.pct(c.steal_pct if c else None))])
     if not per:
-        return _lines("CPU", [head, _line(("per-CPU: N/A", "dim"))])
+        return _lines("CPU", [*head, _line(("per-CPU: N/A", "dim"))])
     cell_w = 22  # "123 " + bar 12 + " 100%"
     cols = max(1, width // cell_w)
-    rows = [head]
+    rows = list(head)
     for start in range(0, len(per), cols):
         parts: list[Part] = []
         for i in range(start, min(start + cols, len(per))):
@@ -91,18 +100,19 @@ def cpu_section(s: schema.System | None, width: int, ascii: bool) -> Content:
     return _lines("CPU", rows)
 
 
-def mem_section(s: schema.System | None) -> Content:
+def mem_section(s: schema.System | None, width: int = 200) -> Content:
     m = s.mem if s is not None else None
     if m is None:
         return _lines("Memory", [_line(("N/A", "dim"))])
     pct = 100 * m.used_bytes / m.total_bytes if m.used_bytes is not None and m.total_bytes else None
-    return _lines("Memory", [_line("used ", _na(fmt.bytes_(m.used_bytes)), " of ", _na(fmt.bytes_(m.total_bytes)),
-                                   " (", _na(fmt.pct(pct)), ")  available ", _na(fmt.bytes_(m.available_bytes)),
-                                   "  cached ", _na(fmt.bytes_(m.cached_bytes)), "  swap ",
-                                   _na(fmt.bytes_(m.swap_used_bytes)), "/", _na(fmt.bytes_(m.swap_total_bytes)))])
+    return _lines("Memory", _facts(width, ["used ", _na(fmt.bytes_(m.used_bytes)), " of ", _na(fmt.bytes_(m.total_bytes)),
+                                           " (", _na(fmt.pct(pct)), ")"],
+                                   ["available ", _na(fmt.bytes_(m.available_bytes))],
+                                   ["cached ", _na(fmt.bytes_(m.cached_bytes))],
+                                   ["swap ", _na(fmt.bytes_(m.swap_used_bytes)), "/", _na(fmt.bytes_(m.swap_total_bytes))]))
 
 
-def gpu_section(gpus: list[schema.Gpu] | None) -> Content:
+def gpu_section(gpus: list[schema.Gpu] | None, width: int = 200) -> Content:
     if gpus is None:
         return _lines("GPUs", [_line(("N/A (not reported)", "dim"))])
     if not gpus:
@@ -112,11 +122,11 @@ def gpu_section(gpus: list[schema.Gpu] | None) -> Content:
         if g.lost:
             rows.append(_line(f"{g.index} ", (f"LOST: {fmt.node_text(g.error or 'fell off the bus', 100)}", "$ct-crit")))
             continue
-        rows.append(_line(f"{g.index} ", (fmt.node_text(g.name, 28), "bold"), "  util ", _na(fmt.pct(g.util_pct)),
-                          "  vram ", _na(fmt.bytes_(g.mem_used_bytes)), "/", _na(fmt.bytes_(g.mem_total_bytes)),
-                          "  ", _na(fmt.temp(g.temp_c)), "  ", _na(fmt.watts(g.power_mw)), "/",
-                          _na(fmt.watts(g.power_limit_mw)), "  fan ", _na(fmt.pct(g.fan_pct)),
-                          "  P", _na(fmt.num(g.pstate)), "  procs ", str(len(g.procs or ()))))
+        rows += _facts(width, [f"{g.index} ", (fmt.node_text(g.name, 28), "bold")], ["util ", _na(fmt.pct(g.util_pct))],
+                       ["vram ", _na(fmt.bytes_(g.mem_used_bytes)), "/", _na(fmt.bytes_(g.mem_total_bytes))],
+                       [_na(fmt.temp(g.temp_c))], [_na(fmt.watts(g.power_mw)), "/", _na(fmt.watts(g.power_limit_mw))],
+                       ["fan ", _na(fmt.pct(g.fan_pct))], ["P", _na(fmt.num(g.pstate))],
+                       ["procs ", str(len(g.procs or ()))])
     return _lines("GPUs", rows)
 
 
@@ -155,7 +165,7 @@ def proc_section(s: schema.System | None, limit: int = 15) -> Content:
     return _lines("Top processes", rows)
 
 
-def collector_section(snap: schema.NodeSnapshot | None) -> Content:
+def collector_section(snap: schema.NodeSnapshot | None, width: int = 200) -> Content:
     if snap is None:
         return _lines("Collectors", [_line(("N/A", "dim"))])
     rows = []
@@ -165,9 +175,9 @@ def collector_section(snap: schema.NodeSnapshot | None) -> Content:
                           (fmt.node_text(st.error, 100), "$ct-crit") if st.error else ""))
     a = snap.agent
     if a is not None:
-        rows.append(_line(("agent ", "bold"), fmt.node_text(a.version), "  cpu ", _na(fmt.pct(a.cpu_pct, 1)),
-                          "  rss ", _na(fmt.bytes_(a.rss_bytes)), "  tick ", _na(fmt.num(a.tick_ms, 1)), " ms",
-                          "  publish errors ", str(a.publish_errors), "  read-only" if a.read_only else ""))
+        rows += _facts(width, [("agent ", "bold"), fmt.node_text(a.version)], ["cpu ", _na(fmt.pct(a.cpu_pct, 1))],
+                       ["rss ", _na(fmt.bytes_(a.rss_bytes))], ["tick ", _na(fmt.num(a.tick_ms, 1)), " ms"],
+                       ["publish errors ", str(a.publish_errors)], ["read-only"] if a.read_only else [])
     return _lines("Collectors and agent cost", rows or [_line(("none reported", "dim"))])
 
 
@@ -176,6 +186,9 @@ def plot(title: str, points: list[schema.HistPoint], series: dict[str, list[floa
     import plotext as plt  # plotting is only needed on this screen
 
     plt.clf()
+    # plotext clips to *its* idea of the terminal: 80x24 where it finds none (a test, a served
+    # app), which drew a 384-column wall's node plots 80 columns wide.
+    plt.limitsize(False, False)
     plt.plotsize(max(30, width), max(6, height))
     plt.theme("clear")
     xs_all = [(p.ts - now) / 60 for p in points]
@@ -196,6 +209,16 @@ def plot(title: str, points: list[schema.HistPoint], series: dict[str, list[floa
     return _ANSI.sub("", plt.build())
 
 
+def side_by_side(blocks: list[str], width: int) -> str:
+    """Text blocks (plots) in columns ``width`` wide, two spaces apart, top-aligned."""
+    if len(blocks) == 1:
+        return blocks[0]
+    cols = [b.splitlines() for b in blocks]
+    height = max(len(c) for c in cols)
+    return "\n".join("  ".join(f"{c[y] if y < len(c) else '':<{width}}" for c in cols).rstrip()
+                     for y in range(height))
+
+
 class NodeScreen(DataScreen):
     screen_name = "node"
     reads = "digests"  # the other nodes: the header's totals (this node in full: full_hosts)
@@ -204,9 +227,11 @@ class NodeScreen(DataScreen):
                 Binding("k", "signal_process('TERM')", "Terminate"), Binding("K", "signal_process('KILL')", "Kill")]
 
     DEFAULT_CSS = """
-    NodeScreen #sections { layout: grid; grid-size: 1; grid-rows: auto; grid-gutter: 0 2; padding: 0 1; }
+    /* The gap between sections is the grid's gutter, not a margin: in a grid row of height auto
+       a section's margin-bottom was taken out of its own height, cutting its last line. */
+    NodeScreen #sections { layout: grid; grid-size: 1; grid-rows: auto; grid-gutter: 1 2; padding: 0 1; }
     NodeScreen.-wide #sections { grid-size: 2; }
-    NodeScreen .section { height: auto; margin-bottom: 1; }
+    NodeScreen .section { height: auto; }
     NodeScreen #plots { color: $ct-info; column-span: 2; }
     """
 
@@ -272,22 +297,27 @@ class NodeScreen(DataScreen):
         s = snap.system if snap else None
         width = self.size.width // (2 if self.has_class("-wide") else 1) - 4
         ascii = self.app.settings.ascii  # type: ignore[attr-defined]
-        self._set("info", info_section(v))
+        self._set("info", info_section(v, width))
         self._set("cpus", cpu_section(s, width, ascii))
-        self._set("mem", mem_section(s))
-        self._set("gpus", gpu_section(snap.gpus if snap else None))
+        self._set("mem", mem_section(s, width))
+        self._set("gpus", gpu_section(snap.gpus if snap else None, width))
         self._set("disks", disk_section(s))
         self._set("nics", nic_section(s))
         self._set("procs", proc_section(s))
-        self._set("collectors", collector_section(snap))
+        self._set("collectors", collector_section(snap, width))
 
     def _set(self, wid: str, content: Content) -> None:
         self.query_one(f"#{wid}", Static).update(content)
 
+    def on_resize(self, event: events.Resize) -> None:
+        super().on_resize(event)
+        if self.points:  # plots are sized for the screen: redraw now, not at the next history read
+            self.call_after_refresh(self._draw_plots, self.app.view.now)  # type: ignore[attr-defined]
+
     def _draw_plots(self, now: float) -> None:
         pts = self.points
         width = self.size.width - 4
-        sig = (len(pts), pts[-1].ts if pts else None, width, self.hist_error)
+        sig = (len(pts), pts[-1].ts if pts else None, width, self.size.height, self.hist_error)
         if sig == self._plot_sig:
             return
         self._plot_sig = sig
@@ -296,18 +326,24 @@ class NodeScreen(DataScreen):
             text = f"history: {self.hist_error}" if self.hist_error else "history: none recorded yet"
             self.query_one("#plots", Static).update(Content(text))
             return
-        half = max(30, width // 2 - 1)
-        cpu = plot("CPU %", pts, {"cpu": [p.cpu for p in pts]}, now, half, 14, (0, 100), ascii)
         ngpu = max((len(p.gu or ()) for p in pts), default=0)
+        # As many side by side as keep 60 columns each, sharing the width: three across a wall or
+        # a 200-column terminal, two from ~124 columns (the third under them), one per row at 80.
+        count = 3 if ngpu else 2
+        cols = max(1, min(count, width // 60))
+        w = max(30, (width - 2 * (cols - 1)) // cols)
+        h = max(14, self.size.height // 4)  # a wall's 108 rows get plots 27 high
+        cpu = plot("CPU %", pts, {"cpu": [p.cpu for p in pts]}, now, w, h, (0, 100), ascii)
         gpu_series: dict[str, list[float | None]] = {
             f"gpu{i}": [(p.gu[i] if p.gu is not None and i < len(p.gu) else None) for p in pts] for i in range(ngpu)}
         mib = 1024 * 1024
         net = plot("network MiB/s", pts, {
             "rx": [None if p.rx is None else p.rx / mib for p in pts],
-            "tx": [None if p.tx is None else p.tx / mib for p in pts]}, now, half, 14, None, ascii)
+            "tx": [None if p.tx is None else p.tx / mib for p in pts]}, now, w, h, None, ascii)
         blocks = [cpu, net]
         if ngpu:
-            blocks.insert(1, plot("GPU util %", pts, gpu_series, now, half, 14, (0, 100), ascii))
+            blocks.insert(1, plot("GPU util %", pts, gpu_series, now, w, h, (0, 100), ascii))
+        blocks = [side_by_side(blocks[i:i + cols], w) for i in range(0, len(blocks), cols)]
         text = "\n\n".join(blocks)
         if self.hist_error:
             text = f"history read failed ({self.hist_error}); showing the last read\n" + text
