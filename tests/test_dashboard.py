@@ -200,6 +200,8 @@ async def test_gpus_screen_shows_processes_of_selected_gpu(store: Any) -> None:
         assert unknown[3].strip().endswith("N/A") and unknown[5] == "N/A" and unknown[6] == "N/A"
         await pilot.press("down")
         await b.wait_until(pilot, lambda: procs_table.row_count == 0, "no processes on gpu 1")
+        title = str(app.screen.query_one("#procs-title").render())
+        assert "processes on gpu-01 GPU 1: none · row 2 of " in title, title  # none, not "0"
 
 
 async def test_read_only_setting_and_wall_imply_read_only() -> None:

@@ -71,13 +71,13 @@ async def test_gpus_screen_8000_rows(sim_store: Any) -> None:
         # Virtualised: every row is there to sort and move over, cells exist only for rows seen.
         assert table.cells_built < 200
         title = str(app.screen.query_one("#procs-title").render())
-        assert f"GPU 1 of {ROWS}" in title
+        assert f"row 1 of {ROWS}" in title
 
         # The cursor reaches the last GPU (end), pages, and comes back (home).
         await pilot.press("end")
         await pilot.pause()
         assert table.cursor_row == ROWS - 1 and table.cursor_key == f"gpu{NODES:04d}\x1f{GPUS - 1}"
-        assert f"GPU {ROWS} of {ROWS}" in str(app.screen.query_one("#procs-title").render())
+        assert f"row {ROWS} of {ROWS}" in str(app.screen.query_one("#procs-title").render())
         assert f"gpu{NODES:04d}" in app.export_screenshot().replace("&#160;", " ")  # drawn, not just counted
         await pilot.press("home", "pagedown")
         assert 0 < table.cursor_row < ROWS - 1

@@ -213,9 +213,10 @@ class GpusScreen(TableScreen):
             title.update("processes: no GPU selected", layout=False)
         else:
             where = fmt.node_text(f"{item[0].host} GPU {item[1].index}")
-            count = "reading…" if reading else "N/A (not reported)" if procs is None else str(len(procs))
+            count = ("reading…" if reading else "N/A (not reported)" if procs is None
+                     else str(len(procs)) if procs else "none")
             # Where the cursor is in the whole list: with thousands of rows, the only place it shows.
-            title.update(Content(f"processes on {where}: {count} · GPU {table.cursor_row + 1} of {table.row_count}"),
+            title.update(Content(f"processes on {where}: {count} · row {table.cursor_row + 1} of {table.row_count}"),
                          layout=False)
         procs_table.sync({str(gp.pid): proc_row(gp) for gp in procs or ()})
 
