@@ -477,10 +477,12 @@ class WallScreen(DataScreen):
             return "   (fills while the wall runs)" if n < 3 else ""
 
         self.query_one("#plot-util", PlotPanel).show(version, lambda w, h: render(
-            f"GPU utilisation %, cluster mean - now {fmt.pct(t.gpu_util_pct)}{note}", {"util": series(util_live, util_seed, w)}, now,
+            (f"GPU utilisation %, cluster mean - now {fmt.pct(t.gpu_util_pct)}{note}",
+             f"GPU util % - now {fmt.pct(t.gpu_util_pct)}"), {"util": series(util_live, util_seed, w)}, now,
             PLOT_WINDOW_S, w, h, (0, 100), ascii))
         self.query_one("#plot-power", PlotPanel).show(version, lambda w, h: render(
-            f"GPU power kW - now {fmt.watts(t.power_mw)}{note}", {"kW": series(power_live, power_seed, w)}, now, PLOT_WINDOW_S, w, h, None, ascii))
+            (f"GPU power kW - now {fmt.watts(t.power_mw)}{note}", f"GPU power kW - now {fmt.watts(t.power_mw)}"),
+            {"kW": series(power_live, power_seed, w)}, now, PLOT_WINDOW_S, w, h, None, ascii))
         s = self.series
         if s is None:
             return
@@ -489,11 +491,15 @@ class WallScreen(DataScreen):
         rd = [(x.ts, None if x.read_bytes_s is None else x.read_bytes_s / mib) for x in io]
         wr = [(x.ts, None if x.write_bytes_s is None else x.write_bytes_s / mib) for x in io]
         self.query_one("#plot-ceph", PlotPanel).show(version, lambda w, h: render(
-            f"Ceph client I/O MiB/s - now read {fmt.rate(last_io.read_bytes_s if last_io else None)}, write "
-            f"{fmt.rate(last_io.write_bytes_s if last_io else None)}{filling(len(io))}",
+            (f"Ceph client I/O MiB/s - now read {fmt.rate(last_io.read_bytes_s if last_io else None)}, write "
+             f"{fmt.rate(last_io.write_bytes_s if last_io else None)}{filling(len(io))}",
+             f"Ceph r {fmt.rate(last_io.read_bytes_s if last_io else None)} "
+             f"w {fmt.rate(last_io.write_bytes_s if last_io else None)}"),
             {"read": series(rd, [], w), "write": series(wr, [], w)}, now, PLOT_WINDOW_S, w, h, None, ascii))
         self.query_one("#plot-queue", PlotPanel).show(version, lambda w, h: render(
-            f"tasks queued - now {fmt.num(t.tasks_queued)}{filling(len(s.queued))}", {"queued": series(list(s.queued), [], w)}, now, PLOT_WINDOW_S, w, h, None, ascii))
+            (f"tasks queued - now {fmt.num(t.tasks_queued)}{filling(len(s.queued))}",
+             f"queued - now {fmt.num(t.tasks_queued)}"),
+            {"queued": series(list(s.queued), [], w)}, now, PLOT_WINDOW_S, w, h, None, ascii))
 
     # -- banner -------------------------------------------------------------------------------------
 
@@ -624,7 +630,7 @@ class WallScreen(DataScreen):
         if not alerts:
             return Content.assemble(("no alerts", "$ct-ok"), ("   read-only wall - q quits", "dim"))
         counts = {s: sum(1 for a in alerts if a.severity == s) for s in ("critical", "warning", "info")}
-        parts: list[str | tuple[str, str]] = [(f"{len(alerts)} alerts: ", "bold")]
+        parts: list[str | tuple[str, str]] = [(f"{len(alerts)} alert{'s' if len(alerts) != 1 else ''}: ", "bold")]
         for sev, n in counts.items():
             if n:
                 parts.append((f"{n} {SEV_WORD[sev]}  ", SEV_STYLE[sev]))

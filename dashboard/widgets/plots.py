@@ -33,12 +33,26 @@ def downsample(points: Iterable[Point], t0: float, t1: float, buckets: int) -> l
     return [(t0 + (i + 0.5) * span / buckets, sums[i] / counts[i]) for i in range(buckets) if counts[i]]
 
 
-def render(title: str, series: dict[str, list[tuple[float, float]]], now: float, window_s: float,
+def fit_title(titles: str | tuple[str, ...], width: int) -> str:
+    """The first of ``titles`` (longest first) that fits ``width``, else the last one cut with "…".
+
+    plotext drops a title wider than its chart without a word, so at 80 columns half the wall's
+    charts had none: the short forms keep the figure ("GPU util % - now 58 %")."""
+    options = (titles,) if isinstance(titles, str) else titles
+    for t in options:
+        if len(t) <= width:
+            return t
+    return options[-1][: max(1, width - 1)] + "…"
+
+
+def render(title: str | tuple[str, ...], series: dict[str, list[tuple[float, float]]], now: float, window_s: float,
            width: int, height: int, ylim: tuple[float, float] | None = None, ascii: bool = False) -> str:
-    """A chart of ``series`` (x = timestamps) over the last ``window_s``, x axis in minutes ago."""
+    """A chart of ``series`` (x = timestamps) over the last ``window_s``, x axis in minutes ago.
+    ``title``: one, or several from the longest to the shortest (``fit_title``)."""
     import plotext as plt  # type: ignore[import-untyped]  # imported only when a chart is drawn
 
     width, height = max(20, width), max(5, height)
+    title = fit_title(title, width - 5)  # what plotext keeps: the chart's width less 4 or 5 (measured)
     if not any(series.values()):
         return f"{title}\n\n  no data yet: this chart fills while the wall runs"
     plt.clf()
