@@ -45,11 +45,11 @@ def free_port() -> int:
 class RedisServer:
     """A real redis-server process on 127.0.0.1, private data dir, no persistence."""
 
-    def __init__(self, extra: list[str] | None = None) -> None:
+    def __init__(self, extra: list[str] | None = None, port: int | None = None) -> None:
         exe = shutil.which("redis-server")
         if exe is None:
             raise RuntimeError("redis-server not installed: run the README's test command (it installs it)")
-        self.port = free_port()
+        self.port = port or free_port()  # a given port: a server coming back where it was
         self.dir = tempfile.mkdtemp(prefix="ct-redis-")
         self.proc = subprocess.Popen(
             [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
