@@ -43,6 +43,11 @@ def _na(s: str) -> Part:
     return (s, "dim") if s == fmt.NA else s
 
 
+def _unit(shown: str, unit: str, na_label: str = "") -> tuple[Part, ...]:
+    """A figure and its unit; an unknown one is N/A alone ("await N/A", not "N/A ms")."""
+    return ((f"{na_label}{fmt.NA}", "dim"),) if shown == fmt.NA else (shown, unit)
+
+
 def _facts(width: int, *facts: list[Part] | tuple[Part, ...]) -> list[Content]:
     """Rows of "label value" facts two spaces apart, each fact whole (``pack``): at 80 columns
     "arch aarch64" moves to the next row rather than leave "arch" at the end of one."""
@@ -135,7 +140,7 @@ def disk_section(s: schema.System | None) -> Content:
     for d in (s.disks if s else None) or ():
         rows.append(_line(f"{fmt.node_text(d.name, 12):<12} r ", _na(fmt.rate(d.read_bytes_s)), "  w ",
                           _na(fmt.rate(d.write_bytes_s)), "  util ", _na(fmt.pct(d.util_pct)), "  await ",
-                          _na(fmt.num(d.await_ms, 1)), " ms"))
+                          *_unit(fmt.num(d.await_ms, 1), " ms")))
     for f in (s.filesystems if s else None) or ():
         pct = 100 * f.used_bytes / f.total_bytes if f.used_bytes is not None and f.total_bytes else None
         rows.append(_line(f"{fmt.node_text(f.mountpoint, 24):<24} ", _na(fmt.bytes_(f.used_bytes)), "/",
@@ -148,9 +153,10 @@ def nic_section(s: schema.System | None) -> Content:
     rows = []
     for n in (s.nics if s else None) or ():
         state = "up" if n.up else ("down" if n.up is False else fmt.NA)
-        rows.append(_line(f"{fmt.node_text(n.name, 14):<14} ", (state, "$ct-ok" if n.up else "$ct-crit"),
+        rows.append(_line(f"{fmt.node_text(n.name, 14):<14} ", (f"{state:<4}", "$ct-ok" if n.up else "$ct-crit"),
                           "  rx ", _na(fmt.rate(n.rx_bytes_s)), "  tx ", _na(fmt.rate(n.tx_bytes_s)),
-                          "  ", _na(fmt.num(n.speed_mbps)), " Mb/s  ", (fmt.node_text(n.kind or "", 12), "dim")))
+                          "  ", *_unit(fmt.num(n.speed_mbps), " Mb/s", "speed "), "  ",
+                          (fmt.node_text(n.kind or "", 12), "dim")))
     return _lines("Network", rows or [_line(("N/A", "dim"))])
 
 
