@@ -71,7 +71,7 @@ def info_section(v: NodeView, width: int = 200) -> Content:
                        ["kernel ", _na(fmt.node_text(s.kernel))], ["arch ", _na(fmt.node_text(s.arch))])
         rows += _facts(width, ["cpu ", _na(fmt.node_text(s.cpu_model))],
                        [_na(fmt.num(s.cpu_count)), " threads / ", _na(fmt.num(s.cpu_physical)), " cores"],
-                       [_na(fmt.num(s.cpu_mhz)), " MHz"])
+                       [*_unit(fmt.num(s.cpu_mhz), " MHz", "clock ")])
         rows += _facts(width, ["uptime ", _na(fmt.duration(s.uptime_s))],
                        ["load ", _na(fmt.num(s.load1, 2)), " ", _na(fmt.num(s.load5, 2)), " ",
                         _na(fmt.num(s.load15, 2))], ["processes ", _na(fmt.num(s.procs_total))])
@@ -182,7 +182,7 @@ def collector_section(snap: schema.NodeSnapshot | None, width: int = 200) -> Con
     a = snap.agent
     if a is not None:
         rows += _facts(width, [("agent ", "bold"), fmt.node_text(a.version)], ["cpu ", _na(fmt.pct(a.cpu_pct, 1))],
-                       ["rss ", _na(fmt.bytes_(a.rss_bytes))], ["tick ", _na(fmt.num(a.tick_ms, 1)), " ms"],
+                       ["rss ", _na(fmt.bytes_(a.rss_bytes))], ["tick ", *_unit(fmt.num(a.tick_ms, 1), " ms")],
                        ["publish errors ", str(a.publish_errors)], ["read-only"] if a.read_only else [])
     return _lines("Collectors and agent cost", rows or [_line(("none reported", "dim"))])
 
