@@ -68,7 +68,10 @@ def as_document(state: ClusterState, source: str, alerts: list[cluster.Alert]) -
         "ts": state.ts,
         "source": source,
         "totals": dataclasses.asdict(state.totals),
-        "nodes": [{"host": n.host, "state": n.state, "age_s": n.age_s, "error": n.error, "snapshot": n.snap}
+        # "digest": the node folded as the dashboard folds it (busy/lost/hot GPUs, sums, the node's
+        # alerts): what a script would otherwise recompute from the snapshot, and might get wrong.
+        "nodes": [{"host": n.host, "state": n.state, "age_s": n.age_s, "error": n.error, "snapshot": n.snap,
+                   "digest": digest.view_digest(n) if n.state != "down" else None}
                   for n in state.nodes],
         "cluster": dict(sorted(state.cluster.items())),
         "cluster_errors": state.cluster_errors,

@@ -62,6 +62,12 @@ def test_simulate_then_snapshot_json(redis_server: RedisServer) -> None:
     gpu = next(n for n in nodes if n["host"] == "gpu01")["snapshot"]["gpus"][0]
     assert "ecc_corrected" in gpu and gpu["ecc_corrected"] is None
     assert isinstance(doc["alerts"], list)
+    # Each node's digest, as the dashboard folds it: its figures add up to the totals.
+    digests = [n["digest"] for n in nodes]
+    assert all(d is not None and d["host"] == n["host"] for d, n in zip(digests, nodes, strict=True))
+    assert sum(d["gpus"] for d in digests) == doc["totals"]["gpus_total"]
+    assert sum(d["gpus_busy"] for d in digests) == doc["totals"]["gpus_busy"]
+    assert sum(d["cpu_count"] for d in digests) == doc["totals"]["cpu_cores"]
 
 
 def test_snapshot_text_summary(redis_server: RedisServer) -> None:
