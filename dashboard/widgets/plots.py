@@ -72,7 +72,11 @@ def render(title: str | tuple[str, ...], series: dict[str, list[tuple[float, flo
     if ylim is not None:
         plt.ylim(*ylim)
     plt.title(title)
-    plt.xlabel("minutes ago")
+    # The time axis says its unit in its own labels ("60 min ago ... now") instead of an x label
+    # line: that line is a data row more, which at 80x24 is the difference between one and two.
+    span = window_s / 60
+    ticks = [-span * (4 - i) / 4 for i in range(5)]
+    plt.xticks(ticks, [f"{span:g} min ago", *(f"{-t:g}" for t in ticks[1:-1]), "now"])
     return _ANSI.sub("", plt.build())
 
 
