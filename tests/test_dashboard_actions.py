@@ -204,6 +204,7 @@ async def test_k_terminates_a_real_process_and_the_agent_audits_it(redis_server:
         await b.wait_until(pilot, lambda: screen.query_one(LiveTable).row_count == 1, "audit row")
         row = [c.plain for c in screen.query_one(LiveTable).get_row_at(0)]
         assert row[1:5] == ["alice@ops", "signal", e.target, "ok"]
+        assert "the 1 newest entry" in str(screen.query_one("#audit-status").render())
 
 
 async def test_shift_k_on_the_node_screen_picks_then_kills(redis_server: Any, agent: Any, victim: Any,

@@ -217,6 +217,9 @@ async def test_work_screen_tabs_filter_and_row_keys(redis_server: Any) -> None:
         assert screen.table().cursor_key == "gpu-01\x1ft-a0" and screen.check_action("job_delete", ())  # stop it
         await pilot.press("7")
         assert type(app.screen).__name__ == "AuditScreen"
+        # Nothing done yet: the screen says so in words, not "newest 0 entries".
+        await b.wait_until(pilot, lambda: "no entries yet" in str(app.screen.query_one("#audit-status").render()),
+                           "the empty audit trail")
 
 
 # ---------------------------------------------------------------------------------------------

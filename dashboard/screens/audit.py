@@ -98,9 +98,11 @@ class AuditScreen(DataScreen):
         self.error = msg.error
         p = self.app.palette  # type: ignore[attr-defined]
         self.query_one(LiveTable).sync(audit_rows(self.entries, p.text_style("ok"), p.text_style("crit")))
+        n = len(self.entries)
         status = (f"audit trail: read failed ({msg.error}); showing the last read" if msg.error else
-                  f"audit trail: newest {len(self.entries)} entr{'y' if len(self.entries) == 1 else 'ies'} "
-                  f"(of at most {AUDIT_TAIL} read), newest first")
+                  "audit trail: no entries yet (every job-control action is recorded here)" if not n else
+                  f"audit trail: the {n} newest entr{'y' if n == 1 else 'ies'} (at most {AUDIT_TAIL} are read), "
+                  "newest first")
         self.query_one("#audit-status", Static).update(Content(fmt.node_text(status, 300)), layout=False)
 
     def draw(self, view: View) -> None:
