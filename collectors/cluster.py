@@ -177,22 +177,22 @@ def alerts(nodes: list[NodeView], cluster: dict[str, schema.ClusterPayload] | No
     """Every alert, most severe first: each node's state, what its digest says is wrong (a stale or
     down node's old problems are not repeated), then the cluster payloads'."""
     out: list[Alert] = []
-    add = out.append
+    emit = out.append  # not ``add``: that is the running sum imported from collectors.digest
     for n in nodes:
         state = n.state
         if state == "down":
-            add(Alert("critical", "node", n.host, n.host, f"down, last seen {age_text(n.age_s)} ago"))
+            emit(Alert("critical", "node", n.host, n.host, f"down, last seen {age_text(n.age_s)} ago"))
             continue
         if state == "stale":
-            add(Alert("warning", "node", n.host, n.host, f"stale: no report for {age_text(n.age_s)}"))
+            emit(Alert("warning", "node", n.host, n.host, f"stale: no report for {age_text(n.age_s)}"))
             continue
         if state == "bad":
-            add(Alert("warning", "node", n.host, n.host, n.error or "bad data"))
+            emit(Alert("warning", "node", n.host, n.host, n.error or "bad data"))
         d = view_digest(n)
         if d is not None and d.alerts:
             host = n.host
             for a in d.alerts:  # a digest is node data: an unknown severity word is a warning
-                add(Alert(a.severity if a.severity in SEVERITIES else "warning", a.source, host, a.subject,
+                emit(Alert(a.severity if a.severity in SEVERITIES else "warning", a.source, host, a.subject,
                           a.message))
     out.extend(_cluster_alerts(cluster or {}, now))
     order = {s: i for i, s in enumerate(reversed(SEVERITIES))}

@@ -23,7 +23,8 @@ class StateRead(Message):
 
 @dataclass
 class LedgerRead(Message):
-    """A read of every node's brief for the GPU ledger, made while the screen on top reads digests."""
+    """A read of every node's GPUs (the briefs' GPUs) for the GPU ledger, made while the screen on top
+    reads digests only."""
 
     state: ClusterState
 

@@ -39,7 +39,7 @@ class Source:
     def read(self, full: bool | frozenset[str] = True, rest: str = "briefs") -> ClusterState:
         """The whole cluster in one round trip. Raises whatever the client raises (caller reports).
 
-        ``full`` and ``briefs``: as ``Reader.read`` (True; or digests for all, full snapshots of these
+        ``full`` and ``rest``: as ``Reader.read`` (True; or digests for all, full snapshots of these
         hosts, and ``rest`` of the others: briefs, their GPUs only, or nothing more)."""
         return self._ensure().read(full, rest)
 

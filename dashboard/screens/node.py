@@ -23,11 +23,10 @@ from dashboard.messages import HistoryRead
 from dashboard.screens.base import DataScreen
 from dashboard.source import describe_error
 from dashboard.view import View
-from dashboard.widgets.pack import pack
+from dashboard.widgets.pack import Part, facts, pack
 
 HIST_EVERY_S = 5.0
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-Part = str | tuple[str, str]
 MARKERS = ["braille", "dot", "x", "+", "o", "*", "#", "@"]
 
 
@@ -48,10 +47,10 @@ def _unit(shown: str, unit: str, na_label: str = "") -> tuple[Part, ...]:
     return ((f"{na_label}{fmt.NA}", "dim"),) if shown == fmt.NA else (shown, unit)
 
 
-def _facts(width: int, *facts: list[Part] | tuple[Part, ...]) -> list[Content]:
+def _facts(width: int, *groups: list[Part] | tuple[Part, ...]) -> list[Content]:
     """Rows of "label value" facts two spaces apart, each fact whole (``pack``): at 80 columns
     "arch aarch64" moves to the next row rather than leave "arch" at the end of one."""
-    return pack([Content.assemble(*f) for f in facts if f], width)
+    return pack(facts(groups), width)
 
 
 def info_section(v: NodeView, width: int = 200) -> Content:

@@ -74,6 +74,10 @@ SORT_VALUES: dict[str, Callable[[NodeView], Any]] = {
 }
 
 
+#: The columns a row shows from its digest (all but host, state and age).
+COLUMN_VALUES = ("cpu", "load", "mem", "gpus", "vram", "power", "rx", "tx", "uptime", "agent")
+
+
 def sort_value(v: NodeView, column: str) -> Any:
     return SORT_VALUES[column](v)
 
@@ -87,23 +91,21 @@ def node_row(v: NodeView, p: Palette) -> list[SortCell]:
         SortCell(state, p.text_style(node_state_severity(v.state)), v.state),
         num_cell(fmt.age(v.age_s), v.age_s, vs),
     ]
+    # The numbers each column sorts by (SORT_VALUES), so a cell always shows what it sorts as.
+    x = {col: SORT_VALUES[col](v) for col in COLUMN_VALUES}
+    cpu, load, mem_pct, busy, vram_used = x["cpu"], x["load"], x["mem"], x["gpus"], x["vram"]
+    power, rx, tx, uptime, agent_cpu = x["power"], x["rx"], x["tx"], x["uptime"], x["agent"]
     d = _shown(v)
-    cpu = d.cpu_util_pct if d is not None else None
-    mem_pct = _mem_pct(d)
-    busy = _busy(d)
-    vram_used = _vram_used(d)
     gpus_shown = fmt.NA
     if d is not None and d.gpus is not None:
         gpus_shown = f"{fmt.num(busy)}/{d.gpus}" if d.gpus else "-"
-    power, rx, tx = (d.power_mw, d.net_rx_bytes_s, d.net_tx_bytes_s) if d is not None else (None, None, None)
-    load, uptime = (d.load1, d.uptime_s) if d is not None else (None, None)
-    agent_cpu, agent_rss = (d.agent_cpu_pct, d.agent_rss_bytes) if d is not None else (None, None)
+    agent_rss = d.agent_rss_bytes if d is not None else None
     agent_shown = fmt.NA
     if agent_cpu is not None or agent_rss is not None:
         agent_shown = f"{fmt.pct(agent_cpu, 1)} {fmt.bytes_(agent_rss, 0)}"
-    vram_shown = (f"{fmt.gib(vram_used)}/{fmt.gib(d.vram_total_bytes)} GiB"
-                  if d is not None and vram_used is not None and d.vram_total_bytes is not None else fmt.NA)
-    mem_shown = (f"{fmt.pct(mem_pct)} of {fmt.gib(d.mem_total_bytes)}G" if mem_pct is not None and d else fmt.NA)
+    # A known VRAM used or memory % implies a digest with its total (_vram_used, _mem_pct).
+    vram_shown = f"{fmt.gib(vram_used)}/{fmt.gib(d.vram_total_bytes)} GiB" if d is not None and vram_used is not None else fmt.NA
+    mem_shown = f"{fmt.pct(mem_pct)} of {fmt.gib(d.mem_total_bytes)}G" if d is not None and mem_pct is not None else fmt.NA
     return head + [
         num_cell(fmt.pct(cpu), cpu, vs or p.text_style(_sev(cpu))),
         num_cell(fmt.num(load, 2), load, vs),

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from rich.text import Text
-from textual import events, on
+from textual import on
 from textual.binding import Binding
 from textual.content import Content
 from textual.widget import Widget
@@ -26,7 +26,7 @@ from dashboard import fmt
 from dashboard.actions import actions_of
 from dashboard.screens.base import DataScreen
 from dashboard.view import View
-from dashboard.widgets.pack import pack
+from dashboard.widgets.pack import FactLines
 from dashboard.widgets.table import LiveTable, SortCell, num_cell, text_cell
 
 SEP = "\x1f"  # in row keys: no host, pod or queue name contains it
@@ -267,12 +267,11 @@ class WorkScreen(DataScreen):
         self.tracker = LedgerTracker()
         self.ledger: Ledger | None = None
         self._last: View | None = None
-        self._summary_rows = 1
         self._binding_sig: tuple[object, ...] = ()
         self.rows: dict[str, dict[str, Any]] = {p: {} for p in PANES}  # pane -> key -> object behind the row
 
     def compose_body(self) -> Iterable[Widget]:
-        yield Static("", id="work-summary")
+        yield FactLines(id="work-summary")
         with TabbedContent(initial="queues", id="work-tabs"):
             for pane in PANES:
                 with TabPane(TITLES[pane], id=pane):
@@ -308,26 +307,11 @@ class WorkScreen(DataScreen):
             self.ledger = app_ledger  # tracked on every read by the app, so flags keep their age
         else:
             self.ledger = update_from_state(self.tracker, state)
-        self._show_summary(summary(state, self.ledger))
+        self.query_one("#work-summary", FactLines).show_facts(summary(state, self.ledger))
         self._draw_pane(self.pane)
         if "kubernetes" in state.cluster and self.app.settings.kubeconfig is not None:  # type: ignore[attr-defined]
             actions_of(self.app).check_k8s(self._sync_bindings)
         self._sync_bindings()
-
-    def _show_summary(self, parts: list[Content], width: int | None = None) -> None:
-        box = self.query_one("#work-summary", Static)
-        # It spans the screen: before its first layout (no size yet) and on a resize (laid out after
-        # this), the screen's width is its width.
-        width = width or box.size.width or self.app.size.width or 80
-        lines = pack(parts, max(1, width - 2))
-        # Re-layout only when the number of lines changes (a resize, a part coming or going).
-        box.update(Content("\n").join(lines), layout=len(lines) != self._summary_rows)
-        self._summary_rows = len(lines)
-
-    def on_resize(self, event: events.Resize) -> None:
-        super().on_resize(event)
-        if self._last is not None and self._last.state is not None:
-            self._show_summary(summary(self._last.state, self.ledger), event.size.width)
 
     def _draw_pane(self, pane: str) -> None:
         view = self._last

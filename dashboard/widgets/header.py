@@ -7,23 +7,16 @@ error messages stays literal (``rich.markup.escape`` does not escape Textual's `
 from __future__ import annotations
 
 from textual.content import Content
-from textual.widgets import Static
 
 from collectors.cluster import Totals
 from dashboard import fmt
-from dashboard.widgets.pack import pack
+from dashboard.widgets.pack import FactLines, Part, facts, pack
 
-Part = str | tuple[str, str]
 SEP_C = Content.assemble((" · ", "dim"))
 
 
 def _v(s: str, style: str = "") -> Part:
     return (fmt.NA, "dim") if s == fmt.NA else (s, style)
-
-
-def _facts(groups: list[list[Part]]) -> list[Content]:
-    """One Content per fact: the header lays them out whole (``pack``), " · " between them."""
-    return [Content.assemble(*g) for g in groups]
 
 
 def totals_line(t: Totals, compact: bool = False) -> list[Content]:
@@ -70,7 +63,7 @@ def totals_line(t: Totals, compact: bool = False) -> list[Content]:
             g.append(bonds)
     if t.tasks_queued is not None:
         g.append([f"{t.tasks_queued} queued"])
-    return _facts(g)
+    return facts(g)
 
 
 def status_line(t: Totals | None, source: str, read_ts: float | None, unreachable_since: float | None,
@@ -93,10 +86,10 @@ def status_line(t: Totals | None, source: str, read_ts: float | None, unreachabl
             g.append([(f"{t.nodes_down} down", "$ct-crit")])
         if t.nodes_bad:
             g.append([(f"{t.nodes_bad} bad data", "$ct-crit")])
-    return _facts(g)
+    return facts(g)
 
 
-class ClusterHeader(Static):
+class ClusterHeader(FactLines):
     """Two fixed lines: the totals and where the data comes from. Updated only when the text changes."""
 
     DEFAULT_CSS = """
@@ -104,41 +97,22 @@ class ClusterHeader(Static):
     """
 
     def __init__(self, id: str | None = None) -> None:
-        super().__init__("", id=id)
-        self._shown: tuple[str, ...] = ()
-        self._rows = 0
-        self._plain = ""
-        self._inputs: tuple[Totals | None, list[Content]] | None = None
-
-    def on_resize(self) -> None:
-        if self._inputs is not None:  # the short form is chosen for a width: choose again
-            self.show(*self._inputs)
-
-    @property
-    def text(self) -> str:
-        """What the header says, as plain text (tests, snapshots of the screen in words)."""
-        return self._plain
+        super().__init__(SEP_C, id=id)
+        self._totals: Totals | None = None
 
     def show(self, t: Totals | None, status: list[Content]) -> None:
-        """The one-machine line for ``t`` (None: no read yet) over ``status``, each fact whole
-        (``pack``). Where the line would take three rows (a narrow terminal), it says the same in
-        short words in two."""
-        self._inputs = (t, status)
-        # Before its first layout the header has no size yet: it spans the screen, so the app's width.
-        width = max(1, (self.size.width or self.app.size.width or 80) - 2)
-        totals = pack(totals_line(t) if t is not None else totals_line_empty(), width, SEP_C)
+        """The one-machine line for ``t`` (None: no read yet) over ``status``, each fact whole."""
+        self._totals = t
+        self.show_facts(status)
+
+    def lines(self, width: int) -> list[Content]:
+        # Where the line would take three rows (a narrow terminal), it says the same in short words
+        # in two: chosen for the width, so again on a resize.
+        t = self._totals
+        totals = pack(totals_line(t) if t is not None else totals_line_empty(), width, self.sep)
         if len(totals) > 2 and t is not None:
-            totals = pack(totals_line(t, compact=True), width, SEP_C)
-        lines = totals + pack(status, width, SEP_C)
-        key = tuple(line.markup for line in lines)
-        if key != self._shown:
-            self._shown = key
-            # A fact wider than the header still wraps within its line. Re-layout only when the
-            # height changes.
-            rows = sum(len(line.wrap(width)) for line in lines)
-            self.update(Content("\n").join(lines), layout=rows != self._rows)
-            self._rows = rows
-            self._plain = "\n".join(line.plain for line in lines)
+            totals = pack(totals_line(t, compact=True), width, self.sep)
+        return totals + super().lines(width)
 
 
 def totals_line_empty() -> list[Content]:
