@@ -100,7 +100,11 @@ def summarize(nodes: list[NodeView], cluster: dict[str, schema.ClusterPayload] |
         if d.gpus is not None:
             gpu_nodes += 1
             gpus_total = add(gpus_total, d.gpus)
-            gpus_busy = add(gpus_busy, d.gpus_busy)
+            if d.gpu_util_n or d.gpus == d.gpus_lost:
+                # Busy is known where a live card reports its utilisation, or where there is no live
+                # card (0 busy); a node whose cards report none adds nothing, so a cluster of them
+                # says busy N/A, not 0.
+                gpus_busy = add(gpus_busy, d.gpus_busy)
             gpu_procs = add(gpu_procs, d.gpu_procs or 0)
             gpus_lost += d.gpus_lost
             gpu_util_sum += d.gpu_util_sum

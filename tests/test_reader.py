@@ -102,6 +102,27 @@ def test_totals_are_none_when_nobody_reports() -> None:
     assert t.gpus_total is None and t.mem_total_bytes is None and t.cpu_util_pct is None
 
 
+def test_busy_gpus_are_unknown_where_no_card_reports_utilisation() -> None:
+    """A node whose cards report no utilisation adds nothing to the busy count: a cluster of only
+    such nodes says busy N/A, never 0. Nodes with no live card are 0 busy: that is known."""
+    from collectors.reader import NodeView
+    from tests import builders as b
+
+    def up(snap: schema.NodeSnapshot) -> NodeView:
+        return NodeView(host=snap.host, state="up", last_seen_ts=b.NOW, snap=snap)
+
+    silent = up(b.node("silent", gpus=[b.gpu(0, None), b.gpu(1, None)]))
+    lost_gpu = b.gpu(0, 90)
+    lost_gpu.lost = True
+    all_lost, no_gpus = up(b.node("lost", gpus=[lost_gpu])), up(b.node("arm", gpus=[]))
+    busy = up(b.tower("busy", (80, 5)))
+    t = summarize([silent])
+    assert t.gpus_total == 2 and t.gpus_busy is None and t.gpu_util_pct is None
+    assert summarize([silent, all_lost, no_gpus]).gpus_busy == 0
+    t = summarize([silent, busy])
+    assert t.gpus_total == 4 and t.gpus_busy == 1  # the one card of the four known to be busy
+
+
 def test_history_point_is_compact_and_counts_each_byte_once() -> None:
     snap = node("gpu01", 1.0)
     assert snap.system is not None
