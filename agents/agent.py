@@ -16,16 +16,17 @@ from typing import Any
 
 import msgspec
 
-from agents.config import AgentConfig, node_name, timeout_for
-from agents.lease import Lease
-from agents.publisher import Publisher, hist_point
-from agents.runner import Runner, Slot, describe
-from agents.sdnotify import Notifier
-from agents.selfstats import SelfStats
-from collectors import base, schema
-from collectors.config import ConfigError
-from collectors.resp import errors as store_errors
-from collectors.store import connect_light, redact
+from clustertop.agents.config import AgentConfig, node_name, timeout_for
+from clustertop.agents.lease import Lease
+from clustertop.agents.publisher import Publisher, hist_point
+from clustertop.agents.runner import Runner, Slot, describe
+from clustertop.agents.sdnotify import Notifier
+from clustertop.agents.selfstats import SelfStats
+from clustertop.collectors import base
+from clustertop.config import ConfigError
+from clustertop.store import connect_light, redact
+from clustertop.store.resp import errors as store_errors
+from clustertop.wire import schema
 
 log = logging.getLogger("clustertop.agent")
 
@@ -81,7 +82,7 @@ class Agent:
         #: refused anyway). Built here so a bad [security]/[templates.*] stops the agent at start.
         self.executor: Any = None
         if cfg.security.get("operator_keys") and not dry_run:
-            from agents.commands import CommandExecutor
+            from clustertop.agents.commands import CommandExecutor
 
             self.executor = CommandExecutor(self._new_client, cfg.node, cfg, roots=self.roots)
         self._executor_thread: threading.Thread | None = None
@@ -117,7 +118,7 @@ class Agent:
             raise  # bad [collectors.<name>] options: refuse to start, naming the key
         except base.NoData:
             # "No such hardware" decided at start-up: a valid, permanent answer.
-            from agents.runner import NODATA_VALUES
+            from clustertop.agents.runner import NODATA_VALUES
 
             status.ok, status.last_ok_ts = True, time.time()
             slot.value, slot.value_ts = NODATA_VALUES.get(field), status.last_ok_ts

@@ -33,10 +33,12 @@ from typing import Any
 
 import msgspec
 
-from agents.tasks import ParamError, TaskManager, Template, parse_templates
-from collectors import schema, signing, wire
-from collectors.base import Roots
-from collectors.config import ConfigError, check_keys, get
+from clustertop import wire
+from clustertop.agents.tasks import ParamError, TaskManager, Template, parse_templates
+from clustertop.collectors.base import Roots
+from clustertop.config import ConfigError, check_keys, get
+from clustertop.control import signing
+from clustertop.wire import schema
 
 log = logging.getLogger("clustertop.commands")
 
@@ -258,7 +260,7 @@ class CommandExecutor:
 
     def run(self, stop: threading.Event) -> None:
         """Until ``stop`` is set: (re)connect with backoff, finish pending commands, read new ones."""
-        from collectors.resp import errors, response_errors
+        from clustertop.store.resp import errors, response_errors
 
         backoff = 0.5
         while not stop.is_set():
@@ -286,7 +288,7 @@ class CommandExecutor:
         self.task_mgr.close()
 
     def ensure_group(self) -> None:
-        from collectors.resp import response_errors
+        from clustertop.store.resp import response_errors
 
         try:
             # From "0", not "$": a command sent before this agent first started still gets an answer.

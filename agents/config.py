@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from collectors import base
-from collectors.config import ConfigError, check_keys, get, load_toml
+from clustertop.collectors import base
+from clustertop.config import ConfigError, check_keys, get, load_toml
 
 ENV = "environment"  # the "file" named in errors that come from CLUSTERTOP_* variables
 
@@ -210,7 +210,7 @@ def _check(cfg: AgentConfig, where: str) -> None:
 
 def _check_url(url: str | None, file: str | None, key: str) -> None:
     if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
-        from collectors.store import redact
+        from clustertop.store import redact
 
         raise ConfigError(file, key, f"expected a redis://, rediss:// or unix:// URL, got {redact(url)!r}")
 

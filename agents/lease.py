@@ -11,8 +11,8 @@ import time
 import uuid
 from typing import Any
 
-from collectors import wire
-from collectors.resp import response_errors
+from clustertop import wire
+from clustertop.store.resp import response_errors
 
 #: The lease outlives this many renewal periods, so one slow tick does not hand it over.
 TTL_PERIODS = 3.0

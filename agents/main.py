@@ -10,12 +10,12 @@ import sys
 import threading
 from typing import Any
 
-from agents.agent import Agent
-from agents.config import AgentConfig, load_config
-from agents.sdnotify import Notifier
-from collectors import wire
-from collectors.config import ConfigError
-from collectors.store import redact
+from clustertop import wire
+from clustertop.agents.agent import Agent
+from clustertop.agents.config import AgentConfig, load_config
+from clustertop.agents.sdnotify import Notifier
+from clustertop.config import ConfigError
+from clustertop.store import redact
 
 log = logging.getLogger("clustertop.agent")
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from collectors import schema, wire
-from collectors.brief import brief
-from collectors.digest import digest, node_disk_rates, node_net_rates
+from clustertop import wire
+from clustertop.wire import schema
+from clustertop.wire.brief import brief
+from clustertop.wire.digest import digest, node_disk_rates, node_net_rates
 
 #: A node's key outlives this many intervals; after that the node reads as stale.
 TTL_INTERVALS = 3.0

@@ -19,7 +19,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from collectors import base, schema
+from clustertop.collectors import base
+from clustertop.wire import schema
 
 log = logging.getLogger("clustertop.runner")
 

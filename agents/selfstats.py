@@ -11,7 +11,7 @@ import resource
 import time
 
 from clustertop import __version__
-from collectors import schema
+from clustertop.wire import schema
 
 SELF_PROC = "/proc"
 

@@ -28,9 +28,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from collectors import schema
-from collectors.base import Roots
-from collectors.config import ConfigError, check_keys, get
+from clustertop.collectors.base import Roots
+from clustertop.config import ConfigError, check_keys, get
+from clustertop.wire import schema
 
 log = logging.getLogger("clustertop.tasks")
 

@@ -135,7 +135,8 @@ def main() -> int:
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         import redis
 
-        from collectors import schema, wire
+        from clustertop import wire
+        from clustertop.wire import schema
 
         client = redis.Redis(port=rport)
         if not wait_until(client.ping, 10):

@@ -49,14 +49,14 @@ if str(ROOT) not in sys.path:
 
 import redis  # noqa: E402
 
-from agents.simulate import SimCluster, make_publishers, publish  # noqa: E402
-from collectors import wire  # noqa: E402
-from collectors.reader import Reader  # noqa: E402
-from dashboard import gcpolicy  # noqa: E402
-from dashboard.app import make_app  # noqa: E402
-from dashboard.screens.nodes import NodesScreen  # noqa: E402
-from dashboard.screens.overview import OverviewScreen  # noqa: E402
-from dashboard.settings import Settings  # noqa: E402
+from clustertop import wire  # noqa: E402
+from clustertop.dashboard import gcpolicy  # noqa: E402
+from clustertop.dashboard.app import make_app  # noqa: E402
+from clustertop.dashboard.screens.nodes import NodesScreen  # noqa: E402
+from clustertop.dashboard.screens.overview import OverviewScreen  # noqa: E402
+from clustertop.dashboard.settings import Settings  # noqa: E402
+from clustertop.read.reader import Reader  # noqa: E402
+from clustertop.sim.simulate import SimCluster, make_publishers, publish  # noqa: E402
 
 
 def start_redis() -> tuple[subprocess.Popen[bytes], str, str]:

@@ -22,8 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from collectors import schema, wire  # noqa: E402
-from collectors.reader import Reader  # noqa: E402
+from clustertop import wire  # noqa: E402
+from clustertop.read.reader import Reader  # noqa: E402
+from clustertop.wire import schema  # noqa: E402
 
 
 def free_port() -> int:

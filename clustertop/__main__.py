@@ -1,3 +1,3 @@
-from clustertop.cli import main
+from clustertop.cli.main import main
 
 raise SystemExit(main())

@@ -1,6 +1,6 @@
-"""Provides the collectors, the wire schema and the Redis key layout.
+"""Provides the collectors, one module per source with its pure parser beside it (``x.py``, ``x_parse.py``).
 
-Importing this package imports nothing heavy: each collector module imports its library
-(psutil, pynvml, httpx, kubernetes) itself, and the registry below names modules as strings
-so the agent loads only the collectors it runs.
+May import: stdlib, clustertop.wire, clustertop.config, clustertop.store; each collector imports its own
+library (psutil, pynvml, httpx, kubernetes) itself, and ``base.REGISTRY`` names modules as strings so the
+agent loads only the collectors it runs.
 """

@@ -62,14 +62,14 @@ class Collector(Protocol):
 
 # name -> "module:Class". Strings, so that nothing is imported until a collector is enabled.
 REGISTRY: dict[str, str] = {
-    "host": "collectors.host:HostCollector",
-    "gpu": "collectors.gpu:GpuCollector",
-    "bonds": "collectors.bonds:BondsCollector",
-    "nfs": "collectors.nfs:NetMountCollector",
-    "ceph": "collectors.ceph:CephCollector",
-    "kubernetes": "collectors.kubernetes:KubernetesCollector",
-    "celery": "collectors.celery:CeleryCollector",
-    "dask": "collectors.dask:DaskCollector",
+    "host": "clustertop.collectors.host:HostCollector",
+    "gpu": "clustertop.collectors.gpu:GpuCollector",
+    "bonds": "clustertop.collectors.bonds:BondsCollector",
+    "nfs": "clustertop.collectors.nfs:NetMountCollector",
+    "ceph": "clustertop.collectors.ceph:CephCollector",
+    "kubernetes": "clustertop.collectors.kubernetes:KubernetesCollector",
+    "celery": "clustertop.collectors.celery:CeleryCollector",
+    "dask": "clustertop.collectors.dask:DaskCollector",
 }
 
 #: Collectors that run by default on every node (cluster-scope ones run only when configured).

@@ -1,7 +1,7 @@
 """Provides the bonds collector: Linux bonding state from /proc/net/bonding and sysfs, judged for health.
 
 The reader here only opens files under ``ctx.roots``; parsing and the health rules live in
-``collectors.bonding`` (pure, string in, struct out). Both views are read because each misses
+``clustertop.collectors.bonds_parse`` (pure, string in, struct out). Both views are read because each misses
 something: procfs has churn counts and the LACP partner per port, sysfs has active/backup per slave,
 is readable when the procfs file is not, and keeps working on kernels that change the procfs text.
 """
@@ -12,8 +12,9 @@ import os
 import time
 from collections.abc import Callable
 
-from collectors import bonding, schema
-from collectors.base import Context, Roots
+from clustertop.collectors import bonds_parse as bonding
+from clustertop.collectors.base import Context, Roots
+from clustertop.wire import schema
 
 MASTER_FILES = ("mode", "slaves", "active_slave", "primary", "mii_status", "xmit_hash_policy", "lacp_rate",
                 "ad_aggregator", "ad_partner_mac")

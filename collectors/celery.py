@@ -42,10 +42,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from collectors import queues_parse, schema
-from collectors.base import Context
-from collectors.config import ConfigError, check_keys, get
-from collectors.store import read_secret, redact
+from clustertop.collectors import queues_parse
+from clustertop.collectors.base import Context
+from clustertop.config import ConfigError, check_keys, get
+from clustertop.store import read_secret, redact
+from clustertop.wire import schema
 
 SECTION = "collectors.celery"
 KEYS = {"brokers", "management_url", "management_user", "management_password_file", "queues",
@@ -143,7 +144,7 @@ class RedisBroker:
     """Depths from a Redis broker: one pipeline of LLENs per poll; discovery by SCAN, cached."""
 
     def __init__(self, url: str, settings: Settings) -> None:
-        from collectors.store import connect
+        from clustertop.store import connect
 
         self.url, self.shown, self.s = url, redact(url), settings
         self.client = connect(url, timeout_s=settings.timeout_s)

@@ -31,9 +31,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from collectors import ceph_parse, schema
-from collectors.base import Context
-from collectors.config import ConfigError, check_keys, get
+from clustertop.collectors import ceph_parse
+from clustertop.collectors.base import Context
+from clustertop.config import ConfigError, check_keys, get
+from clustertop.wire import schema
 
 SECTION = "collectors.ceph"
 KEYS = {"urls", "username", "password_file", "token_file", "ca_file", "verify", "detail_interval", "request_timeout",

@@ -13,7 +13,7 @@ import json
 import math
 from typing import Any
 
-from collectors import schema
+from clustertop.wire import schema
 
 # ---------------------------------------------------------------------------------------------
 # Tolerant accessors: a wrong type is "unknown", not a crash and not 0

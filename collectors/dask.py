@@ -11,7 +11,7 @@ Two GETs per scheduler per poll, served by ``distributed`` itself (default route
   per-worker detail: the Prometheus ``/metrics`` has cluster totals only (and needs prometheus_client),
   ``/api/v1/get_workers`` has names only and is off by default. At 1,000 workers it is about 1 MB,
   so it is decoded into typed structs that skip the fields we do not show (~1.5 ms for 1,000 workers,
-  tests/test_dask.py prints the figure).
+  tests/collectors/test_dask.py prints the figure).
 - Task counts: ``processing`` (assigned to a worker) and ``waiting`` (not started: waiting on
   dependencies, queued on the scheduler, or no worker fits). Exact from the Prometheus ``/metrics``
   (``dask_scheduler_tasks{state=...}``) when the scheduler has prometheus_client; otherwise from
@@ -31,10 +31,11 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from collectors import queues_parse, schema
-from collectors.base import Context
-from collectors.config import ConfigError, check_keys, get
-from collectors.store import redact
+from clustertop.collectors import queues_parse
+from clustertop.collectors.base import Context
+from clustertop.config import ConfigError, check_keys, get
+from clustertop.store import redact
+from clustertop.wire import schema
 
 SECTION = "collectors.dask"
 KEYS = {"schedulers", "request_timeout", "timeout", "interval", "enabled"}

@@ -13,7 +13,7 @@ Shape (after nvitop's NVML layer):
   GPUs keep reporting, and the lost one is probed again only every ``LOST_RETRY_S``.
 
 Processes get user, name, command line and start time from ``/proc/<pid>`` under ``ctx.roots`` (small pure
-parsers below, thin reader in ``ProcReader``), and their owner from ``collectors.owner``.
+parsers below, thin reader in ``ProcReader``), and their owner from ``clustertop.collectors.owner``.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from collectors import schema
-from collectors.base import Context, NoData, Roots
-from collectors.config import ConfigError, check_keys, get
+from clustertop.collectors.base import Context, NoData, Roots
+from clustertop.config import ConfigError, check_keys, get
+from clustertop.wire import schema
 
 SECTION = "collectors.gpu"
 
@@ -255,9 +255,9 @@ def _read_text(path: str) -> str | None:
 
 
 def _owner_of() -> Callable[[int, Roots], schema.Owner | None] | None:
-    # collectors.owner is another module of the project; without it, owners are simply unknown.
+    # clustertop.collectors.owner is another module of the project; without it, owners are simply unknown.
     try:
-        from collectors.owner import owner_of
+        from clustertop.collectors.owner import owner_of
     except ImportError:
         return None
     return owner_of  # type: ignore[no-any-return]

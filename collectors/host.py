@@ -20,11 +20,11 @@ import os
 import time
 from dataclasses import dataclass
 
-from collectors import procfs
-from collectors.base import Context, Roots
-from collectors.config import check_keys, get
-from collectors.owner import apply_cmdline, parse_cgroup
-from collectors.schema import CpuTimes, DiskIO, Filesystem, Memory, Nic, Owner, Proc, System
+from clustertop.collectors import procfs
+from clustertop.collectors.base import Context, Roots
+from clustertop.collectors.owner import apply_cmdline, parse_cgroup
+from clustertop.config import check_keys, get
+from clustertop.wire.schema import CpuTimes, DiskIO, Filesystem, Memory, Nic, Owner, Proc, System
 
 TOP_N = 10  # processes by CPU and by RSS each; the union is at most 2 * TOP_N
 MAX_VIRTUAL_NICS = 16  # a Kubernetes node has one veth per pod: keep the busiest, keep payloads small
@@ -282,7 +282,7 @@ class HostCollector:
         self.procs_interval_s = float(get(ctx.config, "procs_interval", (int, float), DEFAULT_PROCS_INTERVAL_S,
                                           ctx.config_file, section))
         if self.procs_interval_s < 0:
-            from collectors.config import ConfigError
+            from clustertop.config import ConfigError
 
             raise ConfigError(ctx.config_file, f"[{section}] procs_interval",
                               f"must be >= 0, got {self.procs_interval_s!r}")

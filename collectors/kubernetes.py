@@ -2,7 +2,7 @@
 
 Every interval, four list calls (nodes, pods, jobs, deployments), each with ``resourceVersion=0``
 so the API server answers from its watch cache instead of a quorum read from etcd, and each with
-``_request_timeout``. The raw JSON goes to ``collectors.k8s_parse`` (pure). Per node: GPU capacity,
+``_request_timeout``. The raw JSON goes to ``clustertop.collectors.kubernetes_parse`` (pure). Per node: GPU capacity,
 allocatable and allocated (the GPU requests of its non-terminated pods), abnormal conditions and
 cordon; per pod: phase, reason, restarts, GPU request, owner, uid (what the ledger joins GPU
 processes to).
@@ -38,9 +38,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from collectors import k8s_parse, schema
-from collectors.base import Context
-from collectors.config import ConfigError, check_keys, get
+from clustertop.collectors import kubernetes_parse as k8s_parse
+from clustertop.collectors.base import Context
+from clustertop.config import ConfigError, check_keys, get
+from clustertop.wire import schema
 
 SECTION = "collectors.kubernetes"
 KEYS = {"kubeconfig", "context", "namespaces", "request_timeout", "timeout", "gpu_resource", "max_pods",

@@ -16,9 +16,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from collectors import procfs, schema
-from collectors.base import Context, Roots
-from collectors.config import ConfigError, check_keys, get
+from clustertop.collectors import procfs
+from clustertop.collectors.base import Context, Roots
+from clustertop.config import ConfigError, check_keys, get
+from clustertop.wire import schema
 
 #: Filesystem types that live across the network. Kernel CephFS reports "ceph" (ceph-fuse
 #: "fuse.ceph-fuse"), GlusterFS mounts through FUSE, "smb3" is cifs mounted with -t smb3.

@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 import re
 
-from collectors.base import Roots
-from collectors.procfs import parse_cmdline
-from collectors.schema import Owner
+from clustertop.collectors.base import Roots
+from clustertop.collectors.procfs import parse_cmdline
+from clustertop.wire.schema import Owner
 
 # kubelet names pod cgroups "pod<uid>" (cgroupfs driver) or "kubepods-<qos>-pod<uid>.slice" (systemd
 # driver, which must spell the uid's dashes as underscores because "-" is systemd's slice separator).

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from collectors import schema
+from clustertop.wire import schema
 
 # ---------------------------------------------------------------------------------------------
 # Celery on a Redis broker (kombu's redis transport)

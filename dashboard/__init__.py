@@ -1,1 +1,4 @@
-"""Provides the dashboard package."""
+"""Provides the Textual app: screens, widgets, dialogs and the actions behind the keys.
+
+May import: clustertop.{wire,config,store,read,control,themes}; never agents, collectors, the simulator or the CLI.
+"""

@@ -21,10 +21,11 @@ from typing import Any
 
 from textual.content import Content
 
-from collectors import commands_client as cc
-from collectors import schema, wire
-from dashboard import fmt
-from dashboard.source import describe_error
+from clustertop import wire
+from clustertop.control import commands as cc
+from clustertop.dashboard import fmt
+from clustertop.dashboard.source import describe_error
+from clustertop.wire import schema
 
 #: How to get an operator key, for anyone who pressed a process key without one.
 NO_KEY_HELP = ("No operator key: commands to agents must be signed. Create one with "
@@ -136,7 +137,7 @@ class Actions:
             return self._client
 
     def key(self) -> Any:
-        from collectors import signing
+        from clustertop.control import signing
 
         path = self.settings.operator_key
         if not path:
@@ -146,7 +147,7 @@ class Actions:
     def k8s(self) -> Any:
         with self._lock:
             if self._k8s is None:
-                from collectors.k8s_control import K8sControl
+                from clustertop.control.kubernetes import K8sControl
 
                 self._k8s = K8sControl(self.settings.kubeconfig, self.settings.k8s_context)
             return self._k8s
@@ -156,7 +157,7 @@ class Actions:
             if self._celery is None:
                 if not self.settings.celery_broker:
                     raise RuntimeError("no Celery broker configured (--celery-broker URL or CLUSTERTOP_CELERY_BROKER)")
-                from collectors.celery_control import CeleryControl
+                from clustertop.control.celery import CeleryControl
 
                 self._celery = CeleryControl(self.settings.celery_broker)
             return self._celery
@@ -279,7 +280,7 @@ class Actions:
     def retire(self, worker: str) -> Outcome:
         if not self.settings.dask_scheduler:
             raise RuntimeError("no Dask scheduler configured (--dask-scheduler URL or CLUSTERTOP_DASK_SCHEDULER)")
-        from collectors.dask_control import retire_worker
+        from clustertop.control.dask import retire_worker
 
         r = retire_worker(self.settings.dask_scheduler, worker)
         return Outcome(r.ok, r.text)
@@ -288,7 +289,7 @@ class Actions:
     # -- asking (UI thread): dialogs first, then ``execute`` ------------------------------------------
 
     def confirm(self, title: str, body: Content, label: str, then: Callable[[], None]) -> None:
-        from dashboard.dialogs.confirm import ConfirmDialog
+        from clustertop.dashboard.dialogs.confirm import ConfirmDialog
 
         def answered(yes: bool | None) -> None:
             if yes:
@@ -324,7 +325,7 @@ class Actions:
 
     def ask_pick_process(self, node: str, sig: str) -> None:
         """k / K on the node screen: choose one of the node's processes (top by CPU, then GPU ones)."""
-        from dashboard.dialogs.pick import PickDialog
+        from clustertop.dashboard.dialogs.pick import PickDialog
 
         if not self.allowed("terminate process" if sig == "TERM" else "kill process"):
             return
@@ -391,7 +392,7 @@ class Actions:
                      f"Delete {kind.lower()}", lambda: self.execute(action, f"{namespace}/{name}", fn))
 
     def ask_logs(self, namespace: str, name: str) -> None:
-        from dashboard.dialogs.logs import LogsViewer
+        from clustertop.dashboard.dialogs.logs import LogsViewer
 
         if not self.allowed("pod logs"):
             return
@@ -410,7 +411,7 @@ class Actions:
         self.background(fetch, f"logs {namespace}/{name}")
 
     def ask_scale(self, namespace: str, name: str, current: int | None) -> None:
-        from dashboard.dialogs.prompt import ScalePrompt
+        from clustertop.dashboard.dialogs.prompt import ScalePrompt
 
         if not self.allowed("scale"):
             return
@@ -456,7 +457,7 @@ class Actions:
                      lambda: self.execute("dask.retire", worker, lambda: self.retire(worker)))
 
     def ask_launch(self) -> None:
-        from dashboard.dialogs.launcher import LauncherDialog
+        from clustertop.dashboard.dialogs.launcher import LauncherDialog
 
         if not self.allowed("launch"):
             return
@@ -489,7 +490,7 @@ class Actions:
             return
 
         def dry_run() -> None:
-            from collectors.k8s_control import parse_param_text
+            from clustertop.control.kubernetes import parse_param_text
 
             try:
                 params = {k: parse_param_text(v) for k, v in req.params.items()}
@@ -540,7 +541,7 @@ def node_processes(state: Any, node: str) -> list[schema.Proc | schema.GpuProc]:
 
 def node_choices(state: Any) -> list[Any]:
     """Launcher entries from the agents' snapshots: one per template name, with the nodes offering it."""
-    from dashboard.dialogs.launcher import Choice
+    from clustertop.dashboard.dialogs.launcher import Choice
 
     out: dict[str, Choice] = {}
     for v in state.nodes if state is not None else ():
@@ -554,8 +555,8 @@ def node_choices(state: Any) -> list[Any]:
 
 def k8s_choices(directory: str) -> tuple[list[Any], list[str]]:
     """Job templates (*.yaml, *.yml) in ``directory`` with their placeholders; unreadable ones as notes."""
-    from collectors.k8s_control import load_template, placeholders
-    from dashboard.dialogs.launcher import Choice
+    from clustertop.control.kubernetes import load_template, placeholders
+    from clustertop.dashboard.dialogs.launcher import Choice
 
     out, errs = [], []
     try:

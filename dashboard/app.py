@@ -18,29 +18,29 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.timer import Timer
 
-from collectors.cluster import alerts as cluster_alerts
-from collectors.ledger import Ledger, LedgerTracker
-from collectors.ledger import update_from_state as update_ledger
-from collectors.reader import ClusterState
-from dashboard import gcpolicy
-from dashboard.commands import ClusterCommands
-from dashboard.history import TotalsHistory
-from dashboard.messages import LedgerRead, StateRead, StoreFailed
-from dashboard.screens.audit import AuditScreen
-from dashboard.screens.base import DataScreen
-from dashboard.screens.gpus import GpusScreen
-from dashboard.screens.help import HelpScreen
-from dashboard.screens.network import NetworkScreen
-from dashboard.screens.node import NodeScreen
-from dashboard.screens.nodes import NodesScreen
-from dashboard.screens.overview import OverviewScreen
-from dashboard.screens.storage import StorageScreen
-from dashboard.screens.wall import WallScreen
-from dashboard.screens.work import WorkScreen
-from dashboard.settings import Settings
-from dashboard.source import Source, describe_error
-from dashboard.view import View
-from dashboard.widgets.palette import Palette
+from clustertop.dashboard import gcpolicy
+from clustertop.dashboard.commands import ClusterCommands
+from clustertop.dashboard.history import TotalsHistory
+from clustertop.dashboard.messages import LedgerRead, StateRead, StoreFailed
+from clustertop.dashboard.screens.audit import AuditScreen
+from clustertop.dashboard.screens.base import DataScreen
+from clustertop.dashboard.screens.gpus import GpusScreen
+from clustertop.dashboard.screens.help import HelpScreen
+from clustertop.dashboard.screens.network import NetworkScreen
+from clustertop.dashboard.screens.node import NodeScreen
+from clustertop.dashboard.screens.nodes import NodesScreen
+from clustertop.dashboard.screens.overview import OverviewScreen
+from clustertop.dashboard.screens.storage import StorageScreen
+from clustertop.dashboard.screens.wall import WallScreen
+from clustertop.dashboard.screens.work import WorkScreen
+from clustertop.dashboard.settings import Settings
+from clustertop.dashboard.source import Source, describe_error
+from clustertop.dashboard.view import View
+from clustertop.dashboard.widgets.palette import Palette
+from clustertop.read.cluster import alerts as cluster_alerts
+from clustertop.read.ledger import Ledger, LedgerTracker
+from clustertop.read.ledger import update_from_state as update_ledger
+from clustertop.read.reader import ClusterState
 
 #: Actions that change something on the cluster. Hidden and refused in read-only mode; job
 #: control (kill, launch) adds its actions here.
@@ -115,7 +115,7 @@ class ClusterTop(App[int]):
     # -- start-up -------------------------------------------------------------------------------
 
     def on_mount(self) -> None:
-        from themes import DEFAULT_THEME, load_themes
+        from clustertop.themes import DEFAULT_THEME, load_themes
 
         themes, errors = load_themes(self.settings.themes_dir)
         for theme in themes.values():

@@ -9,7 +9,7 @@ from textual.command import Hit, Hits, Provider
 from textual.content import Content
 from textual.fuzzy import Matcher
 
-from dashboard import fmt
+from clustertop.dashboard import fmt
 
 
 class ClusterCommands(Provider):

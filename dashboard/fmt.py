@@ -11,7 +11,7 @@ import time
 
 from rich.text import Text
 
-from collectors.cluster import age_text
+from clustertop.read.cluster import age_text
 
 NA = "N/A"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from collectors.cluster import Totals
+from clustertop.read.cluster import Totals
 
 WINDOW_S = 3600.0
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from dashboard import gcpolicy
-from dashboard.settings import Settings
+from clustertop.dashboard import gcpolicy
+from clustertop.dashboard.settings import Settings
 
 
 def run(settings: Settings, client_factory: Callable[[], Any]) -> int:
-    from dashboard.app import make_app
+    from clustertop.dashboard.app import make_app
 
     app = make_app(settings, client_factory)
     gcpolicy.tune()  # after the imports and the app are built: they live as long as the process

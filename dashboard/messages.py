@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from collectors import schema
-from collectors.reader import ClusterState
+from clustertop.read.reader import ClusterState
+from clustertop.wire import schema
 
 
 @dataclass

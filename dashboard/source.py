@@ -10,8 +10,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from collectors import schema, wire
-from collectors.reader import ClusterState, Reader
+from clustertop import wire
+from clustertop.read.reader import ClusterState, Reader
+from clustertop.wire import schema
 
 #: History points read on drill-down: an hour at the publisher's 5 s history interval.
 HIST_COUNT = 720

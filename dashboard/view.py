@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from collectors.cluster import Alert
-from collectors.reader import ClusterState
-from dashboard.history import TotalsHistory
-from dashboard.widgets.cephio import CephIoRing
+from clustertop.dashboard.history import TotalsHistory
+from clustertop.dashboard.widgets.cephio import CephIoRing
+from clustertop.read.cluster import Alert
+from clustertop.read.reader import ClusterState
 
 
 @dataclass

@@ -36,6 +36,21 @@ def pytest_configure(config: pytest.Config) -> None:
         settings.load_profile("repeatable")
 
 
+#: What makes a test "heavy" (left out of ``./tests/run --fast``): a fixture that starts Ceph, Kubernetes,
+#: RabbitMQ, a Celery worker, a Dask cluster or Chromium. Tests that start one inline carry
+#: ``@pytest.mark.heavy`` themselves; whole modules of such tests are listed here.
+HEAVY_FIXTURES = {"ceph_cluster", "k8s_cluster", "world", "rabbit", "worker", "cluster", "server_factory"}
+HEAVY_MODULES = {"test_ceph_real", "test_k8s_real", "test_celery", "test_dask", "test_serve"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        module = getattr(item, "module", None)
+        name = module.__name__.rpartition(".")[2] if module is not None else ""
+        if name in HEAVY_MODULES or HEAVY_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.heavy)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -20,8 +20,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, OptionList, SelectionList, Static
 from textual.widgets.option_list import Option
 
-from dashboard import fmt
-from dashboard.dialogs.confirm import DIALOG_CSS
+from clustertop.dashboard import fmt
+from clustertop.dashboard.dialogs.confirm import DIALOG_CSS
 
 
 @dataclass

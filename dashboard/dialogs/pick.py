@@ -10,7 +10,7 @@ from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from dashboard.dialogs.confirm import DIALOG_CSS
+from clustertop.dashboard.dialogs.confirm import DIALOG_CSS
 
 
 class PickDialog(ModalScreen[str | None]):

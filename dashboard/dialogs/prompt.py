@@ -14,7 +14,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
-from dashboard.dialogs.confirm import DIALOG_CSS
+from clustertop.dashboard.dialogs.confirm import DIALOG_CSS
 
 
 class ScalePrompt(ModalScreen[int | None]):

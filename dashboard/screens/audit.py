@@ -19,13 +19,13 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Static
 
-from collectors import schema
-from dashboard import fmt
-from dashboard.actions import AUDIT_TAIL, actions_of
-from dashboard.screens.base import DataScreen
-from dashboard.source import describe_error
-from dashboard.view import View
-from dashboard.widgets.table import LiveTable, SortCell, text_cell
+from clustertop.dashboard import fmt
+from clustertop.dashboard.actions import AUDIT_TAIL, actions_of
+from clustertop.dashboard.screens.base import DataScreen
+from clustertop.dashboard.source import describe_error
+from clustertop.dashboard.view import View
+from clustertop.dashboard.widgets.table import LiveTable, SortCell, text_cell
+from clustertop.wire import schema
 
 AUDIT_EVERY_S = 5.0
 COLUMNS = [("when", "when"), ("actor", "who"), ("action", "action"), ("target", "target"), ("result", "result"),

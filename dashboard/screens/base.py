@@ -15,15 +15,15 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer
 
-from dashboard.view import View
-from dashboard.widgets.header import ClusterHeader, status_line
+from clustertop.dashboard.view import View
+from clustertop.dashboard.widgets.header import ClusterHeader, status_line
 
 
 class DataScreen(Screen[None]):
     screen_name = "screen"
     #: What the screen draws from, for every node: "full" snapshots (the default, always safe),
-    #: "briefs" (``collectors.brief``), "gpus" (the briefs' GPUs only) or "digests"
-    #: (``collectors.digest``: tiles, node rows, totals).
+    #: "briefs" (``clustertop.wire.brief``), "gpus" (the briefs' GPUs only) or "digests"
+    #: (``clustertop.wire.digest``: tiles, node rows, totals).
     reads = "full"
 
     def __init__(self) -> None:

@@ -18,14 +18,14 @@ from textual.content import Content
 from textual.widget import Widget
 from textual.widgets import Static
 
-from collectors import schema
-from collectors.digest import hot_c
-from collectors.reader import NodeView
-from dashboard import fmt
-from dashboard.screens.tabular import TableScreen
-from dashboard.view import View
-from dashboard.widgets.palette import Palette
-from dashboard.widgets.table import LiveTable, SortCell, num_cell, text_cell
+from clustertop.dashboard import fmt
+from clustertop.dashboard.screens.tabular import TableScreen
+from clustertop.dashboard.view import View
+from clustertop.dashboard.widgets.palette import Palette
+from clustertop.dashboard.widgets.table import LiveTable, SortCell, num_cell, text_cell
+from clustertop.read.reader import NodeView
+from clustertop.wire import schema
+from clustertop.wire.digest import hot_c
 
 GPU_COLUMNS = [
     ("node", "node"), ("idx", "#"), ("name", "name"), ("util", "util"), ("vram", "VRAM"), ("temp", "temp"),
@@ -227,7 +227,7 @@ class GpusScreen(TableScreen):
 
     def action_signal_process(self, sig: str) -> None:
         """k / K: the selected row of the process table, through the one guarded path."""
-        from dashboard.actions import actions_of
+        from clustertop.dashboard.actions import actions_of
 
         acts = actions_of(self.app)
         if not acts.allowed("terminate process" if sig == "TERM" else "kill process"):

@@ -16,14 +16,14 @@ from textual.content import Content
 from textual.widget import Widget
 from textual.widgets import Static
 
-from collectors import schema
-from collectors.reader import NodeView
-from dashboard import fmt
-from dashboard.screens.base import DataScreen
-from dashboard.view import View
-from dashboard.widgets.ordered import OrderedTable
-from dashboard.widgets.palette import Palette
-from dashboard.widgets.table import SortCell, num_cell, text_cell
+from clustertop.dashboard import fmt
+from clustertop.dashboard.screens.base import DataScreen
+from clustertop.dashboard.view import View
+from clustertop.dashboard.widgets.ordered import OrderedTable
+from clustertop.dashboard.widgets.palette import Palette
+from clustertop.dashboard.widgets.table import SortCell, num_cell, text_cell
+from clustertop.read.reader import NodeView
+from clustertop.wire import schema
 
 BOND_COLUMNS = [
     ("node", "node"), ("name", "bond / slave"), ("state", "state"), ("speed", "speed"), ("rx", "rx"),

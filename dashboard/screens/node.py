@@ -16,14 +16,14 @@ from textual.content import Content
 from textual.widget import Widget
 from textual.widgets import Static
 
-from collectors import schema
-from collectors.reader import NodeView
-from dashboard import fmt
-from dashboard.messages import HistoryRead
-from dashboard.screens.base import DataScreen
-from dashboard.source import describe_error
-from dashboard.view import View
-from dashboard.widgets.pack import Part, facts, pack
+from clustertop.dashboard import fmt
+from clustertop.dashboard.messages import HistoryRead
+from clustertop.dashboard.screens.base import DataScreen
+from clustertop.dashboard.source import describe_error
+from clustertop.dashboard.view import View
+from clustertop.dashboard.widgets.pack import Part, facts, pack
+from clustertop.read.reader import NodeView
+from clustertop.wire import schema
 
 HIST_EVERY_S = 5.0
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -355,6 +355,6 @@ class NodeScreen(DataScreen):
         self.query_one("#plots", Static).update(Content(text))
 
     def action_signal_process(self, sig: str) -> None:
-        from dashboard.actions import actions_of
+        from clustertop.dashboard.actions import actions_of
 
         actions_of(self.app).ask_pick_process(self.host, sig)

@@ -12,14 +12,14 @@ from typing import Any
 from textual import on
 from textual.widget import Widget
 
-from collectors.digest import view_digest
-from collectors.reader import NodeView
-from collectors.schema import NodeDigest
-from dashboard import fmt
-from dashboard.screens.tabular import TableScreen
-from dashboard.view import View
-from dashboard.widgets.palette import Palette, node_state_severity
-from dashboard.widgets.table import LiveTable, SortCell, num_cell, text_cell
+from clustertop.dashboard import fmt
+from clustertop.dashboard.screens.tabular import TableScreen
+from clustertop.dashboard.view import View
+from clustertop.dashboard.widgets.palette import Palette, node_state_severity
+from clustertop.dashboard.widgets.table import LiveTable, SortCell, num_cell, text_cell
+from clustertop.read.model import view_digest
+from clustertop.read.reader import NodeView
+from clustertop.wire.schema import NodeDigest
 
 COLUMNS = [
     ("host", "host"), ("state", "state"), ("age", "age"), ("cpu", "CPU"), ("load", "load"), ("mem", "mem"),

@@ -6,11 +6,11 @@ from collections.abc import Iterable
 
 from textual.widget import Widget
 
-from dashboard.screens.base import DataScreen
-from dashboard.view import View
-from dashboard.widgets.alerts import AlertsStrip
-from dashboard.widgets.sparks import ClusterSparks
-from dashboard.widgets.tiles import NodeTiles
+from clustertop.dashboard.screens.base import DataScreen
+from clustertop.dashboard.view import View
+from clustertop.dashboard.widgets.alerts import AlertsStrip
+from clustertop.dashboard.widgets.sparks import ClusterSparks
+from clustertop.dashboard.widgets.tiles import NodeTiles
 
 
 class OverviewScreen(DataScreen):

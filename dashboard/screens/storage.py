@@ -19,13 +19,13 @@ from textual.content import Content
 from textual.widget import Widget
 from textual.widgets import Static
 
-from collectors import schema
-from dashboard import fmt
-from dashboard.screens.base import DataScreen
-from dashboard.view import View
-from dashboard.widgets import ceph_sections as cs
-from dashboard.widgets.local_storage import disk_lines, fs_lines, mount_lines
-from dashboard.widgets.rbdtree import rbd_tree
+from clustertop.dashboard import fmt
+from clustertop.dashboard.screens.base import DataScreen
+from clustertop.dashboard.view import View
+from clustertop.dashboard.widgets import ceph_sections as cs
+from clustertop.dashboard.widgets.local_storage import disk_lines, fs_lines, mount_lines
+from clustertop.dashboard.widgets.rbdtree import rbd_tree
+from clustertop.wire import schema
 
 CEPH_SECTIONS = ("health", "capacity", "pgs", "io", "osds", "pools", "rbd")
 LOCAL_SECTIONS = ("disks", "filesystems", "mounts")

@@ -12,8 +12,8 @@ from textual import on
 from textual.binding import Binding, BindingType
 from textual.widgets import Input
 
-from dashboard.screens.base import DataScreen
-from dashboard.widgets.table import LiveTable
+from clustertop.dashboard.screens.base import DataScreen
+from clustertop.dashboard.widgets.table import LiveTable
 
 
 class TableScreen(DataScreen):

@@ -26,17 +26,17 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Static
 
-from collectors import schema
-from collectors.cluster import Alert, Totals, queue_payloads
-from dashboard import fmt
-from dashboard.screens.base import DataScreen
-from dashboard.source import describe_error
-from dashboard.view import View
-from dashboard.widgets import bigtext
-from dashboard.widgets.bigtext import BigFigures, Figure
-from dashboard.widgets.heatgrid import HeatGrid, cells_of
-from dashboard.widgets.plots import PlotPanel, downsample, render
-from dashboard.widgets.timeline import SEV_STYLE, SEV_WORD, AlertLog, Timeline
+from clustertop.dashboard import fmt
+from clustertop.dashboard.screens.base import DataScreen
+from clustertop.dashboard.source import describe_error
+from clustertop.dashboard.view import View
+from clustertop.dashboard.widgets import bigtext
+from clustertop.dashboard.widgets.bigtext import BigFigures, Figure
+from clustertop.dashboard.widgets.heatgrid import HeatGrid, cells_of
+from clustertop.dashboard.widgets.plots import PlotPanel, downsample, render
+from clustertop.dashboard.widgets.timeline import SEV_STYLE, SEV_WORD, AlertLog, Timeline
+from clustertop.read.cluster import Alert, Totals, queue_payloads
+from clustertop.wire import schema
 
 PAGES = (("gpus", "GPUs"), ("trends", "Trends"), ("health", "Health and alerts"))
 #: A critical alert is shown big for this long (or until it clears), then the rotation resumes.

@@ -19,15 +19,15 @@ from textual.content import Content
 from textual.widget import Widget
 from textual.widgets import Input, Static, TabbedContent, TabPane
 
-from collectors import schema
-from collectors.ledger import Ledger, LedgerRow, LedgerTracker, update_from_state
-from collectors.reader import ClusterState
-from dashboard import fmt
-from dashboard.actions import actions_of
-from dashboard.screens.base import DataScreen
-from dashboard.view import View
-from dashboard.widgets.pack import FactLines
-from dashboard.widgets.table import LiveTable, SortCell, num_cell, text_cell
+from clustertop.dashboard import fmt
+from clustertop.dashboard.actions import actions_of
+from clustertop.dashboard.screens.base import DataScreen
+from clustertop.dashboard.view import View
+from clustertop.dashboard.widgets.pack import FactLines
+from clustertop.dashboard.widgets.table import LiveTable, SortCell, num_cell, text_cell
+from clustertop.read.ledger import Ledger, LedgerRow, LedgerTracker, update_from_state
+from clustertop.read.reader import ClusterState
+from clustertop.wire import schema
 
 SEP = "\x1f"  # in row keys: no host, pod or queue name contains it
 PANES = ["queues", "workers", "pods", "workloads", "ledger", "tasks"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from textual.content import Content
 from textual.widgets import Static
 
-from collectors.cluster import Alert
-from dashboard import fmt
+from clustertop.dashboard import fmt
+from clustertop.read.cluster import Alert
 
 SEV_STYLE = {"critical": "$ct-crit bold", "warning": "$ct-warn", "info": "$ct-info"}
 SEV_LABEL = {"critical": "CRIT", "warning": "WARN", "info": "INFO"}

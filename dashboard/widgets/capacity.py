@@ -6,7 +6,7 @@ track so the empty part is visible; unknown usage is a dotted track and "N/A", n
 
 from __future__ import annotations
 
-from dashboard import fmt
+from clustertop.dashboard import fmt
 
 Part = str | tuple[str, str]
 

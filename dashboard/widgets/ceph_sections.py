@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from textual.content import Content
 
-from collectors import schema
-from dashboard import fmt
-from dashboard.widgets.capacity import CEPH_FULL_PCT, CEPH_NEARFULL_PCT, count, fraction, usage_bar
-from dashboard.widgets.cephio import CephIoRing, io_lines
+from clustertop.dashboard import fmt
+from clustertop.dashboard.widgets.capacity import CEPH_FULL_PCT, CEPH_NEARFULL_PCT, count, fraction, usage_bar
+from clustertop.dashboard.widgets.cephio import CephIoRing, io_lines
+from clustertop.wire import schema
 
 Part = str | tuple[str, str]
 

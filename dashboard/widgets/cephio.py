@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from textual.content import Content
 
-from collectors import schema
-from dashboard import fmt
+from clustertop.dashboard import fmt
+from clustertop.wire import schema
 
 #: About an hour at Ceph's usual 10 s poll; wider than any screen row, so the plot never starves.
 RING_LEN = 512

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from textual.content import Content
 
-from collectors.cluster import Totals
-from dashboard import fmt
-from dashboard.widgets.pack import FactLines, Part, facts, pack
+from clustertop.dashboard import fmt
+from clustertop.dashboard.widgets.pack import FactLines, Part, facts, pack
+from clustertop.read.cluster import Totals
 
 SEP_C = Content.assemble((" · ", "dim"))
 

@@ -15,11 +15,11 @@ from rich.style import Style
 from rich.text import Text
 from textual.widgets import Static
 
-from collectors.digest import GPU_BUSY_PCT, hot_c
-from collectors.reader import NodeView
-from dashboard import fmt
-from dashboard.widgets import bigtext
-from dashboard.widgets.palette import Palette
+from clustertop.dashboard import fmt
+from clustertop.dashboard.widgets import bigtext
+from clustertop.dashboard.widgets.palette import Palette
+from clustertop.read.reader import NodeView
+from clustertop.wire.digest import GPU_BUSY_PCT, hot_c
 
 #: tile presets (width, height), largest first; the first one that fits every GPU is used
 PRESETS = ((26, 6), (20, 5), (16, 4), (12, 3), (9, 2), (6, 1), (4, 1))

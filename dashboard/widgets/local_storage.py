@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from textual.content import Content
 
-from collectors import schema
-from collectors.reader import NodeView
-from dashboard import fmt
-from dashboard.widgets.capacity import fraction, usage_bar
-from dashboard.widgets.ceph_sections import na, pad, title
+from clustertop.dashboard import fmt
+from clustertop.dashboard.widgets.capacity import fraction, usage_bar
+from clustertop.dashboard.widgets.ceph_sections import na, pad, title
+from clustertop.read.reader import NodeView
+from clustertop.wire import schema
 
 Part = str | tuple[str, str]
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.text import Text
 
-from dashboard.widgets.table import LiveTable
+from clustertop.dashboard.widgets.table import LiveTable
 
 
 def _unsorted(item: Any, column: str) -> None:

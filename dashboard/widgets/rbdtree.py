@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from textual.content import Content
 
-from collectors import schema
-from dashboard import fmt
+from clustertop.dashboard import fmt
+from clustertop.wire import schema
 
 Part = str | tuple[str, str]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from textual.content import Content
 from textual.widgets import Static
 
-from dashboard import fmt
-from dashboard.history import TotalsHistory
+from clustertop.dashboard import fmt
+from clustertop.dashboard.history import TotalsHistory
 
 LABEL_W = 10
 VALUE_W = 9

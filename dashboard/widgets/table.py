@@ -31,7 +31,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from dashboard import fmt
+from clustertop.dashboard import fmt
 
 
 class SortCell(Text):

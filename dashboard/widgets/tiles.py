@@ -25,11 +25,12 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from collectors.digest import GPU_BUSY_PCT, view_digest
-from collectors.reader import NodeView
-from collectors.schema import NodeDigest
-from dashboard import fmt
-from dashboard.widgets.palette import Palette, node_state_severity
+from clustertop.dashboard import fmt
+from clustertop.dashboard.widgets.palette import Palette, node_state_severity
+from clustertop.read.model import view_digest
+from clustertop.read.reader import NodeView
+from clustertop.wire.digest import GPU_BUSY_PCT
+from clustertop.wire.schema import NodeDigest
 
 TILE_W = 24
 TILE_H = 4

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from textual.content import Content
 from textual.widgets import Static
 
-from collectors.cluster import Alert
-from dashboard import fmt
+from clustertop.dashboard import fmt
+from clustertop.read.cluster import Alert
 
 MAX_EVENTS = 200
 SEV_STYLE = {"critical": "$ct-crit bold", "warning": "$ct-warn", "info": "$ct-info"}

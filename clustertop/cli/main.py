@@ -1,0 +1,182 @@
+"""Provides the command line: one parser, subcommands dispatched lazily.
+
+Each subcommand imports only what it needs: `clustertop agent` never loads Textual, the
+dashboard never loads psutil or NVML (a test checks both in a subprocess).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from clustertop import __version__
+from clustertop.config import ConfigError
+
+SUBCOMMANDS = ("dashboard", "demo", "agent", "snapshot", "simulate", "keygen", "kill", "launch", "tasks", "serve",
+               "k8s", "celery", "dask")
+
+
+def _add_store(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--redis",
+        metavar="URL",
+        default=os.environ.get("CLUSTERTOP_REDIS"),
+        help="Redis URL (redis://, rediss://, unix://); env CLUSTERTOP_REDIS",
+    )
+    p.add_argument(
+        "--redis-password-file",
+        metavar="FILE",
+        default=os.environ.get("CLUSTERTOP_REDIS_PASSWORD_FILE"),
+        help="read the Redis password from FILE (never from the command line)",
+    )
+    p.add_argument(
+        "--redis-ca-file", metavar="FILE", default=os.environ.get("CLUSTERTOP_REDIS_CA_FILE"),
+        help="CA bundle for rediss://",
+    )
+
+
+def _add_view(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--theme", default=os.environ.get("CLUSTERTOP_THEME"), help="theme name")
+    p.add_argument("--read-only", action="store_true", help="hide and refuse every action")
+    p.add_argument("--wall", action="store_true", help="wall display mode (implies --read-only)")
+    p.add_argument("--ascii", action="store_true", help="plain ASCII drawing characters")
+    p.add_argument("--refresh", type=float, default=1.0, metavar="SECONDS", help="refresh interval")
+    p.add_argument("--page-seconds", type=float, default=20.0, metavar="SECONDS",
+                   help="wall: seconds per page before the next (0: no rotation)")
+
+
+def _add_control(p: argparse.ArgumentParser) -> None:
+    """Job control from the dashboard's keys: the operator's key and credentials (never the agents')."""
+    env = os.environ.get
+    p.add_argument("--key", metavar="FILE", default=env("CLUSTERTOP_KEY"),
+                   help="operator private key for signed commands to agents (env CLUSTERTOP_KEY)")
+    p.add_argument("--operator", default=env("CLUSTERTOP_OPERATOR"), help="name in the audit trail (default: user@host)")
+    p.add_argument("--kubeconfig", metavar="FILE", default=env("KUBECONFIG"), help="the operator's kubeconfig")
+    p.add_argument("--k8s-context", metavar="NAME", default=env("CLUSTERTOP_K8S_CONTEXT"), help="kubeconfig context")
+    p.add_argument("--k8s-templates", metavar="DIR", default=env("CLUSTERTOP_K8S_TEMPLATES"),
+                   help="directory of Kubernetes Job templates (*.yaml) for the launcher")
+    p.add_argument("--celery-broker", metavar="URL", default=env("CLUSTERTOP_CELERY_BROKER"),
+                   help="Celery broker for revoke/terminate and pool grow/shrink")
+    p.add_argument("--dask-scheduler", metavar="URL", default=env("CLUSTERTOP_DASK_SCHEDULER"),
+                   help="Dask scheduler dashboard URL for retiring workers")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clustertop",
+        description="The whole GPU/ML cluster as one machine. Without a subcommand: the dashboard "
+        "(of --redis URL, or of this machine alone when no store is configured).",
+    )
+    parser.add_argument("--version", action="version", version=f"clustertop {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    d = sub.add_parser("dashboard", help="the dashboard (the default)")
+    _add_store(d)
+    _add_view(d)
+    d.add_argument("--config", metavar="FILE", help="dashboard TOML config")
+    _add_control(d)
+
+    demo = sub.add_parser("demo", help="a simulated cluster on an embedded store (no Redis needed)")
+    _add_view(demo)
+    demo.add_argument("--seed", type=int, default=1, help="random seed (same seed, same cluster)")
+    demo.add_argument("--nodes", type=int, default=None, help="scale the cluster to N nodes")
+
+    a = sub.add_parser("agent", help="the node agent (run by systemd)")
+    _add_store(a)
+    a.add_argument("--config", metavar="FILE", default=os.environ.get("CLUSTERTOP_CONFIG"))
+    a.add_argument("--once", action="store_true", help="one tick, then exit")
+    a.add_argument("--dry-run", action="store_true", help="print the snapshot as JSON; no store")
+    a.add_argument("--proc-root", metavar="DIR", help="read /proc from DIR")
+    a.add_argument("--sys-root", metavar="DIR", help="read /sys from DIR")
+    a.add_argument("--node", metavar="NAME", help="node name (default: hostname)")
+    a.add_argument("--interval", type=float, metavar="SECONDS", help="tick interval")
+    a.add_argument("--read-only", action="store_true", default=None, help="refuse every command")
+    a.add_argument("--log-level", default=os.environ.get("CLUSTERTOP_LOG_LEVEL", "info"))
+
+    s = sub.add_parser("snapshot", help="print the cluster once (text, or --json)")
+    _add_store(s)
+    s.add_argument("--json", action="store_true", help="JSON: every node and the cluster totals")
+    s.add_argument("--demo", action="store_true", help="of the demo cluster (embedded store)")
+    s.add_argument("--seed", type=int, default=1)
+
+    srv = sub.add_parser("serve", help="the dashboard in a browser (textual-serve), e.g. for a wall kiosk")
+    _add_store(srv)
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--host", default="127.0.0.1", metavar="ADDR",
+                     help="address to listen on (default: loopback only; anything else is public)")
+    srv.add_argument("--font-size", type=int, default=16, metavar="PX", help="terminal font size in the page")
+    srv.add_argument("--demo", action="store_true", help="serve the demo cluster instead of --redis")
+    srv.add_argument("--wall", action="store_true", help="serve the wall display (read-only)")
+    srv.add_argument("--read-only", action="store_true", help="hide and refuse every action (forced off loopback)")
+    srv.add_argument("--theme", default=os.environ.get("CLUSTERTOP_THEME"), help="theme name")
+    srv.add_argument("--page-seconds", type=float, default=20.0, metavar="SECONDS", help="wall: seconds per page")
+    srv.add_argument("--public-url", metavar="URL", help="the URL browsers reach the server at (behind a proxy)")
+
+    sim = sub.add_parser("simulate", help="simulated agents against a real Redis")
+    _add_store(sim)
+    sim.add_argument("--nodes", type=int, default=15)
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--interval", type=float, default=1.0)
+    sim.add_argument("--gpus-per-node", type=int, default=None, help="override GPUs per GPU node")
+    sim.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after")
+    sim.add_argument("--ticks", type=int, default=None, help="stop after N ticks")
+
+    # Job control (keygen, kill, launch, tasks): parsers live with their code, imported only here.
+    from clustertop.cli.jobs import add_parsers as add_control_parsers
+
+    add_control_parsers(sub, _add_store)
+    # Kubernetes, Celery and Dask steering from the shell (k8s, celery, dask): clustertop/steer.py.
+    from clustertop.cli.steer import add_parsers as add_steer_parsers
+
+    add_steer_parsers(sub, _add_store)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    # `clustertop --redis URL` means the dashboard: insert the default subcommand.
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
+        argv = ["dashboard", *argv]
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "agent":
+            from clustertop.agents.main import run as run_agent
+
+            return run_agent(args)
+        if args.command == "simulate":
+            from clustertop.sim.simulate import run as run_simulate
+
+            return run_simulate(args)
+        if args.command == "snapshot":
+            from clustertop.cli.snapshot import run as run_snapshot
+
+            return run_snapshot(args)
+        if args.command in ("keygen", "kill", "launch", "tasks"):
+            from clustertop.cli.jobs import run as run_control
+
+            return run_control(args)
+        if args.command in ("k8s", "celery", "dask"):
+            from clustertop.cli.steer import run as run_steer
+
+            return run_steer(args)
+        if args.command == "serve":
+            from clustertop.cli.serve import run as run_serve
+
+            return run_serve(args)
+        if args.command == "demo":
+            from clustertop.cli.modes import run_demo
+
+            return run_demo(args)
+        from clustertop.cli.modes import run_dashboard
+
+        return run_dashboard(args)
+    except KeyboardInterrupt:
+        return 130
+    except ConfigError as e:
+        print(f"clustertop: {e}", file=sys.stderr)
+        return 2
+
+

@@ -1,0 +1,319 @@
+"""Provides Celery job control for the dashboard and the CLI, over the broker, with the operator's credentials.
+
+Revoke a task (optionally terminating it with a signal), send a task by name from a template with
+named parameters, grow or shrink a worker's pool, shut a worker down. Every call waits for the
+workers' replies (``reply=True``) at most ``timeout`` seconds and returns a ``Result`` that says in
+words what happened; nothing here raises for a broker or worker problem.
+
+A task template (TOML or YAML) names the task and where its arguments come from::
+
+    task = "train.fit"                 # the registered task name
+    queue = "gpu"                      # optional: routing
+    priority = 6                       # optional: 0..9 (Redis: kombu's steps 0/3/6/9)
+    args = ["{dataset}", "{epochs}"]   # "{p}" alone is replaced by the typed value of p
+    kwargs = { tag = "run-{dataset}" } # "{p}" inside text is replaced by its text
+
+    [params.dataset]
+    type = "str"                       # str | int | float | bool
+    choices = ["imagenet", "cifar"]    # optional
+    [params.epochs]
+    type = "int"
+    default = 10
+
+Imports no agent code; ``celery`` is imported on first use.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clustertop.store import redact
+
+DEFAULT_TIMEOUT_S = 2.0
+PARAM_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
+TEMPLATE_KEYS = {"task", "queue", "priority", "args", "kwargs", "params", "description"}
+PARAM_KEYS = {"type", "default", "choices", "description"}
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass
+class Result:
+    ok: bool
+    text: str  # one line, for the screen and the audit trail
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{'ok' if self.ok else 'error'}: {self.text}"
+
+
+class TemplateError(ValueError):
+    """A template or a parameter value is wrong; the message names which."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Templates (pure)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskTemplate:
+    name: str  # template name (file stem)
+    task: str
+    queue: str | None
+    priority: int | None
+    args: list[Any]
+    kwargs: dict[str, Any]
+    params: dict[str, dict[str, Any]]
+
+
+def load_template(path: str | Path) -> TaskTemplate:
+    """A template from a ``.toml``, ``.yaml`` or ``.yml`` file."""
+    p = Path(path)
+    try:
+        if p.suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        elif p.suffix in (".yaml", ".yml"):
+            try:
+                import yaml  # type: ignore[import-untyped]
+            except ImportError:
+                raise TemplateError(f"{p}: YAML templates need PyYAML (pip install pyyaml), or use TOML") from None
+
+            data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        else:
+            raise TemplateError(f"{p}: unknown template format {p.suffix!r} (use .toml or .yaml)")
+    except OSError as e:
+        raise TemplateError(f"{p}: cannot read: {e.strerror}") from None
+    except TemplateError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a TOML or YAML syntax error, in the parser's words
+        raise TemplateError(f"{p}: not valid {p.suffix[1:].upper()}: {e}") from None
+    return parse_template(p.stem, data, str(p))
+
+
+def parse_template(name: str, data: Any, where: str = "<template>") -> TaskTemplate:
+    if not isinstance(data, dict):
+        raise TemplateError(f"{where}: expected a table, got {type(data).__name__}")
+    unknown = set(data) - TEMPLATE_KEYS
+    if unknown:
+        raise TemplateError(f"{where}: unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(TEMPLATE_KEYS))})")
+    task = data.get("task")
+    if not isinstance(task, str) or not task:
+        raise TemplateError(f"{where}: task: required, the registered task name")
+    queue = data.get("queue")
+    if queue is not None and not isinstance(queue, str):
+        raise TemplateError(f"{where}: queue: expected text")
+    priority = data.get("priority")
+    if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 255):
+        raise TemplateError(f"{where}: priority: expected an integer 0..255")
+    args = data.get("args", [])
+    kwargs = data.get("kwargs", {})
+    if not isinstance(args, list):
+        raise TemplateError(f"{where}: args: expected a list")
+    if not isinstance(kwargs, dict):
+        raise TemplateError(f"{where}: kwargs: expected a table")
+    params = data.get("params", {})
+    if not isinstance(params, dict):
+        raise TemplateError(f"{where}: params: expected a table of parameters")
+    for pname, spec in params.items():
+        if not isinstance(spec, dict):
+            raise TemplateError(f"{where}: params.{pname}: expected a table")
+        bad = set(spec) - PARAM_KEYS
+        if bad:
+            raise TemplateError(f"{where}: params.{pname}: unknown key {sorted(bad)[0]!r}")
+        if spec.get("type", "str") not in PARAM_TYPES:
+            raise TemplateError(f"{where}: params.{pname}.type: one of {', '.join(PARAM_TYPES)}")
+    used = _placeholders(args) | _placeholders(kwargs)
+    missing = used - set(params)
+    if missing:
+        raise TemplateError(f"{where}: placeholder {{{sorted(missing)[0]}}} has no [params.{sorted(missing)[0]}]")
+    return TaskTemplate(name=name, task=task, queue=queue, priority=priority, args=args, kwargs=kwargs, params=params)
+
+
+def _placeholders(value: Any) -> set[str]:
+    if isinstance(value, str):
+        return set(_PLACEHOLDER.findall(value))
+    if isinstance(value, list):
+        return set().union(*(_placeholders(v) for v in value)) if value else set()
+    if isinstance(value, dict):
+        return set().union(*(_placeholders(v) for v in value.values())) if value else set()
+    return set()
+
+
+def _convert(pname: str, kind: str, value: Any) -> Any:
+    want = PARAM_TYPES[kind]
+    if isinstance(value, want) and not (want is not bool and isinstance(value, bool)):
+        return value
+    if want is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):  # from a dialog or the command line: convert the text
+        try:
+            if want is bool:
+                low = value.strip().lower()
+                if low in ("true", "yes", "1", "on"):
+                    return True
+                if low in ("false", "no", "0", "off"):
+                    return False
+                raise ValueError(value)
+            return want(value)
+        except ValueError:
+            pass
+    raise TemplateError(f"parameter {pname}: expected {kind}, got {value!r}")
+
+
+def resolve_params(tpl: TaskTemplate, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Typed values for every parameter: given, else the default; unknown or missing ones refused."""
+    unknown = set(values) - set(tpl.params)
+    if unknown:
+        raise TemplateError(f"template {tpl.name}: unknown parameter {sorted(unknown)[0]!r} "
+                            f"(known: {', '.join(sorted(tpl.params)) or 'none'})")
+    out: dict[str, Any] = {}
+    for pname, spec in tpl.params.items():
+        kind = spec.get("type", "str")
+        if pname in values:
+            v = _convert(pname, kind, values[pname])
+        elif "default" in spec:
+            v = _convert(pname, kind, spec["default"])
+        else:
+            raise TemplateError(f"template {tpl.name}: parameter {pname} is required")
+        if "choices" in spec and v not in spec["choices"]:
+            raise TemplateError(f"parameter {pname}: {v!r} is not one of {spec['choices']!r}")
+        out[pname] = v
+    return out
+
+
+def render(value: Any, params: Mapping[str, Any]) -> Any:
+    """Fill placeholders: a value that is exactly "{p}" becomes p's typed value; "{p}" inside text
+    becomes its text. Nothing is evaluated: there is no format mini-language, no attribute access."""
+    if isinstance(value, str):
+        whole = _PLACEHOLDER.fullmatch(value)
+        if whole:
+            return params[whole.group(1)]
+        return _PLACEHOLDER.sub(lambda m: str(params[m.group(1)]), value)
+    if isinstance(value, list):
+        return [render(v, params) for v in value]
+    if isinstance(value, dict):
+        return {k: render(v, params) for k, v in value.items()}
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Control over the broker
+# ---------------------------------------------------------------------------------------------
+
+
+def _describe(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _summarize(replies: Any) -> tuple[bool, str, dict[str, Any]]:
+    """Celery's replies, ``[{worker: {"ok": text} | {"error": text}}]``, as one verdict."""
+    data: dict[str, Any] = {}
+    oks, errs = [], []
+    for r in replies or ():
+        if not isinstance(r, dict):
+            continue
+        for worker, body in r.items():
+            data[worker] = body
+            if isinstance(body, dict) and "error" in body:
+                errs.append(f"{worker}: {body['error']}")
+            else:
+                text = body.get("ok") if isinstance(body, dict) else body
+                oks.append(f"{worker}: {text}")
+    if not data:
+        return False, "no worker replied", data
+    return not errs, "; ".join(errs + oks), data
+
+
+class CeleryControl:
+    """Control commands on one broker. ``broker`` may carry the operator's password; messages redact it."""
+
+    def __init__(self, broker: str, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        self.broker, self.shown, self.timeout = broker, redact(broker), timeout
+        self._app: Any = None
+
+    @property
+    def app(self) -> Any:
+        if self._app is None:
+            from celery import Celery  # type: ignore[import-untyped]
+
+            t = self.timeout
+            app = Celery("clustertop-control", broker=self.broker, set_as_current=False)
+            # Fail within the timeout on a dead broker instead of retrying like a worker would.
+            app.conf.update(broker_connection_timeout=t, broker_connection_retry=False,
+                            broker_connection_max_retries=1, task_publish_retry=False,
+                            broker_transport_options={"socket_timeout": t, "socket_connect_timeout": t,
+                                                      "max_retries": 1, "interval_start": 0,
+                                                      "interval_step": 0, "interval_max": 0})
+            self._app = app
+        return self._app
+
+    def close(self) -> None:
+        if self._app is not None:
+            self._app.close()
+
+    def _broadcast(self, what: str, call: Any) -> Result:
+        try:
+            replies = call()
+        except Exception as e:  # noqa: BLE001 - the operator gets the reason, not a traceback
+            return Result(False, f"{what} via {self.shown}: {_describe(e)}")
+        ok, text, data = _summarize(replies)
+        return Result(ok, f"{what}: {text}", data)
+
+    def revoke(self, task_id: str, terminate: bool = False, signal: str = "SIGTERM",
+               workers: list[str] | None = None) -> Result:
+        """Revoke ``task_id``: queued copies are dropped when a worker meets them; with ``terminate``
+        the process running it now gets ``signal``. Every worker keeps the id in its revoked set."""
+        what = f"{'terminate' if terminate else 'revoke'} task {task_id}"
+        return self._broadcast(what, lambda: self.app.control.revoke(
+            task_id, terminate=terminate, signal=signal, destination=workers, reply=True, timeout=self.timeout))
+
+    def pool_grow(self, worker: str, n: int = 1) -> Result:
+        return self._broadcast(f"grow {worker} pool by {n}", lambda: self.app.control.pool_grow(
+            n, destination=[worker], reply=True, timeout=self.timeout))
+
+    def pool_shrink(self, worker: str, n: int = 1) -> Result:
+        return self._broadcast(f"shrink {worker} pool by {n}", lambda: self.app.control.pool_shrink(
+            n, destination=[worker], reply=True, timeout=self.timeout))
+
+    def shutdown(self, worker: str) -> Result:
+        """Warm shutdown of one worker: it finishes its running tasks, then exits.
+
+        A worker never replies to ``shutdown`` (it raises WorkerShutdown before it could), so we
+        ping it first: the operator learns whether anyone was there to receive the order."""
+        what = f"shut down {worker}"
+        try:
+            if not self.app.control.ping(destination=[worker], timeout=self.timeout):
+                return Result(False, f"{what}: worker did not answer ping")
+            self.app.control.shutdown(destination=[worker])
+        except Exception as e:  # noqa: BLE001
+            return Result(False, f"{what} via {self.shown}: {_describe(e)}")
+        return Result(True, f"{what}: shutdown sent (it exits once its running tasks finish)")
+
+    def send(self, tpl: TaskTemplate, values: Mapping[str, Any]) -> Result:
+        """Send the template's task with ``values`` filled in; the result carries the task id."""
+        try:
+            params = resolve_params(tpl, values)
+        except TemplateError as e:
+            return Result(False, str(e))
+        args, kwargs = render(tpl.args, params), render(tpl.kwargs, params)
+        opts: dict[str, Any] = {}
+        if tpl.queue:
+            opts["queue"] = tpl.queue
+        if tpl.priority is not None:
+            opts["priority"] = tpl.priority
+        try:
+            res = self.app.send_task(tpl.task, args=args, kwargs=kwargs, **opts)
+        except Exception as e:  # noqa: BLE001
+            return Result(False, f"send {tpl.task} via {self.shown}: {_describe(e)}")
+        where = f" to queue {tpl.queue}" if tpl.queue else ""
+        return Result(True, f"sent {tpl.task}{where}: task id {res.id}",
+                      {"task_id": res.id, "args": args, "kwargs": kwargs})

@@ -1,0 +1,208 @@
+"""Provides Ed25519 signing of job-control commands: keys, key ids, canonical bytes, sign, verify.
+
+Why Ed25519: small keys, deterministic signatures, no parameters to get wrong, and the agent
+needs only public keys, so neither Redis nor a node's disk holds anything that can forge a
+command. ``cryptography`` is imported lazily: the dashboard reads snapshots without it.
+
+Key files (written by ``clustertop keygen``):
+- ``NAME.key``: the private key, PEM (PKCS#8, unencrypted), mode 0600. Keep it on the operator's
+  machine only.
+- ``NAME.pub``: the public key, PEM (SubjectPublicKeyInfo). Copy it to each agent and list it in
+  ``[security] operator_keys``.
+Loaders also accept a bare base64 line of the raw 32 key bytes (easy to paste into config
+management).
+
+Key id: the first 16 hex digits of SHA-256 over the raw 32 public-key bytes. It only tells the
+agent which key to try; the signature is what is trusted.
+
+Signed bytes: ``b"clustertop-cmd-v1\\n"`` followed by the command as JSON with sorted keys and
+no whitespace (msgspec), every field except ``sig``. The prefix keeps a command signature from
+ever being valid for anything else signed with the same key. The agent verifies over the payload
+as it arrived (decoded to plain values), so fields a newer sender adds are covered too.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from clustertop.wire import schema
+
+DOMAIN = b"clustertop-cmd-v1\n"
+
+
+class KeyFileError(ValueError):
+    """A key file that cannot be used; the message names the file and why."""
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    key_id: str
+    raw: bytes  # 32 bytes
+    path: str | None = None
+
+    def verify(self, sig: bytes, data: bytes) -> bool:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        try:
+            Ed25519PublicKey.from_public_bytes(self.raw).verify(sig, data)
+        except InvalidSignature:
+            return False
+        return True
+
+
+@dataclass(frozen=True)
+class PrivateKey:
+    key_id: str
+    raw: bytes  # 32-byte seed; never logged, never sent
+    path: str | None = None
+
+    def sign(self, data: bytes) -> bytes:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        return Ed25519PrivateKey.from_private_bytes(self.raw).sign(data)
+
+    def public(self) -> PublicKey:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        pub = Ed25519PrivateKey.from_private_bytes(self.raw).public_key()
+        raw = _raw_public(pub)
+        return PublicKey(key_id=key_id(raw), raw=raw)
+
+
+def key_id(public_raw: bytes) -> str:
+    return hashlib.sha256(public_raw).hexdigest()[:16]
+
+
+def _raw_public(pub: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)  # type: ignore[no-any-return]
+
+
+def generate(out_dir: str, name: str = "operator") -> tuple[str, str, str]:
+    """Write ``NAME.key`` (0600) and ``NAME.pub`` into ``out_dir``; return (key path, pub path, key id).
+
+    Refuses to overwrite an existing key: losing a private key by typo locks operators out.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    if not name or "/" in name or name.startswith("."):
+        raise KeyFileError(f"bad key name {name!r}")
+    os.makedirs(out_dir, mode=0o700, exist_ok=True)
+    key_path = os.path.join(out_dir, f"{name}.key")
+    pub_path = os.path.join(out_dir, f"{name}.pub")
+    for p in (key_path, pub_path):
+        if os.path.exists(p):
+            raise KeyFileError(f"{p}: already exists (not overwritten)")
+    priv = Ed25519PrivateKey.generate()
+    pem = priv.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+    # O_EXCL + mode at creation: the key is never readable by others, not even for an instant.
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    os.chmod(key_path, 0o600)  # the umask can only remove bits; make the mode exact anyway
+    pub = priv.public_key()
+    with open(pub_path, "wb") as f:
+        f.write(pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return key_path, pub_path, key_id(_raw_public(pub))
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise KeyFileError(f"{path}: cannot read key: {e.strerror}") from None
+
+
+def _b64_raw(data: bytes, path: str) -> bytes | None:
+    text = data.strip()
+    if b"\n" in text or not text:
+        return None
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except binascii.Error:
+        return None
+    if len(raw) != 32:
+        raise KeyFileError(f"{path}: base64 key is {len(raw)} bytes, expected 32")
+    return raw
+
+
+def load_public(path: str) -> PublicKey:
+    data = _read(path)
+    raw = _b64_raw(data, path)
+    if raw is None:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        try:
+            pub = serialization.load_pem_public_key(data)
+        except ValueError as e:
+            raise KeyFileError(f"{path}: not a PEM public key: {e}") from None
+        if not isinstance(pub, Ed25519PublicKey):
+            raise KeyFileError(f"{path}: not an Ed25519 key ({type(pub).__name__})")
+        raw = _raw_public(pub)
+    return PublicKey(key_id=key_id(raw), raw=raw, path=path)
+
+
+def load_private(path: str) -> PrivateKey:
+    data = _read(path)
+    raw = _b64_raw(data, path)
+    if raw is None:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        try:
+            priv = serialization.load_pem_private_key(data, password=None)
+        except (ValueError, TypeError) as e:
+            raise KeyFileError(f"{path}: not an unencrypted PEM private key: {e}") from None
+        if not isinstance(priv, Ed25519PrivateKey):
+            raise KeyFileError(f"{path}: not an Ed25519 key ({type(priv).__name__})")
+        raw = priv.private_bytes_raw()
+    key = PrivateKey(key_id="", raw=raw, path=path)
+    return PrivateKey(key_id=key.public().key_id, raw=raw, path=path)
+
+
+def signing_bytes(cmd: schema.Command | dict[str, Any]) -> bytes:
+    """The canonical bytes a signature covers: every field but ``sig``, sorted-key JSON."""
+    fields = msgspec.to_builtins(cmd) if isinstance(cmd, msgspec.Struct) else dict(cmd)
+    fields.pop("sig", None)
+    return DOMAIN + msgspec.json.encode(fields, order="sorted")
+
+
+def sign(cmd: schema.Command, key: PrivateKey) -> schema.Command:
+    """Set ``key_id`` and ``sig`` on ``cmd`` (in place) and return it."""
+    cmd.key_id = key.key_id
+    cmd.sig = base64.b64encode(key.sign(signing_bytes(cmd))).decode("ascii")
+    return cmd
+
+
+def verify(fields: dict[str, Any], keys: dict[str, PublicKey]) -> str | None:
+    """Check the signature of a command given as plain decoded fields. None = valid, else why not."""
+    sig_text = fields.get("sig")
+    if not sig_text:
+        return "unsigned"
+    key = keys.get(str(fields.get("key_id") or ""))
+    if key is None:
+        return f"unknown key id {fields.get('key_id')!r}"
+    try:
+        sig = base64.b64decode(str(sig_text), validate=True)
+    except ValueError:  # binascii.Error, or a non-ASCII character (plain ValueError from b64decode)
+        return "bad signature (not base64)"
+    if len(sig) != 64:
+        return "bad signature (wrong length)"
+    try:
+        data = signing_bytes(fields)
+    except (TypeError, msgspec.EncodeError) as e:
+        return f"bad payload: {e}"
+    return None if key.verify(sig, data) else "bad signature"

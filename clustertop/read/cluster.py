@@ -1,0 +1,229 @@
+"""Provides the one-machine view: cluster totals and alerts, pure functions of what was read.
+
+Totals count only nodes that are up; every total is None (N/A) when no up node reports it,
+and ``*_nodes`` says how many nodes a total is made of, so "448 GiB RAM (4/5 nodes)" is honest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from clustertop.read.model import NodeView, Totals, view_digest
+from clustertop.wire import schema
+from clustertop.wire.digest import add
+
+
+def summarize(nodes: list[NodeView], cluster: dict[str, schema.ClusterPayload] | None = None) -> Totals:
+    # A merge of the up nodes' digests (clustertop.wire.digest): per node a few additions, not a walk over
+    # its GPUs, NICs and bonds (at 1,000 nodes x 8 GPUs: 1,000 iterations, not 8,000). Sums start as
+    # None (N/A) and become numbers at the first value reported (``add``).
+    up = stale = bad = down = 0
+    cpu_cores = load1 = mem_total = mem_used = None
+    cpu_nodes = mem_nodes = 0
+    util_weighted = 0.0
+    reporting_cores = 0
+    rx = tx = None
+    gpu_nodes = gpus_lost = 0
+    gpus_total = gpus_busy = gpu_procs = None
+    vram_total = vram_used = power = power_limit = cuda = None
+    gpu_util_sum, gpu_util_n = 0, 0
+    bonds_total = bonds_degraded = None
+    models: dict[str, int] = {}
+    for n in nodes:
+        state = n.state
+        if state != "up":
+            if state == "stale":
+                stale += 1
+            elif state == "bad":
+                bad += 1
+            else:
+                down += 1
+            continue
+        up += 1
+        d = view_digest(n)
+        if d is None:
+            continue
+        count = d.cpu_count
+        if count is not None:
+            cpu_cores = add(cpu_cores, count)
+            if d.cpu_util_pct is not None:
+                util_weighted += d.cpu_util_pct * count
+                reporting_cores += count
+                cpu_nodes += 1
+        load1 = add(load1, d.load1)
+        if d.mem_total_bytes is not None:
+            mem_total = add(mem_total, d.mem_total_bytes)
+            mem_used = add(mem_used, d.mem_used_bytes)
+            mem_nodes += 1
+        rx, tx = add(rx, d.net_rx_bytes_s), add(tx, d.net_tx_bytes_s)
+        if d.gpus is not None:
+            gpu_nodes += 1
+            gpus_total = add(gpus_total, d.gpus)
+            if d.gpu_util_n or d.gpus == d.gpus_lost:
+                # Busy is known where a live card reports its utilisation, or where there is no live
+                # card (0 busy); a node whose cards report none adds nothing, so a cluster of them
+                # says busy N/A, not 0.
+                gpus_busy = add(gpus_busy, d.gpus_busy)
+            gpu_procs = add(gpu_procs, d.gpu_procs or 0)
+            gpus_lost += d.gpus_lost
+            gpu_util_sum += d.gpu_util_sum
+            gpu_util_n += d.gpu_util_n
+            vram_total, vram_used = add(vram_total, d.vram_total_bytes), add(vram_used, d.vram_used_bytes)
+            power, power_limit = add(power, d.power_mw), add(power_limit, d.power_limit_mw)
+            cuda = add(cuda, d.cuda_cores)
+            for name, k in (d.models or {}).items():
+                models[name] = models.get(name, 0) + k
+        if d.bonds is not None:
+            bonds_total = add(bonds_total, d.bonds)
+            bonds_degraded = add(bonds_degraded, d.bonds_degraded or 0)
+    t = Totals(
+        nodes_total=len(nodes), nodes_up=up, nodes_stale=stale, nodes_down=down, nodes_bad=bad,
+        cpu_cores=cpu_cores, cpu_nodes=cpu_nodes, load1=load1, mem_total_bytes=mem_total,
+        mem_used_bytes=mem_used, mem_nodes=mem_nodes, gpus_total=gpus_total, gpus_busy=gpus_busy,
+        gpus_lost=gpus_lost, vram_total_bytes=vram_total, vram_used_bytes=vram_used, power_mw=power,
+        power_limit_mw=power_limit, cuda_cores=cuda, gpu_nodes=gpu_nodes, gpu_procs=gpu_procs,
+        net_rx_bytes_s=rx, net_tx_bytes_s=tx, bonds_total=bonds_total, bonds_degraded=bonds_degraded,
+        models=models,
+    )
+    if reporting_cores:
+        t.cpu_util_pct = util_weighted / reporting_cores
+    if gpu_util_n:
+        t.gpu_util_pct = gpu_util_sum / gpu_util_n
+    _cluster_totals(t, cluster or {})
+    return t
+
+
+def _cluster_totals(t: Totals, cluster: dict[str, schema.ClusterPayload]) -> None:
+    ceph = cluster.get("ceph")
+    if ceph is not None and ceph.ceph is not None:
+        t.ceph_status = ceph.ceph.status if ceph.ok else None
+    if ceph is not None and not ceph.ok:
+        t.ceph_unreachable = True
+    for q in queue_payloads(cluster):
+        if q.queues is not None:
+            depths = [x.depth for x in q.queues.queues or () if x.depth is not None]
+            if depths:
+                t.tasks_queued = (t.tasks_queued or 0) + sum(depths)
+            if q.queues.workers is not None:
+                t.workers_online = (t.workers_online or 0) + sum(1 for w in q.queues.workers if w.online)
+    k = cluster.get("kubernetes")
+    if k is not None and k.kubernetes is not None:
+        if k.kubernetes.pods is not None:
+            t.pods_running = sum(1 for p in k.kubernetes.pods if p.phase == "Running")
+            t.gpus_allocated = sum(p.gpus for p in k.kubernetes.pods if p.phase in ("Running", "Pending")
+                                   and p.node)
+
+
+# ---------------------------------------------------------------------------------------------
+# Alerts
+# ---------------------------------------------------------------------------------------------
+
+SEVERITIES = ("info", "warning", "critical")
+
+
+@dataclass(frozen=True)
+class Alert:
+    severity: str  # "info" | "warning" | "critical"
+    source: str  # "node" | "gpu" | "bond" | "ceph" | "collector" | "queue" | ...
+    node: str | None
+    subject: str  # "gpu1", "bond0/eth2", "osd.3"
+    message: str  # in words; node text inside is data (escape before markup)
+
+    @property
+    def key(self) -> str:
+        """Stable identity, so the UI can tell a new alert from one it already shows."""
+        return f"{self.source}:{self.node}:{self.subject}:{self.message}"
+
+
+def alerts(nodes: list[NodeView], cluster: dict[str, schema.ClusterPayload] | None = None,
+           now: float | None = None) -> list[Alert]:
+    """Every alert, most severe first: each node's state, what its digest says is wrong (a stale or
+    down node's old problems are not repeated), then the cluster payloads'."""
+    out: list[Alert] = []
+    emit = out.append  # not ``add``: that is the running sum imported from clustertop.wire.digest
+    for n in nodes:
+        state = n.state
+        if state == "down":
+            emit(Alert("critical", "node", n.host, n.host, f"down, last seen {age_text(n.age_s)} ago"))
+            continue
+        if state == "stale":
+            emit(Alert("warning", "node", n.host, n.host, f"stale: no report for {age_text(n.age_s)}"))
+            continue
+        if state == "bad":
+            emit(Alert("warning", "node", n.host, n.host, n.error or "bad data"))
+        d = view_digest(n)
+        if d is not None and d.alerts:
+            host = n.host
+            for a in d.alerts:  # a digest is node data: an unknown severity word is a warning
+                emit(Alert(a.severity if a.severity in SEVERITIES else "warning", a.source, host, a.subject,
+                          a.message))
+    out.extend(_cluster_alerts(cluster or {}, now))
+    order = {s: i for i, s in enumerate(reversed(SEVERITIES))}
+    out.sort(key=lambda a: (order[a.severity], a.node or "", a.subject))
+    return out
+
+
+def _cluster_alerts(cluster: dict[str, schema.ClusterPayload], now: float | None) -> list[Alert]:
+    out: list[Alert] = []
+    ceph = cluster.get("ceph")
+    if ceph is not None:
+        if not ceph.ok:
+            age = f", last good data {age_text(now - ceph.last_ok_ts)} ago" if now and ceph.last_ok_ts else ""
+            out.append(Alert("critical", "ceph", None, "ceph", f"{_ceph_error(ceph.error)}{age}"))
+        elif ceph.ceph is not None:
+            down_osds = [o for o in ceph.ceph.osds or () if o.up is False]
+            for c in ceph.ceph.checks or ():
+                sev = "critical" if c.severity == "HEALTH_ERR" else "warning"
+                if c.code == "OSD_DOWN" and down_osds:
+                    # One alert per OSD, on its host: "which disk, which box" is what the operator needs.
+                    for o in down_osds:
+                        where = f" on {o.host}" if o.host else ""
+                        out.append(Alert(sev, "ceph", o.host, f"osd.{o.id}",
+                                         f"Ceph OSD_DOWN: osd.{o.id}{where} is down"))
+                    continue
+                msg = f"Ceph {c.code}: {c.message or ''}".rstrip(": ")
+                if c.detail and c.code != "PG_DEGRADED":  # pg lists are noise; OSD/pool names are not
+                    msg += " (" + "; ".join(c.detail[:2]) + (", …" if len(c.detail) > 2 else "") + ")"
+                out.append(Alert(sev, "ceph", None, c.code, msg))
+    for q in queue_payloads(cluster):
+        if q.queues is None:
+            continue
+        for x in q.queues.queues or ():
+            if x.growing_unconsumed:
+                out.append(Alert("warning", "queue", None, x.name, f"queue {x.name} growing with no consumer ({x.depth})"))
+        for err in q.queues.errors or ():
+            out.append(Alert("warning", "queue", None, "queues", err))
+    return out
+
+
+def _ceph_error(error: str | None) -> str:
+    """The runner reports "<ExceptionType>: <message>"; the ceph collector's messages already say
+    what failed ("Ceph unreachable: all mgr URLs failed: ...", "Ceph login refused for ..."), so
+    they are shown as they are instead of as "Ceph unreachable: CephUnreachable: Ceph unreachable"."""
+    if not error:
+        return "Ceph unreachable: no answer"
+    _, sep, rest = error.partition(": ")
+    if error.startswith("Ceph "):
+        return error
+    if sep and rest.startswith("Ceph "):
+        return rest
+    return f"Ceph unreachable: {error}"
+
+
+def queue_payloads(cluster: dict[str, schema.ClusterPayload]) -> list[schema.ClusterPayload]:
+    """The payloads that carry queues/workers (celery, dask), in a stable order."""
+    return [p for name, p in sorted(cluster.items()) if p.queues is not None]
+
+
+def age_text(s: float | None) -> str:
+    """3 -> "3s", 300 -> "5m", 7200 -> "2h" ("?" when unknown)."""
+    if s is None:
+        return "?"
+    s = max(0.0, s)
+    if s < 90:
+        return f"{s:.0f}s"
+    if s < 5400:
+        return f"{s / 60:.0f}m"
+    if s < 172800:
+        return f"{s / 3600:.0f}h"
+    return f"{s / 86400:.0f}d"

@@ -1,0 +1,262 @@
+"""Provides the read side: the whole cluster in one Redis round trip, decoded and classified.
+
+Shared by the dashboard (called from a worker thread) and `clustertop snapshot`.
+One bad node never spoils the read: its error is kept on its NodeView.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection
+from typing import Any
+
+import msgspec
+
+from clustertop import wire
+from clustertop.read.cluster import summarize
+from clustertop.read.model import DOWN_AFTER_S, REST_LEVELS, ClusterState, NodeView
+from clustertop.wire import schema
+from clustertop.wire.digest import RULES, digest
+
+KINDS = ("digest", "brief", "full")
+KEYS = {"digest": wire.digest_key, "brief": wire.brief_key, "full": wire.node_key}
+
+#: Below this many nodes every read is of full snapshots (about 20 ms at 100 nodes); from here on a
+#: screen that only needs briefs gets briefs (see ``clustertop.wire.brief``).
+BRIEF_FROM_NODES = 200
+
+
+class Reader:
+    """Reads the cluster; remembers the last good data per node to show stale nodes honestly."""
+
+    def __init__(self, client: Any, clock: Any = time.time, brief_from: int | None = None) -> None:
+        self.client = client
+        self.clock = clock
+        self.brief_from = BRIEF_FROM_NODES if brief_from is None else brief_from
+        self.known: list[str] = []
+        self.last_good: dict[str, schema.NodeSnapshot] = {}  # full snapshots
+        self.last_brief: dict[str, schema.NodeSnapshot] = {}
+        self.last_digest: dict[str, schema.NodeDigest] = {}  # read, or folded from a snapshot
+        self.last_cluster: dict[str, schema.ClusterPayload] = {}
+        # Hosts whose brief key was missing at the last read (an agent from before briefs, or a node
+        # gone quiet): their full key is read instead, so an old agent is never mistaken for a dead one.
+        self.no_brief: set[str] = set()
+        # Hosts without a usable digest at the last read (an agent from before digests or with older
+        # rules, or a node gone quiet): their brief (or full snapshot) is read and folded here instead.
+        self.no_digest: set[str] = set()
+
+    def read(self, full: bool | Collection[str] = True, rest: str = "briefs") -> ClusterState:
+        """``full=True``: every node's full snapshot. A collection of hosts: every node's digest, full
+        snapshots of those hosts, and of every other node ``rest`` (REST_LEVELS): its brief, its brief's
+        GPUs only (decoded where its digest stands for the rest), or nothing more. Below ``brief_from``
+        nodes, everything full anyway."""
+        t0 = time.perf_counter()
+        if full is not True and len(self.known) < self.brief_from:
+            full = True
+        want: frozenset[str] | None = None if full is True else frozenset(full)  # type: ignore[arg-type]
+        if rest not in REST_LEVELS:
+            raise ValueError(f"rest must be one of {REST_LEVELS}, not {rest!r}")
+        if want is None:
+            rest = "briefs"
+        index, raw, raw_cluster = self._fetch(want, rest != "digests")
+        t1 = time.perf_counter()
+        now = self.clock()
+        lean = want is not None and rest == "gpus"
+        state = ClusterState(ts=now, fetch_ms=(t1 - t0) * 1000, full=True if want is None else want, rest=rest)
+        digests, digest_errors = self._digests(index, raw) if want is not None else ({}, {})
+        fulls, brief_data = raw["full"], raw["brief"]
+        for host, last_seen in index:
+            full_data, brief = fulls.get(host), brief_data.get(host)
+            if brief is not None and full_data is not None and want is not None and host not in want:
+                full_data = None  # read only because the node was new: a brief where briefs were asked
+            state.nodes.append(self._node(host, last_seen, full_data, brief, digests.get(host),
+                                          digest_errors.get(host), now, want is None, lean))
+        for name, data in zip(wire.CLUSTER_NAMES, raw_cluster, strict=True):
+            if data is None:
+                continue
+            try:
+                self.last_cluster[name] = wire.decode(data, schema.ClusterPayload)
+            except wire.WireError as e:
+                state.cluster_errors[name] = f"bad {name} data: {e}"
+        state.cluster = dict(self.last_cluster)
+        state.totals = summarize(state.nodes, state.cluster)
+        state.decode_ms = (time.perf_counter() - t1) * 1000
+        # Forget what was cached of nodes removed from the index.
+        listed = {h for h, _ in index}
+        for cache in (self.last_good, self.last_brief, self.last_digest):
+            for h in [h for h in cache if h not in listed]:
+                del cache[h]
+        self.no_brief &= listed
+        self.no_digest &= listed
+        return state
+
+    def _fetch(self, want: frozenset[str] | None, briefs: bool) -> tuple[list[tuple[str, float]], dict[str, dict[str, bytes | None]],
+                                                                        list[bytes | None]]:
+        """One round trip in steady state: index + every known node's keys + cluster keys, pipelined.
+
+        ``want=None`` reads full snapshots. Otherwise every digest; full snapshots of ``want``; and a
+        snapshot (the brief, or the full one where the agent writes no brief) of every other host
+        when ``briefs``, else of the hosts without a usable digest. Returns the sorted index and, per
+        kind ("digest", "brief", "full"), host -> payload. A node that appears in the index for the
+        first time costs one extra MGET, once.
+        """
+        known = list(self.known)
+        plan: dict[str, list[str]] = {"digest": [], "brief": [], "full": []}
+        if want is None:
+            plan["full"] = known
+        else:
+            plan["digest"] = known
+            nb, nd = self.no_brief, self.no_digest
+            for h in known:
+                if h in want:
+                    plan["full"].append(h)
+                elif briefs or h in nd:
+                    plan["brief"].append(h)  # read even where it was missing: an upgraded agent has it
+                    if h in nb:
+                        plan["full"].append(h)
+        p = self.client.pipeline(transaction=False)
+        p.zrange(wire.NODES_KEY, 0, -1, withscores=True)
+        kinds = [k for k in KINDS if plan[k]]
+        for k in kinds:
+            p.mget([KEYS[k](h) for h in plan[k]])
+        p.mget([wire.cluster_key(n) for n in wire.CLUSTER_NAMES])
+        res = p.execute()
+        index = [(_text(h), float(s)) for h, s in res[0]]
+        raw: dict[str, dict[str, bytes | None]] = {k: {} for k in KINDS}
+        for i, k in enumerate(kinds):
+            raw[k] = dict(zip(plan[k], res[1 + i], strict=True))
+        known_set = set(known)  # not the list: 1,000 nodes made this a 5 ms quadratic scan per read
+        missing = [h for h, _ in index if h not in known_set]
+        if missing:
+            # Every payload of a node new to the index: what it has is not known yet.
+            self._mget(raw, [(k, h) for h in missing for k in (("full",) if want is None else KINDS)])
+        index.sort(key=lambda hs: hs[0])
+        self.known = [h for h, _ in index]
+        return index, raw, res[-1]
+
+    def _mget(self, raw: dict[str, dict[str, bytes | None]], wanted: list[tuple[str, str]]) -> None:
+        got = self.client.mget([KEYS[k](h) for k, h in wanted])
+        for (k, h), data in zip(wanted, got, strict=True):
+            raw[k][h] = data
+
+    def _digests(self, index: list[tuple[str, float]],
+                 raw: dict[str, dict[str, bytes | None]]) -> tuple[dict[str, schema.NodeDigest], dict[str, str]]:
+        """Decode the digests read. A host without a usable one gets its snapshot read (one more MGET
+        the first time; from then on it is in no_digest and its snapshot is in the pipeline)."""
+        out: dict[str, schema.NodeDigest] = {}
+        errors: dict[str, str] = {}
+        raw_digests = raw["digest"]
+        lacking: list[tuple[str, str]] = []
+        for host, _ in index:
+            data = raw_digests.get(host)
+            d = None
+            if data is not None:
+                try:
+                    d = wire.decode(data, schema.NodeDigest)
+                    if d.host != host:
+                        raise wire.WireError(f"payload names host {d.host!r}")
+                except wire.WireError as e:
+                    errors[host], d = f"digest: {e}", None
+            if d is not None and d.rules >= RULES:
+                out[host] = d
+                self.no_digest.discard(host)
+                if host not in raw["brief"]:
+                    continue
+            else:
+                self.no_digest.add(host)
+            # A snapshot is needed (no usable digest, or briefs were asked) and none came: read the
+            # payloads not tried yet (an agent from before digests has briefs; one from before briefs,
+            # only its full key).
+            if raw["brief"].get(host) is None and raw["full"].get(host) is None:
+                lacking += [(k, host) for k in ("brief", "full") if host not in raw[k]]
+        if lacking:
+            self._mget(raw, lacking)
+        for host, data in raw["brief"].items():
+            if data is None:
+                self.no_brief.add(host)
+            else:
+                self.no_brief.discard(host)
+        return out, errors
+
+    def _node(self, host: str, last_seen: float, full_data: bytes | None, brief_data: bytes | None,
+              fresh_digest: schema.NodeDigest | None, digest_error: str | None, now: float,
+              full_read: bool, lean: bool = False) -> NodeView:
+        view = NodeView(host=host, state="down", last_seen_ts=last_seen, age_s=max(0.0, now - last_seen))
+        # The snapshot: the full one where read, else the brief.
+        data, is_brief = (full_data, False) if full_data is not None else (brief_data, brief_data is not None)
+        errors = [digest_error] if digest_error else []
+        fresh_snap = None
+        if data is not None:
+            try:
+                # Only a brief's GPUs where the digest stands for the rest; such a cut is not kept
+                # as the node's last brief (a stale node's fallback must be the whole brief).
+                cut = is_brief and lean and fresh_digest is not None
+                snap = _gpus_only(wire.decode(data, _GpusOnly)) if cut else wire.decode(data, schema.NodeSnapshot)
+                if snap.host and snap.host != host:
+                    raise wire.WireError(f"payload names host {snap.host!r}")
+                if not cut:
+                    (self.last_brief if is_brief else self.last_good)[host] = snap
+                fresh_snap = snap
+                view.brief = is_brief
+            except wire.WireError as e:
+                errors.insert(0, str(e))
+        view.snap = fresh_snap
+        if fresh_snap is None and (fresh_digest is None or errors):
+            # Nothing usable now: the newest of what was last read, full or brief (a full read prefers
+            # full data, but a brief of a stale node beats showing nothing at all). A node that is up
+            # in a digest-only read keeps no snapshot: an old one would pass for its current state.
+            full_snap, brief_snap = self.last_good.get(host), self.last_brief.get(host)
+            if brief_snap is not None and (full_snap is None or (brief_snap.ts > full_snap.ts and not full_read)):
+                view.snap, view.brief = brief_snap, True
+            else:
+                view.snap = full_snap
+        if fresh_digest is not None:
+            view.digest = fresh_digest
+        elif fresh_snap is not None:
+            view.digest = digest(fresh_snap)
+        else:
+            # Nothing fresh: the node's last digest. It is never older than the snapshot kept above,
+            # since whenever a snapshot was kept its digest was kept in the same call; and it is the
+            # same object read after read, so a stale node's tile is not redrawn every time.
+            view.digest = self.last_digest.get(host)
+        if view.digest is not None:
+            self.last_digest[host] = view.digest
+            view.age_s = max(0.0, now - view.digest.ts)
+        elif view.snap is not None:
+            view.age_s = max(0.0, now - view.snap.ts)
+        view.newer_schema = (fresh_snap is not None and wire.is_newer(fresh_snap)) or (
+            fresh_digest is not None and wire.is_newer(fresh_digest))
+        # The key's TTL (kept by Redis's clock) is what says "fresh": agent clocks may be skewed,
+        # so the snapshot's own ts only feeds the age shown, never the up/stale decision.
+        if errors:
+            view.state, view.error = "bad", f"bad data from node {host}: {'; '.join(errors)}"
+        elif fresh_snap is not None or fresh_digest is not None:
+            view.state = "up"
+        elif view.age_s is not None and view.age_s <= DOWN_AFTER_S:
+            view.state = "stale"
+        else:
+            view.state = "down"
+        return view
+
+
+class _GpusOnly(msgspec.Struct, kw_only=True, gc=False):
+    """A brief decoded for its GPUs: msgspec skips the other sections without building them (1,000
+    8-GPU briefs: ~13 ms instead of ~23)."""
+
+    v: int = schema.SCHEMA_VERSION
+    host: str = ""
+    ts: float = 0.0
+    seq: int = 0
+    interval_s: float = 1.0
+    role: str | None = None
+    labels: dict[str, str] | None = None
+    gpus: list[schema.Gpu] | None = None
+
+
+def _gpus_only(o: _GpusOnly) -> schema.NodeSnapshot:
+    return schema.NodeSnapshot(v=o.v, host=o.host, ts=o.ts, seq=o.seq, interval_s=o.interval_s, role=o.role,
+                               labels=o.labels, gpus=o.gpus)
+
+
+def _text(b: bytes | str) -> str:
+    return b.decode("utf-8", "replace") if isinstance(b, bytes) else b

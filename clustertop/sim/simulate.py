@@ -1,0 +1,475 @@
+"""Provides the simulated cluster (`clustertop demo`, `clustertop simulate`, benchmarks and tests).
+
+Shaped like the cluster clustertop was born for: 5 GPU towers (2x GTX 1080 Ti, 6 Ceph OSD SSDs, a
+3x1G balance-alb bond) and 10 ARM boards running Celery workers. Training jobs start, ramp their
+GPUs and end; a grid search floods a queue and drains; a bond slave loses link and comes back; an
+OSD flaps and its PGs recover.
+
+``SimCluster`` is a pure model: ``random.Random(seed)`` and the ``now`` values passed to ``step``
+are its only inputs, so the same seed and the same times give the same snapshots. Wall time and
+Redis belong to the drivers below (``publish``, ``prefill_history``, ``run``, ``start_thread``),
+which write through the real ``agents.publisher.Publisher``, so a simulated cluster exercises the
+same path as real agents.
+
+Scaling (``nodes=N``): up to 50 nodes keep the seed cluster's 1:2 tower:ARM mix; above that every
+node is a GPU tower (the shape of the 1,000-node x 8-GPU benchmark). Ceph OSDs live on at most
+the first 20 towers and Kubernetes manages at most the first 32, so cluster payloads stay far
+below the wire limit whatever N is.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import random
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from clustertop.agents.publisher import Publisher
+from clustertop.sim.nodes import (
+    GIB,
+    MIB,
+    MODELS,
+    USERS,
+    Job,
+    SimNode,
+    build_arm,
+    build_tower,
+    smoothing,
+    step_node,
+)
+from clustertop.sim.services import CephModel, K8sNodeInfo, KubernetesModel, QueuesModel, _suffix
+from clustertop.wire import schema
+
+log = logging.getLogger("clustertop.simulate")
+
+DEFAULT_TOWERS, DEFAULT_ARMS = 5, 10
+ALL_TOWERS_ABOVE = 50
+CEPH_MAX_HOSTS = 20
+K8S_MAX_NODES = 32
+MAX_PENDING = 4
+FULL_REFRESH_UP_TO = 100  # nodes; above, slow parts refresh every 4th tick
+OSDS_PER_TOWER = 6
+
+
+class SimCluster:
+    """A deterministic, lively simulated cluster. ``step(now)`` advances it and returns one tick."""
+
+    def __init__(self, seed: int = 1, nodes: int | None = None, gpus_per_node: int | None = None,
+                 start_ts: float | None = None) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.gpus_per_node = 2 if gpus_per_node is None else max(0, gpus_per_node)
+        if nodes is None:
+            towers, arms = DEFAULT_TOWERS, DEFAULT_ARMS
+        elif nodes > ALL_TOWERS_ABOVE:
+            towers, arms = nodes, 0
+        else:
+            nodes = max(1, nodes)
+            towers = max(1, round(nodes / 3))
+            arms = nodes - towers
+        width = max(2, len(str(max(towers, arms))))
+        self.tower_hosts = [f"gpu{i:0{width}d}" for i in range(1, towers + 1)]
+        self.arm_hosts = [f"arm{i:0{width}d}" for i in range(1, arms + 1)]
+        self.hosts: list[str] = self.tower_hosts + self.arm_hosts
+        self.interval_s = 1.0  # what snapshots announce; the drivers set it to their tick
+        self.start_ts = start_ts
+        self.nodes: list[SimNode] = []
+        self.last_ts: float | None = None
+        self.pending: list[Job] = []
+        self.running: list[Job] = []
+
+    # -- construction, at the first step (or at start_ts) ------------------------------------
+
+    def _build(self, t0: float) -> None:
+        rng = self.rng
+        ceph_hosts = self.tower_hosts[:CEPH_MAX_HOSTS]
+        osd_hosts = [(h, list(range(i * OSDS_PER_TOWER, (i + 1) * OSDS_PER_TOWER))) for i, h in enumerate(ceph_hosts)]
+        osds = dict(osd_hosts)
+        for i, h in enumerate(self.tower_hosts):
+            self.nodes.append(build_tower(h, i, self.gpus_per_node, osds.get(h, []), rng, t0))
+        broker = self.arm_hosts[0] if self.arm_hosts else ""
+        for i, h in enumerate(self.arm_hosts):
+            self.nodes.append(build_arm(h, i, broker, rng, t0))
+        self.towers = [n for n in self.nodes if n.tower]
+        self.k8s_hosts = self.tower_hosts[:K8S_MAX_NODES]
+        self.ceph = CephModel(rng, osd_hosts, ceph_hosts)
+        self.queues = QueuesModel(
+            rng, [(n.host, n.pool_size) for n in self.nodes if not n.tower],
+            [(n.host, n.ip) for n in self.towers[:32]], f"redis://{broker or 'localhost'}:6379/0")
+        self.k8s = KubernetesModel(
+            rng, [K8sNodeInfo(n.host, len(n.gpus), n.cores * 1000 - 500, n.mem_total - 2 * GIB)
+                  for n in self.towers[:K8S_MAX_NODES]], t0)
+        self.by_host = {n.host: n for n in self.nodes}
+        # Lease holders: the first tower polls Ceph, Kubernetes and the Dask scheduler, the first ARM
+        # board (the broker's host) Celery. Their snapshots carry those collectors' statuses.
+        self.by_host[self.tower_hosts[0]].extra_collectors = ("ceph", "dask", "kubernetes")
+        if self.arm_hosts:
+            self.by_host[self.arm_hosts[0]].extra_collectors = ("celery",)
+        # Scale event rates with the cluster, so a big one is as lively per node as the small one.
+        self.scale = max(1.0, len(self.towers) / DEFAULT_TOWERS)
+        self.next_bond = t0 + rng.uniform(40, 200) / self.scale
+        self.next_osd = t0 + rng.uniform(90, 300)
+        self.next_grid = t0 + rng.uniform(30, 150)
+        self.next_pending = t0 + rng.uniform(30, 150) / self.scale
+        self.next_dask = t0 + rng.uniform(20, 120)
+        # Start mid-flight: jobs already running at various ages, two pods waiting for GPUs.
+        for node in self.towers:
+            for gi, g in enumerate(node.gpus):
+                if g.job is not None:
+                    continue
+                if rng.random() < 0.65:
+                    idle = [i for i in range(gi, len(node.gpus)) if node.gpus[i].job is None]
+                    self._start_job(node, idle[:self._gpus_wanted(len(node.gpus), len(idle))], t0,
+                                    age=rng.uniform(0, 1200))
+                else:
+                    g.free_at = t0 + rng.uniform(0, 120)
+        for _ in range(2 if self.k8s_hosts else 0):
+            self.pending.append(self._new_job(t0 - self.rng.uniform(10, 200), k8s=True))
+        # A grid search is already under way when the demo opens: queues are the first thing that looks
+        # dead in a quiet cluster, and a newcomer should see them fill and drain within a minute.
+        if self.arm_hosts:
+            self.queues.grid_search(rng)
+
+    # -- jobs ------------------------------------------------------------------------------------
+
+    def _new_job(self, now: float, k8s: bool, gpus_wanted: int = 1) -> Job:
+        rng = self.rng
+        user = rng.choice(USERS)
+        model = rng.choice(MODELS)
+        bs = rng.choice((32, 64, 128, 256))
+        lr = rng.choice(("1e-4", "3e-4", "1e-3", "0.1"))
+        if k8s:
+            job_name = f"train-{model.replace('.', '-')}-{rng.randrange(1000, 9999)}"
+            name = f"{job_name}-{_suffix(rng)}"
+            cmd = f"python /workspace/train.py --model {model} --bs {bs} --lr {lr}"
+            owner = schema.Owner(kind="pod", name=name, namespace="ml", pod_uid=None,
+                                 container_id=f"{rng.getrandbits(256):064x}")
+            ns, uid = "ml", None
+        else:
+            job_name = None
+            name = f"{user}/{model}"
+            cmd = f"python train.py --model {model} --bs {bs} --lr {lr}"
+            owner = schema.Owner(kind="user", name=user)
+            ns, uid = None, None
+        if gpus_wanted > 1:
+            cmd = cmd.replace("python ", f"torchrun --nproc_per_node={gpus_wanted} ", 1)
+        job = Job(name=name, user=user if not k8s else "root", model=model, cmdline=cmd, pid=0, start=0.0,
+                  load_s=rng.uniform(20, 60), end=0.0, vram_frac=rng.uniform(0.62, 0.97),
+                  cpu_cores=rng.uniform(2.5, 6.0) * gpus_wanted, rss_bytes=int(rng.uniform(5, 16) * GIB),
+                  owner=owner, gpus=[], host="", namespace=ns, job_name=job_name, uid=uid,
+                  gpus_wanted=gpus_wanted, created=now, fails=rng.random() < 0.06)
+        if k8s:
+            job.uid = f"{rng.getrandbits(128):032x}"
+            job.uid = f"{job.uid[:8]}-{job.uid[8:12]}-{job.uid[12:16]}-{job.uid[16:20]}-{job.uid[20:]}"
+            owner.pod_uid = job.uid
+        return job
+
+    def _gpus_wanted(self, gpus: int, idle: int) -> int:
+        """Mostly single-GPU runs on the 2-GPU towers; 8-GPU servers mostly run data-parallel jobs."""
+        r = self.rng.random()
+        if gpus >= 8:
+            want = 8 if r < 0.25 else 4 if r < 0.7 else 2 if r < 0.9 else 1
+        else:
+            want = 4 if r < 0.1 else 2 if r < 0.3 else 1
+        while want > idle:
+            want //= 2
+        return max(1, want)
+
+    def _start_job(self, node: SimNode, gpus: list[int], now: float, job: Job | None = None,
+                   age: float = 0.0) -> None:
+        rng = self.rng
+        if job is None:
+            job = self._new_job(now - age, k8s=node.host in self.k8s_hosts and rng.random() < 0.6,
+                                gpus_wanted=len(gpus))
+        job.host = node.host
+        job.gpus = gpus
+        job.start = now - age
+        job.end = job.start + rng.uniform(240, 1500)
+        if age:
+            job.end = max(job.end, now + rng.uniform(20, 600))
+        node.next_pid += rng.randrange(3, 400)
+        job.pid = node.next_pid
+        # Keep the node's memory believable when a big node runs several jobs at once.
+        job.rss_bytes = min(job.rss_bytes, int((node.mem_total - node.mem_base) * 0.6 / max(1, len(node.gpus))
+                                               * len(gpus)))
+        for gi in gpus:
+            node.gpus[gi].job = job
+            node.gpus[gi].idle = None
+        self.running.append(job)
+
+    def _schedule(self, now: float) -> None:
+        rng = self.rng
+        ended: list[Job] = []
+        for job in self.running:
+            if now >= job.end:
+                ended.append(job)
+        for job in ended:
+            self.running.remove(job)
+            node = self.by_host[job.host]
+            for gi in job.gpus:
+                g = node.gpus[gi]
+                g.job = None
+                g.free_at = now + rng.uniform(15, 200)
+            self.k8s.job_ended(job, now)
+        for node in self.towers:
+            for g in node.gpus:
+                if g.job is not None or g.free_at > now:
+                    continue
+                idle = [i for i, x in enumerate(node.gpus) if x.job is None and x.free_at <= now]
+                if node.host in self.k8s_hosts:
+                    pod = next((p for p in self.pending if p.gpus_wanted <= len(idle)), None)
+                    if pod is not None:
+                        self.pending.remove(pod)
+                        self._start_job(node, idle[:pod.gpus_wanted], now, job=pod)
+                        continue
+                    if self.pending and rng.random() < 0.5:
+                        # The scheduler holds this GPU for a pod that needs more than one.
+                        g.free_at = now + rng.uniform(10, 60)
+                        continue
+                if rng.random() < 0.55:
+                    self._start_job(node, idle[:self._gpus_wanted(len(node.gpus), len(idle))], now)
+                else:
+                    g.free_at = now + rng.uniform(20, 240)
+
+    def _events(self, now: float) -> None:
+        rng = self.rng
+        while now >= self.next_bond and self.towers:
+            node = rng.choice(self.towers)
+            link = rng.choice(node.links)
+            if link.down_until <= self.next_bond:
+                link.down_until = self.next_bond + rng.uniform(25, 120)
+                link.failures += 1
+                node.link_change_at = self.next_bond  # shown at the next step, full refresh or not
+            self.next_bond += rng.uniform(120, 420) / self.scale
+        while now >= self.next_osd:
+            if self.ceph.osd_ids:
+                self.ceph.flap(self.next_osd, rng)
+            self.next_osd += rng.uniform(300, 700)
+        while now >= self.next_grid:
+            if self.arm_hosts:
+                self.queues.grid_search(rng)
+            self.next_grid += rng.uniform(180, 480)
+        while now >= self.next_pending:
+            if self.k8s_hosts and len(self.pending) < MAX_PENDING:
+                n = self.gpus_per_node
+                want = self._gpus_wanted(n, n) if n > 2 else (2 if rng.random() < 0.25 and n == 2 else 1)
+                self.pending.append(self._new_job(self.next_pending, k8s=True, gpus_wanted=want))
+            self.next_pending += rng.uniform(60, 240) / self.scale
+        while now >= self.next_dask:
+            if self.queues.dask:
+                self.queues.dask_graph(rng)
+            self.next_dask += rng.uniform(120, 400)
+
+    # -- the tick --------------------------------------------------------------------------------
+
+    def step(self, now: float) -> tuple[list[tuple[schema.NodeSnapshot, schema.HistPoint]],
+                                        list[schema.ClusterPayload]]:
+        """Advance to ``now`` (seconds) and return every node's (snapshot, history point) and the
+        cluster payloads. The first step settles every smoothed value at its target, so the first
+        tick already looks like a cluster that has been running for a while."""
+        first = self.last_ts is None
+        if first:
+            if self.start_ts is None:
+                self.start_ts = now
+            self._build(self.start_ts)
+            self.last_ts = self.start_ts
+        assert self.last_ts is not None
+        dt = min(max(0.0, now - self.last_ts), 3600.0)
+        self.last_ts = max(self.last_ts, now)
+        if first:
+            k_temp = k_fast = 1.0
+            k_load = (1.0, 1.0, 1.0)
+        else:
+            k_temp = smoothing(dt, 45.0)  # a GPU heatsink: tens of seconds
+            k_fast = smoothing(dt, 3.0)
+            k_load = (smoothing(dt, 60.0), smoothing(dt, 300.0), smoothing(dt, 900.0))
+        self._events(now)
+        self._schedule(now)
+        busy = self.queues.step(now, dt, k_fast if not first else 1.0, self.rng)
+        read_t = 4e7 + sum(1.2e8 if now - j.start < j.load_s else 2.5e7 for j in self.running)
+        write_t = 1.5e7 + 4e6 * len(self.running) + 3e7 * self.rng.random()
+        osd_rates = self.ceph.step(now, k_fast if not first else 1.0, read_t, write_t, self.rng)
+        statuses = self._cluster_statuses(now)
+        out = []
+        interval = self.interval_s
+        # Big clusters refresh disks/NICs/processes every few ticks (staggered), GPUs every tick.
+        stride = 1 if len(self.nodes) <= FULL_REFRESH_UP_TO else 4
+        for node in self.nodes:
+            if not node.tower:
+                node.busy_slots = busy.get(node.host, 0)
+            full = first or stride == 1 or (node.seq + node.index) % stride == 0
+            out.append(step_node(node, self.rng, now, dt, k_temp, k_fast, k_load, interval, osd_rates, statuses,
+                                 full))
+        holder = self.tower_hosts[0]
+        cluster = [self.ceph.payload(now, holder)] if self.ceph.osd_ids else []
+        cluster += self.queues.payloads(now, self.arm_hosts[0] if self.arm_hosts else None, holder)
+        if self.k8s_hosts:
+            cluster.append(self.k8s.payload(now, holder, [j for j in self.running if j.namespace], self.pending))
+        return out, cluster
+
+    def _cluster_statuses(self, now: float) -> dict[str, schema.CollectorStatus]:
+        rnd = self.rng.random
+        return {
+            "ceph": schema.CollectorStatus(ok=True, duration_ms=round(40 + 100 * rnd(), 2), last_ok_ts=now,
+                                           interval_s=5.0),
+            "kubernetes": schema.CollectorStatus(ok=True, duration_ms=round(30 + 60 * rnd(), 2), last_ok_ts=now,
+                                                 interval_s=5.0),
+            "celery": schema.CollectorStatus(ok=True, duration_ms=round(8 + 17 * rnd(), 2), last_ok_ts=now,
+                                             interval_s=2.0),
+            "dask": schema.CollectorStatus(ok=True, duration_ms=round(3 + 6 * rnd(), 2), last_ok_ts=now,
+                                           interval_s=2.0),
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Drivers: Redis, wall time
+# ---------------------------------------------------------------------------------------------
+
+#: Prefill writes at most this many history points in all (1,000 nodes get a shorter history).
+PREFILL_MAX_POINTS = 60_000
+
+
+def make_publishers(sim: SimCluster, client: Any, interval_s: float, every: float = 5.0) -> dict[str, Publisher]:
+    return {h: Publisher(client, h, interval_s, hist_every_s=every) for h in sim.hosts}
+
+
+def publish(client: Any, sim: SimCluster, now: float, publishers: dict[str, Publisher]) -> int:
+    """One tick of every node plus the cluster payloads, in ONE pipeline. Returns the bytes written
+    (node snapshots). Redis errors propagate to the caller, who backs off."""
+    ticks, cluster = sim.step(now)
+    p = client.pipeline(transaction=False)
+    total = 0
+    for i, (snap, hist) in enumerate(ticks):
+        pub = publishers.get(snap.host)
+        if pub is None:
+            pub = publishers[snap.host] = Publisher(client, snap.host, sim.interval_s)
+        total += pub.publish(snap, hist, cluster=cluster if i == 0 else None, pipe=p)
+    p.execute()
+    return total
+
+
+def prefill_history(client: Any, sim: SimCluster, now: float, seconds: float = 3600, every: float = 5) -> int:
+    """Run the model through the last ``seconds`` before ``now`` and write one history point per
+    node every ``every`` seconds, so the demo's plots are full at once. Returns points written.
+
+    A fresh sim starts ``seconds`` ago; one that already ran continues from where it stands.
+    Capped at PREFILL_MAX_POINTS in all: a 1,000-node cluster gets the last minutes, not an hour.
+    """
+    from clustertop import wire
+
+    n = max(1, len(sim.hosts))
+    steps = int(seconds // every)
+    steps = max(0, min(steps, PREFILL_MAX_POINTS // n))
+    if steps == 0:
+        return 0
+    t = now - steps * every
+    if sim.last_ts is None:
+        sim.start_ts = t if sim.start_ts is None else min(sim.start_ts, t)
+    elif sim.last_ts > t:
+        t = sim.last_ts
+    written = 0
+    p = client.pipeline(transaction=False)
+    while t < now - 1e-6:
+        ticks, _ = sim.step(t)
+        for snap, hist in ticks:
+            # Auto ids ("*"): explicit ones from simulated time could collide with the ids the
+            # server then gives live ticks; readers order by HistPoint.ts anyway.
+            p.xadd(wire.hist_key(snap.host), {"d": wire.encode(hist)}, maxlen=wire.HIST_MAXLEN, approximate=True)
+            written += 1
+        if len(p) >= 5000:
+            p.execute()
+        t += every
+    p.execute()
+    return written
+
+
+def start_thread(client_factory: Callable[[], Any], seed: int, nodes: int | None, interval_s: float,
+                 stop: threading.Event, sim: SimCluster | None = None,
+                 publishers: dict[str, Publisher] | None = None,
+                 clock: Callable[[], float] = time.time) -> threading.Thread:
+    """The demo's simulator: publishes a tick every ``interval_s`` until ``stop`` is set.
+
+    Pass ``sim`` (and its ``publishers``) to continue a cluster that ``prefill_history`` or a first
+    ``publish`` already ran."""
+    model = sim if sim is not None else SimCluster(seed=seed, nodes=nodes)
+    model.interval_s = interval_s
+
+    def loop() -> None:
+        client = client_factory()
+        pubs = publishers if publishers is not None else make_publishers(model, client, interval_s)
+        delay = 0.0
+        while not stop.is_set():
+            try:
+                publish(client, model, max(clock(), model.last_ts or 0.0), pubs)
+                delay = 0.0
+            except Exception as e:  # never let the demo's data source die silently
+                delay = min(10.0, max(0.5, delay * 2))
+                log.warning("simulator tick failed: %s: %s", type(e).__name__, e)
+            stop.wait(delay or interval_s)
+
+    th = threading.Thread(target=loop, name="clustertop-sim", daemon=True)
+    th.start()
+    return th
+
+
+def run(args: Any) -> int:
+    """`clustertop simulate --redis URL --nodes N --seed S --interval I [--gpus-per-node G]
+    [--duration S | --ticks K]`."""
+    from redis.exceptions import RedisError
+
+    from clustertop.store import connect, redact
+
+    if not args.redis:
+        print("clustertop simulate: no store: give --redis URL (or set CLUSTERTOP_REDIS)", file=sys.stderr)
+        return 2
+    if args.interval <= 0:
+        print("clustertop simulate: --interval must be above 0", file=sys.stderr)
+        return 2
+    client = connect(args.redis, args.redis_password_file, args.redis_ca_file)
+    sim = SimCluster(seed=args.seed, nodes=args.nodes, gpus_per_node=args.gpus_per_node)
+    sim.interval_s = args.interval
+    pubs = make_publishers(sim, client, args.interval)
+    url = redact(args.redis)
+    print(f"simulating {len(sim.hosts)} nodes (seed {args.seed}) into {url} every {args.interval:g} s",
+          file=sys.stderr)
+    started = time.monotonic()
+    ticks = 0
+    backoff = 0.0
+    down_since: float | None = None
+    next_tick = time.monotonic()
+    while True:
+        if args.ticks is not None and ticks >= args.ticks:
+            break
+        if args.duration is not None and time.monotonic() - started >= args.duration:
+            break
+        try:
+            nbytes = publish(client, sim, max(time.time(), sim.last_ts or 0.0), pubs)
+            ticks += 1
+            if ticks == 1:
+                # The model's static parts now live for the whole run: keep the cyclic GC from
+                # re-walking them every collection (a few ms a tick at 1,000 nodes).
+                gc.freeze()
+            if down_since is not None:
+                print(f"store reachable again after {time.monotonic() - down_since:.0f} s", file=sys.stderr)
+                down_since = None
+            backoff = 0.0
+            log.debug("tick %d: %d bytes", ticks, nbytes)
+            next_tick += args.interval
+            time.sleep(max(0.0, next_tick - time.monotonic()))
+        except (RedisError, OSError) as e:
+            if down_since is None:  # say it once per outage, not once per retry
+                down_since = time.monotonic()
+                print(f"store {url} unreachable ({type(e).__name__}: {e}); retrying with backoff",
+                      file=sys.stderr)
+            backoff = min(10.0, max(0.5, backoff * 2))
+            time.sleep(backoff)
+            next_tick = time.monotonic()
+    print(f"published {ticks} ticks of {len(sim.hosts)} nodes", file=sys.stderr)
+    return 0
+
+
+__all__ = ["SimCluster", "publish", "prefill_history", "start_thread", "run", "make_publishers", "MIB"]

@@ -1,0 +1,142 @@
+"""Provides the Redis key layout and the one encoder/decoder for every payload (the schema is ``wire.schema``).
+
+May import: stdlib and msgspec only: both sides and every script decode with it.
+
+Payloads are msgpack (msgspec): about 40 % smaller than JSON and decoded with no intermediate
+dicts. Decoding never raises anything but ``WireError``: a node sending garbage must become a
+visible "bad data from node X", never an exception in the dashboard's refresh.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+
+from clustertop.wire import schema
+
+PREFIX = f"ct:v{schema.SCHEMA_VERSION}"
+
+#: Snapshots above this are refused by both sides (an 8-GPU node is a few KiB).
+MAX_PAYLOAD_BYTES = 256 * 1024
+
+#: History kept per node: an hour at the default history interval of 5 s, with slack.
+HIST_MAXLEN = 800
+#: Results and audit streams are capped too; the dashboard only ever reads the tail.
+RESULTS_MAXLEN = 5000
+AUDIT_MAXLEN = 10000
+CMD_MAXLEN = 1000
+
+#: Cluster-scope payloads, one key each. "celery" and "dask" both fill ClusterPayload.queues.
+CLUSTER_NAMES = ("ceph", "celery", "dask", "kubernetes")
+
+
+def node_key(host: str) -> str:
+    """Latest snapshot of one node (expires after about 3 intervals: that is how a node goes stale)."""
+    return f"{PREFIX}:node:{host}"
+
+
+def brief_key(host: str) -> str:
+    """The node's latest snapshot cut down to what cluster-wide views read (``clustertop.wire.brief``), same TTL."""
+    return f"{PREFIX}:brief:{host}"
+
+
+def digest_key(host: str) -> str:
+    """The node folded into the numbers cluster-wide views read (``clustertop.wire.digest``), same TTL."""
+    return f"{PREFIX}:digest:{host}"
+
+
+def hist_key(host: str) -> str:
+    """Capped stream of compact HistPoints for one node."""
+    return f"{PREFIX}:hist:{host}"
+
+
+def cluster_key(name: str) -> str:
+    return f"{PREFIX}:cluster:{name}"
+
+
+def lease_key(name: str) -> str:
+    return f"{PREFIX}:lease:{name}"
+
+
+def cmd_key(host: str) -> str:
+    return f"{PREFIX}:cmd:{host}"
+
+
+NODES_KEY = f"{PREFIX}:nodes"  # zset host -> last seen ts
+RESULTS_KEY = f"{PREFIX}:results"
+AUDIT_KEY = f"{PREFIX}:audit"
+SEEN_KEY_PREFIX = f"{PREFIX}:seen:"  # command ids already executed (replay guard), with expiry
+
+T = TypeVar("T")
+
+
+class WireError(ValueError):
+    """A payload that cannot be used; the message says why, in words."""
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoders: dict[type, msgspec.msgpack.Decoder[Any]] = {}
+
+
+def encode(obj: msgspec.Struct) -> bytes:
+    return _encoder.encode(obj)
+
+
+def decode(data: bytes | bytearray | memoryview | str | None, kind: type[T]) -> T:
+    """Decode one payload of ``kind``, tolerant of added fields and missing ones.
+
+    Raises WireError for anything unusable: empty, oversized, not msgpack, wrong types,
+    or a schema version we cannot read.
+    """
+    if data is None:
+        raise WireError("no data")
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogateescape")
+    if len(data) == 0:
+        raise WireError("empty payload")
+    if len(data) > MAX_PAYLOAD_BYTES:
+        raise WireError(f"payload too large ({len(data)} bytes > {MAX_PAYLOAD_BYTES})")
+    dec = _decoders.get(kind)
+    if dec is None:
+        dec = _decoders[kind] = msgspec.msgpack.Decoder(kind)
+    try:
+        obj = dec.decode(data)
+    except msgspec.ValidationError as e:
+        raise WireError(f"invalid payload: {e}") from None
+    except msgspec.DecodeError as e:
+        raise WireError(f"not a clustertop payload: {e}") from None
+    except (RecursionError, MemoryError) as e:  # deeply nested or absurd payloads
+        raise WireError(f"unreadable payload: {type(e).__name__}") from None
+    v = getattr(obj, "v", schema.SCHEMA_VERSION)
+    if not isinstance(v, int) or v < 1:
+        raise WireError(f"bad schema version {v!r}")
+    return obj
+
+
+def is_newer(obj: Any) -> bool:
+    """A payload from a newer agent: decoded as far as v1 goes, shown with a note."""
+    return getattr(obj, "v", schema.SCHEMA_VERSION) > schema.SCHEMA_VERSION
+
+
+def to_builtins(obj: Any) -> Any:
+    """Plain dicts/lists for JSON output (``snapshot --json``, ``agent --dry-run``).
+
+    Unlike the wire (which omits defaults to stay small), every field is written: a person or a script
+    reading JSON must see ``"fan_pct": null`` (unknown), not wonder whether the field exists.
+    """
+    if isinstance(obj, msgspec.Struct):
+        out = {}
+        for f in msgspec.structs.fields(obj):
+            out[f.encode_name] = to_builtins(getattr(obj, f.name))
+        return out
+    if isinstance(obj, dict):
+        return {k: to_builtins(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_builtins(v) for v in obj]
+    return obj
+
+
+def to_json(obj: Any, indent: int = 2) -> bytes:
+    raw = msgspec.json.encode(to_builtins(obj))
+    return msgspec.json.format(raw, indent=indent) if indent else raw

@@ -1,0 +1,190 @@
+"""`clustertop simulate` and `clustertop snapshot` as real processes against a real redis-server."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from tests.conftest import ROOT, RedisServer, free_port
+
+GIB = 1 << 30
+
+
+def clustertop(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLUSTERTOP_")}
+    return subprocess.run([sys.executable, "-m", "clustertop", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=ROOT)
+
+
+def expected_totals(nodes: list[dict]) -> dict:
+    """Totals recomputed from the decoded snapshots, independently of clustertop.read.cluster."""
+    snaps = [n["snapshot"] for n in nodes if n["state"] == "up"]
+    gpus = [g for s in snaps for g in s["gpus"] or []]
+    return {
+        "nodes_up": len(snaps),
+        "cpu_cores": sum(s["system"]["cpu_count"] for s in snaps),
+        "mem_total_bytes": sum(s["system"]["mem"]["total_bytes"] for s in snaps),
+        "mem_used_bytes": sum(s["system"]["mem"]["used_bytes"] for s in snaps),
+        "gpus_total": len(gpus),
+        "gpus_busy": sum(1 for g in gpus if g["util_pct"] >= 10),
+        "vram_total_bytes": sum(g["mem_total_bytes"] for g in gpus),
+        "vram_used_bytes": sum(g["mem_used_bytes"] for g in gpus),
+        "power_mw": sum(g["power_mw"] for g in gpus),
+        "cuda_cores": sum(g["cuda_cores"] for g in gpus),
+        "bonds_total": sum(len(s["bonds"]) for s in snaps if s["bonds"] is not None),
+    }
+
+
+def test_simulate_then_snapshot_json(redis_server: RedisServer) -> None:
+    sim = clustertop("simulate", "--redis", redis_server.url, "--nodes", "20", "--ticks", "2", "--seed", "5")
+    assert sim.returncode == 0, sim.stderr
+    assert "20 nodes" in sim.stderr
+    snap = clustertop("snapshot", "--json", "--redis", redis_server.url)
+    assert snap.returncode == 0, snap.stderr
+    doc = json.loads(snap.stdout)
+    assert doc["source"] == redis_server.url
+    nodes = doc["nodes"]
+    assert len(nodes) == 20
+    assert [n["state"] for n in nodes] == ["up"] * 20
+    assert all(n["snapshot"]["seq"] == 2 for n in nodes)
+    hosts = [n["host"] for n in nodes]
+    assert hosts == sorted(hosts) and sum(h.startswith("gpu") for h in hosts) == 7
+    want = expected_totals(nodes)
+    assert want["gpus_total"] == 14 and want["bonds_total"] == 7
+    for key, value in want.items():
+        assert doc["totals"][key] == value, key
+    assert sorted(doc["cluster"]) == ["celery", "ceph", "dask", "kubernetes"]
+    # None is written as null, not left out (GeForce cards have no ECC counters).
+    gpu = next(n for n in nodes if n["host"] == "gpu01")["snapshot"]["gpus"][0]
+    assert "ecc_corrected" in gpu and gpu["ecc_corrected"] is None
+    assert isinstance(doc["alerts"], list)
+    # Each node's digest, as the dashboard folds it: its figures add up to the totals.
+    digests = [n["digest"] for n in nodes]
+    assert all(d is not None and d["host"] == n["host"] for d, n in zip(digests, nodes, strict=True))
+    assert sum(d["gpus"] for d in digests) == doc["totals"]["gpus_total"]
+    assert sum(d["gpus_busy"] for d in digests) == doc["totals"]["gpus_busy"]
+    assert sum(d["cpu_count"] for d in digests) == doc["totals"]["cpu_cores"]
+
+
+def test_snapshot_text_summary(redis_server: RedisServer) -> None:
+    assert clustertop("simulate", "--redis", redis_server.url, "--ticks", "1").returncode == 0
+    out = clustertop("snapshot", "--redis", redis_server.url)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[1].startswith("15/15 nodes up, 10 GPUs (")
+    assert " GiB RAM" in lines[1] and "Ceph HEALTH_" in lines[1]
+    node_lines = [ln for ln in lines if ln.startswith("  gpu0") or ln.startswith("  arm")]
+    assert len(node_lines) == 15
+    assert all(" up " in ln for ln in node_lines)
+    assert any(ln.startswith("alerts") for ln in lines)
+
+
+def test_snapshot_text_counts_live_cards_only(redis_server: RedisServer) -> None:
+    """A lost card keeps its last readings (cached identity and values), but it is neither busy
+    nor the hottest: the node line says so, as the dashboard's digest does. A node whose cards
+    report no utilisation says busy N/A, not 0."""
+    import time
+
+    from tests.support import builders
+
+    lost = builders.gpu(0, 95, temp=99)
+    lost.lost, lost.error = True, "fell off the bus"
+    towers = [builders.node("t-lost", gpus=[lost, builders.gpu(1, 20, temp=61)]),
+              builders.node("t-silent", gpus=[builders.gpu(0, None), builders.gpu(1, None)])]
+    now = time.time()
+    for t in towers:
+        t.ts = now
+    builders.publish(redis_server.client(), towers)
+    out = clustertop("snapshot", "--redis", redis_server.url)
+    assert out.returncode == 0, out.stderr
+    line = {ln.split()[0]: ln for ln in out.stdout.splitlines() if ln.startswith("  t-")}
+    assert "gpus 1/2 busy, 1 lost, max 61 °C" in line["t-lost"]
+    assert "gpus 2, busy N/A, max 60 °C" in line["t-silent"]
+
+
+def test_snapshot_dead_store_exits_1_with_message() -> None:
+    port = free_port()  # nothing listens there
+    out = clustertop("snapshot", "--json", "--redis", f"redis://127.0.0.1:{port}/0")
+    assert out.returncode == 1
+    assert out.stdout == ""
+    assert f"redis://127.0.0.1:{port}/0 unreachable" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_snapshot_without_store_says_what_to_do() -> None:
+    out = clustertop("snapshot")
+    assert out.returncode == 2
+    assert "--redis" in out.stderr and "--demo" in out.stderr
+
+
+def test_snapshot_demo_json_without_redis_is_deterministic() -> None:
+    a = clustertop("snapshot", "--demo", "--json", "--seed", "3")
+    b = clustertop("snapshot", "--demo", "--json", "--seed", "3")
+    c = clustertop("snapshot", "--demo", "--json", "--seed", "4")
+    assert a.returncode == 0, a.stderr
+    assert a.stdout == b.stdout
+    assert a.stdout != c.stdout
+    doc = json.loads(a.stdout)
+    assert doc["source"] == "demo (simulated, seed 3)"
+    assert doc["ts"] == 1767225600.0
+    assert doc["totals"]["nodes_up"] == 15 and doc["totals"]["gpus_total"] == 10
+    assert all(n["age_s"] == 0 for n in doc["nodes"])
+    arm = next(n for n in doc["nodes"] if n["host"] == "arm01")
+    assert arm["snapshot"]["gpus"] == []
+
+
+def test_snapshot_demo_text() -> None:
+    out = clustertop("snapshot", "--demo")
+    assert out.returncode == 0, out.stderr
+    assert "demo (simulated, seed 1) at 2026-01-01 00:00:00 UTC" in out.stdout
+    assert out.stdout.splitlines()[1].startswith("15/15 nodes up, 10 GPUs")
+
+
+def test_simulate_needs_a_store() -> None:
+    out = clustertop("simulate", "--ticks", "1")
+    assert out.returncode == 2
+    assert "--redis" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_simulate_waits_for_redis_then_publishes() -> None:
+    """Redis down at start: simulate retries with backoff (one message per outage) and publishes once
+    the server is up."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLUSTERTOP_")}
+    url = f"redis://127.0.0.1:{port}/0"
+    proc = subprocess.Popen([sys.executable, "-m", "clustertop", "simulate", "--redis", url, "--nodes", "4",
+                             "--ticks", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=ROOT)
+    data_dir = tempfile.mkdtemp(prefix="ct-redis-")
+    server = None
+    try:
+        # Wait until it has noticed the outage (its own message), then start the server.
+        seen = []
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            seen.append(line)
+            if "unreachable" in line:
+                break
+        assert proc.poll() is None, "simulate exited while Redis was down: " + "".join(seen)
+        server = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",
+                                   "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", data_dir],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        out, rest = proc.communicate(timeout=60)
+        err = "".join(seen) + rest
+        assert proc.returncode == 0, err
+        assert err.count("unreachable") == 1
+        assert "reachable again" in err
+        snap = clustertop("snapshot", "--json", "--redis", url)
+        assert [n["state"] for n in json.loads(snap.stdout)["nodes"]] == ["up"] * 4
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if server is not None:
+            server.terminate()
+            server.wait(5)
+        shutil.rmtree(data_dir, ignore_errors=True)
+

@@ -1,0 +1,113 @@
+"""The dashboard's garbage-collector policy (dashboard.gcpolicy): CPython's real collector, driven by
+real allocations, and the app calling it once a read is on screen (a real redis-server behind it).
+
+What the policy is worth in milliseconds is measured by bench/dashboard_refresh.py (``--gc``), not here.
+"""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from clustertop.dashboard import gcpolicy
+from clustertop.dashboard.app import make_app
+from clustertop.dashboard.settings import Settings
+from tests.support import builders as b
+
+
+@pytest.fixture
+def tuned() -> Iterator[None]:
+    """``gcpolicy.tune()`` for one test, then the collector as it was (the rest of the session must
+    not run with everything frozen)."""
+    before = gc.get_threshold()
+    gcpolicy.tune()
+    try:
+        yield
+    finally:
+        gcpolicy.untune(before)
+        gc.unfreeze()
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self  # garbage only the cyclic collector can free
+
+
+def _young(n: int) -> list[list[int]]:
+    return [[i] for i in range(n)]  # n tracked containers, kept alive by the caller
+
+
+def test_untuned_leaves_the_interpreter_alone() -> None:
+    gcpolicy.untune(gc.get_threshold())  # as in any process that never called tune()
+    keep = _young(gcpolicy.YOUNG_LIMIT * 2)
+    assert gcpolicy.collect_if_due() is None
+    del keep
+
+
+def test_tune_raises_the_automatic_limits_above_the_idle_rule(tuned: None) -> None:
+    young, middle, full = gc.get_threshold()
+    assert young == gcpolicy.AUTO_YOUNG > gcpolicy.YOUNG_LIMIT
+    assert middle > gcpolicy.MIDDLE_EVERY and full > gcpolicy.FULL_EVERY
+    assert gc.get_freeze_count() > 0  # start-up is out of every collection's way
+
+
+def test_idle_collection_follows_the_collectors_own_rule(tuned: None) -> None:
+    gc.collect()  # counts from zero
+    assert gcpolicy.collect_if_due() is None  # nothing new: no pass at all
+    m, f = gcpolicy.MIDDLE_EVERY, gcpolicy.FULL_EVERY
+    seen = []
+    for _ in range((m + 1) * f + 1):
+        keep = _young(gcpolicy.YOUNG_LIMIT * 2)
+        seen.append(gcpolicy.collect_if_due())
+        assert gc.get_count()[0] < gcpolicy.YOUNG_LIMIT  # the pass ran and reset the young count
+        del keep
+    # A middle pass once MIDDLE_EVERY young ones ran since the last, a full one once FULL_EVERY
+    # middle ones did: the interpreter's rule, at the interpreter's cadence.
+    assert seen[:m] == [0] * m and seen[m] == 1
+    assert seen[m + 1:2 * m + 1] == [0] * m and seen[2 * m + 1] == 1
+    assert seen.index(2) == len(seen) - 1 and seen.count(1) == f  # the full one in place of a young one
+
+
+def test_idle_collection_frees_cycles(tuned: None) -> None:
+    gc.collect()
+    cycle = _Cycle()
+    gone = weakref.ref(cycle)
+    del cycle
+    assert gone() is not None  # reference counting alone never frees it
+    keep = _young(gcpolicy.YOUNG_LIMIT * 2)
+    assert gcpolicy.collect_if_due() == 0
+    assert gone() is None
+    del keep
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # Textual runs on asyncio
+
+
+@pytest.mark.anyio
+async def test_app_lets_go_of_the_previous_read_and_collects_after_the_repaint(
+        redis_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    b.publish(redis_server.client(), b.demo_cluster())
+    calls: list[int] = []
+    real = gcpolicy.collect_if_due
+
+    def counted() -> int | None:
+        calls.append(app.reads)
+        return real()
+
+    monkeypatch.setattr(gcpolicy, "collect_if_due", counted)
+    app = make_app(Settings(frozen_time=b.NOW + 0.5, refresh_s=0.1, source_label="test"), redis_server.client)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await b.wait_reads(pilot)
+        first = weakref.ref(app.view.state)
+        await b.wait_reads(pilot, app.reads + 2)
+        await pilot.pause()
+        assert first() is None  # freed by reference counting once a newer read was on screen
+        assert app._previous_state is None
+    # After reads on screen (app.reads counts a read once it is drawn), at least two distinct ones.
+    assert min(calls) >= 1 and len(set(calls)) >= 2
