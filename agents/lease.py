@@ -1,7 +1,8 @@
 """Provides the Redis lease that makes one agent at a time poll a cluster-scope source.
 
-Taken with SET NX PX; renewed and released with compare-and-set scripts so an agent never
-extends or deletes a lease someone else took over while it was paused (GC, swap, network).
+Taken with SET NX PX; renewed and released with WATCH/MULTI (compare-and-set) so an agent never
+extends or deletes a lease someone else took over while it was paused (GC, swap, network). No Lua:
+EVAL would let a node run a loop that stalls Redis for everyone, so node users are not granted it.
 """
 
 from __future__ import annotations
@@ -12,25 +13,10 @@ import uuid
 from typing import Any
 
 from clustertop import wire
-from clustertop.store.resp import response_errors
 
 #: The lease outlives this many renewal periods, so one slow tick does not hand it over.
 TTL_PERIODS = 3.0
 MIN_TTL_S = 2.0
-
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-_RELEASE = """
--- ARGV[2] (the TTL) is unused here: both scripts take the same arguments.
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
 
 
 class Lease:
@@ -45,7 +31,6 @@ class Lease:
         self.clock = clock
         self._held_until = 0.0  # our own conservative idea of when the lease lapses
         self._next_try = 0.0
-        self._no_lua = False
 
     @property
     def held(self) -> bool:
@@ -62,7 +47,7 @@ class Lease:
             return self.held
         self._next_try = now + self.period_s
         if self.held:
-            ok = self._if_mine(_RENEW, lambda p: p.pexpire(self.key, self.ttl_ms))
+            ok = self._if_mine(lambda p: p.pexpire(self.key, self.ttl_ms))
         else:
             ok = bool(self.client.set(self.key, self.token, nx=True, px=self.ttl_ms))
         self._held_until = now + self.ttl_ms / 1000 * 0.9 if ok else 0.0
@@ -75,18 +60,11 @@ class Lease:
     def release(self) -> None:
         if self._held_until:
             self._held_until = 0.0
-            self._if_mine(_RELEASE, lambda p: p.delete(self.key))
+            self._if_mine(lambda p: p.delete(self.key))
 
-    def _if_mine(self, script: str, action: Any) -> bool:
-        """Run ``action`` only while the key still holds our token: one Lua call on a real Redis;
-        WATCH/MULTI where scripting is missing (the embedded fakeredis store has no Lua)."""
-        if not self._no_lua:
-            try:
-                return bool(self.client.eval(script, 1, self.key, self.token, self.ttl_ms))
-            except response_errors() as e:
-                if "unknown command" not in str(e).lower():
-                    raise
-                self._no_lua = True
+    def _if_mine(self, action: Any) -> bool:
+        """Run ``action`` only while the key still holds our token (WATCH, GET, MULTI/EXEC): the same
+        code on a real Redis, the agent's RESP client and the embedded store."""
         with self.client.pipeline(transaction=True) as p:
             try:
                 p.watch(self.key)
@@ -97,7 +75,7 @@ class Lease:
                 p.multi()
                 action(p)
                 return bool(p.execute()[0])
-            except Exception as e:  # WatchError (redis-py/fakeredis only): changed under us, not ours now
+            except Exception as e:  # WatchError (RESP client, redis-py, fakeredis): changed under us, not ours
                 if type(e).__name__ != "WatchError":
                     raise
                 return False

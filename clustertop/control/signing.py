@@ -125,6 +125,20 @@ def _read(path: str) -> bytes:
         raise KeyFileError(f"{path}: cannot read key: {e.strerror}") from None
 
 
+def check_private_mode(path: str) -> None:
+    """Refuse a private key that group or others may read, naming the fix (as ssh does).
+
+    A key anyone on the machine can read is a key anyone can sign with: better to stop than to sign.
+    """
+    try:
+        mode = os.stat(path).st_mode & 0o777
+    except OSError as e:
+        raise KeyFileError(f"{path}: cannot read key: {e.strerror}") from None
+    if mode & 0o077:
+        raise KeyFileError(f"{path}: mode {mode:04o} lets others read this private key; "
+                           f"refused (fix: chmod 600 {path})")
+
+
 def _b64_raw(data: bytes, path: str) -> bytes | None:
     text = data.strip()
     if b"\n" in text or not text:
@@ -141,6 +155,8 @@ def _b64_raw(data: bytes, path: str) -> bytes | None:
 def load_public(path: str) -> PublicKey:
     data = _read(path)
     raw = _b64_raw(data, path)
+    if raw is None and data.lstrip().startswith(b"ssh-"):
+        raw = _ssh_public(data, path)
     if raw is None:
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -155,9 +171,36 @@ def load_public(path: str) -> PublicKey:
     return PublicKey(key_id=key_id(raw), raw=raw, path=path)
 
 
+def _ssh_public(data: bytes, path: str) -> bytes:
+    """An OpenSSH public key line (``ssh-ed25519 AAAA… comment``): operators can use the key they have."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        pub = serialization.load_ssh_public_key(data.strip().splitlines()[0])
+    except (ValueError, IndexError) as e:
+        raise KeyFileError(f"{path}: not an OpenSSH public key: {e}") from None
+    if not isinstance(pub, Ed25519PublicKey):
+        raise KeyFileError(f"{path}: not an Ed25519 key ({type(pub).__name__}); use ssh-keygen -t ed25519")
+    return _raw_public(pub)
+
+
 def load_private(path: str) -> PrivateKey:
+    check_private_mode(path)
     data = _read(path)
     raw = _b64_raw(data, path)
+    if raw is None and b"BEGIN OPENSSH PRIVATE KEY" in data:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        try:
+            ssh_priv = serialization.load_ssh_private_key(data, password=None)
+        except (ValueError, TypeError) as e:
+            raise KeyFileError(f"{path}: not an unencrypted OpenSSH private key ({e}); "
+                               "clustertop needs a key without passphrase") from None
+        if not isinstance(ssh_priv, Ed25519PrivateKey):
+            raise KeyFileError(f"{path}: not an Ed25519 key ({type(ssh_priv).__name__}); use ssh-keygen -t ed25519")
+        raw = ssh_priv.private_bytes_raw()
     if raw is None:
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -173,11 +216,73 @@ def load_private(path: str) -> PrivateKey:
     return PrivateKey(key_id=key.public().key_id, raw=raw, path=path)
 
 
-def signing_bytes(cmd: schema.Command | dict[str, Any]) -> bytes:
-    """The canonical bytes a signature covers: every field but ``sig``, sorted-key JSON."""
-    fields = msgspec.to_builtins(cmd) if isinstance(cmd, msgspec.Struct) else dict(cmd)
+#: One prefix per kind of signed thing, so a signature made for one kind is never valid as another
+#: (a node's signed result can't pass for a seal, an operator's audit entry can't pass for a command).
+DOMAINS = {
+    "cmd": DOMAIN,
+    "seal": b"clustertop-seal-v1\n",
+    "result": b"clustertop-result-v1\n",
+    "audit": b"clustertop-audit-v1\n",
+}
+
+
+def canonical(kind: str, obj: msgspec.Struct | dict[str, Any]) -> bytes:
+    """The canonical bytes a signature of ``kind`` covers: every field but ``sig``, sorted-key JSON."""
+    fields = msgspec.to_builtins(obj) if isinstance(obj, msgspec.Struct) else dict(obj)
     fields.pop("sig", None)
-    return DOMAIN + msgspec.json.encode(fields, order="sorted")
+    return DOMAINS[kind] + msgspec.json.encode(fields, order="sorted")
+
+
+def signing_bytes(cmd: schema.Command | dict[str, Any]) -> bytes:
+    """The canonical bytes a command's signature covers."""
+    return canonical("cmd", cmd)
+
+
+def sign_struct(kind: str, obj: Any, key: PrivateKey) -> Any:
+    """Set ``key_id`` and ``sig`` on a signed struct (a seal, result or audit entry) and return it."""
+    obj.key_id = key.key_id
+    obj.sig = ""
+    obj.sig = base64.b64encode(key.sign(canonical(kind, obj))).decode("ascii")
+    return obj
+
+
+def check(kind: str, fields: dict[str, Any] | msgspec.Struct, key: PublicKey) -> str | None:
+    """Verify one signed struct (or its decoded fields) against the one key that may have signed it."""
+    if isinstance(fields, msgspec.Struct):
+        fields = msgspec.to_builtins(fields)
+    sig_text = fields.get("sig")
+    if not sig_text:
+        return "unsigned"
+    if str(fields.get("key_id") or "") != key.key_id:
+        return f"signed by key {str(fields.get('key_id'))[:20]!r}, not the enrolled {key.key_id}"
+    try:
+        sig = base64.b64decode(str(sig_text), validate=True)
+    except ValueError:
+        return "bad signature (not base64)"
+    if len(sig) != 64:
+        return "bad signature (wrong length)"
+    try:
+        data = canonical(kind, fields)
+    except (TypeError, msgspec.EncodeError) as e:
+        return f"bad payload: {e}"
+    return None if key.verify(sig, data) else "bad signature"
+
+
+def node_key(state_dir: str, path: str | None = None) -> PrivateKey:
+    """The node's own key: ``path``, or ``node.key`` in the state directory, created (0600) on first start.
+
+    Each agent signs what it publishes with it (seals, results, audit entries); operators pin its
+    public half (``clustertop enrol``), so one compromised node cannot speak for another.
+    """
+    path = path or os.path.join(state_dir, "node.key")
+    if not os.path.exists(path):
+        generate(os.path.dirname(path) or ".", os.path.basename(path).removesuffix(".key"))
+    return load_private(path)
+
+
+def fingerprint(key: PublicKey) -> str:
+    """ssh's form: SHA256:<base64 of the SHA-256 of the raw key>, what an operator compares by eye."""
+    return "SHA256:" + base64.b64encode(hashlib.sha256(key.raw).digest()).decode().rstrip("=")
 
 
 def sign(cmd: schema.Command, key: PrivateKey) -> schema.Command:

@@ -315,8 +315,11 @@ class _Commands:
             args += ["COUNT", int(count)]
         return self._call(args, _stream_entries)
 
-    def eval(self, script: str, numkeys: int, *keys_and_args: Arg) -> Any:
-        return self._call(["EVAL", script, numkeys, *keys_and_args])
+    def xrevrange(self, name: str, max: str = "+", min: str = "-", count: int | None = None) -> Any:  # noqa: A002
+        args: list[Arg] = ["XREVRANGE", name, max, min]
+        if count is not None:
+            args += ["COUNT", int(count)]
+        return self._call(args, _stream_entries)
 
 
 class Client(_Commands):
@@ -357,23 +360,55 @@ class Client(_Commands):
         self.conn.close()
 
 
+class WatchError(ResponseError):
+    """A watched key changed before EXEC: the transaction did nothing (redis-py raises the same name)."""
+
+
 class Pipeline(_Commands):
-    """Buffers commands; ``execute()`` sends them in one write (inside MULTI/EXEC if transactional)."""
+    """Buffers commands; ``execute()`` sends them in one write (inside MULTI/EXEC if transactional).
+
+    As in redis-py: after ``watch(...)`` the pipeline runs commands at once (to read what decides the
+    transaction) until ``multi()``; then ``execute()`` sends MULTI ... EXEC and raises WatchError if a
+    watched key changed in between. Compare-and-set without Lua, so agents need no EVAL permission.
+    """
 
     def __init__(self, conn: Connection, transaction: bool) -> None:
         self.conn = conn
         self.transaction = transaction
         self.stack: list[tuple[list[Arg], Any]] = []
+        self.immediate = False
 
-    def _call(self, args: list[Arg], shape: Any = None, extra_timeout_s: float = 0.0) -> Pipeline:
+    def _call(self, args: list[Arg], shape: Any = None, extra_timeout_s: float = 0.0) -> Any:
+        if self.immediate:
+            (reply,) = self.conn._roundtrip([args], extra_timeout_s)
+            if isinstance(reply, ResponseError):
+                raise reply
+            return shape(reply) if shape else reply
         self.stack.append((args, shape))
         return self
+
+    def watch(self, *names: str) -> None:
+        self.immediate = True
+        self._call(["WATCH", *names])
+
+    def unwatch(self) -> None:
+        self._call(["UNWATCH"])
+        self.immediate = False
+
+    def multi(self) -> None:
+        self.immediate = False
 
     def __enter__(self) -> Pipeline:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stack.clear()
+        if self.immediate:  # left while watching: the connection must not keep the WATCH
+            self.immediate = False
+            try:
+                self.conn._roundtrip([["UNWATCH"]])
+            except RedisError:
+                pass
 
     def execute(self) -> list[Any]:
         stack, self.stack = self.stack, []
@@ -389,7 +424,7 @@ class Pipeline(_Commands):
             if isinstance(results, ResponseError):
                 raise results
             if results is None:
-                raise ResponseError("transaction aborted (WATCH)")
+                raise WatchError("transaction aborted: a watched key changed (WATCH)")
         else:
             results = self.conn._roundtrip(cmds)
         out = []

@@ -63,7 +63,37 @@ def cmd_key(host: str) -> str:
     return f"{PREFIX}:cmd:{host}"
 
 
-NODES_KEY = f"{PREFIX}:nodes"  # zset host -> last seen ts
+def seal_key(host: str) -> str:
+    """The node's signature over its latest node, brief and digest payloads (``schema.NodeSeal``)."""
+    return f"{PREFIX}:seal:{host}"
+
+
+def nodekey_key(host: str) -> str:
+    """The node's public key as it announces it: a claim for ``clustertop enrol --from-redis``, never trusted."""
+    return f"{PREFIX}:nodekey:{host}"
+
+
+def results_key(host: str) -> str:
+    """Results of commands executed by ``host``, signed by it: only that node may append here."""
+    return f"{PREFIX}:results:{host}"
+
+
+def node_audit_key(host: str) -> str:
+    """What ``host``'s agent did (signed, hash-chained): only that node appends."""
+    return f"{PREFIX}:audit:node:{host}"
+
+
+def operator_audit_key(name: str) -> str:
+    """What operator ``name`` sent (signed with the operator's key, hash-chained): only that operator appends."""
+    return f"{PREFIX}:audit:op:{name}"
+
+
+def seen_key(host: str, command_id: str) -> str:
+    """A command id ``host`` has executed (replay guard, with expiry; the agent's state dir keeps its own)."""
+    return f"{PREFIX}:seen:{host}:{command_id}"
+
+
+NODES_KEY = f"{PREFIX}:nodes"  # zset host -> last seen ts: a discovery hint, writable by every node
 RESULTS_KEY = f"{PREFIX}:results"
 AUDIT_KEY = f"{PREFIX}:audit"
 SEEN_KEY_PREFIX = f"{PREFIX}:seen:"  # command ids already executed (replay guard), with expiry

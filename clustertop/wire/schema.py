@@ -139,7 +139,12 @@ class Proc(Base):
     user: str | None = None
     name: str | None = None
     cmdline: str | None = None  # truncated; node text, always escaped before display
-    start_ts: float | None = None  # process start time: with pid, the identity used by job control
+    start_ts: float | None = None  # process start time (boot time + ticks, for display)
+    # The identity a kill is bound to, exactly as the kernel keeps it: /proc/<pid>/stat field 22 (clock
+    # ticks since boot) and the real uid. A float start time with a tolerance let a kill hit a process
+    # that took the pid 0.05 s later.
+    start_ticks: int | None = None
+    uid: int | None = None
     cpu_pct: float | None = None  # of one core
     rss_bytes: int | None = None
     state: str | None = None
@@ -185,6 +190,8 @@ class GpuProc(Base):
     name: str | None = None
     cmdline: str | None = None
     start_ts: float | None = None
+    start_ticks: int | None = None  # as Proc: the exact identity a kill is bound to
+    uid: int | None = None
     owner: Owner | None = None
 
 
@@ -665,6 +672,10 @@ class CommandResult(Payload):
     data: dict[str, str | int | float | bool | None] | None = None
     output: str | None = None  # tail of a task's output
     tasks: list[Task] | None = None  # verb "list" (and the task a launch/stop acted on)
+    # Signed by the node that executed it (its enrolled key): a result anyone else wrote is shown as
+    # unverified, never as "done". See control/signing.py (domain "result").
+    key_id: str = ""
+    sig: str = ""
 
 
 class AuditEntry(Payload):
@@ -675,6 +686,32 @@ class AuditEntry(Payload):
     result: str  # "ok" | "refused: ..." | "failed: ..."
     where: str | None = None  # "agent:node-a" | "dashboard" | "cli"
     command_id: str | None = None
+    # Tamper evidence: entries of one stream are numbered and chained (``prev`` = hex SHA-256 of the
+    # previous entry's signed bytes, "" for the first), and signed by their writer, whose key is the
+    # actor that counts (``actor`` is the name it goes by). ``clustertop audit verify`` checks both.
+    seq: int = 0
+    prev: str = ""
+    key_id: str = ""
+    sig: str = ""
+
+
+class NodeSeal(Payload):
+    """A node's signature over what it published this tick (ct:v1:seal:{host}, same MULTI, same TTL).
+
+    One signature covers the full snapshot, the brief and the digest by their SHA-256, so checking a
+    node costs one verification whichever form a screen read; the dashboard checks it against the key
+    the operator enrolled before anything is built on that data (a kill's target above all).
+    """
+
+    v: int = SCHEMA_VERSION
+    host: str = ""
+    seq: int = 0
+    ts: float = 0.0
+    node: str = ""  # hex SHA-256 of the node payload's bytes
+    brief: str = ""
+    digest: str = ""
+    key_id: str = ""
+    sig: str = ""
 
 
 __all__ = [name for name in dir() if name[:1].isupper()] + ["SCHEMA_VERSION"]

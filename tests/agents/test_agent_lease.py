@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,7 @@ from clustertop.agents.config import AgentConfig, CollectorConfig
 from clustertop.agents.lease import Lease
 from clustertop.collectors import base
 from clustertop.read.reader import Reader
+from clustertop.store.resp import Client
 from clustertop.wire import schema
 
 FAIL = threading.Event()
@@ -155,8 +157,8 @@ def test_dry_run_polls_cluster_collectors_without_a_lease() -> None:
     assert snap.collectors["ceph"].ok
 
 
-def test_lease_on_the_embedded_store_without_lua() -> None:
-    """Local mode runs on fakeredis, which has no EVAL: the WATCH/MULTI path must do the same."""
+def test_lease_on_the_embedded_store() -> None:
+    """Local mode runs on fakeredis: the same WATCH/MULTI compare-and-set as on a real server."""
     from clustertop.store import embedded
 
     _, factory = embedded()
@@ -165,7 +167,7 @@ def test_lease_on_the_embedded_store_without_lua() -> None:
     other = Lease(factory(), "ceph", "other", period_s=1.0, clock=lambda: now[0])
     assert mine.refresh() and not other.refresh()
     now[0] += 1.0
-    assert mine.refresh() and mine._no_lua  # renewed through the fallback
+    assert mine.refresh()  # renewed
     factory().set(wire.lease_key("ceph"), other.token)  # taken over behind our back
     now[0] += 1.0
     assert not mine.refresh()
@@ -175,3 +177,24 @@ def test_lease_on_the_embedded_store_without_lua() -> None:
     other._held_until = 1e9
     other.release()
     assert factory().get(wire.lease_key("ceph")) is None
+
+
+def test_lease_needs_no_eval(redis_server: Any) -> None:
+    """Node users are not granted EVAL (a Lua loop stalls Redis for everyone): the lease works without it."""
+    admin = redis_server.client()
+    admin.execute_command("ACL", "SETUSER", "noeval", "on", ">pw", "~*", "+@all", "-eval", "-evalsha", "-fcall")
+    try:
+        client = Client.from_url(redis_server.url.replace("redis://", "redis://noeval:pw@"))
+        now = [0.0]
+        mine = Lease(client, "ceph", "me", period_s=1.0, clock=lambda: now[0])
+        assert mine.refresh()
+        now[0] += 1.0
+        assert mine.refresh() and admin.pttl(wire.lease_key("ceph")) > 2000  # renewed, no EVAL
+        admin.set(wire.lease_key("ceph"), "someone-else")
+        now[0] += 1.0
+        assert not mine.refresh()
+        mine._held_until = 1e9
+        mine.release()
+        assert admin.get(wire.lease_key("ceph")) == b"someone-else"
+    finally:
+        admin.execute_command("ACL", "DELUSER", "noeval")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import stat
+import subprocess
 
 import msgspec
 import pytest
@@ -48,6 +50,7 @@ def test_raw_base64_keys_load_like_pem(tmp_path, keypair):
     priv, pub, kid = keypair
     (tmp_path / "raw.pub").write_text(base64.b64encode(pub.raw).decode() + "\n")
     (tmp_path / "raw.key").write_text(base64.b64encode(priv.raw).decode())
+    (tmp_path / "raw.key").chmod(0o600)
     assert signing.load_public(str(tmp_path / "raw.pub")).raw == pub.raw
     assert signing.load_private(str(tmp_path / "raw.key")).key_id == kid
 
@@ -117,3 +120,60 @@ def test_canonical_bytes_do_not_depend_on_field_order():
     a = signing.signing_bytes({"b": 1, "a": {"y": 2, "x": 1}, "sig": "ignored"})
     b = signing.signing_bytes({"a": {"x": 1, "y": 2}, "b": 1})
     assert a == b == signing.DOMAIN + b'{"a":{"x":1,"y":2},"b":1}'
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o644, 0o666])
+def test_a_private_key_others_can_read_is_refused_with_the_fix(tmp_path, mode):
+    key_path, _, _ = signing.generate(str(tmp_path), "op")
+    os.chmod(key_path, mode)
+    with pytest.raises(signing.KeyFileError, match=r"lets others read.*chmod 600"):
+        signing.load_private(key_path)
+    os.chmod(key_path, 0o600)
+    assert signing.load_private(key_path).key_id
+
+
+def test_openssh_ed25519_keys_work_as_they_are(tmp_path):
+    """An operator's existing ssh key: made by the real ssh-keygen where it exists, else by cryptography
+    in the same OpenSSH formats."""
+    key = tmp_path / "id_ed25519"
+    if shutil.which("ssh-keygen"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "alice@laptop", "-f", str(key)],
+                       check=True)
+    else:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        k = Ed25519PrivateKey.generate()
+        key.write_bytes(k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                        serialization.NoEncryption()))
+        key.chmod(0o600)
+        (tmp_path / "id_ed25519.pub").write_bytes(k.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH) + b" alice@laptop\n")
+    priv = signing.load_private(str(key))
+    pub = signing.load_public(str(tmp_path / "id_ed25519.pub"))
+    assert priv.key_id == pub.key_id
+    cmd = signing.sign(schema.Command(id="1", node="n", verb="list", issued_ts=1.0, expires_ts=2.0), priv)
+    assert signing.verify(msgspec.to_builtins(cmd), {pub.key_id: pub}) is None
+
+
+def test_an_ssh_rsa_key_is_refused_by_name(tmp_path):
+    line = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQDD" + "A" * 10 + " x"
+    (tmp_path / "rsa.pub").write_text(line)
+    with pytest.raises(signing.KeyFileError, match="OpenSSH|Ed25519"):
+        signing.load_public(str(tmp_path / "rsa.pub"))
+
+
+def test_signatures_of_one_kind_never_pass_for_another(keypair):
+    priv, pub, _ = keypair
+    res = signing.sign_struct("result", schema.CommandResult(id="1", node="n", ok=True, status="done"), priv)
+    assert signing.check("result", res, pub) is None
+    assert signing.check("audit", res, pub) == "bad signature"  # same fields, other domain
+    res.status = "refused"
+    assert signing.check("result", res, pub) == "bad signature"
+
+
+def test_the_node_key_is_created_once_private(tmp_path):
+    k1 = signing.node_key(str(tmp_path))
+    assert (tmp_path / "node.key").stat().st_mode & 0o777 == 0o600
+    assert signing.node_key(str(tmp_path)).key_id == k1.key_id  # not regenerated
+    assert signing.fingerprint(k1.public()).startswith("SHA256:")

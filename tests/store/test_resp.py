@@ -30,8 +30,35 @@ def test_replies_match_redis_py(redis_server) -> None:  # type: ignore[no-untype
     sid = ours.xadd("s", {"d": b"\x00\xff"}, maxlen=10)
     assert isinstance(sid, bytes) and theirs.xrange("s") == ours.xrange("s") == [(sid, {b"d": b"\x00\xff"})]
     assert ours.exists("k", "missing") == 1 and ours.delete("k") == 1
-    assert ours.eval("return redis.call('GET', KEYS[1])", 1, "missing") is None
+    sid2 = theirs.xadd("s", {"d": b"two"})
+    assert ours.xrevrange("s", count=1) == theirs.xrevrange("s", count=1) == [(sid2, {b"d": b"two"})]
     assert ours.pexpire("z", 1000) is True
+
+
+def test_watch_multi_aborts_when_a_watched_key_changes(redis_server) -> None:  # type: ignore[no-untyped-def]
+    """Compare-and-set without Lua (agents are not granted EVAL): WATCH, read, MULTI/EXEC as redis-py."""
+    ours, theirs = pair(redis_server)
+    theirs.set("lease", "me")
+    with ours.pipeline(transaction=True) as p:
+        p.watch("lease")
+        assert p.get("lease") == b"me"  # immediate while watching
+        p.multi()
+        p.pexpire("lease", 5000)
+        assert p.execute() == [True]
+    with ours.pipeline(transaction=True) as p:
+        p.watch("lease")
+        theirs.set("lease", "someone-else")  # changed between the read and EXEC
+        p.multi()
+        p.delete("lease")
+        with pytest.raises(resp.WatchError):
+            p.execute()
+    assert theirs.get("lease") == b"someone-else"
+    with ours.pipeline(transaction=True) as p:  # leaving while watching must not keep the WATCH
+        p.watch("lease")
+    theirs.set("lease", "x")
+    p2 = ours.pipeline(transaction=True)
+    p2.set("after", "1")
+    assert p2.execute() == [True]
 
 
 def test_consumer_group_reads_match_redis_py(redis_server) -> None:  # type: ignore[no-untyped-def]

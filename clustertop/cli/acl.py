@@ -1,0 +1,157 @@
+"""`clustertop acl`: a Redis ACL file that gives every node, operator and viewer its own user.
+
+Redis is shared by every node, so a node's credentials must reach only that node's keys: a compromised
+node can then write its own snapshot and results, never another's, and can read or acknowledge no
+other node's commands. The file is generated, not hand-written, because the key layout
+(``clustertop.wire``) is long and one missed pattern is a hole.
+
+What each user gets (Redis 7 ACL: ``%R~``/``%W~`` key permissions, and selectors in parentheses that
+grant a command only on the keys listed inside them):
+- ``node-HOST``: its own node/brief/digest/hist/seal/nodekey keys, its command stream (read, ack), its
+  results and audit streams (append), its replay markers; ZADD on the shared node index (a hint the
+  dashboard never trusts) and nothing else there; WATCH/MULTI for leases, no EVAL (a Lua loop stalls
+  Redis for everyone), no DEL but of its own markers and leases, no XDEL/XTRIM.
+  ``--cluster-node HOST`` also lets it hold leases and publish cluster payloads (Ceph, queues, Kubernetes).
+- ``operator-NAME``: reads everything under ct:v1:, sends commands (XADD on command streams), reads
+  results (XREAD), appends to its own audit stream only, forgets a node (ZREM on the index).
+- ``viewer-NAME``: reads only.
+- ``admin-NAME`` (optional): everything, the only user that may delete or trim audit streams.
+- ``default``: off. A server whose default user stays on would let anyone past every rule above.
+
+Passwords: one file per user in ``--password-dir`` (created with mode 0600 and 32 random bytes if
+missing); the ACL file holds only their SHA-256 (``#hash``), so it can be shown and versioned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import secrets
+import sys
+from typing import Any
+
+from clustertop import wire
+
+#: Names end up inside ACL key patterns, where * ? [ ] \ are glob syntax: a node called "*" would be
+#: granted every node's keys. Host names, operator names: letters, digits, dot, dash, underscore.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+#: What every user may do on connect. redis-py also sends CLIENT SETINFO and ignores its refusal; Redis
+#: 7.0 does not know that subcommand, and an ACL file naming it would not load there.
+CONNECT = "+ping +hello +auth +select +client|setname +quit +reset"
+READ = "+get +mget +exists +ttl +pttl +type +zrange +zcard +zscore +xrange +xrevrange +xlen +xread +xinfo|stream"
+
+
+def check_name(kind: str, name: str) -> str:
+    if not NAME.fullmatch(name):
+        raise ValueError(f"{kind} name {name!r}: use letters, digits, '.', '-', '_' (at most 63); "
+                         "anything else would be a glob inside the ACL's key patterns")
+    return name
+
+
+def node_rules(host: str, cluster: bool) -> str:
+    own = [wire.node_key(host), wire.brief_key(host), wire.digest_key(host), wire.hist_key(host),
+           wire.seal_key(host), wire.nodekey_key(host), wire.cmd_key(host), wire.results_key(host),
+           wire.node_audit_key(host)]
+    parts = [
+        "resetkeys resetchannels -@all", CONNECT,
+        # its own keys: write its payloads, read and acknowledge its own command stream, append results/audit
+        "+get +set +pexpire +xadd +xack +xreadgroup +xgroup|create +xrange +xrevrange +xlen "
+        "+watch +unwatch +multi +exec +discard",
+        " ".join(f"~{k}" for k in own),
+        # replay markers: set, read, expire, and nothing of any other node
+        f"(~{wire.seen_key(host, '')}* +get +set +pexpire +del)",
+        # the shared node index: ZADD only (SET would turn it into a string and blind every dashboard)
+        f"(%W~{wire.NODES_KEY} +zadd)",
+    ]
+    if cluster:
+        parts.append(f"(~{wire.PREFIX}:lease:* +get +set +pexpire +del +watch)")
+        parts.append(f"(~{wire.PREFIX}:cluster:* +get +set)")
+    return " ".join(parts)
+
+
+def operator_rules(name: str) -> str:
+    return " ".join([
+        "resetkeys resetchannels -@all", CONNECT, READ, "+scan +watch +unwatch +multi +exec +discard",
+        f"%R~{wire.PREFIX}:*",
+        f"(~{wire.PREFIX}:cmd:* +xadd)",
+        f"(~{wire.operator_audit_key(name)} +xadd +watch)",
+        f"(%W~{wire.NODES_KEY} +zrem)",
+    ])
+
+
+def viewer_rules() -> str:
+    return " ".join(["resetkeys resetchannels -@all", CONNECT, READ, "+scan", f"%R~{wire.PREFIX}:*"])
+
+
+def admin_rules() -> str:
+    return "~* &* +@all"
+
+
+def render(users: list[tuple[str, str]], hashes: dict[str, str]) -> str:
+    """The ACL file: one ``user`` line per (user, rules), passwords as SHA-256."""
+    # No comment line: redis-server refuses an ACL file with anything but `user` lines.
+    lines = ["user default off resetkeys -@all"]
+    for user, rules in users:
+        lines.append(f"user {user} on #{hashes[user]} {rules}")
+    return "\n".join(lines) + "\n"
+
+
+def users_for(nodes: list[str], cluster_nodes: list[str], operators: list[str], viewers: list[str],
+              admins: list[str]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for host in dict.fromkeys([*nodes, *cluster_nodes]):
+        out.append((f"node-{check_name('node', host)}", node_rules(host, host in cluster_nodes)))
+    out += [(f"operator-{check_name('operator', n)}", operator_rules(n)) for n in operators]
+    out += [(f"viewer-{check_name('viewer', n)}", viewer_rules()) for n in viewers]
+    out += [(f"admin-{check_name('admin', n)}", admin_rules()) for n in admins]
+    return out
+
+
+def password_for(directory: str, user: str) -> str:
+    """The user's password from DIR/<user>, created (0600, random) if missing; a readable-by-others file is refused."""
+    path = os.path.join(directory, user)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        mode = os.stat(path).st_mode & 0o777
+        if mode & 0o077:
+            raise ValueError(f"{path}: mode {mode:04o} lets others read a Redis password; chmod 600 {path}") from None
+        with open(path, encoding="utf-8") as f:
+            pw = f.read().strip()
+        if not pw:
+            raise ValueError(f"{path}: empty password file") from None
+        return pw
+    pw = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(pw + "\n")
+    return pw
+
+
+def add_parsers(sub: Any) -> None:
+    a = sub.add_parser("acl", help="print a Redis ACL file: a user per node, operator and viewer")
+    a.add_argument("--node", action="append", default=[], metavar="HOST", help="a node's user (repeat)")
+    a.add_argument("--cluster-node", action="append", default=[], metavar="HOST",
+                   help="a node that may also hold leases and publish cluster payloads (repeat)")
+    a.add_argument("--operator", action="append", default=[], metavar="NAME", help="an operator's user (repeat)")
+    a.add_argument("--viewer", action="append", default=[], metavar="NAME", help="a read-only user (repeat)")
+    a.add_argument("--admin", action="append", default=[], metavar="NAME",
+                   help="a user with every right, the only one that may delete or trim audit streams")
+    a.add_argument("--password-dir", required=True, metavar="DIR",
+                   help="one password file per user (created 0600 if missing)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        users = users_for(args.node, args.cluster_node, args.operator, args.viewer, args.admin)
+        if not users:
+            raise ValueError("no users: give at least one --node, --operator, --viewer or --admin")
+        os.makedirs(args.password_dir, mode=0o700, exist_ok=True)
+        hashes = {u: hashlib.sha256(password_for(args.password_dir, u).encode()).hexdigest() for u, _ in users}
+    except (ValueError, OSError) as e:
+        print(f"clustertop acl: {e}", file=sys.stderr)
+        return 2
+    sys.stdout.write(render(users, hashes))
+    return 0
