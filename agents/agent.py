@@ -19,11 +19,12 @@ import msgspec
 from clustertop.agents.config import AgentConfig, node_name, timeout_for
 from clustertop.agents.lease import Lease
 from clustertop.agents.publisher import Publisher, hist_point
-from clustertop.agents.runner import Runner, Slot, describe
+from clustertop.agents.runner import Runner, Slot
 from clustertop.agents.sdnotify import Notifier
 from clustertop.agents.selfstats import SelfStats
 from clustertop.collectors import base
 from clustertop.config import ConfigError
+from clustertop.errors import describe
 from clustertop.store import connect_light, redact
 from clustertop.store.resp import errors as store_errors
 from clustertop.wire import schema
@@ -81,7 +82,7 @@ class Agent:
         #: Job control: only when operator keys are configured (without them every command would be
         #: refused anyway). Built here so a bad [security]/[templates.*] stops the agent at start.
         self.executor: Any = None
-        if cfg.security.get("operator_keys") and not dry_run:
+        if cfg.security.operator_keys and not dry_run:
             from clustertop.agents.commands import CommandExecutor
 
             self.executor = CommandExecutor(self._new_client, cfg.node, cfg, roots=self.roots)

@@ -29,25 +29,26 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
 from clustertop import wire
 from clustertop.agents.tasks import ParamError, TaskManager, Template, parse_templates
+from clustertop.collectors import procfs
 from clustertop.collectors.base import Roots
-from clustertop.config import ConfigError, check_keys, get
+from clustertop.config import ConfigError, Invalid, Positive, convert
 from clustertop.control import signing
+from clustertop.errors import describe
 from clustertop.wire import schema
 
 log = logging.getLogger("clustertop.commands")
 
 VERBS = ("signal", "launch", "stop", "list", "tail")
 SIGNALS = {"TERM": signals.SIGTERM, "KILL": signals.SIGKILL, "INT": signals.SIGINT, "HUP": signals.SIGHUP}
-SECURITY_KEYS = {"operator_keys", "signal_users", "allow_root", "min_uid", "verbs", "max_lifetime_s",
-                 "clock_skew_s"}
 GROUP = "agent"  # consumer group on the node's own stream; the consumer is the node name
 #: A pid's start time is boot time + ticks: btime is whole seconds, so allow a second of slack.
+#: (procfs.PidInfo carries the exact ticks too: stat.starttime.)
 START_TOLERANCE_S = 1.0
 TAIL_MAX_LINES = 1000
 #: Ids remembered in memory beyond their marker's expiry, so a replay after a Redis flush is refused.
@@ -71,107 +72,55 @@ class Security:
     clock_skew_s: float = 30.0
 
 
-def parse_security(raw: dict[str, Any] | None, file: str | None) -> Security:
-    raw = raw or {}
+class SecurityConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``[security]``: who may command this agent, and what they may do. Key files are read by
+    parse_security (when the executor is built), not here, so a config can be checked anywhere."""
+
+    operator_keys: list[str] = []  # public key files (clustertop keygen), relative to the config file
+    signal_users: list[str | int] = []  # whose processes may be signalled, besides the agent's own user
+    allow_root: bool = False  # may processes with a uid below min_uid (root, system daemons) be signalled?
+    min_uid: Annotated[int, msgspec.Meta(ge=0)] = 1000  # uids below this are system accounts
+    verbs: list[str] = msgspec.field(default_factory=lambda: list(VERBS))  # the commands this node accepts
+    max_lifetime_s: Positive = 600.0  # a command valid for longer than this is refused
+    clock_skew_s: Positive = 30.0  # how far the operator's clock may be ahead of this node's
+
+    def __post_init__(self) -> None:
+        for v in self.verbs:
+            if v not in VERBS:
+                raise Invalid("verbs", f"unknown verb {v!r} (known: {', '.join(VERBS)})")
+
+
+def parse_security(raw: dict[str, Any] | SecurityConfig | None, file: str | None) -> Security:
+    """``[security]`` (its table or its SecurityConfig) with the operator keys loaded."""
     s = "security"
-    check_keys(raw, SECURITY_KEYS, file, s)
-    sec = Security()
+    c = raw if isinstance(raw, SecurityConfig) else convert(raw or {}, SecurityConfig, file, s)
+    sec = Security(signal_users=[str(u) for u in c.signal_users], allow_root=c.allow_root, min_uid=c.min_uid,
+                   verbs=tuple(c.verbs), max_lifetime_s=c.max_lifetime_s, clock_skew_s=c.clock_skew_s)
     base = os.path.dirname(os.path.abspath(file)) if file else os.getcwd()
-    for i, path in enumerate(get(raw, "operator_keys", list, [], file, s)):
-        if not isinstance(path, str):
-            raise ConfigError(file, f"[{s}] operator_keys[{i}]", f"expected a path, got {path!r}")
+    for i, path in enumerate(c.operator_keys):
         try:
             key = signing.load_public(os.path.join(base, os.path.expanduser(path)))
         except signing.KeyFileError as e:
             raise ConfigError(file, f"[{s}] operator_keys[{i}]", str(e)) from None
         sec.keys[key.key_id] = key
-    users = get(raw, "signal_users", list, [], file, s)
-    for u in users:
-        if not isinstance(u, (str, int)) or isinstance(u, bool):
-            raise ConfigError(file, f"[{s}] signal_users", f"expected user names, got {u!r}")
-    sec.signal_users = [str(u) for u in users]
-    sec.allow_root = get(raw, "allow_root", bool, False, file, s)
-    sec.min_uid = get(raw, "min_uid", int, 1000, file, s)
-    verbs = get(raw, "verbs", list, list(VERBS), file, s)
-    for v in verbs:
-        if v not in VERBS:
-            raise ConfigError(file, f"[{s}] verbs", f"unknown verb {v!r} (known: {', '.join(VERBS)})")
-    sec.verbs = tuple(verbs)
-    sec.max_lifetime_s = float(get(raw, "max_lifetime_s", (int, float), 600.0, file, s))
-    sec.clock_skew_s = float(get(raw, "clock_skew_s", (int, float), 30.0, file, s))
-    for name in ("max_lifetime_s", "clock_skew_s"):
-        if not getattr(sec, name) > 0:
-            raise ConfigError(file, f"[{s}] {name}", "must be > 0")
     return sec
 
 
 # ---------------------------------------------------------------------------------------------
-# Process identity: pure parsers, and a thin reader that takes the roots
+# Process identity: read by procfs (one /proc/<pid> reader for the whole agent)
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class ProcInfo:
-    pid: int
-    uid: int | None
-    pgrp: int
-    start_ts: float
-    comm: str
-    cmdline: str
-
-
-def parse_stat(text: str) -> tuple[str, int, int]:
-    """(comm, pgrp, starttime in clock ticks) from /proc/<pid>/stat.
-
-    comm may itself hold spaces and ")" - split at the LAST ")" (proc(5)).
-    """
-    head, _, rest = text.rpartition(")")
-    comm = head.split("(", 1)[1] if "(" in head else ""
-    f = rest.split()
-    # rest starts at field 3 (state): pgrp is field 5, starttime field 22.
-    return comm, int(f[2]), int(f[19])
-
-
-def parse_btime(text: str) -> int:
-    for line in text.splitlines():
-        if line.startswith("btime "):
-            return int(line.split()[1])
-    raise ValueError("no btime in /proc/stat")
-
-
-def parse_uid(status: str) -> int | None:
-    for line in status.splitlines():
-        if line.startswith("Uid:"):
-            return int(line.split()[1])  # real uid: whose process it is
-    return None
-
-
-def read_proc(roots: Roots, pid: int) -> ProcInfo | None:
-    """The identity of ``pid`` now, or None if there is no such process."""
-    try:
-        with open(roots.procfs(str(pid), "stat"), encoding="utf-8", errors="replace") as f:
-            comm, pgrp, ticks = parse_stat(f.read())
-        with open(roots.procfs(str(pid), "status"), encoding="utf-8", errors="replace") as f:
-            uid = parse_uid(f.read())
-        with open(roots.procfs(str(pid), "cmdline"), "rb") as f:
-            cmdline = f.read().rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")
-        with open(roots.procfs("stat"), encoding="utf-8") as f:
-            btime = parse_btime(f.read())
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return ProcInfo(pid=pid, uid=uid, pgrp=pgrp, start_ts=btime + ticks / os.sysconf("SC_CLK_TCK"),
-                    comm=comm, cmdline=cmdline)
-
-
-def group_members(roots: Roots, pgid: int) -> list[ProcInfo]:
+def group_members(roots: Roots, pgid: int) -> list[procfs.PidInfo]:
     out = []
     for name in os.listdir(roots.proc):
         if name.isdigit():
             try:
-                info = read_proc(roots, int(name))
-            except (OSError, ValueError, IndexError):
+                # no boot time: the members' owners are checked, not their start times
+                info = procfs.read_pid(roots, int(name), None)
+            except (OSError, ValueError):
                 continue
-            if info is not None and info.pgrp == pgid:
+            if info is not None and info.stat.pgrp == pgid:
                 out.append(info)
     return out
 
@@ -185,14 +134,15 @@ def user_name(uid: int | None) -> str:
         return str(uid)
 
 
-def owner_refusal(info: ProcInfo, sec: Security, agent_uid: int) -> str | None:
+def owner_refusal(info: procfs.PidInfo, sec: Security, agent_uid: int) -> str | None:
     """Why the owner of ``info`` may not be signalled, or None."""
+    pid = info.stat.pid
     if info.uid is None:
-        return f"owner of pid {info.pid} unknown"
+        return f"owner of pid {pid} unknown"
     name = user_name(info.uid)
     if info.uid < sec.min_uid and not sec.allow_root:
         what = "root-owned" if info.uid == 0 else f"system process (uid {info.uid} < {sec.min_uid})"
-        return f"pid {info.pid} is {what}: refused ([security] allow_root is off)"
+        return f"pid {pid} is {what}: refused ([security] allow_root is off)"
     if info.uid == agent_uid or name in sec.signal_users or str(info.uid) in sec.signal_users:
         return None
     return f"user {name} not allowed ([security] signal_users)"
@@ -433,7 +383,7 @@ class CommandExecutor:
             return self._result(cmd, "refused", str(e.args[0]) if e.args else "not found")
         except Exception as e:
             log.exception("command %s (%s) failed", cmd.id, cmd.verb)
-            return self._result(cmd, "failed", f"{type(e).__name__}: {e}")
+            return self._result(cmd, "failed", describe(e))
 
     def _signal(self, cmd: schema.Command) -> schema.CommandResult:
         pid = cmd.args.get("pid")
@@ -458,9 +408,11 @@ class CommandExecutor:
         # check, the pidfd still names the old, dead process and the signal goes nowhere.
         pidfd = _pidfd(pid)
         try:
-            info = read_proc(self.roots, pid)
+            info = procfs.read_pid(self.roots, pid, procfs.read_btime(self.roots))
             if info is None:
                 raise Refused(f"no process {pid} (already gone)")
+            if info.start_ts is None:
+                raise ValueError("no btime in /proc/stat")
             if abs(info.start_ts - start_ts) > START_TOLERANCE_S:
                 raise Refused(f"pid reused: pid {pid} started at {info.start_ts:.2f}, not {start_ts:.2f}")
             prefix = cmd.args.get("cmdline")
@@ -469,16 +421,17 @@ class CommandExecutor:
             why = owner_refusal(info, self.security, os.getuid())
             if why:
                 raise Refused(why)
-            target = f"pid {pid} ({info.comm}, user {user_name(info.uid)})"
+            pgrp = info.stat.pgrp
+            target = f"pid {pid} ({info.stat.comm}, user {user_name(info.uid)})"
             if group:
-                if info.pgrp in (os.getpgrp(), 0, 1):
-                    raise Refused(f"process group {info.pgrp} includes the agent or init")
-                for member in group_members(self.roots, info.pgrp):
+                if pgrp in (os.getpgrp(), 0, 1):
+                    raise Refused(f"process group {pgrp} includes the agent or init")
+                for member in group_members(self.roots, pgrp):
                     why = owner_refusal(member, self.security, os.getuid())
                     if why:
-                        raise Refused(f"process group {info.pgrp}: {why}")
-                os.killpg(info.pgrp, sig)
-                target = f"process group {info.pgrp} of {target}"
+                        raise Refused(f"process group {pgrp}: {why}")
+                os.killpg(pgrp, sig)
+                target = f"process group {pgrp} of {target}"
             elif pidfd is not None:
                 signals.pidfd_send_signal(pidfd, sig)
             else:
@@ -488,7 +441,7 @@ class CommandExecutor:
                 os.close(pidfd)
         log.info("signal %s sent to %s (command %s by %s)", name, target, cmd.id, cmd.operator or cmd.key_id)
         return self._result(cmd, "done", None, data={"pid": pid, "signal": name, "group": group,
-                                                     "pgid": info.pgrp, "user": user_name(info.uid)})
+                                                     "pgid": pgrp, "user": user_name(info.uid)})
 
     def _launch(self, cmd: schema.Command) -> schema.CommandResult:
         name = _str_arg(cmd, "template")

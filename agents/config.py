@@ -1,8 +1,10 @@
 """Provides the agent's configuration: one strict TOML file, CLUSTERTOP_* environment, flags.
 
-Precedence is flags > environment > file > defaults. Every mistake is a ConfigError that names
-where it came from (the file and ``[section] key``, or the environment variable), because an
-agent that silently falls back to a default on a typo is worse than one that refuses to start.
+Precedence is flags > environment > file > defaults. Every section of the file is a msgspec Struct:
+``[agent]`` here, ``[collectors.NAME]`` next to each collector, ``[templates.NAME]`` in agents/tasks.py,
+``[security]`` in agents/commands.py. Every mistake is a ConfigError that names where it came from
+(the file and ``[section] key``, the environment variable, or the flag), because an agent that
+silently falls back to a default on a typo is worse than one that refuses to start.
 """
 
 from __future__ import annotations
@@ -13,19 +15,54 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
+from clustertop.agents.commands import SecurityConfig
+from clustertop.agents.tasks import TemplateConfig, parse_templates
 from clustertop.collectors import base
-from clustertop.config import ConfigError, check_keys, get, load_toml
+from clustertop.config import ConfigError, Invalid, Positive, convert, environment, load_toml, overlay
+from clustertop.store import url_problem
 
-ENV = "environment"  # the "file" named in errors that come from CLUSTERTOP_* variables
-
-AGENT_KEYS = {"redis", "redis_password_file", "redis_ca_file", "interval", "history_interval", "node",
-              "role", "labels", "read_only", "proc_root", "sys_root", "state_dir"}
-TOP_SECTIONS = {"agent", "collectors", "templates", "security"}
 COLLECTOR_KEYS = {"enabled", "interval", "timeout"}  # everything else is the collector's own option
 
 #: A collector's timeout defaults to its interval, within these bounds.
 MIN_TIMEOUT_S = 1.0
 MAX_TIMEOUT_S = 30.0
+
+
+class AgentSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``[agent]``; each key can also be set as CLUSTERTOP_<KEY> (labels excepted) and most as a flag."""
+
+    redis: str | None = None  # redis://, rediss:// or unix:// URL
+    redis_password_file: str | None = None
+    redis_ca_file: str | None = None
+    interval: Positive = 1.0  # seconds between snapshots
+    history_interval: Positive = 5.0  # seconds between history points
+    node: str = ""  # "": the hostname under proc_root
+    role: str | None = None
+    labels: dict[str, str] = {}
+    read_only: bool = False  # refuse every command
+    proc_root: str = "/proc"
+    sys_root: str = "/sys"
+    state_dir: str | None = None  # launched tasks' logs; default $STATE_DIRECTORY or /var/lib/clustertop
+
+    def __post_init__(self) -> None:
+        why = self.redis and url_problem(self.redis)
+        if why:
+            raise Invalid("redis", why)
+
+
+class AgentFile(msgspec.Struct, forbid_unknown_fields=True):
+    """The whole agent.toml. Collector tables stay plain here: each is converted with its collector's Struct."""
+
+    agent: AgentSection = msgspec.field(default_factory=AgentSection)
+    collectors: dict[str, dict[str, Any]] = {}
+    templates: dict[str, TemplateConfig] = {}
+    security: SecurityConfig = msgspec.field(default_factory=SecurityConfig)
+
+
+#: AgentConfig's field for each [agent] key whose name differs (flags and overrides use these).
+FIELD_OF = {"redis": "redis_url", "interval": "interval_s", "history_interval": "hist_every_s"}
 
 
 @dataclass
@@ -53,8 +90,8 @@ class AgentConfig:
     sys_root: str = "/sys"
     state_dir: str | None = None  # launched tasks' logs; default $STATE_DIRECTORY or /var/lib/clustertop
     collectors: dict[str, CollectorConfig] = field(default_factory=dict)
-    templates: dict[str, dict[str, Any]] = field(default_factory=dict)
-    security: dict[str, Any] = field(default_factory=dict)
+    templates: dict[str, TemplateConfig] = field(default_factory=dict)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
 
     def enabled_collectors(self) -> list[str]:
         """Default node collectors plus every configured section, minus ``enabled = false``.
@@ -80,139 +117,44 @@ def load_config(path: str | None, env: Mapping[str, str] = os.environ,
     """The agent's config. ``overrides`` are command-line values keyed by AgentConfig field name;
     None values mean "flag not given"."""
     path = path or env.get("CLUSTERTOP_CONFIG") or None
-    cfg = AgentConfig(file=path)
-    if path is not None:
-        _apply_file(cfg, load_toml(path), path)
-    _apply_env(cfg, env)
-    for key, value in (overrides or {}).items():
-        if value is None:
-            continue
-        if not hasattr(cfg, key):
-            raise ConfigError(None, key, "unknown override")
-        setattr(cfg, key, value)
-    _check(cfg, "command line")
+    parsed = convert(load_toml(path), AgentFile, path) if path is not None else AgentFile()
+    # Pure checks of the templates (params, patterns) at load, not only when commands are enabled.
+    parse_templates(parsed.templates, path)
+    key_of = {v: k for k, v in FIELD_OF.items()}
+    flags: dict[str, Any] = {}
+    for name, value in (overrides or {}).items():
+        key = key_of.get(name, name)
+        if key not in AgentSection.__struct_fields__:
+            raise ConfigError(None, name, "unknown override")
+        if value is not None:
+            flags[key] = value
+    layers = {**environment(env, AgentSection), **overlay(flags, AgentSection, "command line", _flag)}
+    agent = msgspec.structs.replace(parsed.agent, **layers)
+    cfg = AgentConfig(file=path, templates=parsed.templates, security=parsed.security,
+                      collectors={n: _collector(n, t, path) for n, t in parsed.collectors.items()},
+                      **{FIELD_OF.get(k, k): getattr(agent, k) for k in AgentSection.__struct_fields__})
     if not cfg.node:
         cfg.node = node_name(cfg.proc_root)
     return cfg
 
 
-def _apply_file(cfg: AgentConfig, data: dict[str, Any], path: str) -> None:
-    for section in data:
-        if section not in TOP_SECTIONS:
-            raise ConfigError(path, f"[{section}]", f"unknown section (known: {', '.join(sorted(TOP_SECTIONS))})")
-        if not isinstance(data[section], dict):
-            raise ConfigError(path, section, f"expected a [{section}] table, got {type(data[section]).__name__}")
-    agent = data.get("agent", {})
-    check_keys(agent, AGENT_KEYS, path, "agent")
-
-    def g(key: str, kind: type | tuple[type, ...], default: Any) -> Any:
-        return get(agent, key, kind, default, path, "agent")
-
-    cfg.redis_url = g("redis", str, cfg.redis_url)
-    cfg.redis_password_file = g("redis_password_file", str, cfg.redis_password_file)
-    cfg.redis_ca_file = g("redis_ca_file", str, cfg.redis_ca_file)
-    cfg.interval_s = float(g("interval", (int, float), cfg.interval_s))
-    cfg.hist_every_s = float(g("history_interval", (int, float), cfg.hist_every_s))
-    cfg.node = g("node", str, cfg.node)
-    cfg.role = g("role", str, cfg.role)
-    cfg.read_only = g("read_only", bool, cfg.read_only)
-    cfg.proc_root = g("proc_root", str, cfg.proc_root)
-    cfg.sys_root = g("sys_root", str, cfg.sys_root)
-    cfg.state_dir = g("state_dir", str, cfg.state_dir)
-    labels = g("labels", dict, {})
-    for k, v in labels.items():
-        if not isinstance(v, str):
-            raise ConfigError(path, f"[agent] labels.{k}", f"expected str, got {type(v).__name__} {v!r}")
-    cfg.labels = dict(labels)
-    _check(cfg, path)
-
-    for name, table in data.get("collectors", {}).items():
-        cfg.collectors[name] = _collector(name, table, path)
-    for name, table in data.get("templates", {}).items():
-        if not isinstance(table, dict):
-            raise ConfigError(path, f"[templates.{name}]", f"expected a table, got {type(table).__name__}")
-        cfg.templates[name] = table
-    cfg.security = data.get("security", {})
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
 
 
-def _collector(name: str, table: Any, path: str) -> CollectorConfig:
-    section = f"collectors.{name}"
-    if not isinstance(table, dict):
-        raise ConfigError(path, f"[{section}]", f"expected a table, got {type(table).__name__}")
+def _collector(name: str, table: dict[str, Any], path: str | None) -> CollectorConfig:
     if name not in base.REGISTRY:
-        raise ConfigError(path, f"[{section}]", f"unknown collector (known: {', '.join(sorted(base.REGISTRY))})")
-    cc = CollectorConfig(name=name)
-    cc.enabled = get(table, "enabled", bool, True, path, section)
-    interval = get(table, "interval", (int, float), None, path, section)
-    timeout = get(table, "timeout", (int, float), None, path, section)
-    for key, value in (("interval", interval), ("timeout", timeout)):
-        if value is not None and value <= 0:
-            raise ConfigError(path, f"[{section}] {key}", f"must be > 0, got {value!r}")
-    cc.interval_s = None if interval is None else float(interval)
-    cc.timeout_s = None if timeout is None else float(timeout)
-    # Collector-specific keys pass through; the collector validates them and names the key itself.
-    cc.options = {k: v for k, v in table.items() if k not in COLLECTOR_KEYS}
-    return cc
-
-
-def _env_float(env: Mapping[str, str], var: str) -> float | None:
-    raw = env.get(var)
-    if raw is None or raw == "":
-        return None
+        raise ConfigError(path, f"[collectors.{name}]", f"unknown collector (known: {', '.join(sorted(base.REGISTRY))})")
     try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(ENV, var, f"expected a number of seconds, got {raw!r}") from None
-    if not value > 0:
-        raise ConfigError(ENV, var, f"must be > 0, got {raw!r}")
-    return value
-
-
-def _env_bool(env: Mapping[str, str], var: str) -> bool | None:
-    raw = env.get(var)
-    if raw is None or raw == "":
-        return None
-    low = raw.strip().lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(ENV, var, f"expected true/false (1/0, yes/no), got {raw!r}")
-
-
-def _apply_env(cfg: AgentConfig, env: Mapping[str, str]) -> None:
-    strings = {"CLUSTERTOP_REDIS": "redis_url", "CLUSTERTOP_REDIS_PASSWORD_FILE": "redis_password_file",
-               "CLUSTERTOP_REDIS_CA_FILE": "redis_ca_file", "CLUSTERTOP_NODE": "node",
-               "CLUSTERTOP_ROLE": "role", "CLUSTERTOP_PROC_ROOT": "proc_root",
-               "CLUSTERTOP_SYS_ROOT": "sys_root"}
-    for var, attr in strings.items():
-        if env.get(var):
-            setattr(cfg, attr, env[var])
-    _check_url(env.get("CLUSTERTOP_REDIS") or None, ENV, "CLUSTERTOP_REDIS")
-    for var, attr in (("CLUSTERTOP_INTERVAL", "interval_s"), ("CLUSTERTOP_HISTORY_INTERVAL", "hist_every_s")):
-        value = _env_float(env, var)
-        if value is not None:
-            setattr(cfg, attr, value)
-    read_only = _env_bool(env, "CLUSTERTOP_READ_ONLY")
-    if read_only is not None:
-        cfg.read_only = read_only
-
-
-def _check(cfg: AgentConfig, where: str) -> None:
-    """Value checks after each layer, so the error names the layer that set the bad value."""
-    file = where if where != "command line" else None
-    if not cfg.interval_s > 0:
-        raise ConfigError(file, "[agent] interval" if file else "--interval", f"must be > 0, got {cfg.interval_s!r}")
-    if not cfg.hist_every_s > 0:
-        raise ConfigError(file, "[agent] history_interval", f"must be > 0, got {cfg.hist_every_s!r}")
-    _check_url(cfg.redis_url, file, "[agent] redis" if file else "--redis")
-
-
-def _check_url(url: str | None, file: str | None, key: str) -> None:
-    if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
-        from clustertop.store import redact
-
-        raise ConfigError(file, key, f"expected a redis://, rediss:// or unix:// URL, got {redact(url)!r}")
+        kind = base.config_type(name)
+    except ImportError:
+        # A collector whose module cannot load is reported broken when the agent builds it (and the
+        # others still run); its own options cannot be checked here, the common keys still are.
+        kind = base.Section
+    section = convert(table, kind, path, f"collectors.{name}")
+    # The collector gets its options as written and converts them itself (it is also built directly).
+    return CollectorConfig(name=name, enabled=section.enabled, interval_s=section.interval, timeout_s=section.timeout,
+                           options={k: v for k, v in table.items() if k not in COLLECTOR_KEYS})
 
 
 def node_name(proc_root: str = "/proc") -> str:

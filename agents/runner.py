@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clustertop.collectors import base
+from clustertop.errors import describe
 from clustertop.wire import schema
 
 log = logging.getLogger("clustertop.runner")
@@ -97,12 +98,6 @@ class _Pool:
     def shutdown(self) -> None:
         for _ in self._threads:
             self._q.put(None)
-
-
-def describe(exc: BaseException) -> str:
-    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    text = f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
-    return text[:300]
 
 
 class Runner:

@@ -25,19 +25,20 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
+
+from clustertop.collectors import procfs
 from clustertop.collectors.base import Roots
-from clustertop.config import ConfigError, check_keys, get
+from clustertop.config import ConfigError, Invalid, Positive, convert, parse_bool
 from clustertop.wire import schema
 
 log = logging.getLogger("clustertop.tasks")
 
 PARAM_TYPES = ("int", "str", "float", "bool")
-TEMPLATE_KEYS = {"argv", "params", "user", "cwd", "env", "limits", "description"}
-PARAM_KEYS = {"type", "default", "choices", "pattern", "allow_dash", "max_len"}
-LIMIT_KEYS = {"memory_max", "cpu_quota", "timeout_s"}
 
 #: Output kept per task: the live file rotates at half of this, with one older file kept.
 LOG_MAX_BYTES = 1024 * 1024
@@ -51,8 +52,6 @@ _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _MEMORY = re.compile(r"^(\d+[KMGT]?|\d+%|infinity)$")
 _QUOTA = re.compile(r"^\d+%$")
 _INT = re.compile(r"^[+-]?\d+$")
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
 _MISSING: Any = object()
 
 
@@ -76,12 +75,12 @@ class Param:
         """The value in this param's type, or ParamError. Accepts the typed value or its text."""
         kind = self.type
         if kind == "bool":
-            if isinstance(value, bool):
-                out: Any = value
-            elif isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-                out = value.strip().lower() in _TRUE
-            else:
-                raise ParamError(f"param {self.name}: expected bool, got {value!r}")
+            try:
+                if not isinstance(value, (bool, str)):
+                    raise ValueError(value)
+                out: Any = value if isinstance(value, bool) else parse_bool(value)
+            except ValueError:
+                raise ParamError(f"param {self.name}: expected bool, got {value!r}") from None
         elif kind == "int":
             if isinstance(value, int) and not isinstance(value, bool):
                 out = value
@@ -156,76 +155,86 @@ class Template:
         return [_PLACEHOLDER.sub(lambda m: values[m.group(1)], arg) for arg in self.argv]
 
 
-def parse_templates(raw: dict[str, Any], file: str | None) -> dict[str, Template]:
-    """``[templates.<name>]`` tables into Templates; every mistake names file and key."""
+class LimitsConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """``[templates.NAME.limits]``: what systemd puts on the task's scope (they need systemd-run)."""
+
+    memory_max: str | int | None = None  # MemoryMax=: bytes, 4G, 512M, 80% or infinity
+    cpu_quota: str | None = None  # CPUQuota=: 200% is two CPUs
+    timeout_s: Positive | None = None  # stopped (TERM, then KILL) after this long
+
+    def __post_init__(self) -> None:
+        if self.memory_max is not None and not _MEMORY.match(str(self.memory_max)):
+            raise Invalid("memory_max", f"expected bytes, e.g. 4G, 512M, 80% or infinity; got {self.memory_max!r}")
+        if self.cpu_quota is not None and not _QUOTA.match(self.cpu_quota):
+            raise Invalid("cpu_quota", f"expected a percentage like 200%, got {self.cpu_quota!r}")
+
+
+class ParamConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """``[templates.NAME.params] P = {...}`` (or just ``P = "int"``): what one placeholder accepts."""
+
+    type: str = "str"  # one of PARAM_TYPES
+    default: Any = msgspec.UNSET  # UNSET: the operator must give it
+    choices: list[Any] | None = None
+    pattern: str | None = None  # a regular expression the whole value must match
+    allow_dash: bool = False  # see Param.allow_dash
+    max_len: Annotated[int, msgspec.Meta(gt=0)] = 4096
+
+
+class TemplateConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``[templates.NAME]``: a task this agent may launch. argv only, never a shell."""
+
+    argv: list[str] = []  # "{param}" placeholders are filled in, each inside its own element
+    params: dict[str, ParamConfig | str] = {}
+    user: str | None = None  # run as this user (the agent must be allowed to switch); None: the agent's own
+    cwd: str | None = None
+    env: dict[str, str] = {}
+    limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
+    description: str | None = None  # shown in the dashboard's launcher
+
+    def __post_init__(self) -> None:
+        if not self.argv:
+            raise Invalid("argv", "required: a non-empty list of strings")
+        for arg in self.argv:
+            for m in _PLACEHOLDER.finditer(arg):
+                if m.group(1) not in self.params:
+                    raise Invalid("argv", f"placeholder {{{m.group(1)}}} has no param")
+
+
+def parse_templates(raw: Mapping[str, Any] | None, file: str | None) -> dict[str, Template]:
+    """``[templates.<name>]`` tables (or their TemplateConfigs) into Templates; every mistake names file and key."""
     out: dict[str, Template] = {}
     for name, table in (raw or {}).items():
         section = f"templates.{name}"
-        if not isinstance(table, dict):
-            raise ConfigError(file, f"[{section}]", f"expected a table, got {type(table).__name__}")
-        check_keys(table, TEMPLATE_KEYS, file, section)
-        argv = get(table, "argv", list, None, file, section)
-        if not argv or not all(isinstance(a, str) for a in argv):
-            raise ConfigError(file, f"[{section}] argv", "required: a non-empty list of strings")
-        t = Template(name=name, argv=list(argv))
-        t.user = get(table, "user", str, None, file, section)
-        t.cwd = get(table, "cwd", str, None, file, section)
-        t.description = get(table, "description", str, None, file, section)
-        env = get(table, "env", dict, {}, file, section)
-        for k, v in env.items():
-            if not isinstance(v, str):
-                raise ConfigError(file, f"[{section}] env.{k}", f"expected str, got {type(v).__name__} {v!r}")
-        t.env = dict(env)
-        limits = get(table, "limits", dict, {}, file, section)
-        check_keys(limits, LIMIT_KEYS, file, f"{section}.limits")
-        mem = get(limits, "memory_max", (str, int), None, file, f"{section}.limits")
-        if mem is not None and not _MEMORY.match(str(mem)):
-            raise ConfigError(file, f"[{section}.limits] memory_max",
-                              f"expected bytes, e.g. 4G, 512M, 80% or infinity; got {mem!r}")
-        t.memory_max = None if mem is None else str(mem)
-        t.cpu_quota = get(limits, "cpu_quota", str, None, file, f"{section}.limits")
-        if t.cpu_quota is not None and not _QUOTA.match(t.cpu_quota):
-            raise ConfigError(file, f"[{section}.limits] cpu_quota", f"expected a percentage like 200%, got {t.cpu_quota!r}")
-        timeout = get(limits, "timeout_s", (int, float), None, file, f"{section}.limits")
-        if timeout is not None and not timeout > 0:
-            raise ConfigError(file, f"[{section}.limits] timeout_s", f"must be > 0, got {timeout!r}")
-        t.timeout_s = None if timeout is None else float(timeout)
-        for pname, spec in get(table, "params", dict, {}, file, section).items():
+        c = table if isinstance(table, TemplateConfig) else convert(table, TemplateConfig, file, section)
+        lim = c.limits
+        t = Template(name=name, argv=list(c.argv), user=c.user, cwd=c.cwd, env=dict(c.env),
+                     memory_max=None if lim.memory_max is None else str(lim.memory_max), cpu_quota=lim.cpu_quota,
+                     timeout_s=lim.timeout_s, description=c.description)
+        for pname, spec in c.params.items():
             t.params[pname] = _param(pname, spec, file, f"{section}.params")
-        for arg in t.argv:
-            for m in _PLACEHOLDER.finditer(arg):
-                if m.group(1) not in t.params:
-                    raise ConfigError(file, f"[{section}] argv", f"placeholder {{{m.group(1)}}} has no param")
         out[name] = t
     return out
 
 
-def _param(name: str, spec: Any, file: str | None, section: str) -> Param:
+def _param(name: str, spec: ParamConfig | str, file: str | None, section: str) -> Param:
     key = f"[{section}] {name}"
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ConfigError(file, key, "param names are letters, digits and _")
     if isinstance(spec, str):
-        spec = {"type": spec}
-    if not isinstance(spec, dict):
-        raise ConfigError(file, key, f"expected a type name or a table, got {type(spec).__name__}")
-    check_keys(spec, PARAM_KEYS, file, f"{section}.{name}")
-    p = Param(name=name, type=spec.get("type", "str"))
-    if p.type not in PARAM_TYPES:
-        raise ConfigError(file, key, f"unknown type {p.type!r} (known: {', '.join(PARAM_TYPES)})")
-    p.allow_dash = get(spec, "allow_dash", bool, False, file, f"{section}.{name}")
-    p.max_len = get(spec, "max_len", int, 4096, file, f"{section}.{name}")
-    pattern = get(spec, "pattern", str, None, file, f"{section}.{name}")
-    if pattern is not None:
+        spec = ParamConfig(type=spec)
+    if spec.type not in PARAM_TYPES:
+        raise ConfigError(file, key, f"unknown type {spec.type!r} (known: {', '.join(PARAM_TYPES)})")
+    p = Param(name=name, type=spec.type, allow_dash=spec.allow_dash, max_len=spec.max_len)
+    if spec.pattern is not None:
         try:
-            p.pattern = re.compile(pattern)
+            p.pattern = re.compile(spec.pattern)
         except re.error as e:
             raise ConfigError(file, f"{key}.pattern", f"bad regular expression: {e}") from None
-    choices = get(spec, "choices", list, None, file, f"{section}.{name}")
     try:
-        if choices is not None:
-            p.choices = [p.convert(c) for c in choices]
-        if "default" in spec:
-            p.default = p.convert(spec["default"])
+        if spec.choices is not None:
+            p.choices = [p.convert(c) for c in spec.choices]
+        if spec.default is not msgspec.UNSET:
+            p.default = p.convert(spec.default)
     except ParamError as e:
         raise ConfigError(file, key, str(e)) from None
     return p
@@ -585,11 +594,9 @@ def _group_has_members(roots: Roots, pgid: int) -> bool:
         if not name.isdigit() or int(name) == pgid:
             continue
         try:
-            with open(roots.procfs(name, "stat"), encoding="utf-8", errors="replace") as f:
-                rest = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
+            stat = procfs.read_pid_stat(roots, int(name))
+        except (OSError, ValueError):
             continue
-        # Fields after "comm)": state ppid pgrp ...
-        if len(rest) > 2 and rest[2] == str(pgid):
+        if stat is not None and stat.pgrp == pgid:
             return True
     return False

@@ -27,7 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+from clustertop.collectors import procfs  # noqa: E402
+from clustertop.collectors.base import Roots  # noqa: E402
+
 EXPORTER_FLAGS = ["--collector.disable-defaults", "--collector.cpu", "--collector.meminfo",
                   "--collector.diskstats", "--collector.netdev", "--collector.filesystem",
                   "--collector.loadavg"]
@@ -47,10 +49,10 @@ def free_port() -> int:
 
 
 def cpu_ms(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        # Fields after the ")" of comm (which may contain spaces): utime and stime are 14 and 15.
-        rest = f.read().rsplit(")", 1)[1].split()
-    return (int(rest[11]) + int(rest[12])) * 1000.0 / CLK_TCK
+    stat = procfs.read_pid_stat(Roots(), pid)
+    if stat is None:
+        raise ProcessLookupError(f"pid {pid} exited during the measurement")
+    return (stat.utime + stat.stime) * 1000.0 / procfs.CLK_TCK
 
 
 def memory_kib(pid: int) -> tuple[int | None, int | None]:

@@ -55,6 +55,7 @@ from clustertop.dashboard.app import make_app  # noqa: E402
 from clustertop.dashboard.screens.nodes import NodesScreen  # noqa: E402
 from clustertop.dashboard.screens.overview import OverviewScreen  # noqa: E402
 from clustertop.dashboard.settings import Settings  # noqa: E402
+from clustertop.read.plan import ALL_FULL, Level, ReadPlan  # noqa: E402
 from clustertop.read.reader import Reader  # noqa: E402
 from clustertop.sim.simulate import SimCluster, make_publishers, publish  # noqa: E402
 
@@ -122,10 +123,9 @@ def settle_gc(policy: str) -> None:
         gc.unfreeze()
 
 
-def bench_reader(url: str, feed: Feed, n: int, full: bool | frozenset[str] = True,
-                 policy: str = "idle", rest: str = "briefs") -> dict[str, float]:
-    """``Reader.read`` alone: full snapshots (``full=True``), briefs and digests (``frozenset()``), or
-    digests only (``frozenset()``, ``rest="digests"``)."""
+def bench_reader(url: str, feed: Feed, n: int, plan: ReadPlan = ALL_FULL, policy: str = "idle") -> dict[str, float]:
+    """``Reader.read`` alone: full snapshots (``ALL_FULL``), briefs and digests (``Level.BRIEFS``), or
+    digests only (``Level.DIGESTS``)."""
     reader = Reader(redis.Redis.from_url(url), brief_from=0)  # briefs when asked, at any size
     reader.read()  # the first read learns the node list (one extra MGET, once)
     settle_gc(policy)
@@ -133,7 +133,7 @@ def bench_reader(url: str, feed: Feed, n: int, full: bool | frozenset[str] = Tru
     for _ in range(n):
         feed.tick()
         t0 = time.perf_counter()
-        st = reader.read(full, rest)
+        st = reader.read(plan)
         total.append((time.perf_counter() - t0) * 1000)
         if st.fetch_ms is not None and st.decode_ms is not None:  # else not timed: left out, not 0
             fetch.append(st.fetch_ms)
@@ -187,7 +187,7 @@ async def bench_app(url: str, feed: Feed, n: int, size: tuple[int, int], screen:
             return state
 
         app.source.read = timed_read  # type: ignore[method-assign]
-        while app.reads < 1:
+        while app.finished_reads < 1:
             await pilot.pause(0.01)
         if screen != "overview":
             await pilot.press({"nodes": "2", "gpus": "3"}[screen])
@@ -196,14 +196,14 @@ async def bench_app(url: str, feed: Feed, n: int, size: tuple[int, int], screen:
         for i in range(n + 1):
             feed.tick()
             await pilot.pause()
-            before = app.reads
+            before = app.finished_reads
             paints.clear()
             read_done.clear()
             read_end.clear()
             t0, c0 = time.perf_counter(), time.process_time()
             app.refresh_now()
             await read_done.wait()
-            assert app.reads > before
+            assert app.finished_reads > before
             t_read = time.perf_counter()  # the fold is done (signalled() runs after _changed())
             await pilot.pause()  # let the screen process the update and repaint
             await pilot.wait_for_scheduled_animations()
@@ -222,7 +222,7 @@ async def bench_app(url: str, feed: Feed, n: int, size: tuple[int, int], screen:
                 settled.append((t1 - t0) * 1000)
                 cpu.append((c1 - c0) * 1000)
         st = app.view.state  # what the screen really read
-        reads = "full" if st.full is True else st.rest
+        reads = st.plan.level.name.lower()
     return {"reads": reads, "mode": reads_mode, "read_p50": pct(read, 0.5), "read_p95": pct(read, 0.95), "p50": pct(shown, 0.5),
             "p95": pct(shown, 0.95), "mean": statistics.fmean(shown), "settled_p95": pct(settled, 0.95),
             "cpu_p50": pct(cpu, 0.5), "cpu_p95": pct(cpu, 0.95),
@@ -237,7 +237,7 @@ READ_MODES = ("digests", "briefs", "nodigest")
 
 def set_reads(mode: str, feed: Feed) -> None:
     for cls in (OverviewScreen, NodesScreen):
-        cls.reads = "briefs" if mode == "briefs" else "digests"
+        cls.plan_level = Level.BRIEFS if mode == "briefs" else Level.DIGESTS
     feed.digests = mode != "nodigest"
     feed.tick()
 
@@ -258,7 +258,7 @@ async def bench_cpu(url: str, feed: Feed, seconds: float, size: tuple[int, int],
     settle_gc(policy)
     set_reads(reads, feed)
     async with app.run_test(size=size) as pilot:
-        while app.reads < 1:
+        while app.finished_reads < 1:
             await pilot.pause(0.01)
         th = threading.Thread(target=feeder, daemon=True)
         c0, w0 = time.process_time(), time.perf_counter()
@@ -304,8 +304,8 @@ def main() -> int:
             feed = Feed(url, nodes)
             feed.tick()
             r = bench_reader(url, feed, n, policy=policies[0])
-            rb = bench_reader(url, feed, n, frozenset(), policy=policies[0])
-            rd = bench_reader(url, feed, n, frozenset(), policy=policies[0], rest="digests")
+            rb = bench_reader(url, feed, n, ReadPlan(Level.BRIEFS), policy=policies[0])
+            rd = bench_reader(url, feed, n, ReadPlan(Level.DIGESTS), policy=policies[0])
             print(f"  {nodes} nodes Reader.read p50: full {r['read_p50']:.1f} ms, briefs {rb['read_p50']:.1f} ms, "
                   f"digests {rd['read_p50']:.1f} ms", file=sys.stderr)
             hosts = feed.hosts()

@@ -11,6 +11,7 @@ The rooms (docs/architecture.md has the picture and tests/test_layers.py checks 
   sim         the simulated cluster behind `clustertop demo` and `clustertop simulate`
   dashboard   the Textual app                                       (folder dashboard/)
   themes      theme files and their loader                          (folder themes/)
+  systemd     data only: the systemd units and sample configs       (folder systemd/)
   cli         the `clustertop` command: the one place that composes the rest; nothing imports it
 """
 

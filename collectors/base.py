@@ -7,6 +7,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import msgspec
+
+from clustertop.config import Positive
+
 
 class NoData(Exception):
     """The source is absent on this node (no NVIDIA driver, no bonds): not an error."""
@@ -40,6 +44,17 @@ class Context:
     #: The runner's deadline for one collect() ([collectors.<name>] timeout, stripped from ``config``).
     #: Collectors that make network calls budget their own per-request timeouts inside it.
     timeout_s: float | None = None
+
+
+class Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The keys every ``[collectors.NAME]`` table takes. Each collector subclasses it with its own
+    options, next to its code (``config_type`` on the collector class), and converts ``ctx.config``
+    with it; the agent converts the file's table with the same Struct at load, so a typo stops the
+    agent before anything runs."""
+
+    enabled: bool = True
+    interval: Positive | None = None  # None: the collector's default_interval_s (or the agent's)
+    timeout: Positive | None = None  # the runner's deadline for one collect(); None: from the interval
 
 
 class Collector(Protocol):
@@ -76,12 +91,19 @@ REGISTRY: dict[str, str] = {
 DEFAULT_NODE_COLLECTORS = ("host", "gpu", "bonds", "nfs")
 
 
-def load(name: str, ctx: Context) -> Collector:
+def config_type(name: str) -> type[Section]:
+    """The Struct of ``[collectors.<name>]``: the collector's own, or just the common keys."""
+    return getattr(_class(name), "config_type", Section)  # type: ignore[no-any-return]
+
+
+def _class(name: str) -> Any:
     try:
         target = REGISTRY[name]
     except KeyError:
         raise KeyError(f"unknown collector {name!r} (known: {', '.join(sorted(REGISTRY))})") from None
     module_name, _, cls_name = target.partition(":")
-    module = importlib.import_module(module_name)
-    cls = getattr(module, cls_name)
-    return cls(ctx)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module_name), cls_name)
+
+
+def load(name: str, ctx: Context) -> Collector:
+    return _class(name)(ctx)  # type: ignore[no-any-return]

@@ -13,7 +13,8 @@ import time
 from collections.abc import Callable
 
 from clustertop.collectors import bonds_parse as bonding
-from clustertop.collectors.base import Context, Roots
+from clustertop.collectors.base import Context, Roots, Section
+from clustertop.config import convert
 from clustertop.wire import schema
 
 MASTER_FILES = ("mode", "slaves", "active_slave", "primary", "mii_status", "xmit_hash_policy", "lacp_rate",
@@ -120,8 +121,10 @@ class BondsCollector:
     field = "bonds"
     scope = "node"
     default_interval_s = 1.0
+    config_type = Section  # no options of its own: only enabled, interval, timeout
 
     def __init__(self, ctx: Context, clock: Callable[[], float] = time.monotonic) -> None:
+        convert(ctx.config, Section, ctx.config_file, "collectors.bonds")  # an unknown key is an error here too
         # clock is injectable so tests can compute rates by hand; production uses the monotonic clock
         # (wall-clock jumps would make throughput spike or go negative).
         self.ctx = ctx

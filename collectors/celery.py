@@ -42,15 +42,16 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+import msgspec
+
 from clustertop.collectors import queues_parse
-from clustertop.collectors.base import Context
-from clustertop.config import ConfigError, check_keys, get
+from clustertop.collectors.base import Context, Section
+from clustertop.config import Invalid, Positive, convert
+from clustertop.errors import describe
 from clustertop.store import read_secret, redact
 from clustertop.wire import schema
 
 SECTION = "collectors.celery"
-KEYS = {"brokers", "management_url", "management_user", "management_password_file", "queues",
-        "inspect_interval", "request_timeout", "priority_steps", "timeout", "interval", "enabled"}
 REDIS_SCHEMES = {"redis", "rediss"}
 AMQP_SCHEMES = {"amqp", "amqps", "pyamqp"}
 
@@ -79,60 +80,55 @@ class Settings:
     priority_steps: tuple[int, ...]
 
 
+class CeleryConfig(Section):
+    """``[collectors.celery]``: brokers to read queue depths from, and optionally RabbitMQ's management API."""
+
+    brokers: list[str] = []  # redis://, rediss://, amqp://, amqps://, pyamqp://
+    management_url: str | None = None  # RabbitMQ management API (http://host:15672)
+    management_user: str | None = None
+    management_password_file: str | None = None
+    queues: list[str] | None = None  # None: discovered (Redis bindings, RabbitMQ's queue list)
+    inspect_interval: Positive = DEFAULT_INSPECT_INTERVAL_S  # seconds between worker inspections
+    request_timeout: Positive | None = None  # None: `timeout`, else DEFAULT_REQUEST_TIMEOUT_S
+    priority_steps: list[int] = msgspec.field(default_factory=lambda: list(queues_parse.PRIORITY_STEPS))
+    # Refused, never used: a secret in the config file ends up in backups and editors' swap files.
+    management_password: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.management_password is not None:
+            raise Invalid("management_password",
+                          "not allowed: put it in a file readable only by the agent and set management_password_file")
+        if not self.brokers:
+            raise Invalid("brokers", "required: a list of broker URLs, e.g. [\"redis://host:6379/0\"]")
+        for b in self.brokers:
+            if urlsplit(b).scheme not in REDIS_SCHEMES | AMQP_SCHEMES:
+                raise Invalid("brokers", f"not a redis:// or amqp:// URL: {redact(b)!r}")
+        if self.management_url is not None:
+            parts = urlsplit(self.management_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise Invalid("management_url", f"not an http(s) URL: {redact(self.management_url)!r}")
+        if self.management_password_file is not None and self.management_user is None:
+            raise Invalid("management_user", "required with management_password_file")
+        if self.queues is not None and (not self.queues or not all(self.queues)):
+            raise Invalid("queues", "expected a non-empty list of queue names (or leave it out to discover)")
+        if not self.priority_steps or min(self.priority_steps) < 0 or 0 not in self.priority_steps:
+            raise Invalid("priority_steps",
+                          "expected kombu's priority_steps: non-negative integers including 0, e.g. [0, 3, 6, 9]")
+
+
 def parse_settings(options: dict[str, Any], file: str | None) -> Settings:
     """Validate ``[collectors.celery]``; every problem is a ConfigError naming the key."""
-    if "management_password" in options:
-        raise ConfigError(file, f"[{SECTION}] management_password",
-                          "not allowed: put it in a file readable only by the agent and set management_password_file")
-    check_keys(options, KEYS, file, SECTION)
-
-    def key(k: str) -> str:
-        return f"[{SECTION}] {k}"
-
-    brokers = get(options, "brokers", list, None, file, SECTION)
-    if not brokers:
-        raise ConfigError(file, key("brokers"), "required: a list of broker URLs, e.g. [\"redis://host:6379/0\"]")
-    for b in brokers:
-        scheme = urlsplit(b).scheme if isinstance(b, str) else None
-        if scheme not in REDIS_SCHEMES | AMQP_SCHEMES:
-            shown = redact(b) if isinstance(b, str) else repr(b)
-            raise ConfigError(file, key("brokers"), f"not a redis:// or amqp:// URL: {shown!r}")
-    mgmt = get(options, "management_url", str, None, file, SECTION)
-    if mgmt is not None:
-        parts = urlsplit(mgmt)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(file, key("management_url"), f"not an http(s) URL: {redact(mgmt)!r}")
-    user = get(options, "management_user", str, None, file, SECTION)
-    pw_file = get(options, "management_password_file", str, None, file, SECTION)
-    if pw_file is not None and user is None:
-        raise ConfigError(file, key("management_user"), "required with management_password_file")
-    queues = get(options, "queues", list, None, file, SECTION)
-    if queues is not None and (not queues or not all(isinstance(q, str) and q for q in queues)):
-        raise ConfigError(file, key("queues"), "expected a non-empty list of queue names (or leave it out to discover)")
-    inspect_s = get(options, "inspect_interval", (int, float), DEFAULT_INSPECT_INTERVAL_S, file, SECTION)
-    if not inspect_s > 0:
-        raise ConfigError(file, key("inspect_interval"), f"must be > 0, got {inspect_s!r}")
+    c = convert(options, CeleryConfig, file, SECTION)
     # `timeout` only reaches us when the collector is built directly (the agent strips it): then it
     # means the same as request_timeout.
-    timeout = get(options, "request_timeout", (int, float),
-                  get(options, "timeout", (int, float), DEFAULT_REQUEST_TIMEOUT_S, file, SECTION), file, SECTION)
-    if not timeout > 0:
-        raise ConfigError(file, key("request_timeout"), f"must be > 0, got {timeout!r}")
-    steps = get(options, "priority_steps", list, list(queues_parse.PRIORITY_STEPS), file, SECTION)
-    if not steps or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in steps) \
-            or 0 not in steps:
-        raise ConfigError(file, key("priority_steps"),
-                          "expected kombu's priority_steps: non-negative integers including 0, e.g. [0, 3, 6, 9]")
+    timeout = c.request_timeout or c.timeout or DEFAULT_REQUEST_TIMEOUT_S
+    mgmt = c.management_url
     return Settings(
-        brokers=tuple(brokers), management_url=mgmt.rstrip("/") if mgmt else None, management_user=user,
-        management_password_file=pw_file, queues=tuple(queues) if queues else None,
-        inspect_interval_s=float(inspect_s), timeout_s=float(timeout), priority_steps=tuple(sorted(set(steps))),
+        brokers=tuple(c.brokers), management_url=mgmt.rstrip("/") if mgmt else None, management_user=c.management_user,
+        management_password_file=c.management_password_file, queues=tuple(c.queues) if c.queues else None,
+        inspect_interval_s=float(c.inspect_interval), timeout_s=float(timeout),
+        priority_steps=tuple(sorted(set(c.priority_steps))),
     )
-
-
-def describe(e: BaseException) -> str:
-    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return f"{type(e).__name__}: {text}"[:300] if text else type(e).__name__
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,6 +297,7 @@ class CeleryCollector:
     field = "queues"
     scope = "cluster"
     default_interval_s = DEFAULT_INTERVAL_S
+    config_type = CeleryConfig
 
     def __init__(self, ctx: Context, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time) -> None:

@@ -32,13 +32,12 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from clustertop.collectors import ceph_parse
-from clustertop.collectors.base import Context
-from clustertop.config import ConfigError, check_keys, get
+from clustertop.collectors.base import Context, Section
+from clustertop.config import ConfigError, Invalid, NonNegative, Positive, convert
+from clustertop.errors import describe
 from clustertop.wire import schema
 
 SECTION = "collectors.ceph"
-KEYS = {"urls", "username", "password_file", "token_file", "ca_file", "verify", "detail_interval", "request_timeout",
-        "interval", "enabled"}
 
 DEFAULT_INTERVAL_S = 10.0
 DEFAULT_DETAIL_INTERVAL_S = 60.0
@@ -95,63 +94,63 @@ def _base(url: str) -> str:
     return url.rstrip("/")
 
 
+class CephConfig(Section):
+    """``[collectors.ceph]``: what the file may say. What needs the machine (readable files) is
+    checked when the collector is built, so a config can be checked anywhere."""
+
+    urls: list[str] = []  # ceph-mgr dashboard URLs; the standbys answer with a redirect or 503
+    username: str | None = None
+    password_file: str | None = None
+    token_file: str | None = None
+    ca_file: str | None = None
+    verify: bool = True
+    detail_interval: NonNegative = DEFAULT_DETAIL_INTERVAL_S  # hosts, OSD settings, images; 0 = every poll
+    request_timeout: Positive | None = None  # None: a share of the runner's timeout (see parse_settings)
+    # Refused, never used: a secret in the config file ends up in backups and `ps`-able editors.
+    password: str | None = None
+    token: str | None = None
+
+    def __post_init__(self) -> None:
+        for secret in ("password", "token"):
+            if getattr(self, secret) is not None:
+                raise Invalid(secret, f"not allowed: put it in a file readable only by the agent and set {secret}_file")
+        if not self.urls:
+            raise Invalid("urls", "required: a list of ceph-mgr dashboard URLs, e.g. [\"https://mgr-a:8443\"]")
+        for u in self.urls:
+            parts = urlsplit(u)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise Invalid("urls", f"not an http(s) URL: {u!r}")
+        if (self.password_file is None) == (self.token_file is None):
+            raise Invalid("password_file", "set exactly one of password_file or token_file")
+        if self.password_file is not None and not self.username:
+            raise Invalid("username", "required with password_file")
+        if self.ca_file is not None and not self.verify:
+            raise Invalid("verify", "verify = false contradicts ca_file: remove one")
+
+
 def parse_settings(options: dict[str, Any], file: str | None, runner_timeout_s: float | None = None) -> Settings:
     """Validate ``[collectors.ceph]``; every problem is a ConfigError naming the key."""
-    for secret in ("password", "token"):
-        if secret in options:
-            raise ConfigError(file, f"[{SECTION}] {secret}",
-                              f"not allowed: put it in a file readable only by the agent and set {secret}_file")
-    check_keys(options, KEYS, file, SECTION)
+    c = convert(options, CephConfig, file, SECTION)
 
     def key(k: str) -> str:
         return f"[{SECTION}] {k}"
 
-    urls = get(options, "urls", list, None, file, SECTION)
-    if not urls:
-        raise ConfigError(file, key("urls"), "required: a list of ceph-mgr dashboard URLs, e.g. [\"https://mgr-a:8443\"]")
-    for u in urls:
-        parts = urlsplit(u) if isinstance(u, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(file, key("urls"), f"not an http(s) URL: {u!r}")
-    username = get(options, "username", str, None, file, SECTION)
-    password_file = get(options, "password_file", str, None, file, SECTION)
-    token_file = get(options, "token_file", str, None, file, SECTION)
-    if (password_file is None) == (token_file is None):
-        raise ConfigError(file, key("password_file"), "set exactly one of password_file or token_file")
-    if password_file is not None and not username:
-        raise ConfigError(file, key("username"), "required with password_file")
-    for k, path in (("password_file", password_file), ("token_file", token_file)):
+    for k, path in (("password_file", c.password_file), ("token_file", c.token_file), ("ca_file", c.ca_file)):
         if path is not None and not os.access(path, os.R_OK):
             raise ConfigError(file, key(k), f"cannot read {path!r}")
-    ca_file = get(options, "ca_file", str, None, file, SECTION)
-    verify_opt = get(options, "verify", bool, True, file, SECTION)
-    if ca_file is not None:
-        if not verify_opt:
-            raise ConfigError(file, key("verify"), "verify = false contradicts ca_file: remove one")
-        if not os.access(ca_file, os.R_OK):
-            raise ConfigError(file, key("ca_file"), f"cannot read {ca_file!r}")
-    detail = get(options, "detail_interval", (int, float), DEFAULT_DETAIL_INTERVAL_S, file, SECTION)
-    if detail < 0:
-        raise ConfigError(file, key("detail_interval"), f"must be >= 0 (0 = every interval), got {detail!r}")
     # Per-request timeout. ``timeout`` in the section is the runner's deadline for a whole poll
     # (stripped by the agent, passed as ``runner_timeout_s``): by default each request gets an equal
     # share of it across the mgr URLs, so failing over through dead mgrs still ends inside the poll.
-    default = DEFAULT_TIMEOUT_S
-    if runner_timeout_s:
-        default = min(DEFAULT_TIMEOUT_S, max(0.5, runner_timeout_s / max(1, len(urls))))
-    timeout = get(options, "request_timeout", (int, float), default, file, SECTION)
-    if not timeout > 0:
-        raise ConfigError(file, key("request_timeout"), f"must be > 0, got {timeout!r}")
+    timeout = c.request_timeout
+    if timeout is None:
+        timeout = DEFAULT_TIMEOUT_S
+        if runner_timeout_s:
+            timeout = min(DEFAULT_TIMEOUT_S, max(0.5, runner_timeout_s / max(1, len(c.urls))))
     return Settings(
-        urls=tuple(_base(u) for u in urls), username=username, password_file=password_file,
-        token_file=token_file, verify=ca_file if ca_file is not None else verify_opt,
-        detail_interval_s=float(detail), timeout_s=float(timeout),
+        urls=tuple(_base(u) for u in c.urls), username=c.username, password_file=c.password_file,
+        token_file=c.token_file, verify=c.ca_file if c.ca_file is not None else c.verify,
+        detail_interval_s=float(c.detail_interval), timeout_s=float(timeout),
     )
-
-
-def _describe(e: BaseException) -> str:
-    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def _mtime(path: str) -> float | None:
@@ -213,7 +212,7 @@ class CephApi:
             with open(self.s.password_file, encoding="utf-8") as f:
                 password = f.read().rstrip("\r\n")
         except OSError as e:
-            raise CephError(f"Ceph password_file unreadable: {_describe(e)}") from None
+            raise CephError(f"Ceph password_file unreadable: {describe(e)}") from None
         self.login_attempts += 1
         resp = self.http.post(f"{base}/api/auth", json={"username": self.s.username, "password": password},
                               headers={"Accept": "application/vnd.ceph.api.v1.0+json"})
@@ -240,7 +239,7 @@ class CephApi:
             with open(self.s.token_file, encoding="utf-8") as f:
                 self.token = f.read().strip() or None
         except OSError as e:
-            raise CephError(f"Ceph token_file unreadable: {_describe(e)}") from None
+            raise CephError(f"Ceph token_file unreadable: {describe(e)}") from None
         self._token_mtime = mtime
         if self.token is None:
             raise CephError("Ceph token_file is empty")
@@ -295,7 +294,7 @@ class CephApi:
             try:
                 resp = self._at(base, path, params)
             except self._httpx.TransportError as e:  # refused, reset, timeout, TLS verification
-                failures.append(f"{base}: {_describe(e)}")
+                failures.append(f"{base}: {describe(e)}")
                 if base == self.active:
                     self.active = None
                 continue
@@ -337,6 +336,7 @@ class CephCollector:
     field = "ceph"
     scope = "cluster"
     default_interval_s = DEFAULT_INTERVAL_S
+    config_type = CephConfig
 
     def __init__(self, ctx: Context, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time) -> None:

@@ -32,13 +32,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from clustertop.collectors import queues_parse
-from clustertop.collectors.base import Context
-from clustertop.config import ConfigError, check_keys, get
+from clustertop.collectors.base import Context, Section
+from clustertop.config import Invalid, Positive, convert
+from clustertop.errors import describe
 from clustertop.store import redact
 from clustertop.wire import schema
 
 SECTION = "collectors.dask"
-KEYS = {"schedulers", "request_timeout", "timeout", "interval", "enabled"}
 DEFAULT_INTERVAL_S = 10.0
 DEFAULT_REQUEST_TIMEOUT_S = 3.0
 #: How long to wait before asking again a scheduler that does not export Prometheus task counts.
@@ -49,30 +49,29 @@ class DaskUnreachable(Exception):
     """No configured scheduler answered; the message names each and why."""
 
 
+class DaskConfig(Section):
+    """``[collectors.dask]``: the schedulers' dashboards (HTTP), not their tcp:// comm addresses."""
+
+    schedulers: list[str] = []
+    request_timeout: Positive | None = None  # None: `timeout`, else DEFAULT_REQUEST_TIMEOUT_S
+
+    def __post_init__(self) -> None:
+        if not self.schedulers:
+            raise Invalid("schedulers", "required: a list of scheduler HTTP addresses, e.g. [\"http://dask-sched:8787\"]")
+        for u in self.schedulers:
+            parts = urlsplit(u)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                hint = " (that is the scheduler's comm address: give its dashboard, http://host:8787)" \
+                    if u.startswith("tcp://") else ""
+                raise Invalid("schedulers", f"not an http(s) URL: {u!r}{hint}")
+
+
 def parse_settings(options: dict[str, Any], file: str | None) -> tuple[tuple[str, ...], float]:
     """``[collectors.dask]`` -> (scheduler base URLs, per-request timeout)."""
-    check_keys(options, KEYS, file, SECTION)
-    urls = get(options, "schedulers", list, None, file, SECTION)
-    if not urls:
-        raise ConfigError(file, f"[{SECTION}] schedulers",
-                          "required: a list of scheduler HTTP addresses, e.g. [\"http://dask-sched:8787\"]")
-    for u in urls:
-        parts = urlsplit(u) if isinstance(u, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            hint = " (that is the scheduler's comm address: give its dashboard, http://host:8787)" \
-                if isinstance(u, str) and u.startswith("tcp://") else ""
-            raise ConfigError(file, f"[{SECTION}] schedulers", f"not an http(s) URL: {u!r}{hint}")
+    c = convert(options, DaskConfig, file, SECTION)
     # `timeout` reaches us only when built directly (the agent keeps it as the runner's deadline).
-    timeout = get(options, "request_timeout", (int, float),
-                  get(options, "timeout", (int, float), DEFAULT_REQUEST_TIMEOUT_S, file, SECTION), file, SECTION)
-    if not timeout > 0:
-        raise ConfigError(file, f"[{SECTION}] request_timeout", f"must be > 0, got {timeout!r}")
-    return tuple(u.rstrip("/") for u in urls), float(timeout)
-
-
-def _describe(e: BaseException) -> str:
-    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return f"{type(e).__name__}: {text}"[:300] if text else type(e).__name__
+    timeout = c.request_timeout or c.timeout or DEFAULT_REQUEST_TIMEOUT_S
+    return tuple(u.rstrip("/") for u in c.schedulers), float(timeout)
 
 
 class DaskCollector:
@@ -82,6 +81,7 @@ class DaskCollector:
     field = "queues"
     scope = "cluster"
     default_interval_s = DEFAULT_INTERVAL_S
+    config_type = DaskConfig
 
     def __init__(self, ctx: Context, wall: Callable[[], float] = time.time,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -139,7 +139,7 @@ class DaskCollector:
             try:
                 ws, counts = self.poll_one(base)
             except Exception as e:  # noqa: BLE001 - one scheduler failing must not hide the others
-                errors.append(f"scheduler {redact(base)}: {_describe(e)}")
+                errors.append(f"scheduler {redact(base)}: {describe(e)}")
                 continue
             workers += ws
             if counts.processing is not None:

@@ -12,8 +12,8 @@ Shape (after nvitop's NVML layer):
 - GPU_IS_LOST (the GPU fell off the bus) marks that one Gpu ``lost`` with its cached identity; the other
   GPUs keep reporting, and the lost one is probed again only every ``LOST_RETRY_S``.
 
-Processes get user, name, command line and start time from ``/proc/<pid>`` under ``ctx.roots`` (small pure
-parsers below, thin reader in ``ProcReader``), and their owner from ``clustertop.collectors.owner``.
+Processes get user, name, command line and start time from ``/proc/<pid>`` under ``ctx.roots`` (read by
+``clustertop.collectors.procfs``, cached in ``ProcReader``), and their owner from ``clustertop.collectors.owner``.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from clustertop.collectors.base import Context, NoData, Roots
-from clustertop.config import ConfigError, check_keys, get
+from clustertop.collectors import procfs
+from clustertop.collectors.base import Context, NoData, Roots, Section
+from clustertop.config import Positive, convert
 from clustertop.wire import schema
 
 SECTION = "collectors.gpu"
@@ -175,65 +176,16 @@ def text(value: Any) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Pure /proc parsers
+# GPU processes: /proc/<pid> read by procfs, cached here
 # ---------------------------------------------------------------------------------------------
 
 
-def parse_pid_stat(data: str) -> tuple[str, int] | None:
-    """/proc/<pid>/stat -> (comm, starttime in clock ticks since boot)."""
-    # comm may hold spaces and ")" itself: the last ")" ends it (proc(5)).
-    try:
-        open_, close = data.index("("), data.rindex(")")
-        rest = data[close + 2:].split()
-        return data[open_ + 1:close], int(rest[19])  # rest[0] is field 3; starttime is field 22
-    except (ValueError, IndexError):
-        return None
-
-
-def parse_status_uid(data: str) -> int | None:
-    """Real uid from /proc/<pid>/status ("Uid:\treal\teffective\tsaved\tfs")."""
-    for line in data.splitlines():
-        if line.startswith("Uid:"):
-            parts = line.split()
-            # isdecimal, not isdigit: int() refuses "²"; a 5000-digit uid is no uid either
-            return int(parts[1]) if len(parts) > 1 and parts[1].isdecimal() and len(parts[1]) < 20 else None
-    return None
-
-
-def parse_cmdline(raw: bytes, limit: int = CMDLINE_MAX) -> str | None:
-    """NUL-separated argv -> one line, bounded; kernel threads and zombies have none (None)."""
-    argv = raw.rstrip(b"\0").split(b"\0")
-    line = " ".join(a.decode("utf-8", "replace") for a in argv).strip()
+def one_line(argv: list[str], limit: int = CMDLINE_MAX) -> str | None:
+    """argv as one line, bounded; kernel threads and zombies have none (None)."""
+    line = " ".join(argv).strip()
     if not line:
         return None
     return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def parse_btime(data: str) -> int | None:
-    """Boot time (Unix seconds) from /proc/stat."""
-    for line in data.splitlines():
-        if line.startswith("btime "):
-            value = line.split()[1:]
-            # a torn or garbled line is no boot time (the docstring's None), not an exception
-            return int(value[0]) if value and value[0].isdecimal() and len(value[0]) < 20 else None
-    return None
-
-
-def parse_passwd(data: str) -> dict[int, str]:
-    out: dict[int, str] = {}
-    for line in data.splitlines():
-        f = line.split(":")
-        if len(f) >= 3 and f[2].isdigit():
-            try:
-                out.setdefault(int(f[2]), f[0])
-            except ValueError:  # isdigit() passes "²" and 5000-digit numbers, which int() refuses
-                continue
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Thin /proc reader for GPU processes
-# ---------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -273,7 +225,6 @@ class ProcReader:
     def __init__(self, roots: Roots, clock: Callable[[], float]) -> None:
         self.roots = roots
         self.clock = clock
-        self.clk_tck = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
         self._btime: int | None = None
         self._users: dict[int, str] = {}
         self._users_at: float | None = None
@@ -281,27 +232,22 @@ class ProcReader:
         self._owner_fn = _owner_of()
 
     def info(self, pid: int) -> ProcInfo | None:
-        stat = _read_text(self.roots.procfs(str(pid), "stat"))
-        parsed = parse_pid_stat(stat) if stat else None
-        if parsed is None:
+        # Whatever keeps us from reading the process (gone, hidden, corrupt) leaves its GPU row without
+        # details; it never costs the GPU list.
+        try:
+            stat = procfs.read_pid_stat(self.roots, pid)
+            cached = self._cache.get(pid)
+            if stat is not None and cached is not None and cached.starttime == stat.starttime:
+                return cached
+            proc = procfs.read_pid(self.roots, pid, self._boot_time()) if stat is not None else None
+        except (OSError, ValueError):
+            proc = None
+        if proc is None:
             self._cache.pop(pid, None)
             return None
-        comm, starttime = parsed
-        cached = self._cache.get(pid)
-        if cached is not None and cached.starttime == starttime:
-            return cached
-        info = ProcInfo(starttime=starttime, name=comm or None)
-        status = _read_text(self.roots.procfs(str(pid), "status"))
-        uid = parse_status_uid(status) if status else None
-        info.user = self._user(uid) if uid is not None else None
-        try:
-            with open(self.roots.procfs(str(pid), "cmdline"), "rb") as f:
-                info.cmdline = parse_cmdline(f.read())
-        except OSError:
-            pass
-        btime = self._boot_time()
-        if btime is not None and self.clk_tck:
-            info.start_ts = btime + starttime / self.clk_tck
+        info = ProcInfo(starttime=proc.stat.starttime, name=proc.stat.comm or None, cmdline=one_line(proc.argv),
+                        start_ts=proc.start_ts)
+        info.user = self._user(proc.uid) if proc.uid is not None else None
         if self._owner_fn is not None:
             try:
                 info.owner = self._owner_fn(pid, self.roots)
@@ -317,15 +263,14 @@ class ProcReader:
 
     def _boot_time(self) -> int | None:
         if self._btime is None:
-            data = _read_text(self.roots.procfs("stat"))
-            self._btime = parse_btime(data) if data else None
+            self._btime = procfs.read_btime(self.roots)
         return self._btime
 
     def _user(self, uid: int) -> str:
         now = self.clock()
         if self._users_at is None or now - self._users_at > PASSWD_TTL_S:
             data = _read_text(os.path.join(self.roots.etc, "passwd"))
-            self._users = parse_passwd(data) if data else {}
+            self._users = procfs.parse_passwd(data) if data else {}
             self._users_at = now
         name = self._users.get(uid)
         if name is None and self.roots.etc == "/etc":
@@ -375,6 +320,16 @@ class _Device:
     errors: list[str] = field(default_factory=list)  # this tick's unexpected query errors
 
 
+class GpuConfig(Section):
+    """``[collectors.gpu]``."""
+
+    # PCIe throughput makes NVML sample the link for about 20 ms per counter (NVML docs), which is
+    # 320 ms per tick on an 8-GPU node: off unless asked for.
+    pcie: bool = False
+    processes: bool = True  # the processes on each GPU, with their users and jobs
+    static_ttl_s: Positive = STATIC_TTL_S  # how long names, limits and max clocks are trusted
+
+
 class GpuCollector:
     """NVIDIA GPUs of this node -> list[schema.Gpu]."""
 
@@ -382,19 +337,13 @@ class GpuCollector:
     field = "gpus"
     scope = "node"
     default_interval_s = 1.0
+    config_type = GpuConfig
 
     def __init__(self, ctx: Context, clock: Callable[[], float] | None = None) -> None:
         self.ctx = ctx
         self.clock = clock or time.monotonic
-        cfg, file = ctx.config, ctx.config_file
-        check_keys(cfg, {"pcie", "processes", "static_ttl_s", "enabled", "interval"}, file, SECTION)
-        # PCIe throughput makes NVML sample the link for about 20 ms per counter (NVML docs), which is
-        # 320 ms per tick on an 8-GPU node: off unless asked for.
-        self.pcie = bool(get(cfg, "pcie", bool, False, file, SECTION))
-        self.processes = bool(get(cfg, "processes", bool, True, file, SECTION))
-        self.static_ttl_s = float(get(cfg, "static_ttl_s", (int, float), STATIC_TTL_S, file, SECTION))
-        if self.static_ttl_s <= 0:
-            raise ConfigError(file, f"[{SECTION}] static_ttl_s", f"must be > 0 seconds, got {self.static_ttl_s:g}")
+        c = convert(ctx.config, GpuConfig, ctx.config_file, SECTION)
+        self.pcie, self.processes, self.static_ttl_s = c.pcie, c.processes, c.static_ttl_s
         self._nv: Any = None
         self._initialized = False
         self._retry_at: float | None = None

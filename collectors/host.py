@@ -21,9 +21,9 @@ import time
 from dataclasses import dataclass
 
 from clustertop.collectors import procfs
-from clustertop.collectors.base import Context, Roots
+from clustertop.collectors.base import Context, Roots, Section
 from clustertop.collectors.owner import apply_cmdline, parse_cgroup
-from clustertop.config import check_keys, get
+from clustertop.config import NonNegative, convert
 from clustertop.wire.schema import CpuTimes, DiskIO, Filesystem, Memory, Nic, Owner, Proc, System
 
 TOP_N = 10  # processes by CPU and by RSS each; the union is at most 2 * TOP_N
@@ -31,10 +31,6 @@ MAX_VIRTUAL_NICS = 16  # a Kubernetes node has one veth per pod: keep the busies
 MAX_FILESYSTEMS = 64
 CMDLINE_MAX = 200
 STATIC_REFRESH_S = 60.0  # hostname, OS, CPU model: re-read now and then, not every tick
-
-# USER_HZ: the unit of /proc/stat and /proc/<pid>/stat times. Fixed by the kernel ABI (100 on every
-# mainstream architecture), so reading it from the running machine is right for a fixture tree too.
-CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 # Never statvfs these: a hung server or FUSE daemon blocks statvfs in the kernel, uninterruptibly,
 # and would take the collector's thread with it. Network mounts are the `nfs` collector's job (it
@@ -69,21 +65,6 @@ def _read(path: str) -> str | None:
             return f.read().decode("utf-8", "replace")
     except OSError:  # absent on this kernel, permission, or a pid that just exited
         return None
-
-
-def _read_stat(path: str) -> str | None:
-    # The per-pid hot path (hundreds of files a second): raw os.open/os.read skip the buffered text
-    # layer, which costs as much as the syscalls themselves. /proc/<pid>/stat fits in one read.
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        return os.read(fd, 4096).decode("utf-8", "replace")
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
 
 
 def _read_bytes(path: str) -> bytes | None:
@@ -267,25 +248,28 @@ class _Static:
 DEFAULT_PROCS_INTERVAL_S = 5.0
 
 
+class HostConfig(Section):
+    """``[collectors.host]``."""
+
+    # Where the machine's root is mounted when /proc is another machine's (a container reading the
+    # host's /proc): see HostCollector.rootfs.
+    rootfs: str | None = None
+    # The process walk is ~70 % of this collector's cost (one open+read per pid); top processes
+    # refreshed every few seconds read as well as every second, and their CPU % becomes an
+    # average over that window instead of a one-second blip. 0 = every collect.
+    procs_interval: NonNegative = DEFAULT_PROCS_INTERVAL_S
+
+
 class HostCollector:
     name = "host"
     field = "system"
     scope = "node"
     default_interval_s = 1.0
+    config_type = HostConfig
 
     def __init__(self, ctx: Context) -> None:
-        section = "collectors.host"
-        check_keys(ctx.config, {"enabled", "interval", "rootfs", "procs_interval"}, ctx.config_file, section)
-        # The process walk is ~70 % of this collector's cost (one open+read per pid); top processes
-        # refreshed every few seconds read as well as every second, and their CPU % becomes an
-        # average over that window instead of a one-second blip. 0 = every collect.
-        self.procs_interval_s = float(get(ctx.config, "procs_interval", (int, float), DEFAULT_PROCS_INTERVAL_S,
-                                          ctx.config_file, section))
-        if self.procs_interval_s < 0:
-            from clustertop.config import ConfigError
-
-            raise ConfigError(ctx.config_file, f"[{section}] procs_interval",
-                              f"must be >= 0, got {self.procs_interval_s!r}")
+        c = convert(ctx.config, HostConfig, ctx.config_file, "collectors.host")
+        self.procs_interval_s = c.procs_interval
         self._procs_at: float | None = None  # kernel uptime (or monotonic) of the last walk
         self._procs_last: tuple[list[Proc] | None, int | None] = (None, None)
         # What changes seldom, re-read every STATIC_EVERY_S instead of every tick: per NIC its kind,
@@ -308,8 +292,7 @@ class HostCollector:
         # or an agent in a container reading the host's /proc) mountpoints are paths on another
         # machine: usage is reported only if `rootfs` says where that machine's root is mounted
         # (e.g. "/host"); otherwise filesystems are listed with unknown usage.
-        rootfs = get(ctx.config, "rootfs", str, None, ctx.config_file, section)
-        self.rootfs: str | None = rootfs if rootfs is not None else ("/" if self.live else None)
+        self.rootfs: str | None = c.rootfs if c.rootfs is not None else ("/" if self.live else None)
         self._prev: _Sample | None = None
         self._pid_ticks: dict[int, tuple[int, int]] = {}  # pid -> (starttime, utime+stime)
         # (pid, starttime, comm) -> owner. comm is in the key because exec keeps pid and start time
@@ -571,30 +554,27 @@ class HostCollector:
     # -- processes -----------------------------------------------------------------------------
 
     def _procs(self, elapsed: float | None, boot_ts: float | None) -> tuple[list[Proc] | None, int | None]:
-        base = self.roots.procfs()
-        names = _listdir(base)
+        names = _listdir(self.roots.procfs())
         if names is None:
             return None, None
-        prefix = base.rstrip("/") + "/"
         seen: dict[int, tuple[int, int]] = {}
         rows: list[tuple[procfs.PidStat, float | None]] = []
         for n in names:
             if not n.isdigit():
                 continue
-            text = _read_stat(prefix + n + "/stat")
-            if not text:
-                continue  # exited between listdir and open
             try:
-                ps = procfs.parse_pid_stat(text)
-            except (ValueError, IndexError):
+                ps = procfs.read_pid_stat(self.roots, int(n))
+            except (OSError, ValueError):  # hidden from us (hidepid), or a corrupt line: not one to list
                 continue
+            if ps is None:
+                continue  # exited between listdir and open
             ticks = ps.utime + ps.stime
             seen[ps.pid] = (ps.starttime, ticks)
             before = self._pid_ticks.get(ps.pid)
             cpu = None
             # same pid and same start time: the same process (pids are reused)
             if elapsed and before is not None and before[0] == ps.starttime:
-                cpu = max(ticks - before[1], 0) / CLK_TCK / elapsed * 100.0
+                cpu = max(ticks - before[1], 0) / procfs.CLK_TCK / elapsed * 100.0
             rows.append((ps, cpu))
         # Replacing the dict forgets exited pids: memory stays bounded by the live process count.
         self._pid_ticks = seen
@@ -636,7 +616,7 @@ class HostCollector:
             user=self._user(status.uid),
             name=name,
             cmdline=cmdline[:CMDLINE_MAX] or None,  # kernel threads have none
-            start_ts=_r(boot_ts + ps.starttime / CLK_TCK) if boot_ts is not None else None,
+            start_ts=_r(procfs.started_at(boot_ts, ps.starttime)) if boot_ts is not None else None,
             cpu_pct=_r(cpu),
             rss_bytes=status.rss_bytes if status.rss_bytes is not None else (0 if ps.rss_pages == 0 else None),
             state=ps.state,

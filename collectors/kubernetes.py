@@ -36,16 +36,17 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 from clustertop.collectors import kubernetes_parse as k8s_parse
-from clustertop.collectors.base import Context
-from clustertop.config import ConfigError, check_keys, get
+from clustertop.collectors.base import Context, Section
+from clustertop.config import ConfigError, Invalid, Positive, convert
+from clustertop.errors import first_line
 from clustertop.wire import schema
 
 SECTION = "collectors.kubernetes"
-KEYS = {"kubeconfig", "context", "namespaces", "request_timeout", "timeout", "gpu_resource", "max_pods",
-        "interval", "enabled"}
 
 DEFAULT_INTERVAL_S = 10.0
 DEFAULT_TIMEOUT_S = 5.0
@@ -73,46 +74,40 @@ class Settings:
     max_pods: int
 
 
+class KubernetesConfig(Section):
+    """``[collectors.kubernetes]``: which API server (kubeconfig and context) and what to list."""
+
+    kubeconfig: str | None = None  # None: the service account in a pod, else the client's default
+    context: str | None = None
+    namespaces: list[str] | None = None  # None: all namespaces
+    request_timeout: Positive | None = None  # None: `timeout`, else DEFAULT_TIMEOUT_S
+    gpu_resource: str = k8s_parse.GPU_RESOURCE
+    max_pods: Annotated[int, msgspec.Meta(ge=0)] = DEFAULT_MAX_PODS
+
+    def __post_init__(self) -> None:
+        if self.namespaces is not None and (not self.namespaces or not all(self.namespaces)):
+            raise Invalid("namespaces", "a non-empty list of namespace names (omit it for all)")
+
+
 def parse_settings(options: dict[str, Any], file: str | None) -> Settings:
     """Validate ``[collectors.kubernetes]``; every problem is a ConfigError naming the key."""
-    check_keys(options, KEYS, file, SECTION)
-
-    def key(k: str) -> str:
-        return f"[{SECTION}] {k}"
-
-    kubeconfig = get(options, "kubeconfig", str, None, file, SECTION)
+    c = convert(options, KubernetesConfig, file, SECTION)
+    kubeconfig = c.kubeconfig
     if kubeconfig is not None:
         kubeconfig = os.path.expanduser(kubeconfig)
         if not os.access(kubeconfig, os.R_OK):
-            raise ConfigError(file, key("kubeconfig"), f"cannot read {kubeconfig!r}")
-    context = get(options, "context", str, None, file, SECTION)
-    namespaces = get(options, "namespaces", list, None, file, SECTION)
-    if namespaces is not None:
-        if not namespaces or not all(isinstance(n, str) and n for n in namespaces):
-            raise ConfigError(file, key("namespaces"), "a non-empty list of namespace names (omit it for all)")
-        namespaces = tuple(dict.fromkeys(namespaces))
-    timeout = get(options, "timeout", (int, float), DEFAULT_TIMEOUT_S, file, SECTION)
-    timeout = get(options, "request_timeout", (int, float), timeout, file, SECTION)
-    if not timeout > 0:
-        raise ConfigError(file, key("request_timeout"), f"must be > 0, got {timeout!r}")
-    gpu_resource = get(options, "gpu_resource", str, k8s_parse.GPU_RESOURCE, file, SECTION)
-    max_pods = get(options, "max_pods", int, DEFAULT_MAX_PODS, file, SECTION)
-    if max_pods < 0:
-        raise ConfigError(file, key("max_pods"), f"must be >= 0, got {max_pods!r}")
-    return Settings(kubeconfig=kubeconfig, context=context, namespaces=namespaces, timeout_s=float(timeout),
-                    gpu_resource=gpu_resource, max_pods=max_pods)
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+            raise ConfigError(file, f"[{SECTION}] kubeconfig", f"cannot read {kubeconfig!r}")
+    namespaces = tuple(dict.fromkeys(c.namespaces)) if c.namespaces is not None else None
+    timeout = c.request_timeout or c.timeout or DEFAULT_TIMEOUT_S
+    return Settings(kubeconfig=kubeconfig, context=c.context, namespaces=namespaces, timeout_s=float(timeout),
+                    gpu_resource=c.gpu_resource, max_pods=c.max_pods)
 
 
 def _reason_text(reason: Any) -> str:
     """urllib3 wraps the cause (MaxRetryError(reason=NewConnectionError(...))): name the cause."""
     inner = getattr(reason, "reason", None)
     cause = inner if isinstance(inner, BaseException) else reason
-    text = _first_line(cause)
+    text = first_line(cause) or type(cause).__name__
     # NewConnectionError's text repeats the connection object's repr before the useful part.
     if ">: " in text:
         text = text.split(">: ", 1)[1]
@@ -148,7 +143,7 @@ def build_api_client(kubeconfig: str | None, context: str | None, *, retries: in
                                     persist_config=False)
     except (config.ConfigException, OSError, ValueError, TypeError) as e:
         raise KubernetesError(f"Kubernetes config unusable ({kubeconfig or '~/.kube/config'}): "
-                              f"{_first_line(e)}") from None
+                              f"{first_line(e) or type(e).__name__}") from None
     # One quick retry covers a keep-alive connection the server closed between polls; more would
     # multiply the wait when the server is really gone.
     cfg.retries = retries
@@ -216,6 +211,7 @@ class KubernetesCollector:
     field = "kubernetes"
     scope = "cluster"
     default_interval_s = DEFAULT_INTERVAL_S
+    config_type = KubernetesConfig
 
     def __init__(self, ctx: Context, api_client: Any | None = None, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time) -> None:

@@ -17,8 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from clustertop.collectors import procfs
-from clustertop.collectors.base import Context, Roots
-from clustertop.config import ConfigError, check_keys, get
+from clustertop.collectors.base import Context, Roots, Section
+from clustertop.config import ConfigError, Invalid, Positive, convert
+from clustertop.errors import describe
 from clustertop.wire import schema
 
 #: Filesystem types that live across the network. Kernel CephFS reports "ceph" (ceph-fuse
@@ -100,25 +101,28 @@ class Options:
     hung_s: float
 
 
-def options(ctx: Context) -> Options:
-    """``[collectors.nfs]`` probe_timeout, slow_ms, hung_s; bad values name the file and key.
+class NfsConfig(Section):
+    """``[collectors.nfs]``. ``probe_timeout`` (not ``timeout``): ``timeout`` in any ``[collectors.X]``
+    section is the runner's per-collector timeout, which the agent strips before the collector sees its options."""
 
-    ``probe_timeout`` (not ``timeout``): ``timeout`` in any ``[collectors.X]`` section is the runner's
-    per-collector timeout, which the agent strips before the collector sees its options."""
-    table, file = ctx.config, ctx.config_file
-    # "enabled"/"interval" belong to the agent (it strips them); accept them if a caller passes them.
-    check_keys(table, {"probe_timeout", "slow_ms", "hung_s", "enabled", "interval"}, file, SECTION)
+    probe_timeout: Positive | None = None  # None: 1 s, at most half the interval
+    slow_ms: Positive = DEFAULT_SLOW_MS
+    hung_s: Positive = DEFAULT_HUNG_S
+
+    def __post_init__(self) -> None:
+        if self.probe_timeout is not None and self.probe_timeout > 30:
+            raise Invalid("probe_timeout", f"must be at most 30 s, got {self.probe_timeout!r}")
+
+
+def options(ctx: Context) -> Options:
+    """``[collectors.nfs]`` probe_timeout, slow_ms, hung_s; bad values name the file and key."""
+    file = ctx.config_file
+    c = convert(ctx.config, NfsConfig, file, SECTION)
     # Default deadline: 1 s, but at most half the interval so collect() ends well before the agent's
     # own per-collector timeout (which defaults to the interval).
-    default_timeout = min(DEFAULT_TIMEOUT_S, max(ctx.interval_s, 0.1) / 2)
-    timeout = float(get(table, "probe_timeout", (int, float), default_timeout, file, SECTION))
-    slow_ms = float(get(table, "slow_ms", (int, float), DEFAULT_SLOW_MS, file, SECTION))
-    hung_s = float(get(table, "hung_s", (int, float), DEFAULT_HUNG_S, file, SECTION))
-    for key, value in (("probe_timeout", timeout), ("slow_ms", slow_ms), ("hung_s", hung_s)):
-        if not value > 0:  # also catches NaN
-            raise ConfigError(file, f"[{SECTION}] {key}", f"must be > 0, got {value!r}")
-    if timeout > 30:
-        raise ConfigError(file, f"[{SECTION}] probe_timeout", f"must be at most 30 s, got {timeout!r}")
+    timeout = c.probe_timeout or min(DEFAULT_TIMEOUT_S, max(ctx.interval_s, 0.1) / 2)
+    slow_ms, hung_s = c.slow_ms, c.hung_s
+    # Here, not in NfsConfig: the default deadline depends on the interval the agent chose.
     if hung_s <= timeout:
         raise ConfigError(file, f"[{SECTION}] hung_s",
                           f"must be longer than probe_timeout ({timeout:g} s), got {hung_s!r}")
@@ -130,6 +134,7 @@ class NetMountCollector:
 
     name = "nfs"
     field = "netmounts"
+    config_type = NfsConfig
     scope = "node"
     default_interval_s = 2.0
 
@@ -174,7 +179,7 @@ class NetMountCollector:
             except OSError as e:  # ESTALE, ENOTCONN (dead sshfs), EACCES: the mount answered, badly
                 p.error = e.strerror or str(e)
             except Exception as e:  # a probe bug must not kill the thread before done is set
-                p.error = f"{type(e).__name__}: {e}"
+                p.error = describe(e)
             finally:
                 p.latency_s = self._clock() - t0
                 p.done.set()

@@ -1,4 +1,6 @@
-"""Provides pure parsers for /proc and /sys text: strings in, plain values out, no I/O.
+"""Provides pure parsers for /proc and /sys text: strings in, plain values out, no I/O; and the one
+thin reader of /proc/<pid> (read_pid_stat, read_pid) that the host and GPU collectors, the command
+executor and the task manager all use.
 
 The host collector (collectors/host.py) reads the files under its roots and computes rates; everything
 here can be tested on captured text. Counters stay raw (ticks, sectors, bytes) so rates are exact.
@@ -6,8 +8,13 @@ here can be tested on captured text. Counters stay raw (ticks, sectors, bytes) s
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from clustertop.collectors.base import Roots
 
 # /proc/diskstats counts 512-byte sectors whatever the device's real sector size (kernel ABI,
 # Documentation/admin-guide/iostats.rst), so bytes = sectors * 512 on 4Kn drives too.
@@ -87,6 +94,25 @@ def parse_stat(text: str) -> Stat:
         elif key == "procs_blocked" and len(parts) > 1:
             st.procs_blocked = int(parts[1])
     return st
+
+
+def parse_btime(text: str) -> int | None:
+    """Boot time (Unix seconds) from /proc/stat; None when it names none, or a garbled one."""
+    for line in text.splitlines():
+        if line.startswith("btime "):
+            value = line.split()[1:]
+            # isdecimal, not isdigit: int() refuses "²"; a 5000-digit number is no boot time either
+            return int(value[0]) if value and value[0].isdecimal() and len(value[0]) < 20 else None
+    return None
+
+
+def read_btime(roots: Roots) -> int | None:
+    """Boot time of the machine whose /proc ``roots`` names; None when /proc/stat is unreadable or names none."""
+    try:
+        with open(roots.procfs("stat"), "rb") as f:
+            return parse_btime(f.read().decode("utf-8", "replace"))
+    except OSError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -365,28 +391,39 @@ def parse_mounts(text: str) -> list[Mount]:
 # ---------------------------------------------------------------------------------------------
 
 
+# USER_HZ: the unit of /proc/stat and /proc/<pid>/stat times. Fixed by the kernel ABI (100 on every
+# mainstream architecture), so reading it from the running machine is right for a fixture tree too.
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
 @dataclass(frozen=True)
 class PidStat:
     pid: int
     comm: str
     state: str
     ppid: int
+    pgrp: int
     utime: int  # ticks
     stime: int  # ticks
     threads: int
-    starttime: int  # ticks after boot: with pid, identifies the process across reuse
+    starttime: int  # clock ticks after boot (field 22): with pid, identifies the process across reuse
     rss_pages: int
 
 
 def parse_pid_stat(text: str) -> PidStat:
+    """One /proc/<pid>/stat line; ValueError if it is not one (the only error it raises)."""
     # comm is in parentheses and may itself hold spaces and ")" ("(sd-pam)", "(my ) proc)"):
     # the last ")" ends it.
-    open_, close = text.index("("), text.rindex(")")
+    open_, close = text.find("("), text.rfind(")")
     f = text[close + 2:].split()
-    # f[0] is field 3 (state) of proc(5)
+    if open_ < 0 or close < open_ or len(f) < 22:
+        raise ValueError(f"not a /proc/<pid>/stat line: {text[:80]!r}")
+    # f[0] is field 3 (state) of proc(5); the counters are u64 (a longer number would overflow the
+    # float divisions that turn ticks into seconds)
+    utime, stime, starttime, rss_pages = _u64s([f[11], f[12], f[19], f[21]], "/proc/<pid>/stat")
     return PidStat(pid=int(text[:open_]), comm=text[open_ + 1:close], state=f[0], ppid=int(f[1]),
-                   utime=int(f[11]), stime=int(f[12]), threads=int(f[17]), starttime=int(f[19]),
-                   rss_pages=int(f[21]))
+                   pgrp=int(f[2]), utime=utime, stime=stime, threads=int(f[17]), starttime=starttime,
+                   rss_pages=rss_pages)
 
 
 @dataclass(frozen=True)
@@ -417,6 +454,75 @@ def parse_cmdline(raw: bytes) -> list[str]:
     """argv from NUL-separated bytes; a process that rewrote its title may use spaces instead."""
     text = raw.decode("utf-8", "replace")
     return text.rstrip("\0").split("\0") if text else []
+
+
+def started_at(btime: float, starttime: int) -> float:
+    """A process's start as Unix seconds: boot time plus its start in clock ticks. Good to a second at
+    best, since btime is whole seconds; the ticks themselves are the exact identity."""
+    return btime + starttime / CLK_TCK
+
+
+@dataclass(frozen=True)
+class PidInfo:
+    """A process as /proc/<pid> shows it: who it is (pid + start time), whose it is, what it runs."""
+
+    stat: PidStat  # comm, state, ppid, pgrp, utime/stime, starttime in clock ticks
+    uid: int | None  # real uid (whose process it is); None when status names none
+    argv: list[str]  # empty for kernel threads and zombies
+    start_ts: float | None  # started_at(btime, stat.starttime); None when the boot time is unknown
+
+    @property
+    def cmdline(self) -> str:
+        return " ".join(self.argv)
+
+
+# The readers' one error contract: None when the process is gone (the file vanished, or the kernel
+# says ESRCH while we read it); ValueError when a file is corrupt; any other OSError (a /proc mounted
+# hidepid=1 refusing us) raised, because only the caller knows whether that is a process to skip or
+# an error to report.
+_GONE = (FileNotFoundError, ProcessLookupError)
+
+
+def read_pid_stat(roots: Roots, pid: int) -> PidStat | None:
+    """/proc/<pid>/stat under ``roots``, parsed (see the error contract above)."""
+    try:
+        fd = os.open(roots.procfs(str(pid), "stat"), os.O_RDONLY)
+        try:
+            # The host collector's hot path (hundreds of pids a second): raw os.open/os.read skip the
+            # buffered text layer, which costs as much as the syscalls themselves; the line fits in one read.
+            raw = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+    except _GONE:
+        return None
+    if not raw:
+        return None  # exited between open and read
+    return parse_pid_stat(raw.decode("utf-8", "replace"))
+
+
+def _read_pid_file(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except _GONE:
+        return None
+
+
+def read_pid(roots: Roots, pid: int, btime: float | None) -> PidInfo | None:
+    """stat, status and cmdline of ``pid`` under ``roots`` (see the error contract above).
+
+    ``btime`` is the boot time (read_btime) that turns the start ticks into Unix seconds.
+    """
+    stat = read_pid_stat(roots, pid)
+    if stat is None:
+        return None
+    status = _read_pid_file(roots.procfs(str(pid), "status"))
+    cmdline = _read_pid_file(roots.procfs(str(pid), "cmdline"))
+    if status is None or cmdline is None:
+        return None
+    return PidInfo(stat=stat, uid=parse_pid_status(status.decode("utf-8", "replace")).uid,
+                   argv=parse_cmdline(cmdline),
+                   start_ts=started_at(btime, stat.starttime) if btime is not None else None)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from textual.content import Content
 from clustertop import wire
 from clustertop.control import commands as cc
 from clustertop.dashboard import fmt
-from clustertop.dashboard.source import describe_error
+from clustertop.errors import describe
 from clustertop.wire import schema
 
 #: How to get an operator key, for anyone who pressed a process key without one.
@@ -107,12 +107,12 @@ class Actions:
             try:
                 out = fn()
             except Exception as e:  # noqa: BLE001 - the operator gets the reason, never a traceback
-                out = Outcome(False, f"failed: {describe_error(e)}")
+                out = Outcome(False, f"failed: {describe(e)}")
             if not out.audited:
                 try:
                     self.write_audit(action, target, out)
                 except Exception as e:  # noqa: BLE001 - the action happened; say the trail did not
-                    out.text += f" (audit entry not written: {describe_error(e)})"
+                    out.text += f" (audit entry not written: {describe(e)})"
             self.app.call_from_thread(self._finished, action, target, out)
 
         self.app.run_worker(run, thread=True, group="actions", exit_on_error=False, name=f"{action} {target}")
@@ -237,7 +237,7 @@ class Actions:
                 allowed = self.k8s().allowed_actions()
                 err = None
             except Exception as e:  # noqa: BLE001 - unknown permissions: keys stay, the action says why
-                allowed, err = None, describe_error(e)
+                allowed, err = None, describe(e)
             def store() -> None:
                 self.k8s_allowed, self.k8s_allowed_error = allowed, err
                 if on_done is not None:
@@ -331,7 +331,7 @@ class Actions:
             return
         state = self.app.view.state
         nv = state.node(node) if state is not None else None
-        if nv is not None and not state.in_full(node):  # its screen just opened: the full read is on its way
+        if nv is not None and not state.plan.in_full(node):  # its screen just opened: the full read is on its way
             self.notify(f"{node}: reading its processes, try again in a moment", "warning")
             self.app.refresh_now()
             return
@@ -378,7 +378,7 @@ class Actions:
                 ctl = self.k8s()
                 imp = (ctl.preview_delete_pod if kind == "Pod" else ctl.preview_delete_job)(namespace, name)
             except Exception as e:  # noqa: BLE001
-                self._notify_from_thread(f"cannot delete {namespace}/{name}: {describe_error(e)}", "error")
+                self._notify_from_thread(f"cannot delete {namespace}/{name}: {describe(e)}", "error")
                 return
             self.app.call_from_thread(self._confirm_delete, kind, namespace, name, imp.text())
 
@@ -403,7 +403,7 @@ class Actions:
             try:
                 text = self.k8s().pod_logs(namespace, name)
             except Exception as e:  # noqa: BLE001 - no kubelet, no permission, API down: said in the viewer
-                msg = str(e) if type(e).__name__ == "K8sControlError" else describe_error(e)
+                msg = str(e) if type(e).__name__ == "K8sControlError" else describe(e)
                 self.app.call_from_thread(viewer.show_error, msg)
                 return
             self.app.call_from_thread(viewer.show_text, text)
@@ -497,7 +497,7 @@ class Actions:
                 plan = self.k8s().prepare_job(c.path, params)
             except Exception as e:  # noqa: BLE001
                 msg = str(e) if "K8sControlError" in type(e).__name__ or "TemplateError" in type(e).__name__ else \
-                    describe_error(e)
+                    describe(e)
                 self._notify_from_thread(f"dry run refused: {msg}", "error", "launch")
                 return
             self.app.call_from_thread(self._confirm_job, plan)

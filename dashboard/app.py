@@ -34,12 +34,14 @@ from clustertop.dashboard.screens.storage import StorageScreen
 from clustertop.dashboard.screens.wall import WallScreen
 from clustertop.dashboard.screens.work import WorkScreen
 from clustertop.dashboard.settings import Settings
-from clustertop.dashboard.source import Source, describe_error
+from clustertop.dashboard.source import Source
 from clustertop.dashboard.view import View
 from clustertop.dashboard.widgets.palette import Palette
+from clustertop.errors import describe
 from clustertop.read.cluster import alerts as cluster_alerts
 from clustertop.read.ledger import Ledger, LedgerTracker
 from clustertop.read.ledger import update_from_state as update_ledger
+from clustertop.read.plan import ALL_FULL, Level, ReadPlan
 from clustertop.read.reader import ClusterState
 
 #: Actions that change something on the cluster. Hidden and refused in read-only mode; job
@@ -99,7 +101,8 @@ class ClusterTop(App[int]):
         self.clustertop_themes: dict[str, Any] = {}
         self.theme_errors: list[str] = []
         self.palette = Palette({})
-        self.reads = 0  # completed read attempts (tests and the bench wait on this)
+        # Reads finished and folded into the view, data or a store failure (tests and the bench wait on it).
+        self.finished_reads = 0
         self.ledger_tracker = LedgerTracker()
         self.ledger: Ledger | None = None
         self._stopping = False
@@ -107,8 +110,8 @@ class ClusterTop(App[int]):
         self._read_wanted = threading.Event()
         self._refresh_wanted = False
         self._refresh_timer: Timer | None = None
-        # What the screen on top reads (DataScreen.needs), set before each read.
-        self._read_need: tuple[bool | frozenset[str], str] = (True, "briefs")
+        # What the screen on top reads (DataScreen.read_plan), set before each read.
+        self._read_plan: ReadPlan = ALL_FULL
         self._ledger_read = False  # a read of GPUs for the hidden GPU ledger is due (see _keep_ledger)
         self._previous_state: ClusterState | None = None  # the read before this one, until the repaint
 
@@ -152,16 +155,16 @@ class ClusterTop(App[int]):
             self._read_wanted = threading.Event()
             self._read_thread = threading.Thread(target=self._read_loop, name="clustertop-read", daemon=True)
             self._read_thread.start()
-        self._read_need = self._needs()
+        self._read_plan = self._screen_plan()
         self._refresh_wanted = True
         self._read_wanted.set()
 
-    def _needs(self) -> tuple[bool | frozenset[str], str]:
-        """What the data screen on top (under any dialog) draws from (``DataScreen.needs``)."""
+    def _screen_plan(self) -> ReadPlan:
+        """What the data screen on top (under any dialog) draws from (``DataScreen.read_plan``)."""
         for screen in reversed(self.screen_stack):
             if isinstance(screen, DataScreen):
-                return screen.needs()
-        return True, "briefs"
+                return screen.read_plan()
+        return ALL_FULL
 
     def _read_loop(self) -> None:
         while True:
@@ -172,15 +175,15 @@ class ClusterTop(App[int]):
             if self._refresh_wanted:
                 self._refresh_wanted = False
                 try:
-                    state = self.source.read(*self._read_need)
+                    state = self.source.read(self._read_plan)
                 except Exception as e:  # the store or the network: shown, never raised into the UI
-                    self.post_message(StoreFailed(describe_error(e), self.clock()))
+                    self.post_message(StoreFailed(describe(e), self.clock()))
                     continue
                 self.post_message(StateRead(state))
             if self._ledger_read and not self._refresh_wanted:
                 self._ledger_read = False
                 try:
-                    state = self.source.read(frozenset(), "gpus")  # the ledger reads GPUs only
+                    state = self.source.read(ReadPlan(Level.GPUS))  # the ledger reads GPUs only
                 except Exception:  # noqa: S112 - the next refresh reports the store's failure
                     continue
                 self.post_message(LedgerRead(state))
@@ -220,7 +223,7 @@ class ClusterTop(App[int]):
     def _keep_ledger(self, state: ClusterState) -> None:
         if "kubernetes" not in state.cluster or not self._ledger_due(state.ts):
             return
-        if state.has("gpus"):
+        if state.plan.covers(Level.GPUS):
             self.ledger = update_ledger(self.ledger_tracker, state)
         elif not self._stopping:
             # A digest-only read (the overview) has no GPU processes: the ledger gets a read of its
@@ -254,7 +257,7 @@ class ClusterTop(App[int]):
 
     def _changed(self) -> None:
         self.view.version += 1
-        self.reads += 1
+        self.finished_reads += 1
         screen = self.screen
         if isinstance(screen, DataScreen):  # behind a modal nothing is drawn; resume catches up
             screen.show(self.view)

@@ -1,8 +1,15 @@
-"""Provides the dashboard's settings: everything the CLI and the tests can turn."""
+"""Provides the dashboard's settings: everything the CLI and the tests can turn, and its config file."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from clustertop.config import Invalid, NonNegative, Positive, convert, environment, load_toml, overlay
 
 
 @dataclass
@@ -29,3 +36,80 @@ class Settings:
     @property
     def effective_read_only(self) -> bool:
         return self.read_only or self.wall
+
+
+#: DashboardConfig keys that hold file or directory paths.
+PATHS = ("redis_password_file", "redis_ca_file", "themes_dir", "operator_key", "kubeconfig", "k8s_templates")
+
+
+class DashboardConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``[dashboard]`` of the config file (systemd/dashboard.toml.example documents each key). Every
+    scalar key is also CLUSTERTOP_<KEY> in the environment, and most are flags of the same name."""
+
+    redis: str | None = None  # None: local mode (this machine as a one-node cluster)
+    redis_password_file: str | None = None
+    redis_ca_file: str | None = None
+    theme: str | None = None
+    themes_dir: str | None = None
+    refresh: Positive = 1.0
+    read_only: bool = False
+    wall: bool = False
+    page_seconds: NonNegative = 20.0
+    ascii: bool = False
+    operator_key: str | None = None
+    operator: str | None = None
+    kubeconfig: str | None = None
+    k8s_context: str | None = None
+    k8s_templates: str | None = None
+    celery_broker: str | None = None
+    dask_scheduler: str | None = None
+    action_timeout: Positive = 15.0
+
+    def __post_init__(self) -> None:
+        from clustertop.store import url_problem  # lazy: only a config that names a store needs it
+
+        why = self.redis and url_problem(self.redis)
+        if why:
+            raise Invalid("redis", why)
+        # No shell reads a config file: "~/..." is expanded here, as it would be on the command line.
+        for name in PATHS:
+            value = getattr(self, name)
+            if value:
+                setattr(self, name, os.path.expanduser(value))
+
+    def settings(self, source_label: str) -> Settings:
+        return Settings(theme=self.theme, themes_dir=self.themes_dir, read_only=self.read_only or self.wall,
+                        wall=self.wall, wall_page_s=self.page_seconds, ascii=self.ascii, refresh_s=self.refresh,
+                        source_label=source_label, operator_key=self.operator_key, operator=self.operator,
+                        kubeconfig=self.kubeconfig, k8s_context=self.k8s_context, k8s_templates=self.k8s_templates,
+                        celery_broker=self.celery_broker, dask_scheduler=self.dask_scheduler,
+                        action_timeout_s=self.action_timeout)
+
+
+class DashboardFile(msgspec.Struct, forbid_unknown_fields=True):
+    dashboard: DashboardConfig = msgspec.field(default_factory=DashboardConfig)
+
+
+#: Names the environment knew before the CLUSTERTOP_<KEY> rule (variable -> key).
+ENV_ALIASES = {"CLUSTERTOP_KEY": "operator_key"}
+#: Flags not spelled --<key> (for errors that name the flag).
+FLAG_NAMES = {"operator_key": "--key"}
+
+
+def default_path(env: Mapping[str, str]) -> str | None:
+    """$XDG_CONFIG_HOME/clustertop/config.toml (~/.config/... without it), if there is one."""
+    home = env.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    path = os.path.join(home, "clustertop", "config.toml")
+    return path if os.path.isfile(path) else None
+
+
+def load_config(path: str | None, env: Mapping[str, str] = os.environ,
+                flags: Mapping[str, Any] | None = None) -> DashboardConfig:
+    """flags > environment > file (``path``, else the XDG default) > defaults. ``flags`` are keyed by
+    DashboardConfig field; None (or False, for on/off flags) means "not given"."""
+    path = path or default_path(env)
+    parsed = convert(load_toml(path), DashboardFile, path).dashboard if path else DashboardConfig()
+    given = {k: v for k, v in (flags or {}).items() if v is not None and v is not False}
+    layers = {**environment(env, DashboardConfig, ENV_ALIASES),
+              **overlay(given, DashboardConfig, "command line", lambda k: FLAG_NAMES.get(k) or "--" + k.replace("_", "-"))}
+    return msgspec.structs.replace(parsed, **layers)

@@ -11,16 +11,12 @@ from collections.abc import Callable
 from typing import Any
 
 from clustertop import wire
+from clustertop.read.plan import ALL_FULL, ReadPlan
 from clustertop.read.reader import ClusterState, Reader
 from clustertop.wire import schema
 
 #: History points read on drill-down: an hour at the publisher's 5 s history interval.
 HIST_COUNT = 720
-
-
-def describe_error(e: BaseException) -> str:
-    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 class Source:
@@ -37,12 +33,10 @@ class Source:
             self._reader = Reader(self._client, clock=self.clock)
         return self._reader
 
-    def read(self, full: bool | frozenset[str] = True, rest: str = "briefs") -> ClusterState:
-        """The whole cluster in one round trip. Raises whatever the client raises (caller reports).
-
-        ``full`` and ``rest``: as ``Reader.read`` (True; or digests for all, full snapshots of these
-        hosts, and ``rest`` of the others: briefs, their GPUs only, or nothing more)."""
-        return self._ensure().read(full, rest)
+    def read(self, plan: ReadPlan = ALL_FULL) -> ClusterState:
+        """The whole cluster in one round trip, as ``plan`` says (``Reader.read``). Raises whatever the
+        client raises (caller reports)."""
+        return self._ensure().read(plan)
 
     def history(self, host: str, count: int = HIST_COUNT) -> list[schema.HistPoint]:
         """The newest ``count`` history points of ``host``, oldest first; undecodable entries skipped."""

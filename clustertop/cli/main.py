@@ -18,49 +18,51 @@ SUBCOMMANDS = ("dashboard", "demo", "agent", "snapshot", "simulate", "keygen", "
                "k8s", "celery", "dask")
 
 
-def _add_store(p: argparse.ArgumentParser) -> None:
+def _add_store(p: argparse.ArgumentParser, env: bool = True) -> None:
+    """``env=False``: the command applies the environment itself (clustertop.config.environment, between
+    its file and its flags), so an unset flag must stay None here."""
+    get = os.environ.get if env else (lambda _name: None)
     p.add_argument(
         "--redis",
         metavar="URL",
-        default=os.environ.get("CLUSTERTOP_REDIS"),
+        default=get("CLUSTERTOP_REDIS"),
         help="Redis URL (redis://, rediss://, unix://); env CLUSTERTOP_REDIS",
     )
     p.add_argument(
         "--redis-password-file",
         metavar="FILE",
-        default=os.environ.get("CLUSTERTOP_REDIS_PASSWORD_FILE"),
+        default=get("CLUSTERTOP_REDIS_PASSWORD_FILE"),
         help="read the Redis password from FILE (never from the command line)",
     )
     p.add_argument(
-        "--redis-ca-file", metavar="FILE", default=os.environ.get("CLUSTERTOP_REDIS_CA_FILE"),
+        "--redis-ca-file", metavar="FILE", default=get("CLUSTERTOP_REDIS_CA_FILE"),
         help="CA bundle for rediss://",
     )
 
 
+# Dashboard and demo flags: no defaults here. Defaults live in dashboard.settings.DashboardConfig,
+# under the config file and CLUSTERTOP_<KEY>; a flag that is not given is None (False for on/off).
 def _add_view(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--theme", default=os.environ.get("CLUSTERTOP_THEME"), help="theme name")
+    p.add_argument("--theme", help="theme name (env CLUSTERTOP_THEME)")
     p.add_argument("--read-only", action="store_true", help="hide and refuse every action")
     p.add_argument("--wall", action="store_true", help="wall display mode (implies --read-only)")
     p.add_argument("--ascii", action="store_true", help="plain ASCII drawing characters")
-    p.add_argument("--refresh", type=float, default=1.0, metavar="SECONDS", help="refresh interval")
-    p.add_argument("--page-seconds", type=float, default=20.0, metavar="SECONDS",
-                   help="wall: seconds per page before the next (0: no rotation)")
+    p.add_argument("--refresh", type=float, metavar="SECONDS", help="refresh interval (default 1)")
+    p.add_argument("--page-seconds", type=float, metavar="SECONDS",
+                   help="wall: seconds per page before the next (0: no rotation; default 20)")
 
 
 def _add_control(p: argparse.ArgumentParser) -> None:
     """Job control from the dashboard's keys: the operator's key and credentials (never the agents')."""
-    env = os.environ.get
-    p.add_argument("--key", metavar="FILE", default=env("CLUSTERTOP_KEY"),
+    p.add_argument("--key", metavar="FILE",
                    help="operator private key for signed commands to agents (env CLUSTERTOP_KEY)")
-    p.add_argument("--operator", default=env("CLUSTERTOP_OPERATOR"), help="name in the audit trail (default: user@host)")
-    p.add_argument("--kubeconfig", metavar="FILE", default=env("KUBECONFIG"), help="the operator's kubeconfig")
-    p.add_argument("--k8s-context", metavar="NAME", default=env("CLUSTERTOP_K8S_CONTEXT"), help="kubeconfig context")
-    p.add_argument("--k8s-templates", metavar="DIR", default=env("CLUSTERTOP_K8S_TEMPLATES"),
+    p.add_argument("--operator", help="name in the audit trail (default: user@host)")
+    p.add_argument("--kubeconfig", metavar="FILE", help="the operator's kubeconfig (default: $KUBECONFIG)")
+    p.add_argument("--k8s-context", metavar="NAME", help="kubeconfig context")
+    p.add_argument("--k8s-templates", metavar="DIR",
                    help="directory of Kubernetes Job templates (*.yaml) for the launcher")
-    p.add_argument("--celery-broker", metavar="URL", default=env("CLUSTERTOP_CELERY_BROKER"),
-                   help="Celery broker for revoke/terminate and pool grow/shrink")
-    p.add_argument("--dask-scheduler", metavar="URL", default=env("CLUSTERTOP_DASK_SCHEDULER"),
-                   help="Dask scheduler dashboard URL for retiring workers")
+    p.add_argument("--celery-broker", metavar="URL", help="Celery broker for revoke/terminate and pool grow/shrink")
+    p.add_argument("--dask-scheduler", metavar="URL", help="Dask scheduler dashboard URL for retiring workers")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,9 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     d = sub.add_parser("dashboard", help="the dashboard (the default)")
-    _add_store(d)
+    _add_store(d, env=False)
     _add_view(d)
-    d.add_argument("--config", metavar="FILE", help="dashboard TOML config")
+    d.add_argument("--config", metavar="FILE",
+                   help="dashboard TOML config (default: $XDG_CONFIG_HOME/clustertop/config.toml if it exists)")
     _add_control(d)
 
     demo = sub.add_parser("demo", help="a simulated cluster on an embedded store (no Redis needed)")
@@ -84,8 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--nodes", type=int, default=None, help="scale the cluster to N nodes")
 
     a = sub.add_parser("agent", help="the node agent (run by systemd)")
-    _add_store(a)
-    a.add_argument("--config", metavar="FILE", default=os.environ.get("CLUSTERTOP_CONFIG"))
+    _add_store(a, env=False)
+    a.add_argument("--config", metavar="FILE", help="agent TOML config (env CLUSTERTOP_CONFIG)")
     a.add_argument("--once", action="store_true", help="one tick, then exit")
     a.add_argument("--dry-run", action="store_true", help="print the snapshot as JSON; no store")
     a.add_argument("--proc-root", metavar="DIR", help="read /proc from DIR")
@@ -131,6 +134,16 @@ def build_parser() -> argparse.ArgumentParser:
     from clustertop.cli.steer import add_parsers as add_steer_parsers
 
     add_steer_parsers(sub, _add_store)
+    from clustertop.cli.acl import add_parsers as add_acl_parsers
+
+    add_acl_parsers(sub)
+    from clustertop.cli.audit import add_parsers as add_audit_parsers
+
+    add_audit_parsers(sub, _add_store)
+    # The systemd units and sample configs shipped in the wheel: clustertop/cli/unitfiles.py.
+    from clustertop.cli.unitfiles import add_parser as add_systemd_parser
+
+    add_systemd_parser(sub)
     return parser
 
 
@@ -141,6 +154,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["dashboard", *argv]
     args = parser.parse_args(argv)
+    # Installed without the command's extra: say which one, exit 2 (clustertop/cli/extras.py).
+    from clustertop.cli import extras
+
+    missing = extras.check(args.command)
+    if missing:
+        print(missing, file=sys.stderr)
+        return extras.EXIT_MISSING
     try:
         if args.command == "agent":
             from clustertop.agents.main import run as run_agent
@@ -162,6 +182,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             from clustertop.cli.steer import run as run_steer
 
             return run_steer(args)
+        if args.command in ("enrol", "audit"):
+            from clustertop.cli.audit import run as run_audit
+
+            return run_audit(args)
+        if args.command == "acl":
+            from clustertop.cli.acl import run as run_acl
+
+            return run_acl(args)
+        if args.command == "systemd":
+            from clustertop.cli.unitfiles import run as run_unitfiles
+
+            return run_unitfiles(args)
         if args.command == "serve":
             from clustertop.cli.serve import run as run_serve
 
@@ -175,6 +207,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_dashboard(args)
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as e:
+        module = extras.known_missing(e)
+        if module is None:
+            raise  # not a library an extra brings: a bug, keep the traceback
+        print(extras.hint(args.command, [module]), file=sys.stderr)
+        return extras.EXIT_MISSING
     except ConfigError as e:
         print(f"clustertop: {e}", file=sys.stderr)
         return 2

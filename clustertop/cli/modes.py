@@ -7,6 +7,7 @@ its threads on the way out, whatever way the dashboard ended.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -85,18 +86,23 @@ def start_store(url: str, password_file: str | None = None, ca_file: str | None 
     return Backend(factory, redact(url))
 
 
-def settings_for(args: Any, label: str) -> Any:
-    from clustertop.dashboard.settings import Settings
+#: Flags spelled differently from their DashboardConfig key (argparse dest -> key).
+FLAG_KEYS = {"key": "operator_key"}
 
-    return Settings(theme=args.theme, read_only=bool(args.read_only or args.wall), wall=bool(args.wall),
-                    ascii=bool(args.ascii), refresh_s=args.refresh, source_label=label,
-                    wall_page_s=float(getattr(args, "page_seconds", 20.0)),
-                    # Job control (dashboard only; demo and serve have no such flags): None = not configured.
-                    operator_key=getattr(args, "key", None), operator=getattr(args, "operator", None),
-                    kubeconfig=getattr(args, "kubeconfig", None), k8s_context=getattr(args, "k8s_context", None),
-                    k8s_templates=getattr(args, "k8s_templates", None),
-                    celery_broker=getattr(args, "celery_broker", None),
-                    dask_scheduler=getattr(args, "dask_scheduler", None))
+
+def config_for(args: Any) -> Any:
+    """The dashboard's DashboardConfig: flags > environment > file (--config, else the XDG default) > defaults.
+
+    Every flag whose name is a config key is a layer; the demo has fewer flags, and no --config."""
+    from clustertop.dashboard.settings import DashboardConfig, load_config
+
+    flags = {FLAG_KEYS.get(dest, dest): value for dest, value in vars(args).items()}
+    flags = {k: v for k, v in flags.items() if k in DashboardConfig.__struct_fields__}
+    return load_config(getattr(args, "config", None), os.environ, flags)
+
+
+def settings_for(cfg: Any, label: str) -> Any:
+    return cfg.settings(label)
 
 
 def show(settings: Any, client_factory: Callable[[], Any]) -> int:
@@ -106,20 +112,22 @@ def show(settings: Any, client_factory: Callable[[], Any]) -> int:
     return run(settings, client_factory)
 
 
-def _run(backend: Backend, args: Any) -> int:
+def _run(backend: Backend, cfg: Any) -> int:
     try:
-        return show(settings_for(args, backend.label), backend.client_factory)
+        return show(settings_for(cfg, backend.label), backend.client_factory)
     finally:
         backend.close()
 
 
 def run_demo(args: Any) -> int:
-    return _run(start_demo(args.seed, args.nodes), args)
+    cfg = config_for(args)  # before anything starts: a bad config file stops here
+    return _run(start_demo(args.seed, args.nodes), cfg)
 
 
 def run_dashboard(args: Any) -> int:
-    if args.redis:
-        backend = start_store(args.redis, args.redis_password_file, args.redis_ca_file)
+    cfg = config_for(args)
+    if cfg.redis:
+        backend = start_store(cfg.redis, cfg.redis_password_file, cfg.redis_ca_file)
     else:
-        backend = start_local(read_only=bool(args.read_only or args.wall))
-    return _run(backend, args)
+        backend = start_local(read_only=cfg.read_only or cfg.wall)
+    return _run(backend, cfg)

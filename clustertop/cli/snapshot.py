@@ -17,6 +17,7 @@ from typing import Any
 from clustertop import wire
 from clustertop.read import cluster
 from clustertop.read.model import view_digest
+from clustertop.read.plan import ALL_FULL
 from clustertop.read.reader import ClusterState, Reader
 
 #: The simulated time of `snapshot --demo`: 2026-01-01T00:00:00Z.
@@ -38,7 +39,8 @@ def run(args: Any) -> int:
     from redis.exceptions import RedisError
 
     try:
-        state = Reader(client, clock=clock).read()
+        # Every node in full at any cluster size: --json writes each node's whole snapshot.
+        state = Reader(client, clock=clock).read(ALL_FULL)
     except (RedisError, OSError) as e:
         print(f"clustertop snapshot: store {source} unreachable: {type(e).__name__}: {e}", file=sys.stderr)
         return 1

@@ -18,14 +18,24 @@ import sys
 import time
 from typing import Any
 
+from clustertop.config import parse_bool
+
 #: Control characters (C0, DEL, C1) and bidi overrides: cluster text must not drive the terminal.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _CONTROL_KEEP_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-TRUE = ("1", "true", "yes", "on")
 
 
 class Usage(Exception):
     """A usage or setup problem: exit 2."""
+
+
+def env_flag(value: str | None) -> bool:
+    """An on/off environment variable; unset, empty or not a boolean is off (it is only the default of a
+    flag, read while the parser is built, even for --help: no place to refuse it)."""
+    try:
+        return parse_bool(value or "")
+    except ValueError:
+        return False
 
 
 def plain(text: Any, lines: bool = False) -> str:
@@ -47,7 +57,7 @@ def add_parsers(sub: Any, add_store: Any) -> None:
         p.add_argument("--operator", default=env("CLUSTERTOP_OPERATOR"),
                        help="name in the audit trail (default: user@host)")
         p.add_argument("--read-only", action="store_true",
-                       default=(env("CLUSTERTOP_READ_ONLY") or "").strip().lower() in TRUE,
+                       default=env_flag(env("CLUSTERTOP_READ_ONLY")),
                        help="refuse every action (env CLUSTERTOP_READ_ONLY=1)")
 
     def yes(p: argparse.ArgumentParser) -> None:

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clustertop.config import parse_bool
+from clustertop.errors import describe
 from clustertop.store import redact
 
 DEFAULT_TIMEOUT_S = 2.0
@@ -155,14 +157,7 @@ def _convert(pname: str, kind: str, value: Any) -> Any:
         return float(value)
     if isinstance(value, str):  # from a dialog or the command line: convert the text
         try:
-            if want is bool:
-                low = value.strip().lower()
-                if low in ("true", "yes", "1", "on"):
-                    return True
-                if low in ("false", "no", "0", "off"):
-                    return False
-                raise ValueError(value)
-            return want(value)
+            return parse_bool(value) if want is bool else want(value)
         except ValueError:
             pass
     raise TemplateError(f"parameter {pname}: expected {kind}, got {value!r}")
@@ -207,11 +202,6 @@ def render(value: Any, params: Mapping[str, Any]) -> Any:
 # ---------------------------------------------------------------------------------------------
 # Control over the broker
 # ---------------------------------------------------------------------------------------------
-
-
-def _describe(e: BaseException) -> str:
-    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def _summarize(replies: Any) -> tuple[bool, str, dict[str, Any]]:
@@ -264,7 +254,7 @@ class CeleryControl:
         try:
             replies = call()
         except Exception as e:  # noqa: BLE001 - the operator gets the reason, not a traceback
-            return Result(False, f"{what} via {self.shown}: {_describe(e)}")
+            return Result(False, f"{what} via {self.shown}: {describe(e)}")
         ok, text, data = _summarize(replies)
         return Result(ok, f"{what}: {text}", data)
 
@@ -295,7 +285,7 @@ class CeleryControl:
                 return Result(False, f"{what}: worker did not answer ping")
             self.app.control.shutdown(destination=[worker])
         except Exception as e:  # noqa: BLE001
-            return Result(False, f"{what} via {self.shown}: {_describe(e)}")
+            return Result(False, f"{what} via {self.shown}: {describe(e)}")
         return Result(True, f"{what}: shutdown sent (it exits once its running tasks finish)")
 
     def send(self, tpl: TaskTemplate, values: Mapping[str, Any]) -> Result:
@@ -313,7 +303,7 @@ class CeleryControl:
         try:
             res = self.app.send_task(tpl.task, args=args, kwargs=kwargs, **opts)
         except Exception as e:  # noqa: BLE001
-            return Result(False, f"send {tpl.task} via {self.shown}: {_describe(e)}")
+            return Result(False, f"send {tpl.task} via {self.shown}: {describe(e)}")
         where = f" to queue {tpl.queue}" if tpl.queue else ""
         return Result(True, f"sent {tpl.task}{where}: task id {res.id}",
                       {"task_id": res.id, "args": args, "kwargs": kwargs})

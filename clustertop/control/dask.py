@@ -14,14 +14,10 @@ import json
 from typing import Any
 
 from clustertop.control.celery import Result
+from clustertop.errors import describe
 from clustertop.store import redact
 
 DEFAULT_TIMEOUT_S = 30.0  # retiring copies the worker's data elsewhere first: not instant
-
-
-def _describe(e: BaseException) -> str:
-    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def _verdict(worker: str, retired: Any, how: str) -> Result:
@@ -49,7 +45,7 @@ def retire_worker(scheduler_url: str, worker: str, timeout: float = DEFAULT_TIME
             ident.raise_for_status()
             address = ident.json().get("address")
     except (httpx.HTTPError, ValueError) as e:
-        return Result(False, f"retire {worker} via {shown}: {_describe(e)}")
+        return Result(False, f"retire {worker} via {shown}: {describe(e)}")
     if not isinstance(address, str) or not address:
         return Result(False, f"retire {worker}: {shown} did not say its scheduler address")
     return _retire_with_client(address, worker, timeout)
@@ -65,5 +61,5 @@ def _retire_with_client(address: str, worker: str, timeout: float) -> Result:
         with Client(address, timeout=timeout, set_as_default=False) as client:
             retired = client.retire_workers(workers=[worker], close_workers=True)
     except Exception as e:  # noqa: BLE001 - the operator gets the reason, not a traceback
-        return Result(False, f"retire {worker} via {address}: {_describe(e)}")
+        return Result(False, f"retire {worker} via {address}: {describe(e)}")
     return _verdict(worker, retired, f"client API at {address}")

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clustertop.collectors import kubernetes_parse as k8s_parse
+from clustertop.errors import first_line
 
 #: Which API group a plain resource name belongs to (for can_i).
 GROUPS = {"pods": "", "pods/log": "", "nodes": "", "namespaces": "", "jobs": "batch", "cronjobs": "batch",
@@ -218,7 +219,7 @@ def load_template(path: str) -> Any:
         raise TemplateError(f"template {path}: {e.strerror or e}") from None
     except yaml.YAMLError as e:
         hint = " (quote placeholders: image: \"{{ image }}\")" if "{{" in str(e) or "unhashable" in str(e) else ""
-        raise TemplateError(f"template {path}: not valid YAML: {str(e).splitlines()[0]}{hint}") from None
+        raise TemplateError(f"template {path}: not valid YAML: {first_line(e)}{hint}") from None
     if len(docs) != 1:
         raise TemplateError(f"template {path}: expected exactly one YAML document, found {len(docs)}")
     return docs[0]
@@ -273,7 +274,7 @@ class K8sControl:
             msg = api_status_message(e.body) or str(e.reason or "")
             raise K8sControlError(f"{what}: {msg or f'HTTP {e.status}'}", status=e.status) from None
         except (ValueError, TypeError) as e:  # the client's own validation (pydantic): nothing was sent
-            raise K8sControlError(f"{what}: refused by the client before sending: {str(e).splitlines()[0]}") from None
+            raise K8sControlError(f"{what}: refused by the client before sending: {first_line(e)}") from None
         except urllib3.exceptions.MaxRetryError as e:
             raise K8sControlError(f"{what}: Kubernetes API unreachable: {self.server}: {_reason_text(e.reason)}") from None
         except (urllib3.exceptions.HTTPError, OSError) as e:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from clustertop.read.plan import ALL_FULL, ReadPlan
 from clustertop.wire import schema
 from clustertop.wire.digest import digest
 
@@ -64,7 +65,7 @@ class NodeView:
     newer_schema: bool = False
     brief: bool = False  # ``snap`` is a brief (clustertop.wire.brief): absent detail is not unknown detail
     # The node folded (clustertop.wire.digest): as its agent published it, or folded here from ``snap``.
-    # A node up in a digest-only read has no ``snap`` (see ClusterState.rest).
+    # A node up in a digest-only read has no ``snap`` (see ClusterState.plan).
     digest: schema.NodeDigest | None = None
 
 
@@ -78,29 +79,15 @@ class ClusterState:
     fetch_ms: float | None = None
     decode_ms: float | None = None
     error: str | None = None  # the store itself is unreachable
-    # What this read holds in full: True = every node; else the hosts read full (briefs for the rest).
-    full: bool | frozenset[str] = True
-    # What was read of the nodes not read in full (every node's digest is read either way): "briefs",
-    # "gpus" (the briefs' GPUs only, the GPU table) or "digests" (nothing more).
-    rest: str = "briefs"
-
-    def has(self, rest: str) -> bool:
-        """Whether this read holds ``rest`` for every node (briefs hold their GPUs and digests)."""
-        return self.full is True or REST_LEVELS.index(self.rest) >= REST_LEVELS.index(rest)
-
-    def in_full(self, host: str) -> bool:
-        """Whether this read asked for ``host``'s full snapshot (a node gone quiet may still show its brief)."""
-        return self.full is True or host in self.full
+    # The plan this read was made by (``plan.covers(level)``, ``plan.in_full(host)``): after the
+    # size rule, so a small cluster's read says it holds everything in full.
+    plan: ReadPlan = ALL_FULL
 
     def node(self, host: str) -> NodeView | None:
         for n in self.nodes:
             if n.host == host:
                 return n
         return None
-
-
-#: What a read may hold of the nodes not read in full, least first.
-REST_LEVELS = ("digests", "gpus", "briefs")
 
 
 def view_digest(view: NodeView) -> schema.NodeDigest | None:

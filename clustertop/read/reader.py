@@ -7,23 +7,81 @@ One bad node never spoils the read: its error is kept on its NodeView.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
 from typing import Any
 
 import msgspec
 
 from clustertop import wire
 from clustertop.read.cluster import summarize
-from clustertop.read.model import DOWN_AFTER_S, REST_LEVELS, ClusterState, NodeView
+from clustertop.read.model import DOWN_AFTER_S, ClusterState, NodeView
+from clustertop.read.plan import ALL_FULL, Level, ReadPlan
 from clustertop.wire import schema
 from clustertop.wire.digest import RULES, digest
 
 KINDS = ("digest", "brief", "full")
 KEYS = {"digest": wire.digest_key, "brief": wire.brief_key, "full": wire.node_key}
 
-#: Below this many nodes every read is of full snapshots (about 20 ms at 100 nodes); from here on a
-#: screen that only needs briefs gets briefs (see ``clustertop.wire.brief``).
-BRIEF_FROM_NODES = 200
+#: Raw payloads of one read: per kind ("digest", "brief", "full"), host -> its key's value (None: no key).
+Raw = dict[str, dict[str, bytes | None]]
+
+
+class OlderAgents:
+    """Per-node upgrade tolerance, in this one place: the hosts whose agent publishes less than this
+    dashboard reads, learnt from what each read finds, so mixed versions during an upgrade show every
+    node as up and with this dashboard's own verdicts.
+
+    - ``without_brief``: no brief key at the last read (an agent from before briefs, or a node gone
+      quiet). Its full key is read beside its brief key, so an old agent is never taken for a dead one.
+    - ``without_digest``: no usable digest at the last read: none (an agent from before digests, or a
+      node gone quiet), or one made by older rules (``rules`` below ``wire.digest.RULES``: an old agent's
+      verdicts are not this dashboard's). Its brief (or full snapshot) is read and folded here with the
+      same ``digest()`` the agents run.
+
+    A host leaves a set at the first read that finds what it lacked (the agent was upgraded); the first
+    read that finds it lacking costs one more MGET, once.
+    """
+
+    def __init__(self) -> None:
+        self.without_brief: set[str] = set()
+        self.without_digest: set[str] = set()
+
+    @staticmethod
+    def usable(d: schema.NodeDigest) -> bool:
+        """Whether a node's digest was made by rules at least as new as this dashboard's."""
+        return d.rules >= RULES
+
+    def keys(self, known: list[str], plan: ReadPlan) -> dict[str, list[str]]:
+        """Per kind, the hosts whose key of that kind a read by ``plan`` takes: ``plan.full_hosts`` in
+        full, the others' digests, and their briefs where ``plan`` covers them or the digest is not
+        usable (with the full key where the agent writes no brief)."""
+        keys: dict[str, list[str]] = {"digest": [], "brief": [], "full": []}
+        if plan.level is Level.FULL:
+            keys["full"] = known
+            return keys
+        keys["digest"] = known
+        briefs = plan.covers(Level.GPUS)
+        in_full, nb, nd = plan.full_hosts, self.without_brief, self.without_digest
+        brief_hosts, full_hosts = keys["brief"], keys["full"]
+        for h in known:
+            if h in in_full:
+                full_hosts.append(h)
+            elif briefs or h in nd:
+                brief_hosts.append(h)  # read even where it was missing: an upgraded agent has it
+                if h in nb:
+                    full_hosts.append(h)
+        return keys
+
+    def learn_briefs(self, briefs: dict[str, bytes | None]) -> None:
+        for host, data in briefs.items():
+            if data is None:
+                self.without_brief.add(host)
+            else:
+                self.without_brief.discard(host)
+
+    def forget(self, listed: set[str]) -> None:
+        """Forget hosts no longer in the index."""
+        self.without_brief &= listed
+        self.without_digest &= listed
 
 
 class Reader:
@@ -32,45 +90,37 @@ class Reader:
     def __init__(self, client: Any, clock: Any = time.time, brief_from: int | None = None) -> None:
         self.client = client
         self.clock = clock
-        self.brief_from = BRIEF_FROM_NODES if brief_from is None else brief_from
+        # Below this many nodes every read is full (``ReadPlan.sized``; None: BRIEF_FROM_NODES).
+        self.brief_from = brief_from
         self.known: list[str] = []
         self.last_good: dict[str, schema.NodeSnapshot] = {}  # full snapshots
         self.last_brief: dict[str, schema.NodeSnapshot] = {}
         self.last_digest: dict[str, schema.NodeDigest] = {}  # read, or folded from a snapshot
         self.last_cluster: dict[str, schema.ClusterPayload] = {}
-        # Hosts whose brief key was missing at the last read (an agent from before briefs, or a node
-        # gone quiet): their full key is read instead, so an old agent is never mistaken for a dead one.
-        self.no_brief: set[str] = set()
-        # Hosts without a usable digest at the last read (an agent from before digests or with older
-        # rules, or a node gone quiet): their brief (or full snapshot) is read and folded here instead.
-        self.no_digest: set[str] = set()
+        self.older = OlderAgents()
 
-    def read(self, full: bool | Collection[str] = True, rest: str = "briefs") -> ClusterState:
-        """``full=True``: every node's full snapshot. A collection of hosts: every node's digest, full
-        snapshots of those hosts, and of every other node ``rest`` (REST_LEVELS): its brief, its brief's
-        GPUs only (decoded where its digest stands for the rest), or nothing more. Below ``brief_from``
-        nodes, everything full anyway."""
+    def read(self, plan: ReadPlan = ALL_FULL) -> ClusterState:
+        """The cluster as ``plan`` says: every node's full snapshot (``ALL_FULL``); or every node's
+        digest, full snapshots of ``plan.full_hosts``, and of every other node what ``plan.level`` says
+        beyond its digest: its brief, its brief's GPUs only (decoded where its digest stands for the
+        rest), or nothing more. Below ``brief_from`` nodes, everything in full anyway (``ReadPlan.sized``);
+        the state returned carries the plan the read was made by."""
         t0 = time.perf_counter()
-        if full is not True and len(self.known) < self.brief_from:
-            full = True
-        want: frozenset[str] | None = None if full is True else frozenset(full)  # type: ignore[arg-type]
-        if rest not in REST_LEVELS:
-            raise ValueError(f"rest must be one of {REST_LEVELS}, not {rest!r}")
-        if want is None:
-            rest = "briefs"
-        index, raw, raw_cluster = self._fetch(want, rest != "digests")
+        plan = plan.sized(len(self.known), self.brief_from)
+        all_full = plan.level is Level.FULL
+        index, raw, raw_cluster = self._fetch(plan)
         t1 = time.perf_counter()
         now = self.clock()
-        lean = want is not None and rest == "gpus"
-        state = ClusterState(ts=now, fetch_ms=(t1 - t0) * 1000, full=True if want is None else want, rest=rest)
-        digests, digest_errors = self._digests(index, raw) if want is not None else ({}, {})
+        lean = plan.level is Level.GPUS
+        state = ClusterState(ts=now, fetch_ms=(t1 - t0) * 1000, plan=plan)
+        digests, digest_errors = ({}, {}) if all_full else self._digests(index, raw)
         fulls, brief_data = raw["full"], raw["brief"]
         for host, last_seen in index:
             full_data, brief = fulls.get(host), brief_data.get(host)
-            if brief is not None and full_data is not None and want is not None and host not in want:
+            if brief is not None and full_data is not None and not plan.in_full(host):
                 full_data = None  # read only because the node was new: a brief where briefs were asked
             state.nodes.append(self._node(host, last_seen, full_data, brief, digests.get(host),
-                                          digest_errors.get(host), now, want is None, lean))
+                                          digest_errors.get(host), now, all_full, lean))
         for name, data in zip(wire.CLUSTER_NAMES, raw_cluster, strict=True):
             if data is None:
                 continue
@@ -86,66 +136,50 @@ class Reader:
         for cache in (self.last_good, self.last_brief, self.last_digest):
             for h in [h for h in cache if h not in listed]:
                 del cache[h]
-        self.no_brief &= listed
-        self.no_digest &= listed
+        self.older.forget(listed)
         return state
 
-    def _fetch(self, want: frozenset[str] | None, briefs: bool) -> tuple[list[tuple[str, float]], dict[str, dict[str, bytes | None]],
-                                                                        list[bytes | None]]:
-        """One round trip in steady state: index + every known node's keys + cluster keys, pipelined.
-
-        ``want=None`` reads full snapshots. Otherwise every digest; full snapshots of ``want``; and a
-        snapshot (the brief, or the full one where the agent writes no brief) of every other host
-        when ``briefs``, else of the hosts without a usable digest. Returns the sorted index and, per
-        kind ("digest", "brief", "full"), host -> payload. A node that appears in the index for the
-        first time costs one extra MGET, once.
+    def _fetch(self, plan: ReadPlan) -> tuple[list[tuple[str, float]], Raw, list[bytes | None]]:
+        """One round trip in steady state: index + every known node's keys (``OlderAgents.keys``) +
+        cluster keys, pipelined. Returns the sorted index and, per kind ("digest", "brief", "full"),
+        host -> payload. A node that appears in the index for the first time costs one extra MGET, once.
         """
         known = list(self.known)
-        plan: dict[str, list[str]] = {"digest": [], "brief": [], "full": []}
-        if want is None:
-            plan["full"] = known
-        else:
-            plan["digest"] = known
-            nb, nd = self.no_brief, self.no_digest
-            for h in known:
-                if h in want:
-                    plan["full"].append(h)
-                elif briefs or h in nd:
-                    plan["brief"].append(h)  # read even where it was missing: an upgraded agent has it
-                    if h in nb:
-                        plan["full"].append(h)
+        keys = self.older.keys(known, plan)
         p = self.client.pipeline(transaction=False)
         p.zrange(wire.NODES_KEY, 0, -1, withscores=True)
-        kinds = [k for k in KINDS if plan[k]]
+        kinds = [k for k in KINDS if keys[k]]
         for k in kinds:
-            p.mget([KEYS[k](h) for h in plan[k]])
+            p.mget([KEYS[k](h) for h in keys[k]])
         p.mget([wire.cluster_key(n) for n in wire.CLUSTER_NAMES])
         res = p.execute()
         index = [(_text(h), float(s)) for h, s in res[0]]
-        raw: dict[str, dict[str, bytes | None]] = {k: {} for k in KINDS}
+        raw: Raw = {k: {} for k in KINDS}
         for i, k in enumerate(kinds):
-            raw[k] = dict(zip(plan[k], res[1 + i], strict=True))
+            raw[k] = dict(zip(keys[k], res[1 + i], strict=True))
         known_set = set(known)  # not the list: 1,000 nodes made this a 5 ms quadratic scan per read
         missing = [h for h, _ in index if h not in known_set]
         if missing:
             # Every payload of a node new to the index: what it has is not known yet.
-            self._mget(raw, [(k, h) for h in missing for k in (("full",) if want is None else KINDS)])
+            first = ("full",) if plan.level is Level.FULL else KINDS
+            self._mget(raw, [(k, h) for h in missing for k in first])
         index.sort(key=lambda hs: hs[0])
         self.known = [h for h, _ in index]
         return index, raw, res[-1]
 
-    def _mget(self, raw: dict[str, dict[str, bytes | None]], wanted: list[tuple[str, str]]) -> None:
+    def _mget(self, raw: Raw, wanted: list[tuple[str, str]]) -> None:
         got = self.client.mget([KEYS[k](h) for k, h in wanted])
         for (k, h), data in zip(wanted, got, strict=True):
             raw[k][h] = data
 
-    def _digests(self, index: list[tuple[str, float]],
-                 raw: dict[str, dict[str, bytes | None]]) -> tuple[dict[str, schema.NodeDigest], dict[str, str]]:
+    def _digests(self, index: list[tuple[str, float]], raw: Raw) -> tuple[dict[str, schema.NodeDigest], dict[str, str]]:
         """Decode the digests read. A host without a usable one gets its snapshot read (one more MGET
-        the first time; from then on it is in no_digest and its snapshot is in the pipeline)."""
+        the first time; from then on it is in ``older.without_digest`` and its snapshot is in the pipeline)."""
         out: dict[str, schema.NodeDigest] = {}
         errors: dict[str, str] = {}
         raw_digests = raw["digest"]
+        without_digest = self.older.without_digest
+        usable = self.older.usable
         lacking: list[tuple[str, str]] = []
         for host, _ in index:
             data = raw_digests.get(host)
@@ -157,13 +191,13 @@ class Reader:
                         raise wire.WireError(f"payload names host {d.host!r}")
                 except wire.WireError as e:
                     errors[host], d = f"digest: {e}", None
-            if d is not None and d.rules >= RULES:
+            if d is not None and usable(d):
                 out[host] = d
-                self.no_digest.discard(host)
+                without_digest.discard(host)
                 if host not in raw["brief"]:
                     continue
             else:
-                self.no_digest.add(host)
+                without_digest.add(host)
             # A snapshot is needed (no usable digest, or briefs were asked) and none came: read the
             # payloads not tried yet (an agent from before digests has briefs; one from before briefs,
             # only its full key).
@@ -171,16 +205,12 @@ class Reader:
                 lacking += [(k, host) for k in ("brief", "full") if host not in raw[k]]
         if lacking:
             self._mget(raw, lacking)
-        for host, data in raw["brief"].items():
-            if data is None:
-                self.no_brief.add(host)
-            else:
-                self.no_brief.discard(host)
+        self.older.learn_briefs(raw["brief"])
         return out, errors
 
     def _node(self, host: str, last_seen: float, full_data: bytes | None, brief_data: bytes | None,
               fresh_digest: schema.NodeDigest | None, digest_error: str | None, now: float,
-              full_read: bool, lean: bool = False) -> NodeView:
+              all_full: bool, lean: bool = False) -> NodeView:
         view = NodeView(host=host, state="down", last_seen_ts=last_seen, age_s=max(0.0, now - last_seen))
         # The snapshot: the full one where read, else the brief.
         data, is_brief = (full_data, False) if full_data is not None else (brief_data, brief_data is not None)
@@ -206,7 +236,7 @@ class Reader:
             # full data, but a brief of a stale node beats showing nothing at all). A node that is up
             # in a digest-only read keeps no snapshot: an old one would pass for its current state.
             full_snap, brief_snap = self.last_good.get(host), self.last_brief.get(host)
-            if brief_snap is not None and (full_snap is None or (brief_snap.ts > full_snap.ts and not full_read)):
+            if brief_snap is not None and (full_snap is None or (brief_snap.ts > full_snap.ts and not all_full)):
                 view.snap, view.brief = brief_snap, True
             else:
                 view.snap = full_snap

@@ -71,6 +71,13 @@ def embedded() -> tuple[Any, Any]:
     return server, factory
 
 
+def url_problem(url: str) -> str | None:
+    """Why ``url`` is no Redis URL (its password redacted), or None: one rule for every config that names one."""
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return None
+    return f"expected a redis://, rediss:// or unix:// URL, got {redact(url)!r}"
+
+
 def redact(url: str) -> str:
     """A URL without its password, fit for logs and the screen."""
     if "@" not in url or "://" not in url:

@@ -22,9 +22,10 @@ from textual.widgets import Static
 from clustertop.dashboard import fmt
 from clustertop.dashboard.actions import AUDIT_TAIL, actions_of
 from clustertop.dashboard.screens.base import DataScreen
-from clustertop.dashboard.source import describe_error
 from clustertop.dashboard.view import View
 from clustertop.dashboard.widgets.table import LiveTable, SortCell, text_cell
+from clustertop.errors import describe
+from clustertop.read.plan import Level
 from clustertop.wire import schema
 
 AUDIT_EVERY_S = 5.0
@@ -52,7 +53,7 @@ def audit_rows(entries: list[schema.AuditEntry], ok: str, crit: str) -> dict[str
 
 class AuditScreen(DataScreen):
     screen_name = "audit"
-    reads = "digests"  # the audit stream and the header: no node detail
+    plan_level = Level.DIGESTS  # the audit stream and the header: no node detail
     BINDINGS = [Binding("r", "reload", "Reload")]
     DEFAULT_CSS = """
     AuditScreen #audit-status { height: 1; padding: 0 1; background: $panel; }
@@ -89,7 +90,7 @@ class AuditScreen(DataScreen):
         try:
             self.post_message(AuditRead(actions_of(self.app).audit_tail(AUDIT_TAIL)))
         except Exception as e:  # a Redis error must not take the screen down
-            self.post_message(AuditRead([], describe_error(e)))
+            self.post_message(AuditRead([], describe(e)))
 
     def on_audit_read(self, msg: AuditRead) -> None:
         self.loads += 1

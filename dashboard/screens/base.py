@@ -17,14 +17,14 @@ from textual.widgets import Footer
 
 from clustertop.dashboard.view import View
 from clustertop.dashboard.widgets.header import ClusterHeader, status_line
+from clustertop.read.plan import Level, ReadPlan
 
 
 class DataScreen(Screen[None]):
     screen_name = "screen"
-    #: What the screen draws from, for every node: "full" snapshots (the default, always safe),
-    #: "briefs" (``clustertop.wire.brief``), "gpus" (the briefs' GPUs only) or "digests"
-    #: (``clustertop.wire.digest``: tiles, node rows, totals).
-    reads = "full"
+    #: What the screen draws from, for every node (``clustertop.read.plan.Level``): full snapshots (the
+    #: default, always safe), briefs, the briefs' GPUs only, or digests (tiles, node rows, totals).
+    plan_level = Level.FULL
 
     def __init__(self) -> None:
         super().__init__()
@@ -49,23 +49,15 @@ class DataScreen(Screen[None]):
         if view is not None:
             self.show(view)
 
-    def full_hosts(self) -> bool | frozenset[str]:
-        """What this screen needs read in full: True = every node's full snapshot; a set of hosts =
-        those in full (a node's screen, the GPU table's selection) and the rest as ``reads`` says."""
-        return True if self.reads == "full" else frozenset()
-
-    def needs(self) -> tuple[bool | frozenset[str], str]:
-        """The read this screen draws from: (full snapshots, what of the other nodes: ``Reader.read``'s
-        ``rest``)."""
-        return self.full_hosts(), "briefs" if self.reads == "full" else self.reads
+    def read_plan(self) -> ReadPlan:
+        """The read this screen draws from: every node at ``plan_level``. Screens that also draw one
+        node in full (a node's screen, the GPU table's selection) add it here."""
+        return ReadPlan(self.plan_level)
 
     def covered(self, view: View) -> bool:
         """Whether ``view``'s read holds everything this screen draws (briefs are not detail, digests
         not briefs)."""
-        if view.state is None or view.state.full is True:
-            return True
-        need, rest = self.needs()
-        return need is not True and need <= view.state.full and view.state.has(rest)
+        return view.state is None or view.state.plan.holds(self.read_plan())
 
     def show(self, view: View, force: bool = False) -> None:
         if view.version == self._drawn and not force:

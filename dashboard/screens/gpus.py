@@ -23,6 +23,7 @@ from clustertop.dashboard.screens.tabular import TableScreen
 from clustertop.dashboard.view import View
 from clustertop.dashboard.widgets.palette import Palette
 from clustertop.dashboard.widgets.table import LiveTable, SortCell, num_cell, text_cell
+from clustertop.read.plan import Level, ReadPlan
 from clustertop.read.reader import NodeView
 from clustertop.wire import schema
 from clustertop.wire.digest import hot_c
@@ -144,7 +145,7 @@ def matches(v: NodeView, g: schema.Gpu, needle: str) -> bool:
 
 class GpusScreen(TableScreen):
     screen_name = "gpus"
-    reads = "gpus"  # every GPU's row: the briefs' GPUs (full_hosts adds the selection's processes)
+    plan_level = Level.GPUS  # every GPU's row: the briefs' GPUs (read_plan adds the selection's processes)
     table_id = "gpus-table"
     filter_placeholder = "filter: node, GPU model or user (Esc clears)"
     # Job control on the process table (dashboard/actions.py asks, confirms, re-checks, audits).
@@ -162,10 +163,10 @@ class GpusScreen(TableScreen):
         super().__init__()
         self.selected: str | None = None
 
-    def full_hosts(self) -> bool | frozenset[str]:
+    def read_plan(self) -> ReadPlan:
         # Every row reads from briefs; the selected GPU's processes (VRAM, command line, start time for
         # k/K) come from its node's full snapshot.
-        return frozenset((key_host(self.selected),)) if self.selected else frozenset()
+        return ReadPlan(self.plan_level, frozenset((key_host(self.selected),)) if self.selected else frozenset())
 
     def compose_body(self) -> Iterable[Widget]:
         yield self.filter_input()
@@ -203,7 +204,7 @@ class GpusScreen(TableScreen):
         state = self.app.view.state  # type: ignore[attr-defined]
         # Asked for only once: a node that was read in full but has only a brief left (gone stale)
         # shows what its brief has (greyed, VRAM N/A) instead of asking again and again.
-        reading = item is not None and item[0].brief and state is not None and not state.in_full(item[0].host)
+        reading = item is not None and item[0].brief and state is not None and not state.plan.in_full(item[0].host)
         if reading:
             # A brief lists the processes without their VRAM and command lines: none are shown from
             # it (nothing to signal either) until the read of this node in full lands, asked for now.

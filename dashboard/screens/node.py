@@ -6,7 +6,6 @@ plots are plotext output rendered as plain text into a Static (few plots, large)
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 from textual import events, work
@@ -19,15 +18,15 @@ from textual.widgets import Static
 from clustertop.dashboard import fmt
 from clustertop.dashboard.messages import HistoryRead
 from clustertop.dashboard.screens.base import DataScreen
-from clustertop.dashboard.source import describe_error
 from clustertop.dashboard.view import View
 from clustertop.dashboard.widgets.pack import Part, facts, pack
+from clustertop.dashboard.widgets.plots import fit_window, render
+from clustertop.errors import describe
+from clustertop.read.plan import Level, ReadPlan
 from clustertop.read.reader import NodeView
 from clustertop.wire import schema
 
 HIST_EVERY_S = 5.0
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-MARKERS = ["braille", "dot", "x", "+", "o", "*", "#", "@"]
 
 
 def _line(*parts: Part) -> Content:
@@ -188,30 +187,12 @@ def collector_section(snap: schema.NodeSnapshot | None, width: int = 200) -> Con
 
 def plot(title: str, points: list[schema.HistPoint], series: dict[str, list[float | None]], now: float,
          width: int, height: int, ylim: tuple[float, float] | None, ascii: bool) -> str:
-    import plotext as plt  # plotting is only needed on this screen
-
-    plt.clf()
-    # plotext clips to *its* idea of the terminal: 80x24 where it finds none (a test, a served
-    # app), which drew a 384-column wall's node plots 80 columns wide.
-    plt.limitsize(False, False)
-    plt.plotsize(max(30, width), max(6, height))
-    plt.theme("clear")
-    xs_all = [(p.ts - now) / 60 for p in points]
-    drawn = 0
-    for i, (label, values) in enumerate(series.items()):
-        xs = [x for x, v in zip(xs_all, values, strict=True) if v is not None]
-        ys = [v for v in values if v is not None]
-        if xs:
-            marker = "*+ox#@%&"[i % 8] if ascii else MARKERS[i % len(MARKERS)]
-            plt.plot(xs, ys, label=label, marker=marker)
-            drawn += 1
-    plt.title(title)
-    plt.xlabel("minutes ago")
-    if ylim is not None:
-        plt.ylim(*ylim)
-    if not drawn:
-        return f"{title}: no history"
-    return _ANSI.sub("", plt.build())
+    """History ``points`` (oldest first) charted by the dashboard's one plot wrapper; ``series``: one value
+    per point (None where the node had none), per label."""
+    window = fit_window(points[0].ts, now) if points else fit_window(now, now)
+    pts = {label: [(p.ts, v) for p, v in zip(points, values, strict=True) if v is not None]
+           for label, values in series.items()}
+    return render(title, pts, now, window, width, height, ylim, ascii, empty="no history")
 
 
 def side_by_side(blocks: list[str], width: int) -> str:
@@ -226,7 +207,7 @@ def side_by_side(blocks: list[str], width: int) -> str:
 
 class NodeScreen(DataScreen):
     screen_name = "node"
-    reads = "digests"  # the other nodes: the header's totals (this node in full: full_hosts)
+    plan_level = Level.DIGESTS  # the other nodes: the header's totals (this node in full: read_plan)
     BINDINGS = [Binding("escape", "app.back", "Back"),
                 # Job control: pick one of the node's processes, then confirm (dashboard/actions.py).
                 Binding("k", "signal_process('TERM')", "Terminate"), Binding("K", "signal_process('KILL')", "Kill")]
@@ -248,8 +229,8 @@ class NodeScreen(DataScreen):
         self._sig: tuple[object, ...] = ()
         self._plot_sig: tuple[object, ...] = ()
 
-    def full_hosts(self) -> bool | frozenset[str]:
-        return frozenset((self.host,))  # this node in full; the header's totals from digests
+    def read_plan(self) -> ReadPlan:
+        return ReadPlan(self.plan_level, frozenset((self.host,)))  # this node in full; the header from digests
 
     @property
     def screen_name_full(self) -> str:
@@ -277,7 +258,7 @@ class NodeScreen(DataScreen):
             points = source.history(self.host)
             self.post_message(HistoryRead(self.host, points))
         except Exception as e:  # a Redis error here must not take the screen down
-            self.post_message(HistoryRead(self.host, [], describe_error(e)))
+            self.post_message(HistoryRead(self.host, [], describe(e)))
 
     def on_history_read(self, msg: HistoryRead) -> None:
         if msg.host != self.host:

@@ -18,6 +18,7 @@ from clustertop.dashboard.view import View
 from clustertop.dashboard.widgets.palette import Palette, node_state_severity
 from clustertop.dashboard.widgets.table import LiveTable, SortCell, num_cell, text_cell
 from clustertop.read.model import view_digest
+from clustertop.read.plan import Level
 from clustertop.read.reader import NodeView
 from clustertop.wire.schema import NodeDigest
 
@@ -138,7 +139,7 @@ def matches(v: NodeView, needle: str) -> bool:
 
 class NodesScreen(TableScreen):
     screen_name = "nodes"
-    reads = "digests"  # the nodes table: a row is a digest
+    plan_level = Level.DIGESTS  # the nodes table: a row is a digest
     table_id = "nodes-table"
     filter_placeholder = "filter: host, state, role or label (Esc clears)"
 

@@ -11,11 +11,12 @@ from clustertop.dashboard.view import View
 from clustertop.dashboard.widgets.alerts import AlertsStrip
 from clustertop.dashboard.widgets.sparks import ClusterSparks
 from clustertop.dashboard.widgets.tiles import NodeTiles
+from clustertop.read.plan import Level
 
 
 class OverviewScreen(DataScreen):
     screen_name = "overview"
-    reads = "digests"  # tiles, alerts and totals: digests are all it draws
+    plan_level = Level.DIGESTS  # tiles, alerts and totals: digests are all it draws
 
     DEFAULT_CSS = """
     OverviewScreen NodeTiles { height: 1fr; padding: 1 1 0 1; }

@@ -14,7 +14,6 @@ tests drive it directly instead of sleeping.
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -28,14 +27,15 @@ from textual.widgets import ContentSwitcher, Static
 
 from clustertop.dashboard import fmt
 from clustertop.dashboard.screens.base import DataScreen
-from clustertop.dashboard.source import describe_error
 from clustertop.dashboard.view import View
 from clustertop.dashboard.widgets import bigtext
 from clustertop.dashboard.widgets.bigtext import BigFigures, Figure
 from clustertop.dashboard.widgets.heatgrid import HeatGrid, cells_of
 from clustertop.dashboard.widgets.plots import PlotPanel, downsample, render
 from clustertop.dashboard.widgets.timeline import SEV_STYLE, SEV_WORD, AlertLog, Timeline
+from clustertop.errors import describe
 from clustertop.read.cluster import Alert, Totals, queue_payloads
+from clustertop.read.plan import Level
 from clustertop.wire import schema
 
 PAGES = (("gpus", "GPUs"), ("trends", "Trends"), ("health", "Health and alerts"))
@@ -91,19 +91,6 @@ def seed_from_history(hists: list[list[schema.HistPoint]], bucket_s: float = SEE
         out.append(SeedPoint((b + 0.5) * bucket_s, sum(u) / len(u) if u else None,
                              sum(sum(v) / len(v) for v in pw.values()) if pw else None))
     return out
-
-
-class WallSeries:
-    """What the wall plots beyond the app's rings (totals, Ceph I/O): the queue depth."""
-
-    def __init__(self, refresh_s: float, window_s: float = PLOT_WINDOW_S) -> None:
-        n = max(2, int(window_s / max(0.2, refresh_s)) + 1)
-        self.queued: deque[tuple[float, float | None]] = deque(maxlen=n)
-
-    def add(self, ts: float, totals: Totals) -> None:
-        if self.queued and self.queued[-1][0] >= ts:
-            return  # a frozen clock or a repeated read: one sample per timestamp
-        self.queued.append((ts, None if totals.tasks_queued is None else float(totals.tasks_queued)))
 
 
 def figures(t: Totals, alerts: list[Alert]) -> list[Figure]:
@@ -270,7 +257,7 @@ class HealthPanel(Static):
 
 class WallScreen(DataScreen):
     screen_name = "wall"
-    reads = "briefs"  # figures, heat grid and bonds: briefs are all it draws
+    plan_level = Level.BRIEFS  # figures, heat grid and bonds: briefs are all it draws
     BINDINGS = [
         Binding("q", "app.quit", "Quit", show=False),
         Binding("ctrl+c", "app.quit", "Quit", show=False, priority=True),
@@ -305,7 +292,6 @@ class WallScreen(DataScreen):
         self.elapsed = 0.0  # seconds of ticks since the screen started (drives banner and drift)
         self.drift_step = 0
         self.alert_log = AlertLog()
-        self.series: WallSeries | None = None
         self.seed: list[SeedPoint] = []
         self.seed_note = ""
         self._seeded = False
@@ -349,7 +335,6 @@ class WallScreen(DataScreen):
         return float(getattr(settings, "wall_page_s", 20.0) or 0.0)
 
     def on_mount(self) -> None:
-        self.series = WallSeries(getattr(self.app, "settings").refresh_s)  # noqa: B009
         self.set_interval(1.0, self._on_timer)
 
     def on_resize(self) -> None:
@@ -424,8 +409,6 @@ class WallScreen(DataScreen):
     def draw(self, view: View) -> None:
         assert view.state is not None
         state = view.state
-        if view.store_error is None and self.series is not None:
-            self.series.add(state.ts, state.totals)
         self.alert_log.update(view.alerts, view.now)
         self.query_one(BigFigures).show(figures(state.totals, view.alerts))
         self._update_banner(view)
@@ -456,8 +439,8 @@ class WallScreen(DataScreen):
         now = view.now
         ascii = self._ascii
         t0 = now - PLOT_WINDOW_S
-        hist = list(view.history.samples)
-        first_live = hist[0].ts if hist else now
+        hist = view.history
+        first_live = hist.samples[0].ts if hist.samples else now
         seed = [s for s in self.seed if s.ts < first_live]
         version = (view.version, self.app.theme, len(seed))
 
@@ -465,13 +448,13 @@ class WallScreen(DataScreen):
                    w: int) -> list[tuple[float, float]]:
             return downsample([*seeded, *live], t0, now, max(10, w - 12))
 
-        util_live = [(s.ts, s.gpu_util_pct) for s in hist]
-        power_live = [(s.ts, None if s.power_mw is None else s.power_mw / 1e6) for s in hist]
+        util_live = hist.points("gpu_util_pct")
+        power_live = hist.points("power_mw", 1e6)
         util_seed = [(s.ts, s.gpu_util_pct) for s in seed]
         power_seed = [(s.ts, None if s.power_mw is None else s.power_mw / 1e6) for s in seed]
         note = f" ({self.seed_note})" if self.seed_note else ""
         t = view.state.totals if view.state is not None else Totals()
-        last_io = view.ceph_io.samples[-1] if view.ceph_io.samples else None
+        last_io = view.ceph_io.last
 
         def filling(n: int) -> str:
             return "   (fills while the wall runs)" if n < 3 else ""
@@ -483,13 +466,9 @@ class WallScreen(DataScreen):
         self.query_one("#plot-power", PlotPanel).show(version, lambda w, h: render(
             (f"GPU power kW - now {fmt.watts(t.power_mw)}{note}", f"GPU power kW - now {fmt.watts(t.power_mw)}"),
             {"kW": series(power_live, power_seed, w)}, now, PLOT_WINDOW_S, w, h, None, ascii))
-        s = self.series
-        if s is None:
-            return
         mib = 1024 * 1024
-        io = list(view.ceph_io.samples)
-        rd = [(x.ts, None if x.read_bytes_s is None else x.read_bytes_s / mib) for x in io]
-        wr = [(x.ts, None if x.write_bytes_s is None else x.write_bytes_s / mib) for x in io]
+        io = view.ceph_io
+        rd, wr = io.points("read_bytes_s", mib), io.points("write_bytes_s", mib)
         self.query_one("#plot-ceph", PlotPanel).show(version, lambda w, h: render(
             (f"Ceph client I/O MiB/s - now read {fmt.rate(last_io.read_bytes_s if last_io else None)}, write "
              f"{fmt.rate(last_io.write_bytes_s if last_io else None)}{filling(len(io))}",
@@ -497,9 +476,9 @@ class WallScreen(DataScreen):
              f"w {fmt.rate(last_io.write_bytes_s if last_io else None)}"),
             {"read": series(rd, [], w), "write": series(wr, [], w)}, now, PLOT_WINDOW_S, w, h, None, ascii))
         self.query_one("#plot-queue", PlotPanel).show(version, lambda w, h: render(
-            (f"tasks queued - now {fmt.num(t.tasks_queued)}{filling(len(s.queued))}",
+            (f"tasks queued - now {fmt.num(t.tasks_queued)}{filling(len(hist))}",
              f"queued - now {fmt.num(t.tasks_queued)}"),
-            {"queued": series(list(s.queued), [], w)}, now, PLOT_WINDOW_S, w, h, None, ascii))
+            {"queued": series(hist.points("tasks_queued"), [], w)}, now, PLOT_WINDOW_S, w, h, None, ascii))
 
     # -- banner -------------------------------------------------------------------------------------
 
@@ -657,7 +636,7 @@ class WallScreen(DataScreen):
         try:
             hists = [source.history(h) for h in hosts]
         except Exception as e:  # the plots then fill while running; the wall itself goes on
-            self.post_message(SeedRead([], describe_error(e)))
+            self.post_message(SeedRead([], describe(e)))
             return
         self.post_message(SeedRead(seed_from_history(hists)))
 

@@ -26,6 +26,7 @@ from clustertop.dashboard.view import View
 from clustertop.dashboard.widgets.pack import FactLines
 from clustertop.dashboard.widgets.table import LiveTable, SortCell, num_cell, text_cell
 from clustertop.read.ledger import Ledger, LedgerRow, LedgerTracker, update_from_state
+from clustertop.read.plan import Level
 from clustertop.read.reader import ClusterState
 from clustertop.wire import schema
 
@@ -234,7 +235,7 @@ def summary(state: ClusterState, ledger: Ledger | None) -> list[Content]:
 
 class WorkScreen(DataScreen):
     screen_name = "work"
-    reads = "briefs"  # tasks and cluster payloads: briefs are all it draws
+    plan_level = Level.BRIEFS  # tasks and cluster payloads: briefs are all it draws
 
     BINDINGS = [
         Binding("left_square_bracket", "tab(-1)", "Prev tab", show=False),

@@ -1,7 +1,8 @@
 """Provides the Ceph I/O ring (client and recovery rates over time) and its text plot.
 
-The ceph payload carries only the latest rates, so the dashboard keeps its own small ring, fed by
-the app on every read (``View.ceph_io``) whatever screen is shown. One sample per *new* payload
+The ceph payload carries only the latest rates, so the dashboard keeps its own small ring (a
+dashboard/history.py ``Ring``), fed by the app on every read (``View.ceph_io``) whatever screen is
+shown. One sample per *new* payload
 (its ``ts``): the lease holder publishes every 5-10 s while the dashboard reads every second, and
 repeating a sample would stretch time. An unreachable Ceph is a gap, never zeros. Drawn as block
 characters in one Static (cheap; see TEXTUAL-NOTES: plot few things, large; many small ones as text).
@@ -9,12 +10,12 @@ characters in one Static (cheap; see TEXTUAL-NOTES: plot few things, large; many
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 
 from textual.content import Content
 
 from clustertop.dashboard import fmt
+from clustertop.dashboard.history import Ring
 from clustertop.wire import schema
 
 #: About an hour at Ceph's usual 10 s poll; wider than any screen row, so the plot never starves.
@@ -33,29 +34,22 @@ class IoSample:
     recovering_bytes_s: float | None
 
 
-class CephIoRing:
+class CephIoRing(Ring[IoSample]):
     def __init__(self, maxlen: int = RING_LEN) -> None:
-        self.samples: deque[IoSample] = deque(maxlen=maxlen)
-        self._last_ts: float | None = None
+        super().__init__(maxlen)
 
     def add(self, payload: schema.ClusterPayload | None) -> bool:
         """Record ``payload`` if it is new; returns whether a sample (or gap) was added."""
-        if payload is None or payload.ts == self._last_ts:
+        last = self.last
+        if payload is None or (last is not None and payload.ts == last.ts):
             return False
-        self._last_ts = payload.ts
         c = payload.ceph if payload.ok else None
         if c is None:
-            self.samples.append(IoSample(payload.ts, None, None, None, None, None))
+            self.push(IoSample(payload.ts, None, None, None, None, None))
         else:
-            self.samples.append(IoSample(payload.ts, c.read_bytes_s, c.write_bytes_s, c.read_ops_s,
-                                         c.write_ops_s, c.recovering_bytes_s))
+            self.push(IoSample(payload.ts, c.read_bytes_s, c.write_bytes_s, c.read_ops_s, c.write_ops_s,
+                               c.recovering_bytes_s))
         return True
-
-    def series(self, name: str) -> list[float | None]:
-        return [getattr(s, name) for s in self.samples]
-
-    def __len__(self) -> int:
-        return len(self.samples)
 
 
 #: (label, series, formatter, style)

@@ -1,7 +1,8 @@
-"""Provides history plots for the wall: plotext charts rendered to text into a Static.
+"""Provides the dashboard's history plots (the wall's trends, the node screen's history): plotext
+charts rendered to text, one wrapper and one time axis, which labels itself ("60 min ago ... now").
 
 plotext costs tens of milliseconds per chart, so a panel redraws only when its key (data version,
-size, theme) changes, and callers downsample an hour to about one point per column first: the
+size, theme) changes, and the wall downsamples an hour to about one point per column first: the
 chart costs the same whether the hour held 60 or 3,600 samples.
 """
 
@@ -16,6 +17,24 @@ from textual.widgets import Static
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 Point = tuple[float, float | None]
+
+#: One marker per series, told apart without colour (the "clear" theme has none). Quadrant blocks
+#: ("hd") rather than braille first: common terminal and browser fonts (Fira Code among them) lack
+#: braille, which then shows as boxes.
+MARKERS = ("hd", "dot", "x", "+", "o", "*", "#", "@")
+ASCII_MARKERS = "*+ox#@%&"
+#: Time windows, in minutes, whose quarters are whole minutes: the axis labels itself at each quarter.
+WINDOWS_MIN = (4, 8, 12, 20, 40, 60)
+WALL_EMPTY = "no data yet: this chart fills while the wall runs"
+
+
+def fit_window(oldest_ts: float, now: float) -> float:
+    """The shortest of WINDOWS_MIN, in seconds, that reaches back to ``oldest_ts`` (the longest if none
+    does): a node with ten minutes of history gets a chart of twelve, not ten minutes in an hour's width."""
+    for minutes in WINDOWS_MIN:
+        if now - oldest_ts <= minutes * 60:
+            return minutes * 60.0
+    return WINDOWS_MIN[-1] * 60.0
 
 
 def downsample(points: Iterable[Point], t0: float, t1: float, buckets: int) -> list[tuple[float, float]]:
@@ -46,15 +65,17 @@ def fit_title(titles: str | tuple[str, ...], width: int) -> str:
 
 
 def render(title: str | tuple[str, ...], series: dict[str, list[tuple[float, float]]], now: float, window_s: float,
-           width: int, height: int, ylim: tuple[float, float] | None = None, ascii: bool = False) -> str:
+           width: int, height: int, ylim: tuple[float, float] | None = None, ascii: bool = False,
+           empty: str = WALL_EMPTY) -> str:
     """A chart of ``series`` (x = timestamps) over the last ``window_s``, x axis in minutes ago.
-    ``title``: one, or several from the longest to the shortest (``fit_title``)."""
+    ``title``: one, or several from the longest to the shortest (``fit_title``); ``empty``: what is
+    said instead of a chart when no series has a point."""
     import plotext as plt  # type: ignore[import-untyped]  # imported only when a chart is drawn
 
     width, height = max(20, width), max(5, height)
     title = fit_title(title, width - 5)  # what plotext keeps: the chart's width less 4 or 5 (measured)
     if not any(series.values()):
-        return f"{title}\n\n  no data yet: this chart fills while the wall runs"
+        return f"{title}\n\n  {empty}"
     plt.clf()
     plt.limitsize(False, False)  # plotext clips to *its* idea of the terminal (80x24 in a worker, a pipe)
     plt.plotsize(width, height)
@@ -64,9 +85,7 @@ def render(title: str | tuple[str, ...], series: dict[str, list[tuple[float, flo
             continue
         xs = [(ts - now) / 60 for ts, _ in pts]
         ys = [v for _, v in pts]
-        # "hd" (quadrant blocks) rather than braille: common terminal and browser fonts (Fira Code
-        # among them) lack braille, which then shows as boxes.
-        marker = "*+ox"[i % 4] if ascii else ("hd" if i == 0 else "dot")
+        marker = ASCII_MARKERS[i % len(ASCII_MARKERS)] if ascii else MARKERS[i % len(MARKERS)]
         plt.plot(xs, ys, marker=marker, label=label if len(series) > 1 else None)
     plt.xlim(-window_s / 60, 0)
     if ylim is not None:

@@ -19,7 +19,9 @@ import pytest
 import redis
 
 from clustertop import wire
-from clustertop.agents.commands import CommandExecutor, parse_btime, parse_stat, parse_uid, read_proc
+from clustertop.agents.commands import CommandExecutor
+from clustertop.collectors import procfs
+from clustertop.collectors.base import Roots
 from clustertop.config import ConfigError
 from clustertop.control import commands as cc
 from clustertop.control import signing
@@ -118,28 +120,17 @@ def wait_dead(p: subprocess.Popen, timeout: float = 10.0) -> int | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Parsers
+# The target's identity, as the executor reads it (procfs.read_pid; its parsers are tested in
+# tests/collectors/test_host.py)
 # ---------------------------------------------------------------------------------------------
 
 
-def test_parse_stat_handles_parens_and_spaces_in_comm():
-    text = "1234 (a) b (c)) S 1 77 77 0 -1 4194560 1 0 0 0 5 6 0 0 20 0 1 0 98765 1000 100 18446744073709551615"
-    assert parse_stat(text) == ("a) b (c)", 77, 98765)
-
-
-def test_parse_btime_and_uid():
-    assert parse_btime("cpu  1 2 3\nbtime 1700000000\nprocesses 5\n") == 1700000000
-    assert parse_uid("Name:\tsleep\nUid:\t1000\t0\t0\t0\n") == 1000
-    with pytest.raises(ValueError):
-        parse_btime("cpu 1 2 3\n")
-
-
-def test_read_proc_agrees_with_psutil(sleeper):
+def test_read_pid_agrees_with_psutil(sleeper):
     p = sleeper()
-    info = read_proc(__import__("clustertop.collectors.base", fromlist=["Roots"]).Roots(), p.pid)
-    assert info is not None and info.comm == "sleep" and info.cmdline == "sleep 300"
-    assert abs(info.start_ts - start_ts(p.pid)) < 1.0
-    assert info.uid == os.getuid()
+    info = procfs.read_pid(Roots(), p.pid, procfs.read_btime(Roots()))
+    assert info is not None and info.stat.comm == "sleep" and info.cmdline == "sleep 300"
+    assert info.start_ts is not None and abs(info.start_ts - start_ts(p.pid)) < 1.0
+    assert info.uid == os.getuid() and info.stat.pgrp == os.getpgid(p.pid)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,8 +28,8 @@ def test_good_file_fills_every_section() -> None:
     assert ceph.options == {"urls": ["https://mgr-a:8443", "https://mgr-b:8443"], "username": "clustertop",
                             "password_file": "/etc/clustertop/ceph.pass"}
     assert ceph.interval_s == 10.0 and ceph.enabled
-    assert cfg.templates["train"]["argv"][0] == "python"
-    assert cfg.security["operator_keys"]
+    assert cfg.templates["train"].argv[0] == "python"  # typed: [templates.*] and [security] are Structs
+    assert cfg.security.operator_keys
     # nfs disabled, ceph (cluster scope) runs because it is configured, defaults otherwise.
     assert cfg.enabled_collectors() == ["host", "gpu", "bonds", "ceph"]
 
@@ -57,8 +57,19 @@ def test_node_name_falls_back_to_this_machine(tmp_path) -> None:  # type: ignore
     ("unknown_collector.toml", "[collectors.gpus]", "unknown collector"),
     ("collector_wrong_type.toml", "[collectors.host] enabled", "expected bool"),
     ("negative_interval.toml", "[collectors.bonds] interval", "must be > 0"),
-    ("security_not_table.toml", "security", "expected a [security] table"),
+    ("security_not_table.toml", "[security]", "expected table, got str 'none'"),
     ("labels_not_str.toml", "[agent] labels.rack", "expected str"),
+    ("agent_bad_value.toml", "[agent] redis", "expected a redis://, rediss:// or unix:// URL"),
+    # A collector's own options are checked at load, with the collector's own Struct.
+    ("collector_unknown_key.toml", "[collectors.ceph] url", "unknown key (known: ca_file, "),
+    ("collector_bad_value.toml", "[collectors.nfs] probe_timeout", "must be at most 30 s, got 31.0"),
+    ("template_unknown_key.toml", "[templates.train] shell", "unknown key (known: argv, cwd, description, "),
+    ("template_wrong_type.toml", "[templates.train] argv", "expected list, got str 'python train.py'"),
+    ("template_bad_value.toml", "[templates.train.limits] memory_max", "expected bytes, e.g. 4G"),
+    ("template_bad_param.toml", "[templates.train.params] epochs", "param epochs: expected int, got 'ten'"),
+    ("security_unknown_key.toml", "[security] allow_rot", "unknown key (known: allow_root, "),
+    ("security_wrong_type.toml", "[security] min_uid", "expected int, got str '1000'"),
+    ("security_bad_value.toml", "[security] verbs", "unknown verb 'reboot'"),
 ])
 def test_bad_files_name_file_and_key(name: str, key: str, words: str) -> None:
     path = str(CFG / name)

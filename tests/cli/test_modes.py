@@ -136,5 +136,5 @@ def test_store_mode_bad_url_fails_before_the_screen(monkeypatch: pytest.MonkeyPa
 
 def test_demo_settings_match_the_dashboard_settings_class() -> None:
     """The names the composition root passes exist on dashboard.settings.Settings."""
-    s = modes.settings_for(parse("demo", "--theme", "light"), "x")
+    s = modes.settings_for(modes.config_for(parse("demo", "--theme", "light")), "x")
     assert s.theme == "light" and s.source_label == "x" and not s.read_only

@@ -59,7 +59,7 @@ def test_read_only_refuses_everything(redis_server: Any) -> None:
 def test_k8s_delete_logs_scale_job_and_refusals(redis_server: Any, k8s_cluster: K8sCluster) -> None:  # noqa: F811
     from kubernetes import client as kc
 
-    from tests.test_k8s_real import node_body, pod_body, wait_for
+    from tests.collectors.test_k8s_real import node_body, pod_body, wait_for
 
     api = k8s_cluster.client("admin")
     core, apps, batch = kc.CoreV1Api(api), kc.AppsV1Api(api), kc.BatchV1Api(api)

@@ -31,10 +31,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from clustertop import wire
-from clustertop.agents.runner import describe
 from clustertop.collectors import ceph
 from clustertop.collectors.base import Context
 from clustertop.config import ConfigError
+from clustertop.errors import describe
 from clustertop.read import cluster
 from clustertop.wire import schema
 from tests.conftest import FIXTURES, free_port

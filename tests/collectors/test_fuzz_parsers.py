@@ -34,6 +34,7 @@ import copy
 import json
 import math
 import re
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,6 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from clustertop import wire
-from clustertop.agents import commands
 from clustertop.collectors import bonds, ceph_parse, gpu, kubernetes, nfs, owner, procfs
 from clustertop.collectors import bonds_parse as bonding
 from clustertop.collectors import kubernetes_parse as k8s_parse
@@ -458,13 +458,14 @@ def test_mount_paths_unescape_to_what_was_mounted(path: str, src: str) -> None:
 @fuzz
 @given(kernel_text(PID_STAT))
 def test_parse_pid_stat(text: str) -> None:
-    # The host collector skips a process on exactly these two (collectors/host.py, _procs).
+    # ValueError is the one error of the /proc/<pid> readers' contract: every caller (host and GPU
+    # collectors, command executor, task manager) catches exactly that for a corrupt line.
     try:
         ps = procfs.parse_pid_stat(text)
-    except (ValueError, IndexError):
+    except ValueError:
         return
     assert isinstance(ps.comm, str) and isinstance(ps.state, str)
-    assert all_of((ps.pid, ps.ppid, ps.utime, ps.stime, ps.threads, ps.starttime, ps.rss_pages), int)
+    assert all_of((ps.pid, ps.ppid, ps.pgrp, ps.utime, ps.stime, ps.threads, ps.starttime, ps.rss_pages), int)
 
 
 @fuzz
@@ -483,7 +484,7 @@ def test_parse_pid_status(text: str) -> None:
 def test_parse_cmdline_never_raises(raw: bytes) -> None:
     argv = procfs.parse_cmdline(raw)
     assert all_of(argv, str)
-    line = gpu.parse_cmdline(raw, limit=80)
+    line = gpu.one_line(argv, limit=80)
     assert line is None or (isinstance(line, str) and 0 < len(line) <= 80)
 
 
@@ -506,9 +507,8 @@ def test_parse_os_release_never_raises(text: str) -> None:
 @example("root:x:²:0:root:/root:/bin/bash\n")  # isdigit() let "²" through to int(), which raised
 @example("big:x:" + "9" * 5000 + ":0::/:/bin/sh\n")  # past int()'s 4300-digit limit
 def test_parse_passwd_never_raises(text: str) -> None:
-    for parse in (procfs.parse_passwd, gpu.parse_passwd):
-        users = parse(text)
-        assert all_of(users, int) and all_of(users.values(), str)
+    users = procfs.parse_passwd(text)
+    assert all_of(users, int) and all_of(users.values(), str)
 
 
 @fuzz
@@ -519,7 +519,7 @@ def test_parse_speed_and_operstate_never_raise(a: str | None, b: str | None) -> 
     assert procfs.parse_operstate(a, b) in (True, False, None)
 
 
-# The same /proc files as read by the GPU collector and the command executor (their own small parsers).
+# The same /proc files as read through procfs's /proc/<pid> reader (host and GPU collectors, command executor).
 
 
 @fuzz
@@ -527,27 +527,29 @@ def test_parse_speed_and_operstate_never_raise(a: str | None, b: str | None) -> 
 @example("Uid:\t²\t0\t0\t0\n")  # isdigit() let "²" through to int(), which raised
 @example("btime \n")  # IndexError
 @example("btime x\n")  # ValueError, from a parser documented to return None
-def test_gpu_proc_parsers(text: str) -> None:
-    pid = gpu.parse_pid_stat(text)  # documented: None for what it cannot read
-    assert pid is None or (isinstance(pid[0], str) and isinstance(pid[1], int))
-    assert opt(gpu.parse_status_uid(text), int)
-    assert opt(gpu.parse_btime(text), int)
-
-
-@fuzz
-@given(kernel_text(PID_STAT + STAT + PID_STATUS, ["Uid:", "btime", "Name:"]))
-def test_command_executor_proc_parsers(text: str) -> None:
-    # read_proc's callers treat ValueError and IndexError as "no such process" (group_members) or a
-    # failed command (CommandExecutor._execute).
-    for parse in (commands.parse_stat, commands.parse_btime, commands.parse_uid):
+@example("1 (x) S 0 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 " + "9" * 400 + " 0 0\n")  # overflowed ticks -> seconds
+def test_proc_pid_reader(text: str) -> None:
+    assert opt(procfs.parse_btime(text), int)  # documented: None for what it cannot read
+    with tempfile.TemporaryDirectory() as d:
+        raw = text.encode("utf-8", "replace")
+        Path(d, "stat").write_bytes(raw)
+        Path(d, "7").mkdir()
+        for name in ("stat", "status", "cmdline"):
+            Path(d, "7", name).write_bytes(raw)
+        roots = Roots(proc=d)
+        btime = procfs.read_btime(roots)
+        assert opt(btime, int)
+        # the readers' contract: a process, or ValueError for a corrupt file, nothing else (None is for
+        # a process that is gone, which an empty stat file reads like: it exited while being read)
         try:
-            out = parse(text)
-        except (ValueError, IndexError):
-            continue
-        if parse is commands.parse_stat:
-            assert isinstance(out, tuple) and isinstance(out[0], str) and all_of(out[1:], int)
-        else:
-            assert opt(out, int)
+            info = procfs.read_pid(roots, 7, btime)
+        except ValueError:
+            return
+    if info is None:
+        assert raw == b""
+        return
+    assert isinstance(info.stat.comm, str) and opt(info.uid, int)
+    assert all_of(info.argv, str) and opt(info.start_ts, float)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -399,6 +399,10 @@ def test_processes_of_a_real_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
     sleeper = subprocess.Popen(["sleep", "60"])
     try:
         after = time.time()
+        # Popen returns after fork, maybe before exec: wait until the kernel shows sleep's own argv.
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{sleeper.pid}/cmdline").read_bytes() != b"sleep\x0060\x00" and time.monotonic() < deadline:
+            time.sleep(0.01)
         lib.devices[0].compute = [fake.FakeProc(sleeper.pid, 2 * 1024**3)]
         # A graphics client whose memory NVML cannot report (the NOT_AVAILABLE sentinel on the wire).
         lib.devices[1].graphics = [fake.FakeProc(sleeper.pid, None)]
@@ -578,13 +582,9 @@ def test_used_memory_and_text() -> None:
     assert gpumod.text("") is None
 
 
-def test_proc_parsers() -> None:
-    assert gpumod.parse_pid_stat("77 (a) b (c)) S 1 77 77 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 4321 0 0") == ("a) b (c)", 4321)
-    assert gpumod.parse_pid_stat("garbage") is None
-    assert gpumod.parse_status_uid("Name:\tx\nUid:\t1000\t0\t0\t0\n") == 1000
-    assert gpumod.parse_status_uid("Name:\tx\n") is None
-    assert gpumod.parse_cmdline(b"") is None
-    long = gpumod.parse_cmdline(b"python\0" + b"x" * 1000 + b"\0")
+def test_one_line() -> None:
+    assert gpumod.one_line([]) is None
+    assert gpumod.one_line([""]) is None
+    assert gpumod.one_line(["python", "train.py"]) == "python train.py"
+    long = gpumod.one_line(["python", "x" * 1000])
     assert long is not None and len(long) == gpumod.CMDLINE_MAX and long.endswith("…")
-    assert gpumod.parse_btime("cpu 1 2 3\nbtime 1718000000\n") == 1718000000
-    assert gpumod.parse_passwd("root:x:0:0::/:/bin/sh\nbad line\n") == {0: "root"}

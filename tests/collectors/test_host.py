@@ -186,13 +186,49 @@ def test_parse_mounts_unescapes_paths() -> None:
 
 def test_parse_pid_stat_real_and_hostile_comm() -> None:
     ps = procfs.parse_pid_stat((BASIC / "proc/19137/stat").read_text())
-    assert ps == procfs.PidStat(pid=19137, comm="python3", state="S", ppid=1, utime=1, stime=1, threads=1,
-                                starttime=57027, rss_pages=3391)
+    assert ps == procfs.PidStat(pid=19137, comm="python3", state="S", ppid=1, pgrp=19137, utime=1, stime=1,
+                                threads=1, starttime=57027, rss_pages=3391)
     # comm is attacker-chosen (prctl PR_SET_NAME): spaces and parentheses must not shift the fields
-    line = "4242 (evil) S 1 (x) R 7 4242 4242 0 -1 0 0 0 0 0 11 22 0 0 20 0 3 0 999 0 55 rest\n"
+    line = "4242 (evil) S 1 (x) R 7 4243 4242 0 -1 0 0 0 0 0 11 22 0 0 20 0 3 0 999 0 55 rest\n"
     ps = procfs.parse_pid_stat(line)
-    assert (ps.pid, ps.comm, ps.state, ps.ppid, ps.utime, ps.stime, ps.threads, ps.starttime, ps.rss_pages) == (
-        4242, "evil) S 1 (x", "R", 7, 11, 22, 3, 999, 55)
+    assert (ps.pid, ps.comm, ps.state, ps.ppid, ps.pgrp, ps.utime, ps.stime, ps.threads, ps.starttime,
+            ps.rss_pages) == (4242, "evil) S 1 (x", "R", 7, 4243, 11, 22, 3, 999, 55)
+    ps = procfs.parse_pid_stat("1234 (a) b (c)) S 1 77 77 0 -1 4194560 1 0 0 0 5 6 0 0 20 0 1 0 98765 1000 100 0")
+    assert (ps.comm, ps.pgrp, ps.starttime) == ("a) b (c)", 77, 98765)
+
+
+@pytest.mark.parametrize("line", [
+    "", "garbage", "12 (x) S 1 2",  # too short
+    "12 (x) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 x 20 21",  # starttime not a number
+    "12 x) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21",  # no "(" before comm
+])
+def test_parse_pid_stat_refuses_what_is_not_a_stat_line_with_value_error(line: str) -> None:
+    # the one error a caller has to catch: never IndexError
+    with pytest.raises(ValueError):
+        procfs.parse_pid_stat(line)
+
+
+def test_parse_btime() -> None:
+    assert procfs.parse_btime("cpu  1 2 3\nbtime 1700000000\nprocesses 5\n") == 1700000000
+    assert procfs.parse_btime("cpu 1 2 3\n") is None
+    assert procfs.parse_btime("btime x\n") is None  # garbled: no boot time, not an exception
+
+
+def test_read_pid_from_the_fixture_tree(tmp_path: Path) -> None:
+    roots = Roots(proc=str(BASIC / "proc"))
+    info = procfs.read_pid(roots, 19145, procfs.read_btime(roots))
+    assert info is not None and info.uid == 65534 and info.argv == ["/tmp/ctfix/clustertop-fixture-sleeper", "900"]
+    assert info.stat.pid == 19145 and info.cmdline == " ".join(info.argv)
+    btime = procfs.parse_btime((BASIC / "proc/stat").read_text())
+    assert btime is not None and info.start_ts == procfs.started_at(btime, info.stat.starttime)
+    assert procfs.read_pid(roots, 19145, None).start_ts is None  # type: ignore[union-attr]
+    # a vanished pid is None, from either reader; a corrupt stat line is ValueError
+    assert procfs.read_pid_stat(roots, 999999) is None and procfs.read_pid(roots, 999999, btime) is None
+    (tmp_path / "7").mkdir()
+    (tmp_path / "7" / "stat").write_text("7 (x) S 1\n")
+    with pytest.raises(ValueError):
+        procfs.read_pid_stat(Roots(proc=str(tmp_path)), 7)
+    assert procfs.read_btime(Roots(proc=str(tmp_path))) is None  # no /proc/stat there
 
 
 def test_parse_pid_status_and_cmdline() -> None:

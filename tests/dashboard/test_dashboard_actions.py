@@ -321,7 +321,7 @@ async def test_ctrl_d_deletes_a_real_pod_with_the_impact_shown_first(redis_serve
     from kubernetes import client as kc
 
     from clustertop.collectors import kubernetes_parse as k8s_parse
-    from tests.test_k8s_real import node_body, pod_body, wait_for
+    from tests.collectors.test_k8s_real import node_body, pod_body, wait_for
 
     cluster = k8s_cluster
 

@@ -294,7 +294,7 @@ async def test_hidden_ledger_is_brought_up_to_date_after_the_repaint_and_a_shown
     publish_all(factory())
     app = make_app(Settings(frozen_time=b.NOW, refresh_s=3600), factory)
     # Per ledger update: whether the work screen was up, and whether the read it is for had been
-    # handed to the screen already (app.reads counts reads once they are drawn).
+    # handed to the screen already (app.finished_reads counts reads once they are drawn).
     updates: list[tuple[bool, int]] = []
     async with app.run_test(size=(120, 40)) as pilot:
         import clustertop.dashboard.app as app_module
@@ -302,7 +302,7 @@ async def test_hidden_ledger_is_brought_up_to_date_after_the_repaint_and_a_shown
         real = app_module.update_ledger
 
         def spy(tracker: Any, state: Any) -> Any:
-            updates.append((isinstance(app.screen, WorkScreen), app.reads))
+            updates.append((isinstance(app.screen, WorkScreen), app.finished_reads))
             return real(tracker, state)
 
         app_module.update_ledger = spy  # type: ignore[assignment]
@@ -314,13 +314,13 @@ async def test_hidden_ledger_is_brought_up_to_date_after_the_repaint_and_a_shown
             app.refresh_now()
             await b.wait_fresh(pilot)
             await pilot.pause()
-            assert updates == [(False, app.reads)]  # overview: after the read was drawn
+            assert updates == [(False, app.finished_reads)]  # overview: after the read was drawn
             assert app.ledger is not None and app.ledger.ts == app.view.state.ts  # type: ignore[union-attr]
             await pilot.press("6")
             await pilot.pause()
             updates.clear()
             app.refresh_now()
             await b.wait_fresh(pilot)
-            assert updates[:1] == [(True, app.reads - 1)]  # work screen: before the read is drawn
+            assert updates[:1] == [(True, app.finished_reads - 1)]  # work screen: before the read is drawn
         finally:
             app_module.update_ledger = real  # type: ignore[assignment]

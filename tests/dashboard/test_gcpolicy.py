@@ -97,7 +97,7 @@ async def test_app_lets_go_of_the_previous_read_and_collects_after_the_repaint(
     real = gcpolicy.collect_if_due
 
     def counted() -> int | None:
-        calls.append(app.reads)
+        calls.append(app.finished_reads)
         return real()
 
     monkeypatch.setattr(gcpolicy, "collect_if_due", counted)
@@ -105,9 +105,9 @@ async def test_app_lets_go_of_the_previous_read_and_collects_after_the_repaint(
     async with app.run_test(size=(120, 40)) as pilot:
         await b.wait_reads(pilot)
         first = weakref.ref(app.view.state)
-        await b.wait_reads(pilot, app.reads + 2)
+        await b.wait_reads(pilot, app.finished_reads + 2)
         await pilot.pause()
         assert first() is None  # freed by reference counting once a newer read was on screen
         assert app._previous_state is None
-    # After reads on screen (app.reads counts a read once it is drawn), at least two distinct ones.
+    # After reads on screen (app.finished_reads counts a read once it is drawn), at least two distinct ones.
     assert min(calls) >= 1 and len(set(calls)) >= 2

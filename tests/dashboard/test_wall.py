@@ -14,12 +14,12 @@ from textual.widgets import ContentSwitcher, Static
 
 from clustertop import wire
 from clustertop.dashboard.app import WALL_ACTIONS, make_app
+from clustertop.dashboard.history import TotalsHistory
 from clustertop.dashboard.screens.help import HelpScreen
 from clustertop.dashboard.screens.wall import (
     BANNER_S,
     PAGES,
     WallScreen,
-    WallSeries,
     figures,
     seed_from_history,
 )
@@ -377,15 +377,17 @@ def test_alert_log_is_bounded_and_tracks_clearing() -> None:
     assert len(log.events) == MAX_EVENTS and len(log._open) <= MAX_EVENTS
 
 
-def test_wall_series_and_history_buffers_are_bounded() -> None:
+def test_the_history_the_wall_plots_is_bounded() -> None:
     from clustertop.read.cluster import Totals
 
-    s = WallSeries(refresh_s=1.0, window_s=600)
+    h = TotalsHistory(refresh_s=1.0, window_s=600)
     for i in range(5000):
-        s.add(float(i), Totals(tasks_queued=i))
-    assert len(s.queued) == 601 and s.queued[-1] == (4999.0, 4999.0)
-    s.add(4999.0, Totals(tasks_queued=1))  # same timestamp: not a second sample
-    assert s.queued[-1] == (4999.0, 4999.0)
+        h.add(float(i), Totals(tasks_queued=i))
+    assert len(h) == 601 and h.points("tasks_queued")[-1] == (4999.0, 4999.0)
+    h.add(4999.0, Totals(tasks_queued=1))  # same timestamp: not a second sample, the newer reading
+    assert len(h) == 601 and h.points("tasks_queued")[-1] == (4999.0, 1.0)
+    h.add_gap(5000.0)
+    assert h.points("tasks_queued")[-1] == (5000.0, None)  # a gap, not 0
 
 
 def test_seed_from_history_is_cluster_mean_util_and_summed_power() -> None:

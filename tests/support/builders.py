@@ -150,14 +150,14 @@ async def wait_until(pilot: Any, cond: Any, what: str = "condition", tries: int 
 async def wait_reads(pilot: Any, total: int = 1) -> None:
     """Until the app has finished ``total`` reads since it started (the first read: total=1)."""
     app = pilot.app
-    await wait_until(pilot, lambda: app.reads >= total, f"{total} read(s)")
+    await wait_until(pilot, lambda: app.finished_reads >= total, f"{total} read(s)")
 
 
 async def wait_fresh(pilot: Any, n: int = 1) -> None:
     """Until ``n`` more reads than now have finished (to see a change made in the store)."""
     app = pilot.app
-    target = app.reads + n
-    await wait_until(pilot, lambda: app.reads >= target, f"{n} more read(s)")
+    target = app.finished_reads + n
+    await wait_until(pilot, lambda: app.finished_reads >= target, f"{n} more read(s)")
 
 
 def trouble_gpu(g: schema.Gpu, r: float) -> None:

@@ -33,6 +33,7 @@ from clustertop.dashboard.widgets.table import LiveTable
 from clustertop.dashboard.widgets.tiles import render_tile
 from clustertop.read.cluster import alerts, summarize
 from clustertop.read.ledger import LedgerTracker
+from clustertop.read.plan import ALL_FULL, Level, ReadPlan
 from clustertop.read.reader import NodeView, Reader
 from clustertop.sim.simulate import SimCluster
 from clustertop.wire import schema
@@ -171,8 +172,9 @@ def test_reader_reads_briefs_and_full_snapshots_where_asked(redis_server: Any) -
     pool = redis.ConnectionPool.from_url(redis_server.url, connection_class=CountingConnection)
     reader = Reader(redis.Redis(connection_pool=pool), clock=lambda: b.NOW + 0.5, brief_from=0)
 
-    st = reader.read(frozenset({"gpu02"}))  # the first read learns the nodes
-    assert st.full == frozenset({"gpu02"})
+    st = reader.read(ReadPlan(Level.BRIEFS, frozenset({"gpu02"})))  # the first read learns the nodes
+    assert st.plan == ReadPlan(Level.BRIEFS, frozenset({"gpu02"}))
+    assert st.plan.in_full("gpu02") and not st.plan.in_full("gpu01")
     by = {v.host: v for v in st.nodes}
     assert {h: v.state for h, v in by.items()} == dict.fromkeys(("gpu01", "gpu02", "gpu03", "old01"), "up")
     assert {h: v.brief for h, v in by.items()} == {"gpu01": True, "gpu02": False, "gpu03": True, "old01": False}
@@ -182,33 +184,33 @@ def test_reader_reads_briefs_and_full_snapshots_where_asked(redis_server: Any) -
     assert st.totals.nodes_up == 4 and st.totals.gpus_total == 4
 
     CountingConnection.sends = 0
-    st = reader.read(frozenset())
+    st = reader.read(ReadPlan(Level.BRIEFS))
     assert CountingConnection.sends == 1  # steady state: one round trip, briefs and the old agent's full key
     assert [v.brief for v in st.nodes] == [True, True, True, False]
 
     # Switching to briefs after full reads: the old agent is up at once (its full key read in one more
     # MGET, that once), then back to one round trip.
     fresh = Reader(redis.Redis(connection_pool=pool), clock=lambda: b.NOW + 0.5, brief_from=0)
-    fresh.read(True)
+    fresh.read(ALL_FULL)
     CountingConnection.sends = 0
-    st = fresh.read(frozenset())
+    st = fresh.read(ReadPlan(Level.BRIEFS))
     assert st.node("old01").state == "up" and CountingConnection.sends == 2  # type: ignore[union-attr]
     CountingConnection.sends = 0
-    assert fresh.read(frozenset()).node("old01").state == "up" and CountingConnection.sends == 1  # type: ignore[union-attr]
+    assert fresh.read(ReadPlan(Level.BRIEFS)).node("old01").state == "up" and CountingConnection.sends == 1  # type: ignore[union-attr]
 
-    st = reader.read(True)
-    assert st.full is True and not any(v.brief for v in st.nodes)
+    st = reader.read(ALL_FULL)
+    assert st.plan == ALL_FULL and not any(v.brief for v in st.nodes)
     assert all(v.snap.system.procs for v in st.nodes)  # type: ignore[union-attr]
 
     # A node gone quiet: its keys expire; a brief read shows its last data, greyed as stale.
     c.delete(wire.node_key("gpu03"), wire.brief_key("gpu03"), wire.digest_key("gpu03"))  # as their TTL would
-    st = reader.read(frozenset())
+    st = reader.read(ReadPlan(Level.BRIEFS))
     gone = st.node("gpu03")
     assert gone is not None and gone.state == "stale" and gone.snap is not None
     # Below brief_from nodes every read is full, whatever is asked.
     small = Reader(redis_server.client(), brief_from=100)
-    small.read(frozenset())
-    assert small.read(frozenset()).full is True
+    small.read(ReadPlan(Level.BRIEFS))
+    assert small.read(ReadPlan(Level.BRIEFS)).plan == ALL_FULL
 
 
 @pytest.fixture
@@ -219,9 +221,9 @@ def anyio_backend() -> str:
 @pytest.mark.anyio
 async def test_app_reads_briefs_on_the_overview_and_full_data_for_detail(redis_server: Any,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    import clustertop.read.reader
+    import clustertop.read.plan
 
-    monkeypatch.setattr(clustertop.read.reader, "BRIEF_FROM_NODES", 0)  # briefs from the first node on
+    monkeypatch.setattr(clustertop.read.plan, "BRIEF_FROM_NODES", 0)  # briefs from the first node on
     procs = [b.gpu_proc(4242, "python", "bob", 5.5, pod="train-7f9c")]
     snaps = [b.node("gpu-01", gpus=[b.gpu(0, 90, procs=procs), b.gpu(1, 10)]),
              b.node("gpu-02", gpus=[b.gpu(0, 50, procs=[b.gpu_proc(77, "torch", "carol", 2.0)])])]
@@ -229,9 +231,9 @@ async def test_app_reads_briefs_on_the_overview_and_full_data_for_detail(redis_s
     app = make_app(Settings(frozen_time=b.NOW + 0.5, refresh_s=3600, source_label="brief"), redis_server.client)
     async with app.run_test(size=(160, 50)) as pilot:
         await b.wait_reads(pilot)
-        assert app.view.state.full == frozenset()
+        assert app.view.state.plan == ReadPlan(Level.DIGESTS)
         app.refresh_now()  # the first read took every payload of nodes it had not seen; then digests only
-        await b.wait_until(pilot, lambda: app.view.state.rest == "digests", "digests on the overview")
+        await b.wait_until(pilot, lambda: app.view.state.plan.level is Level.DIGESTS, "digests on the overview")
         assert all(v.state == "up" and v.snap is None and v.digest is not None for v in app.view.state.nodes)
         assert app.view.state.totals.gpus_total == 3 and app.view.state.totals.gpus_busy == 3
         assert "gpu-01" in app.export_screenshot()
@@ -242,11 +244,12 @@ async def test_app_reads_briefs_on_the_overview_and_full_data_for_detail(redis_s
         assert isinstance(app.screen, GpusScreen)
         procs_table = app.screen.query_one("#procs-table", LiveTable)
         await b.wait_until(pilot, lambda: procs_table.row_count == 1, "process of gpu 0")
-        assert app.view.state.full == frozenset({"gpu-01"})
+        assert app.view.state.plan == ReadPlan(Level.GPUS, frozenset({"gpu-01"}))
         assert [c.plain for c in procs_table.get_row_at(0)][:4] == ["4242", "bob", "pod:ml/train-7f9c", "5.5 GiB"]
         await pilot.press("down", "down")  # gpu-02's card: another node
         title = app.screen.query_one("#procs-title")
-        await b.wait_until(pilot, lambda: app.view.state.full == frozenset({"gpu-02"}), "gpu-02 in full")
+        await b.wait_until(pilot, lambda: app.view.state.plan == ReadPlan(Level.GPUS, frozenset({"gpu-02"})),
+                           "gpu-02 in full")
         await b.wait_until(pilot, lambda: procs_table.row_count == 1 and "gpu-02 GPU 0: 1" in str(title.render()),
                            "gpu-02's process")
         assert [c.plain for c in procs_table.get_row_at(0)][:4] == ["77", "carol", "user:carol", "2.0 GiB"]
@@ -257,46 +260,47 @@ async def test_app_reads_briefs_on_the_overview_and_full_data_for_detail(redis_s
 
         await pilot.press("1")
         app.refresh_now()
-        await b.wait_until(pilot, lambda: app.view.state.full == frozenset(), "briefs on the overview")
-        reads = app.reads
+        await b.wait_until(pilot, lambda: app.view.state.plan == ReadPlan(Level.DIGESTS), "digests on the overview")
+        reads = app.finished_reads
         actions_of(app).ask_pick_process("gpu-01", "TERM")
         await pilot.pause()
         assert any("reading its processes" in n.message for n in app._notifications)
-        await b.wait_until(pilot, lambda: app.reads > reads, "the read it asked for")
+        await b.wait_until(pilot, lambda: app.finished_reads > reads, "the read it asked for")
 
-        # A node's screen: briefs for the header, that node in full.
+        # A node's screen: digests for the header, that node in full.
         app.open_node("gpu-01")
         await pilot.pause()
         assert isinstance(app.screen, NodeScreen)
         app.refresh_now()
-        await b.wait_until(pilot, lambda: app.view.state.full == frozenset({"gpu-01"}), "that node in full")
+        await b.wait_until(pilot, lambda: app.view.state.plan == ReadPlan(Level.DIGESTS, frozenset({"gpu-01"})),
+                           "that node in full")
         v = app.view.state.node("gpu-01")
         assert v is not None and not v.brief and v.snap is not None and v.snap.gpus is not None
         assert v.snap.gpus[0].procs and v.snap.gpus[0].procs[0].used_mem_bytes is not None
 
         await pilot.press("1")
         app.refresh_now()
-        await b.wait_until(pilot, lambda: app.view.state.full == frozenset(), "briefs again")
+        await b.wait_until(pilot, lambda: app.view.state.plan == ReadPlan(Level.DIGESTS), "digests again")
 
 
 @pytest.mark.anyio
 async def test_detail_screen_over_briefs_with_the_store_down_says_so_and_does_not_spin(
         redis_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    import clustertop.read.reader
+    import clustertop.read.plan
 
-    monkeypatch.setattr(clustertop.read.reader, "BRIEF_FROM_NODES", 0)
+    monkeypatch.setattr(clustertop.read.plan, "BRIEF_FROM_NODES", 0)
     b.publish(redis_server.client(), [b.node("gpu-01", gpus=[b.gpu(0, 90)])])
     app = make_app(Settings(frozen_time=b.NOW + 0.5, refresh_s=3600, source_label="brief"), redis_server.client)
     async with app.run_test(size=(120, 40)) as pilot:
         await b.wait_reads(pilot)
-        assert app.view.state.full == frozenset()
+        assert app.view.state.plan == ReadPlan(Level.DIGESTS)
         redis_server.stop()
         app.refresh_now()
         await b.wait_until(pilot, lambda: app.view.unreachable, "the store seen down")
         # The storage screen needs full snapshots the last read did not have: it asks for one read,
         # which fails; the header says why, and the next attempt waits for the refresh timer.
-        reads = app.reads
+        reads = app.finished_reads
         await pilot.press("4")
         await pilot.pause(0.5)
-        assert app.reads - reads <= 2, app.reads - reads
+        assert app.finished_reads - reads <= 2, app.finished_reads - reads
         assert "store unreachable" in app.screen.query_one(ClusterHeader).text

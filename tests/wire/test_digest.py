@@ -20,6 +20,7 @@ from clustertop.agents.publisher import Publisher
 from clustertop.dashboard.app import make_app
 from clustertop.dashboard.settings import Settings
 from clustertop.read.cluster import alerts
+from clustertop.read.plan import ALL_FULL, Level, ReadPlan
 from clustertop.read.reader import Reader
 from clustertop.sim.simulate import SimCluster
 from clustertop.wire import schema
@@ -27,6 +28,9 @@ from clustertop.wire.digest import RULES, digest
 from tests.read.test_reader import CountingConnection
 from tests.support import builders as b
 from tests.wire.test_brief import troubled
+
+#: Every node's digest and nothing more: the overview's and the nodes table's read.
+DIGESTS = ReadPlan(Level.DIGESTS)
 
 
 def publish_all(client: Any, snaps: list[schema.NodeSnapshot]) -> None:
@@ -46,16 +50,16 @@ def test_a_digest_only_read_gives_the_totals_and_alerts_of_a_full_read(redis_ser
     c = redis_server.client()
     snaps, _ = troubled(nodes=60)
     publish_all(c, snaps)
-    full = Reader(c, clock=lambda: b.NOW + 0.5, brief_from=0).read(True)
+    full = Reader(c, clock=lambda: b.NOW + 0.5, brief_from=0).read(ALL_FULL)
     pool = redis.ConnectionPool.from_url(redis_server.url, connection_class=CountingConnection)
     reader = Reader(redis.Redis(connection_pool=pool), clock=lambda: b.NOW + 0.5, brief_from=0)
-    reader.read(frozenset(), "digests")  # the first read learns the nodes
+    reader.read(DIGESTS)  # the first read learns the nodes
     CountingConnection.sends = 0
-    st = reader.read(frozenset(), "digests")
+    st = reader.read(DIGESTS)
     assert CountingConnection.sends == 1  # steady state: one round trip
-    assert st.rest == "digests" and st.full == frozenset()
+    assert st.plan == DIGESTS
     assert all(v.state == "up" and v.snap is None and v.digest is not None for v in st.nodes)
-    assert not reader.no_digest
+    assert not reader.older.without_digest and not reader.older.without_brief
     same_totals(st.totals, full.totals)
     assert st.totals.gpus_lost and st.totals.bonds_degraded and st.totals.gpu_util_pct is not None
     got, want = alerts(st.nodes, {}, b.NOW), alerts(full.nodes, {}, b.NOW)
@@ -71,7 +75,7 @@ def test_agents_without_a_usable_digest_are_folded_from_their_briefs(redis_serve
     c = redis_server.client()
     snaps, _ = troubled(nodes=30)
     publish_all(c, snaps)
-    want = Reader(c, clock=lambda: b.NOW + 0.5, brief_from=0).read(True).totals
+    want = Reader(c, clock=lambda: b.NOW + 0.5, brief_from=0).read(ALL_FULL).totals
     # An agent from before digests (none published), and one whose digest was made by older rules
     # and says something else (a dashboard must not take an old agent's verdict for its own).
     old, stale_rules = snaps[0].host, snaps[1].host
@@ -82,21 +86,21 @@ def test_agents_without_a_usable_digest_are_folded_from_their_briefs(redis_serve
     c.set(wire.digest_key(stale_rules), wire.encode(wrong))
     pool = redis.ConnectionPool.from_url(redis_server.url, connection_class=CountingConnection)
     reader = Reader(redis.Redis(connection_pool=pool), clock=lambda: b.NOW + 0.5, brief_from=0)
-    reader.read(frozenset(), "digests")
-    st = reader.read(frozenset(), "digests")
-    assert reader.no_digest == {old, stale_rules}
+    reader.read(DIGESTS)
+    st = reader.read(DIGESTS)
+    assert reader.older.without_digest == {old, stale_rules}
     for h in (old, stale_rules):
         v = st.node(h)
         assert v is not None and v.state == "up" and v.brief and v.digest == digest(v.snap)  # type: ignore[arg-type]
     same_totals(st.totals, want)
     assert not [a for a in alerts(st.nodes) if a.message == "old rule"]
     CountingConnection.sends = 0
-    reader.read(frozenset(), "digests")
+    reader.read(DIGESTS)
     assert CountingConnection.sends == 1  # their briefs are in the one pipeline now
     # The agent upgraded: its digest is read again, its brief no longer.
     Publisher(c, old, 600.0).publish(snaps[0])
-    reader.read(frozenset(), "digests")
-    assert old not in reader.no_digest and reader.read(frozenset(), "digests").node(old).snap is None  # type: ignore[union-attr]
+    reader.read(DIGESTS)
+    assert old not in reader.older.without_digest and reader.read(DIGESTS).node(old).snap is None  # type: ignore[union-attr]
 
 
 def test_garbage_in_a_digest_makes_that_node_bad_and_no_other(redis_server: Any) -> None:
@@ -109,8 +113,8 @@ def test_garbage_in_a_digest_makes_that_node_bad_and_no_other(redis_server: Any)
     odd.alerts = [schema.DigestAlert(severity="apocalyptic", source="gpu", subject="gpu0", message="[b]hot[/b]")]
     c.set(wire.digest_key("gpu-03"), wire.encode(odd))
     reader = Reader(c, clock=lambda: b.NOW + 0.5, brief_from=0)
-    reader.read(frozenset(), "digests")
-    st = reader.read(frozenset(), "digests")
+    reader.read(DIGESTS)
+    st = reader.read(DIGESTS)
     by = {v.host: v for v in st.nodes}
     assert by["gpu-01"].state == "bad" and "digest: not a clustertop payload" in (by["gpu-01"].error or "")
     assert by["gpu-02"].state == "bad" and "payload names host 'somebody-else'" in (by["gpu-02"].error or "")
@@ -130,9 +134,9 @@ def anyio_backend() -> str:
 @pytest.mark.anyio
 async def test_the_hidden_gpu_ledger_gets_a_read_of_its_own_beside_a_digest_overview(
         redis_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    import clustertop.read.reader
+    import clustertop.read.plan
 
-    monkeypatch.setattr(clustertop.read.reader, "BRIEF_FROM_NODES", 0)
+    monkeypatch.setattr(clustertop.read.plan, "BRIEF_FROM_NODES", 0)
     sim = SimCluster(seed=2, nodes=12, gpus_per_node=4)
     pairs, cluster = sim.step(b.NOW)
     b.publish(redis_server.client(), [s for s, _ in pairs], cluster=cluster)
@@ -140,9 +144,9 @@ async def test_the_hidden_gpu_ledger_gets_a_read_of_its_own_beside_a_digest_over
     async with app.run_test(size=(160, 50)) as pilot:
         await b.wait_reads(pilot)
         app.refresh_now()
-        await b.wait_until(pilot, lambda: app.view.state.rest == "digests", "digests on the overview")
+        await b.wait_until(pilot, lambda: app.view.state.plan == DIGESTS, "digests on the overview")
         await b.wait_until(pilot, lambda: app.ledger is not None, "the ledger's own read")
-        assert app.view.state.rest == "digests"  # the overview's reads stayed digest-only
+        assert app.view.state.plan == DIGESTS  # the overview's reads stayed digest-only
         # Built from the briefs' GPUs (a digest-only state has no GPU processes to build it from).
         total = app.view.state.totals.gpus_total
         assert app.ledger is not None and total and app.ledger.cluster.gpus_seen == total
@@ -161,10 +165,10 @@ def test_the_gpu_table_reads_the_briefs_gpus_only_and_draws_the_same_rows(redis_
     old = snaps[0].host
     c.delete(wire.digest_key(old))  # an agent from before digests: its brief is folded, so read whole
     reader = Reader(c, clock=lambda: b.NOW + 0.5, brief_from=0)
-    reader.read(frozenset())
-    whole = reader.read(frozenset())
-    lean = reader.read(frozenset(), "gpus")
-    assert lean.rest == "gpus" and whole.rest == "briefs"
+    reader.read(ReadPlan(Level.BRIEFS))
+    whole = reader.read(ReadPlan(Level.BRIEFS))
+    lean = reader.read(ReadPlan(Level.GPUS))
+    assert lean.plan == ReadPlan(Level.GPUS) and whole.plan == ReadPlan(Level.BRIEFS)
     p = Palette({})
     rows = 0
     for w, n in zip(whole.nodes, lean.nodes, strict=True):
@@ -179,7 +183,7 @@ def test_the_gpu_table_reads_the_briefs_gpus_only_and_draws_the_same_rows(redis_
     # A cut brief is not kept as the node's last one: a node gone quiet falls back to its whole brief.
     gone = snaps[1].host
     c.delete(wire.node_key(gone), wire.brief_key(gone), wire.digest_key(gone))
-    v = reader.read(frozenset()).node(gone)
+    v = reader.read(ReadPlan(Level.BRIEFS)).node(gone)
     assert v is not None and v.state == "stale" and v.snap is not None and v.snap.system is not None
     # The wall needs whole briefs: a GPU-table read does not cover it, and it covers the GPU table.
     def view(state: Any) -> View:
