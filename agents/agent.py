@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from typing import Any
 
 import msgspec
 
+from clustertop.agents.commands import default_state_dir
 from clustertop.agents.config import AgentConfig, node_name, timeout_for
 from clustertop.agents.lease import Lease
 from clustertop.agents.publisher import Publisher, hist_point
@@ -24,6 +26,7 @@ from clustertop.agents.sdnotify import Notifier
 from clustertop.agents.selfstats import SelfStats
 from clustertop.collectors import base
 from clustertop.config import ConfigError
+from clustertop.control import signing
 from clustertop.errors import describe
 from clustertop.store import connect_light, redact
 from clustertop.store.resp import errors as store_errors
@@ -48,6 +51,29 @@ _CLUSTER_FIELDS = set(schema.ClusterPayload.__struct_fields__) - {
     "v", "name", "source_host", "ts", "seq", "interval_s", "ok", "error", "last_ok_ts"}
 
 
+def load_node_key(cfg: AgentConfig, dry_run: bool = False) -> signing.PrivateKey | None:
+    """The node's own key (``[agent] node_key``, else ``node.key`` in the state directory), created on first use.
+
+    A real agent that cannot load or create it refuses to start, naming the file and the fix: publishing
+    unsigned data would make every dashboard show this node as unverified. A dry run only reads an
+    existing key (it writes nothing, and may run as a user who cannot write the state directory): without
+    one it signs with nothing and says so.
+    """
+    state = cfg.state_dir or default_state_dir()
+    path = cfg.node_key or os.path.join(state, "node.key")
+    if dry_run:
+        try:
+            return signing.load_private(path) if os.path.exists(path) else None
+        except signing.KeyFileError as e:
+            log.warning("dry run: node key not usable (%s): nothing would be signed", e)
+            return None
+    try:
+        return signing.node_key(state, cfg.node_key)
+    except (OSError, signing.KeyFileError) as e:
+        what = "[agent] node_key" if cfg.node_key else "[agent] state_dir"
+        raise ConfigError(cfg.file, what, f"node key: {e}") from None
+
+
 class Agent:
     def __init__(self, cfg: AgentConfig, client_factory: Callable[[], Any] | None = None, *,
                  notifier: Notifier | None = None, dry_run: bool = False) -> None:
@@ -55,6 +81,11 @@ class Agent:
             cfg.node = node_name(cfg.proc_root)
         self.cfg = cfg
         self.dry_run = dry_run
+        #: Signs this node's seals, results and audit entries (None only in a dry run without a key).
+        self.node_key = load_node_key(cfg, dry_run)
+        if dry_run and self.node_key is None:
+            log.info("dry run: no node key at %s (a real start creates it): nothing signed",
+                     cfg.node_key or os.path.join(cfg.state_dir or default_state_dir(), "node.key"))
         self.notifier = notifier or Notifier(None)
         self.roots = base.Roots(proc=cfg.proc_root, sys=cfg.sys_root)
         self.stats = SelfStats(cfg.read_only)
@@ -85,7 +116,7 @@ class Agent:
         if cfg.security.operator_keys and not dry_run:
             from clustertop.agents.commands import CommandExecutor
 
-            self.executor = CommandExecutor(self._new_client, cfg.node, cfg, roots=self.roots)
+            self.executor = CommandExecutor(self._new_client, cfg.node, cfg, roots=self.roots, node_key=self.node_key)
         self._executor_thread: threading.Thread | None = None
 
     # -- construction -------------------------------------------------------------------------
@@ -237,7 +268,8 @@ class Agent:
             return False
         try:
             if self._publisher is None:
-                self._publisher = Publisher(self.client, self.cfg.node, self.cfg.interval_s, self.cfg.hist_every_s)
+                self._publisher = Publisher(self.client, self.cfg.node, self.cfg.interval_s, self.cfg.hist_every_s,
+                                            key=self.node_key)
             self._publisher.publish(snap, hist_point(snap), cluster=cluster)
         except store_errors() as e:
             self.stats.publish_errors += 1

@@ -5,23 +5,30 @@ read through a consumer group so that a command read but not finished before a c
 this consumer's pending list and is looked at again on restart.
 
 Every command is checked, in this order, and refused with the reason otherwise:
-signature (one of ``[security] operator_keys``), node, replay (id seen in memory or in Redis),
+signature (one of ``[security] operator_keys``), node, replay (id in the state dir's replay log or in Redis),
 expiry, issue time not in the future beyond the skew, lifetime not absurd, verb allowed,
-read-only off. Then, per verb: the target process is still the one the operator saw (pid +
-start time), its owner may be signalled, the template exists and the params fit it.
+read-only off. Then, per verb: the target process is still the one the operator saw (pid, start
+ticks and uid, compared exactly), its owner may be signalled, the template exists and the params fit it.
 
-Exactly-once, as far as a crash allows: the seen marker (``SET seen:<id> running NX``) is written
-BEFORE executing; the result, the audit entry, the marker's "done" and the XACK are written
-after, in one MULTI. A command found with a "running" marker and no result (the agent died in
-between) is reported "interrupted, not re-run" and never executed again.
+Exactly-once, as far as a crash allows: the seen marker (``SET seen:{node}:<id> running NX``, and the
+same id in ``seen.log`` in the state directory, fsynced) is written BEFORE executing; the result, the
+audit entry, the marker's "done" and the XACK are written after, in one MULTI. A command found with a
+"running" marker and no result (the agent died in between) is reported "interrupted, not re-run" and
+never executed again. The state directory's log (agents/seen.py) outlives a deleted Redis marker.
 
-Results are not signed (agents hold no private keys): anyone who can write to Redis can write a
-fake result, but never a command an agent will execute.
+What the node writes is signed with its own key (``[agent] node_key``), so nobody else who can write to
+Redis can answer or testify for it: each ``CommandResult`` (``results:{node}``) and each audit entry
+(``audit:node:{node}``, numbered and hash-chained by ``control.trust.append_audit``; the actor is
+``node:{node}``, the operator's name the command carried is quoted in the target). Refusals of commands
+nobody authenticated (unsigned, unknown key, bad signature, unreadable, another node's) and replays are
+counted and sampled: at most one audit entry per REFUSAL_SAMPLE_S for each kind, carrying the count, so
+a flood cannot push genuine entries out of the capped stream; every such entry is still acknowledged.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import pwd
 import signal as signals
@@ -34,12 +41,14 @@ from typing import Annotated, Any
 import msgspec
 
 from clustertop import wire
-from clustertop.agents.tasks import ParamError, TaskManager, Template, parse_templates
+from clustertop.agents.seen import DONE, RUNNING, SeenLog
+from clustertop.agents.tasks import LaunchRefused, ParamError, TaskManager, Template, parse_templates
 from clustertop.collectors import procfs
 from clustertop.collectors.base import Roots
 from clustertop.config import ConfigError, Invalid, Positive, convert
-from clustertop.control import signing
+from clustertop.control import signing, trust
 from clustertop.errors import describe
+from clustertop.store.resp import Oversized
 from clustertop.wire import schema
 
 log = logging.getLogger("clustertop.commands")
@@ -47,13 +56,27 @@ log = logging.getLogger("clustertop.commands")
 VERBS = ("signal", "launch", "stop", "list", "tail")
 SIGNALS = {"TERM": signals.SIGTERM, "KILL": signals.SIGKILL, "INT": signals.SIGINT, "HUP": signals.SIGHUP}
 GROUP = "agent"  # consumer group on the node's own stream; the consumer is the node name
-#: A pid's start time is boot time + ticks: btime is whole seconds, so allow a second of slack.
-#: (procfs.PidInfo carries the exact ticks too: stat.starttime.)
-START_TOLERANCE_S = 1.0
 TAIL_MAX_LINES = 1000
-#: Ids remembered in memory beyond their marker's expiry, so a replay after a Redis flush is refused.
+#: A signed command is < 4 KiB. Anyone who can write to Redis can XADD a 40 MB entry to this node's
+#: stream: entries over this are read through in chunks and dropped unheld (store.resp's max_bulk),
+#: then refused and acknowledged. Ten 40 MB entries read 10 at a time took an agent to 548 MB RSS and,
+#: inside the unit's MemoryMax=256M, OOM-killed it on every restart (it re-reads its pending entries).
+CMD_MAX_BYTES = 64 * 1024
+#: Fields per entry (a command has one, "c"): more are dropped the same way, so thousands of small
+#: fields cannot get around CMD_MAX_BYTES either.
+CMD_MAX_FIELDS = 8
+#: Entries per read: few, so one read holds at most CMD_READ_COUNT * CMD_MAX_FIELDS * CMD_MAX_BYTES (2 MiB).
+CMD_READ_COUNT = 4
+#: Ids remembered (memory and state dir) beyond their command's expiry, so a replay after a Redis flush,
+#: or after a restart with the marker deleted, is refused; at most SEEN_MEMORY_MAX of them.
 SEEN_MEMORY_S = 3600.0
 SEEN_MEMORY_MAX = 100_000
+#: Refusals nobody authenticated, and replays: at most one audit entry per this many seconds for each
+#: kind, with the count since the last one (12,000 unsigned commands must not push genuine entries out
+#: of the AUDIT_MAXLEN-capped stream) ...
+REFUSAL_SAMPLE_S = 10.0
+#: ... and at most this many results for them between two such entries (the results stream is capped too).
+REFUSAL_RESULTS = 10
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,7 +101,9 @@ class SecurityConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     operator_keys: list[str] = []  # public key files (clustertop keygen), relative to the config file
     signal_users: list[str | int] = []  # whose processes may be signalled, besides the agent's own user
-    allow_root: bool = False  # may processes with a uid below min_uid (root, system daemons) be signalled?
+    # May processes with a uid below min_uid (root, system daemons) be signalled, and may templates run
+    # as root (a template's user = "root", or no user while the agent runs as root)?
+    allow_root: bool = False
     min_uid: Annotated[int, msgspec.Meta(ge=0)] = 1000  # uids below this are system accounts
     verbs: list[str] = msgspec.field(default_factory=lambda: list(VERBS))  # the commands this node accepts
     max_lifetime_s: Positive = 600.0  # a command valid for longer than this is refused
@@ -183,7 +208,7 @@ class CommandExecutor:
 
     def __init__(self, client_factory: Callable[[], Any], node: str, cfg: Any, roots: Roots | None = None,
                  state_dir: str | None = None, clock: Callable[[], float] = time.time,
-                 block_ms: int = 1000) -> None:
+                 block_ms: int = 1000, node_key: signing.PrivateKey | None = None) -> None:
         file = _cfg(cfg, "file", None)
         self.client_factory = client_factory
         self.node = node
@@ -194,11 +219,25 @@ class CommandExecutor:
             proc=_cfg(cfg, "proc_root", "/proc"), sys=_cfg(cfg, "sys_root", "/sys"))
         self.state_dir = state_dir or _cfg(cfg, "state_dir", None) or default_state_dir()
         self.task_mgr = TaskManager(self.state_dir, self.roots)
+        #: Signs every result and audit entry this node writes: the node's word is its signature, so
+        #: nobody else who can write to Redis can answer or testify for it. ``node_key``: the agent's
+        #: (loaded once for publisher and executor), else ``[agent] node_key`` / state_dir/node.key.
+        if node_key is None:
+            try:
+                node_key = signing.node_key(self.state_dir, _cfg(cfg, "node_key", None))
+            except (OSError, signing.KeyFileError) as e:
+                raise ConfigError(file, "[agent] node_key", f"node key: {e}") from None
+        self.node_key = node_key
         self.clock = clock
         self.block_ms = block_ms
         self.key = wire.cmd_key(node)
         self.client: Any = None
-        self._seen: dict[str, float] = {}  # id -> forget after (wall clock)
+        seen_path = os.path.join(self.state_dir, "seen.log")
+        try:
+            self._seen = SeenLog(seen_path, clock, SEEN_MEMORY_MAX)  # ids judged, read back from earlier lives
+        except OSError as e:
+            raise ConfigError(file, "[agent] state_dir", f"replay log {seen_path}: {describe(e)}") from None
+        self._samples = {"unverified": _Sample(), "replayed": _Sample()}
         self._unfinished: dict[str, tuple[schema.CommandResult, schema.AuditEntry]] = {}
         if not self.security.keys:
             log.warning("no [security] operator_keys: every command will be refused")
@@ -223,6 +262,7 @@ class CommandExecutor:
                 backoff = 0.5
                 while not stop.is_set():
                     self.poll_once()
+                    self.flush_refusals()  # a sampled count waiting for its window to end
             except response_errors() as e:
                 if "NOGROUP" in str(e):  # the stream was deleted (FLUSHALL): recreate and go on
                     log.warning("command stream lost its group (%s); recreating", e)
@@ -235,6 +275,11 @@ class CommandExecutor:
             if stop.wait(backoff):
                 break
             backoff = min(backoff * 2, 10.0)
+        try:
+            self.flush_refusals(force=True)  # the count of a sample still open goes on record too
+        except Exception as e:  # Redis gone at shutdown: the count is lost, say so
+            log.warning("refusals counted since the last sample not recorded: %s", describe(e))
+        self._seen.close()
         self.task_mgr.close()
 
     def ensure_group(self) -> None:
@@ -250,27 +295,48 @@ class CommandExecutor:
     def process_pending(self) -> int:
         """Entries this consumer read before but never acknowledged (a crash): look at each again."""
         n = 0
+        cursor = "0"
         while True:
-            resp = self.client.xreadgroup(GROUP, self.node, {self.key: "0"}, count=50)
+            resp = self._read(cursor)
             entries = resp[0][1] if resp else []
             if not entries:
                 return n
             for entry_id, fields in entries:
                 n += 1
+                # Onwards from this entry: one that fails again is looked at once, not re-read forever.
+                cursor = _s(entry_id)
                 if not fields:  # trimmed from the stream since: nothing left to judge
                     log.warning("pending command entry %s no longer in the stream; acknowledged", _s(entry_id))
                     self.client.xack(self.key, GROUP, entry_id)
                     continue
-                self.handle(entry_id, fields)
+                self._judge(entry_id, fields)
 
     def poll_once(self) -> int:
-        resp = self.client.xreadgroup(GROUP, self.node, {self.key: ">"}, count=10, block=self.block_ms)
+        resp = self._read(">", block=self.block_ms)
         n = 0
         for _stream, entries in resp or []:
             for entry_id, fields in entries:
-                self.handle(entry_id, fields)
+                self._judge(entry_id, fields)
                 n += 1
         return n
+
+    def _read(self, cursor: str, block: int | None = None) -> Any:
+        """XREADGROUP of a few entries, each bounded (see CMD_MAX_BYTES) where the client can bound its
+        reads (store.resp, the agent's own); redis-py/fakeredis (tests, the embedded store) read whole
+        and _judge refuses the same entries after the fact."""
+        kw: dict[str, Any] = {}
+        if getattr(self.client, "bounded_reads", False):
+            kw = {"max_bulk": CMD_MAX_BYTES, "max_array": 2 * CMD_MAX_FIELDS}
+        return self.client.xreadgroup(GROUP, self.node, {self.key: cursor}, count=CMD_READ_COUNT, block=block, **kw)
+
+    def _judge(self, entry_id: Any, fields: Any) -> schema.CommandResult | None:
+        """An entry too big to be a command is refused (audited, acknowledged) unread; others go to handle."""
+        why = _entry_refusal(fields)
+        if why is None:
+            return self.handle(entry_id, fields)
+        log.warning("command entry %s refused: %s", _s(entry_id), why)
+        cmd = schema.Command(id=f"entry:{_s(entry_id)}", node=self.node, verb="?")
+        return self._finish(entry_id, cmd, self._result(cmd, "refused", why), marker=False, verified=False)
 
     # -- one command -------------------------------------------------------------------------
 
@@ -300,35 +366,39 @@ class CommandExecutor:
             return self._finish(entry_id, cmd, self._result(cmd, "refused", reason), marker=False, verified=False)
 
         # Authentic from here on. A replay gets no second result: the first one stands.
-        if cmd.id in self._seen:
+        # The state dir's log first (no round trip, and it survives a deleted Redis marker), then Redis.
+        local = self._seen.state(cmd.id)
+        if local == DONE:
             self._replay(entry_id, cmd, "replayed (id already seen by this agent)")
             return None
-        marker_key = wire.SEEN_KEY_PREFIX + cmd.id
+        marker_key = wire.seen_key(self.node, cmd.id)
         state = self.client.get(marker_key)
-        if state == b"running":
-            # Seen by an earlier life of this agent, which died between executing and recording.
-            self._remember(cmd, now)
-            res = self._result(cmd, "failed", "interrupted (the agent stopped mid-command), not re-run")
-            log.warning("command %s (%s) was interrupted by an agent restart: not re-run", cmd.id, cmd.verb)
-            return self._finish(entry_id, cmd, res, marker=True, verified=True)
-        if state is not None:
-            self._remember(cmd, now)
+        if state is not None and state != b"running":
+            self._remember(cmd, now, DONE)
             self._replay(entry_id, cmd, "replayed (id already executed)")
             return None
+        if state == b"running" or local == RUNNING:
+            # Marked by an earlier life of this agent, which died between executing and recording (the
+            # marker in Redis says so, or the state dir's log alone when someone deleted that marker).
+            res = self._result(cmd, "failed", "interrupted (the agent stopped mid-command), not re-run")
+            log.warning("command %r (%r) was interrupted by an agent restart: not re-run", cmd.id, cmd.verb)
+            return self._finish(entry_id, cmd, res, marker=True, verified=True)
 
         try:
             self._check_policy(cmd, now)
         except Refused as e:
-            self._remember(cmd, now)  # a duplicate of a refused command gets no second result either
             status = "expired" if str(e).startswith("expired") else "refused"
+            # _write records the id as judged: a duplicate of a refused command gets no second result either.
             return self._finish(entry_id, cmd, self._result(cmd, status, str(e)), marker=False, verified=True)
 
         ttl_ms = max(1000, int((cmd.expires_ts + self.security.clock_skew_s - now) * 1000))
         if not self.client.set(marker_key, "running", nx=True, px=ttl_ms):
-            self._remember(cmd, now)
+            self._remember(cmd, now, DONE)
             self._replay(entry_id, cmd, "replayed (id already executed)")
             return None
-        self._remember(cmd, now)
+        # And on disk, fsynced, before anything runs. If the disk refuses, this raises and nothing runs;
+        # the "running" marker then makes the next look at this entry report it "interrupted".
+        self._remember(cmd, now, RUNNING)
         result = self._execute(cmd)
         return self._finish(entry_id, cmd, result, marker=True, verified=True)
 
@@ -348,12 +418,10 @@ class CommandExecutor:
         if self.read_only:
             raise Refused("agent is read-only")
 
-    def _remember(self, cmd: schema.Command, now: float) -> None:
-        self._seen[cmd.id] = max(cmd.expires_ts, now) + SEEN_MEMORY_S
-        if len(self._seen) > SEEN_MEMORY_MAX or len(self._seen) % 1000 == 0:
-            for cid, until in list(self._seen.items()):
-                if until < now:
-                    del self._seen[cid]
+    def _remember(self, cmd: schema.Command, now: float, state: str) -> None:
+        """Note ``cmd``'s id as RUNNING (about to execute) or DONE (judged and recorded), in memory and on disk,
+        until an hour past its expiry (after that the expiry check refuses it anyway)."""
+        self._seen.add(cmd.id, max(cmd.expires_ts, now) + SEEN_MEMORY_S, state)
 
     # -- execution ---------------------------------------------------------------------------
 
@@ -389,14 +457,15 @@ class CommandExecutor:
         pid = cmd.args.get("pid")
         if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
             raise Refused(f"pid must be a positive int, got {pid!r}")
-        start_raw = cmd.args.get("start_ts")
-        try:
-            # The v1 args map has no float type: start_ts travels as decimal text.
-            start_ts = float(start_raw) if start_raw is not None and not isinstance(start_raw, bool) else None
-        except ValueError:
-            start_ts = None
-        if start_ts is None:
-            raise Refused("start_ts required (pid alone does not identify a process)")
+        # The process is named exactly as the kernel keeps it: start ticks (/proc/<pid>/stat field 22)
+        # and real uid, compared with ==. The old float start_ts with a 1 s tolerance let "nan" pass
+        # (abs(x - nan) > 1 is False) and a kill hit a process that took the pid 0.05 s later.
+        ticks = _identity_int(cmd.args, "start_ticks")
+        if ticks is None:
+            if cmd.args.get("start_ts") is not None:
+                raise Refused("start_ticks required (an older dashboard/CLI: update it)")
+            raise Refused("start_ticks required (pid alone does not identify a process)")
+        uid = _identity_int(cmd.args, "uid")
         name = str(cmd.args.get("signal") or "TERM").upper().removeprefix("SIG")
         if name not in SIGNALS:
             raise Refused(f"signal {name} not allowed (allowed: {', '.join(SIGNALS)})")
@@ -408,13 +477,13 @@ class CommandExecutor:
         # check, the pidfd still names the old, dead process and the signal goes nowhere.
         pidfd = _pidfd(pid)
         try:
-            info = procfs.read_pid(self.roots, pid, procfs.read_btime(self.roots))
+            info = procfs.read_pid(self.roots, pid, None)  # no boot time: the ticks are compared, not seconds
             if info is None:
                 raise Refused(f"no process {pid} (already gone)")
-            if info.start_ts is None:
-                raise ValueError("no btime in /proc/stat")
-            if abs(info.start_ts - start_ts) > START_TOLERANCE_S:
-                raise Refused(f"pid reused: pid {pid} started at {info.start_ts:.2f}, not {start_ts:.2f}")
+            if info.stat.starttime != ticks:
+                raise Refused(f"pid reused: pid {pid} started at tick {info.stat.starttime}, not {ticks}")
+            if uid is not None and info.uid != uid:
+                raise Refused(f"pid reused: pid {pid} belongs to uid {info.uid}, not {uid}")
             prefix = cmd.args.get("cmdline")
             if isinstance(prefix, str) and prefix and not info.cmdline.startswith(prefix):
                 raise Refused(f"pid reused: command line of pid {pid} no longer starts with {prefix[:40]!r}")
@@ -454,9 +523,11 @@ class CommandExecutor:
             raise Refused(f"rank must be an int, got {rank!r}")
         try:
             task = self.task_mgr.launch(tpl, dict(cmd.params), job=str(job) if job is not None else None,
-                                        rank=rank)
+                                        rank=rank, allow_root=self.security.allow_root)
         except ParamError as e:
             raise Refused(f"bad params: {e}") from None
+        except LaunchRefused as e:  # as root without [security] allow_root, or no such user
+            raise Refused(str(e)) from None
         return self._result(cmd, "done", None, data={"task": task.id, "pid": task.pid, "template": name},
                             tasks=[task])
 
@@ -467,43 +538,120 @@ class CommandExecutor:
                                     reason=reason, ts=self.clock(), **kw)
 
     def _audit(self, cmd: schema.Command, result_text: str, verified: bool) -> schema.AuditEntry:
-        actor = cmd.operator or cmd.key_id or "?"
-        if not verified:
-            actor = f"unverified:{actor}"  # a name anyone could have typed
-        return schema.AuditEntry(ts=self.clock(), actor=actor[:200], action=cmd.verb[:40],
-                                 target=_target(self.node, cmd), result=result_text[:500],
+        # The actor is this node: its key signs the entry, and a signature is the only identity that
+        # counts. The operator's name is only what the command carried: quoted (repr: no newline or
+        # control character in it can pass for other text) and, when no trusted key signed the command,
+        # marked unverified (a name anyone could have typed).
+        name = cmd.operator or ""
+        who = f"operator {name[:100]!r}" if name else "no operator name"
+        who = f"{who} (key {cmd.key_id[:20]})" if verified else f"unverified {who}"
+        return schema.AuditEntry(ts=self.clock(), actor=f"node:{self.node}", action=cmd.verb[:40],
+                                 target=f"{_target(self.node, cmd)[:300]}, sent by {who}", result=result_text[:500],
                                  where=f"agent:{self.node}", command_id=cmd.id[:200])
 
     def _finish(self, entry_id: Any, cmd: schema.Command, result: schema.CommandResult, marker: bool,
-                verified: bool) -> schema.CommandResult:
+                verified: bool) -> schema.CommandResult | None:
+        if not verified:  # nobody vouches for it: counted and sampled, not one entry each
+            return self._sampled("unverified", entry_id, cmd, result, result.reason or result.status)
         text = "ok" if result.ok else f"{result.status}: {result.reason}"
         audit = self._audit(cmd, text, verified)
-        log.info("command %s %s %s from %s: %s", cmd.id, cmd.verb, audit.target, audit.actor, text)
+        # %r: ids, verbs, names and reasons carry operator text; none of it may start a log line of its own.
+        log.info("command %r (%r) on %r: %r", cmd.id, cmd.verb, audit.target, text)
         if marker:
             self._unfinished[cmd.id] = (result, audit)
         return self._write(entry_id, cmd, result, audit, marker)
 
     def _write(self, entry_id: Any, cmd: schema.Command, result: schema.CommandResult, audit: schema.AuditEntry,
                marker: bool) -> schema.CommandResult:
-        # One MULTI: result, audit, marker "done" and XACK land together or not at all, so a
-        # crash can never leave a command answered twice or acknowledged without an answer.
-        p = self.client.pipeline(transaction=True)
-        if marker:
-            p.set(wire.SEEN_KEY_PREFIX + cmd.id, "done", xx=True, keepttl=True)
-        p.xadd(wire.RESULTS_KEY, {"r": wire.encode(result)}, maxlen=wire.RESULTS_MAXLEN, approximate=True)
-        p.xadd(wire.AUDIT_KEY, {"a": wire.encode(audit)}, maxlen=wire.AUDIT_MAXLEN, approximate=True)
-        p.xack(self.key, GROUP, entry_id)
-        p.execute()
+        # One MULTI: audit entry, result, marker "done" and XACK land together or not at all, so a crash
+        # can never leave a command answered twice or acknowledged without an answer. append_audit reads
+        # the stream's last entry under WATCH to chain to it, then queues ``rest`` in the same MULTI.
+        signing.sign_struct("result", result, self.node_key)
+        data = wire.encode(result)
+
+        def rest(p: Any) -> None:
+            p.xadd(wire.results_key(self.node), {"r": data}, maxlen=wire.RESULTS_MAXLEN, approximate=True)
+            if marker:
+                p.set(wire.seen_key(self.node, cmd.id), "done", xx=True, keepttl=True)
+            p.xack(self.key, GROUP, entry_id)
+
+        trust.append_audit(self.client, wire.node_audit_key(self.node), audit, self.node_key, also=rest)
         self._unfinished.pop(cmd.id, None)
+        self._remember(cmd, self.clock(), DONE)
         return result
 
     def _replay(self, entry_id: Any, cmd: schema.Command, reason: str) -> None:
-        audit = self._audit(cmd, f"refused: {reason}", verified=True)
-        log.warning("command %s %s from %s refused: %s", cmd.id, cmd.verb, audit.actor, reason)
-        p = self.client.pipeline(transaction=True)
-        p.xadd(wire.AUDIT_KEY, {"a": wire.encode(audit)}, maxlen=wire.AUDIT_MAXLEN, approximate=True)
-        p.xack(self.key, GROUP, entry_id)
-        p.execute()
+        # Anyone who can add to this node's stream can repeat a genuine command's bytes thousands of times:
+        # the first refusal is recorded at once, the rest counted into the next sample.
+        self._sampled("replayed", entry_id, cmd, None, reason)
+
+    def _sampled(self, kind: str, entry_id: Any, cmd: schema.Command, result: schema.CommandResult | None,
+                 reason: str) -> schema.CommandResult | None:
+        """Refuse one entry of a kind that can come in floods: always acknowledged; an audit entry only when
+        REFUSAL_SAMPLE_S have passed since the last one of this kind (carrying the count since), and a
+        result (if any) only for the first REFUSAL_RESULTS of them in between. Returns the result written."""
+        s = self._samples[kind]
+        now = self.clock()
+        log.debug("command %r (%r) refused: %r", cmd.id, cmd.verb, reason)
+        window_over = now - s.last_ts >= REFUSAL_SAMPLE_S  # this one opens a new sample
+        data = None
+        if result is not None and (window_over or s.results < REFUSAL_RESULTS):
+            signing.sign_struct("result", result, self.node_key)
+            data = wire.encode(result)
+
+        def rest(p: Any) -> None:
+            if data is not None:
+                p.xadd(wire.results_key(self.node), {"r": data}, maxlen=wire.RESULTS_MAXLEN, approximate=True)
+            p.xack(self.key, GROUP, entry_id)
+
+        if s.count == 0:
+            s.since = now
+        s.reason, s.cmd = reason, cmd
+        if window_over:
+            self._write_sample(kind, s, now, s.count + 1, rest)
+        else:
+            p = self.client.pipeline(transaction=True)
+            rest(p)
+            p.execute()
+            s.count += 1
+        if data is None:
+            return None
+        s.results += 1
+        return result
+
+    def flush_refusals(self, force: bool = False) -> None:
+        """Write the sample of refusals counted since the last entry, once their window has passed (or now)."""
+        now = self.clock()
+        for kind, s in self._samples.items():
+            if s.count and (force or now - s.last_ts >= REFUSAL_SAMPLE_S):
+                self._write_sample(kind, s, now, s.count, None)
+
+    def _write_sample(self, kind: str, s: _Sample, now: float, count: int,
+                      also: Callable[[Any], None] | None) -> None:
+        assert s.cmd is not None
+        entry = self._audit(s.cmd, f"refused: {s.reason}", verified=kind == "replayed")
+        what = "unverified commands" if kind == "unverified" else "replays"
+        if count > 1:
+            entry.target = f"{count} {what} refused in the last {now - s.since:.0f} s; the newest: {entry.target}"
+        trust.append_audit(self.client, wire.node_audit_key(self.node), entry, self.node_key, also=also)
+        if count > 1:
+            log.warning("%d %s refused in the last %.0f s; the newest: %r (%r) on %r: %r", count, what,
+                        now - s.since, s.cmd.id, s.cmd.verb, entry.target, s.reason)
+        else:
+            log.warning("command %r (%r) on %r refused: %r", s.cmd.id, s.cmd.verb, entry.target, s.reason)
+        s.count, s.results, s.last_ts = 0, 0, now
+
+
+@dataclass
+class _Sample:
+    """Refusals of one kind (unverified, replayed) counted since the last audit entry about them."""
+
+    count: int = 0  # refused and acknowledged, in no entry yet
+    since: float = 0.0  # when the first of them came
+    last_ts: float = -math.inf  # when the last entry about this kind was written
+    results: int = 0  # results written for them since that entry
+    reason: str = ""  # the newest one's
+    cmd: schema.Command | None = None  # the newest one
 
 
 def _pidfd(pid: int) -> int | None:
@@ -513,6 +661,35 @@ def _pidfd(pid: int) -> int | None:
         return None
     except (AttributeError, OSError):  # kernel < 5.3 or seccomp: fall back to kill(2)
         return None
+
+
+def _entry_refusal(fields: Any) -> str | None:
+    """Why a stream entry is no command, judged on its size alone (before decoding), or None."""
+    if isinstance(fields, Oversized):  # more fields than CMD_MAX_FIELDS: dropped whole by the reader
+        return f"command entry of more than {CMD_MAX_FIELDS} fields, {fields.length} bytes (a command has one field)"
+    if len(fields) > CMD_MAX_FIELDS:
+        return f"command entry of {len(fields)} fields (a command has one)"
+    size = sum(_size(k) + _size(v) for k, v in fields.items())
+    if size > CMD_MAX_BYTES:
+        return f"command entry of {size} bytes over the {CMD_MAX_BYTES // 1024} KiB limit"
+    return None
+
+
+def _size(value: Any) -> int:
+    return value.length if isinstance(value, Oversized) else len(value)
+
+
+def _identity_int(args: dict[str, Any], name: str) -> int | None:
+    """``args[name]`` as an exact int >= 0, None when absent; anything else (text such as "nan" or "12",
+    a bool, a negative number) is refused by name: an identity is never parsed, rounded or guessed."""
+    value = args.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Refused(f"{name} must be an int >= 0, got {type(value).__name__} {repr(value)[:40]}")
+    if value < 0:
+        raise Refused(f"{name} must be an int >= 0, got {value}")
+    return value
 
 
 def _str_arg(cmd: schema.Command, name: str) -> str:

@@ -45,6 +45,7 @@ class AgentSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     proc_root: str = "/proc"
     sys_root: str = "/sys"
     state_dir: str | None = None  # launched tasks' logs; default $STATE_DIRECTORY or /var/lib/clustertop
+    node_key: str | None = None  # the node's private key; default node.key in state_dir, created at first start
 
     def __post_init__(self) -> None:
         why = self.redis and url_problem(self.redis)
@@ -89,6 +90,7 @@ class AgentConfig:
     proc_root: str = "/proc"
     sys_root: str = "/sys"
     state_dir: str | None = None  # launched tasks' logs; default $STATE_DIRECTORY or /var/lib/clustertop
+    node_key: str | None = None  # the node's private key; default node.key in state_dir
     collectors: dict[str, CollectorConfig] = field(default_factory=dict)
     templates: dict[str, TemplateConfig] = field(default_factory=dict)
     security: SecurityConfig = field(default_factory=SecurityConfig)

@@ -11,10 +11,11 @@ import threading
 from typing import Any
 
 from clustertop import wire
-from clustertop.agents.agent import Agent
+from clustertop.agents.agent import Agent, load_node_key
 from clustertop.agents.config import AgentConfig, load_config
 from clustertop.agents.sdnotify import Notifier
 from clustertop.config import ConfigError
+from clustertop.control import signing
 from clustertop.store import redact
 
 log = logging.getLogger("clustertop.agent")
@@ -56,9 +57,27 @@ def dry_run(cfg: AgentConfig) -> int:
     return 0
 
 
+def show_key(cfg: AgentConfig) -> int:
+    """The node's public key on stdout, alone on its line (``clustertop agent --show-key > gpu01.pub`` is the
+    file ``clustertop enrol gpu01 --key gpu01.pub`` takes); its name and fingerprint on stderr, to compare by
+    eye with what ``enrol --from-redis`` shows. Creates the key if this node has none yet, as a start would."""
+    key = load_node_key(cfg)
+    assert key is not None  # only a dry run goes without
+    pub = key.public()
+    sys.stdout.write(signing.public_b64(pub) + "\n")
+    sys.stdout.flush()
+    print(f"node {cfg.node}: Ed25519 key {signing.fingerprint(pub)} ({key.path})\n"
+          f"to enrol it where operators run clustertop, save the key line as {cfg.node}.pub, then: "
+          f"clustertop enrol {cfg.node} --key {cfg.node}.pub",
+          file=sys.stderr)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     setup_logging(getattr(args, "log_level", "info"))
     cfg = load_config(getattr(args, "config", None), os.environ, overrides_from(args))
+    if getattr(args, "show_key", False):
+        return show_key(cfg)
     if getattr(args, "dry_run", False):
         return dry_run(cfg)
     if not cfg.redis_url:
@@ -67,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     agent = Agent(cfg, notifier=notifier)
     log.info("node %s publishing to %s every %g s (%s)", cfg.node, redact(cfg.redis_url), cfg.interval_s,
              ", ".join(agent.runner.slots) or "no collectors")
+    if agent.node_key is not None:
+        log.info("signing with node key %s (%s)", signing.fingerprint(agent.node_key.public()), agent.node_key.path)
     try:
         if getattr(args, "once", False):
             snap, cluster = agent.tick(complete=True)

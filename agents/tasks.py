@@ -10,16 +10,32 @@ reaches its children too. Where systemd is PID 1 and usable, it runs under ``sys
 so ``memory_max``/``cpu_quota`` are enforced by cgroups; elsewhere it runs plainly and the reason
 is logged and shown on the task. Output (stdout+stderr) goes through a pipe into a bounded,
 rotated log under the state dir: a chatty task can never fill the node's disk.
+
+Safety at load and at launch: a typed value may not start with "-" (a program would read it as an
+option) unless its param says ``allow_dash``; a template whose argv runs a shell with ``-c`` (where a
+param value would be shell code) is refused at load unless it says ``shell = true`` (then logged
+loudly); a template never runs as root unless ``[security] allow_root`` says so.
+
+Tasks outlive the agent. Each has a record (``tasks/<id>/task.json``: pid, start ticks, process group,
+template, params, user, log, start, timeout deadline, job, rank) written at launch and at exit; a new
+TaskManager on the same state dir adopts the tasks still running (pid AND start ticks equal, so a
+reused pid is never taken for one), lists, tails and stops them, and enforces their timeout. Their
+output pipe is a FIFO in the task's directory that the task holds open read-write itself: with the
+agent gone it never gets SIGPIPE (a plain pipe would kill it at its next write), it only waits once
+the pipe's buffer (1 MiB where the kernel allows) is full, until the next agent drains it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import math
 import os
 import pwd
 import re
 import secrets
+import select
 import shutil
 import signal
 import subprocess
@@ -54,9 +70,22 @@ _QUOTA = re.compile(r"^\d+%$")
 _INT = re.compile(r"^[+-]?\d+$")
 _MISSING: Any = object()
 
+#: Programs that run their -c argument as shell code: a template that does so makes every param value
+#: a piece of a shell command ("echo {msg}" with msg = "hi; id" runs id).
+SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "fish", "csh", "tcsh", "busybox"})
+#: "-c", or a cluster holding c ("-ec", "-lc"), or fish's long form.
+_SHELL_C = re.compile(r"^(-[A-Za-z]*c[A-Za-z]*|--command)$")
+#: Record format of tasks/<id>/task.json.
+RECORD_VERSION = 1
+
 
 class ParamError(ValueError):
     """A launch request whose params do not fit the template; the message says which and why."""
+
+
+class LaunchRefused(ValueError):
+    """A launch this node refuses (a template that would run as root, or as a user it does not have);
+    the message says why."""
 
 
 @dataclass
@@ -66,8 +95,9 @@ class Param:
     default: Any = _MISSING
     choices: list[Any] | None = None
     pattern: re.Pattern[str] | None = None
-    # A str value starting with "-" would be read as an option by most programs (argv injection
-    # without any shell): refused unless the template says this param may look like one.
+    # A value starting with "-" would be read as an option by most programs (argv injection without
+    # any shell: int "-1" reached `sleep` as an option): refused, whatever the type, unless the
+    # template says this param may look like one.
     allow_dash: bool = False
     max_len: int = 4096
 
@@ -107,9 +137,11 @@ class Param:
                 raise ParamError(f"param {self.name}: NUL byte not allowed")
             if len(value) > self.max_len:
                 raise ParamError(f"param {self.name}: longer than {self.max_len} characters")
-            if value.startswith("-") and not self.allow_dash:
-                raise ParamError(f"param {self.name}: must not start with '-' (would read as an option)")
             out = value
+        # Judged on the text that lands in argv, so "-1", -1 and -0.5 are caught as well as "--x".
+        if _text(out).startswith("-") and not self.allow_dash:
+            raise ParamError(f"param {self.name}: {_text(out)[:40]!r} must not start with '-' (a program would "
+                             "read it as an option; the param may say allow_dash = true)")
         if self.choices is not None and out not in self.choices:
             raise ParamError(f"param {self.name}: {out!r} not one of {self.choices!r}")
         if self.pattern is not None and not self.pattern.fullmatch(_text(out)):
@@ -135,6 +167,7 @@ class Template:
     cpu_quota: str | None = None
     timeout_s: float | None = None
     description: str | None = None
+    shell: bool = False  # argv runs a shell with -c, and the config said that is intended
 
     def render(self, given: dict[str, Any]) -> list[str]:
         """argv with every placeholder replaced; each value stays inside its one element."""
@@ -190,6 +223,7 @@ class TemplateConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     env: dict[str, str] = {}
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     description: str | None = None  # shown in the dashboard's launcher
+    shell: bool = False  # argv may run a shell with -c (sh -c "..."): refused at load without this
 
     def __post_init__(self) -> None:
         if not self.argv:
@@ -198,6 +232,25 @@ class TemplateConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             for m in _PLACEHOLDER.finditer(arg):
                 if m.group(1) not in self.params:
                     raise Invalid("argv", f"placeholder {{{m.group(1)}}} has no param")
+        if not self.shell and runs_shell(self.argv):
+            raise Invalid("argv", f"runs a shell ({' '.join(self.argv)[:80]!r}): every param value would be "
+                                  "shell code; use the program's own argv, or set shell = true if that is meant")
+
+
+def runs_shell(argv: list[str]) -> bool:
+    """Does ``argv`` run a shell that executes a -c string (directly, or through env)?
+
+    Through env, every word after it counts (its options, NAME=VALUE pairs and -S "split string" come
+    before the program): erring on the side of refusing, which shell = true overrides.
+    """
+    if not argv:
+        return False
+    first = os.path.basename(argv[0])
+    if first == "env":
+        words = [w for a in argv[1:] for w in a.split()]
+        shells = [i for i, w in enumerate(words) if os.path.basename(w) in SHELLS]
+        return bool(shells) and any(_SHELL_C.match(w) for w in words[shells[0] + 1:])
+    return first in SHELLS and any(_SHELL_C.match(a) for a in argv[1:])
 
 
 def parse_templates(raw: Mapping[str, Any] | None, file: str | None) -> dict[str, Template]:
@@ -209,11 +262,26 @@ def parse_templates(raw: Mapping[str, Any] | None, file: str | None) -> dict[str
         lim = c.limits
         t = Template(name=name, argv=list(c.argv), user=c.user, cwd=c.cwd, env=dict(c.env),
                      memory_max=None if lim.memory_max is None else str(lim.memory_max), cpu_quota=lim.cpu_quota,
-                     timeout_s=lim.timeout_s, description=c.description)
+                     timeout_s=lim.timeout_s, description=c.description, shell=c.shell)
         for pname, spec in c.params.items():
             t.params[pname] = _param(pname, spec, file, f"{section}.params")
+        if t.shell and runs_shell(t.argv):
+            _warn_shell(file, t)
         out[name] = t
     return out
+
+
+_warned: set[tuple[str | None, str, tuple[str, ...]]] = set()
+
+
+def _warn_shell(file: str | None, tpl: Template) -> None:
+    # Once per process and template: the config is parsed at load and again by the executor.
+    key = (file, tpl.name, tuple(tpl.argv))
+    if key in _warned:
+        return
+    _warned.add(key)
+    log.warning("!!! [templates.%s] runs a shell (%s) with shell = true: every param value of it is shell "
+                "code on this node; prefer the program's own argv !!!", tpl.name, " ".join(tpl.argv)[:120])
 
 
 def _param(name: str, spec: ParamConfig | str, file: str | None, section: str) -> Param:
@@ -353,11 +421,50 @@ class BoundedLog:
 # ---------------------------------------------------------------------------------------------
 
 
+#: The task's record and its output FIFO, in tasks/<id>/.
+RECORD = "task.json"
+OUTPUT_FIFO = "output.pipe"
+#: Buffer of the output FIFO: how much a task may write while no agent reads (a restart) before it waits.
+PIPE_BYTES = 1024 * 1024
+#: How often the output pump and the watcher of an adopted task look at close() (ms).
+POLL_MS = 500
+
+
+class TaskRecord(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``tasks/<id>/task.json``: what a later agent needs to adopt, list, tail, stop and time out a task."""
+
+    v: int = RECORD_VERSION
+    id: str
+    template: str
+    pid: Annotated[int, msgspec.Meta(gt=1)]
+    pgid: int  # == pid: every task leads its own session
+    start_ticks: Annotated[int, msgspec.Meta(ge=0)] | None  # None: gone before it was read; never adopted
+    params: dict[str, Any] = {}  # as the operator gave them (shown, never re-run: any JSON value is kept)
+    user: str | None = None
+    argv: list[str] = []
+    started_ts: float
+    deadline_ts: float | None = None  # wall clock: started + timeout_s, so a restart does not reset it
+    job: str | None = None
+    rank: int | None = None
+    unit: str | None = None
+    note: str | None = None
+    state: str = "running"
+    ended_ts: float | None = None
+    exit_code: int | None = None
+    stop_requested: bool = False
+
+
 @dataclass
 class _Running:
     task: schema.Task
-    proc: subprocess.Popen[bytes]
     log: BoundedLog
+    proc: subprocess.Popen[bytes] | None = None  # None: adopted from an earlier agent, not our child
+    out_fd: int | None = None  # read end of the task's output FIFO; the pump owns and closes it
+    pidfd: int | None = None  # adopted: pins the process; readable once it exits
+    start_ticks: int | None = None
+    deadline_ts: float | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    user: str | None = None
     exited: bool = False
     stop_requested: bool = False
     pump: threading.Thread | None = None
@@ -377,6 +484,8 @@ class TaskManager:
         self._systemd: tuple[list[str] | None, str] | None = None
         self._lock = threading.Lock()
         self._tasks: dict[str, _Running] = {}
+        self._closed = False  # set by close(): a later TaskManager owns the tasks and their records now
+        self._adopt()
 
     def _scope(self) -> tuple[list[str] | None, str]:
         if self._systemd is None:
@@ -390,9 +499,15 @@ class TaskManager:
         return self._systemd
 
     def launch(self, tpl: Template, params: dict[str, Any], job: str | None = None,
-               rank: int | None = None) -> schema.Task:
-        """Start one task; ParamError for bad params, OSError/ValueError if it cannot start."""
+               rank: int | None = None, allow_root: bool = False) -> schema.Task:
+        """Start one task; ParamError for bad params, LaunchRefused where this node's policy forbids it
+        (running as root without ``allow_root``), OSError/ValueError if it cannot start."""
         argv = tpl.render(params)
+        uid = run_as_uid(tpl)
+        if uid == 0 and not allow_root:
+            why = f"its user {tpl.user!r} is root" if tpl.user else "the agent runs as root and the template sets no user"
+            raise LaunchRefused(f"template {tpl.name} would run as root ({why}): refused ([security] allow_root is "
+                                f'off; give [templates.{tpl.name}] a user = "NAME")')
         with self._lock:
             running = sum(1 for r in self._tasks.values() if not r.exited)
         if running >= MAX_RUNNING:
@@ -419,17 +534,29 @@ class TaskManager:
                 kwargs.update(_as_user(tpl.user))
         out = BoundedLog(os.path.join(tdir, "output.log"), self.log_max_bytes)
         try:
-            proc = subprocess.Popen(cmd, shell=False, start_new_session=True, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tpl.cwd or "/", env=env,
-                                    close_fds=True, **kwargs)
+            rd, wr = _output_fifo(tdir)
         except BaseException:
             out.close()
             raise
-        task = schema.Task(id=task_id, template=tpl.name, pid=proc.pid, pgid=proc.pid, started_ts=time.time(),
+        try:
+            proc = subprocess.Popen(cmd, shell=False, start_new_session=True, stdin=subprocess.DEVNULL,
+                                    stdout=wr, stderr=wr, cwd=tpl.cwd or "/", env=env, close_fds=True, **kwargs)
+        except BaseException:
+            os.close(rd)
+            out.close()
+            raise
+        finally:
+            os.close(wr)  # the task holds its own copy; ours would keep the pump from ever seeing EOF
+        started = time.time()
+        task = schema.Task(id=task_id, template=tpl.name, pid=proc.pid, pgid=proc.pid, started_ts=started,
                            job=job, rank=rank, argv=argv, unit=unit, note=note, log_path=out.path)
-        run = _Running(task=task, proc=proc, log=out)
+        # Read now, while the pid cannot be reused (our unreaped child): what a later agent adopts it by.
+        ticks = _start_ticks(self.roots, proc.pid)
+        run = _Running(task=task, proc=proc, log=out, out_fd=rd, start_ticks=ticks, params=dict(params),
+                       user=tpl.user, deadline_ts=started + tpl.timeout_s if tpl.timeout_s else None)
         with self._lock:
             self._tasks[task_id] = run
+            self._save(run)
         run.pump = threading.Thread(target=self._pump, args=(run,), name=f"task-out-{task_id}", daemon=True)
         run.pump.start()
         threading.Thread(target=self._wait, args=(run,), name=f"task-wait-{task_id}", daemon=True).start()
@@ -446,20 +573,30 @@ class TaskManager:
         t.start()
 
     def _pump(self, run: _Running) -> None:
-        assert run.proc.stdout is not None
-        fd = run.proc.stdout.fileno()
+        """Task output into its bounded log, until every writer (the task, its children) is gone or close()."""
+        fd = run.out_fd
+        assert fd is not None
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
         try:
-            while True:
-                chunk = os.read(fd, 65536)
+            while not self._closed:
+                # Read after every wait, ready or not: a FIFO whose writers all opened it before we did (an
+                # adopted task) never reports POLLHUP when they are gone, but a read then returns b"" (EOF).
+                poller.poll(POLL_MS)
+                try:
+                    chunk = os.read(fd, 65536)  # non-blocking: BlockingIOError while writers live and it is empty
+                except BlockingIOError:
+                    continue
                 if not chunk:
                     break
                 run.log.write(chunk)
         except (OSError, ValueError) as e:
             log.debug("task %s output: %s", run.task.id, e)
         finally:
-            run.proc.stdout.close()
+            os.close(fd)
 
     def _wait(self, run: _Running) -> None:
+        assert run.proc is not None
         # Wait without reaping first: while the zombie exists its pid (= the pgid) cannot be reused,
         # so a killpg under the lock never hits a stranger.
         try:
@@ -472,21 +609,74 @@ class TaskManager:
             run.pump.join(2.0)
         with self._lock:
             rc = run.proc.wait()
-            run.exited = True
-            t = run.task
-            t.ended_ts = time.time()
-            t.exit_code = rc
+            if self._closed:
+                return  # reaped (it is our child), but its record belongs to the TaskManager that adopted it
+            self._ended(run, rc)
+        log.info("task %s ended: %s (exit %s)", run.task.id, run.task.state, rc)
+
+    def _watch(self, run: _Running) -> None:
+        """An adopted task (not our child, no exit status to wait for): notice its end by its pidfd, or by
+        /proc where the kernel has no pidfds."""
+        poller = None
+        if run.pidfd is not None:
+            poller = select.poll()
+            poller.register(run.pidfd, select.POLLIN)
+        while not self._closed:
+            if poller is not None:
+                if poller.poll(POLL_MS):
+                    break
+            elif not _alive(self.roots, run.task.pid, run.start_ticks):
+                break
+            else:
+                time.sleep(POLL_MS / 1000)
+        if self._closed:  # the next TaskManager pins the process again itself
+            with self._lock:
+                if run.pidfd is not None:
+                    os.close(run.pidfd)
+                    run.pidfd = None
+            return
+        if run.pump is not None:
+            run.pump.join(2.0)
+        with self._lock:
+            self._ended(run, None)
+        log.info("task %s (adopted) ended: %s", run.task.id, run.task.state)
+
+    def _ended(self, run: _Running, rc: int | None) -> None:
+        """Under the lock: the task is over; ``rc`` None when it was adopted (its exit status went to init)."""
+        run.exited = True
+        t = run.task
+        t.ended_ts = time.time()
+        t.exit_code = rc
+        if rc is None:
+            t.state = "killed" if run.stop_requested else "ended"
+            t.note = t.note or "exit status unknown (adopted after an agent restart)"
+        else:
             t.state = "killed" if rc < 0 or run.stop_requested else ("exited" if rc == 0 else "failed")
-            for timer in run.timers:
-                timer.cancel()
-        log.info("task %s ended: %s (exit %s)", t.id, t.state, rc)
+        for timer in run.timers:
+            timer.cancel()
+        if run.pidfd is not None:
+            os.close(run.pidfd)
+            run.pidfd = None
+        self._save(run)
+
+    def _leader_alive(self, run: _Running) -> bool:
+        """Under the lock: is the task's leader (pid = pgid) still the task? Our own child stays ours until
+        _wait reaps it under this lock; an adopted one is checked by its pidfd and its start ticks."""
+        if run.proc is not None:
+            return True
+        if run.pidfd is not None:
+            p = select.poll()
+            p.register(run.pidfd, select.POLLIN)
+            if p.poll(0):
+                return False  # exited
+        return _alive(self.roots, run.task.pid, run.start_ticks)
 
     def _signal_group(self, run: _Running, sig: int) -> bool:
         """Signal the task's process group; False if nothing was left to signal."""
         pgid = run.task.pgid
         assert pgid is not None
         with self._lock:
-            if not run.exited:
+            if not run.exited and self._leader_alive(run):
                 try:
                     os.killpg(pgid, sig)
                     return True
@@ -508,7 +698,10 @@ class TaskManager:
         self._stop(run)
 
     def _stop(self, run: _Running) -> bool:
-        run.stop_requested = True
+        with self._lock:
+            run.stop_requested = True
+            if not run.exited:
+                self._save(run)  # a stop asked for is carried out by the next agent too, if this one dies now
         sent = self._signal_group(run, signal.SIGTERM)
         # Programs that ignore TERM get KILL after a grace period (children too, via the group).
         t = threading.Timer(self.stop_grace_s, self._signal_group, args=(run, signal.SIGKILL))
@@ -551,11 +744,186 @@ class TaskManager:
         return out
 
     def close(self) -> None:
-        """Forget the tasks (they keep running: an agent restart must not kill users' work)."""
+        """Let go of the tasks (they keep running: an agent restart must not kill users' work). Their
+        records stay for the next TaskManager, which adopts them; output waits in their FIFOs meanwhile."""
         with self._lock:
-            for r in self._tasks.values():
+            self._closed = True
+            runs = list(self._tasks.values())
+            for r in runs:
                 for timer in r.timers:
                     timer.cancel()
+        for r in runs:  # the pumps see _closed within POLL_MS and close their read ends
+            if r.pump is not None and r.pump is not threading.current_thread():
+                r.pump.join(2 * POLL_MS / 1000)
+
+    # -- records and adoption ------------------------------------------------------------------
+
+    def _save(self, run: _Running) -> None:
+        """Under the lock: write the task's record (atomically: a crash leaves the old one or the new one)."""
+        if self._closed:
+            return
+        t = run.task
+        rec = TaskRecord(id=t.id, template=t.template, pid=t.pid or 0, pgid=t.pgid or 0, start_ticks=run.start_ticks,
+                         params=run.params, user=run.user, argv=t.argv or [], started_ts=t.started_ts or 0.0,
+                         deadline_ts=run.deadline_ts, job=t.job, rank=t.rank, unit=t.unit, note=t.note, state=t.state,
+                         ended_ts=t.ended_ts, exit_code=t.exit_code, stop_requested=run.stop_requested)
+        path = os.path.join(self.dir, t.id, RECORD)
+        try:
+            fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(msgspec.json.encode(rec))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(path + ".tmp", path)
+        except OSError as e:  # the task runs on; only a later agent's view of it is lost
+            log.warning("task %s: cannot write its record %s: %s", t.id, path, e)
+
+    def _adopt(self) -> None:
+        """Tasks an earlier agent launched on this state dir: the live ones adopted, the others listed as ended."""
+        try:
+            names = sorted(os.listdir(self.dir))
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            log.warning("tasks of an earlier agent not read (%s): %s", self.dir, e)
+            return
+        finished: list[_Running] = []
+        for name in names:
+            rec = _load_record(os.path.join(self.dir, name, RECORD), name)
+            if rec is None:
+                continue
+            task = schema.Task(id=rec.id, template=rec.template, pid=rec.pid, pgid=rec.pgid, started_ts=rec.started_ts,
+                               ended_ts=rec.ended_ts, exit_code=rec.exit_code, state=rec.state, job=rec.job,
+                               rank=rec.rank, argv=rec.argv, unit=rec.unit, note=rec.note,
+                               log_path=os.path.join(self.dir, rec.id, "output.log"))
+            try:
+                out = BoundedLog(task.log_path or "", self.log_max_bytes)
+            except OSError as e:
+                log.warning("task %s of an earlier agent: its log cannot be opened: %s", rec.id, e)
+                continue
+            run = _Running(task=task, log=out, start_ticks=rec.start_ticks, deadline_ts=rec.deadline_ts,
+                           params=dict(rec.params), user=rec.user, stop_requested=rec.stop_requested)
+            if rec.state != "running":
+                run.exited = True
+                finished.append(run)
+                continue
+            run.pidfd = _pin(self.roots, rec)
+            if run.pidfd is None and not _alive(self.roots, rec.pid, rec.start_ticks):
+                # Gone while no agent watched it (or its pid now names another process): its exit status
+                # went to init. Never signalled again.
+                run.exited = True
+                task.state, task.ended_ts = "lost", time.time()
+                task.note = "lost: ended while the agent was down (exit status unknown)"
+                self._tasks[rec.id] = run
+                self._save(run)
+                log.info("task %s (template %s): gone since the last agent, listed as lost", rec.id, rec.template)
+                continue
+            self._tasks[rec.id] = run
+            self._resume(run)
+        # The newest finished ones, as tasks() keeps them.
+        finished.sort(key=lambda r: r.task.ended_ts or r.task.started_ts or 0.0)
+        for r in finished[:-KEEP_FINISHED]:
+            r.log.close()
+        for r in finished[-KEEP_FINISHED:]:
+            self._tasks[r.task.id] = r
+
+    def _resume(self, run: _Running) -> None:
+        """Watch an adopted task as if we had launched it: output, end, timeout, and a stop asked before."""
+        t = run.task
+        fifo = os.path.join(self.dir, t.id, OUTPUT_FIFO)
+        try:
+            run.out_fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as e:
+            log.warning("task %s: its output is not captured any more (%s): %s", t.id, fifo, e)
+        if run.out_fd is not None:
+            run.pump = threading.Thread(target=self._pump, args=(run,), name=f"task-out-{t.id}", daemon=True)
+            run.pump.start()
+        threading.Thread(target=self._watch, args=(run,), name=f"task-watch-{t.id}", daemon=True).start()
+        if run.deadline_ts is not None:
+            # The deadline is wall clock from the launch: a restart neither resets nor forgets it.
+            self._timer(run, max(0.0, run.deadline_ts - time.time()), self._on_timeout)
+        log.info("task %s (template %s, pid %s) adopted from an earlier agent", t.id, t.template, t.pid)
+        if run.stop_requested:
+            threading.Thread(target=self._stop, args=(run,), name=f"task-stop-{t.id}", daemon=True).start()
+
+
+def run_as_uid(tpl: Template) -> int:
+    """The uid ``tpl`` runs as: its user's, else the agent's own. LaunchRefused for an unknown user."""
+    if not tpl.user:
+        return os.geteuid()
+    try:
+        return pwd.getpwnam(tpl.user).pw_uid
+    except KeyError:
+        raise LaunchRefused(f"template {tpl.name}: no such user {tpl.user!r} on this node") from None
+
+
+def _output_fifo(tdir: str) -> tuple[int, int]:
+    """(read end for the pump, read-write end for the task) of a new FIFO in the task's directory.
+
+    The task gets it read-write, so a reader of its own pipe always exists: when the agent stops, the
+    task never gets SIGPIPE (or EPIPE); it only waits once the buffer is full, until a new agent opens
+    the FIFO again (by its path) and drains it.
+    """
+    path = os.path.join(tdir, OUTPUT_FIFO)
+    os.mkfifo(path, 0o600)
+    rd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        wr = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except BaseException:
+        os.close(rd)
+        raise
+    with contextlib.suppress(OSError, AttributeError):  # pipe-max-size may be lower; 64 KiB is the floor
+        fcntl.fcntl(rd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    return rd, wr
+
+
+def _start_ticks(roots: Roots, pid: int) -> int | None:
+    try:
+        st = procfs.read_pid_stat(roots, pid)
+    except (OSError, ValueError):
+        return None
+    return st.starttime if st is not None else None
+
+
+def _alive(roots: Roots, pid: int | None, ticks: int | None) -> bool:
+    """Is ``pid`` still the process that started at ``ticks`` (the exact identity), and not a zombie?"""
+    if pid is None or ticks is None:
+        return False
+    try:
+        st = procfs.read_pid_stat(roots, pid)
+    except (OSError, ValueError):
+        return False
+    return st is not None and st.starttime == ticks and st.state not in ("Z", "X")
+
+
+def _pin(roots: Roots, rec: TaskRecord) -> int | None:
+    """A pidfd on the recorded task if it still runs (opened first, then checked: the pidfd cannot come
+    to name another process later); None if it is gone, is another process now, or pidfds are unavailable."""
+    try:
+        fd = os.pidfd_open(rec.pid)
+    except (AttributeError, OSError):
+        return None
+    if _alive(roots, rec.pid, rec.start_ticks):
+        return fd
+    os.close(fd)
+    return None
+
+
+def _load_record(path: str, name: str) -> TaskRecord | None:
+    try:
+        with open(path, "rb") as f:
+            rec = msgspec.json.decode(f.read(), type=TaskRecord)
+    except FileNotFoundError:
+        return None  # a directory of a launch that failed, or from before records
+    except (OSError, msgspec.DecodeError) as e:
+        log.warning("task record %s unreadable, skipped: %s", path, e)
+        return None
+    # The id names the directory, and a task leads its own group: anything else is not our record.
+    if rec.id != name or rec.pgid != rec.pid:
+        log.warning("task record %s names another task (id %r, pid %s, pgid %s), skipped", path, rec.id, rec.pid,
+                    rec.pgid)
+        return None
+    return rec
 
 
 def _base_env(user: str | None) -> dict[str, str]:

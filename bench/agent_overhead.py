@@ -4,7 +4,9 @@ Starts a private redis-server, the real agent (`clustertop agent --redis URL`, 1
 node_exporter with a comparable set of collectors (scraped every second by this script), lets
 them run for ``--seconds``, and prints CPU per tick/scrape (utime+stime from /proc/<pid>/stat),
 RSS and PSS (/proc/<pid>/smaps_rollup) at start and end, and the ratios. Also prints the
-exposure score of the systemd unit. Informational: no assertions, exits 0.
+exposure score of the systemd unit, and what the seal costs per tick (one Ed25519 signature and
+three SHA-256 over the agent's own last payloads, timed in this process: it is part of the agent's
+CPU above). Informational: no assertions, exits 0.
 
     python bench/agent_overhead.py --seconds 60
     python bench/agent_overhead.py --quick      # CI smoke: 10 s
@@ -114,6 +116,27 @@ def ratio(a: float | int | None, b: float | int | None) -> str:
     return "N/A" if a is None or not b else f"{a / b:.2f}x"
 
 
+def seal_cost_us(client, agent_ms: float, rounds: int = 2000) -> tuple[float, float] | None:  # type: ignore[no-untyped-def]
+    """The seal's cost on the agent's real payloads of this run (node, brief, digest, as published), in
+    microseconds per tick, and that as a share of the agent's measured CPU per tick."""
+    from clustertop import wire
+    from clustertop.agents.publisher import seal
+    from clustertop.control import signing
+    from clustertop.wire import schema
+
+    raw = [client.get(k("bench")) for k in (wire.node_key, wire.brief_key, wire.digest_key)]
+    if not all(raw):
+        return None
+    snap = wire.decode(raw[0], schema.NodeSnapshot)
+    key = signing.new_key()
+    seal("bench", snap, *raw, key)  # warm: cryptography's first call loads its backend
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        wire.encode(seal("bench", snap, *raw, key))
+    us = (time.perf_counter() - t0) / rounds * 1e6
+    return us, 100 * us / 1000 / agent_ms if agent_ms > 0 else float("nan")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60.0)
@@ -145,6 +168,7 @@ def main() -> int:
             print("redis-server did not start")
             return 0
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CLUSTERTOP_", "NOTIFY_SOCKET"))}
+        env["STATE_DIRECTORY"] = tmp  # its node key is created here, not in the machine's /var/lib/clustertop
         agent = subprocess.Popen([sys.executable, "-m", "clustertop", "agent", "--redis",
                                   f"redis://127.0.0.1:{rport}/0", "--node", "bench", "--interval",
                                   str(args.interval), "--log-level", "warning"],
@@ -207,6 +231,10 @@ def main() -> int:
             print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))))
         if exporter is None:
             print("(prometheus-node-exporter not installed: its column is N/A)")
+        seal_us = seal_cost_us(client, agent_ms)
+        if seal_us is not None:
+            print(f"seal per tick (sign + 3 SHA-256 + encode): {seal_us[0]:.1f} us "
+                  f"({seal_us[1]:.1f} % of the agent's CPU per tick)")
         print(f"systemd unit exposure: {exposure(ROOT / 'systemd' / 'clustertop-agent.service')}")
         return 0
     finally:

@@ -191,6 +191,7 @@ def one_line(argv: list[str], limit: int = CMDLINE_MAX) -> str | None:
 @dataclass
 class ProcInfo:
     starttime: int  # ticks since boot: with the pid, the process identity
+    uid: int | None = None  # real uid: with starttime, what a kill is checked against
     user: str | None = None
     name: str | None = None
     cmdline: str | None = None
@@ -245,8 +246,8 @@ class ProcReader:
         if proc is None:
             self._cache.pop(pid, None)
             return None
-        info = ProcInfo(starttime=proc.stat.starttime, name=proc.stat.comm or None, cmdline=one_line(proc.argv),
-                        start_ts=proc.start_ts)
+        info = ProcInfo(starttime=proc.stat.starttime, uid=proc.uid, name=proc.stat.comm or None,
+                        cmdline=one_line(proc.argv), start_ts=proc.start_ts)
         info.user = self._user(proc.uid) if proc.uid is not None else None
         if self._owner_fn is not None:
             try:
@@ -596,6 +597,7 @@ class GpuCollector:
                     pid=pid, kind=kind, used_mem_bytes=used_memory(getattr(p, "usedGpuMemory", None)),
                     user=info.user if info else None, name=info.name if info else None,
                     cmdline=info.cmdline if info else None, start_ts=info.start_ts if info else None,
+                    start_ticks=info.starttime if info else None, uid=info.uid if info else None,
                     owner=info.owner if info else None,
                 ))
         return out

@@ -617,6 +617,9 @@ class HostCollector:
             name=name,
             cmdline=cmdline[:CMDLINE_MAX] or None,  # kernel threads have none
             start_ts=_r(procfs.started_at(boot_ts, ps.starttime)) if boot_ts is not None else None,
+            # The exact identity a kill is bound to: the kernel's start ticks and the real uid, as read.
+            start_ticks=ps.starttime,
+            uid=status.uid,
             cpu_pct=_r(cpu),
             rss_bytes=status.rss_bytes if status.rss_bytes is not None else (0 if ps.rss_pages == 0 else None),
             state=ps.state,

@@ -33,6 +33,20 @@ MAX_PROCS = 10  # the host collector ships a bounded top list, not the process t
 OSD_DISKS = ("sdb", "sdc", "sdd", "sde", "sdf", "sdg")
 
 USERS = ("alice", "bob", "chen", "dana", "emre", "farah")
+#: uids as a real node has them: root, system accounts below 1000, people from 1001 (job control binds
+#: a kill to pid + start ticks + uid, so simulated processes carry all three).
+SIM_UIDS = {"root": 0, "ceph": 167, "redis": 105, "celery": 996, "dask": 997, "clustertop": 998,
+            **{u: 1001 + i for i, u in enumerate(USERS)}}
+SIM_CLK_TCK = 100  # USER_HZ on every mainstream Linux
+
+
+def sim_uid(user: str | None) -> int | None:
+    return SIM_UIDS.get(user) if user is not None else None
+
+
+def sim_ticks(start_ts: float, boot_ts: float) -> int:
+    """/proc/<pid>/stat field 22 for a process started at ``start_ts`` on a node booted at ``boot_ts``."""
+    return max(0, round((start_ts - boot_ts) * SIM_CLK_TCK))
 MODELS = ("resnet50", "vit-b16", "bert-base", "llama2-7b-lora", "unet3d", "yolov8m", "whisper-small")
 
 TOWER_CPUS = (
@@ -76,6 +90,7 @@ class Job:
     fails: bool = False
     gpu_owner: schema.Owner | None = None  # the owner without ids, repeated on every GPU it uses
     vram_bytes: int = 0
+    boot_ts: float = 0.0  # its node's boot time: what its start ticks count from
     _gpu_proc: schema.GpuProc | None = None
 
     def __post_init__(self) -> None:
@@ -91,7 +106,9 @@ class Job:
         used = mem - GPU_IDLE_MEM
         if p is None or p.used_mem_bytes != used:
             p = self._gpu_proc = schema.GpuProc(pid=self.pid, used_mem_bytes=used, user=self.user, name="python",
-                                                cmdline=self.cmdline, start_ts=self.start, owner=self.gpu_owner)
+                                                cmdline=self.cmdline, start_ts=self.start,
+                                                start_ticks=sim_ticks(self.start, self.boot_ts),
+                                                uid=sim_uid(self.user), owner=self.gpu_owner)
         return p
 
 
@@ -301,6 +318,7 @@ def build_arm(host: str, index: int, broker_host: str, rng: random.Random, start
                 f"-Q default,gridsearch,reports -c {cores} -n {worker}")
     node.daemons = [
         schema.Proc(pid=pid, user="celery", name="celery", cmdline=main_cmd, start_ts=node.boot_ts + 40,
+                    start_ticks=sim_ticks(node.boot_ts + 40, node.boot_ts), uid=sim_uid("celery"),
                     cpu_pct=1.0, rss_bytes=int(rng.uniform(95, 130) * MIB), state="S", threads=7, owner=owner),
         _daemon(pid + 2000 + index, "clustertop", "clustertop", "/usr/bin/python3 /usr/local/bin/clustertop agent", start, node.boot_ts, 1.5, 41 * MIB, 9,
                 "clustertop-agent.service"),
@@ -310,7 +328,8 @@ def build_arm(host: str, index: int, broker_host: str, rng: random.Random, start
                                     start, node.boot_ts, 2.5, 310 * MIB, 6, "redis-server.service"))
     node.pool_procs = [
         schema.Proc(pid=pid + 1 + k, user="celery", name="celery", cmdline=f"{main_cmd} [ForkPoolWorker-{k + 1}]",
-                    start_ts=node.boot_ts + 41, cpu_pct=0.0, rss_bytes=int(rng.uniform(140, 260) * MIB),
+                    start_ts=node.boot_ts + 41, start_ticks=sim_ticks(node.boot_ts + 41, node.boot_ts),
+                    uid=sim_uid("celery"), cpu_pct=0.0, rss_bytes=int(rng.uniform(140, 260) * MIB),
                     state="S", threads=3, owner=owner)
         for k in range(cores)
     ]
@@ -326,6 +345,7 @@ def _first_host(host: str) -> str:
 def _daemon(pid: int, user: str, name: str, cmdline: str, start: float, boot: float, cpu: float, rss: int,
             threads: int, unit: str) -> schema.Proc:
     return schema.Proc(pid=pid, user=user, name=name, cmdline=cmdline, start_ts=boot + 30 + pid % 50,
+                       start_ticks=sim_ticks(boot + 30 + pid % 50, boot), uid=sim_uid(user),
                        cpu_pct=cpu, rss_bytes=rss, state="S", threads=threads,
                        owner=schema.Owner(kind="system", name=unit))
 
@@ -531,6 +551,7 @@ def _refresh(node: SimNode, rng: random.Random, now: float, jobs: list[Job],
     node.c_disks = disks
     job_procs = [schema.Proc(
         pid=job.pid, user=job.user, name="python", cmdline=job.cmdline, start_ts=job.start,
+        start_ticks=sim_ticks(job.start, node.boot_ts), uid=sim_uid(job.user),
         cpu_pct=round(job.cpu_cores * (40 if now - job.start < job.load_s else 100) * (0.85 + 0.3 * rnd()), 1),
         rss_bytes=job.rss_bytes, state="R", threads=24 + len(job.gpus) * 16, owner=job.owner) for job in jobs]
     node.c_procs = _procs(node, job_procs, osd_rates, rnd)

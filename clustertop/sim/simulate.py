@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from clustertop.agents.publisher import Publisher
+from clustertop.control import signing
 from clustertop.sim.nodes import (
     GIB,
     MIB,
@@ -59,7 +60,7 @@ class SimCluster:
     """A deterministic, lively simulated cluster. ``step(now)`` advances it and returns one tick."""
 
     def __init__(self, seed: int = 1, nodes: int | None = None, gpus_per_node: int | None = None,
-                 start_ts: float | None = None) -> None:
+                 start_ts: float | None = None, keys: bool = False) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
         self.gpus_per_node = 2 if gpus_per_node is None else max(0, gpus_per_node)
@@ -75,12 +76,20 @@ class SimCluster:
         self.tower_hosts = [f"gpu{i:0{width}d}" for i in range(1, towers + 1)]
         self.arm_hosts = [f"arm{i:0{width}d}" for i in range(1, arms + 1)]
         self.hosts: list[str] = self.tower_hosts + self.arm_hosts
+        #: ``keys=True``: each simulated node gets its own key, in memory only (fresh each run, never from
+        #: the seed: a key anyone can derive would vouch for nothing). Its publisher then seals every tick
+        #: as a real agent does, and the demo enrols ``node_keys()`` as its known nodes.
+        self.keys: dict[str, signing.PrivateKey] = {h: signing.new_key() for h in self.hosts} if keys else {}
         self.interval_s = 1.0  # what snapshots announce; the drivers set it to their tick
         self.start_ts = start_ts
         self.nodes: list[SimNode] = []
         self.last_ts: float | None = None
         self.pending: list[Job] = []
         self.running: list[Job] = []
+
+    def node_keys(self) -> dict[str, signing.PublicKey]:
+        """host -> the public half of that simulated node's key ({} unless built with ``keys=True``)."""
+        return {h: k.public() for h, k in self.keys.items()}
 
     # -- construction, at the first step (or at start_ts) ------------------------------------
 
@@ -186,6 +195,7 @@ class SimCluster:
             job = self._new_job(now - age, k8s=node.host in self.k8s_hosts and rng.random() < 0.6,
                                 gpus_wanted=len(gpus))
         job.host = node.host
+        job.boot_ts = node.boot_ts
         job.gpus = gpus
         job.start = now - age
         job.end = job.start + rng.uniform(240, 1500)
@@ -334,19 +344,20 @@ PREFILL_MAX_POINTS = 60_000
 
 
 def make_publishers(sim: SimCluster, client: Any, interval_s: float, every: float = 5.0) -> dict[str, Publisher]:
-    return {h: Publisher(client, h, interval_s, hist_every_s=every) for h in sim.hosts}
+    return {h: Publisher(client, h, interval_s, hist_every_s=every, key=sim.keys.get(h)) for h in sim.hosts}
 
 
 def publish(client: Any, sim: SimCluster, now: float, publishers: dict[str, Publisher]) -> int:
     """One tick of every node plus the cluster payloads, in ONE pipeline. Returns the bytes written
     (node snapshots). Redis errors propagate to the caller, who backs off."""
     ticks, cluster = sim.step(now)
-    p = client.pipeline(transaction=False)
+    # Signing nodes: one MULTI, so no reader pairs a node's payload of this tick with its seal of the last.
+    p = client.pipeline(transaction=bool(sim.keys))
     total = 0
     for i, (snap, hist) in enumerate(ticks):
         pub = publishers.get(snap.host)
         if pub is None:
-            pub = publishers[snap.host] = Publisher(client, snap.host, sim.interval_s)
+            pub = publishers[snap.host] = Publisher(client, snap.host, sim.interval_s, key=sim.keys.get(snap.host))
         total += pub.publish(snap, hist, cluster=cluster if i == 0 else None, pipe=p)
     p.execute()
     return total

@@ -9,6 +9,12 @@ The dashboard keeps redis-py.
 Supported: redis://, rediss:// (TLS, CA file), unix://; AUTH with ACL user or password; SELECT;
 pipelines with or without MULTI/EXEC; per-call socket timeouts (a blocking XREADGROUP waits
 longer than the socket timeout by its BLOCK time).
+
+Bounded reads: anyone who can write to Redis can put a 40 MB entry on a stream the agent reads. With a
+``max_bulk`` limit (per client, or per call), a bulk string longer than it is read through in small
+chunks and dropped, and an ``Oversized(length)`` marker stands in its place; an array of more than
+``max_array`` elements is read through and replaced the same way (so many small strings cannot get
+around the limit either). The reply keeps its shape, so the caller can still acknowledge the entry.
 """
 
 from __future__ import annotations
@@ -35,6 +41,29 @@ class Timeout(ConnectionFailed):
 
 class ResponseError(RedisError):
     """The server answered with an error (``-ERR ...``, ``-NOGROUP ...``)."""
+
+
+class Oversized:
+    """Stands in for a bulk string (or array) longer than the reader's limit: its ``length`` bytes were
+    read from the socket in chunks and dropped, never held."""
+
+    __slots__ = ("length",)
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def __repr__(self) -> str:
+        return f"Oversized({self.length})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Oversized) and other.length == self.length
+
+    def __hash__(self) -> int:  # it can stand in for a stream field's name, a dict key
+        return hash(("Oversized", self.length))
+
+
+#: Chunk size for dropping an oversized reply: what is held at once while reading it through.
+SKIP_CHUNK = 64 * 1024
 
 
 def errors() -> tuple[type[BaseException], ...]:
@@ -81,14 +110,21 @@ def pack(args: Iterable[Arg]) -> bytes:
     return b"".join(out)
 
 
+#: (max_bulk, max_array) for one read; None in either place: no limit there.
+Limits = tuple[int | None, int | None]
+
+
 class Connection:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 6379, path: str | None = None, db: int = 0,
                  username: str | None = None, password: str | None = None, tls: bool = False,
-                 ca_file: str | None = None, timeout_s: float = 2.0, connect_timeout_s: float = 2.0) -> None:
+                 ca_file: str | None = None, timeout_s: float = 2.0, connect_timeout_s: float = 2.0,
+                 max_bulk: int | None = None, max_array: int | None = None) -> None:
         self.host, self.port, self.path, self.db = host, port, path, db
         self.username, self.password = username, password
         self.tls, self.ca_file = tls, ca_file
         self.timeout_s, self.connect_timeout_s = timeout_s, connect_timeout_s
+        #: The client's own limits (see the module docstring); a call may pass tighter or looser ones.
+        self.limits: Limits = (max_bulk, max_array)
         self.sock: socket.socket | None = None
         self.buf = bytearray()
 
@@ -167,8 +203,52 @@ class Connection:
         del self.buf[: n + 2]
         return data
 
-    def read_reply(self) -> Any:
-        """One RESP2 reply; server errors are returned as ResponseError instances, not raised."""
+    def _drop(self, n: int) -> None:
+        """Consume ``n`` bytes (and the CRLF after them) without ever holding more than SKIP_CHUNK."""
+        assert self.sock is not None
+        n += 2
+        held = min(n, len(self.buf))
+        del self.buf[:held]
+        n -= held
+        while n > 0:
+            try:
+                # recv at most what is left: the bytes after it are the next reply's, kept in buf as usual
+                chunk = self.sock.recv(min(n, SKIP_CHUNK))
+            except TimeoutError as e:  # socket.timeout
+                raise Timeout(f"reading from {self._where()}: timed out") from e
+            except OSError as e:
+                raise ConnectionFailed(f"reading from {self._where()}: {e.strerror or e}") from e
+            if not chunk:
+                raise ConnectionFailed(f"{self._where()} closed the connection")
+            n -= len(chunk)
+
+    def _skip_items(self, n: int) -> int:
+        """Read through ``n`` replies (an array's elements) keeping nothing; returns the bytes they took."""
+        total = 0
+        while n > 0:
+            n -= 1
+            line = self._line()
+            total += len(line) + 2
+            kind, rest = line[:1], line[1:]
+            if kind == b"$":
+                size = int(rest)
+                if size >= 0:
+                    self._drop(size)
+                    total += size + 2
+            elif kind == b"*":
+                n += max(int(rest), 0)  # nested: its elements join the count (no recursion depth to abuse)
+            elif kind not in (b"+", b"-", b":"):
+                self.close()
+                raise ConnectionFailed(f"protocol error: unexpected reply {line[:40]!r}")
+        return total
+
+    def read_reply(self, limits: Limits | None = None) -> Any:
+        """One RESP2 reply; server errors are returned as ResponseError instances, not raised.
+
+        ``limits`` (default: the connection's): a bulk string longer than max_bulk, or an array of more
+        than max_array elements, is read through and comes back as ``Oversized(bytes)``.
+        """
+        lim = self.limits if limits is None else limits
         line = self._line()
         kind, rest = line[:1], line[1:]
         if kind == b"+":
@@ -179,14 +259,24 @@ class Connection:
             return int(rest)
         if kind == b"$":
             n = int(rest)
-            return None if n < 0 else self._exact(n)
+            if n < 0:
+                return None
+            if lim[0] is not None and n > lim[0]:
+                self._drop(n)
+                return Oversized(n)
+            return self._exact(n)
         if kind == b"*":
             n = int(rest)
-            return None if n < 0 else [self.read_reply() for _ in range(n)]
+            if n < 0:
+                return None
+            if lim[1] is not None and n > lim[1]:
+                return Oversized(self._skip_items(n))
+            return [self.read_reply(lim) for _ in range(n)]
         self.close()
         raise ConnectionFailed(f"protocol error: unexpected reply {line[:40]!r}")
 
-    def _roundtrip(self, commands: list[list[Arg]], extra_timeout_s: float = 0.0) -> list[Any]:
+    def _roundtrip(self, commands: list[list[Arg]], extra_timeout_s: float = 0.0,
+                   limits: Limits | None = None) -> list[Any]:
         """Send every command in one write, read every reply. Errors in replies are returned."""
         self.connect()
         assert self.sock is not None
@@ -194,7 +284,7 @@ class Connection:
             if extra_timeout_s:
                 self.sock.settimeout(self.timeout_s + extra_timeout_s)
             self.sock.sendall(b"".join(pack(c) for c in commands))
-            replies = [self.read_reply() for _ in commands]
+            replies = [self.read_reply(limits) for _ in commands]
             if extra_timeout_s:
                 self.sock.settimeout(self.timeout_s)
         except TimeoutError as e:  # socket.timeout
@@ -222,24 +312,34 @@ def _ok(r: Any) -> bool | None:
     return True if r == b"OK" else None
 
 
-def _stream_entries(entries: Any) -> list[tuple[bytes, dict[bytes, bytes] | None]]:
-    out: list[tuple[bytes, dict[bytes, bytes] | None]] = []
+def _stream_entries(entries: Any) -> list[tuple[bytes, Any]]:
+    """[(id, {field: value})]; under a limit a value (or a field name) may be an Oversized marker, and
+    so may an entry's whole field list (too many fields): the id is kept either way, to acknowledge it."""
+    if isinstance(entries, Oversized):  # the whole list was longer than max_array
+        return entries  # type: ignore[return-value]
+    out: list[tuple[bytes, Any]] = []
     for entry_id, flat in entries or []:
-        if flat is None:  # a pending entry trimmed from the stream since
-            out.append((entry_id, None))
+        if flat is None or isinstance(flat, Oversized):  # None: a pending entry trimmed from the stream since
+            out.append((entry_id, flat))
         else:
             out.append((entry_id, dict(zip(flat[0::2], flat[1::2], strict=True))))
     return out
 
 
 def _xread(r: Any) -> list[list[Any]]:
+    if isinstance(r, Oversized):
+        return r  # type: ignore[return-value]
     return [[stream, _stream_entries(entries)] for stream, entries in r or []]
 
 
 class _Commands:
     """Command builders shared by the client and its pipelines: each returns (args, shaper)."""
 
-    def _call(self, args: list[Arg], shape: Any = None, extra_timeout_s: float = 0.0) -> Any:
+    #: Calls may pass max_bulk/max_array (redis-py's clients have no such thing: check this first).
+    bounded_reads = True
+
+    def _call(self, args: list[Arg], shape: Any = None, extra_timeout_s: float = 0.0,
+              limits: Limits | None = None) -> Any:
         raise NotImplementedError
 
     def ping(self) -> Any:
@@ -298,7 +398,9 @@ class _Commands:
         return self._call(args, _ok)
 
     def xreadgroup(self, groupname: str, consumername: str, streams: Mapping[str, Arg], count: int | None = None,
-                   block: int | None = None, noack: bool = False) -> Any:
+                   block: int | None = None, noack: bool = False, max_bulk: int | None = None,
+                   max_array: int | None = None) -> Any:
+        """As redis-py's; ``max_bulk``/``max_array`` (this client only) bound what this one read keeps."""
         args: list[Arg] = ["XREADGROUP", "GROUP", groupname, consumername]
         if count is not None:
             args += ["COUNT", int(count)]
@@ -307,13 +409,17 @@ class _Commands:
         if noack:
             args.append("NOACK")
         args += ["STREAMS", *streams.keys(), *streams.values()]
-        return self._call(args, _xread, extra_timeout_s=(block or 0) / 1000)
+        return self._call(args, _xread, extra_timeout_s=(block or 0) / 1000, limits=self._limits(max_bulk, max_array))
 
-    def xrange(self, name: str, min: str = "-", max: str = "+", count: int | None = None) -> Any:  # noqa: A002
+    def _limits(self, max_bulk: int | None, max_array: int | None) -> Limits | None:
+        return None if max_bulk is None and max_array is None else (max_bulk, max_array)
+
+    def xrange(self, name: str, min: str = "-", max: str = "+", count: int | None = None,  # noqa: A002
+               max_bulk: int | None = None, max_array: int | None = None) -> Any:
         args: list[Arg] = ["XRANGE", name, min, max]
         if count is not None:
             args += ["COUNT", int(count)]
-        return self._call(args, _stream_entries)
+        return self._call(args, _stream_entries, limits=self._limits(max_bulk, max_array))
 
     def xrevrange(self, name: str, max: str = "+", min: str = "-", count: int | None = None) -> Any:  # noqa: A002
         args: list[Arg] = ["XREVRANGE", name, max, min]
@@ -330,25 +436,27 @@ class Client(_Commands):
 
     @classmethod
     def from_url(cls, url: str, password: str | None = None, ssl_ca_certs: str | None = None,
-                 socket_timeout: float = 2.0, socket_connect_timeout: float = 2.0, **_: Any) -> Client:
+                 socket_timeout: float = 2.0, socket_connect_timeout: float = 2.0, max_bulk: int | None = None,
+                 max_array: int | None = None, **_: Any) -> Client:
         u = urlsplit(url)
         q = {k: v[-1] for k, v in parse_qs(u.query).items()}
         username = unquote(u.username) if u.username else None
         pw = password if password is not None else (unquote(u.password) if u.password else None)
+        common: dict[str, Any] = dict(username=username, password=pw, timeout_s=socket_timeout,
+                                      connect_timeout_s=socket_connect_timeout, max_bulk=max_bulk, max_array=max_array)
         if u.scheme == "unix":
-            conn = Connection(path=u.path, db=int(q.get("db", "0")), username=username, password=pw,
-                              timeout_s=socket_timeout, connect_timeout_s=socket_connect_timeout)
+            conn = Connection(path=u.path, db=int(q.get("db", "0")), **common)
         elif u.scheme in ("redis", "rediss"):
             db = int(u.path.lstrip("/") or q.get("db", "0") or 0)
-            conn = Connection(host=u.hostname or "127.0.0.1", port=u.port or 6379, db=db, username=username,
-                              password=pw, tls=u.scheme == "rediss", ca_file=ssl_ca_certs or q.get("ssl_ca_certs"),
-                              timeout_s=socket_timeout, connect_timeout_s=socket_connect_timeout)
+            conn = Connection(host=u.hostname or "127.0.0.1", port=u.port or 6379, db=db, tls=u.scheme == "rediss",
+                              ca_file=ssl_ca_certs or q.get("ssl_ca_certs"), **common)
         else:
             raise ValueError(f"unsupported scheme {u.scheme!r} (redis://, rediss://, unix://)")
         return cls(conn)
 
-    def _call(self, args: list[Arg], shape: Any = None, extra_timeout_s: float = 0.0) -> Any:
-        (reply,) = self.conn._roundtrip([args], extra_timeout_s)
+    def _call(self, args: list[Arg], shape: Any = None, extra_timeout_s: float = 0.0,
+              limits: Limits | None = None) -> Any:
+        (reply,) = self.conn._roundtrip([args], extra_timeout_s, limits)
         if isinstance(reply, ResponseError):
             raise reply
         return shape(reply) if shape else reply
@@ -378,9 +486,11 @@ class Pipeline(_Commands):
         self.stack: list[tuple[list[Arg], Any]] = []
         self.immediate = False
 
-    def _call(self, args: list[Arg], shape: Any = None, extra_timeout_s: float = 0.0) -> Any:
+    def _call(self, args: list[Arg], shape: Any = None, extra_timeout_s: float = 0.0,
+              limits: Limits | None = None) -> Any:
+        # Queued commands are read with the connection's own limits (one read for the whole batch).
         if self.immediate:
-            (reply,) = self.conn._roundtrip([args], extra_timeout_s)
+            (reply,) = self.conn._roundtrip([args], extra_timeout_s, limits)
             if isinstance(reply, ResponseError):
                 raise reply
             return shape(reply) if shape else reply

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 
@@ -61,17 +62,26 @@ params = {{ seconds = "int" }}
     try:
         reader = Reader(redis_server.client())
         assert _wait(lambda: (n := reader.read().node("e2e")) is not None and n.state == "up"), "agent never published"
-        start_ts = psutil.Process(victim.pid).create_time()
-        r = subprocess.run([PY, "-m", "clustertop", "kill", "e2e", str(victim.pid), "--start-ts", str(start_ts),
-                            "--key", keyfile, "--redis", redis_server.url],
+        # The operator pins the node's key (the .pub the agent wrote beside its node.key at first start).
+        known = str(tmp_path / "known_nodes")
+        r = subprocess.run([PY, "-m", "clustertop", "enrol", "e2e", "--key", str(tmp_path / "state" / "node.pub"),
+                            "--known-nodes", known], env=_env(), capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+        # The victim is a sleep: rarely among the snapshot's top processes, so the script names it
+        # exactly (start ticks, /proc/PID/stat field 22); the snapshot it is checked against is signed.
+        ticks = Path(f"/proc/{victim.pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        r = subprocess.run([PY, "-m", "clustertop", "kill", "e2e", str(victim.pid), "--start-ticks", ticks,
+                            "--known-nodes", known, "--key", keyfile, "--redis", redis_server.url],
                            env=_env(), capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stdout + r.stderr
+        assert f"e2e: sent TERM to pid {victim.pid}" in r.stdout  # the node's own, verified answer
         assert victim.wait(10) == -15  # SIGTERM, delivered by the agent
 
         r = subprocess.run([PY, "-m", "clustertop", "launch", "nap", "--node", "e2e", "seconds=120",
-                            "--key", keyfile, "--redis", redis_server.url],
+                            "--known-nodes", known, "--key", keyfile, "--redis", redis_server.url],
                            env=_env(), capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stdout + r.stderr
+        assert "e2e: launched nap as task" in r.stdout
 
         def task_listed() -> bool:
             n = reader.read().node("e2e")
@@ -79,8 +89,13 @@ params = {{ seconds = "int" }}
                         and n.snap.tasks[0].state == "running")
         assert _wait(task_listed), "launched task not in the snapshot"
         # every command is in the audit stream with its outcome
-        audit = [wire.decode(f[b"a"], schema.AuditEntry) for _, f in redis_server.client().xrange(wire.AUDIT_KEY)]
+        audit = [wire.decode(f[b"a"], schema.AuditEntry)
+                 for _, f in redis_server.client().xrange(wire.node_audit_key("e2e"))]
         assert [a.action for a in audit] == ["signal", "launch"] and all(a.result == "ok" for a in audit)
+        # ... and in the operator's own stream (ops.key: operator "ops"), as sent.
+        sent = [wire.decode(f[b"a"], schema.AuditEntry)
+                for _, f in redis_server.client().xrange(wire.operator_audit_key("ops"))]
+        assert [(a.action, a.actor, a.result) for a in sent] == [("signal", "ops", "sent"), ("launch", "ops", "sent")]
     finally:
         children = psutil.Process(agent.pid).children(recursive=True) if agent.poll() is None else []
         agent.terminate()

@@ -19,12 +19,12 @@ import pytest
 import redis
 
 from clustertop import wire
-from clustertop.agents.commands import CommandExecutor
+from clustertop.agents.commands import REFUSAL_SAMPLE_S, CommandExecutor
 from clustertop.collectors import procfs
 from clustertop.collectors.base import Roots
 from clustertop.config import ConfigError
 from clustertop.control import commands as cc
-from clustertop.control import signing
+from clustertop.control import signing, trust
 from clustertop.wire import schema
 
 NODE = "node-a"
@@ -42,11 +42,11 @@ def keys(tmp_path):
 def make(redis_server, tmp_path, keys):
     made = []
 
-    def _make(security=None, templates=None, read_only=False, node=NODE):
+    def _make(security=None, templates=None, read_only=False, node=NODE, state="state"):
         sec = {"operator_keys": [keys["ops_pub"]], "signal_users": [], "allow_root": True}
         sec.update(security or {})
         cfg = {"security": sec, "templates": templates or {}, "read_only": read_only}
-        ex = CommandExecutor(redis_server.client, node, cfg, state_dir=str(tmp_path / "state"), block_ms=50)
+        ex = CommandExecutor(redis_server.client, node, cfg, state_dir=str(tmp_path / state), block_ms=50)
         ex.client = redis_server.client()
         ex.ensure_group()
         made.append(ex)
@@ -82,8 +82,15 @@ def sleeper():
 
 
 def start_ts(pid: int) -> float:
-    """What the operator saw: psutil's create_time, as the host collector reports it."""
+    """psutil's create_time: the start as seconds, for display (never an identity)."""
     return psutil.Process(pid).create_time()
+
+
+def start_ticks(pid: int) -> int:
+    """What the operator saw: the kernel's start of ``pid`` in clock ticks (/proc/<pid>/stat field 22),
+    read here independently of the agent's procfs reader."""
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rpartition(")")[2].split()[19])
 
 
 def send(client, key, node=NODE, verb="signal", args=None, params=None, **kw):
@@ -100,12 +107,14 @@ def run_one(ex):
     assert ex.poll_once() >= 1
 
 
-def results(client) -> list[schema.CommandResult]:
-    return [wire.decode(f[b"r"], schema.CommandResult) for _, f in client.xrange(wire.RESULTS_KEY)]
+def results(client, node=NODE) -> list[schema.CommandResult]:
+    """The node's own results stream (only it may append there; each result is signed by its key)."""
+    return [wire.decode(f[b"r"], schema.CommandResult) for _, f in client.xrange(wire.results_key(node))]
 
 
-def audits(client) -> list[schema.AuditEntry]:
-    return [wire.decode(f[b"a"], schema.AuditEntry) for _, f in client.xrange(wire.AUDIT_KEY)]
+def audits(client, node=NODE) -> list[schema.AuditEntry]:
+    """The node's own audit stream (signed and chained by its key)."""
+    return [wire.decode(f[b"a"], schema.AuditEntry) for _, f in client.xrange(wire.node_audit_key(node))]
 
 
 def pending(client, node=NODE) -> int:
@@ -142,14 +151,15 @@ def test_valid_signed_signal_kills_a_real_process(redis_server, make, keys, slee
     client = redis_server.client()
     ex = make(security={"signal_users": [pwd.getpwuid(os.getuid()).pw_name]})
     p = sleeper()
-    cmd = send(client, keys["ops"], args=cc.signal_args(p.pid, start_ts(p.pid), "KILL"))
+    cmd = send(client, keys["ops"], args=cc.signal_args(p.pid, start_ticks(p.pid), "KILL"))
     run_one(ex)
     assert wait_dead(p) == -signal.SIGKILL
     [res] = results(client)
     assert (res.id, res.ok, res.status, res.data["signal"]) == (cmd.id, True, "done", "KILL")
     [a] = audits(client)
-    assert (a.result, a.actor, a.action, a.command_id) == ("ok", "tester", "signal", cmd.id)
-    assert a.target == f"{NODE} pid {p.pid}" and a.where == f"agent:{NODE}"
+    assert (a.result, a.actor, a.action, a.command_id) == ("ok", f"node:{NODE}", "signal", cmd.id)
+    assert a.target == f"{NODE} pid {p.pid}, sent by operator 'tester' (key {keys['ops'].key_id})"
+    assert a.where == f"agent:{NODE}"
     assert pending(client) == 0  # acknowledged
 
 
@@ -164,7 +174,7 @@ def test_default_signal_is_term_and_group_reaches_children(redis_server, make, k
         while not psutil.Process(parent.pid).children() and time.monotonic() < deadline:
             time.sleep(0.05)
         [child] = psutil.Process(parent.pid).children()
-        send(client, keys["ops"], args=cc.signal_args(parent.pid, start_ts(parent.pid), group=True))
+        send(client, keys["ops"], args=cc.signal_args(parent.pid, start_ticks(parent.pid), group=True))
         run_one(ex)
         [res] = results(client)
         assert res.ok and res.data["signal"] == "TERM" and res.data["pgid"] == parent.pid, res.reason
@@ -194,14 +204,15 @@ def _refused(client, ex, p, why, status="refused"):
 
 def test_unsigned_is_refused(redis_server, make, sleeper):
     client, ex, p = redis_server.client(), make(), sleeper()
-    send(client, None, args=cc.signal_args(p.pid, start_ts(p.pid)))
+    send(client, None, args=cc.signal_args(p.pid, start_ticks(p.pid)))
     _refused(client, ex, p, "unsigned")
-    assert audits(client)[-1].actor == "unverified:tester"
+    a = audits(client)[-1]
+    assert a.actor == f"node:{NODE}" and a.target.endswith("sent by unverified operator 'tester'")
 
 
 def test_bad_signature_is_refused(redis_server, make, keys, sleeper):
     client, ex, p = redis_server.client(), make(), sleeper()
-    cmd = cc.build(NODE, "signal", cc.signal_args(p.pid, start_ts(p.pid)), operator="tester")
+    cmd = cc.build(NODE, "signal", cc.signal_args(p.pid, start_ticks(p.pid)), operator="tester")
     signing.sign(cmd, keys["ops"])
     cmd.args["signal"] = "KILL"  # tampered after signing
     cc.send(client, cmd)
@@ -210,14 +221,14 @@ def test_bad_signature_is_refused(redis_server, make, keys, sleeper):
 
 def test_key_not_trusted_by_this_node_is_refused(redis_server, make, keys, sleeper):
     client, ex, p = redis_server.client(), make(), sleeper()
-    send(client, keys["other"], args=cc.signal_args(p.pid, start_ts(p.pid)))
+    send(client, keys["other"], args=cc.signal_args(p.pid, start_ticks(p.pid)))
     _refused(client, ex, p, "unknown key id")
 
 
 def test_wrong_node_is_refused(redis_server, make, keys, sleeper):
     """Signed for node-b, but pushed onto node-a's stream: node-a refuses."""
     client, ex, p = redis_server.client(), make(), sleeper()
-    cmd = cc.build("node-b", "signal", cc.signal_args(p.pid, start_ts(p.pid)), operator="tester")
+    cmd = cc.build("node-b", "signal", cc.signal_args(p.pid, start_ticks(p.pid)), operator="tester")
     signing.sign(cmd, keys["ops"])
     client.xadd(wire.cmd_key(NODE), {"c": wire.encode(cmd)})
     _refused(client, ex, p, "wrong node")
@@ -226,7 +237,7 @@ def test_wrong_node_is_refused(redis_server, make, keys, sleeper):
 def test_expired_is_refused(redis_server, make, keys, sleeper):
     client, ex, p = redis_server.client(), make(), sleeper()
     now = time.time()
-    send(client, keys["ops"], args=cc.signal_args(p.pid, start_ts(p.pid)), issued_ts=now - 200,
+    send(client, keys["ops"], args=cc.signal_args(p.pid, start_ticks(p.pid)), issued_ts=now - 200,
          expires_ts=now - 80)
     _refused(client, ex, p, "expired", status="expired")
 
@@ -234,7 +245,7 @@ def test_expired_is_refused(redis_server, make, keys, sleeper):
 def test_issued_in_the_future_is_refused(redis_server, make, keys, sleeper):
     client, ex, p = redis_server.client(), make(), sleeper()
     now = time.time()
-    send(client, keys["ops"], args=cc.signal_args(p.pid, start_ts(p.pid)), issued_ts=now + 300,
+    send(client, keys["ops"], args=cc.signal_args(p.pid, start_ticks(p.pid)), issued_ts=now + 300,
          expires_ts=now + 400)
     _refused(client, ex, p, "in the future")
 
@@ -242,20 +253,20 @@ def test_issued_in_the_future_is_refused(redis_server, make, keys, sleeper):
 def test_absurd_lifetime_is_refused(redis_server, make, keys, sleeper):
     client, ex, p = redis_server.client(), make(), sleeper()
     now = time.time()
-    send(client, keys["ops"], args=cc.signal_args(p.pid, start_ts(p.pid)), issued_ts=now,
+    send(client, keys["ops"], args=cc.signal_args(p.pid, start_ticks(p.pid)), issued_ts=now,
          expires_ts=now + 86400)
     _refused(client, ex, p, "lifetime")
 
 
 def test_read_only_agent_refuses(redis_server, make, keys, sleeper):
     client, ex, p = redis_server.client(), make(read_only=True), sleeper()
-    send(client, keys["ops"], args=cc.signal_args(p.pid, start_ts(p.pid)))
+    send(client, keys["ops"], args=cc.signal_args(p.pid, start_ticks(p.pid)))
     _refused(client, ex, p, "read-only")
 
 
 def test_verb_not_allowed_is_refused(redis_server, make, keys, sleeper):
     client, ex, p = redis_server.client(), make(security={"verbs": ["list"]}), sleeper()
-    send(client, keys["ops"], args=cc.signal_args(p.pid, start_ts(p.pid)))
+    send(client, keys["ops"], args=cc.signal_args(p.pid, start_ticks(p.pid)))
     _refused(client, ex, p, "not allowed on this node")
 
 
@@ -276,7 +287,7 @@ def test_garbage_on_the_stream_is_refused_and_acknowledged(redis_server, make):
 def test_replay_is_refused_in_memory_in_redis_and_after_a_flush(redis_server, make, keys, sleeper):
     client, ex = redis_server.client(), make()
     p1 = sleeper()
-    cmd = send(client, keys["ops"], args=cc.signal_args(p1.pid, start_ts(p1.pid)))
+    cmd = send(client, keys["ops"], args=cc.signal_args(p1.pid, start_ticks(p1.pid)))
     run_one(ex)
     assert wait_dead(p1) == -signal.SIGTERM
     raw = wire.encode(cmd)
@@ -284,32 +295,39 @@ def test_replay_is_refused_in_memory_in_redis_and_after_a_flush(redis_server, ma
     # 1. the same bytes again, same agent: refused from memory
     client.xadd(wire.cmd_key(NODE), {"c": raw})
     run_one(ex)
-    # 2. a new agent process (empty memory): refused by the marker in Redis
-    ex2 = make()
+    # 2. an agent that never saw it (its own, empty state dir): refused by the marker in Redis
+    ex2 = make(state="elsewhere")
     client.xadd(wire.cmd_key(NODE), {"c": raw})
     run_one(ex2)
     assert [r.id for r in results(client)] == [cmd.id]
     assert [a.result for a in audits(client)] == [
         "ok", "refused: replayed (id already seen by this agent)", "refused: replayed (id already executed)"]
-    # 3. Redis flushed (marker gone): the first agent still remembers
+    # 3. Redis flushed (marker gone): the first agent still remembers. Its second replay within
+    # REFUSAL_SAMPLE_S is counted into the next sample, written once that window has passed.
     client.flushall()
     ex.ensure_group()
     client.xadd(wire.cmd_key(NODE), {"c": raw})
     run_one(ex)
-    assert results(client) == []
+    assert results(client) == [] and audits(client) == [] and pending(client) == 0
+    ex.clock = lambda: time.time() + REFUSAL_SAMPLE_S
+    ex.flush_refusals()
     assert [a.result for a in audits(client)] == ["refused: replayed (id already seen by this agent)"]
-    assert pending(client) == 0
 
 
 def test_replay_writes_no_second_result(redis_server, make, keys, sleeper):
     client, ex, p = redis_server.client(), make(), sleeper()
-    cmd = send(client, keys["ops"], args=cc.signal_args(p.pid, start_ts(p.pid)))
+    cmd = send(client, keys["ops"], args=cc.signal_args(p.pid, start_ticks(p.pid)))
     client.xadd(wire.cmd_key(NODE), {"c": wire.encode(cmd)})
     client.xadd(wire.cmd_key(NODE), {"c": wire.encode(cmd)})
     while ex.poll_once():
         pass
     assert [r.id for r in results(client)] == [cmd.id]
+    # the first replay at once, the second counted into the sample written when its window has passed
+    assert [a.result.split(" (")[0] for a in audits(client)] == ["ok", "refused: replayed"]
+    ex.clock = lambda: time.time() + REFUSAL_SAMPLE_S
+    ex.flush_refusals()
     assert [a.result.split(" (")[0] for a in audits(client)] == ["ok", "refused: replayed", "refused: replayed"]
+    assert pending(client) == 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,25 +337,25 @@ def test_replay_writes_no_second_result(redis_server, make, keys, sleeper):
 
 def test_pid_reused_is_refused(redis_server, make, keys, sleeper):
     client, ex, p = redis_server.client(), make(), sleeper()
-    send(client, keys["ops"], args=cc.signal_args(p.pid, start_ts(p.pid) - 100))
-    _refused(client, ex, p, "pid reused")
+    send(client, keys["ops"], args=cc.signal_args(p.pid, start_ticks(p.pid) - 100))
+    _refused(client, ex, p, "pid reused")  # more identity checks: tests/agents/test_commands_identity.py
 
 
 def test_cmdline_prefix_mismatch_is_refused(redis_server, make, keys, sleeper):
     client, ex, p = redis_server.client(), make(), sleeper()
-    send(client, keys["ops"], args=cc.signal_args(p.pid, start_ts(p.pid), cmdline="python train.py"))
+    send(client, keys["ops"], args=cc.signal_args(p.pid, start_ticks(p.pid), cmdline="python train.py"))
     _refused(client, ex, p, "pid reused")
 
 
-def test_missing_start_ts_is_refused(redis_server, make, keys, sleeper):
+def test_missing_start_ticks_is_refused(redis_server, make, keys, sleeper):
     client, ex, p = redis_server.client(), make(), sleeper()
     send(client, keys["ops"], args={"pid": p.pid})
-    _refused(client, ex, p, "start_ts required")
+    _refused(client, ex, p, "start_ticks required")
 
 
 def test_gone_process_is_refused(redis_server, make, keys, sleeper):
     client, ex, p = redis_server.client(), make(), sleeper()
-    ts = start_ts(p.pid)
+    ts = start_ticks(p.pid)
     p.kill()
     p.wait()
     send(client, keys["ops"], args=cc.signal_args(p.pid, ts))
@@ -348,7 +366,7 @@ def test_gone_process_is_refused(redis_server, make, keys, sleeper):
 @pytest.mark.skipif(not IS_ROOT, reason="needs a root-owned process started by the test (run as root)")
 def test_root_owned_process_is_refused_without_allow_root(redis_server, make, keys, sleeper):
     client, ex, p = redis_server.client(), make(security={"allow_root": False}), sleeper()
-    send(client, keys["ops"], args=cc.signal_args(p.pid, start_ts(p.pid), "KILL"))
+    send(client, keys["ops"], args=cc.signal_args(p.pid, start_ticks(p.pid), "KILL"))
     _refused(client, ex, p, "root-owned")
 
 
@@ -357,11 +375,11 @@ def test_user_not_in_signal_users_is_refused_then_allowed(redis_server, make, ke
     client = redis_server.client()
     p = sleeper(user="nobody")
     ex = make(security={"signal_users": ["someone-else"]})
-    send(client, keys["ops"], args=cc.signal_args(p.pid, start_ts(p.pid)))
+    send(client, keys["ops"], args=cc.signal_args(p.pid, start_ticks(p.pid)))
     _refused(client, ex, p, "user nobody not allowed")
 
     ex2 = make(security={"signal_users": ["nobody"], "allow_root": False})
-    send(client, keys["ops"], args=cc.signal_args(p.pid, start_ts(p.pid)))
+    send(client, keys["ops"], args=cc.signal_args(p.pid, start_ticks(p.pid)))
     run_one(ex2)
     assert results(client)[-1].ok and wait_dead(p) == -signal.SIGTERM
 
@@ -371,7 +389,7 @@ def test_system_uid_below_min_uid_is_refused(redis_server, make, keys, sleeper):
     client = redis_server.client()
     p = sleeper(user="daemon")  # uid 1
     ex = make(security={"signal_users": ["daemon"], "allow_root": False})
-    send(client, keys["ops"], args=cc.signal_args(p.pid, start_ts(p.pid)))
+    send(client, keys["ops"], args=cc.signal_args(p.pid, start_ticks(p.pid)))
     _refused(client, ex, p, "system process (uid 1 < 1000)")
 
 
@@ -395,7 +413,7 @@ def test_group_with_a_foreign_member_is_refused(redis_server, make, keys, sleepe
         [other] = psutil.Process(leader.pid).children()
         assert other.uids().real == pw.pw_uid
         ex = make()
-        send(client, keys["ops"], args=cc.signal_args(leader.pid, start_ts(leader.pid), group=True))
+        send(client, keys["ops"], args=cc.signal_args(leader.pid, start_ticks(leader.pid), group=True))
         _refused(client, ex, leader, "user nobody not allowed")
         assert other.is_running()
     finally:
@@ -405,8 +423,8 @@ def test_group_with_a_foreign_member_is_refused(redis_server, make, keys, sleepe
 
 def test_the_agent_itself_and_init_are_refused(redis_server, make, keys):
     client, ex = redis_server.client(), make()
-    send(client, keys["ops"], args=cc.signal_args(os.getpid(), start_ts(os.getpid())))
-    send(client, keys["ops"], args=cc.signal_args(1, start_ts(1)))
+    send(client, keys["ops"], args=cc.signal_args(os.getpid(), start_ticks(os.getpid())))
+    send(client, keys["ops"], args=cc.signal_args(1, start_ticks(1)))
     while ex.poll_once():
         pass
     reasons = [r.reason for r in results(client)]
@@ -415,7 +433,7 @@ def test_the_agent_itself_and_init_are_refused(redis_server, make, keys):
 
 def test_signal_name_outside_the_allowed_set_is_refused(redis_server, make, keys, sleeper):
     client, ex, p = redis_server.client(), make(), sleeper()
-    send(client, keys["ops"], args=cc.signal_args(p.pid, start_ts(p.pid), "STOP"))
+    send(client, keys["ops"], args=cc.signal_args(p.pid, start_ticks(p.pid), "STOP"))
     _refused(client, ex, p, "signal STOP not allowed")
 
 
@@ -463,9 +481,10 @@ def test_run_thread_serves_commands_and_survives_a_redis_restart(redis_server, t
     try:
         client = redis_server.client()
         p = sleeper()
-        [res] = cc.submit(client, keys["ops"], [cc.build(NODE, "signal", cc.signal_args(p.pid, start_ts(p.pid)))],
-                          timeout_s=20).values()
-        assert res is not None and res.ok
+        known = trust.KnownNodes(keys={NODE: ex.node_key.public()})  # answers count only when signed by it
+        [res] = cc.submit(client, keys["ops"], [cc.build(NODE, "signal", cc.signal_args(p.pid, start_ticks(p.pid)))],
+                          timeout_s=20, known=known).values()
+        assert res is not None and res.ok, res
         # Restart Redis on the same port: the executor reconnects and recreates its group.
         port = redis_server.port
         redis_server.proc.terminate()
@@ -479,8 +498,8 @@ def test_run_thread_serves_commands_and_survives_a_redis_restart(redis_server, t
         srv2._wait()
         client = redis.Redis.from_url(url)
         p2 = sleeper()
-        [res2] = cc.submit(client, keys["ops"], [cc.build(NODE, "signal", cc.signal_args(p2.pid, start_ts(p2.pid)))],
-                           timeout_s=30).values()
+        [res2] = cc.submit(client, keys["ops"], [cc.build(NODE, "signal", cc.signal_args(p2.pid, start_ticks(p2.pid)))],
+                           timeout_s=30, known=known).values()
         assert res2 is not None and res2.ok, res2
         assert wait_dead(p2) == -signal.SIGTERM
     finally:
@@ -491,7 +510,7 @@ def test_run_thread_serves_commands_and_survives_a_redis_restart(redis_server, t
 
 def test_results_decode_as_plain_json_for_scripts(redis_server, make, keys, sleeper):
     client, ex, p = redis_server.client(), make(), sleeper()
-    send(client, keys["ops"], args=cc.signal_args(p.pid, start_ts(p.pid)))
+    send(client, keys["ops"], args=cc.signal_args(p.pid, start_ticks(p.pid)))
     run_one(ex)
     out = msgspec.json.decode(wire.to_json(results(client)[0]))
     assert out["status"] == "done" and out["data"]["pid"] == p.pid

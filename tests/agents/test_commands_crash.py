@@ -43,8 +43,8 @@ def test_agent_killed_mid_command_does_not_run_it_twice(redis_server, tmp_path, 
         cmd = signing.sign(cc.build(NODE, "launch", {"template": "append"}, {"path": str(out)}, operator="t"), key)
         cc.send(client, cmd)
         wait_for(ready.exists, what="the agent to reach the crash point")
-        assert client.get(wire.SEEN_KEY_PREFIX + cmd.id) == b"running"  # marker first ...
-        assert results(client) == []  # ... result not yet
+        assert client.get(wire.seen_key(NODE, cmd.id)) == b"running"  # marker first ...
+        assert results(client, NODE) == []  # ... result not yet
     finally:
         agent.send_signal(signal.SIGKILL)
         agent.wait(10)
@@ -59,19 +59,21 @@ def test_agent_killed_mid_command_does_not_run_it_twice(redis_server, tmp_path, 
     ex.client = redis_server.client()
     ex.ensure_group()
     assert ex.process_pending() == 1
-    [res] = results(client)
+    [res] = results(client, NODE)
     assert (res.id, res.ok, res.status) == (cmd.id, False, "failed")
     assert res.reason == "interrupted (the agent stopped mid-command), not re-run"
     assert pending(client, NODE) == 0
-    assert client.get(wire.SEEN_KEY_PREFIX + cmd.id) == b"done"
-    [a] = audits(client)
+    assert client.get(wire.seen_key(NODE, cmd.id)) == b"done"
+    [a] = audits(client, NODE)
     assert a.command_id == cmd.id and a.result.startswith("failed: interrupted")
 
     # Sending it yet again changes nothing: refused as a replay, still one result.
     cc.send(client, cmd)
     assert ex.poll_once() == 1
-    assert [r.id for r in results(client)] == [cmd.id]
-    assert "replayed" in audits(client)[-1].result
-    assert ex.tasks() == []
+    assert [r.id for r in results(client, NODE)] == [cmd.id]
+    assert "replayed" in audits(client, NODE)[-1].result
+    # No task launched by the restarted executor: only the one the earlier life ran (adopted from its record).
+    assert [(t.template, t.state == "running") for t in ex.tasks()] == ([("append", False)] if mode == "hang-after"
+                                                                        else [])
     expected = "ran\n" if mode == "hang-after" else None
     assert (out.read_text() if out.exists() else None) == expected

@@ -63,7 +63,8 @@ def test_node_name_falls_back_to_this_machine(tmp_path) -> None:  # type: ignore
     # A collector's own options are checked at load, with the collector's own Struct.
     ("collector_unknown_key.toml", "[collectors.ceph] url", "unknown key (known: ca_file, "),
     ("collector_bad_value.toml", "[collectors.nfs] probe_timeout", "must be at most 30 s, got 31.0"),
-    ("template_unknown_key.toml", "[templates.train] shell", "unknown key (known: argv, cwd, description, "),
+    ("template_unknown_key.toml", "[templates.train] privileged", "unknown key (known: argv, cwd, description, "),
+    ("template_shell.toml", "[templates.train] argv", "runs a shell ('bash -c python train.py --data {data}')"),
     ("template_wrong_type.toml", "[templates.train] argv", "expected list, got str 'python train.py'"),
     ("template_bad_value.toml", "[templates.train.limits] memory_max", "expected bytes, e.g. 4G"),
     ("template_bad_param.toml", "[templates.train.params] epochs", "param epochs: expected int, got 'ten'"),

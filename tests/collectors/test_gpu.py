@@ -414,6 +414,9 @@ def test_processes_of_a_real_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
         assert p.user == pwd.getpwuid(os.getuid()).pw_name
         # start time from /proc: btime has 1 s resolution, so allow a little either side
         assert p.start_ts is not None and before - 1.5 <= p.start_ts <= after + 1.5
+        # the exact identity a kill is bound to: the kernel's start ticks and the real uid
+        stat = Path(f"/proc/{sleeper.pid}/stat").read_text()
+        assert p.start_ticks == int(stat.rpartition(")")[2].split()[19]) and p.uid == os.getuid()
         assert p.owner == owner_of(sleeper.pid, Roots())
         (q,) = g1.procs
         assert q.kind == "graphics" and q.used_mem_bytes is None and q.name == "sleep"
@@ -433,6 +436,7 @@ def test_processes_from_a_fixture_proc_tree(monkeypatch: pytest.MonkeyPatch) -> 
     assert train.user == "alice" and train.name == "pt_main_thread"
     assert train.cmdline == "python train.py --config configs/llama-7b.yaml --nproc 2"
     assert train.start_ts == pytest.approx(1718000000 + 5123456 / os.sysconf("SC_CLK_TCK"))
+    assert train.start_ticks == 5123456 and train.uid == 1001  # real uid, from status
     assert train.owner is not None and train.owner.kind == "pod"
     assert train.owner.pod_uid == "1c2d3e4f-5a6b-7c8d-9e0f-a1b2c3d4e5f6"
     # A pid NVML sees but our /proc does not (agent in a container without the host pid namespace).
@@ -463,6 +467,7 @@ def test_process_details_cached_per_pid_and_start_time(tmp_path: Path, monkeypat
     p = c.collect()[0].procs[0]
     assert p.cmdline == "python rewritten-title"
     assert p.start_ts == pytest.approx(1718000000 + 7000000 / os.sysconf("SC_CLK_TCK"))
+    assert p.start_ticks == 7000000  # the new process's identity, not the cached one's
 
 
 def test_processes_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:

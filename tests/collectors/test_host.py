@@ -371,11 +371,11 @@ def test_first_collect_on_the_basic_tree() -> None:
         Proc(pid=19137, user="root", name="python3",
              cmdline="/root/.pyenv/versions/3.11.7/bin/python3 /tmp/ctfix/celery -A proj worker --loglevel=INFO "
                      "-n w1@vm --concurrency=2",
-             start_ts=1795355702.27, rss_bytes=13704 * 1024, state="S", threads=1,
+             start_ts=1795355702.27, start_ticks=57027, uid=0, rss_bytes=13704 * 1024, state="S", threads=1,
              owner=Owner(kind="celery", name="w1@vm")),
         Proc(pid=19145, user="nobody", name="clustertop-fixture-sleeper",  # comm is "clustertop-fixt"
-             cmdline="/tmp/ctfix/clustertop-fixture-sleeper 900", start_ts=1795355702.28, rss_bytes=1796 * 1024,
-             state="S", threads=1, owner=Owner(kind="user")),
+             cmdline="/tmp/ctfix/clustertop-fixture-sleeper 900", start_ts=1795355702.28, start_ticks=57028,
+             uid=65534, rss_bytes=1796 * 1024, state="S", threads=1, owner=Owner(kind="user")),
     ]
     assert s.procs_total == 3
 
@@ -583,6 +583,18 @@ def test_live_machine_sanity() -> None:
         assert second.cpu.per_cpu_pct is not None and len(second.cpu.per_cpu_pct) == os.cpu_count()
     assert second.procs is not None and 0 < len(second.procs) <= 20
     assert all(p.start_ts is not None and p.start_ts >= psutil.boot_time() for p in second.procs)
+    # The exact identity a kill is bound to, as an independent reader sees it (processes still alive).
+    checked = 0
+    for p in second.procs:
+        try:
+            with open(f"/proc/{p.pid}/stat") as f:
+                ticks = int(f.read().rpartition(")")[2].split()[19])
+            uid = psutil.Process(p.pid).uids().real
+        except (OSError, psutil.NoSuchProcess):
+            continue
+        assert (p.start_ticks, p.uid) == (ticks, uid), p
+        checked += 1
+    assert checked > 0
     # the wire round trip of a real snapshot
     assert msgspec.json.decode(msgspec.json.encode(second), type=System) == second
 

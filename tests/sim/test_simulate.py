@@ -295,3 +295,21 @@ def test_tiny_clusters_work(nodes: int) -> None:
     ticks, cluster = sim.step(T0 + 400)
     assert len(ticks) == nodes
     assert any(c.name == "ceph" for c in cluster)
+
+
+def test_simulated_processes_carry_the_identity_a_kill_is_bound_to() -> None:
+    """Every simulated process has start ticks (agreeing with its start time and the node's boot time) and a
+    uid, so the demo's kill dialog builds the same exact-identity command as on a real cluster."""
+    sim = SimCluster(seed=1, start_ts=1.7e9)
+    nodes, _ = sim.step(1.7e9 + 60)
+    seen = 0
+    for snap, _hist in nodes:
+        assert snap.system is not None and snap.system.boot_ts is not None
+        procs: list[schema.Proc | schema.GpuProc] = list(snap.system.procs or [])
+        procs += [p for g in snap.gpus or [] for p in g.procs or []]
+        for p in procs:
+            assert p.start_ticks is not None and p.uid is not None and p.start_ts is not None, p
+            assert abs(snap.system.boot_ts + p.start_ticks / 100 - p.start_ts) < 0.02, p
+            assert (p.uid == 0) == (p.user == "root"), p
+            seen += 1
+    assert seen > 50

@@ -1,13 +1,13 @@
-"""Redis done safely: a real redis-server with TLS and the documented ACL users (docs/security.md);
-the real agent (its RESP client) and the dashboard's reader (redis-py) work through them, and the users
-cannot do what the rule set forbids."""
+"""Redis done safely: a real redis-server with TLS and the ACL users `clustertop acl` generates
+(docs/security.md); the real agent (its RESP client) and the dashboard's reader (redis-py) work through
+them, and the users cannot do what the rule set forbids. tests/store/test_acl.py replays the
+cross-node attacks; this file checks the same users over TLS, end to end."""
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
 import os
-import re
 import subprocess
 import sys
 import time
@@ -21,11 +21,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from clustertop import store
+from clustertop.agents.lease import Lease
 from clustertop.read.reader import Reader
 from clustertop.store import resp
 from tests.conftest import ROOT, RedisServer, free_port
-
-DOC = ROOT / "docs" / "security.md"
 
 
 def _cert(tmp: Path) -> tuple[Path, Path, Path]:
@@ -51,20 +50,21 @@ def _cert(tmp: Path) -> tuple[Path, Path, Path]:
     return paths
 
 
-def _acl_lines() -> list[str]:
-    """The ACL users exactly as docs/security.md documents them (so the doc cannot drift from the test)."""
-    lines = [ln for ln in DOC.read_text().splitlines() if ln.startswith("user ct-")]
-    assert len(lines) == 3
-    pw = {"AGENT-PASSWORD": "agent-pw", "VIEWER-PASSWORD": "viewer-pw", "OPERATOR-PASSWORD": "op-pw"}
-    return [re.sub(r">([A-Z-]+)", lambda m: ">" + pw[m.group(1)], ln) for ln in lines]
+def _acl_file(tmp: Path) -> Path:
+    """The ACL users exactly as `clustertop acl` makes them (its passwords land in tmp/passwords)."""
+    r = subprocess.run([sys.executable, "-m", "clustertop", "acl", "--cluster-node", "secure01", "--viewer", "wall",
+                        "--operator", "alice", "--password-dir", str(tmp / "passwords")],
+                       capture_output=True, text=True, cwd=ROOT, check=True)
+    path = tmp / "users.acl"
+    path.write_text(r.stdout)
+    return path
 
 
 @pytest.fixture
 def tls_acl_redis(tmp_path: Path):  # type: ignore[no-untyped-def]
     # Debian's redis-server is built with TLS; a build without it fails below with its own message.
     ca, cert, key = _cert(tmp_path)
-    aclfile = tmp_path / "users.acl"
-    aclfile.write_text("\n".join(["user default on nopass ~* &* +@all", *_acl_lines()]) + "\n")
+    aclfile = _acl_file(tmp_path)
     port = free_port()
     srv = RedisServer.__new__(RedisServer)
     srv.port, srv.dir = port, str(tmp_path)
@@ -73,7 +73,9 @@ def tls_acl_redis(tmp_path: Path):  # type: ignore[no-untyped-def]
          "--appendonly", "no", "--dir", str(tmp_path), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
          "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no", "--aclfile", str(aclfile)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    c = redis.Redis(host="127.0.0.1", port=port, ssl=True, ssl_ca_certs=str(ca))
+    pw = tmp_path / "passwords"
+    c = redis.Redis(host="127.0.0.1", port=port, ssl=True, ssl_ca_certs=str(ca), username="viewer-wall",
+                    password=(pw / "viewer-wall").read_text().strip())
     for _ in range(100):
         try:
             c.ping()
@@ -82,9 +84,7 @@ def tls_acl_redis(tmp_path: Path):  # type: ignore[no-untyped-def]
             if srv.proc.poll() is not None:
                 pytest.fail(f"redis-server with TLS did not start: {srv.proc.stdout.read().decode()[-500:]}")  # type: ignore[union-attr]
             time.sleep(0.05)
-    for name, pw in (("agent", "agent-pw"), ("viewer", "viewer-pw"), ("operator", "op-pw")):
-        (tmp_path / f"{name}.pass").write_text(pw + "\n")
-    yield port, ca, tmp_path
+    yield port, ca, pw
     srv.proc.terminate()
     srv.proc.wait(5)
 
@@ -94,28 +94,31 @@ def test_agent_and_reader_through_tls_and_acl(tls_acl_redis) -> None:  # type: i
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLUSTERTOP_")}
     env["PYTHONPATH"] = str(ROOT)
     r = subprocess.run([sys.executable, "-m", "clustertop", "agent", "--once", "--node", "secure01",
-                        "--redis", f"rediss://ct-agent@127.0.0.1:{port}/0", "--redis-password-file",
-                        str(tmp / "agent.pass"), "--redis-ca-file", str(ca)],
+                        "--redis", f"rediss://node-secure01@127.0.0.1:{port}/0", "--redis-password-file",
+                        str(tmp / "node-secure01"), "--redis-ca-file", str(ca)],
                        env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    viewer = store.connect(f"rediss://ct-viewer@127.0.0.1:{port}/0", str(tmp / "viewer.pass"), str(ca))
+    viewer = store.connect(f"rediss://viewer-wall@127.0.0.1:{port}/0", str(tmp / "viewer-wall"), str(ca))
     st = Reader(viewer).read()
     assert [n.host for n in st.nodes] == ["secure01"] and st.nodes[0].state == "up"
     # the viewer only reads
     with pytest.raises(redis.exceptions.NoPermissionError):
         viewer.set("ct:v1:node:secure01", b"x")
     # the agent cannot touch other keys or administer the server
-    agent = store.connect_light(f"rediss://ct-agent@127.0.0.1:{port}/0", str(tmp / "agent.pass"), str(ca))
-    assert agent.set("ct:v1:lease:test", "x", px=1000) is True
-    for args in (["FLUSHALL"], ["CONFIG", "GET", "*"], ["KEYS", "*"], ["SET", "other", "x"]):
+    agent = store.connect_light(f"rediss://node-secure01@127.0.0.1:{port}/0", str(tmp / "node-secure01"), str(ca))
+    now = [0.0]
+    lease = Lease(agent, "test", "secure01", period_s=1.0, clock=lambda: now[0])
+    assert lease.refresh()
+    now[0] += 1.0
+    assert lease.refresh()  # renewed with WATCH/MULTI under the node's ACL: no Lua needed
+    for args in (["FLUSHALL"], ["CONFIG", "GET", "*"], ["KEYS", "*"], ["SET", "other", "x"],
+                 ["EVAL", "return 1", "0"], ["SET", "ct:v1:node:other", "x"]):
         with pytest.raises(resp.ResponseError, match="NOPERM"):
             agent._call(args)
-    # the lease's Lua script runs under the agent's ACL
-    assert agent.eval("return redis.call('PEXPIRE', KEYS[1], 500)", 1, "ct:v1:lease:test") == 1
 
 
 def test_tls_without_the_ca_is_refused(tls_acl_redis) -> None:  # type: ignore[no-untyped-def]
     port, _ca, tmp = tls_acl_redis
-    agent = store.connect_light(f"rediss://ct-agent@127.0.0.1:{port}/0", str(tmp / "agent.pass"), None)
+    agent = store.connect_light(f"rediss://node-secure01@127.0.0.1:{port}/0", str(tmp / "node-secure01"), None)
     with pytest.raises(resp.ConnectionFailed, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
         agent.ping()

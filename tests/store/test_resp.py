@@ -152,3 +152,58 @@ def test_agent_never_imports_redis_py() -> None:
     assert bad == "[]", out
     if driver == "False":  # no NVIDIA driver here: NVML is never even imported
         assert nv == "False", out
+
+
+# ---------------------------------------------------------------------------------------------
+# Bounded reads: what anyone who can write to Redis puts on a stream never costs its size in memory
+# ---------------------------------------------------------------------------------------------
+
+
+def test_oversized_bulk_is_dropped_and_the_connection_stays_in_step(redis_server) -> None:  # type: ignore[no-untyped-def]
+    import tracemalloc
+
+    ours, theirs = pair(redis_server)
+    big = 20 * 1024 * 1024
+    i1 = theirs.xadd("s", {"c": b"x" * big})
+    i2 = theirs.xadd("s", {"c": b"small"})
+    tracemalloc.start()
+    try:
+        got = ours.xrange("s", max_bulk=1024)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert got == [(i1, {b"c": resp.Oversized(big)}), (i2, {b"c": b"small"})]
+    # Read through in chunks, never held: the peak is a chunk or two, not the 20 MB value.
+    assert peak < 1024 * 1024, peak
+    assert ours.ping() and ours.get("missing") is None  # the next replies are read where they start
+    # Unlimited (the default), the same entry comes back whole, as redis-py gives it.
+    assert ours.xrange("s", count=1) == theirs.xrange("s", count=1)
+
+
+def test_limits_per_client_and_per_call(redis_server) -> None:  # type: ignore[no-untyped-def]
+    theirs = redis_server.client()
+    theirs.set("k", b"y" * 5000)
+    limited = resp.Client.from_url(redis_server.url, max_bulk=4096)
+    assert limited.get("k") == resp.Oversized(5000)
+    assert limited.get("k") == resp.Oversized(5000)  # still in step
+    theirs.xadd("s", {"f": b"y" * 5000})
+    [(_, fields)] = limited.xrange("s", max_bulk=8192)  # a call's own limit wins over the client's
+    assert fields == {b"f": b"y" * 5000}
+    assert resp.Client.from_url(redis_server.url).get("k") == b"y" * 5000
+
+
+def test_too_many_fields_are_dropped_whole_and_the_id_kept(redis_server) -> None:  # type: ignore[no-untyped-def]
+    """Thousands of small fields must not get around max_bulk: an array longer than max_array is read
+    through and replaced, while the entry id stays (the caller must still acknowledge the entry)."""
+    ours, theirs = pair(redis_server)
+    theirs.xgroup_create("cmd", "g", id="0", mkstream=True)
+    many = theirs.xadd("cmd", {f"f{i}": b"v" for i in range(5000)})
+    one = theirs.xadd("cmd", {"c": b"ok"})
+    got = ours.xreadgroup("g", "me", {"cmd": ">"}, count=10, max_bulk=1024, max_array=16)
+    [[stream, entries]] = got
+    assert stream == b"cmd" and [e[0] for e in entries] == [many, one]
+    assert isinstance(entries[0][1], resp.Oversized) and entries[0][1].length > 5000 * 8
+    assert entries[1][1] == {b"c": b"ok"}
+    # A whole reply too long (nested arrays included) is dropped as one marker, and the next read is fine.
+    assert isinstance(ours.xrange("cmd", max_array=1), resp.Oversized)
+    assert ours.xack("cmd", "g", many, one) == 2
