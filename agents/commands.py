@@ -566,6 +566,9 @@ class CommandExecutor:
         # One MULTI: audit entry, result, marker "done" and XACK land together or not at all, so a crash
         # can never leave a command answered twice or acknowledged without an answer. append_audit reads
         # the stream's last entry under WATCH to chain to it, then queues ``rest`` in the same MULTI.
+        # Sign a private copy: the result holds live Task records that the task watcher may update
+        # between signing and encoding, and the bytes sent must be the bytes signed.
+        result = wire.decode(wire.encode(result), schema.CommandResult)
         signing.sign_struct("result", result, self.node_key)
         data = wire.encode(result)
 
@@ -596,6 +599,7 @@ class CommandExecutor:
         window_over = now - s.last_ts >= REFUSAL_SAMPLE_S  # this one opens a new sample
         data = None
         if result is not None and (window_over or s.results < REFUSAL_RESULTS):
+            result = wire.decode(wire.encode(result), schema.CommandResult)  # a private copy, as above
             signing.sign_struct("result", result, self.node_key)
             data = wire.encode(result)
 

@@ -9,6 +9,7 @@ The rooms (docs/architecture.md has the picture and tests/test_layers.py checks 
   collectors  one module per source, its pure parser beside it      (folder collectors/)
   agents      the node daemon: runner, publisher, leases, executor  (folder agents/)
   sim         the simulated cluster behind `clustertop demo` and `clustertop simulate`
+  export      the Prometheus exposition of a read, and its HTTP server (`clustertop exporter`)
   dashboard   the Textual app                                       (folder dashboard/)
   themes      theme files and their loader                          (folder themes/)
   systemd     data only: the systemd units and sample configs       (folder systemd/)

@@ -246,7 +246,8 @@ def _failing(table: dict[str, Any], t: Any) -> str:
 
 
 def _kind(value: Any) -> str:
-    return {dict: "table", list: "list"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {dict: "table", list: "list"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _show(value: Any) -> str:

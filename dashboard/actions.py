@@ -5,7 +5,17 @@ it re-checks read-only mode at the moment of execution (a binding hidden in the 
 guarantee: a command palette entry, a test, or a stale dialog could still call in), runs the
 blocking call in a thread worker (the UI never waits on Redis, the API server or a broker), writes
 the audit entry for what the dashboard does itself (Kubernetes, Celery, Dask) and reports the
-outcome as a notification. Signed commands to agents are audited by the agent that acts on them.
+outcome as a notification.
+
+The audit trail is the operator's own stream, ``audit:op:NAME`` (NAME: the key file's stem), each
+entry signed with the operator's key and chained (``trust.append_audit``): a signed command's entry
+is written in the same MULTI as the command (control/commands.py), the node audits what it did in
+its own stream, and what the dashboard does itself is appended here after the fact.
+
+Trust: a kill is built on the process as its node signed it, read afresh at confirm time in a
+worker (``commands.process_identity``), never on the screen's copy; the dialog says whose key
+vouches for it, or, loudly, that nothing does (then the pid must be typed to confirm). An answer is
+"done" only when the node's enrolled key signed it.
 
 Heavy clients (kubernetes, celery, httpx) are imported only when an action needs them.
 """
@@ -23,6 +33,7 @@ from textual.content import Content
 
 from clustertop import wire
 from clustertop.control import commands as cc
+from clustertop.control import trust
 from clustertop.dashboard import fmt
 from clustertop.errors import describe
 from clustertop.wire import schema
@@ -39,8 +50,11 @@ AUDIT_TAIL = 200
 class Outcome:
     ok: bool
     text: str  # one line, for the notification and the audit trail
-    audited: bool = False  # an agent already wrote the audit entry (signed commands)
+    audited: bool = False  # the entry is already in the operator's stream (signed commands: sent with it)
     command_id: str | None = None
+    #: Answers from nodes: True when every one was signed by its node's enrolled key, False when any was
+    #: not (forged, or a node nobody enrolled), None when no node answered or none was asked.
+    verified: bool | None = None
 
 
 @dataclass
@@ -119,7 +133,9 @@ class Actions:
 
     def _finished(self, action: str, target: str, out: Outcome) -> None:
         self.done.append(Done(action, target, out, time.time()))
-        self.notify(out.text, "information" if out.ok else "error", title=action)
+        # The verdict rides in the title: "signal · verified" reads differently from "signal · UNVERIFIED".
+        title = action + {True: " · verified", False: " · UNVERIFIED", None: ""}[out.verified]
+        self.notify(out.text, "information" if out.ok else "error", title=title)
         refresh = getattr(self.app, "refresh_now", None)
         if refresh is not None:
             refresh()  # show the effect on the next read instead of a second later
@@ -173,56 +189,62 @@ class Actions:
     # -- audit ------------------------------------------------------------------------------------
 
     def write_audit(self, action: str, target: str, out: Outcome) -> None:
+        """What the dashboard did itself (Kubernetes, Celery, Dask; a command it could not send), appended
+        to the operator's own stream, signed with the operator's key. No key: no entry anyone could trust,
+        so none; the outcome says so."""
+        if not self.settings.operator_key:
+            raise RuntimeError("no operator key to sign it (--key)")
+        key = self.key()
+        name = cc.operator_name(key)
         result = "ok" if out.ok else (out.text if out.text.startswith(("refused", "failed")) else f"failed: {out.text}")
-        entry = schema.AuditEntry(ts=time.time(), actor=self.operator()[:200], action=action[:40],
-                                  target=target[:300], result=result[:500], where="dashboard",
-                                  command_id=out.command_id)
-        self.client().xadd(wire.AUDIT_KEY, {"a": wire.encode(entry)}, maxlen=wire.AUDIT_MAXLEN, approximate=True)
+        entry = schema.AuditEntry(ts=time.time(), actor=name, action=action[:40], target=target[:300],
+                                  result=result[:500], where="dashboard", command_id=out.command_id)
+        trust.append_audit(self.client(), wire.operator_audit_key(name), entry, key)
 
-    def audit_tail(self, count: int = AUDIT_TAIL) -> list[schema.AuditEntry]:
-        """The newest ``count`` audit entries, newest first (one bounded XREVRANGE). Worker thread."""
-        out = []
-        for _id, fields in self.client().xrevrange(wire.AUDIT_KEY, count=count):
-            data = fields.get(b"a", fields.get("a")) if isinstance(fields, dict) else None
-            try:
-                out.append(wire.decode(data, schema.AuditEntry))
-            except wire.WireError:
-                continue  # one garbled entry must not hide the rest
-        return out
+    def known(self) -> trust.KnownNodes:
+        """The enrolled node keys (the app's anchors: the known_nodes file, or the demo's nodes)."""
+        return self.app.trust.known  # type: ignore[no-any-return]
 
     # -- signed commands to agents ------------------------------------------------------------------
 
-    def _submit(self, cmd: schema.Command) -> Outcome:
-        key = self.key()
-        res = cc.submit(self.client(), key, [cmd], self.settings.action_timeout_s)[cmd.id]
-        if res is None:
-            return Outcome(False, f"{cmd.node}: no answer within {self.settings.action_timeout_s:g} s "
-                                  "(agent down, or not reading commands)", command_id=cmd.id)
-        return Outcome(res.ok, cc.result_line(res), audited=True, command_id=cmd.id)
+    def _send(self, cmds: list[schema.Command]) -> dict[str, cc.Answer | None]:
+        """Sign and send ``cmds`` (each with its entry in the operator's stream), await the nodes' answers."""
+        return cc.submit(self.client(), self.key(), cmds, self.settings.action_timeout_s, known=self.known(),
+                         where="dashboard")
 
-    def signal(self, node: str, pid: int, start_ts: float, sig: str, cmdline: str | None = None) -> Outcome:
-        cmd = cc.build(node, "signal", cc.signal_args(pid, start_ts, sig, False, cmdline), operator=self.operator())
-        return self._submit(cmd)
+    def _answers(self, cmds: list[schema.Command]) -> Outcome:
+        """Send ``cmds``; the outcome in the nodes' words, each answer with its verdict. The operator's
+        stream has the entry of every command sent, so the outcome is audited whatever came back."""
+        first = cmds[0].id if cmds else None
+        try:
+            got = self._send(cmds)
+        except cc.NotAwaited as e:
+            return Outcome(False, str(e), audited=True, command_id=first)
+        lines, ok = [], True
+        verdicts = []
+        for c in cmds:
+            ans = got[c.id]
+            if ans is None:
+                ok = False
+                lines.append(f"{fmt.node_text(c.node, 64)}: no answer within {self.settings.action_timeout_s:g} s "
+                             "(agent down, or not reading commands)")
+            else:
+                ok = ok and ans.ok  # done, and signed by the node: an unverified "done" is no success
+                verdicts.append(ans.verdict.ok)
+                lines.append(cc.answer_line(ans, c.node))
+        return Outcome(ok, "; ".join(lines), audited=True, command_id=first,
+                       verified=all(verdicts) if verdicts else None)
+
+    def signal(self, ident: cc.Identity, sig: str) -> Outcome:
+        """Signal the process exactly as ``ident`` names it (its node's snapshot, checked at confirm time)."""
+        cmd = cc.build(ident.node, "signal", ident.signal_args(sig), operator=self.operator())
+        return self._answers([cmd])
 
     def launch(self, template: str, nodes: list[str], params: dict[str, Any]) -> Outcome:
-        key = self.key()
-        cmds = cc.launch_commands(template, nodes, params, operator=self.operator())
-        got = cc.submit(self.client(), key, cmds, self.settings.action_timeout_s)
-        lines, ok = [], True
-        for c in cmds:
-            res = got[c.id]
-            if res is None:
-                ok = False
-                lines.append(f"{c.node}: no answer within {self.settings.action_timeout_s:g} s")
-            else:
-                ok = ok and res.ok
-                lines.append(cc.result_line(res))
-        # Every node that answered audited its own part; a silent node is audited here (below).
-        answered = all(got[c.id] is not None for c in cmds)
-        return Outcome(ok, "; ".join(lines), audited=answered, command_id=cmds[0].id if cmds else None)
+        return self._answers(cc.launch_commands(template, nodes, params, operator=self.operator()))
 
     def stop_task(self, node: str, task_id: str) -> Outcome:
-        return self._submit(cc.build(node, "stop", {"task": task_id}, operator=self.operator()))
+        return self._answers([cc.build(node, "stop", {"task": task_id}, operator=self.operator())])
 
     # -- Kubernetes ---------------------------------------------------------------------------------
 
@@ -288,14 +310,17 @@ class Actions:
 
     # -- asking (UI thread): dialogs first, then ``execute`` ------------------------------------------
 
-    def confirm(self, title: str, body: Content, label: str, then: Callable[[], None]) -> None:
+    def confirm(self, title: str, body: Content, label: str, then: Callable[[], None],
+                require: str | None = None) -> None:
+        """Ask; ``then()`` only on an explicit yes. ``require``: text the operator must type first (the
+        second confirmation of an action on data nothing vouches for)."""
         from clustertop.dashboard.dialogs.confirm import ConfirmDialog
 
         def answered(yes: bool | None) -> None:
             if yes:
                 then()
 
-        self.app.push_screen(ConfirmDialog(title, body, label), answered)
+        self.app.push_screen(ConfirmDialog(title, body, label, require=require), answered)
 
     def ask_signal(self, node: str, proc: schema.Proc | schema.GpuProc | None, sig: str) -> None:
         what = "terminate" if sig == "TERM" else "kill"
@@ -307,21 +332,43 @@ class Actions:
         if not self.settings.operator_key:
             self.notify(NO_KEY_HELP, "error", title="no operator key")
             return
-        if proc.start_ts is None:
-            self.notify(f"pid {proc.pid} on {node} has no start time in the snapshot: it cannot be told apart "
-                        "from a reused pid, so it is not signalled", "error")
+        # The row only says which pid was pointed at. Who that process is comes from the node's own
+        # snapshot, read now with its seal (a worker: Redis and ~66 µs of Ed25519 stay off the UI thread).
+        pid = proc.pid
+
+        def verify() -> None:
+            try:
+                ident = cc.process_identity(self.client(), node, pid, self.known())
+            except Exception as e:  # noqa: BLE001 - the store: said, and nothing is signalled
+                self._notify_from_thread(f"cannot read {node}'s snapshot to check pid {pid}: {describe(e)}",
+                                         "error", "not signalled")
+                return
+            self.app.call_from_thread(self._confirm_signal, ident, sig)
+
+        self.background(verify, f"verify {node} pid {pid}")
+
+    def _confirm_signal(self, ident: cc.Identity, sig: str) -> None:
+        """The dialog for a kill, from the identity its node signed (or, unverified, with a second step)."""
+        self.app.trust.note(ident.node, ident.verdict, ident.snap is not None)
+        problem = ident.problem()
+        if problem is not None:
+            self.notify(f"{problem}: not signalled", "error", title="not signalled")
             return
+        proc = ident.proc
+        assert proc is not None
+        what = "terminate" if sig == "TERM" else "kill"
         state = self.app.view.state
-        nv = state.node(node) if state is not None else None
         k8s = state.cluster.get("kubernetes") if state is not None else None
         pods = k8s.kubernetes.pods if k8s is not None and k8s.kubernetes is not None else None
-        loss = kill_loss(proc, nv.snap if nv is not None else None, sig, pods)
-        body = signal_body(node, proc, sig, loss)
-        target = f"{node} pid {proc.pid}"
-        start_ts, cmdline = proc.start_ts, None
-        self.confirm(f"{what.capitalize()} pid {proc.pid} on {fmt.node_text(node, 60)}?", body,
-                     "Terminate" if sig == "TERM" else "Kill (SIGKILL)",
-                     lambda: self.execute("signal", target, lambda: self.signal(node, proc.pid, start_ts, sig, cmdline)))
+        loss = kill_loss(proc, ident.snap, sig, pods)
+        body = signal_body(ident, sig, loss)
+        target = f"{ident.node} pid {ident.pid}"
+        title = f"{what.capitalize()} pid {ident.pid} on {fmt.node_text(ident.node, 60)}?"
+        if not ident.verified:
+            title = f"UNVERIFIED: {title}"
+        self.confirm(title, body, "Terminate" if sig == "TERM" else "Kill (SIGKILL)",
+                     lambda: self.execute("signal", target, lambda: self.signal(ident, sig)),
+                     require=None if ident.verified else str(ident.pid))
 
     def ask_pick_process(self, node: str, sig: str) -> None:
         """k / K on the node screen: choose one of the node's processes (top by CPU, then GPU ones)."""
@@ -641,12 +688,26 @@ def owner_words(o: schema.Owner | None) -> str:
     return f"{o.kind} {ns}{o.name or ''}".strip()
 
 
-def signal_body(node: str, proc: schema.Proc | schema.GpuProc, sig: str, loss: str) -> Content:
-    """The confirm dialog's text: node, pid, user, command, owner, and what the signal loses."""
-    rows = [("node", node), ("pid", str(proc.pid)), ("user", proc.user or fmt.NA),
-            ("command", proc.cmdline or proc.name or fmt.NA), ("owner", owner_words(proc.owner)),
-            ("signal", "SIGTERM (terminate)" if sig == "TERM" else "SIGKILL (kill)"), ("loses", loss)]
-    return fields(rows)
+def signal_body(ident: cc.Identity, sig: str, loss: str) -> Content:
+    """The confirm dialog's text. First the process as its node's snapshot names it ("gpu01 pid 4242 sleep
+    60, user alice (uid 1001), started … (tick …)") and whose key vouches for that ("— signed by gpu01's
+    enrolled key SHA256:…"), or, in the warning colour, that nothing does and why; then its owner, the
+    signal and what the signal loses."""
+    proc = ident.proc
+    assert proc is not None
+    who = fmt.node_text(ident.words(), 400)
+    if ident.verified:
+        head = Content("\n").join([Content.assemble((who, "bold")),
+                                   Content.assemble(("— ", "$ct-ok"), (fmt.node_text(ident.verdict.text, 200), "$ct-ok"))])
+    else:
+        head = Content("\n").join([
+            Content.assemble(("UNVERIFIED: ", "bold $ct-warn"), (fmt.node_text(ident.verdict.text, 300), "$ct-warn")),
+            Content.assemble(("What Redis claims, and nothing proves the node said: ", "$ct-warn"), (who, "bold")),
+            Content.assemble(("Anyone who can write to Redis could have written it. Type the pid to confirm anyway.",
+                              "$ct-warn"))])
+    rows = [("owner", owner_words(proc.owner)), ("signal", "SIGTERM (terminate)" if sig == "TERM" else "SIGKILL (kill)"),
+            ("loses", loss)]
+    return Content("\n").join([head, Content(""), fields(rows)])
 
 
 def fields(rows: list[tuple[str, str]]) -> Content:

@@ -22,6 +22,7 @@ from clustertop.dashboard import gcpolicy
 from clustertop.dashboard.commands import ClusterCommands
 from clustertop.dashboard.history import TotalsHistory
 from clustertop.dashboard.messages import LedgerRead, StateRead, StoreFailed
+from clustertop.dashboard.nodetrust import NodeTrust
 from clustertop.dashboard.screens.audit import AuditScreen
 from clustertop.dashboard.screens.base import DataScreen
 from clustertop.dashboard.screens.gpus import GpusScreen
@@ -114,6 +115,10 @@ class ClusterTop(App[int]):
         self._read_plan: ReadPlan = ALL_FULL
         self._ledger_read = False  # a read of GPUs for the hidden GPU ledger is due (see _keep_ledger)
         self._previous_state: ClusterState | None = None  # the read before this one, until the repaint
+        # Per node, whether its enrolled key vouches for what it published (dashboard/nodetrust.py): the
+        # seals the next read takes (the node on screen, a few more round robin), set with the plan.
+        self.trust = NodeTrust.from_settings(settings)
+        self._read_seals: list[str] = []
 
     # -- start-up -------------------------------------------------------------------------------
 
@@ -133,6 +138,8 @@ class ClusterTop(App[int]):
         self._rebuild_palette()
         for err in self.theme_errors:
             self.notify(err, title="theme", severity="warning", timeout=10)
+        if self.trust.error:
+            self.notify(self.trust.error, title="trust", severity="error", timeout=15, markup=False)
         self.refresh_now()
 
     def watch_theme(self, theme: str) -> None:
@@ -156,8 +163,18 @@ class ClusterTop(App[int]):
             self._read_thread = threading.Thread(target=self._read_loop, name="clustertop-read", daemon=True)
             self._read_thread.start()
         self._read_plan = self._screen_plan()
+        state = self.view.state
+        self._read_seals = self.trust.seals_wanted([n.host for n in state.nodes] if state is not None else [],
+                                                   self._trust_focus())
         self._refresh_wanted = True
         self._read_wanted.set()
+
+    def _trust_focus(self) -> list[str]:
+        """The node whose trust is checked on every read: the one the data screen on top shows."""
+        for screen in reversed(self.screen_stack):
+            if isinstance(screen, DataScreen):
+                return [screen.host] if isinstance(screen, NodeScreen) else []
+        return []
 
     def _screen_plan(self) -> ReadPlan:
         """What the data screen on top (under any dialog) draws from (``DataScreen.read_plan``)."""
@@ -175,7 +192,7 @@ class ClusterTop(App[int]):
             if self._refresh_wanted:
                 self._refresh_wanted = False
                 try:
-                    state = self.source.read(self._read_plan)
+                    state = self.source.read(self._read_plan, self._read_seals)
                 except Exception as e:  # the store or the network: shown, never raised into the UI
                     self.post_message(StoreFailed(describe(e), self.clock()))
                     continue
@@ -210,14 +227,20 @@ class ClusterTop(App[int]):
         if self._work_shown():  # it draws the ledger: up to date before the draw (else after it)
             self._keep_ledger(state)
         v.ceph_io.add(state.cluster.get("ceph"))
+        self.trust.check_state(state, self._trust_focus())  # the node on screen: before it is drawn
         self._changed()
 
     def _after_repaint(self) -> None:
         """Once a read is on screen, in the idle time before the next one: what only has to be done
         by then (freeing the previous read, a hidden ledger's update, the garbage collector's pass)."""
         self._previous_state = None
-        if self.view.state is not None and not self._work_shown():
-            self._keep_ledger(self.view.state)
+        state = self.view.state
+        if state is not None and not self._work_shown():
+            self._keep_ledger(state)
+        if state is not None and state.sealed:
+            # The round robin's few seals (~66 µs each, a seal already seen costs a hash): shown next read.
+            focus = set(self._trust_focus())
+            self.trust.check_state(state, [h for h in state.sealed if h not in focus])
         gcpolicy.collect_if_due()
 
     def _keep_ledger(self, state: ClusterState) -> None:
@@ -258,7 +281,9 @@ class ClusterTop(App[int]):
     def _changed(self) -> None:
         self.view.version += 1
         self.finished_reads += 1
-        screen = self.screen
+        # A read can land after quit has emptied the screen stack (a slow read of a big index at exit):
+        # ``self.screen`` would raise ScreenStackError and end the app with a traceback.
+        screen = self.screen if self.screen_stack else None
         if isinstance(screen, DataScreen):  # behind a modal nothing is drawn; resume catches up
             screen.show(self.view)
         if not self._stopping:

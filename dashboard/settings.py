@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -32,6 +32,12 @@ class Settings:
     celery_broker: str | None = None  # broker URL for revoke/terminate and pool grow/shrink
     dask_scheduler: str | None = None  # scheduler dashboard URL for retire
     action_timeout_s: float = 15.0  # how long to wait for an agent's answer
+    # Trust anchors (control/trust.py), local files and never Redis: the nodes' enrolled keys, which
+    # snapshots, results and node audit entries are checked against, and operators' public keys, which
+    # the audit screen checks their entries against (NAME.pub signs audit:op:NAME).
+    known_nodes: str | None = None  # None: trust.default_known_nodes()
+    operator_keys: list[str] = field(default_factory=list)
+    known: Any = None  # a trust.KnownNodes in memory (the demo's simulated nodes); None: read known_nodes
 
     @property
     def effective_read_only(self) -> bool:
@@ -39,7 +45,8 @@ class Settings:
 
 
 #: DashboardConfig keys that hold file or directory paths.
-PATHS = ("redis_password_file", "redis_ca_file", "themes_dir", "operator_key", "kubeconfig", "k8s_templates")
+PATHS = ("redis_password_file", "redis_ca_file", "themes_dir", "operator_key", "kubeconfig", "k8s_templates",
+         "known_nodes")
 
 
 class DashboardConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -64,6 +71,8 @@ class DashboardConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     celery_broker: str | None = None
     dask_scheduler: str | None = None
     action_timeout: Positive = 15.0
+    known_nodes: str | None = None  # None: trust.default_known_nodes()
+    operator_keys: list[str] = []
 
     def __post_init__(self) -> None:
         from clustertop.store import url_problem  # lazy: only a config that names a store needs it
@@ -76,6 +85,7 @@ class DashboardConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             value = getattr(self, name)
             if value:
                 setattr(self, name, os.path.expanduser(value))
+        self.operator_keys = [os.path.expanduser(p) for p in self.operator_keys]
 
     def settings(self, source_label: str) -> Settings:
         return Settings(theme=self.theme, themes_dir=self.themes_dir, read_only=self.read_only or self.wall,
@@ -83,7 +93,8 @@ class DashboardConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                         source_label=source_label, operator_key=self.operator_key, operator=self.operator,
                         kubeconfig=self.kubeconfig, k8s_context=self.k8s_context, k8s_templates=self.k8s_templates,
                         celery_broker=self.celery_broker, dask_scheduler=self.dask_scheduler,
-                        action_timeout_s=self.action_timeout)
+                        action_timeout_s=self.action_timeout, known_nodes=self.known_nodes,
+                        operator_keys=list(self.operator_keys))
 
 
 class DashboardFile(msgspec.Struct, forbid_unknown_fields=True):

@@ -7,7 +7,7 @@ last values. A Redis failure is returned as a message, never raised into the UI.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from clustertop import wire
@@ -33,10 +33,10 @@ class Source:
             self._reader = Reader(self._client, clock=self.clock)
         return self._reader
 
-    def read(self, plan: ReadPlan = ALL_FULL) -> ClusterState:
-        """The whole cluster in one round trip, as ``plan`` says (``Reader.read``). Raises whatever the
-        client raises (caller reports)."""
-        return self._ensure().read(plan)
+    def read(self, plan: ReadPlan = ALL_FULL, seals: Collection[str] = ()) -> ClusterState:
+        """The whole cluster in one round trip, as ``plan`` says, with the seals of ``seals`` (``Reader.read``).
+        Raises whatever the client raises (caller reports)."""
+        return self._ensure().read(plan, seals)
 
     def history(self, host: str, count: int = HIST_COUNT) -> list[schema.HistPoint]:
         """The newest ``count`` history points of ``host``, oldest first; undecodable entries skipped."""

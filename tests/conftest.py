@@ -37,10 +37,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 #: What makes a test "heavy" (left out of ``./tests/run --fast``): a fixture that starts Ceph, Kubernetes,
-#: RabbitMQ, a Celery worker, a Dask cluster or Chromium. Tests that start one inline carry
-#: ``@pytest.mark.heavy`` themselves; whole modules of such tests are listed here.
-HEAVY_FIXTURES = {"ceph_cluster", "k8s_cluster", "world", "rabbit", "worker", "cluster", "server_factory"}
-HEAVY_MODULES = {"test_ceph_real", "test_k8s_real", "test_celery", "test_dask", "test_serve"}
+#: RabbitMQ, a Celery worker, a Dask cluster or Chromium, or builds the wheel and installs it into fresh
+#: venvs (tests/cli/test_extras.py). Tests that start one inline carry ``@pytest.mark.heavy`` themselves;
+#: whole modules of such tests are listed here.
+HEAVY_FIXTURES = {"ceph_cluster", "k8s_cluster", "world", "rabbit", "worker", "cluster", "server_factory",
+                  "wheel", "agent_venv", "dashboard_venv"}
+#: test_dashboard_fuzz drives every screen at two sizes through generated hostile clusters (~100 s): it
+#: runs in the full suite and CI, not in the edit-test loop.
+HEAVY_MODULES = {"test_ceph_real", "test_k8s_real", "test_celery", "test_dask", "test_serve", "test_dashboard_fuzz"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -99,6 +103,21 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def agent_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Agents the tests start (in process or as subprocesses, who inherit the environment) keep their state,
+    the node key above all, in a temporary directory: never in the /var/lib/clustertop of the machine."""
+    old = os.environ.get("STATE_DIRECTORY")
+    path = os.environ["STATE_DIRECTORY"] = str(tmp_path_factory.mktemp("agent-state"))
+    try:
+        yield path
+    finally:
+        if old is None:
+            os.environ.pop("STATE_DIRECTORY", None)
+        else:
+            os.environ["STATE_DIRECTORY"] = old
 
 
 @pytest.fixture

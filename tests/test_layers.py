@@ -35,10 +35,13 @@ MAY_IMPORT: dict[str, set[str]] = {
     # control reuses the Kubernetes collector's client builder and pod parser: one of each, not a copy.
     "control": {"errors", "config", "wire", "store", "collectors"},
     "agents": {"errors", "config", "wire", "store", "control", "collectors"},
-    "sim": {"errors", "config", "wire", "store", "collectors", "agents"},
+    # sim gives each simulated node its own key (control.signing), so a demo's nodes seal like real agents.
+    "sim": {"errors", "config", "wire", "store", "collectors", "control", "agents"},
     "dashboard": {"errors", "config", "wire", "store", "read", "control", "themes"},
+    # export: the Prometheus exposition of a read (`clustertop exporter`); the CLI hands it its Redis client.
+    "export": {"errors", "wire", "read"},
     "cli": {"errors", "config", "wire", "store", "read", "control", "collectors", "agents", "sim", "dashboard",
-            "themes"},
+            "themes", "export"},
     "__main__": {"cli"},
 }
 

@@ -116,6 +116,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         return enrol(args) if args.command == "enrol" else verify(args)
     except (ValueError, signing.KeyFileError) as e:  # KeyFileError is a ValueError; named for the reader
-        print(f"clustertop {args.command}: {e}", file=sys.stderr)
+        print(f"clustertop {args.command}: {inert(e, limit=400)}", file=sys.stderr)  # may quote a key from Redis
         return 2
 

@@ -26,8 +26,8 @@ PROVIDED_BY: dict[str, tuple[str, tuple[str, ...]]] = {
     "textual": ("textual", ("dashboard",)),
     "rich": ("rich", ("dashboard",)),
     "plotext": ("plotext", ("dashboard",)),
-    "redis": ("redis", ("dashboard", "celery")),
-    "hiredis": ("hiredis", ("dashboard",)),
+    "redis": ("redis", ("dashboard", "celery", "exporter")),
+    "hiredis": ("hiredis", ("dashboard", "exporter")),
     "fakeredis": ("fakeredis", ("dashboard",)),
     "cryptography": ("cryptography", ("dashboard", "agent")),
     "pynvml": ("nvidia-ml-py", ("agent", "dashboard")),
@@ -66,6 +66,7 @@ NEEDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "k8s": ("k8s", ("kubernetes", "yaml", "urllib3")),
     "celery": ("celery", ("celery", "redis")),
     "dask": ("dask", ("httpx",)),
+    "exporter": ("exporter", ("redis",)),
 }
 
 #: The exit code of "install an extra first": a setup problem, like a bad config (2), not a failure (1).

@@ -1,10 +1,16 @@
 """Provides job control from the shell: ``clustertop keygen | kill | launch | tasks``.
 
 Thin: argument handling and printing only. Building, signing, sending and awaiting a command
-live in collectors/commands_client.py, which the dashboard's action keys use too.
+live in clustertop/control/commands.py, which the dashboard's action keys use too.
 
-Exit codes: 0 every command done; 1 at least one refused or failed; 2 usage or setup problem
-(no key, no store, bad key file); 3 at least one node did not answer in time.
+Trust: a kill is built on the node's snapshot only when its seal verifies against the key pinned in
+``--known-nodes`` (``clustertop enrol``); results count as done only when that key signed them. Every
+field printed came from a node or a Redis writer and goes through ``wire.text.inert``.
+
+Exit codes: 0 every command done, answered by the node itself; 1 at least one refused, failed or
+answered unverifiably, a kill refused here (unverifiable snapshot, identity disagreeing), or results
+that could not be read after sending; 2 usage or setup problem (no key, no store, bad key file);
+3 at least one node did not answer in time.
 """
 
 from __future__ import annotations
@@ -15,8 +21,10 @@ import sys
 from typing import Any
 
 from clustertop.control import commands as cc
-from clustertop.control import signing
+from clustertop.control import signing, trust
+from clustertop.errors import describe
 from clustertop.wire import schema
+from clustertop.wire.text import inert
 
 
 def add_parsers(sub: Any, add_store: Any) -> None:
@@ -29,9 +37,14 @@ def add_parsers(sub: Any, add_store: Any) -> None:
         add_store(p)
         p.add_argument("--key", metavar="FILE", default=os.environ.get("CLUSTERTOP_KEY"),
                        help="operator private key (env CLUSTERTOP_KEY)")
-        p.add_argument("--operator", default=None, help="name for the audit trail (default: user@host)")
+        p.add_argument("--operator", default=None,
+                       help="name the command carries, quoted in the node's audit entry (default: user@host); "
+                            "your own audit stream is named by the key file (alice.key: audit:op:alice)")
         p.add_argument("--timeout", type=float, default=15.0, metavar="SECONDS", help="wait this long for results")
         p.add_argument("--json", action="store_true", help="print results as JSON")
+        p.add_argument("--known-nodes", metavar="FILE", default=None,
+                       help="enrolled node keys that results (and kill targets) must be signed with "
+                            "(default: ~/.config/clustertop/known_nodes; `clustertop enrol` writes it)")
 
     kill = sub.add_parser("kill", help="signal a process on a node (re-checked by the node's agent)")
     common(kill)
@@ -39,9 +52,15 @@ def add_parsers(sub: Any, add_store: Any) -> None:
     kill.add_argument("pid", type=int)
     kill.add_argument("--signal", default="TERM", type=str.upper, choices=["TERM", "KILL", "INT", "HUP"])
     kill.add_argument("--group", action="store_true", help="signal the process's whole process group")
-    kill.add_argument("--start-ts", type=float, default=None, metavar="T",
-                      help="the process's start time (default: from the node's latest snapshot)")
-    kill.add_argument("--cmdline", default=None, metavar="PREFIX", help="also require this command-line prefix")
+    kill.add_argument("--start-ticks", type=int, default=None, metavar="N",
+                      help="for scripts: the process's start in clock ticks, /proc/PID/stat field 22; refused if "
+                           "it disagrees with the node's signed snapshot (the identity always comes from there)")
+    kill.add_argument("--cmdline", default=None, metavar="PREFIX",
+                      help="require this command-line prefix (default: the first word of the signed command line)")
+    kill.add_argument("--no-cmdline", action="store_true", help="do not require any command-line prefix")
+    kill.add_argument("--unverified", action="store_true",
+                      help="act even when the node's snapshot cannot be verified (not enrolled, unsigned, "
+                           "altered): the process is then named by data anyone who can write to Redis could forge")
 
     launch = sub.add_parser("launch", help="launch a task from a template on one or more nodes")
     common(launch)
@@ -72,7 +91,7 @@ def _launch_words(args: argparse.Namespace) -> tuple[str, list[str]] | None:
     p.add_argument("template")
     p.add_argument("params", nargs="*")
     _launch_args(p, suppress=True)
-    for flag, kw in (("--key", {}), ("--operator", {}), ("--timeout", {"type": float}),
+    for flag, kw in (("--key", {}), ("--operator", {}), ("--timeout", {"type": float}), ("--known-nodes", {}),
                      ("--redis", {}), ("--redis-password-file", {}), ("--redis-ca-file", {})):
         p.add_argument(flag, default=argparse.SUPPRESS, **kw)  # type: ignore[arg-type]
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
@@ -107,11 +126,38 @@ def run(args: argparse.Namespace) -> int:
     client = _client(args)
     if client is None:
         return 2
-    if args.command == "kill":
-        return kill(args, client, key)
-    if args.command == "launch":
-        return launch(args, client, key)
-    return tasks(args, client, key)
+    try:
+        args.known = trust.KnownNodes.load(args.known_nodes)
+        args.operator_name = cc.operator_name(key)  # names the operator's audit stream: checked before sending
+    except ValueError as e:  # KeyFileError is a ValueError
+        print(f"clustertop {args.command}: {inert(e, limit=400)}", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "kill":
+            return kill(args, client, key)
+        if args.command == "launch":
+            return launch(args, client, key)
+        return tasks(args, client, key)
+    except cc.NotAwaited as e:
+        # After the fact: the command is on its way (and in the operator's audit stream), so never a
+        # traceback that reads as "failed" and invites a second try.
+        print(f"clustertop {args.command}: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:
+        import redis
+
+        if not isinstance(e, redis.RedisError):
+            raise
+        print(f"clustertop {args.command}: nothing sent: {inert(describe(e), limit=400)}{_perm_hint(e, args)}",
+              file=sys.stderr)
+        return 2
+
+
+def _perm_hint(e: BaseException, args: argparse.Namespace) -> str:
+    if not cc.is_noperm(e):
+        return ""
+    return (f" (the Redis user must be operator-{args.operator_name}: it may read ct:v1:*, send commands and "
+            f"append to its own audit stream only; `clustertop acl --operator {args.operator_name}` makes it)")
 
 
 def keygen(args: argparse.Namespace) -> int:
@@ -149,20 +195,52 @@ def _client(args: argparse.Namespace) -> Any:
 
 
 def kill(args: argparse.Namespace, client: Any, key: signing.PrivateKey) -> int:
-    start_ts = args.start_ts
-    cmdline = args.cmdline
-    if start_ts is None:
-        # The operator acts on what they saw: the pid AND its start time from the node's snapshot.
-        proc = cc.find_process(client, args.node, args.pid)
-        if proc is None:
-            print(f"clustertop kill: pid {args.pid} is not in {args.node}'s latest snapshot (or has no start "
-                  "time there); refusing to guess which process that is. Pass --start-ts to insist.",
-                  file=sys.stderr)
+    # The operator acts on the process the node itself named: pid, exact start ticks, uid and command
+    # line from its snapshot, read with its seal and checked against the enrolled key. Redis alone is
+    # no witness: anyone who can write there can relabel a process (or name another one).
+    ident = cc.process_identity(client, args.node, args.pid, args.known)
+    node = inert(args.node, limit=64)
+    if not ident.verdict.ok:
+        why = inert(ident.verdict.text, limit=300)
+        if not args.unverified:
+            print(f"clustertop kill: refused: {node}'s snapshot cannot be verified: {why}. The process would be "
+                  "named by data anyone who can write to Redis could have forged. Enrol the node (clustertop enrol "
+                  f"{node}) or, knowing this, pass --unverified.", file=sys.stderr)
             return 1
-        start_ts = proc.start_ts
-    cmd = cc.build(args.node, "signal", cc.signal_args(args.pid, start_ts, args.signal, args.group, cmdline),
-                   operator=args.operator)
-    return _report(args, cc.submit(client, key, [cmd], args.timeout), [cmd])
+        print(f"clustertop kill: WARNING: acting on UNVERIFIED data ({why}): {ident.words()} is what Redis "
+              "says, and nothing proves the node said it (--unverified)", file=sys.stderr)
+    proc = ident.proc
+    ticks = args.start_ticks
+    if proc is not None and proc.start_ticks is not None:
+        if ticks is not None and ticks != proc.start_ticks:
+            print(f"clustertop kill: refused: --start-ticks {ticks} disagrees with {node}'s snapshot, where pid "
+                  f"{args.pid} started at tick {proc.start_ticks}: not the process you mean", file=sys.stderr)
+            return 1
+        if args.cmdline is not None and not (proc.cmdline or "").startswith(args.cmdline):
+            print(f"clustertop kill: refused: pid {args.pid}'s command line in {node}'s snapshot does not start "
+                  f"with {inert(args.cmdline, limit=80)!r}: {inert(proc.cmdline, limit=120)!r}", file=sys.stderr)
+            return 1
+        sig_args = ident.signal_args(args.signal, args.group, args.cmdline, check_cmdline=not args.no_cmdline)
+    elif ticks is not None:
+        # A script that knows the exact identity (the agent compares it with ==); the snapshot lists
+        # the top processes only. Nothing read from Redis names the process here.
+        print(f"clustertop kill: pid {args.pid} is not in {node}'s snapshot with its start ticks; acting on the "
+              f"start ticks given ({ticks})", file=sys.stderr)
+        sig_args = cc.signal_args(args.pid, ticks, args.signal, args.group, args.cmdline)
+    else:
+        print(f"clustertop kill: {inert(ident.problem(), limit=400)}; refusing to guess which process that is "
+              "(a script that knows it can pass --start-ticks)", file=sys.stderr)
+        return 1
+    if not args.json and proc is not None:
+        print(f"signalling {ident.words()}" + (f" — {inert(ident.verdict.text, limit=200)}" if ident.verdict.ok
+                                               else " — UNVERIFIED"))
+    cmd = cc.build(args.node, "signal", sig_args, operator=args.operator)
+    return _report(args, _submit(args, client, key, [cmd]), [cmd])
+
+
+def _submit(args: argparse.Namespace, client: Any, key: signing.PrivateKey,
+            cmds: list[schema.Command]) -> dict[str, cc.Answer | None]:
+    return cc.submit(client, key, cmds, args.timeout, known=args.known, name=args.operator_name, where="cli")
 
 
 def launch(args: argparse.Namespace, client: Any, key: signing.PrivateKey) -> int:
@@ -174,7 +252,7 @@ def launch(args: argparse.Namespace, client: Any, key: signing.PrivateKey) -> in
             return 2
         params[name] = value  # text: the agent converts it to the param's declared type
     cmds = cc.launch_commands(args.template, args.node, params, operator=args.operator)
-    return _report(args, cc.submit(client, key, cmds, args.timeout), cmds)
+    return _report(args, _submit(args, client, key, cmds), cmds)
 
 
 def tasks(args: argparse.Namespace, client: Any, key: signing.PrivateKey) -> int:
@@ -184,33 +262,45 @@ def tasks(args: argparse.Namespace, client: Any, key: signing.PrivateKey) -> int
         cmd = cc.build(args.node, "stop", {"task": args.stop}, operator=args.operator)
     else:
         cmd = cc.build(args.node, "list", {}, operator=args.operator)
-    return _report(args, cc.submit(client, key, [cmd], args.timeout), [cmd])
+    return _report(args, _submit(args, client, key, [cmd]), [cmd])
 
 
-def _report(args: argparse.Namespace, got: dict[str, schema.CommandResult | None],
-            cmds: list[schema.Command]) -> int:
+def _report(args: argparse.Namespace, got: dict[str, cc.Answer | None], cmds: list[schema.Command]) -> int:
     code = 0
     if args.json:
         from clustertop import wire
 
-        out = [wire.to_builtins(got[c.id]) if got[c.id] else {"id": c.id, "node": c.node, "status": "no answer"}
-               for c in cmds]
+        out: list[dict[str, Any]] = []
+        for c in cmds:
+            ans = got[c.id]
+            if ans is None:
+                out.append({"id": c.id, "node": c.node, "status": "no answer"})
+                continue
+            # JSON escapes every control character itself; the verdict rides along, so a script that
+            # reads "status": "done" reads "verified": false beside a forged one.
+            out.append({**wire.to_builtins(ans.result), "verified": ans.verdict.ok, "verdict": ans.verdict.text})
         sys.stdout.write(wire.to_json(out).decode() + "\n")
     for c in cmds:
-        res = got[c.id]
-        if res is None:
+        ans = got[c.id]
+        if ans is None:
             code = max(code, 3)
             if not args.json:
-                print(f"{c.node}: no answer within {args.timeout:g} s (agent down, or not reading commands)")
+                print(f"{inert(c.node, limit=64)}: no answer within {args.timeout:g} s (agent down, or not reading "
+                      "commands)")
             continue
-        if not res.ok:
+        if not ans.ok:
             code = max(code, 1)
-        if not args.json:
-            print(cc.result_line(res))
-            if res.verb == "list":
-                print(_task_table(res.tasks or []))
-            if res.output is not None:
-                print(res.output)
+        if args.json:
+            continue
+        print(cc.answer_line(ans, c.node))
+        res = ans.result
+        if not ans.verdict.ok and (res.verb == "list" or res.output is not None):
+            # Shown (escaped), but never as if the node had said it.
+            print(f"--- below: NOT verified as {inert(c.node, limit=64)}'s own ---")
+        if res.verb == "list":
+            print(_task_table(res.tasks or []))
+        if res.output is not None:
+            print(inert(res.output, lines=True, limit=1_000_000))
     return code
 
 
@@ -218,10 +308,11 @@ def _task_table(ts: list[schema.Task]) -> str:
     rows = [("TASK", "TEMPLATE", "STATE", "PID", "EXIT", "JOB/RANK", "ARGV")]
     for t in ts:
         job = f"{t.job}/{t.rank}" if t.job else "-"
-        rows.append((t.id, t.template, t.state, _na(t.pid), _na(t.exit_code), job, " ".join(t.argv or [])[:60]))
+        rows.append((inert(t.id, limit=40), inert(t.template, limit=40), inert(t.state, limit=20), _na(t.pid),
+                     _na(t.exit_code), inert(job, limit=40), inert(" ".join(t.argv or []), limit=60)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows)
 
 
 def _na(v: Any) -> str:
-    return "N/A" if v is None else str(v)
+    return "N/A" if v is None else inert(v, limit=20)

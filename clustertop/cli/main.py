@@ -63,6 +63,8 @@ def _add_control(p: argparse.ArgumentParser) -> None:
                    help="directory of Kubernetes Job templates (*.yaml) for the launcher")
     p.add_argument("--celery-broker", metavar="URL", help="Celery broker for revoke/terminate and pool grow/shrink")
     p.add_argument("--dask-scheduler", metavar="URL", help="Dask scheduler dashboard URL for retiring workers")
+    p.add_argument("--known-nodes", metavar="FILE",
+                   help="enrolled node keys (default: ~/.config/clustertop/known_nodes; `clustertop enrol` writes it)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--config", metavar="FILE", help="agent TOML config (env CLUSTERTOP_CONFIG)")
     a.add_argument("--once", action="store_true", help="one tick, then exit")
     a.add_argument("--dry-run", action="store_true", help="print the snapshot as JSON; no store")
+    a.add_argument("--show-key", action="store_true",
+                   help="print this node's name, key fingerprint and public key (for `clustertop enrol`), then exit")
     a.add_argument("--proc-root", metavar="DIR", help="read /proc from DIR")
     a.add_argument("--sys-root", metavar="DIR", help="read /sys from DIR")
     a.add_argument("--node", metavar="NAME", help="node name (default: hostname)")
@@ -144,6 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     from clustertop.cli.unitfiles import add_parser as add_systemd_parser
 
     add_systemd_parser(sub)
+    # The whole cluster as Prometheus metrics: clustertop/cli/exporter.py.
+    from clustertop.cli.exporter import add_parser as add_exporter_parser
+
+    add_exporter_parser(sub, _add_store)
     return parser
 
 
@@ -194,6 +202,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from clustertop.cli.unitfiles import run as run_unitfiles
 
             return run_unitfiles(args)
+        if args.command == "exporter":
+            from clustertop.cli.exporter import run as run_exporter
+
+            return run_exporter(args)
         if args.command == "serve":
             from clustertop.cli.serve import run as run_serve
 

@@ -24,6 +24,9 @@ class Backend:
 
     client_factory: Callable[[], Any]
     label: str
+    #: Trust anchors the mode brings (control.trust.KnownNodes): the demo's simulated nodes' keys, held in
+    #: memory; None: the operator's known_nodes file, as for a real cluster.
+    known: Any = None
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
     closers: list[Callable[[], None]] = field(default_factory=list)
@@ -38,19 +41,24 @@ class Backend:
 
 def start_demo(seed: int, nodes: int | None, interval_s: float = 1.0, now: float | None = None,
                prefill_s: float = 3600) -> Backend:
-    """Embedded store, an hour of history, one tick already published, and the simulator thread."""
+    """Embedded store, an hour of history, one tick already published, and the simulator thread.
+
+    Each simulated node has its own key (in memory, fresh each run) and seals what it publishes, as an
+    agent does; the dashboard gets their public halves as its known nodes, so the demo shows "verified"
+    the way an enrolled cluster does (and what a kill's confirm dialog says then)."""
+    from clustertop.control.trust import KnownNodes
     from clustertop.sim.simulate import SimCluster, make_publishers, prefill_history, publish, start_thread
     from clustertop.store import embedded
 
     _, factory = embedded()
     client = factory()
-    sim = SimCluster(seed=seed, nodes=nodes)
+    sim = SimCluster(seed=seed, nodes=nodes, keys=True)
     sim.interval_s = interval_s
     t = time.time() if now is None else now
     prefill_history(client, sim, t, seconds=prefill_s)
     pubs = make_publishers(sim, client, interval_s)
     publish(client, sim, t, pubs)  # the dashboard's first read finds the whole cluster
-    backend = Backend(factory, f"demo (simulated, seed {seed})")
+    backend = Backend(factory, f"demo (simulated, seed {seed})", known=KnownNodes(keys=sim.node_keys()))
     backend.threads.append(start_thread(factory, seed, nodes, interval_s, backend.stop, sim=sim, publishers=pubs))
     return backend
 
@@ -66,7 +74,12 @@ def start_local(read_only: bool = False, interval_s: float = 1.0) -> Backend:
     # real agent on this machine (its node name, its Redis) must not leak into it.
     cfg = load_config(None, env={}, overrides={"interval_s": interval_s, "read_only": read_only})
     agent = Agent(cfg, factory)
-    backend = Backend(factory, f"local ({cfg.node})")
+    # The one node is this process's own agent, its key read from this machine's disk, its store in this
+    # process: its public half is a trust anchor as good as a known_nodes line (nobody else can write here).
+    from clustertop.control.trust import KnownNodes
+
+    known = KnownNodes(keys={cfg.node: agent.node_key.public()}) if agent.node_key is not None else None
+    backend = Backend(factory, f"local ({cfg.node})", known=known)
     th = threading.Thread(target=agent.run, args=(backend.stop,), name="clustertop-local-agent", daemon=True)
     th.start()
     backend.threads.append(th)
@@ -114,7 +127,10 @@ def show(settings: Any, client_factory: Callable[[], Any]) -> int:
 
 def _run(backend: Backend, cfg: Any) -> int:
     try:
-        return show(settings_for(cfg, backend.label), backend.client_factory)
+        settings = settings_for(cfg, backend.label)
+        if backend.known is not None:
+            settings.known = backend.known  # the mode's own anchors (the demo's nodes), not a file
+        return show(settings, backend.client_factory)
     finally:
         backend.close()
 

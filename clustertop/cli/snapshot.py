@@ -4,11 +4,25 @@ scripts and pipes.
 One read with `clustertop.read.reader.Reader` (the dashboard's own read path). `--demo` reads an embedded
 store filled by one step of the simulated cluster at a fixed simulated time, so its output is the
 same for a seed on every machine and every day (tests compare it).
+
+Everything printed came from the cluster, and every node can write anything to Redis, so the output is
+bounded by what nodes *sent*, not by what the index lists, and never drives the terminal:
+- text: node text goes through ``wire.text.inert`` (controls, bidi and zero-width characters shown
+  escaped, "\\x1b", "\\u202e"), host names cut at HOST_LIMIT and other text at TEXT_LIMIT (with "…");
+  nodes listed in the index that sent nothing (``silent``) are named up to MAX_SILENT and then counted,
+  and so are the alerts about them; at most MAX_ALERT_LINES alerts; absurd figures (NaN, 2**64 - 1)
+  print as N/A. A megabyte host name and 5,000 phantom index entries make a few kilobytes, not 2 GB.
+- ``--json``: valid JSON whatever the payloads hold (NaN and ±inf are null), every string cut to
+  JSON_TEXT_LIMIT characters (with "…"), controls escaped by the JSON encoder and the bidi, C1 and
+  zero-width characters it leaves raw escaped as ``\\uXXXX`` (the same string to a JSON reader); silent
+  nodes listed up to MAX_SILENT_JSON, the rest counted in ``nodes_omitted`` (and their alerts in
+  ``alerts_omitted``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 import time
 from datetime import UTC, datetime
@@ -16,12 +30,24 @@ from typing import Any
 
 from clustertop import wire
 from clustertop.read import cluster
-from clustertop.read.model import view_digest
+from clustertop.read.model import NodeView, view_digest
 from clustertop.read.plan import ALL_FULL
 from clustertop.read.reader import ClusterState, Reader
+from clustertop.wire.text import inert, known
 
 #: The simulated time of `snapshot --demo`: 2026-01-01T00:00:00Z.
 DEMO_TS = 1767225600.0
+
+#: Text output: host names are cut here (DNS names end at 253; the column is as wide as the widest).
+HOST_LIMIT = 64
+#: Text output: any other node text (an error, an alert's message, the source) is cut here.
+TEXT_LIMIT = 300
+#: Nodes listed in the index that sent nothing, named before the rest are only counted.
+MAX_SILENT = 20
+MAX_ALERT_LINES = 200
+#: ``--json``: every string is cut to this many characters.
+JSON_TEXT_LIMIT = 4096
+MAX_SILENT_JSON = 1000
 
 
 def run(args: Any) -> int:
@@ -47,7 +73,7 @@ def run(args: Any) -> int:
     alerts = cluster.alerts(state.nodes, state.cluster, state.ts)
     out = sys.stdout
     if args.json:
-        out.buffer.write(wire.to_json(as_document(state, source, alerts)) + b"\n")
+        out.buffer.write(as_json(as_document(state, source, alerts)) + b"\n")
     else:
         out.write(as_text(state, source, alerts))
     out.flush()
@@ -66,8 +92,29 @@ def _demo_store(seed: int) -> tuple[Any, str, Any]:
     return client, f"demo (simulated, seed {seed})", lambda: DEMO_TS
 
 
+def silent(n: NodeView) -> bool:
+    """Listed in the node index, nothing read of it: no snapshot, no digest, no bad payload. A node gone
+    down looks so too, and so does a name any Redis writer added: only the count of them is trusted."""
+    return n.snap is None and n.digest is None and n.error is None
+
+
+def listed(nodes: list[NodeView], max_silent: int) -> tuple[list[NodeView], set[str]]:
+    """The nodes to print, in index order: every node that sent something, and the first ``max_silent``
+    silent ones; and the hosts of the silent ones left out."""
+    shown, omitted, n_silent = [], set(), 0
+    for n in nodes:
+        if silent(n):
+            n_silent += 1
+            if n_silent > max_silent:
+                omitted.add(n.host)
+                continue
+        shown.append(n)
+    return shown, omitted
+
+
 def as_document(state: ClusterState, source: str, alerts: list[cluster.Alert]) -> dict[str, Any]:
     """The JSON shape: every field written, None as null (``wire.to_json`` writes the structs whole)."""
+    nodes, omitted = listed(state.nodes, MAX_SILENT_JSON)
     return {
         "ts": state.ts,
         "source": source,
@@ -76,11 +123,36 @@ def as_document(state: ClusterState, source: str, alerts: list[cluster.Alert]) -
         # alerts): what a script would otherwise recompute from the snapshot, and might get wrong.
         "nodes": [{"host": n.host, "state": n.state, "age_s": n.age_s, "error": n.error, "snapshot": n.snap,
                    "digest": view_digest(n) if n.state != "down" else None}
-                  for n in state.nodes],
+                  for n in nodes],
+        "nodes_omitted": len(omitted),  # silent nodes past MAX_SILENT_JSON (totals count them all)
         "cluster": dict(sorted(state.cluster.items())),
         "cluster_errors": state.cluster_errors,
-        "alerts": [dataclasses.asdict(a) for a in alerts],
+        "alerts": [dataclasses.asdict(a) for a in alerts if a.node not in omitted],
+        "alerts_omitted": sum(1 for a in alerts if a.node in omitted),
     }
+
+
+def as_json(doc: dict[str, Any]) -> bytes:
+    """``doc`` as indented JSON: strings cut to JSON_TEXT_LIMIT, and what the encoder leaves raw of the
+    characters ``inert`` escapes (DEL, C1 controls, bidi and zero-width characters) written as \\uXXXX,
+    which a JSON reader decodes to the same string. Such characters occur only inside strings, so
+    replacing them in the encoded text cannot touch the document's structure."""
+    text = wire.to_json(cut_strings(wire.to_builtins(doc), JSON_TEXT_LIMIT)).decode("utf-8")
+    return _RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode("utf-8")
+
+
+_RAW_IN_JSON = re.compile("[\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+
+
+def cut_strings(obj: Any, limit: int) -> Any:
+    """``obj`` (plain dicts, lists and scalars) with every string, keys too, cut to ``limit`` ("…")."""
+    if isinstance(obj, str):
+        return obj if len(obj) <= limit else obj[: limit - 1] + "…"
+    if isinstance(obj, dict):
+        return {cut_strings(k, limit): cut_strings(v, limit) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [cut_strings(v, limit) for v in obj]
+    return obj
 
 
 # ---------------------------------------------------------------------------------------------
@@ -95,17 +167,26 @@ def as_text(state: ClusterState, source: str, alerts: list[cluster.Alert]) -> st
     when = datetime.fromtimestamp(state.ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     lines = [f"clustertop snapshot of {clean(source)} at {when}", summary(t)]
     lines.append("")
-    width = max([len(clean(n.host)) for n in state.nodes] + [4])
-    for n in state.nodes:
+    nodes, omitted = listed(state.nodes, MAX_SILENT)
+    width = max([len(host(n.host)) for n in nodes] + [4])
+    for n in nodes:
         lines.append(node_line(n, width))
+    if omitted:
+        lines.append(f"  … and {len(omitted)} more listed nodes that sent no data (stale or down; only their "
+                     "names are in the index)")
     if not state.nodes:
         lines.append("no nodes have reported")
     lines.append("")
+    shown = [a for a in alerts if a.node not in omitted]
     if alerts:
         lines.append(f"alerts ({len(alerts)}):")
-        for a in alerts:
-            where = clean(a.node) + " " if a.node else ""
+        for a in shown[:MAX_ALERT_LINES]:
+            where = host(a.node) + " " if a.node else ""
             lines.append(f"  {a.severity:<8} {where}{clean(a.message)}")
+        if len(shown) > MAX_ALERT_LINES:
+            lines.append(f"  … and {len(shown) - MAX_ALERT_LINES} more alerts (snapshot --json lists them)")
+        if len(shown) < len(alerts):
+            lines.append(f"  … and {len(alerts) - len(shown)} alerts about the nodes that sent no data")
     else:
         lines.append("alerts: none")
     for name, err in sorted(state.cluster_errors.items()):
@@ -118,35 +199,38 @@ def summary(t: cluster.Totals) -> str:
     if t.nodes_stale or t.nodes_down or t.nodes_bad:
         parts[0] += f" ({t.nodes_stale} stale, {t.nodes_down} down, {t.nodes_bad} bad)"
     if t.gpus_total is not None:
-        gpus = f"{t.gpus_total} GPUs ({t.gpus_busy if t.gpus_busy is not None else NA} busy)"
+        gpus = f"{num(t.gpus_total)} GPUs ({num(t.gpus_busy)} busy)"
         if t.gpu_util_pct is not None:
-            gpus += f", {t.gpu_util_pct:.0f} % GPU util"
+            gpus += f", {num(t.gpu_util_pct)} % GPU util"
         parts.append(gpus)
         if t.vram_total_bytes:
             parts.append(f"{gib(t.vram_used_bytes)}/{gib(t.vram_total_bytes)} GiB VRAM")
         if t.power_mw is not None:
-            parts.append(f"{t.power_mw / 1e6:.1f} kW GPU power")
+            kw = known(t.power_mw, 0, 1e12)
+            parts.append(f"{NA if kw is None else format(kw / 1e6, '.1f')} kW GPU power")
     else:
         parts.append(f"GPUs {NA}")
     if t.mem_total_bytes is not None:
-        pct = f" ({100 * t.mem_used_bytes / t.mem_total_bytes:.0f} % used)" if t.mem_used_bytes and t.mem_total_bytes \
-            else ""
-        parts.append(f"{t.mem_total_bytes / (1 << 30):.0f} GiB RAM{pct}")
+        used = known(100 * t.mem_used_bytes / t.mem_total_bytes, 0, 100) if t.mem_used_bytes and t.mem_total_bytes \
+            else None  # more used than there is: a node's lie, not a figure
+        pct = f" ({used:.0f} % used)" if used is not None else f" ({NA} used)" if t.mem_used_bytes else ""
+        total = known(t.mem_total_bytes, 0, MAX_BYTES)
+        parts.append(f"{NA if total is None else format(total / (1 << 30), '.0f')} GiB RAM{pct}")
     if t.cpu_cores is not None:
-        util = f" {t.cpu_util_pct:.0f} %" if t.cpu_util_pct is not None else ""
-        parts.append(f"{t.cpu_cores} cores{util}")
+        util = f" {num(t.cpu_util_pct)} %" if t.cpu_util_pct is not None else ""
+        parts.append(f"{num(t.cpu_cores)} cores{util}")
     if t.ceph_status is not None:
-        parts.append(f"Ceph {t.ceph_status}")
+        parts.append(f"Ceph {clean(t.ceph_status, 40)}")
     if t.tasks_queued is not None:
-        parts.append(f"{t.tasks_queued} queued")
+        parts.append(f"{num(t.tasks_queued)} queued")
     if t.pods_running is not None:
         parts.append(f"{t.pods_running} pods running")
     return ", ".join(parts)
 
 
 def node_line(n: Any, width: int) -> str:
-    age = f"{n.age_s:.0f}s" if n.age_s is not None else NA
-    head = f"  {clean(n.host):<{width}}  {n.state:<5} {age:>6}"
+    age = f"{num(n.age_s)}s" if known(n.age_s) is not None else NA
+    head = f"  {host(n.host):<{width}}  {n.state:<5} {age:>6}"
     if n.state == "bad":
         return f"{head}  {clean(n.error or 'bad data')}"
     s = n.snap
@@ -156,34 +240,52 @@ def node_line(n: Any, width: int) -> str:
     sysinfo = s.system
     if sysinfo is not None:
         util = sysinfo.cpu.util_pct if sysinfo.cpu is not None else None
-        cols.append(f"cpu {pct(util)} of {sysinfo.cpu_count if sysinfo.cpu_count is not None else NA}")
+        cols.append(f"cpu {pct(util)} of {num(sysinfo.cpu_count)}")
         m = sysinfo.mem
         if m is not None and m.total_bytes:
             cols.append(f"mem {gib(m.used_bytes)}/{gib(m.total_bytes)} GiB")
     d = view_digest(n)  # the dashboard's own figures: lost cards are neither busy nor hottest
     if d is not None and d.gpus is not None:
         if d.gpus:
-            busy = f"gpus {d.gpus_busy}/{d.gpus} busy" if d.gpu_util_n else f"gpus {d.gpus}, busy {NA}"
-            lost = f", {d.gpus_lost} lost" if d.gpus_lost else ""
-            temp = f", max {d.gpu_temp_max_c} °C" if d.gpu_temp_max_c is not None else ""
+            busy = f"gpus {num(d.gpus_busy)}/{num(d.gpus)} busy" if d.gpu_util_n else f"gpus {num(d.gpus)}, busy {NA}"
+            lost = f", {num(d.gpus_lost)} lost" if d.gpus_lost else ""
+            temp = f", max {num(d.gpu_temp_max_c)} °C" if d.gpu_temp_max_c is not None else ""
             cols.append(f"{busy}{lost}{temp}")
         else:
             cols.append("no gpus")
-    for b in s.bonds or ():
-        cols.append(f"{clean(b.name)} {'degraded' if b.degraded else 'ok'}")
+    for b in (s.bonds or ())[:MAX_SILENT]:
+        cols.append(f"{clean(b.name, HOST_LIMIT)} {'degraded' if b.degraded else 'ok'}")
     return f"{head}  " + ", ".join(cols) if cols else head
 
 
+#: Past this a byte count is a broken counter or a lie (2**64 - 1), not memory: 1 EiB.
+MAX_BYTES = 2**60
+
+
+def num(v: float | None) -> str:
+    """A figure from a node, whole: NaN, ±inf and absurd ones (``wire.text.known``) are N/A."""
+    f = known(v)
+    return NA if f is None else f"{f:.0f}"
+
+
 def pct(v: float | None) -> str:
-    return f"{v:.0f}%" if v is not None else NA
+    f = known(v, 0, 100_000)
+    return f"{f:.0f}%" if f is not None else NA
 
 
 def gib(v: int | None) -> str:
-    return f"{v / (1 << 30):.1f}" if v is not None else NA
+    f = known(v, 0, MAX_BYTES)
+    return f"{f / (1 << 30):.1f}" if f is not None else NA
 
 
-def clean(text: str | None) -> str:
-    """Node text is data: control characters (terminal escapes) are shown, never obeyed."""
+def host(name: str | None) -> str:
+    """A host name for a line of text: ``clean`` and cut at HOST_LIMIT."""
+    return clean(name, HOST_LIMIT)
+
+
+def clean(text: str | None, limit: int = TEXT_LIMIT) -> str:
+    """Node text is data: controls, bidi and zero-width characters are shown escaped, never obeyed
+    (``wire.text.inert``, the one escaper), and it is cut at ``limit`` characters ("…")."""
     if text is None:
         return NA
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return inert(text, limit=limit)

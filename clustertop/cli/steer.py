@@ -19,10 +19,10 @@ import time
 from typing import Any
 
 from clustertop.config import parse_bool
+from clustertop.wire.text import inert
 
-#: Control characters (C0, DEL, C1) and bidi overrides: cluster text must not drive the terminal.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-_CONTROL_KEEP_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+#: A one-line message from the cluster (an error, a task id, a worker's reply) is cut here ("…").
+PLAIN_LIMIT = 2000
 
 
 class Usage(Exception):
@@ -39,8 +39,11 @@ def env_flag(value: str | None) -> bool:
 
 
 def plain(text: Any, lines: bool = False) -> str:
-    """Text from the cluster made inert for a terminal: control characters removed."""
-    return (_CONTROL_KEEP_LINES if lines else _CONTROL).sub("", str(text))
+    """Text from the cluster made inert for a terminal by ``wire.text.inert``, the one escaper: controls,
+    bidi overrides and zero-width characters shown escaped ("\\x1b", "\\u202e"), never obeyed and
+    never silently dropped. ``lines`` (a pod's log) keeps newlines and tabs and is not cut (``--tail``
+    bounds it); one line is cut at PLAIN_LIMIT."""
+    return inert(text, lines=lines, limit=None if lines else PLAIN_LIMIT)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -55,7 +58,9 @@ def add_parsers(sub: Any, add_store: Any) -> None:
     def common(p: argparse.ArgumentParser) -> None:
         add_store(p)
         p.add_argument("--operator", default=env("CLUSTERTOP_OPERATOR"),
-                       help="name in the audit trail (default: user@host)")
+                       help="name in the audit trail when no --key signs it (default: your user name)")
+        p.add_argument("--key", metavar="FILE", default=env("CLUSTERTOP_KEY"),
+                       help="operator private key (env CLUSTERTOP_KEY): signs the audit entry, in audit:op:NAME")
         p.add_argument("--read-only", action="store_true",
                        default=env_flag(env("CLUSTERTOP_READ_ONLY")),
                        help="refuse every action (env CLUSTERTOP_READ_ONLY=1)")
@@ -174,22 +179,36 @@ def _confirm(args: argparse.Namespace, question: str) -> bool:
 
 
 def _audit(args: argparse.Namespace, action: str, target: str, ok: bool, text: str) -> None:
-    """One entry in the store's audit stream, as the dashboard writes it but ``where="cli"``."""
+    """One entry in the operator's own audit stream (audit:op:NAME), as the dashboard writes it but
+    ``where="cli"``: chained and signed with --key, whose file name is NAME. Without a key the entry is
+    still written, unsigned, under the --operator / user name, and every reader marks it UNVERIFIED."""
     if not args.redis:
         print("note: no store configured (--redis / CLUSTERTOP_REDIS): this action is not audited", file=sys.stderr)
         return
+    import re
+
     from clustertop import wire
     from clustertop.control import commands as cc
+    from clustertop.control import signing, trust
     from clustertop.store import connect
     from clustertop.wire import schema
 
     result = "ok" if ok else (text if text.startswith(("refused", "failed")) else f"failed: {text}")
-    entry = schema.AuditEntry(ts=time.time(), actor=(args.operator or cc.default_operator())[:200],
-                              action=action[:40], target=target[:300], result=result[:500], where="cli")
     try:
+        key = signing.load_private(args.key) if args.key else None
+        name = cc.operator_name(key) if key else re.sub(r"[^A-Za-z0-9._-]", "_", (args.operator or
+                                                                                 cc.default_operator().split("@")[0]))[:63]
+        entry = schema.AuditEntry(ts=time.time(), actor=name, action=action[:40], target=target[:300],
+                                  result=result[:500], where="cli")
         client = connect(args.redis, args.redis_password_file, args.redis_ca_file, timeout_s=5.0)
         try:
-            client.xadd(wire.AUDIT_KEY, {"a": wire.encode(entry)}, maxlen=wire.AUDIT_MAXLEN, approximate=True)
+            stream = wire.operator_audit_key(name or "unknown")
+            if key is not None:
+                trust.append_audit(client, stream, entry, key)
+            else:
+                print("note: no operator key (--key / CLUSTERTOP_KEY): the audit entry is unsigned and will "
+                      "read as UNVERIFIED", file=sys.stderr)
+                client.xadd(stream, {"a": wire.encode(entry)}, maxlen=wire.AUDIT_MAXLEN, approximate=True)
         finally:
             client.close()
     except Exception as e:  # noqa: BLE001 - the action happened: say the trail did not, without a traceback

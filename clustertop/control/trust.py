@@ -115,8 +115,12 @@ def sha256_hex(data: bytes | None) -> str:
 
 
 def seal_verdict(host: str, node_bytes: bytes | None, seal_bytes: bytes | None, known: KnownNodes,
-                 kind: str = "node") -> Verdict:
-    """Does ``host``'s enrolled key vouch for these payload bytes (``kind``: node, brief or digest)?"""
+                 kind: str = "node",
+                 check: Callable[[schema.NodeSeal, signing.PublicKey], str | None] | None = None) -> Verdict:
+    """Does ``host``'s enrolled key vouch for these payload bytes (``kind``: node, brief or digest)?
+
+    ``check(seal, key)``: the signature check (``signing.check``), for a caller that remembers its answer
+    per seal (the dashboard re-reads the same seal every second; a verification costs ~66 µs)."""
     key = known.get(host)
     if key is None:
         return Verdict(False, f"{host} is not enrolled (clustertop enrol {host})")
@@ -130,7 +134,7 @@ def seal_verdict(host: str, node_bytes: bytes | None, seal_bytes: bytes | None, 
         return Verdict(False, f"unreadable seal from {host}: {e}")
     if seal.host != host:
         return Verdict(False, f"the seal names {seal.host[:64]!r}, not {host}")
-    why = signing.check("seal", seal, key)
+    why = check(seal, key) if check is not None else signing.check("seal", seal, key)
     if why is not None:
         return Verdict(False, f"{why} on {host}'s seal")
     if getattr(seal, kind) != sha256_hex(node_bytes):
@@ -195,11 +199,13 @@ def _decode_entry(fields: dict[Any, Any] | None) -> schema.AuditEntry | None:
 
 
 def append_audit(client: Any, stream: str, entry: schema.AuditEntry, key: signing.PrivateKey,
-                 maxlen: int = wire.AUDIT_MAXLEN) -> schema.AuditEntry:
+                 maxlen: int = wire.AUDIT_MAXLEN, also: Callable[[Any], None] | None = None) -> schema.AuditEntry:
     """Number, chain, sign and append ``entry`` to ``stream`` (compare-and-append: WATCH, last entry, MULTI).
 
     Works with redis-py, the embedded store and the agent's RESP client alike. The stream is capped; the
     chain simply starts later then (``verify_stream`` tells trimmed from removed).
+    ``also(pipe)`` queues more commands in the same MULTI (the agent's result, replay marker and XACK), so
+    they land together with the entry or not at all; it may be called once per try.
     """
     for _ in range(APPEND_TRIES):
         with client.pipeline(transaction=True) as p:
@@ -212,6 +218,8 @@ def append_audit(client: Any, stream: str, entry: schema.AuditEntry, key: signin
                 signing.sign_struct("audit", entry, key)
                 p.multi()
                 p.xadd(stream, {"a": wire.encode(entry)}, maxlen=maxlen, approximate=True)
+                if also is not None:
+                    also(p)
                 p.execute()
                 return entry
             except Exception as e:
@@ -226,6 +234,12 @@ class StreamReport:
     entries: int = 0
     first_seq: int | None = None
     problems: list[str] = field(default_factory=list)  # the first one is what `audit verify` names
+    #: entry id -> its first problem, so a screen can mark each entry it shows (absent: verified)
+    bad: dict[str, str] = field(default_factory=dict)
+
+    def note(self, eid: str, problem: str) -> None:
+        self.problems.append(problem)
+        self.bad.setdefault(eid, problem)
 
 
 def verify_stream(stream: str, entries: Iterable[tuple[Any, dict[Any, Any] | None]],
@@ -244,26 +258,26 @@ def verify_stream(stream: str, entries: Iterable[tuple[Any, dict[Any, Any] | Non
         e = _decode_entry(fields)
         where = f"{stream} entry {eid_text}"
         if e is None:
-            rep.problems.append(f"{where}: unreadable (inserted or damaged)")
+            rep.note(eid_text, f"{where}: unreadable (inserted or damaged)")
             prev = None
             continue
         key = key_for(e)
         if key is None:
-            rep.problems.append(f"{where} (seq {e.seq}): signed by key {e.key_id[:20]!r}, which may not write here")
+            rep.note(eid_text, f"{where} (seq {e.seq}): signed by key {e.key_id[:20]!r}, which may not write here")
         else:
             why = signing.check("audit", e, key)
             if why is not None:
-                rep.problems.append(f"{where} (seq {e.seq}): {why} (altered)")
+                rep.note(eid_text, f"{where} (seq {e.seq}): {why} (altered)")
         if prev is None and rep.first_seq is None:
             rep.first_seq = e.seq
             if e.seq < 1:
-                rep.problems.append(f"{where}: no sequence number (written before chaining, or forged)")
+                rep.note(eid_text, f"{where}: no sequence number (written before chaining, or forged)")
         elif prev is not None:
             if e.seq != prev.seq + 1:
                 what = "removed" if e.seq > prev.seq + 1 else "inserted or replayed"
-                rep.problems.append(f"{where}: seq {e.seq} after {prev.seq}: entries {what}")
+                rep.note(eid_text, f"{where}: seq {e.seq} after {prev.seq}: entries {what}")
             elif e.prev != entry_hash(prev):
-                rep.problems.append(f"{where} (seq {e.seq}): does not chain to the entry before (altered or replaced)")
+                rep.note(eid_text, f"{where} (seq {e.seq}): does not chain to the entry before (altered or replaced)")
         prev = e
     return rep
 

@@ -215,9 +215,14 @@ def queue_payloads(cluster: dict[str, schema.ClusterPayload]) -> list[schema.Clu
     return [p for name, p in sorted(cluster.items()) if p.queues is not None]
 
 
+#: Ages past this (about 317 years) are a node's absurd timestamp: "?", never a 300-digit figure.
+MAX_AGE_S = 1e10
+
+
 def age_text(s: float | None) -> str:
-    """3 -> "3s", 300 -> "5m", 7200 -> "2h" ("?" when unknown)."""
-    if s is None:
+    """3 -> "3s", 300 -> "5m", 7200 -> "2h" ("?" when unknown: also NaN, inf and ages past MAX_AGE_S,
+    which come from a node's absurd timestamp, never from time that passed)."""
+    if s is None or not -MAX_AGE_S < s < MAX_AGE_S:  # NaN fails the comparison too
         return "?"
     s = max(0.0, s)
     if s < 90:

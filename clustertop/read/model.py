@@ -82,6 +82,9 @@ class ClusterState:
     # The plan this read was made by (``plan.covers(level)``, ``plan.in_full(host)``): after the
     # size rule, so a small cluster's read says it holds everything in full.
     plan: ReadPlan = ALL_FULL
+    # Raw bytes to check a node's seal against, for the hosts a read was asked to (``Reader.read``'s
+    # ``seals``): host -> (seal field: "node", "brief" or "digest"; that payload as read; its seal).
+    sealed: dict[str, tuple[str, bytes | None, bytes | None]] = field(default_factory=dict)
 
     def node(self, host: str) -> NodeView | None:
         for n in self.nodes:

@@ -7,6 +7,7 @@ One bad node never spoils the read: its error is kept on its NodeView.
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from typing import Any
 
 import msgspec
@@ -20,6 +21,8 @@ from clustertop.wire.digest import RULES, digest
 
 KINDS = ("digest", "brief", "full")
 KEYS = {"digest": wire.digest_key, "brief": wire.brief_key, "full": wire.node_key}
+#: The NodeSeal field that holds each kind's SHA-256.
+SEAL_FIELD = {"digest": "digest", "brief": "brief", "full": "node"}
 
 #: Raw payloads of one read: per kind ("digest", "brief", "full"), host -> its key's value (None: no key).
 Raw = dict[str, dict[str, bytes | None]]
@@ -99,16 +102,20 @@ class Reader:
         self.last_cluster: dict[str, schema.ClusterPayload] = {}
         self.older = OlderAgents()
 
-    def read(self, plan: ReadPlan = ALL_FULL) -> ClusterState:
+    def read(self, plan: ReadPlan = ALL_FULL, seals: Collection[str] = ()) -> ClusterState:
         """The cluster as ``plan`` says: every node's full snapshot (``ALL_FULL``); or every node's
         digest, full snapshots of ``plan.full_hosts``, and of every other node what ``plan.level`` says
         beyond its digest: its brief, its brief's GPUs only (decoded where its digest stands for the
         rest), or nothing more. Below ``brief_from`` nodes, everything in full anyway (``ReadPlan.sized``);
-        the state returned carries the plan the read was made by."""
+        the state returned carries the plan the read was made by.
+
+        ``seals``: hosts whose seal to read too, each in the same MGET as the payload it covers (one
+        command, so both come from one tick), kept raw in ``state.sealed`` for whoever verifies them:
+        the node on screen and a few more per read, never all (a verification costs ~66 µs)."""
         t0 = time.perf_counter()
         plan = plan.sized(len(self.known), self.brief_from)
         all_full = plan.level is Level.FULL
-        index, raw, raw_cluster = self._fetch(plan)
+        index, raw, raw_cluster, raw_seals = self._fetch(plan, seals)
         t1 = time.perf_counter()
         now = self.clock()
         lean = plan.level is Level.GPUS
@@ -128,6 +135,8 @@ class Reader:
                 self.last_cluster[name] = wire.decode(data, schema.ClusterPayload)
             except wire.WireError as e:
                 state.cluster_errors[name] = f"bad {name} data: {e}"
+        for host, (kind, seal) in raw_seals.items():
+            state.sealed[host] = (SEAL_FIELD[kind], raw[kind].get(host), seal)
         state.cluster = dict(self.last_cluster)
         state.totals = summarize(state.nodes, state.cluster)
         state.decode_ms = (time.perf_counter() - t1) * 1000
@@ -139,24 +148,33 @@ class Reader:
         self.older.forget(listed)
         return state
 
-    def _fetch(self, plan: ReadPlan) -> tuple[list[tuple[str, float]], Raw, list[bytes | None]]:
+    def _fetch(self, plan: ReadPlan, seals: Collection[str] = ()) -> tuple[
+            list[tuple[str, float]], Raw, list[bytes | None], dict[str, tuple[str, bytes | None]]]:
         """One round trip in steady state: index + every known node's keys (``OlderAgents.keys``) +
         cluster keys, pipelined. Returns the sorted index and, per kind ("digest", "brief", "full"),
-        host -> payload. A node that appears in the index for the first time costs one extra MGET, once.
+        host -> payload; and per host of ``seals`` it read a payload of, (kind, its seal). A node that
+        appears in the index for the first time costs one extra MGET, once.
         """
         known = list(self.known)
         keys = self.older.keys(known, plan)
+        sealed_in = _seal_kinds(keys, seals)
         p = self.client.pipeline(transaction=False)
         p.zrange(wire.NODES_KEY, 0, -1, withscores=True)
         kinds = [k for k in KINDS if keys[k]]
         for k in kinds:
-            p.mget([KEYS[k](h) for h in keys[k]])
+            # A seal rides in the MGET of the payload it is checked against: MGET is one command, so
+            # the two can't straddle a tick (the agent writes both in one MULTI).
+            p.mget([KEYS[k](h) for h in keys[k]] + [wire.seal_key(h) for h in sealed_in[k]])
         p.mget([wire.cluster_key(n) for n in wire.CLUSTER_NAMES])
         res = p.execute()
         index = [(_text(h), float(s)) for h, s in res[0]]
         raw: Raw = {k: {} for k in KINDS}
+        raw_seals: dict[str, tuple[str, bytes | None]] = {}
         for i, k in enumerate(kinds):
-            raw[k] = dict(zip(keys[k], res[1 + i], strict=True))
+            got, n = res[1 + i], len(keys[k])
+            raw[k] = dict(zip(keys[k], got[:n], strict=True))
+            for h, seal in zip(sealed_in[k], got[n:], strict=True):
+                raw_seals[h] = (k, seal)
         known_set = set(known)  # not the list: 1,000 nodes made this a 5 ms quadratic scan per read
         missing = [h for h, _ in index if h not in known_set]
         if missing:
@@ -165,7 +183,7 @@ class Reader:
             self._mget(raw, [(k, h) for h in missing for k in first])
         index.sort(key=lambda hs: hs[0])
         self.known = [h for h, _ in index]
-        return index, raw, res[-1]
+        return index, raw, res[-1], raw_seals
 
     def _mget(self, raw: Raw, wanted: list[tuple[str, str]]) -> None:
         got = self.client.mget([KEYS[k](h) for k, h in wanted])
@@ -267,6 +285,21 @@ class Reader:
         else:
             view.state = "down"
         return view
+
+
+def _seal_kinds(keys: dict[str, list[str]], seals: Collection[str]) -> dict[str, list[str]]:
+    """Per kind, the hosts of ``seals`` whose seal is read beside that kind of payload: the fullest one
+    read of each (a node's screen checks its full snapshot; the nodes table, its digest)."""
+    out: dict[str, list[str]] = {k: [] for k in KINDS}
+    if not seals:
+        return out
+    wanted = set(seals)
+    for k in ("full", "brief", "digest"):
+        for h in keys[k]:
+            if h in wanted:
+                out[k].append(h)
+                wanted.discard(h)
+    return out
 
 
 class _GpusOnly(msgspec.Struct, kw_only=True, gc=False):

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from clustertop.wire import schema
+from clustertop.wire.text import known
 
 #: The version of the folding and alert rules below. Bump it when a rule changes what a digest
 #: holds: dashboards then fold older agents' briefs themselves instead of trusting their digests.
@@ -132,6 +133,13 @@ def _fold_gpus(d: schema.NodeDigest, gpus: list[schema.Gpu]) -> None:
     d.models = models or None
 
 
+def _figure(v: float, spec: str = "") -> str:
+    """A number from a snapshot, for an alert's words: as sent, or "?" where it is no reading at all
+    (``wire.text.known``: NaN, ±inf, a broken counter's 2**64 - 1), so an alert never carries a 20-digit
+    figure. Here, not in the dashboard's fmt: agents write these words into their digests."""
+    return "?" if known(v) is None else format(v, spec)
+
+
 def node_alerts(snap: schema.NodeSnapshot) -> list[schema.DigestAlert]:
     """What a node's own snapshot says is wrong (the node's up/stale/down state is the reader's)."""
     out: list[schema.DigestAlert] = []
@@ -142,17 +150,18 @@ def node_alerts(snap: schema.NodeSnapshot) -> list[schema.DigestAlert]:
     for name in sorted(name for name, st in snap.collectors.items() if not st.ok and st.error):
         alert("warning", "collector", name, f"collector {name} failing: {snap.collectors[name].error}")
     for g in snap.gpus or ():
-        subject = f"gpu{g.index}"
+        index = _figure(g.index)
+        subject = f"gpu{index}"
         if g.lost:
-            alert("critical", "gpu", subject, f"GPU {g.index} lost: {g.error or 'fell off the bus'}")
+            alert("critical", "gpu", subject, f"GPU {index} lost: {g.error or 'fell off the bus'}")
             continue
         if is_hot(g):
-            alert("warning", "gpu", subject, f"GPU {g.index} hot: {g.temp_c} °C")
+            alert("warning", "gpu", subject, f"GPU {index} hot: {_figure(g.temp_c or 0)} °C")
         if g.ecc_uncorrected:
-            alert("critical", "gpu", subject, f"GPU {g.index}: {g.ecc_uncorrected} uncorrected ECC errors")
+            alert("critical", "gpu", subject, f"GPU {index}: {_figure(g.ecc_uncorrected)} uncorrected ECC errors")
         reasons = g.throttle_reasons
         if reasons and not _HW_THROTTLE.isdisjoint(reasons):
-            alert("warning", "gpu", subject, f"GPU {g.index} throttled: {', '.join(reasons)}")
+            alert("warning", "gpu", subject, f"GPU {index} throttled: {', '.join(reasons)}")
     for b in snap.bonds or ():
         if b.degraded:
             why = "; ".join(b.problems or []) or "degraded"
@@ -163,13 +172,14 @@ def node_alerts(snap: schema.NodeSnapshot) -> list[schema.DigestAlert]:
         if m.state == "hung":
             alert("critical", "mount", m.mountpoint, f"{kind} {m.mountpoint} hung")
         elif m.state == "slow":
-            lat = f"{m.latency_ms:.0f} ms" if m.latency_ms is not None else "slow"
+            lat = f"{_figure(m.latency_ms, '.0f')} ms" if m.latency_ms is not None else "slow"
             alert("warning", "mount", m.mountpoint, f"{kind} {m.mountpoint} slow ({lat})")
         elif m.error:
             alert("warning", "mount", m.mountpoint, f"{kind} {m.mountpoint}: {m.error}")
     system = snap.system
     for fs in (system.filesystems or ()) if system is not None else ():
         if fs.total_bytes and fs.used_bytes is not None and fs.used_bytes / fs.total_bytes >= 0.95:
-            alert("warning", "disk", fs.mountpoint, f"filesystem {fs.mountpoint} {100 * fs.used_bytes / fs.total_bytes:.0f}% full")
+            alert("warning", "disk", fs.mountpoint,
+                  f"filesystem {fs.mountpoint} {_figure(100 * fs.used_bytes / fs.total_bytes, '.0f')}% full")
     return out
 

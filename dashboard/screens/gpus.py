@@ -64,7 +64,7 @@ def key_host(key: str) -> str:
 def gpu_row(v: NodeView, g: schema.Gpu, p: Palette, ascii: bool) -> list[SortCell]:
     grey = v.state != "up"
     vs = p.text_style("stale") if grey else ""
-    head = [text_cell(v.host, vs or "bold"), num_cell(str(g.index), g.index, vs),
+    head = [text_cell(v.host, vs or "bold"), num_cell(fmt.num(g.index), g.index, vs),
             text_cell(g.name, vs, 24)]
     if g.lost:
         return head + [SortCell(f"LOST: {fmt.node_text(g.error or 'fell off the bus', 40)}",
@@ -77,6 +77,7 @@ def gpu_row(v: NodeView, g: schema.Gpu, p: Palette, ascii: bool) -> list[SortCel
     power = (f"{fmt.watts(g.power_mw)}/{fmt.watts(g.power_limit_mw)}" if g.power_mw is not None else fmt.NA)
     ecc = (f"{fmt.num(g.ecc_corrected)}/{fmt.num(g.ecc_uncorrected)}"
            if g.ecc_corrected is not None or g.ecc_uncorrected is not None else fmt.NA)
+    pstate = fmt.num(g.pstate)
     throttle = ",".join(g.throttle_reasons) if g.throttle_reasons else ("-" if g.throttle_reasons == [] else None)
     return head + [
         bar_cell(None if util is None else util / 100, fmt.pct(util), "info", p, grey, ascii),
@@ -85,7 +86,7 @@ def gpu_row(v: NodeView, g: schema.Gpu, p: Palette, ascii: bool) -> list[SortCel
         num_cell(fmt.temp(g.temp_c), g.temp_c, vs or p.text_style(temp_sev) if temp_sev else vs),
         num_cell(power, g.power_mw, vs),
         num_cell(fmt.pct(g.fan_pct), g.fan_pct, vs),
-        num_cell(fmt.NA if g.pstate is None else f"P{g.pstate}", g.pstate, vs),
+        num_cell(pstate if pstate == fmt.NA else f"P{pstate}", g.pstate, vs),
         num_cell(ecc, g.ecc_uncorrected, vs or (p.text_style("crit") if g.ecc_uncorrected else "")),
         text_cell(throttle, vs or (p.text_style("warn") if g.throttle_reasons else ""), 40),
     ]
@@ -96,7 +97,7 @@ def proc_row(gp: schema.GpuProc) -> list[SortCell]:
     if gp.owner is not None:
         owner = f"{gp.owner.kind}:{gp.owner.namespace + '/' if gp.owner.namespace else ''}{gp.owner.name or ''}"
     return [
-        num_cell(str(gp.pid), gp.pid),
+        num_cell(fmt.num(gp.pid), gp.pid),
         text_cell(gp.user, limit=16),
         text_cell(owner, limit=40),
         num_cell(fmt.bytes_(gp.used_mem_bytes), gp.used_mem_bytes),
@@ -213,7 +214,7 @@ class GpusScreen(TableScreen):
         if item is None:
             title.update("processes: no GPU selected", layout=False)
         else:
-            where = fmt.node_text(f"{item[0].host} GPU {item[1].index}")
+            where = f"{fmt.node_text(item[0].host)} GPU {fmt.num(item[1].index)}"
             count = ("reading…" if reading else "N/A (not reported)" if procs is None
                      else str(len(procs)) if procs else "none")
             # Where the cursor is in the whole list: with thousands of rows, the only place it shows.

@@ -47,9 +47,11 @@ SEP = "\x1f"  # a separator no interface or host name contains
 
 
 def mbps(v: int | None) -> str:
-    """Link speeds as people say them: 100 Mb/s, 1 Gb/s, 25 Gb/s, 2.5 Gb/s."""
-    if v is None:
+    """Link speeds as people say them: 100 Mb/s, 1 Gb/s, 25 Gb/s, 2.5 Gb/s; a negative or absurd one
+    (past 1 Pb/s: a driver's -1 or a Redis writer's 2**64 - 1) is N/A."""
+    if fmt.known(v, 0, 1e9) is None:
         return fmt.NA
+    assert v is not None
     if v >= 1000:
         g = v / 1000
         return f"{g:.0f} Gb/s" if g == int(g) else f"{g:.1f} Gb/s"
@@ -160,7 +162,7 @@ def slave_row(v: NodeView, b: schema.Bond, s: schema.BondSlave, glyph: str, p: P
     else:
         sev = "ok"
     style = p.text_style(sev) if sev != "na" else "dim"
-    state = s.mii_status or fmt.NA
+    state = fmt.node_text(s.mii_status, 24) if s.mii_status else fmt.NA
     role = s.state if s.state in ("active", "backup") else None
     if role is None and b.active_slave and s.mii_status == "up":
         role = "active" if s.name == b.active_slave else "backup"  # procfs names only the active one
@@ -169,7 +171,7 @@ def slave_row(v: NodeView, b: schema.Bond, s: schema.BondSlave, glyph: str, p: P
     elif s.ok is False and s.mii_status == "up":
         state += ", not carrying"
     lacp = b.mode == "802.3ad"
-    agg = f"agg {s.aggregator_id}" if s.aggregator_id is not None else ""
+    agg = f"agg {fmt.num(s.aggregator_id)}" if s.aggregator_id is not None else ""
     if agg and b.active_aggregator_id is not None and s.aggregator_id == b.active_aggregator_id:
         agg += " (active)"
     return [

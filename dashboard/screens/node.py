@@ -17,6 +17,7 @@ from textual.widgets import Static
 
 from clustertop.dashboard import fmt
 from clustertop.dashboard.messages import HistoryRead
+from clustertop.dashboard.nodetrust import UNCHECKED, Trust
 from clustertop.dashboard.screens.base import DataScreen
 from clustertop.dashboard.view import View
 from clustertop.dashboard.widgets.pack import Part, facts, pack
@@ -52,17 +53,26 @@ def _facts(width: int, *groups: list[Part] | tuple[Part, ...]) -> list[Content]:
     return pack(facts(groups), width)
 
 
-def info_section(v: NodeView, width: int = 200) -> Content:
+def trust_line(t: Trust) -> Content:
+    """"trust verified: signed by gpu01's enrolled key SHA256:…", or why not (dashboard/nodetrust.py)."""
+    style = {"ok": "$ct-ok", "crit": "bold $ct-crit", "stale": "$ct-stale"}.get(t.severity, "dim")
+    return _line("trust ", (t.word, f"bold {style}" if t.severity == "ok" else style), ": ",
+                 (fmt.node_text(t.text, 300), "" if t.severity == "ok" else style))
+
+
+def info_section(v: NodeView, width: int = 200, trust: Trust | None = None) -> Content:
     snap = v.snap
     s = snap.system if snap else None
     sev = {"up": "$ct-ok", "stale": "$ct-stale", "down": "$ct-crit", "bad": "$ct-crit"}[v.state]
     rows = _facts(width, ["state ", (v.state.upper(), f"bold {sev}")], [f"data age {fmt.age(v.age_s)}"],
                   [f"last seen {fmt.clock(v.last_seen_ts)}"])
+    if trust is not None:
+        rows.append(trust_line(trust))
     if v.error:
         rows.append(_line((fmt.node_text(v.error, 300), "$ct-crit")))
         rows.append(_line(("values below are the last good snapshot", "$ct-stale")))
     if v.newer_schema and snap is not None:
-        rows.append(_line((f"note: this node speaks schema v{snap.v} (newer than this dashboard); "
+        rows.append(_line((f"note: this node speaks schema v{fmt.num(snap.v)} (newer than this dashboard); "
                            "fields it does not know are not shown", "$ct-info")))
     if s is not None:
         rows += _facts(width, ["host ", fmt.node_text(s.hostname)], ["os ", _na(fmt.node_text(s.os))],
@@ -76,8 +86,8 @@ def info_section(v: NodeView, width: int = 200) -> Content:
     if snap is not None:
         labels = ", ".join(f"{k}={val}" for k, val in sorted((snap.labels or {}).items()))
         rows += _facts(width, ["role ", _na(fmt.node_text(snap.role))],
-                       ["labels ", _na(fmt.node_text(labels or None))], [f"seq {snap.seq}"],
-                       [f"interval {snap.interval_s:g}s"])
+                       ["labels ", _na(fmt.node_text(labels or None))], [f"seq {fmt.num(snap.seq)}"],
+                       [f"interval {fmt.seconds(snap.interval_s)}"])
     return _lines("System", rows)
 
 
@@ -96,9 +106,10 @@ def cpu_section(s: schema.System | None, width: int, ascii: bool) -> Content:
         parts: list[Part] = []
         for i in range(start, min(start + cols, len(per))):
             filled, empty = fmt.bar(per[i] / 100, 12, ascii)
-            sev = {"ok": "$ct-ok", "warn": "$ct-warn", "crit": "$ct-crit"}[fmt.severity_of_pct(per[i])]
+            sev = {"ok": "$ct-ok", "warn": "$ct-warn", "crit": "$ct-crit", "na": "dim"}[fmt.severity_of_pct(per[i])]
+            shown = fmt.num(fmt.known(per[i], 0, fmt.MAX_PCT))  # NaN, 1e308: N/A, not 309 digits
             parts += [(f"{i:>3} ", "dim"), (filled, f"{sev} on $ct-bar-empty"), (empty, "on $ct-bar-empty"),
-                      f"{per[i]:4.0f}% "]
+                      f"{shown:>4}{'%' if shown != fmt.NA else ''} "]
         rows.append(_line(*parts))
     return _lines("CPU", rows)
 
@@ -123,9 +134,9 @@ def gpu_section(gpus: list[schema.Gpu] | None, width: int = 200) -> Content:
     rows = []
     for g in gpus:
         if g.lost:
-            rows.append(_line(f"{g.index} ", (f"LOST: {fmt.node_text(g.error or 'fell off the bus', 100)}", "$ct-crit")))
+            rows.append(_line(f"{fmt.num(g.index)} ", (f"LOST: {fmt.node_text(g.error or 'fell off the bus', 100)}", "$ct-crit")))
             continue
-        rows += _facts(width, [f"{g.index} ", (fmt.node_text(g.name, 28), "bold")], ["util ", _na(fmt.pct(g.util_pct))],
+        rows += _facts(width, [f"{fmt.num(g.index)} ", (fmt.node_text(g.name, 28), "bold")], ["util ", _na(fmt.pct(g.util_pct))],
                        ["vram ", _na(fmt.bytes_(g.mem_used_bytes)), "/", _na(fmt.bytes_(g.mem_total_bytes))],
                        [_na(fmt.temp(g.temp_c))], [_na(fmt.watts(g.power_mw)), "/", _na(fmt.watts(g.power_limit_mw))],
                        ["fan ", _na(fmt.pct(g.fan_pct))], ["P", _na(fmt.num(g.pstate))],
@@ -162,7 +173,7 @@ def proc_section(s: schema.System | None, limit: int = 15) -> Content:
     procs = (s.procs if s else None) or []
     rows = [_line(("    pid user         cpu     rss  command", "dim"))]
     for p in sorted(procs, key=lambda p: -(p.cpu_pct or 0))[:limit]:
-        rows.append(_line(f"{p.pid:>7} ", f"{fmt.node_text(p.user, 10):<10} ", f"{fmt.pct(p.cpu_pct):>6} ",
+        rows.append(_line(f"{fmt.num(p.pid):>7} ", f"{fmt.node_text(p.user, 10):<10} ", f"{fmt.pct(p.cpu_pct):>6} ",
                           f"{fmt.bytes_(p.rss_bytes, 0):>8}  ", fmt.node_text(p.cmdline or p.name, 120)))
     if not procs:
         rows.append(_line(("N/A", "dim")))
@@ -181,7 +192,7 @@ def collector_section(snap: schema.NodeSnapshot | None, width: int = 200) -> Con
     if a is not None:
         rows += _facts(width, [("agent ", "bold"), fmt.node_text(a.version)], ["cpu ", _na(fmt.pct(a.cpu_pct, 1))],
                        ["rss ", _na(fmt.bytes_(a.rss_bytes))], ["tick ", *_unit(fmt.num(a.tick_ms, 1), " ms")],
-                       ["publish errors ", str(a.publish_errors)], ["read-only"] if a.read_only else [])
+                       ["publish errors ", _na(fmt.num(a.publish_errors))], ["read-only"] if a.read_only else [])
     return _lines("Collectors and agent cost", rows or [_line(("none reported", "dim"))])
 
 
@@ -228,6 +239,7 @@ class NodeScreen(DataScreen):
         self.hist_error: str | None = None
         self._sig: tuple[object, ...] = ()
         self._plot_sig: tuple[object, ...] = ()
+        self._asked_seal = False
 
     def read_plan(self) -> ReadPlan:
         return ReadPlan(self.plan_level, frozenset((self.host,)))  # this node in full; the header from digests
@@ -276,14 +288,20 @@ class NodeScreen(DataScreen):
                 (f"node {fmt.node_text(self.host)} is no longer listed", "$ct-crit")))
             return
         snap = v.snap
-        sig = (v.state, id(snap), snap.seq if snap else None, fmt.age(v.age_s), v.error, self.size.width)
+        trust = self.app.trust.of(self.host)  # type: ignore[attr-defined]
+        if trust.word == UNCHECKED and not self._asked_seal and self.host not in view.state.sealed:
+            # Opened between reads: the read this was drawn from did not take this node's seal. Ask
+            # for the next one now (once) rather than show "unchecked" for a whole refresh interval.
+            self._asked_seal = True
+            self.app.refresh_now()  # type: ignore[attr-defined]
+        sig = (v.state, id(snap), snap.seq if snap else None, fmt.age(v.age_s), v.error, self.size.width, trust)
         if sig == self._sig:
             return
         self._sig = sig
         s = snap.system if snap else None
         width = self.size.width // (2 if self.has_class("-wide") else 1) - 4
         ascii = self.app.settings.ascii  # type: ignore[attr-defined]
-        self._set("info", info_section(v, width))
+        self._set("info", info_section(v, width, trust))
         self._set("cpus", cpu_section(s, width, ascii))
         self._set("mem", mem_section(s, width))
         self._set("gpus", gpu_section(snap.gpus if snap else None, width))

@@ -13,6 +13,7 @@ from textual import on
 from textual.widget import Widget
 
 from clustertop.dashboard import fmt
+from clustertop.dashboard.nodetrust import Trust
 from clustertop.dashboard.screens.tabular import TableScreen
 from clustertop.dashboard.view import View
 from clustertop.dashboard.widgets.palette import Palette, node_state_severity
@@ -23,12 +24,14 @@ from clustertop.read.reader import NodeView
 from clustertop.wire.schema import NodeDigest
 
 COLUMNS = [
-    ("host", "host"), ("state", "state"), ("age", "age"), ("cpu", "CPU"), ("load", "load"), ("mem", "mem"),
+    ("host", "host"), ("state", "state"), ("age", "age"), ("trust", "trust"), ("cpu", "CPU"), ("load", "load"),
+    ("mem", "mem"),
     ("gpus", "GPUs busy"), ("vram", "VRAM"), ("power", "power"), ("rx", "net rx"), ("tx", "net tx"),
     ("uptime", "uptime"), ("agent", "agent cpu/rss"),
 ]
-#: Folded away first when the terminal is narrow (80 columns keeps host to net rx whole).
-FOLD = ("agent", "uptime", "tx", "load", "power")
+#: Folded away first when the terminal is narrow (80 columns keeps host, state, age, trust, CPU, mem,
+#: GPUs busy and VRAM whole).
+FOLD = ("agent", "uptime", "tx", "load", "power", "rx")
 
 
 def _shown(v: NodeView) -> NodeDigest | None:
@@ -79,11 +82,21 @@ SORT_VALUES: dict[str, Callable[[NodeView], Any]] = {
 COLUMN_VALUES = ("cpu", "load", "mem", "gpus", "vram", "power", "rx", "tx", "uptime", "agent")
 
 
-def sort_value(v: NodeView, column: str) -> Any:
+def sort_value(v: NodeView, column: str, trust_of: Callable[[str], Trust] | None = None) -> Any:
+    if column == "trust":
+        return trust_of(v.host).word if trust_of is not None else None
     return SORT_VALUES[column](v)
 
 
-def node_row(v: NodeView, p: Palette) -> list[SortCell]:
+def trust_cell(t: Trust | None, p: Palette) -> SortCell:
+    """The node's trust (dashboard/nodetrust.py): a word, in its severity's colour."""
+    if t is None:
+        return SortCell(fmt.NA, "dim", None)
+    style = "dim" if t.severity == "na" else p.text_style(t.severity)
+    return SortCell(t.word, f"bold {style}" if t.severity == "crit" else style, t.word)
+
+
+def node_row(v: NodeView, p: Palette, trust_of: Callable[[str], Trust] | None = None) -> list[SortCell]:
     grey = v.state != "up"
     vs = p.text_style("stale") if grey else ""
     state = v.state + (" v+" if v.newer_schema and v.state == "up" else "")
@@ -91,6 +104,7 @@ def node_row(v: NodeView, p: Palette) -> list[SortCell]:
         text_cell(v.host, "bold" if not grey else vs),
         SortCell(state, p.text_style(node_state_severity(v.state)), v.state),
         num_cell(fmt.age(v.age_s), v.age_s, vs),
+        trust_cell(trust_of(v.host) if trust_of is not None else None, p),
     ]
     # The numbers each column sorts by (SORT_VALUES), so a cell always shows what it sorts as.
     x = {col: SORT_VALUES[col](v) for col in COLUMN_VALUES}
@@ -99,7 +113,7 @@ def node_row(v: NodeView, p: Palette) -> list[SortCell]:
     d = _shown(v)
     gpus_shown = fmt.NA
     if d is not None and d.gpus is not None:
-        gpus_shown = f"{fmt.num(busy)}/{d.gpus}" if d.gpus else "-"
+        gpus_shown = f"{fmt.num(busy)}/{fmt.num(d.gpus)}" if d.gpus else "-"
     agent_rss = d.agent_rss_bytes if d is not None else None
     agent_shown = fmt.NA
     if agent_cpu is not None or agent_rss is not None:
@@ -158,7 +172,9 @@ class NodesScreen(TableScreen):
         p: Palette = self.app.palette  # type: ignore[attr-defined]
         needle = self.needle
         shown = [v for v in view.state.nodes if matches(v, needle)] if needle else view.state.nodes
-        self.table.show_rows([v.host for v in shown], shown, lambda v: node_row(v, p), sort_value)
+        trust_of = self.app.trust.of  # type: ignore[attr-defined]
+        self.table.show_rows([v.host for v in shown], shown, lambda v: node_row(v, p, trust_of),
+                             lambda v, col: sort_value(v, col, trust_of))
 
     @on(LiveTable.RowSelected, "#nodes-table")
     def _open(self, event: LiveTable.RowSelected) -> None:

@@ -77,11 +77,13 @@ def seed_from_history(hists: list[list[schema.HistPoint]], bucket_s: float = SEE
     power: dict[int, dict[int, list[float]]] = {}  # bucket -> node -> that node's power samples
     for node_i, pts in enumerate(hists):
         for p in pts:
+            if fmt.known(p.ts, -1e15, 1e15) is None:  # a NaN or 1e308 timestamp: no bucket (int() raised)
+                continue
             b = int(p.ts // bucket_s)
-            us = [u for u in (p.gu or ()) if u is not None]
+            us = [u for u in (p.gu or ()) if fmt.known(u, 0, fmt.MAX_PCT) is not None]
             if us:
                 util.setdefault(b, []).extend(us)
-            ps = [w for w in (p.gp or ()) if w is not None]
+            ps = [w for w in (p.gp or ()) if fmt.known(w, 0, fmt.MAX_MW) is not None]
             if ps:
                 power.setdefault(b, {}).setdefault(node_i, []).append(sum(ps))
     out = []
@@ -97,10 +99,10 @@ def figures(t: Totals, alerts: list[Alert]) -> list[Figure]:
     """The one-machine totals, big. Each label carries a word when the colour means trouble."""
     gib = 1024**3
 
-    def ratio(a: float | None, b: float | None, scale: float = 1.0) -> str:
-        if a is None or b is None:
+    def ratio(a: float | None, b: float | None, scale: float = 1.0, hi: float = fmt.MAX_NUM) -> str:
+        if fmt.known(a, 0, hi) is None or fmt.known(b, 0, hi) is None:  # a sum past ``hi``: a node's lie
             return fmt.NA
-        return f"{a / scale:.0f}/{b / scale:.0f}"
+        return f"{a / scale:.0f}/{b / scale:.0f}"  # type: ignore[operator]
 
     # Short labels (7 characters at most) stand in where a column is narrow (a wall in a small
     # terminal); trouble stays in words there too.
@@ -117,7 +119,7 @@ def figures(t: Totals, alerts: list[Alert]) -> list[Figure]:
     gpus_label, gpus_short = "GPUs busy / total", "busy"
     gpus_sev = "$ct-info"
     if t.gpus_lost:
-        gpus_short = f"{t.gpus_lost} LOST"
+        gpus_short = f"{fmt.num(t.gpus_lost)} LOST"
         gpus_label += f" - {gpus_short}"
         gpus_sev = "$ct-crit"
     vram_pct = (100 * t.vram_used_bytes / t.vram_total_bytes
@@ -129,9 +131,11 @@ def figures(t: Totals, alerts: list[Alert]) -> list[Figure]:
         Figure(f"{t.nodes_up}/{t.nodes_total}", nodes_label, nodes_sev, nodes_short),
         Figure(ratio(t.gpus_busy, t.gpus_total), gpus_label, gpus_sev, gpus_short),
         Figure(_big_pct(t.gpu_util_pct), "GPU utilisation (mean)", "$ct-info", "GPU %"),
-        Figure(ratio(t.vram_used_bytes, t.vram_total_bytes, gib), "VRAM used / total GiB", _sev(vram_pct), "VRAM"),
+        Figure(ratio(t.vram_used_bytes, t.vram_total_bytes, gib, fmt.MAX_BYTES), "VRAM used / total GiB",
+               _sev(vram_pct), "VRAM"),
         Figure(_kw(t.power_mw), "GPU power", "$ct-info", "power"),
-        Figure(ratio(t.mem_used_bytes, t.mem_total_bytes, gib), "RAM used / total GiB", _sev(ram_pct), "RAM"),
+        Figure(ratio(t.mem_used_bytes, t.mem_total_bytes, gib, fmt.MAX_BYTES), "RAM used / total GiB",
+               _sev(ram_pct), "RAM"),
         Figure(_big_pct(t.cpu_util_pct), f"CPU utilisation, {fmt.num(t.cpu_cores)} cores", "$ct-info", "CPU"),
         Figure(fmt.num(t.tasks_queued), "tasks queued" + (" - GROWING" if growing else ""),
                "$ct-warn" if growing else "$ct-info", "GROWING" if growing else "queued"),
@@ -140,11 +144,13 @@ def figures(t: Totals, alerts: list[Alert]) -> list[Figure]:
 
 
 def _big_pct(v: float | None) -> str:
-    return fmt.NA if v is None else f"{v:.0f}%"
+    f = fmt.known(v, 0, fmt.MAX_PCT)
+    return fmt.NA if f is None else f"{f:.0f}%"
 
 
 def _kw(mw: float | None) -> str:
-    return fmt.NA if mw is None else f"{mw / 1e6:.1f} kW"
+    f = fmt.known(mw, 0, fmt.MAX_MW)
+    return fmt.NA if f is None else f"{f / 1e6:.1f} kW"
 
 
 def _sev(pct: float | None) -> str:
@@ -198,8 +204,8 @@ def health_lines(view: View, width: int, ascii: bool) -> list[Content]:
     if bonds_total is None:
         lines.append(Content.assemble(("Bonds ", "bold"), ("N/A", "dim")))
     else:
-        lines.append(Content.assemble(("Bonds ", "bold"), (f"{bonds_total - degraded} OK", "$ct-ok"),
-                                      "  ", (f"{degraded} DEGRADED", "$ct-warn bold") if degraded else
+        lines.append(Content.assemble(("Bonds ", "bold"), (f"{fmt.num(bonds_total - degraded)} OK", "$ct-ok"),
+                                      "  ", (f"{fmt.num(degraded)} DEGRADED", "$ct-warn bold") if degraded else
                                       ("0 degraded", "dim")))
     for n in nodes:
         for b in (n.snap.bonds or ()) if n.snap is not None and n.state == "up" else ():
@@ -584,9 +590,9 @@ class WallScreen(DataScreen):
             age_part: tuple[str, str] = ("waiting for the first read", "$ct-warn bold")
         elif stale:
             why = " - store unreachable" if view.unreachable else ""
-            age_part = (f"STALE: data {age:.0f} s old{why}", "$ct-crit bold")
+            age_part = (f"STALE: data {fmt.num(age)} s old{why}", "$ct-crit bold")  # inf: a node's -inf index score
         else:
-            age_part = (f"data {age:.0f} s old", "$ct-ok")
+            age_part = (f"data {fmt.num(age)} s old", "$ct-ok")
         remaining = max(0, int(self.page_s - self.page_elapsed + 0.999)) if self.page_s > 0 else None
         page_word = f"page {self.page + 1}/{len(PAGES)} {PAGES[self.page][1]}"
         if self.banner_keys:

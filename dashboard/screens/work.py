@@ -62,7 +62,16 @@ def _n(v: float | None, digits: int = 0) -> SortCell:
 
 
 def _since(now: float, ts: float | None) -> float | None:
-    return None if ts is None else max(0.0, now - ts)
+    # A NaN or absurd timestamp from a node is no time at all: unknown, not "0s" (max(0.0, nan) is 0.0).
+    return None if fmt.known(ts) is None else max(0.0, now - ts)  # type: ignore[operator]
+
+
+def _runtime(s: float | None) -> str:
+    """Runtimes: "42s" under a minute, "5m", "2h 3m" from there (fmt.duration); NaN, negative: N/A."""
+    if fmt.known(s, 0) is None:
+        return fmt.NA
+    assert s is not None
+    return fmt.duration(s) if s >= 60 else f"{s:.0f}s"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -112,8 +121,7 @@ def worker_rows(workers: list[schema.Worker] | None, now: float, ok: str, crit: 
             rows[f"t{SEP}{w.name}{SEP}{t.id}"] = [
                 SortCell("  task", "dim", None), text_cell(f"  ↳ {t.name or '?'} {t.id}", "", 80),
                 text_cell(w.host, "dim", 30), SortCell("", "", None), SortCell("", "", None), SortCell("", "", None),
-                num_cell(fmt.duration(runtime) if runtime is not None and runtime >= 60 else
-                         (fmt.NA if runtime is None else f"{runtime:.0f}s"), runtime), SortCell("", "", None)]
+                num_cell(_runtime(runtime), runtime), SortCell("", "", None)]
     return rows
 
 
@@ -148,8 +156,8 @@ def _ledger_cells(r: LedgerRow, warn: str, crit: str) -> list[Text]:
              if on_]
     bold = "bold" if r.node == "cluster" else ""
     return [text_cell(r.node, bold or "", 40), _n(r.capacity), _n(r.allocatable), _n(r.allocated), _n(r.gpus_seen),
-            _n(r.busy), num_cell(str(r.idle_allocated), r.idle_allocated, warn if r.idle_allocated else ""),
-            num_cell(str(r.unowned_busy), r.unowned_busy, crit if r.unowned_busy else ""),
+            _n(r.busy), num_cell(fmt.num(r.idle_allocated), r.idle_allocated, warn if r.idle_allocated else ""),
+            num_cell(fmt.num(r.unowned_busy), r.unowned_busy, crit if r.unowned_busy else ""),
             SortCell(", ".join(notes), "dim", None)]
 
 
@@ -178,14 +186,13 @@ def task_rows(tasks: list[tuple[str, schema.Task]], now: float, ok: str, crit: s
         if t.job:
             jobs.setdefault(t.job, []).append(t)
         end = t.ended_ts if t.ended_ts is not None else (now if t.state == "running" else None)
-        runtime = None if t.started_ts is None or end is None else max(0.0, end - t.started_ts)
+        runtime = None if fmt.known(end) is None else _since(end, t.started_ts)  # type: ignore[arg-type]
         group = (t.job, t.rank if t.rank is not None else 0) if t.job else (f"~{t.id}", 0)
         style = ok if t.state == "running" else (crit if t.state in ("failed", "killed") else "dim")
-        label = f"  rank {t.rank}: {t.id}" if t.job else t.id
+        label = f"  rank {fmt.num(t.rank)}: {t.id}" if t.job else t.id
         rows[f"{node}{SEP}{t.id}"] = [
             SortCell(fmt.node_text(label, 40), "", group), text_cell(node, "", 30), text_cell(t.template, "bold", 30),
-            SortCell(t.state, style, t.state), num_cell(fmt.duration(runtime) if runtime and runtime >= 60 else
-                                                         (fmt.NA if runtime is None else f"{runtime:.0f}s"), runtime),
+            SortCell(fmt.node_text(t.state, 20), style, t.state), num_cell(_runtime(runtime), runtime),
             _n(t.rank), _n(t.pid), _n(t.exit_code), text_cell(t.note, "dim", 60)]
     for job, members in jobs.items():
         running = sum(1 for t in members if t.state == "running")
@@ -206,7 +213,7 @@ def summary(state: ClusterState, ledger: Ledger | None) -> list[Content]:
     if q.queues is not None:
         growing = sum(1 for x in q.queues if x.growing_unconsumed)
         depth = sum(x.depth or 0 for x in q.queues)
-        parts.append(Content.assemble(f"queues {len(q.queues)} ({depth} queued)",
+        parts.append(Content.assemble(f"queues {len(q.queues)} ({fmt.num(depth)} queued)",
                                       *([(f" {growing} growing, no consumer", "$ct-crit")] if growing else [])))
     else:
         parts.append(Content.assemble(("queues N/A", "dim")))

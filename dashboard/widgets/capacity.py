@@ -27,7 +27,9 @@ def fraction(used: float | None, total: float | None) -> float | None:
 
 def usage_bar(frac: float | None, width: int, ascii: bool = False, warn: float = CEPH_NEARFULL_PCT,
               crit: float = CEPH_FULL_PCT, show_pct: bool = True) -> list[Part]:
-    """A bar of ``width`` cells coloured by severity, then " 47 %" (5 cells) when ``show_pct``."""
+    """A bar of ``width`` cells coloured by severity, then " 47 %" (5 cells) when ``show_pct``. A NaN or
+    infinite fraction (a node's 1e308 over its 1e-308) is unknown: the dotted track and N/A."""
+    frac = fmt.known(frac)
     if frac is None:
         _, empty = fmt.bar(None, width, ascii)
         parts: list[Part] = [(empty, "dim")]
@@ -44,9 +46,10 @@ def usage_bar(frac: float | None, width: int, ascii: bool = False, warn: float =
 
 
 def count(n: int | None) -> str:
-    """Object counts: 987, 12.3 k, 4.5 M, 1.2 G; None -> N/A."""
-    if n is None:
+    """Object counts: 987, 12.3 k, 4.5 M, 1.2 G; None, negative or past 10**15 (a 2**64 - 1 counter) -> N/A."""
+    if fmt.known(n, 0, 1e15) is None:
         return fmt.NA
+    assert n is not None
     for div, unit in ((1e9, " G"), (1e6, " M"), (1e3, " k")):
         if abs(n) >= div:
             return f"{n / div:.1f}{unit}"

@@ -59,7 +59,7 @@ def status_parts(c: schema.Ceph) -> list[Part]:
     parts += [("  mons ", "dim"), na(mons, mon_style), (" in quorum", "dim"),
               ("  mgr ", "dim"), na(fmt.node_text(c.mgr_active, 40))]
     if c.mgr_standbys is not None:
-        parts.append((f" +{c.mgr_standbys} standby", "dim"))
+        parts.append((f" +{fmt.num(c.mgr_standbys)} standby", "dim"))
     osd_style = "$ct-warn" if c.osds_up is not None and c.osds_total is not None and c.osds_up < c.osds_total \
         else ""
     parts += [("  OSDs ", "dim"), na(fmt.num(c.osds_up), osd_style), (" up / ", "dim"),
@@ -86,7 +86,7 @@ def health_lines(c: schema.Ceph, detail_lines: int = CHECK_DETAIL_LINES) -> list
         parts: list[Part] = [(label, style), " ", (pad(fmt.node_text(chk.code, 40), 18), "bold"), " ",
                              fmt.node_text(chk.message or "", text_w)]
         if chk.count is not None:
-            parts.append((f"  ({chk.count})", "dim"))
+            parts.append((f"  ({fmt.num(chk.count)})", "dim"))
         if chk.muted:
             parts.append(("  muted", "dim"))
         lines.append(Content.assemble(*parts))
@@ -137,12 +137,12 @@ def pg_lines(c: schema.Ceph, max_states: int = 12) -> list[Content]:
         lines.append(Content.assemble(("PG states: N/A", "dim")))
         return lines
     states = sorted(c.pg_states.items(), key=lambda kv: (-kv[1], kv[0]))
-    w = max((len(str(n)) for _, n in states), default=1)
+    w = max((len(fmt.num(n)) for _, n in states), default=1)
     for state, n in states[:max_states]:
-        lines.append(Content.assemble((f"{n:>{w}} ", "bold"), (fmt.node_text(state, 80), pg_severity(state))))
+        lines.append(Content.assemble((f"{fmt.num(n):>{w}} ", "bold"), (fmt.node_text(state, 80), pg_severity(state))))
     if len(states) > max_states:
         rest = sum(n for _, n in states[max_states:])
-        lines.append(Content.assemble((f"{rest:>{w}} in {len(states) - max_states} other states", "dim")))
+        lines.append(Content.assemble((f"{fmt.num(rest):>{w}} in {len(states) - max_states} other states", "dim")))
     return lines
 
 
@@ -182,7 +182,7 @@ def osd_lines(osds: list[schema.CephOsd] | None, width: int, ascii: bool, max_ro
     if out:
         head.append((f"  {out} out", "$ct-warn"))
     host_w = min(16, max(4, *(len(o.host or fmt.NA) for o in osds)))
-    id_w = max(len(f"osd.{o.id}") for o in osds)
+    id_w = max(len(f"osd.{fmt.num(o.id)}") for o in osds)
     lines = [Content.assemble(*head), Content.assemble((
         f"{'':<{id_w}} {'host':<{host_w}} {'up/in':<8} {'usage':<{OSD_BAR_W + 6}} {'PGs':>5} "
         f"{'commit/apply':>13} {'ops r/w':>11}  state", "dim"))]
@@ -197,7 +197,7 @@ def osd_lines(osds: list[schema.CephOsd] | None, width: int, ascii: bool, max_ro
         flag_style = "$ct-crit" if any(f in ("full", "failsafe_full") for f in flags) else "$ct-warn"
         row_style = "" if o.up is not False else "$ct-stale"
         lines.append(Content.assemble(
-            (f"{pad(f'osd.{o.id}', id_w)} ", "bold" if o.up is not False else "$ct-crit bold"),
+            (f"{pad(f'osd.{fmt.num(o.id)}', id_w)} ", "bold" if o.up is not False else "$ct-crit bold"),
             (f"{pad(fmt.node_text(o.host), host_w)} ", row_style or ("dim" if o.host is None else "")),
             (pad(up[0], 4), up[1]), " ", (pad(inn[0], 3), inn[1]), " ",
             *usage_bar(fraction(o.used_bytes, o.total_bytes), OSD_BAR_W, ascii, CEPH_NEARFULL_PCT, CEPH_FULL_PCT),

@@ -64,13 +64,15 @@ def io_lines(ring: CephIoRing, width: int, ascii: bool = False) -> list[Content]
     """One sparkline per series, all on one scale (client and recovery bytes compare directly),
     then the current and peak values; ops/s as a line of numbers."""
     spark_w = max(8, width - LABEL_W - 1 - VALUE_W - 6 - VALUE_W)
-    peaks = [v for _, name, _, _ in SERIES for v in ring.series(name)[-spark_w:] if v is not None]
+    # The scale from the values a sparkline can draw: one NaN or 1e308 from a writer must not flatten the rest.
+    peaks = [v for _, name, _, _ in SERIES for v in ring.series(name)[-spark_w:]
+             if fmt.known(v, 0, fmt.MAX_RATE) is not None]
     top = max(peaks) if peaks else None
     out = []
     for label, name, f, style in SERIES:
         values = ring.series(name)
         current = values[-1] if values else None
-        window = [v for v in values[-spark_w:] if v is not None]
+        window = [v for v in values[-spark_w:] if fmt.known(v, 0, fmt.MAX_RATE) is not None]
         peak = max(window) if window else None
         line = fmt.sparkline(values, spark_w, top=top, ascii=ascii)
         cur = f(current)

@@ -29,10 +29,12 @@ def totals_line(t: Totals, compact: bool = False) -> list[Content]:
     if t.gpus_total == 0:
         g.append(["no GPUs"])  # every reporting node checked and has none: not "N/A", not zeros
     elif t.gpus_total is not None:
-        busy: list[Part] = [(str(t.gpus_total), "bold"), " GPU " if compact else " GPUs ", _v(fmt.num(t.gpus_busy)),
-                            " busy"]
+        # Counts are sums of what nodes say, so they go through fmt like any other node figure: a
+        # digest claiming 2**64 - 1 lost GPUs shows N/A, not a 20-digit number.
+        busy: list[Part] = [_v(fmt.num(t.gpus_total), "bold"), " GPU " if compact else " GPUs ",
+                            _v(fmt.num(t.gpus_busy)), " busy"]
         if t.gpus_lost:
-            busy.append((f" {t.gpus_lost} lost", "$ct-crit"))
+            busy.append((f" {fmt.num(t.gpus_lost)} lost", "$ct-crit"))
         g.append(busy)
         g.append([_v(fmt.pct(t.gpu_util_pct)), " util" if compact else " GPU util"])
         g.append([_v(fmt.gib(t.vram_used_bytes)), "/", _v(fmt.gib(t.vram_total_bytes)),
@@ -55,14 +57,14 @@ def totals_line(t: Totals, compact: bool = False) -> list[Content]:
     if t.bonds_total:  # "bonds 15 ok / 1 degraded": only where some node reports bonds
         bad = t.bonds_degraded or 0
         if compact and bad:
-            g.append([(f"{bad} bond{'s' if bad > 1 else ''} degraded", "$ct-warn bold")])
+            g.append([(f"{fmt.num(bad)} bond{'s' if bad > 1 else ''} degraded", "$ct-warn bold")])
         else:
-            bonds: list[Part] = [f"bonds {t.bonds_total - bad} ok"]
+            bonds: list[Part] = [f"bonds {fmt.num(t.bonds_total - bad)} ok"]
             if bad:
-                bonds += [" / ", (f"{bad} degraded", "$ct-warn bold")]
+                bonds += [" / ", (f"{fmt.num(bad)} degraded", "$ct-warn bold")]
             g.append(bonds)
     if t.tasks_queued is not None:
-        g.append([f"{t.tasks_queued} queued"])
+        g.append([f"{fmt.num(t.tasks_queued)} queued"])
     return facts(g)
 
 

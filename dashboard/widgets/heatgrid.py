@@ -67,8 +67,9 @@ def level(c: GpuCell) -> tuple[str, str]:
     if c.problem:
         return c.problem, "crit"
     u = c.util_pct
-    if u is None:
+    if fmt.known(u, 0, fmt.MAX_PCT) is None:  # unknown, or a figure no card reports (-1, 2**64 - 1)
         return fmt.NA, "na"
+    assert u is not None
     if u < GPU_BUSY_PCT:
         return "IDLE", "stale"
     if u < 50:
@@ -186,9 +187,10 @@ class HeatGrid(Static):
         # meaning; dark on light tiles in dark themes and the reverse in light ones.
         bg = Style(bgcolor=colour, color=self.ink, bold=True) if colour is not None else Style(reverse=True)
         plain = bg + Style(bold=False)
-        util = fmt.NA if c.util_pct is None else f"{c.util_pct}%"
-        name = fmt.node_text(f"{c.host}/{c.index}")
-        frac = None if c.util_pct is None else c.util_pct / 100
+        u = fmt.known(c.util_pct, 0, fmt.MAX_PCT)  # as ``level`` judges it: absurd is N/A
+        util = fmt.NA if u is None else f"{u:.0f}%"
+        name = f"{fmt.node_text(c.host)}/{fmt.num(c.index)}"
+        frac = None if u is None else u / 100
         if th == 1:
             text = f"{util}"[:tw] if tw < 9 else f"{util} {word}"[:tw]
             return [Text(text.center(tw), style=bg)]
@@ -196,7 +198,8 @@ class HeatGrid(Static):
             return [Text(_fit(name, tw), style=bg), Text(_fit(f"{util} {word}", tw), style=bg)]
         head = [(_fit(name, tw), bg)]
         detail = f"{fmt.temp(c.temp_c)}  {fmt.watts(c.power_mw)}"
-        vram = fmt.NA if c.mem_frac is None else f"{100 * c.mem_frac:.0f}%"
+        mem_pct = fmt.known(None if c.mem_frac is None else 100 * c.mem_frac, 0, fmt.MAX_PCT)
+        vram = fmt.NA if mem_pct is None else f"{mem_pct:.0f}%"
         # Room for the utilisation in the block font: name, big figure, word, details, bar.
         k = bigtext.fit_scale([util], tw - 2, th - 5, max_k=4) if th >= 8 else 0
         body: list[tuple[str, Style]] = []

@@ -73,7 +73,8 @@ def disk_lines(nodes: list[NodeView], max_rows: int = MAX_DISK_ROWS) -> list[Con
             fmt.severity_of_pct(d.util_pct, 80, 95)]
         iops = f"{fmt.num(d.read_iops)}/{fmt.num(d.write_iops)}" \
             if d.read_iops is not None or d.write_iops is not None else fmt.NA
-        aw = fmt.NA if d.await_ms is None else f"{d.await_ms:.1f} ms"
+        aw = fmt.num(d.await_ms, 1)  # NaN, inf, 1e308: N/A, not "inf ms"
+        aw = aw if aw == fmt.NA else f"{aw} ms"
         lines.append(Content.assemble(
             (host, _node_style(v)), " ", (pad(fmt.node_text(d.name), 10), grey), " ",
             na(pad(fmt.rate(d.read_bytes_s), 12, True), grey), " ", na(pad(fmt.rate(d.write_bytes_s), 12, True), grey),
@@ -176,7 +177,8 @@ def mount_lines(nodes: list[NodeView], now: float, max_ok: int = MAX_OK_MOUNTS) 
         f"{'node':<{hw}} {'mount':<{mw}} {'type':<7} {'source':<{sw}} {'latency':>9}  state", "dim")))
     for v, m in shown:
         grey = "$ct-stale" if v.state != "up" else ""
-        lat = fmt.NA if m.latency_ms is None else f"{m.latency_ms:.1f} ms"
+        lat = fmt.num(m.latency_ms, 1)
+        lat = lat if lat == fmt.NA else f"{lat} ms"
         parts: list[Part] = [
             (pad(fmt.node_text(_host_label(v)), hw), _node_style(v)), " ",
             (pad(fmt.node_text(m.mountpoint), mw), grey), " ", (pad(fmt.node_text(m.fstype or fmt.NA), 7), "dim"),

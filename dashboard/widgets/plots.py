@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from textual.content import Content
 from textual.widgets import Static
 
+from clustertop.dashboard.fmt import MAX_SERIES, known
+
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 Point = tuple[float, float | None]
@@ -38,13 +40,15 @@ def fit_window(oldest_ts: float, now: float) -> float:
 
 
 def downsample(points: Iterable[Point], t0: float, t1: float, buckets: int) -> list[tuple[float, float]]:
-    """Mean value per time bucket between ``t0`` and ``t1``; empty buckets (gaps) are left out."""
+    """Mean value per time bucket between ``t0`` and ``t1``; empty buckets (gaps) are left out, and so
+    are samples a node sent as NaN, inf or an absurd figure (``fmt.known``): unknown, not a level."""
     buckets = max(1, buckets)
     span = max(1e-9, t1 - t0)
     sums = [0.0] * buckets
     counts = [0] * buckets
-    for ts, v in points:
-        if v is None or ts < t0 or ts > t1:
+    for ts, raw in points:
+        v = known(raw, -MAX_SERIES, MAX_SERIES)
+        if v is None or not t0 <= ts <= t1:  # a NaN timestamp fails the comparison: left out
             continue
         i = min(buckets - 1, int((ts - t0) / span * buckets))
         sums[i] += v
@@ -74,21 +78,22 @@ def render(title: str | tuple[str, ...], series: dict[str, list[tuple[float, flo
 
     width, height = max(20, width), max(5, height)
     title = fit_title(title, width - 5)  # what plotext keeps: the chart's width less 4 or 5 (measured)
-    if not any(series.values()):
+    drawable = {label: _drawable(pts, now, window_s) for label, pts in series.items()}
+    if not any(drawable.values()):
         return f"{title}\n\n  {empty}"
     plt.clf()
     plt.limitsize(False, False)  # plotext clips to *its* idea of the terminal (80x24 in a worker, a pipe)
     plt.plotsize(width, height)
     plt.theme("clear")
-    for i, (label, pts) in enumerate(series.items()):
+    for i, (label, pts) in enumerate(drawable.items()):
         if not pts:
             continue
-        xs = [(ts - now) / 60 for ts, _ in pts]
+        xs = [x for x, _ in pts]
         ys = [v for _, v in pts]
         marker = ASCII_MARKERS[i % len(ASCII_MARKERS)] if ascii else MARKERS[i % len(MARKERS)]
         plt.plot(xs, ys, marker=marker, label=label if len(series) > 1 else None)
     plt.xlim(-window_s / 60, 0)
-    if ylim is not None:
+    if ylim is not None and all(known(y, -MAX_SERIES, MAX_SERIES) is not None for y in ylim) and ylim[0] < ylim[1]:
         plt.ylim(*ylim)
     plt.title(title)
     # The time axis says its unit in its own labels ("60 min ago ... now") instead of an x label
@@ -97,6 +102,20 @@ def render(title: str | tuple[str, ...], series: dict[str, list[tuple[float, flo
     ticks = [-span * (4 - i) / 4 for i in range(5)]
     plt.xticks(ticks, [f"{span:g} min ago", *(f"{-t:g}" for t in ticks[1:-1]), "now"])
     return _ANSI.sub("", plt.build())
+
+
+def _drawable(pts: list[tuple[float, float]], now: float, window_s: float) -> list[tuple[float, float]]:
+    """(minutes from now, value) of the points plotext can draw: a value a node sent as NaN, inf or an
+    absurd figure is left out (unknown), and so is a time far outside the window: plotext draws a line
+    to it point by point, and a timestamp a million minutes off took 35 s (and NaN, or 1e308, raised)."""
+    span = window_s / 60
+    out = []
+    for ts, raw in pts:
+        v = known(raw, -MAX_SERIES, MAX_SERIES)
+        x = known((ts - now) / 60, -2 * span, span) if known(ts, -1e15, 1e15) is not None else None
+        if v is not None and x is not None:
+            out.append((x, v))
+    return out
 
 
 class PlotPanel(Static):

@@ -114,7 +114,7 @@ def _gpu_line(d: NodeDigest | None, p: Palette, grey: bool, ascii: bool) -> Line
             runs.append([ch, style])
     segs: Line = [Segment("GPU ", p.dim), *(Segment(text, style) for text, style in runs)]
     if d.gpus > 10:
-        segs.append(Segment(f"+{d.gpus - 10}", p.dim))
+        segs.append(Segment(f"+{fmt.num(d.gpus - 10)}", p.dim))
     used, total = d.vram_used_bytes, d.vram_total_bytes
     vram = fmt.pct(100 * used / total) if used is not None and total and not d.vram_partial else fmt.NA
     right = [Segment("vram ", p.dim), Segment(vram, p["na"] if vram == fmt.NA else (p["stale"] if grey else p.plain))]
@@ -141,7 +141,7 @@ def _roomy_lines(d: NodeDigest | None, p: Palette, grey: bool, ascii: bool) -> l
         if d.bond_slaves is None or d.bond_slaves_ok is None:  # slaves unreadable: unknown, not "0/0"
             count, style = fmt.NA, p["na"]
         else:
-            count = f"{d.bond_slaves_ok}/{d.bond_slaves}"
+            count = f"{fmt.num(d.bond_slaves_ok)}/{fmt.num(d.bond_slaves)}"
             style = p["stale"] if grey else p["warn" if d.bonds_degraded else "ok"]
         net_label = [Segment("bond ", p.dim), Segment(count, style)]
     arrows = ("v", "^") if ascii else ("↓", "↑")

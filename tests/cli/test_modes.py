@@ -82,6 +82,27 @@ def test_run_demo_hands_the_dashboard_settings_and_store(monkeypatch: pytest.Mon
     assert len(sim_threads()) == before  # the simulator thread ended with the dashboard
 
 
+def test_the_demo_enrols_its_simulated_nodes_and_their_seals_verify(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`clustertop demo` hands the dashboard in-memory anchors with every simulated node's key, and each
+    node seals what it publishes: the demo reads "verified", as an enrolled cluster does."""
+    from clustertop.control import trust
+
+    verdicts: dict[str, Any] = {}
+
+    def show(settings: Any, client_factory: Any) -> int:
+        reader = Reader(client_factory())
+        reader.read()
+        state = reader.read(seals=reader.known)
+        for host, (kind, payload, seal) in state.sealed.items():
+            verdicts[host] = trust.seal_verdict(host, payload, seal, settings.known, kind)
+        return 0
+
+    monkeypatch.setattr(modes, "show", show)
+    assert modes.run_demo(parse("demo", "--seed", "3")) == 0
+    assert len(verdicts) == 15 and all(v.ok for v in verdicts.values()), verdicts
+    assert all("signed by" in v.text and "enrolled key SHA256:" in v.text for v in verdicts.values())
+
+
 def test_run_demo_scales_and_stops_even_when_the_dashboard_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = FakeDashboard(wait_for=30, raise_exc=RuntimeError("boom"))
     monkeypatch.setattr(modes, "show", fake)
@@ -105,6 +126,9 @@ def test_local_mode_runs_an_agent_for_this_machine(monkeypatch: pytest.MonkeyPat
     assert node.snap.system is not None and node.snap.system.cpu_count
     assert fake.settings.source_label == f"local ({node.host})"
     assert fake.settings.read_only
+    # This machine's own agent is enrolled with the key it seals with: local mode reads "verified".
+    key = fake.settings.known.get(node.host)
+    assert key is not None and list(fake.settings.known.keys) == [node.host]
     assert len(sim_threads()) == before  # the in-process agent stopped with the dashboard
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -188,3 +189,97 @@ def test_simulate_waits_for_redis_then_publishes() -> None:
             server.wait(5)
         shutil.rmtree(data_dir, ignore_errors=True)
 
+
+
+# -- what a Redis writer can send (issue 15) ------------------------------------------------------------
+
+#: Raw terminal-driving characters: C0 (newline aside), DEL, C1, bidi, zero-width, separators, the BOM.
+RAW = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+EVIL_HOST = "\u202e" + "\x1b]0;pwned\x07" + "h" * (1 << 20)  # a megabyte, right-to-left, retitling
+PHANTOMS = 5000
+#: The bounds this output promises (clustertop/cli/snapshot.py): O(nodes that sent data), whatever
+#: the index lists. The old code wrote every node line padded to the widest host: 5 GB here.
+TEXT_BOUND = 64 * 1024
+JSON_BOUND = 2 * 1024 * 1024
+
+
+def bounded(*args: str, limit: int, timeout: float = 120) -> tuple[int | None, bytes]:
+    """``clustertop *args``, reading at most ``limit + 1`` bytes of its output: a run that writes more is
+    stopped there (returncode None), so a regression costs a failed test, not gigabytes."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLUSTERTOP_")}
+    proc = subprocess.Popen([sys.executable, "-m", "clustertop", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
+    assert proc.stdout is not None
+    out = b""
+    while len(out) <= limit:
+        chunk = proc.stdout.read(min(1 << 20, limit + 1 - len(out)))
+        if not chunk:
+            break
+        out += chunk
+    if len(out) > limit:
+        proc.kill()
+        proc.wait(timeout)
+        return None, out
+    return proc.wait(timeout), out
+
+
+def hostile_store(redis_server: RedisServer) -> float:
+    """A real redis-server holding one node with a megabyte host name and absurd figures, one ordinary
+    node, and PHANTOMS index entries with nothing behind them (all written as any node could)."""
+    import math
+    import time
+
+    from clustertop import wire
+    from tests.support import builders
+
+    now = time.time()
+    client = redis_server.client()
+    evil = builders.tower("x", ts=now)
+    evil.host = ""  # "" is read as the key's own host: the name lives only in the key and the index
+    assert evil.system is not None and evil.system.cpu is not None and evil.system.mem is not None
+    evil.system.cpu.util_pct = math.nan
+    evil.system.cpu_count = 2**64 - 1
+    evil.system.mem.used_bytes = 2**64 - 1
+    evil.collectors["gpu"].error, evil.collectors["gpu"].ok = "\x1b[2J\u202egpu collector says \x9b31m", False
+    client.set(wire.node_key(EVIL_HOST), wire.encode(evil))
+    client.zadd(wire.NODES_KEY, {EVIL_HOST: now})
+    builders.publish(client, [builders.tower("gpu-01", ts=now)])
+    p = client.pipeline(transaction=False)
+    for i in range(PHANTOMS):
+        p.zadd(wire.NODES_KEY, {f"phantom-{i:05d}": now})
+    p.execute()
+    return now
+
+
+def test_snapshot_text_of_a_hostile_store_is_bounded_and_inert(redis_server: RedisServer) -> None:
+    hostile_store(redis_server)
+    rc, raw = bounded("snapshot", "--redis", redis_server.url, limit=TEXT_BOUND)
+    assert rc == 0, f"stopped after {len(raw)} bytes (bound {TEXT_BOUND}): {raw[:300]!r}"
+    text = raw.decode("utf-8")
+    assert not RAW.search(text), RAW.search(text)
+    lines = text.splitlines()
+    assert f"/{PHANTOMS + 2} nodes up" in lines[1]
+    evil = [ln for ln in lines if ln.startswith("  \\u202e\\x1b]0;pwned\\x07hhh")]
+    assert len(evil) == 1 and "…" in evil[0], lines[:6]
+    assert "cpu N/A of N/A" in evil[0]  # NaN util and a 2**64 - 1 core count: unknown, not a figure
+    assert any(ln.startswith("  gpu-01 ") and " up " in ln for ln in lines)
+    phantoms = [ln for ln in lines if ln.startswith("  phantom-")]
+    assert len(phantoms) == 20  # snapshot.MAX_SILENT by name, then counted:
+    assert f"  … and {PHANTOMS - 20} more listed nodes that sent no data" in text
+    assert "\\x1b[2J\\u202egpu collector says \\x9b31m" in text  # the node's error, shown escaped
+
+
+def test_snapshot_json_of_a_hostile_store_is_bounded_valid_and_inert(redis_server: RedisServer) -> None:
+    hostile_store(redis_server)
+    rc, raw = bounded("snapshot", "--json", "--redis", redis_server.url, limit=JSON_BOUND)
+    assert rc == 0, f"stopped after {len(raw)} bytes (bound {JSON_BOUND})"
+    text = raw.decode("utf-8")
+    assert not RAW.search(text), RAW.search(text)
+    doc = json.loads(text)  # valid JSON: NaN is null, controls are \uXXXX escapes
+    hosts = [n["host"] for n in doc["nodes"]]
+    evil = next(n for n in doc["nodes"] if n["host"].startswith("\u202e\x1b]0;pwned\x07hhh"))
+    assert len(evil["host"]) == 4096 and evil["host"].endswith("…")  # snapshot.JSON_TEXT_LIMIT
+    assert evil["snapshot"]["system"]["cpu"]["util_pct"] is None  # NaN: null
+    assert "gpu-01" in hosts
+    assert len(hosts) == 2 + 1000 and doc["nodes_omitted"] == PHANTOMS - 1000  # snapshot.MAX_SILENT_JSON
+    assert doc["totals"]["nodes_total"] == PHANTOMS + 2  # the totals still count every listed node

@@ -33,13 +33,20 @@ def ct(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedPro
 
 
 def audit(redis_server: Any) -> list[schema.AuditEntry]:
-    rows = redis_server.client().xrange(wire.AUDIT_KEY)
-    return [wire.decode(f[b"a"], schema.AuditEntry) for _id, f in rows]
+    """Every operator's audit entries, oldest first (each operator appends to its own audit:op:NAME)."""
+    c = redis_server.client()
+    rows = [row for key in c.scan_iter(match=wire.operator_audit_key("*")) for row in c.xrange(key)]
+    return [wire.decode(f[b"a"], schema.AuditEntry) for _id, f in sorted(rows)]
 
 
-def test_plain_strips_terminal_controls() -> None:
-    assert plain("pod\x1b[31m-red\x07\u202e") == "pod[31m-red"
-    assert plain("a\nb\tc\x1b]0;x\x07", lines=True) == "a\nb\tc]0;x"
+def test_plain_shows_terminal_controls_escaped() -> None:
+    """``plain`` is ``wire.text.inert``: an escape is shown, never obeyed and never silently dropped (an
+    operator should see that a name is odd), and one line is cut at PLAIN_LIMIT."""
+    from clustertop.cli.steer import PLAIN_LIMIT
+
+    assert plain("pod\x1b[31m-red\x07\u202e") == "pod\\x1b[31m-red\\x07\\u202e"
+    assert plain("a\nb\tc\x1b]0;x\x07", lines=True) == "a\nb\tc\\x1b]0;x\\x07"
+    assert plain("\u200bx" * 10**6).endswith("…") and len(plain("y" * 10**6)) == PLAIN_LIMIT
 
 
 def test_read_only_refuses_everything(redis_server: Any) -> None:
@@ -56,7 +63,8 @@ def test_read_only_refuses_everything(redis_server: Any) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_k8s_delete_logs_scale_job_and_refusals(redis_server: Any, k8s_cluster: K8sCluster) -> None:  # noqa: F811
+def test_k8s_delete_logs_scale_job_and_refusals(redis_server: Any, k8s_cluster: K8sCluster,  # noqa: F811
+                                                tmp_path: Path) -> None:
     from kubernetes import client as kc
 
     from tests.collectors.test_k8s_real import node_body, pod_body, wait_for
@@ -65,8 +73,11 @@ def test_k8s_delete_logs_scale_job_and_refusals(redis_server: Any, k8s_cluster: 
     core, apps, batch = kc.CoreV1Api(api), kc.AppsV1Api(api), kc.BatchV1Api(api)
     tag = uuid.uuid4().hex[:6]
     ns, node, pod = f"cli-{tag}", f"fake-cli-{tag}", "scratch"
+    from clustertop.control import signing, trust
+
+    key_path, pub_path, _ = signing.generate(str(tmp_path), "alice")  # the audit entries are signed by alice
     admin = ["--kubeconfig", str(k8s_cluster.kubeconfigs["admin"]), "--redis", redis_server.url,
-             "--operator", "alice@ops"]
+             "--key", key_path]
     reader = ["--kubeconfig", str(k8s_cluster.kubeconfigs["reader"]), "--redis", redis_server.url]
     try:
         core.create_namespace({"metadata": {"name": ns}})
@@ -127,9 +138,14 @@ def test_k8s_delete_logs_scale_job_and_refusals(redis_server: Any, k8s_cluster: 
         assert r.returncode == 2 and "missing parameter" in r.stderr, r.stderr
 
         got = [(e.actor, e.action, e.target, e.result, e.where) for e in audit(redis_server)]
-        assert got == [("alice@ops", "k8s.delete_pod", f"{ns}/{pod}", "ok", "cli"),
-                       ("alice@ops", "k8s.scale", f"{ns}/serve to 3", "ok", "cli"),
-                       ("alice@ops", "k8s.create_job", f"{ns}/train-cli", "ok", "cli")]
+        assert got == [("alice", "k8s.delete_pod", f"{ns}/{pod}", "ok", "cli"),
+                       ("alice", "k8s.scale", f"{ns}/serve to 3", "ok", "cli"),
+                       ("alice", "k8s.create_job", f"{ns}/train-cli", "ok", "cli")]
+        pub = signing.load_public(pub_path)
+        stream = wire.operator_audit_key("alice")
+        rep = trust.verify_stream(stream, redis_server.client().xrange(stream),
+                                  lambda e: pub if e.key_id == pub.key_id else None)
+        assert rep.entries == 3 and rep.problems == [], rep  # chained and signed by alice's key
     finally:
         try:
             core.delete_namespace(ns)
@@ -187,7 +203,7 @@ def test_celery_terminate_and_pool_grow(redis_server: Any, tmp_path: Path) -> No
 
         # A task id carrying terminal escapes comes back (in the workers' reply) as plain text.
         r = ct("celery", "revoke", "evil\x1b[2J", *common)
-        assert r.returncode == 0 and "\x1b" not in r.stdout + r.stderr and "evil[2J" in r.stdout, r.stdout
+        assert r.returncode == 0 and "\x1b" not in r.stdout + r.stderr and "evil\\x1b[2J" in r.stdout, r.stdout
 
         # Shutdown without a terminal and without --yes: refused, the worker still answers.
         r = ct("celery", "shutdown", worker.name, *common)

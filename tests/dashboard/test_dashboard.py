@@ -143,8 +143,8 @@ async def test_nodes_filter_sort_and_enter(store: Any) -> None:
         await pilot.press("escape")  # clears the filter, stays on the screen
         assert isinstance(app.screen, NodesScreen)
         await b.wait_until(pilot, lambda: table.row_count == 8, "filter cleared")
-        # Sort by CPU (4th in the cycle: host, state, age, cpu), then reverse.
-        await pilot.press("s", "s", "s", "s")
+        # Sort by CPU (5th in the cycle: host, state, age, trust, cpu), then reverse.
+        await pilot.press("s", "s", "s", "s", "s")
         assert table.sort_column == "cpu"
         cpu_by_host = {s.host: s.system.cpu.util_pct for s in snaps}
         order = [table.get_row_at(i)[0].plain for i in range(table.row_count)]

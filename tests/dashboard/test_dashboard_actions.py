@@ -3,14 +3,20 @@
 the real Kubernetes control plane of tests/support/k8s_cluster.py, a real Celery worker.
 
 What is proven: read-only hides and refuses every action (the footer's check AND a direct
-``action_*`` call); ``k`` on a process row -> dialog -> confirm really terminates the process and
-the agent's audit entry lands in the stream; Enter on a fresh dialog cancels; markup in a process
-name shows literally; no key -> an explanation, no dialog; a real pod deleted through the
-dashboard with the dashboard's own audit entry.
+``action_*`` call); ``k`` on a process row -> dialog -> confirm really terminates the process, the
+operator's signed entry and the node's land in their own streams, and the audit screen shows both
+verified; Enter on a fresh dialog cancels; markup in a process name shows literally; no key -> an
+explanation, no dialog; a real pod deleted through the dashboard with the operator's signed entry.
+
+And the trust review's attacks, played for real: a process relabelled after its node sealed the
+snapshot makes the dialog say UNVERIFIED and ask for the pid typed; the dialog shows the identity the
+node signed, never the screen's copy; a forged "done" is reported unverified and the process lives;
+a forged audit entry is marked on the audit screen.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import threading
@@ -23,7 +29,9 @@ import pytest
 
 from clustertop import wire
 from clustertop.agents.commands import CommandExecutor
+from clustertop.control import commands as cc
 from clustertop.control import signing
+from clustertop.dashboard import fmt
 from clustertop.dashboard.actions import Actions, actions_of, kill_loss
 from clustertop.dashboard.app import WRITE_ACTIONS, make_app
 from clustertop.dashboard.dialogs.confirm import ConfirmDialog
@@ -59,7 +67,8 @@ def agent(redis_server: Any, tmp_path: Any, key: tuple[str, str]) -> Iterator[Co
     """The node's command executor in its own thread, as ``clustertop agent`` runs it."""
     stop = threading.Event()
     cfg = {"security": {"operator_keys": [key[1]], "allow_root": True}, "templates": {}}
-    ex = CommandExecutor(redis_server.client, NODE, cfg, state_dir=str(tmp_path / "state"), block_ms=100)
+    ex = CommandExecutor(redis_server.client, NODE, cfg, state_dir=str(tmp_path / "state"), block_ms=100,
+                         node_key=b.node_key(NODE))
     t = threading.Thread(target=ex.run, args=(stop,), daemon=True)
     t.start()
     yield ex
@@ -76,24 +85,40 @@ def victim() -> Iterator[subprocess.Popen[bytes]]:
         p.wait()
 
 
+def _start_ticks(pid: int) -> int:
+    """The kernel's start of ``pid`` in clock ticks (/proc/<pid>/stat field 22): what a kill names."""
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rpartition(")")[2].split()[19])
+
+
 def publish_victim(client: Any, pid: int, cmdline: str = "sleep 300", name: str = "sleep") -> schema.GpuProc:
     """gpu-01 with the real process on GPU 0 (the GPU collector cannot run here: no GPU; the
     process itself, its pid and its start time are real)."""
     proc = schema.GpuProc(pid=pid, used_mem_bytes=3 * b.GIB, user="root", name=name, cmdline=cmdline,
-                          start_ts=psutil.Process(pid).create_time(), owner=schema.Owner(kind="user", name="root"))
+                          start_ts=psutil.Process(pid).create_time(), start_ticks=_start_ticks(pid), uid=os.getuid(),
+                          owner=schema.Owner(kind="user", name="root"))
     snap = b.tower(NODE, (80, 5), ts=time.time())
     assert snap.gpus is not None
     snap.gpus[0].procs = [proc]
     assert snap.system is not None
     snap.system.procs = [schema.Proc(pid=pid, user="root", name=name, cmdline=cmdline, start_ts=proc.start_ts,
-                                     cpu_pct=1.0)]
-    b.publish(client, [snap])
+                                     start_ticks=proc.start_ticks, uid=proc.uid, cpu_pct=1.0)]
+    b.publish(client, [snap], keys={NODE: b.node_key(NODE)})  # sealed by the node's key, as its agent does
     return proc
 
 
 def app_for(redis_server: Any, **kw: Any) -> Any:
+    """The dashboard with gpu-01 enrolled (its key in the trust anchors, as known_nodes would have it)."""
+    kw.setdefault("known", b.known_nodes(NODE))
     settings = Settings(refresh_s=kw.pop("refresh_s", 0.3), source_label="test", action_timeout_s=20, **kw)
     return make_app(settings, redis_server.client)
+
+
+async def wait_dialog(pilot: Any) -> ConfirmDialog:
+    """The confirm dialog opens once a worker has read and checked the node's snapshot."""
+    await b.wait_until(pilot, lambda: isinstance(pilot.app.screen, ConfirmDialog), "the confirm dialog", tries=1500)
+    await pilot.pause()
+    return pilot.app.screen  # type: ignore[no-any-return]
 
 
 async def open_gpu_procs(pilot: Any) -> GpusScreen:
@@ -106,8 +131,9 @@ async def open_gpu_procs(pilot: Any) -> GpusScreen:
     return screen
 
 
-def audit_entries(client: Any) -> list[schema.AuditEntry]:
-    return [wire.decode(f[b"a"], schema.AuditEntry) for _id, f in client.xrange(wire.AUDIT_KEY)]
+def audit_entries(client: Any, stream: str = wire.operator_audit_key("ops")) -> list[schema.AuditEntry]:
+    """The operator's own stream (ops.key: operator "ops"), or another writer's."""
+    return [wire.decode(f[b"a"], schema.AuditEntry) for _id, f in client.xrange(stream)]
 
 
 def body_text(dialog: ConfirmDialog) -> str:
@@ -160,7 +186,7 @@ async def test_read_only_hides_and_refuses_every_action(redis_server: Any, victi
         await pilot.pause()
         assert not isinstance(app.screen, (ConfirmDialog, PickDialog, LogsViewer))
         assert called == []
-        assert client.xlen(wire.cmd_key(NODE)) == 0 and client.xlen(wire.AUDIT_KEY) == 0
+        assert client.xlen(wire.cmd_key(NODE)) == 0 and client.xlen(wire.operator_audit_key("ops")) == 0
         assert victim.poll() is None
         msgs = [n.message for n in app._notifications]
         assert any("read-only" in m and "refused" in m for m in msgs), msgs
@@ -175,16 +201,20 @@ async def test_k_terminates_a_real_process_and_the_agent_audits_it(redis_server:
                                                                    key: Any) -> None:
     client = redis_server.client()
     publish_victim(client, victim.pid)
-    app = app_for(redis_server, operator_key=key[0], operator="alice@ops")
+    app = app_for(redis_server, operator_key=key[0], operator="alice@ops", operator_keys=[key[1]])
     async with app.run_test(size=(160, 50)) as pilot:
         await open_gpu_procs(pilot)
         await pilot.press("k")
-        dialog = app.screen
-        assert isinstance(dialog, ConfirmDialog)
+        dialog = await wait_dialog(pilot)
         text = body_text(dialog)
+        fp = signing.fingerprint(b.node_key(NODE).public())
+        # The identity as the node signed it, and whose key vouches for it; then the details.
+        assert f"{NODE} pid {victim.pid} sleep 300, user root (uid {os.getuid()}), started " in text, text
+        assert f"— signed by {NODE}'s enrolled key {fp}" in text and "UNVERIFIED" not in text
         for want in (NODE, str(victim.pid), "root", "sleep 300", "user root", "SIGTERM",
-                     "frees 3.0 GiB of VRAM on GPU 0", "TERM lets it clean up"):
+                     f"(tick {_start_ticks(victim.pid)})", "frees 3.0 GiB of VRAM on GPU 0", "TERM lets it clean up"):
             assert want in text, (want, text)
+        assert not dialog.query("#require")  # verified: one confirmation
         assert dialog.focused is not None and dialog.focused.id == "cancel"  # Cancel is the default
         await pilot.press("tab")
         assert dialog.focused is not None and dialog.focused.id == "confirm"
@@ -193,20 +223,29 @@ async def test_k_terminates_a_real_process_and_the_agent_audits_it(redis_server:
         acts = actions_of(app)
         await b.wait_until(pilot, lambda: len(acts.done) == 1, "the action's outcome", tries=1500)
         out = acts.done[0].outcome
-        assert out.ok and out.audited and f"sent TERM to pid {victim.pid}" in out.text
-        entries = audit_entries(client)
-        assert len(entries) == 1  # the agent's entry; the dashboard does not write a second one
+        assert out.ok and out.audited and out.text == f"{NODE}: sent TERM to pid {victim.pid} (user root)"
+        assert out.verified and any(n.title == "signal · verified" for n in app._notifications)
+        # The agent's entry, in the node's own stream, signed by the node (the actor that counts); the
+        # operator's name is the text its command carried.
+        entries = audit_entries(client, wire.node_audit_key(NODE))
+        assert len(entries) == 1
         e = entries[0]
-        assert (e.actor, e.action, e.result, e.where) == ("alice@ops", "signal", "ok", f"agent:{NODE}")
-        assert str(victim.pid) in e.target and e.command_id == out.command_id
-        # The audit screen shows it (read in its worker).
+        assert (e.actor, e.action, e.result, e.where) == (f"node:{NODE}", "signal", "ok", f"agent:{NODE}")
+        assert str(victim.pid) in e.target and "operator 'alice@ops'" in e.target and e.command_id == out.command_id
+        # The operator's entry, in its own stream, signed with ops.key, written with the command.
+        (o,) = audit_entries(client)
+        assert (o.actor, o.action, o.result, o.where, o.command_id) == ("ops", "signal", "sent", "dashboard",
+                                                                         out.command_id)
+        # The audit screen shows both writers' entries, newest (the node's) first, both verified.
         await pilot.press("7")
         screen = app.screen
         assert isinstance(screen, AuditScreen)
-        await b.wait_until(pilot, lambda: screen.query_one(LiveTable).row_count == 1, "audit row")
-        row = [c.plain for c in screen.query_one(LiveTable).get_row_at(0)]
-        assert row[1:5] == ["alice@ops", "signal", e.target, "ok"]
-        assert "the 1 newest entry" in str(screen.query_one("#audit-status").render())
+        await b.wait_until(pilot, lambda: screen.query_one(LiveTable).row_count == 2, "audit rows")
+        rows = [[c.plain for c in screen.query_one(LiveTable).get_row_at(i)] for i in range(2)]
+        assert rows[0][1:6] == [f"node:{NODE}", "signal", fmt.node_text(e.target, 60), "ok", "verified"]
+        assert rows[1][1:6] == ["ops", "signal", fmt.node_text(o.target, 60), "sent", "verified"]
+        status = str(screen.query_one("#audit-status").render())
+        assert "the 2 newest entries of 2 writers' streams" in status and "every one verified" in status
 
 
 async def test_shift_k_on_the_node_screen_picks_then_kills(redis_server: Any, agent: Any, victim: Any,
@@ -222,8 +261,8 @@ async def test_shift_k_on_the_node_screen_picks_then_kills(redis_server: Any, ag
         await pilot.press("K")
         assert isinstance(app.screen, PickDialog)
         await pilot.press("enter")  # picking only selects: the confirm dialog comes next
-        dialog = app.screen
-        assert isinstance(dialog, ConfirmDialog) and "SIGKILL" in body_text(dialog)
+        dialog = await wait_dialog(pilot)
+        assert "SIGKILL" in body_text(dialog)
         await pilot.press("tab", "enter")
         assert victim.wait(20) == -signal.SIGKILL
 
@@ -235,10 +274,12 @@ async def test_enter_on_a_fresh_dialog_cancels(redis_server: Any, agent: Any, vi
     async with app.run_test(size=(160, 50)) as pilot:
         await open_gpu_procs(pilot)
         await pilot.press("K")
-        assert isinstance(app.screen, ConfirmDialog)
+        await wait_dialog(pilot)
         await pilot.press("enter")
         assert isinstance(app.screen, GpusScreen)
-        await pilot.press("k", "escape")
+        await pilot.press("k")
+        await wait_dialog(pilot)
+        await pilot.press("escape")
         assert isinstance(app.screen, GpusScreen)
         await pilot.pause(0.5)
         assert client.xlen(wire.cmd_key(NODE)) == 0  # nothing was sent
@@ -253,8 +294,7 @@ async def test_markup_in_a_process_name_shows_literally(redis_server: Any, victi
     async with app.run_test(size=(160, 50)) as pilot:
         await open_gpu_procs(pilot)
         await pilot.press("k")
-        dialog = app.screen
-        assert isinstance(dialog, ConfirmDialog)
+        dialog = await wait_dialog(pilot)
         assert evil in body_text(dialog)
         await pilot.press("escape")
 
@@ -266,29 +306,203 @@ async def test_without_a_key_it_explains_how_to_get_one(redis_server: Any, victi
     async with app.run_test(size=(160, 50)) as pilot:
         await open_gpu_procs(pilot)
         await pilot.press("k")
+        await pilot.pause(0.3)
         assert isinstance(app.screen, GpusScreen)  # no dialog that could only fail
         msgs = [n.message for n in app._notifications]
         assert any("clustertop keygen" in m and "--key" in m for m in msgs), msgs
         assert client.xlen(wire.cmd_key(NODE)) == 0
 
 
-async def test_an_agent_that_never_answers_is_audited_by_the_dashboard(redis_server: Any, victim: Any,
-                                                                       key: Any) -> None:
+async def test_an_agent_that_never_answers_is_in_the_operators_trail(redis_server: Any, victim: Any,
+                                                                      key: Any) -> None:
     client = redis_server.client()
-    proc = publish_victim(client, victim.pid)
+    publish_victim(client, victim.pid)
     app = app_for(redis_server, operator_key=key[0])
     app.settings.action_timeout_s = 1.0
     async with app.run_test(size=(120, 40)) as pilot:
         await b.wait_reads(pilot)
         acts = actions_of(app)
-        assert proc.start_ts is not None
-        acts.execute("signal", f"{NODE} pid {victim.pid}", lambda: acts.signal(NODE, victim.pid, proc.start_ts or 0, "TERM"))
+        ident = cc.process_identity(client, NODE, victim.pid, b.known_nodes(NODE))
+        assert ident.verified
+        acts.execute("signal", f"{NODE} pid {victim.pid}", lambda: acts.signal(ident, "TERM"))
         await b.wait_until(pilot, lambda: len(acts.done) == 1, "the timeout", tries=1500)
-        assert not acts.done[0].outcome.ok and "no answer within 1 s" in acts.done[0].outcome.text
+        out = acts.done[0].outcome
+        assert not out.ok and out.audited and "no answer within 1 s" in out.text
+        # Written with the command, in the same MULTI: the operator's trail says it was sent.
         (e,) = audit_entries(client)
-        assert e.where == "dashboard" and e.result.startswith("failed: ") and e.command_id
+        assert (e.where, e.result, e.command_id, e.actor) == ("dashboard", "sent", out.command_id, "ops")
         assert client.xlen(wire.cmd_key(NODE)) == 1  # it was sent, signed, and is waiting for an agent
         assert victim.poll() is None
+
+
+# ---------------------------------------------------------------------------------------------
+# The trust review's attacks, through the dashboard
+# ---------------------------------------------------------------------------------------------
+
+
+def relabel(client: Any, pid: int) -> None:
+    """A Redis writer rewrites gpu-01's snapshot after the node sealed it: the real process, same pid and
+    start, shown as a miner at 398 %."""
+    snap = wire.decode(client.get(wire.node_key(NODE)), schema.NodeSnapshot)
+    assert snap.system is not None and snap.gpus is not None
+    for p in [*(snap.system.procs or ()), *(snap.gpus[0].procs or ())]:
+        if p.pid == pid:
+            p.cmdline, p.name = "/tmp/.x/xmrig --donate-level 0", "xmrig"
+    snap.system.procs[0].cpu_pct = 398.0  # type: ignore[index]
+    client.set(wire.node_key(NODE), wire.encode(snap), keepttl=True)
+
+
+async def test_a_relabelled_process_shows_unverified_and_needs_the_pid_typed(redis_server: Any, agent: Any,
+                                                                             victim: Any, key: Any) -> None:
+    from textual.widgets import Button, Input
+
+    client = redis_server.client()
+    publish_victim(client, victim.pid)
+    relabel(client, victim.pid)
+    app = app_for(redis_server, operator_key=key[0])
+    async with app.run_test(size=(160, 50)) as pilot:
+        await open_gpu_procs(pilot)
+        await pilot.press("k")
+        dialog = await wait_dialog(pilot)
+        text = body_text(dialog)
+        assert f"UNVERIFIED: {NODE}'s node payload does not match its seal" in text, text
+        assert "/tmp/.x/xmrig" in text and "signed by" not in text
+        assert str(dialog.query_one("#title").render()).startswith("UNVERIFIED: Terminate pid")
+        confirm = dialog.query_one("#confirm", Button)
+        assert confirm.disabled
+        confirm.press()  # disabled: nothing happens
+        await pilot.pause()
+        assert app.screen is dialog
+        typed = dialog.query_one("#require", Input)
+        typed.value = str(victim.pid + 1)
+        await pilot.pause()
+        assert confirm.disabled  # not the pid
+        typed.value = str(victim.pid)
+        await pilot.pause()
+        assert not confirm.disabled
+        assert app.trust.of(NODE).word == "BAD SIGNATURE"  # the node acted on, checked at confirm time
+        confirm.press()  # enabled now
+        acts = actions_of(app)
+        await b.wait_until(pilot, lambda: len(acts.done) == 1, "the action's outcome", tries=1500)
+        out = acts.done[0].outcome
+        # The prefix came from the forged label: the node refuses (its own, verified word) and the
+        # process lives.
+        assert not out.ok and f"{NODE}: refused: pid reused: command line of pid {victim.pid}" in out.text, out.text
+        assert victim.poll() is None
+
+
+async def test_the_dialog_shows_what_the_node_signed_not_the_screens_copy(redis_server: Any, agent: Any,
+                                                                          victim: Any, key: Any) -> None:
+    client = redis_server.client()
+    publish_victim(client, victim.pid)
+    app = app_for(redis_server, operator_key=key[0])
+    async with app.run_test(size=(160, 50)) as pilot:
+        await b.wait_reads(pilot)
+        # A row drawn from a stale or forged copy: same pid, another process.
+        shown = schema.Proc(pid=victim.pid, user="nobody", cmdline="harmless --dry-run", start_ticks=1, uid=65534)
+        actions_of(app).ask_signal(NODE, shown, "TERM")
+        dialog = await wait_dialog(pilot)
+        text = body_text(dialog)
+        assert "sleep 300" in text and "harmless" not in text and "nobody" not in text
+        assert f"(tick {_start_ticks(victim.pid)})" in text and "signed by" in text
+        await pilot.press("tab", "enter")
+        assert victim.wait(20) == -signal.SIGTERM  # the signed identity, not start tick 1
+        (cmd,) = [wire.decode(f[b"c"], schema.Command) for _, f in client.xrange(wire.cmd_key(NODE))]
+        assert cmd.args["start_ticks"] == _start_ticks_of(cmd) and cmd.args["uid"] == os.getuid()
+
+
+def _start_ticks_of(cmd: schema.Command) -> int:
+    value = cmd.args["start_ticks"]
+    assert isinstance(value, int) and value > 1
+    return value
+
+
+async def test_a_forged_done_is_shown_unverified(redis_server: Any, victim: Any, key: Any) -> None:
+    """No agent runs for gpu-01; another Redis writer answers its commands with "done", signed by its own
+    (another node's) key. The dashboard must not say the process was terminated: it still runs."""
+    client = redis_server.client()
+    publish_victim(client, victim.pid)
+    impostor = b.node_key("gpu-02")
+    stop = threading.Event()
+
+    def forge() -> None:
+        import redis
+
+        c = redis_server.client()
+        last = "0-0"
+        while not stop.is_set():
+            try:
+                got = c.xread({wire.cmd_key(NODE): last}, block=100) or []
+            except redis.RedisError:
+                return
+            for _s, entries in got:
+                for eid, fields in entries:
+                    last = eid
+                    cmd = wire.decode(fields[b"c"], schema.Command)
+                    res = schema.CommandResult(id=cmd.id, node=NODE, verb=cmd.verb, ok=True, status="done",
+                                               ts=time.time(), data={"pid": victim.pid, "signal": "TERM", "user": "root"})
+                    c.xadd(wire.results_key(NODE), {"r": wire.encode(signing.sign_struct("result", res, impostor))})
+
+    t = threading.Thread(target=forge, daemon=True)
+    t.start()
+    app = app_for(redis_server, operator_key=key[0], known=b.known_nodes(NODE, "gpu-02"))
+    app.settings.action_timeout_s = 2.0
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            await open_gpu_procs(pilot)
+            await pilot.press("k")
+            await wait_dialog(pilot)
+            await pilot.press("tab", "enter")
+            acts = actions_of(app)
+            await b.wait_until(pilot, lambda: len(acts.done) == 1, "the action's outcome", tries=1500)
+            out = acts.done[0].outcome
+            assert not out.ok and out.verified is False, out.text
+            assert out.text.startswith(f"unverified answer from {NODE}: sent TERM to pid {victim.pid}"), out.text
+            assert any(n.title == "signal · UNVERIFIED" for n in app._notifications)
+            assert "not the enrolled" in out.text
+            msgs = [n.message for n in app._notifications]
+            assert any(m.startswith(f"unverified answer from {NODE}") for m in msgs), msgs
+    finally:
+        stop.set()
+        t.join(5)
+    assert victim.poll() is None
+
+
+async def test_the_audit_screen_marks_a_forged_entry(redis_server: Any, key: Any) -> None:
+    """Every writer's stream, merged newest first: the node's signed entries verified, one an attacker
+    added to it UNVERIFIED, and an operator's stream nobody configured a key for, UNVERIFIED too."""
+    from clustertop.control import trust
+
+    client = redis_server.client()
+    b.publish(client, [b.tower(NODE, ts=time.time())], keys={NODE: b.node_key(NODE)})
+    stream = wire.node_audit_key(NODE)
+    for i in range(2):
+        trust.append_audit(client, stream, schema.AuditEntry(ts=time.time(), actor=f"node:{NODE}", action="signal",
+                                                             target=f"{NODE} pid {100 + i}", result="ok"),
+                           b.node_key(NODE))
+    forged = schema.AuditEntry(ts=time.time(), actor=f"node:{NODE}", action="signal", target=f"{NODE} pid 666",
+                               result="ok", seq=3)
+    client.xadd(stream, {"a": wire.encode(forged)})
+    time.sleep(0.01)  # stream ids order streams by Redis's millisecond: the next one is newer
+    mallory = signing.load_private(key[0])  # an operator key the dashboard was not told about
+    trust.append_audit(client, wire.operator_audit_key("mallory"),
+                       schema.AuditEntry(ts=time.time(), actor="mallory", action="launch", target="x", result="sent"),
+                       mallory)
+    app = app_for(redis_server)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await b.wait_reads(pilot)
+        await pilot.press("7")
+        screen = app.screen
+        assert isinstance(screen, AuditScreen)
+        table = screen.query_one(LiveTable)
+        await b.wait_until(pilot, lambda: table.row_count == 4, "audit rows", tries=1500)
+        rows = [[c.plain for c in table.get_row_at(i)] for i in range(4)]
+        by_target = {r[3]: r[5] for r in rows}
+        assert by_target[f"{NODE} pid 100"] == "verified" and by_target[f"{NODE} pid 101"] == "verified"
+        assert by_target[f"{NODE} pid 666"] == "UNVERIFIED: (seq 3): signed by key '', which may not write here"
+        assert by_target["x"].startswith("UNVERIFIED: no key for operator mallory")
+        assert [r[3] for r in rows][:2] == ["x", f"{NODE} pid 666"]  # newest first, by stream id
+        assert "2 UNVERIFIED" in str(screen.query_one("#audit-status").render())
 
 
 def test_kill_loss_names_what_is_lost() -> None:
@@ -314,7 +528,7 @@ def test_kill_loss_names_what_is_lost() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-async def test_ctrl_d_deletes_a_real_pod_with_the_impact_shown_first(redis_server: Any,
+async def test_ctrl_d_deletes_a_real_pod_with_the_impact_shown_first(redis_server: Any, key: Any,
                                                                     k8s_cluster: K8sCluster) -> None:  # noqa: F811
     import json
 
@@ -350,7 +564,8 @@ async def test_ctrl_d_deletes_a_real_pod_with_the_impact_shown_first(redis_serve
                                     kubernetes=schema.Kubernetes(pods=pods))
     rc = redis_server.client()
     b.publish(rc, [b.tower("gpu-01", ts=time.time())], cluster=[payload])
-    app = app_for(redis_server, kubeconfig=str(cluster.kubeconfigs["admin"]), operator="alice@ops")
+    app = app_for(redis_server, kubeconfig=str(cluster.kubeconfigs["admin"]), operator="alice@ops",
+                  operator_key=key[0])  # the key signs the operator's audit entry
     try:
         async with app.run_test(size=(160, 50)) as pilot:
             await b.wait_reads(pilot)
@@ -379,9 +594,9 @@ async def test_ctrl_d_deletes_a_real_pod_with_the_impact_shown_first(redis_serve
             await b.wait_until(pilot, lambda: len(acts.done) == 1, "the delete", tries=1500)
             assert acts.done[0].outcome.ok, acts.done[0].outcome.text
             wait_for("pod deleted", phase, lambda p: p is None)
-            (e,) = audit_entries(rc)
+            (e,) = audit_entries(rc)  # the operator's own stream, signed with ops.key
             assert (e.actor, e.action, e.target, e.result, e.where) == (
-                "alice@ops", "k8s.delete_pod", f"{ns}/{pod}", "ok", "dashboard")
+                "ops", "k8s.delete_pod", f"{ns}/{pod}", "ok", "dashboard")
     finally:
         actions_of(app).close()
         api.close()
@@ -418,7 +633,8 @@ async def test_can_i_hides_kubernetes_keys_the_operator_may_not_use(redis_server
 
 
 @pytest.mark.heavy  # a real Celery worker / Dask cluster
-async def test_ctrl_k_terminates_a_real_celery_task_and_plus_grows_the_pool(redis_server: Any, tmp_path: Any) -> None:
+async def test_ctrl_k_terminates_a_real_celery_task_and_plus_grows_the_pool(redis_server: Any, tmp_path: Any,
+                                                                            key: Any) -> None:
     import os
     from pathlib import Path
 
@@ -438,7 +654,8 @@ async def test_ctrl_k_terminates_a_real_celery_task_and_plus_grows_the_pool(redi
                           active=[schema.WorkerTask(id=res.id, name="ct.touch_after", runtime_s=1.0)])]))
         rc = redis_server.client()
         b.publish(rc, [b.tower("gpu-01", ts=time.time())], cluster=[payload])
-        app = app_for(redis_server, celery_broker=redis_server.url, operator="alice@ops", refresh_s=5)
+        app = app_for(redis_server, celery_broker=redis_server.url, operator="alice@ops", refresh_s=5,
+                      operator_key=key[0])
         async with app.run_test(size=(160, 50)) as pilot:
             await b.wait_reads(pilot)
             await pilot.press("6", "right_square_bracket")
@@ -477,8 +694,8 @@ async def test_ctrl_k_terminates_a_real_celery_task_and_plus_grows_the_pool(redi
             assert not marker.exists()
             entries = audit_entries(rc)
             assert [(e.action, e.result, e.where, e.actor) for e in entries] == [
-                ("celery.pool_grow", "ok", "dashboard", "alice@ops"),
-                ("celery.terminate", "ok", "dashboard", "alice@ops")]
+                ("celery.pool_grow", "ok", "dashboard", "ops"),
+                ("celery.terminate", "ok", "dashboard", "ops")]
             assert res.id in entries[1].target
     finally:
         if app is not None:
@@ -494,13 +711,14 @@ async def test_n_launches_a_template_on_a_real_agent(redis_server: Any, tmp_path
     stop = threading.Event()
     cfg = {"security": {"operator_keys": [key[1]], "allow_root": True},
            "templates": {"nap": {"argv": ["sleep", "{s}"], "params": {"s": "int"}, "description": "sleep a while"}}}
-    ex = CommandExecutor(redis_server.client, NODE, cfg, state_dir=str(tmp_path / "state"), block_ms=100)
+    ex = CommandExecutor(redis_server.client, NODE, cfg, state_dir=str(tmp_path / "state"), block_ms=100,
+                         node_key=b.node_key(NODE))
     t = threading.Thread(target=ex.run, args=(stop,), daemon=True)
     t.start()
     try:
         snap = b.tower(NODE, ts=time.time())
         snap.templates = [schema.TemplateInfo(name="nap", description="sleep a while", params={"s": "int"})]
-        b.publish(redis_server.client(), [snap])
+        b.publish(redis_server.client(), [snap], keys={NODE: b.node_key(NODE)})
         app = app_for(redis_server, operator_key=key[0])
         async with app.run_test(size=(160, 50)) as pilot:
             await b.wait_reads(pilot)
@@ -518,7 +736,7 @@ async def test_n_launches_a_template_on_a_real_agent(redis_server: Any, tmp_path
             acts = actions_of(app)
             await b.wait_until(pilot, lambda: len(acts.done) == 1, "the launch", tries=1500)
             out = acts.done[0].outcome
-            assert out.ok and "launched nap as task" in out.text, out.text
+            assert out.ok and out.text.startswith(f"{NODE}: launched nap as task"), out.text  # the node's signed word
             (task,) = ex.tasks()
             assert task.state == "running" and task.argv == ["sleep", "300"]
             ex.task_mgr.stop(task.id)

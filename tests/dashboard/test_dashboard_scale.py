@@ -126,8 +126,8 @@ async def test_nodes_screen_1000_rows_sort_end_and_enter(sim_store: Any) -> None
         table = app.screen.query_one("#nodes-table", LiveTable)
         await b.wait_until(pilot, lambda: table.row_count == NODES, "1,000 node rows")
         assert table.cells_built < 100
-        # Sort by CPU (host, state, age, cpu), reversed: the busiest node first, N/A last.
-        await pilot.press("s", "s", "s", "s", "S")
+        # Sort by CPU (host, state, age, trust, cpu), reversed: the busiest node first, N/A last.
+        await pilot.press("s", "s", "s", "s", "s", "S")
         cpu = {v.host: v.snap.system.cpu.util_pct for v in app.view.state.nodes}
         order = [cpu[h] for h in table.keys]
         assert order == sorted(order, reverse=True)

@@ -53,8 +53,9 @@ async def wait_first_read(pilot: Any) -> None:
     await b.wait_reads(pilot)
 
 
-def app_for(factory: Any) -> Any:
-    return make_app(Settings(frozen_time=b.NOW + 0.5, refresh_s=3600, source_label="redis://test:6379"), factory)
+def app_for(factory: Any, known: Any = None) -> Any:
+    return make_app(Settings(frozen_time=b.NOW + 0.5, refresh_s=3600, source_label="redis://test:6379",
+                             known=known), factory)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
@@ -111,6 +112,9 @@ def sim_client(nodes: int | None = None) -> Any:
     _server, factory = embedded()
     client = factory()
     sim = SimCluster(seed=1, nodes=nodes)
+    # Each node seals what it publishes, as in `clustertop demo`; with fixed test keys (the demo's are
+    # fresh each run), so the fingerprints in the shot stay the same.
+    sim.keys = {h: b.node_key(h) for h in sim.hosts}
     # A long publisher interval only lengthens the key TTL: nothing expires during the shot.
     pubs = make_publishers(sim, client, 600.0)
     prefill_history(client, sim, b.NOW, seconds=600)
@@ -130,9 +134,13 @@ def test_demo_cluster_node_detail(snap_compare: Any) -> None:
         host = next(n.host for n in pilot.app.view.state.nodes if n.snap and n.snap.gpus)
         pilot.app.open_node(host)
         await b.wait_until(pilot, lambda: len(getattr(pilot.app.screen, "points", ())) > 10, "history")
+        await b.wait_until(pilot, lambda: pilot.app.trust.of(host).word == "verified", "its seal checked")
         await pilot.pause()
 
-    assert snap_compare(app_for(sim_client()), terminal_size=(384, 108), run_before=go)
+    from clustertop.sim.simulate import SimCluster
+
+    known = b.known_nodes(*SimCluster(seed=1).hosts)  # the demo enrols its simulated nodes
+    assert snap_compare(app_for(sim_client(), known), terminal_size=(384, 108), run_before=go)
 
 
 def test_scenario_is_what_the_snapshots_claim() -> None:

@@ -73,11 +73,13 @@ def cluster_snaps(ts: float = b.NOW) -> list[schema.NodeSnapshot]:
     assert g is not None
     pod_owner = schema.Owner(kind="pod", name="train-resnet-0", namespace="ml", pod_uid="uid-1")
     g[1].procs = [schema.GpuProc(pid=4242, user="alice", name="python", cmdline="python train.py --epochs 90",
-                                 used_mem_bytes=9 * b.GIB, start_ts=ts - 3600, owner=pod_owner)]
+                                 used_mem_bytes=9 * b.GIB, start_ts=ts - 3600, start_ticks=8_640_000, uid=1001,
+                                 owner=pod_owner)]
     g2 = snaps[1].gpus
     assert g2 is not None
     g2[0].procs = [schema.GpuProc(pid=777, user="bob", name="torchrun", used_mem_bytes=10 * b.GIB,
-                                  start_ts=ts - 600, owner=schema.Owner(kind="user", name="bob"))]
+                                  start_ts=ts - 600, start_ticks=8_934_000, uid=1002,
+                                  owner=schema.Owner(kind="user", name="bob"))]
     snaps[0].tasks = [schema.Task(id="t-a0", template="train", pid=500, state="running", job="job42", rank=0,
                                   started_ts=ts - 125)]
     snaps[1].tasks = [schema.Task(id="t-a1", template="train", pid=501, state="running", job="job42", rank=1,
@@ -87,8 +89,13 @@ def cluster_snaps(ts: float = b.NOW) -> list[schema.NodeSnapshot]:
     return snaps
 
 
+HOSTS = ("gpu-01", "gpu-02", "arm-01")
+
+
 def publish_all(client: Any, ts: float = b.NOW) -> None:
-    b.publish(client, cluster_snaps(ts), cluster=[k8s_payload(ts), celery_payload(ts), dask_payload(ts)])
+    """The cluster, each node sealing what it publishes with its (fixed, test) key, as agents do."""
+    b.publish(client, cluster_snaps(ts), cluster=[k8s_payload(ts), celery_payload(ts), dask_payload(ts)],
+              keys={h: b.node_key(h) for h in HOSTS})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,11 +243,22 @@ def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     time.tzset()
 
 
-def snapshot_app() -> Any:
+def snapshot_app(relabel: bool = False) -> Any:
+    """The cluster with every node enrolled. ``relabel``: then a Redis writer rewrites gpu-01's snapshot
+    after its node sealed it (the training process shown as a miner)."""
+    from clustertop import wire
+
     _server, factory = embedded()
-    publish_all(factory())
+    client = factory()
+    publish_all(client)
+    if relabel:
+        snap = wire.decode(client.get(wire.node_key("gpu-01")), schema.NodeSnapshot)
+        assert snap.gpus is not None and snap.gpus[1].procs
+        snap.gpus[1].procs[0].cmdline = "/tmp/.x/xmrig --donate-level 0"
+        client.set(wire.node_key("gpu-01"), wire.encode(snap), keepttl=True)
     settings = Settings(frozen_time=b.NOW + 0.5, refresh_s=3600, source_label="redis://test:6379",
-                        operator_key="/nonexistent/ops.key")  # only read when an action runs
+                        operator_key="/nonexistent/ops.key",  # only read when an action runs
+                        known=b.known_nodes(*HOSTS))
     return make_app(settings, factory)
 
 
@@ -263,11 +281,27 @@ def test_confirm_dialog_snapshot(snap_compare: Any, size: tuple[int, int], utc: 
         await pilot.press("3")
         await pilot.press("down")  # gpu-01 GPU 1: the pod's training process
         await b.wait_until(pilot, lambda: pilot.app.screen.query_one("#procs-table").row_count == 1, "proc row")
-        await pilot.press("k")
-        assert isinstance(pilot.app.screen, ConfirmDialog)
+        await pilot.press("k")  # the dialog opens once a worker has read and checked gpu-01's seal
+        await b.wait_until(pilot, lambda: isinstance(pilot.app.screen, ConfirmDialog), "the dialog", tries=1500)
         await pilot.pause()
 
     assert snap_compare(snapshot_app(), terminal_size=size, run_before=go)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_unverified_confirm_dialog_snapshot(snap_compare: Any, size: tuple[int, int], utc: None) -> None:
+    """gpu-01's snapshot changed after its seal: the dialog says so in the warning colour, shows what Redis
+    claims, and keeps the kill button disabled until the pid is typed."""
+    async def go(pilot: Any) -> None:
+        await b.wait_reads(pilot)
+        await pilot.press("3")
+        await pilot.press("down")
+        await b.wait_until(pilot, lambda: pilot.app.screen.query_one("#procs-table").row_count == 1, "proc row")
+        await pilot.press("k")
+        await b.wait_until(pilot, lambda: isinstance(pilot.app.screen, ConfirmDialog), "the dialog", tries=1500)
+        await pilot.pause()
+
+    assert snap_compare(snapshot_app(relabel=True), terminal_size=size, run_before=go)
 
 
 @pytest.mark.anyio

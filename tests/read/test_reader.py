@@ -77,6 +77,35 @@ def test_steady_state_read_is_one_round_trip(redis_server) -> None:  # type: ign
     assert CountingConnection.sends == 1
 
 
+def test_seals_ride_in_the_same_round_trip_beside_the_payload_they_cover(redis_server) -> None:  # type: ignore[no-untyped-def]
+    """A screen asks for a few seals per read: still one send, each seal beside the payload kind read for its
+    host (full where the plan reads it in full, else the digest), and they verify against those bytes."""
+    from clustertop.control import signing, trust
+    from clustertop.read.plan import Level, ReadPlan
+
+    c = redis_server.client()
+    now = time.time()
+    keys = {f"n{i:03d}": signing.new_key() for i in range(50)}
+    for h, k in keys.items():
+        Publisher(c, h, 60.0, key=k).publish(node(h, now))
+    known = trust.KnownNodes(keys={h: k.public() for h, k in keys.items()})
+    pool = redis.ConnectionPool.from_url(redis_server.url, connection_class=CountingConnection)
+    reader = Reader(redis.Redis(connection_pool=pool), brief_from=10)  # 50 nodes: digests, not all in full
+    reader.read()
+    CountingConnection.sends = 0
+    st = reader.read(ReadPlan(Level.DIGESTS, frozenset({"n007"})), seals=["n007", "n020", "n021", "nobody"])
+    assert CountingConnection.sends == 1
+    assert set(st.sealed) == {"n007", "n020", "n021"}  # a host not in the index has nothing to check
+    assert st.sealed["n007"][0] == "node" and st.sealed["n020"][0] == "digest"
+    for host, (kind, payload, seal) in st.sealed.items():
+        assert trust.seal_verdict(host, payload, seal, known, kind).ok, host
+    # Relabelled after the seal: the very bytes read no longer match.
+    c.set(wire.digest_key("n020"), c.get(wire.digest_key("n021")))
+    kind, payload, seal = reader.read(ReadPlan(Level.DIGESTS), seals=["n020"]).sealed["n020"]
+    assert "does not match its seal" in trust.seal_verdict("n020", payload, seal, known, kind).text
+    assert reader.read().sealed == {}  # asked for none: none read
+
+
 def test_bad_data_keeps_last_good_snapshot(redis_server) -> None:  # type: ignore[no-untyped-def]
     c = redis_server.client()
     now = time.time()

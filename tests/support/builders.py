@@ -83,14 +83,15 @@ def tower(host: str, utils: tuple[int | None, ...] = (80, 5), **kw: Any) -> sche
 
 
 def publish(client: Any, snaps: list[schema.NodeSnapshot], *, hist: int = 0, interval_s: float = 600.0,
-            cluster: list[schema.ClusterPayload] | None = None) -> None:
+            cluster: list[schema.ClusterPayload] | None = None, keys: dict[str, Any] | None = None) -> None:
     """Write snapshots through the real Publisher; ``hist`` back-dated history points per node.
 
     ``interval_s`` sets the key TTL (3 intervals of Redis's own clock): long by default, so a slow
     test machine never sees a node expire by accident; tests about expiry delete keys themselves.
+    ``keys``: host -> the node's private key; those nodes seal what they publish, as agents do.
     """
     for i, snap in enumerate(snaps):
-        pub = Publisher(client, snap.host, interval_s)
+        pub = Publisher(client, snap.host, interval_s, key=(keys or {}).get(snap.host))
         for k in range(hist, 0, -1):
             hp = hist_point(snap)
             hp.ts = snap.ts - 5 * k
@@ -109,6 +110,24 @@ def queues(depth: int = 41) -> schema.ClusterPayload:
     return schema.ClusterPayload(name="celery", source_host="node-01", ts=NOW, seq=1, ok=True, last_ok_ts=NOW,
                                  queues=schema.Queues(queues=[schema.Queue(broker="redis://broker:6379/0",
                                                                            name="celery", depth=depth)]))
+
+
+def node_key(host: str) -> Any:
+    """A fixed key per host (its seed derived from the name): seals, signatures and fingerprints come out
+    the same on every run, so SVG snapshots that show them stay stable. Tests only, never a real node."""
+    import hashlib
+
+    from clustertop.control import signing
+
+    raw = hashlib.sha256(b"clustertop-test-node-key:" + host.encode()).digest()
+    return signing.PrivateKey(key_id=signing.PrivateKey(key_id="", raw=raw).public().key_id, raw=raw)
+
+
+def known_nodes(*hosts: str) -> Any:
+    """In-memory trust anchors enrolling ``hosts`` with their ``node_key``."""
+    from clustertop.control import trust
+
+    return trust.KnownNodes(keys={h: node_key(h).public() for h in hosts})
 
 
 def write_raw(client: Any, host: str, data: bytes, ts: float = NOW) -> None:
