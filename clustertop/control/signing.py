@@ -255,7 +255,10 @@ def canonical(kind: str, obj: msgspec.Struct | dict[str, Any]) -> bytes:
     and a signature over the first never verifies over the second.
     """
     if isinstance(obj, msgspec.Struct):
-        obj = msgspec.msgpack.decode(msgspec.msgpack.encode(obj), type=type(obj))
+        try:
+            obj = msgspec.msgpack.decode(msgspec.msgpack.encode(obj), type=type(obj))
+        except msgspec.ValidationError:
+            pass  # no reader can decode it either: sign it as it stands, it will be refused as unreadable
     fields = msgspec.to_builtins(obj) if isinstance(obj, msgspec.Struct) else dict(obj)
     fields.pop("sig", None)
     return DOMAINS[kind] + msgspec.json.encode(fields, order="sorted")
