@@ -360,6 +360,14 @@ class K8sCluster:
             "metadata": {"name": "nsviewer-view"},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "nsviewer"}]})
+        # "view" is an aggregated ClusterRole: the apiserver creates it empty and the controller-manager's
+        # aggregation controller fills its rules a moment later. Until then nsviewer may read nothing, and
+        # a test that starts at once sees 403 everywhere (seen on a quiet machine, where nothing waits).
+        deadline = time.monotonic() + 60
+        while not (getattr(_read_view(rbac), "rules", None) or []):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the 'view' ClusterRole got no rules within 60 s (clusterrole-aggregation)")
+            time.sleep(0.2)
         api.close()
 
     def client(self, user: str = "admin") -> Any:
@@ -415,3 +423,15 @@ def k8s_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[K8sCluster
         yield cluster
     finally:
         cluster.stop()
+
+
+def _read_view(rbac: Any) -> Any:
+    """The bootstrap "view" ClusterRole, or None while the apiserver has not created it yet."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return rbac.read_cluster_role("view")
+    except ApiException as e:
+        if e.status == 404:
+            return None
+        raise
