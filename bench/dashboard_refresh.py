@@ -33,11 +33,8 @@ import argparse
 import asyncio
 import gc
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -48,6 +45,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
+from benchlib.redis_server import start_redis  # noqa: E402  (bench/benchlib/)
 
 from clustertop import wire  # noqa: E402
 from clustertop.dashboard import gcpolicy  # noqa: E402
@@ -58,24 +56,6 @@ from clustertop.dashboard.settings import Settings  # noqa: E402
 from clustertop.read.plan import ALL_FULL, Level, ReadPlan  # noqa: E402
 from clustertop.read.reader import Reader  # noqa: E402
 from clustertop.sim.simulate import SimCluster, make_publishers, publish  # noqa: E402
-
-
-def start_redis() -> tuple[subprocess.Popen[bytes], str, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    d = tempfile.mkdtemp(prefix="ct-bench-")
-    proc = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",
-                             "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", d],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    for _ in range(200):
-        try:
-            if redis.Redis.from_url(url).ping():
-                return proc, url, d
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    raise SystemExit("redis-server did not start")
 
 
 def pct(values: list[float], q: float) -> float:

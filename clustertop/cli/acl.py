@@ -27,16 +27,17 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import re
 import secrets
 import sys
 from typing import Any
 
 from clustertop import wire
+from clustertop.control import trust
 
 #: Names end up inside ACL key patterns, where * ? [ ] \ are glob syntax: a node called "*" would be
-#: granted every node's keys. Host names, operator names: letters, digits, dot, dash, underscore.
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+#: granted every node's keys. So a name must be what known_nodes accepts (``trust.HOST``): letters,
+#: digits, dot, dash, underscore.
+NAME = trust.HOST
 
 #: What every user may do on connect. redis-py also sends CLIENT SETINFO and ignores its refusal; Redis
 #: 7.0 does not know that subcommand, and an ACL file naming it would not load there.

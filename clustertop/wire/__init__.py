@@ -94,9 +94,6 @@ def seen_key(host: str, command_id: str) -> str:
 
 
 NODES_KEY = f"{PREFIX}:nodes"  # zset host -> last seen ts: a discovery hint, writable by every node
-#: The old shared audit stream, which anyone could append to: agents write audit:node:{host} now, and
-#: nothing should write here once the operator side writes audit:op:{name} (still read until then).
-AUDIT_KEY = f"{PREFIX}:audit"
 
 T = TypeVar("T")
 

@@ -95,7 +95,7 @@ def test_a_node_cannot_touch_another_node(server: tuple[RedisServer, Path]) -> N
         "delete its own audit": lambda: a.delete(wire.node_audit_key("gpu01")),
         "trim its own audit": lambda: a.xtrim(wire.node_audit_key("gpu01"), maxlen=0),
         "delete an audit entry": lambda: a.xdel(wire.node_audit_key("gpu01"), "0-1"),
-        "delete the old shared audit": lambda: a.delete(wire.AUDIT_KEY),
+        "delete an operator's audit": lambda: a.delete(wire.operator_audit_key("alice")),
         "run Lua": lambda: a.eval("return 1", 0),
         "take a lease (not a cluster node)": lambda: a.set(wire.lease_key("ceph"), "me", nx=True, px=1000),
         "forge the Ceph payload": lambda: a.set(wire.cluster_key("ceph"), b"x"),

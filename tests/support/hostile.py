@@ -9,7 +9,7 @@ of fields), so a field added to ``clustertop.wire.schema`` is fuzzed the day it 
 
 ``write_cluster`` puts a drawn cluster into a store the way a hostile writer could: raw SET of the node,
 brief and digest keys (no Publisher: it refuses what a real agent would never send), the node index
-(phantom hosts included), history points, cluster payloads and the audit stream.
+(phantom hosts included), history points, cluster payloads and the audit streams (a node's and an operator's).
 """
 
 from __future__ import annotations
@@ -247,10 +247,14 @@ def write_cluster(client: Any, c: HostileCluster, ts: float) -> Counter[str]:
         if data is not None:
             p.set(wire.cluster_key(name), data)
             written["cluster payloads"] += 1
-    for e in c.audit:
+    # Into the streams the audit screen reads: a drawn node's own (audit:node:{host}) and an operator's
+    # (audit:op:*, found by SCAN), every other entry each, as a hostile writer of either could.
+    hosts = [n.host for n in c.nodes] or ["hostile"]
+    for i, e in enumerate(c.audit):
         data = encode_or_none(e)
         if data is not None:
-            p.xadd(wire.AUDIT_KEY, {"a": data})
+            stream = wire.node_audit_key(hosts[i % len(hosts)]) if i % 2 == 0 else wire.operator_audit_key("mallory")
+            p.xadd(stream, {"a": data})
             written["audit entries"] += 1
     p.execute()
     return written
