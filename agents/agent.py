@@ -19,12 +19,14 @@ import msgspec
 
 from clustertop.agents.commands import default_state_dir
 from clustertop.agents.config import AgentConfig, node_name, timeout_for
+from clustertop.agents.energy import Ledger
 from clustertop.agents.lease import Lease
 from clustertop.agents.publisher import Publisher, hist_point
 from clustertop.agents.runner import Runner, Slot
 from clustertop.agents.sdnotify import Notifier
 from clustertop.agents.selfstats import SelfStats
 from clustertop.collectors import base
+from clustertop.collectors.owner import name_containers
 from clustertop.config import ConfigError
 from clustertop.control import signing
 from clustertop.errors import describe
@@ -118,6 +120,20 @@ class Agent:
 
             self.executor = CommandExecutor(self._new_client, cfg.node, cfg, roots=self.roots, node_key=self.node_key)
         self._executor_thread: threading.Thread | None = None
+        #: kWh and GPU-hours per GPU, user, pod, job (agents/energy.py), kept in Redis under the node's own key.
+        self.energy = None if dry_run else Ledger(cfg.node, cfg.energy)
+        #: Alerts for the whole cluster, evaluated here while this agent holds the "alerts" lease.
+        self.alerts: Any = None
+        if cfg.alerts is not None and cfg.alerts.evaluate and not dry_run:
+            from clustertop.alerting.service import AlertService
+            from clustertop.wire.alerts import ALERTS_LEASE
+
+            self.alerts = AlertService(
+                cfg.alerts, cfg.node, self._new_client,
+                lambda client: Lease(client, ALERTS_LEASE, cfg.node, cfg.alerts.interval if cfg.alerts else 2.0),
+                self.node_key)
+        self._alerts_thread: threading.Thread | None = None
+        self._alerts_stop = threading.Event()
 
     # -- construction -------------------------------------------------------------------------
 
@@ -235,6 +251,8 @@ class Agent:
                 setattr(snap, s.field, self.runner.value(s))
             statuses[s.name] = msgspec.structs.replace(s.status)
         snap.collectors = statuses
+        if snap.containers is not None:  # processes named by their container, not a 12-hex id (issue 16)
+            name_containers(snap)
         if self.executor is not None:
             snap.tasks = self.executor.tasks()
             templates = getattr(self.executor, "templates", None)
@@ -293,6 +311,19 @@ class Agent:
         self._retry_at = 0.0
         return True
 
+    def account_energy(self, snap: schema.NodeSnapshot) -> None:
+        """Count the snapshot's GPU energy; save the ledger when due. Skipped while Redis is backing off
+        (the ledger keeps counting in memory and is saved with the next successful write)."""
+        if self.energy is None:
+            return
+        if time.monotonic() < self._retry_at:
+            self.energy.observe(snap)
+            return
+        try:
+            self.energy.step(snap, self.client, time.time())
+        except store_errors() as e:
+            log.debug("energy ledger not saved: %s", describe(e))
+
     def _where(self) -> str:
         return redact(self.cfg.redis_url) if self.cfg.redis_url else "the store"
 
@@ -319,11 +350,17 @@ class Agent:
             self._executor_thread = threading.Thread(target=self.executor.run, args=(stop,),
                                                      name="commands", daemon=True)
             self._executor_thread.start()
+        if self.alerts is not None and self._alerts_thread is None:
+            # Its own thread and connection too: reading the cluster must never delay this node's tick.
+            self._alerts_thread = threading.Thread(target=self.alerts.run, args=(self._alerts_stop,),
+                                                   name="alerts", daemon=True)
+            self._alerts_thread.start()
         while not stop.is_set():
             t0 = time.monotonic()
             try:
                 snap, cluster = self.tick()
                 self.publish(snap, cluster)
+                self.account_energy(snap)
                 for hook in self.hooks:
                     hook(self)
                 healthy = True
@@ -343,15 +380,24 @@ class Agent:
             if next_t <= now:  # fell behind (suspend, slow tick): skip, never burst
                 next_t = now + interval - (now - next_t) % interval
             stop.wait(next_t - now)
+        self._alerts_stop.set()
 
     def close(self) -> None:
         with self._close_lock:
             if self._closed:
                 return
             self._closed = True
+        if self._alerts_thread is not None:
+            self._alerts_stop.set()  # the service releases its lease as it stops: handed over at once
+            self._alerts_thread.join(timeout=5)
         for lease in self.leases.values():
             try:
                 lease.release()  # hand over at once instead of after the TTL
+            except store_errors():
+                pass
+        if self.energy is not None and self._client is not None and self.energy.loaded:
+            try:
+                self.energy.save(self._client, time.time(), force=True)  # the power-integrated tail too
             except store_errors():
                 pass
         self.runner.close()

@@ -41,8 +41,18 @@ from typing import Annotated, Any
 import msgspec
 
 from clustertop import wire
+from clustertop.agents.container_commands import VERBS as CONTAINER_VERBS
+from clustertop.agents.container_commands import ContainerControl, ContainerRefused, target_words
 from clustertop.agents.seen import DONE, RUNNING, SeenLog
-from clustertop.agents.tasks import LaunchRefused, ParamError, TaskManager, Template, parse_templates
+from clustertop.agents.tasks import (
+    LaunchRefused,
+    ParamError,
+    RankError,
+    TaskManager,
+    Template,
+    job_env,
+    parse_templates,
+)
 from clustertop.collectors import procfs
 from clustertop.collectors.base import Roots
 from clustertop.config import ConfigError, Invalid, Positive, convert
@@ -53,7 +63,7 @@ from clustertop.wire import schema
 
 log = logging.getLogger("clustertop.commands")
 
-VERBS = ("signal", "launch", "stop", "list", "tail")
+VERBS = ("signal", "launch", "stop", "list", "tail") + CONTAINER_VERBS
 SIGNALS = {"TERM": signals.SIGTERM, "KILL": signals.SIGKILL, "INT": signals.SIGINT, "HUP": signals.SIGHUP}
 GROUP = "agent"  # consumer group on the node's own stream; the consumer is the node name
 TAIL_MAX_LINES = 1000
@@ -71,6 +81,8 @@ CMD_READ_COUNT = 4
 #: or after a restart with the marker deleted, is refused; at most SEEN_MEMORY_MAX of them.
 SEEN_MEMORY_S = 3600.0
 SEEN_MEMORY_MAX = 100_000
+#: Results kept in memory to write again if Redis loses them (see CommandExecutor._answered).
+ANSWERED_MAX = 1000
 #: Refusals nobody authenticated, and replays: at most one audit entry per this many seconds for each
 #: kind, with the count since the last one (12,000 unsigned commands must not push genuine entries out
 #: of the AUDIT_MAXLEN-capped stream) ...
@@ -219,6 +231,8 @@ class CommandExecutor:
             proc=_cfg(cfg, "proc_root", "/proc"), sys=_cfg(cfg, "sys_root", "/sys"))
         self.state_dir = state_dir or _cfg(cfg, "state_dir", None) or default_state_dir()
         self.task_mgr = TaskManager(self.state_dir, self.roots)
+        #: stop / kill / restart / launch of containers, through the engine's API ([collectors.containers])
+        self.containers = ContainerControl.from_config(_cfg(cfg, "collectors", {}), file)
         #: Signs every result and audit entry this node writes: the node's word is its signature, so
         #: nobody else who can write to Redis can answer or testify for it. ``node_key``: the agent's
         #: (loaded once for publisher and executor), else ``[agent] node_key`` / state_dir/node.key.
@@ -239,6 +253,10 @@ class CommandExecutor:
             raise ConfigError(file, "[agent] state_dir", f"replay log {seen_path}: {describe(e)}") from None
         self._samples = {"unverified": _Sample(), "replayed": _Sample()}
         self._unfinished: dict[str, tuple[schema.CommandResult, schema.AuditEntry]] = {}
+        # The last results this process recorded (id -> result): if Redis loses the record (a failover to an
+        # asynchronous replica that had not received it), the entry comes back unacknowledged; the replay
+        # log stops a second execution, and this lets the first result be written again (never re-run).
+        self._answered: dict[str, schema.CommandResult] = {}
         if not self.security.keys:
             log.warning("no [security] operator_keys: every command will be refused")
 
@@ -281,6 +299,7 @@ class CommandExecutor:
             log.warning("refusals counted since the last sample not recorded: %s", describe(e))
         self._seen.close()
         self.task_mgr.close()
+        self.containers.close()
 
     def ensure_group(self) -> None:
         from clustertop.store.resp import response_errors
@@ -368,10 +387,20 @@ class CommandExecutor:
         # Authentic from here on. A replay gets no second result: the first one stands.
         # The state dir's log first (no round trip, and it survives a deleted Redis marker), then Redis.
         local = self._seen.state(cmd.id)
+        marker_key = wire.seen_key(self.node, cmd.id)
         if local == DONE:
+            first = self._answered.get(cmd.id)
+            if first is not None and self.client.get(marker_key) is None:
+                # Answered by this process, yet Redis has no marker: its record was lost (a failover to a
+                # replica that had not received it, a flush). Write the same result again; never run again.
+                log.warning("command %r: Redis lost its record (failover?); result written again, not re-run", cmd.id)
+                text = "ok" if first.ok else f"{first.status}: {first.reason}"
+                audit = self._audit(cmd, f"{text} (recorded again: Redis had lost the first record; not re-run)",
+                                    True)
+                self._answered.pop(cmd.id)
+                return self._write(entry_id, cmd, first, audit, marker=False, again=True)
             self._replay(entry_id, cmd, "replayed (id already seen by this agent)")
             return None
-        marker_key = wire.seen_key(self.node, cmd.id)
         state = self.client.get(marker_key)
         if state is not None and state != b"running":
             self._remember(cmd, now, DONE)
@@ -434,6 +463,12 @@ class CommandExecutor:
             if cmd.verb == "stop":
                 task = self.task_mgr.stop(_str_arg(cmd, "task"))
                 return self._result(cmd, "done", None, data={"task": task.id, "pgid": task.pgid}, tasks=[task])
+            if cmd.verb in CONTAINER_VERBS:
+                try:
+                    data = self.containers.act(cmd.verb, dict(cmd.args), dict(cmd.params), cmd.operator)
+                except ContainerRefused as e:
+                    raise Refused(str(e)) from None
+                return self._result(cmd, "done", None, data=data)
             if cmd.verb == "list":
                 tasks = self.task_mgr.tasks()
                 return self._result(cmd, "done", None, data={"count": len(tasks)}, tasks=tasks)
@@ -522,8 +557,12 @@ class CommandExecutor:
         if rank is not None and (not isinstance(rank, int) or isinstance(rank, bool)):
             raise Refused(f"rank must be an int, got {rank!r}")
         try:
+            rank_env = job_env(cmd.args)  # rank, world size, master: checked here, given to the task's env
+        except RankError as e:
+            raise Refused(str(e)) from None
+        try:
             task = self.task_mgr.launch(tpl, dict(cmd.params), job=str(job) if job is not None else None,
-                                        rank=rank, allow_root=self.security.allow_root)
+                                        rank=rank, allow_root=self.security.allow_root, rank_env=rank_env)
         except ParamError as e:
             raise Refused(f"bad params: {e}") from None
         except LaunchRefused as e:  # as root without [security] allow_root, or no such user
@@ -562,7 +601,7 @@ class CommandExecutor:
         return self._write(entry_id, cmd, result, audit, marker)
 
     def _write(self, entry_id: Any, cmd: schema.Command, result: schema.CommandResult, audit: schema.AuditEntry,
-               marker: bool) -> schema.CommandResult:
+               marker: bool, again: bool = False) -> schema.CommandResult:
         # One MULTI: audit entry, result, marker "done" and XACK land together or not at all, so a crash
         # can never leave a command answered twice or acknowledged without an answer. append_audit reads
         # the stream's last entry under WATCH to chain to it, then queues ``rest`` in the same MULTI.
@@ -576,11 +615,18 @@ class CommandExecutor:
             p.xadd(wire.results_key(self.node), {"r": data}, maxlen=wire.RESULTS_MAXLEN, approximate=True)
             if marker:
                 p.set(wire.seen_key(self.node, cmd.id), "done", xx=True, keepttl=True)
+            elif again:  # the lost marker, back (as "done": its command ran)
+                ttl_ms = max(1000, int((cmd.expires_ts + self.security.clock_skew_s - self.clock()) * 1000))
+                p.set(wire.seen_key(self.node, cmd.id), "done", px=ttl_ms)
             p.xack(self.key, GROUP, entry_id)
 
         trust.append_audit(self.client, wire.node_audit_key(self.node), audit, self.node_key, also=rest)
         self._unfinished.pop(cmd.id, None)
         self._remember(cmd, self.clock(), DONE)
+        if marker and not again:
+            self._answered[cmd.id] = result
+            if len(self._answered) > ANSWERED_MAX:
+                del self._answered[next(iter(self._answered))]  # the oldest
         return result
 
     def _replay(self, entry_id: Any, cmd: schema.Command, reason: str) -> None:
@@ -708,9 +754,14 @@ def _target(node: str, cmd: schema.Command) -> str:
     if cmd.verb == "signal":
         return f"{node} pid {a.get('pid')}" + (" (group)" if a.get("group") else "")
     if cmd.verb == "launch":
-        return f"{node} template {a.get('template')}"
+        job = f" job {a.get('job')} rank {a.get('rank')}" if a.get("job") is not None else ""
+        if a.get("world_size") is not None:  # what the task's environment is given (job_env)
+            job += f" of {a.get('world_size')} (master {a.get('master_addr')}:{a.get('master_port')})"
+        return f"{node} template {a.get('template')}{job}"
     if cmd.verb in ("stop", "tail"):
         return f"{node} task {a.get('task')}"
+    if cmd.verb in CONTAINER_VERBS:
+        return target_words(node, cmd.verb, a)
     return node
 
 

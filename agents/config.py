@@ -18,7 +18,9 @@ from typing import Any
 import msgspec
 
 from clustertop.agents.commands import SecurityConfig
+from clustertop.agents.energy import EnergySection
 from clustertop.agents.tasks import TemplateConfig, parse_templates
+from clustertop.alerting.config import AlertsSection
 from clustertop.collectors import base
 from clustertop.config import ConfigError, Invalid, Positive, convert, environment, load_toml, overlay
 from clustertop.store import url_problem
@@ -60,6 +62,9 @@ class AgentFile(msgspec.Struct, forbid_unknown_fields=True):
     collectors: dict[str, dict[str, Any]] = {}
     templates: dict[str, TemplateConfig] = {}
     security: SecurityConfig = msgspec.field(default_factory=SecurityConfig)
+    energy: EnergySection = msgspec.field(default_factory=EnergySection)  # [energy]: price, split (agents/energy.py)
+    # present: this agent may evaluate alerts for the cluster, one agent at a time (clustertop.alerting)
+    alerts: AlertsSection | None = None
 
 
 #: AgentConfig's field for each [agent] key whose name differs (flags and overrides use these).
@@ -94,6 +99,8 @@ class AgentConfig:
     collectors: dict[str, CollectorConfig] = field(default_factory=dict)
     templates: dict[str, TemplateConfig] = field(default_factory=dict)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    energy: EnergySection = field(default_factory=EnergySection)
+    alerts: AlertsSection | None = None  # [alerts]: take part in the alerts lease (clustertop.alerting)
 
     def enabled_collectors(self) -> list[str]:
         """Default node collectors plus every configured section, minus ``enabled = false``.
@@ -132,7 +139,8 @@ def load_config(path: str | None, env: Mapping[str, str] = os.environ,
             flags[key] = value
     layers = {**environment(env, AgentSection), **overlay(flags, AgentSection, "command line", _flag)}
     agent = msgspec.structs.replace(parsed.agent, **layers)
-    cfg = AgentConfig(file=path, templates=parsed.templates, security=parsed.security,
+    cfg = AgentConfig(file=path, templates=parsed.templates, security=parsed.security, alerts=parsed.alerts,
+                      energy=parsed.energy,
                       collectors={n: _collector(n, t, path) for n, t in parsed.collectors.items()},
                       **{FIELD_OF.get(k, k): getattr(agent, k) for k in AgentSection.__struct_fields__})
     if not cfg.node:

@@ -11,6 +11,7 @@ import threading
 from typing import Any
 
 from clustertop import wire
+from clustertop.agents import caps
 from clustertop.agents.agent import Agent, load_node_key
 from clustertop.agents.config import AgentConfig, load_config
 from clustertop.agents.sdnotify import Notifier
@@ -73,9 +74,28 @@ def show_key(cfg: AgentConfig) -> int:
     return 0
 
 
+def warn_missing_cap_kill(cfg: AgentConfig) -> bool:
+    """``[security] signal_users`` names other users, but this process cannot signal them (no CAP_KILL: the
+    shipped unit grants none; systemd/signal-users.conf is the drop-in that does). The agent still starts -
+    monitoring must not stop over a job-control setting - and says so loudly; such kills then fail with
+    EPERM. True when it warned."""
+    if not cfg.security.signal_users or caps.has_capability(caps.CAP_KILL):
+        return False
+    log.warning("!!! %s: [security] signal_users = %s, but the agent lacks CAP_KILL: signals to other users' "
+                "processes will fail. Grant it with the drop-in systemd/signal-users.conf (`clustertop systemd "
+                "signal-users.conf`), or remove signal_users !!!", cfg.file or "(no config file)",
+                list(cfg.security.signal_users))
+    return True
+
+
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "task_exec", False):  # a clustertop-task@ instance: no config, no Redis, just the task
+        from clustertop.agents.taskexec import serve
+
+        return serve()
     setup_logging(getattr(args, "log_level", "info"))
     cfg = load_config(getattr(args, "config", None), os.environ, overrides_from(args))
+    warn_missing_cap_kill(cfg)
     if getattr(args, "show_key", False):
         return show_key(cfg)
     if getattr(args, "dry_run", False):

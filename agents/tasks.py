@@ -6,7 +6,9 @@ ever lands inside ONE argv element (never split, never seen by a shell), and it 
 against its declared type first.
 
 Each task runs in its own session and process group (``start_new_session``), so stopping it
-reaches its children too. Where systemd is PID 1 and usable, it runs under ``systemd-run --scope``
+reaches its children too. Where clustertop-task.socket listens (the shipped units), each task runs in a
+clustertop-task@ unit of its own, outside the agent's cgroup, its limits and its restarts
+(agents/taskexec.py). Else, where systemd is PID 1 and usable (root), it runs under ``systemd-run --scope``
 so ``memory_max``/``cpu_quota`` are enforced by cgroups; elsewhere it runs plainly and the reason
 is logged and shown on the task. Output (stdout+stderr) goes through a pipe into a bounded,
 rotated log under the state dir: a chatty task can never fill the node's disk.
@@ -47,6 +49,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from clustertop.agents import taskexec
 from clustertop.collectors import procfs
 from clustertop.collectors.base import Roots
 from clustertop.config import ConfigError, Invalid, Positive, convert, parse_bool
@@ -452,6 +455,7 @@ class TaskRecord(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ended_ts: float | None = None
     exit_code: int | None = None
     stop_requested: bool = False
+    via_unit: bool = False  # in a clustertop-task@ unit: its instance writes exit.json when it ends
 
 
 @dataclass
@@ -469,14 +473,18 @@ class _Running:
     stop_requested: bool = False
     pump: threading.Thread | None = None
     timers: list[threading.Timer] = field(default_factory=list)
+    via_unit: bool = False  # launched through clustertop-task.socket (see TaskRecord.via_unit)
 
 
 class TaskManager:
     """Launches, stops, lists and tails tasks. Thread-safe: the executor and the snapshot both call it."""
 
     def __init__(self, state_dir: str, roots: Roots | None = None, log_max_bytes: int = LOG_MAX_BYTES,
-                 use_systemd: bool | None = None, stop_grace_s: float = 5.0) -> None:
+                 use_systemd: bool | None = None, stop_grace_s: float = 5.0,
+                 task_socket: str | None = taskexec.DEFAULT_SOCKET) -> None:
         self.dir = os.path.join(state_dir, "tasks")  # created at the first launch, not before
+        # clustertop-task.socket (agents/taskexec.py): used whenever it exists, each task in its own unit.
+        self.task_socket = task_socket
         self.roots = roots or Roots()
         self.log_max_bytes = log_max_bytes
         self.stop_grace_s = stop_grace_s
@@ -499,9 +507,11 @@ class TaskManager:
         return self._systemd
 
     def launch(self, tpl: Template, params: dict[str, Any], job: str | None = None,
-               rank: int | None = None, allow_root: bool = False) -> schema.Task:
+               rank: int | None = None, allow_root: bool = False,
+               rank_env: Mapping[str, str] | None = None) -> schema.Task:
         """Start one task; ParamError for bad params, LaunchRefused where this node's policy forbids it
-        (running as root without ``allow_root``), OSError/ValueError if it cannot start."""
+        (running as root without ``allow_root``), OSError/ValueError if it cannot start. ``rank_env``
+        (``job_env``'s checked values) goes on top of the template's env: a template cannot fake a rank."""
         argv = tpl.render(params)
         uid = run_as_uid(tpl)
         if uid == 0 and not allow_root:
@@ -518,8 +528,15 @@ class TaskManager:
         os.makedirs(tdir, mode=0o700)
         env = _base_env(tpl.user)
         env.update(tpl.env)
+        env.update(rank_env or {})
         cmd = list(argv)
         kwargs: dict[str, Any] = {}
+        sock = self.task_socket if self.task_socket and os.path.exists(self.task_socket) else None
+        if sock is not None:
+            if uid != os.geteuid():
+                raise LaunchRefused(f"template {tpl.name}: cannot run as {tpl.user}: tasks run in clustertop-task@ "
+                                    "units as the agent's own user")
+            return self._launch_unit(sock, task_id, tdir, tpl, argv, env, dict(params), job, rank)
         prefix, why = self._scope()
         note = None
         unit = None
@@ -564,6 +581,58 @@ class TaskManager:
             self._timer(run, tpl.timeout_s, self._on_timeout)
         log.info("task %s launched from template %s: pid %d argv %r%s", task_id, tpl.name, proc.pid, argv,
                  f" in {unit}" if unit else "")
+        return task
+
+    def _launch_unit(self, sock: str, task_id: str, tdir: str, tpl: Template, argv: list[str], env: dict[str, str],
+                     params: dict[str, Any], job: str | None, rank: int | None) -> schema.Task:
+        """The task in a clustertop-task@ unit of its own (agents/taskexec.py), watched as an adopted one."""
+        note = None
+        if tpl.memory_max or tpl.cpu_quota:
+            note = "memory_max/cpu_quota not enforced (clustertop-task@ units carry the limits)"
+            log.warning("task %s (%s): memory_max/cpu_quota not enforced in a clustertop-task@ unit", task_id, tpl.name)
+        out = BoundedLog(os.path.join(tdir, "output.log"), self.log_max_bytes)
+        try:
+            rd, wr = _output_fifo(tdir)
+        except BaseException:
+            out.close()
+            raise
+        try:
+            dir_fd = os.open(tdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                reply = taskexec.request(sock, argv, env, tpl.cwd or "/", wr, dir_fd)
+            finally:
+                os.close(dir_fd)
+        except BaseException:
+            os.close(rd)
+            out.close()
+            raise
+        finally:
+            os.close(wr)  # the task got its own copy over the socket
+        started = time.time()
+        pid = reply["pid"]
+        ticks = reply.get("ticks") if isinstance(reply.get("ticks"), int) else None
+        unit = reply.get("unit") if isinstance(reply.get("unit"), str) else None
+        task = schema.Task(id=task_id, template=tpl.name, pid=pid, pgid=pid, started_ts=started, job=job, rank=rank,
+                           argv=argv, unit=unit, note=note, log_path=out.path)
+        run = _Running(task=task, log=out, out_fd=rd, start_ticks=ticks, params=params, user=tpl.user,
+                       deadline_ts=started + tpl.timeout_s if tpl.timeout_s else None, via_unit=True)
+        try:  # pinned only if still the process the unit reported (else it already ended: _watch sees that)
+            fd = os.pidfd_open(pid)
+            if _alive(self.roots, pid, ticks):
+                run.pidfd = fd
+            else:
+                os.close(fd)
+        except (AttributeError, OSError):
+            pass
+        with self._lock:
+            self._tasks[task_id] = run
+            self._save(run)
+        run.pump = threading.Thread(target=self._pump, args=(run,), name=f"task-out-{task_id}", daemon=True)
+        run.pump.start()
+        threading.Thread(target=self._watch, args=(run,), name=f"task-watch-{task_id}", daemon=True).start()
+        if tpl.timeout_s:
+            self._timer(run, tpl.timeout_s, self._on_timeout)
+        log.info("task %s launched from template %s: pid %d argv %r in %s", task_id, tpl.name, pid, argv, unit)
         return task
 
     def _timer(self, run: _Running, delay: float, fn: Any) -> None:
@@ -615,8 +684,8 @@ class TaskManager:
         log.info("task %s ended: %s (exit %s)", run.task.id, run.task.state, rc)
 
     def _watch(self, run: _Running) -> None:
-        """An adopted task (not our child, no exit status to wait for): notice its end by its pidfd, or by
-        /proc where the kernel has no pidfds."""
+        """A task that is not our child (adopted, or in its clustertop-task@ unit): notice its end by its pidfd,
+        or by /proc where the kernel has no pidfds. Its exit code: the unit's exit.json, else unknown."""
         poller = None
         if run.pidfd is not None:
             poller = select.poll()
@@ -637,9 +706,21 @@ class TaskManager:
             return
         if run.pump is not None:
             run.pump.join(2.0)
+        rc = self._unit_exit(run, wait_s=3.0) if run.via_unit else None
         with self._lock:
-            self._ended(run, None)
-        log.info("task %s (adopted) ended: %s", run.task.id, run.task.state)
+            self._ended(run, rc)
+        log.info("task %s (%s) ended: %s", run.task.id, "in its unit" if run.via_unit else "adopted", run.task.state)
+
+    def _unit_exit(self, run: _Running, wait_s: float = 0.0) -> int | None:
+        """The exit code the task's clustertop-task@ instance recorded; it writes it just after reaping the
+        task, so a moment after the task's end is waited for."""
+        tdir = os.path.join(self.dir, run.task.id)
+        deadline = time.monotonic() + wait_s
+        while True:
+            rc = taskexec.read_exit(tdir, run.task.pid, run.start_ticks)
+            if rc is not None or time.monotonic() >= deadline:
+                return rc
+            time.sleep(0.05)
 
     def _ended(self, run: _Running, rc: int | None) -> None:
         """Under the lock: the task is over; ``rc`` None when it was adopted (its exit status went to init)."""
@@ -766,7 +847,8 @@ class TaskManager:
         rec = TaskRecord(id=t.id, template=t.template, pid=t.pid or 0, pgid=t.pgid or 0, start_ticks=run.start_ticks,
                          params=run.params, user=run.user, argv=t.argv or [], started_ts=t.started_ts or 0.0,
                          deadline_ts=run.deadline_ts, job=t.job, rank=t.rank, unit=t.unit, note=t.note, state=t.state,
-                         ended_ts=t.ended_ts, exit_code=t.exit_code, stop_requested=run.stop_requested)
+                         ended_ts=t.ended_ts, exit_code=t.exit_code, stop_requested=run.stop_requested,
+                         via_unit=run.via_unit)
         path = os.path.join(self.dir, t.id, RECORD)
         try:
             fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
@@ -802,12 +884,19 @@ class TaskManager:
                 log.warning("task %s of an earlier agent: its log cannot be opened: %s", rec.id, e)
                 continue
             run = _Running(task=task, log=out, start_ticks=rec.start_ticks, deadline_ts=rec.deadline_ts,
-                           params=dict(rec.params), user=rec.user, stop_requested=rec.stop_requested)
+                           params=dict(rec.params), user=rec.user, stop_requested=rec.stop_requested,
+                           via_unit=rec.via_unit)
             if rec.state != "running":
                 run.exited = True
                 finished.append(run)
                 continue
             run.pidfd = _pin(self.roots, rec)
+            rc = self._unit_exit(run) if run.via_unit and run.pidfd is None else None
+            if rc is not None:  # ended while no agent watched, and its unit recorded how
+                self._tasks[rec.id] = run
+                self._ended(run, rc)
+                log.info("task %s (template %s): ended since the last agent with %s", rec.id, rec.template, rc)
+                continue
             if run.pidfd is None and not _alive(self.roots, rec.pid, rec.start_ticks):
                 # Gone while no agent watched it (or its pid now names another process): its exit status
                 # went to init. Never signalled again.
@@ -924,6 +1013,60 @@ def _load_record(path: str, name: str) -> TaskRecord | None:
                     rec.pgid)
         return None
     return rec
+
+
+#: Largest world a launch may declare: far above any cluster this runs, small enough to refuse nonsense.
+MAX_WORLD = 65536
+#: RFC 1123 host name label; a master address is a host name of these, or an IP address.
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+class RankError(ValueError):
+    """A multi-node launch's rank, world size or master address that this node refuses."""
+
+
+def _rank_int(args: Mapping[str, Any], name: str, lo: int, hi: int) -> int:
+    v = args.get(name)
+    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+        raise RankError(f"{name} must be an integer in {lo}..{hi}, got {v!r}"[:200])
+    return v
+
+
+def master_address(value: Any) -> str:
+    """An IP address or a host name (RFC 1123): anything else is refused, never passed on."""
+    import ipaddress
+
+    if not isinstance(value, str) or not value or len(value) > 253:
+        raise RankError(f"master_addr must be a host name or IP address, got {value!r}"[:200])
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    if not all(_LABEL.match(part) for part in value.rstrip(".").split(".")):
+        raise RankError(f"master_addr must be a host name or IP address, got {value!r}"[:200])
+    return value
+
+
+def job_env(args: Mapping[str, Any]) -> dict[str, str]:
+    """The environment a rank of a multi-node job is given, from a launch command's (signed) args.
+
+    ``rank``, ``world_size``, ``local_rank``, ``master_addr``, ``master_port`` become the names
+    torch.distributed's ``env://`` reads (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), Open
+    MPI's (OMPI_COMM_WORLD_RANK/SIZE/LOCAL_RANK) and PMI's (PMI_RANK, PMI_SIZE). A launch without
+    ``world_size`` (one node, or an operator tool from before) gets none of them. Each value is checked
+    here, on the node: integers in range, rank < world size, the address a host name or IP.
+    """
+    if args.get("world_size") is None:
+        return {}
+    world = _rank_int(args, "world_size", 1, MAX_WORLD)
+    rank = _rank_int(args, "rank", 0, world - 1)
+    local = _rank_int(args, "local_rank", 0, rank)  # its place among the ranks before it on this node
+    addr = master_address(args.get("master_addr"))
+    port = _rank_int(args, "master_port", 1, 65535)
+    env = {"RANK": rank, "WORLD_SIZE": world, "LOCAL_RANK": local, "MASTER_ADDR": addr, "MASTER_PORT": port,
+           "OMPI_COMM_WORLD_RANK": rank, "OMPI_COMM_WORLD_SIZE": world, "OMPI_COMM_WORLD_LOCAL_RANK": local,
+           "PMI_RANK": rank, "PMI_SIZE": world}
+    return {k: str(v) for k, v in env.items()}
 
 
 def _base_env(user: str | None) -> dict[str, str]:

@@ -208,7 +208,9 @@ def _error(e: msgspec.ValidationError, data: Any, kind: Any, file: str | None, s
     if isinstance(cause, Invalid):
         key, problem = (f"{key}.{cause.key}" if key else cause.key), str(cause)
     elif unknown:
-        known = ", ".join(sorted(f.encode_name for f in msgspec.structs.fields(t))) if _is_struct(t) else ""
+        # A field named "[section]" carries another table of the file (the dashboard's [history]): not a key here.
+        known = ", ".join(sorted(f.encode_name for f in msgspec.structs.fields(t)
+                                 if not f.encode_name.startswith("["))) if _is_struct(t) else ""
         if not sections and not key:  # at the top of a file every key is a section
             if isinstance(data, dict) and not isinstance(data.get(unknown.group(1)), dict):
                 return ConfigError(file, unknown.group(1), f"unknown key: settings go in a table ([{known}])")

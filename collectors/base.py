@@ -81,14 +81,16 @@ REGISTRY: dict[str, str] = {
     "gpu": "clustertop.collectors.gpu:GpuCollector",
     "bonds": "clustertop.collectors.bonds:BondsCollector",
     "nfs": "clustertop.collectors.nfs:NetMountCollector",
+    "sensors": "clustertop.collectors.sensors:SensorsCollector",
     "ceph": "clustertop.collectors.ceph:CephCollector",
     "kubernetes": "clustertop.collectors.kubernetes:KubernetesCollector",
     "celery": "clustertop.collectors.celery:CeleryCollector",
     "dask": "clustertop.collectors.dask:DaskCollector",
+    "containers": "clustertop.collectors.containers:ContainersCollector",
 }
 
 #: Collectors that run by default on every node (cluster-scope ones run only when configured).
-DEFAULT_NODE_COLLECTORS = ("host", "gpu", "bonds", "nfs")
+DEFAULT_NODE_COLLECTORS = ("host", "gpu", "bonds", "nfs", "containers", "sensors")  # containers: where the socket exists
 
 
 def config_type(name: str) -> type[Section]:

@@ -21,11 +21,26 @@ Queue depth
 - RabbitMQ: the management API's ``/api/queues/<vhost>`` with ``columns=`` (depth, ready, unacked,
   consumers, publish/deliver rates): one request per broker.
 
+Unacked and rates on a Redis broker (Redis keeps no counters per list, so they are balanced):
+- unacked: the entries of kombu's ``unacked`` hash (delivered, not yet acknowledged), each placed in its
+  queue by its exchange and routing key through the binding sets; read once per message, bounded per poll
+  (``UNACKED_READ_*``). Not placeable or not yet read: None with the reason in ``errors``, never 0.
+- publish/deliver rates: ``queues_parse.redis_rates`` between two fresh worker inspections (every
+  ``inspect_interval``): acked = the consuming workers' started-task counters minus the change in their
+  running unacknowledged (``acks_late``) tasks; delivered = change in unacked + acked; published = change
+  in the lists + delivered. None unless the same workers consumed the queue in both samples, each of them
+  this queue only, none restarted.
+
 Workers: Celery's own remote control (``inspect().stats()/.active()/.active_queues()``) is a broadcast
 every worker answers, so it runs at most every ``inspect_interval`` and its result is reused between;
 ``stats`` waits ``request_timeout`` for replies, the other two return once as many workers answered.
 A worker that stops answering stays listed as offline for ``OFFLINE_KEEP_S``. Without the ``celery``
 package on the polling node, workers are None (unknown) with a note in ``errors``; queues still flow.
+
+Task history (``task_events``, default on; needs the ``celery`` package): each broker's event stream is
+captured by a thread (``celery_events.EventStream``) and drained every poll into ``Queues.task_history``:
+counts per task name, runtime p50/p95, recent tasks with a failure's traceback; "events off" when no
+worker sends events.
 
 A queue that grew over ``GROWTH_POLLS`` polls with no consumer (RabbitMQ's consumer count, or no
 online worker consuming it on Redis) is flagged ``growing_unconsumed``.
@@ -44,7 +59,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import msgspec
 
-from clustertop.collectors import queues_parse
+from clustertop.collectors import celery_events, queues_parse
 from clustertop.collectors.base import Context, Section
 from clustertop.config import Invalid, Positive, convert
 from clustertop.errors import describe
@@ -62,6 +77,14 @@ DEFAULT_REQUEST_TIMEOUT_S = 2.0
 SCAN_COUNT = 1000
 #: How long a worker that stopped answering stays listed as offline.
 OFFLINE_KEEP_S = 600.0
+#: Redis brokers, kombu's unacked hash (each entry is a whole message): new entries read per poll, at
+#: most, and their bytes; a larger entry is never read; a hash of more entries is not counted at all.
+UNACKED_READ_MAX = 5000
+UNACKED_READ_BYTES = 32 * 1024 * 1024
+UNACKED_VALUE_MAX = 8 * 1024 * 1024
+UNACKED_MAX = 200_000
+#: ``RedisBroker.tag_queue`` value of an entry too large to read (queue names are never empty).
+UNREAD = ""
 
 
 class CeleryUnreachable(Exception):
@@ -78,6 +101,7 @@ class Settings:
     inspect_interval_s: float
     timeout_s: float
     priority_steps: tuple[int, ...]
+    task_events: bool = True
 
 
 class CeleryConfig(Section):
@@ -91,6 +115,7 @@ class CeleryConfig(Section):
     inspect_interval: Positive = DEFAULT_INSPECT_INTERVAL_S  # seconds between worker inspections
     request_timeout: Positive | None = None  # None: `timeout`, else DEFAULT_REQUEST_TIMEOUT_S
     priority_steps: list[int] = msgspec.field(default_factory=lambda: list(queues_parse.PRIORITY_STEPS))
+    task_events: bool = True  # listen to Celery's event stream for task history (celery_events.py)
     # Refused, never used: a secret in the config file ends up in backups and editors' swap files.
     management_password: str | None = None
 
@@ -127,7 +152,7 @@ def parse_settings(options: dict[str, Any], file: str | None) -> Settings:
         brokers=tuple(c.brokers), management_url=mgmt.rstrip("/") if mgmt else None, management_user=c.management_user,
         management_password_file=c.management_password_file, queues=tuple(c.queues) if c.queues else None,
         inspect_interval_s=float(c.inspect_interval), timeout_s=float(timeout),
-        priority_steps=tuple(sorted(set(c.priority_steps))),
+        priority_steps=tuple(sorted(set(c.priority_steps))), task_events=c.task_events,
     )
 
 
@@ -145,12 +170,16 @@ class RedisBroker:
         self.url, self.shown, self.s = url, redact(url), settings
         self.client = connect(url, timeout_s=settings.timeout_s)
         self.discovered: set[str] = set()
+        self.routes: dict[tuple[str, str], set[str]] = {}
+        #: delivery tag -> queue (None: not attributable) of the messages in kombu's unacked hash: each
+        #: message is read once while it stays unacknowledged, not on every poll.
+        self.tag_queue: dict[bytes, str | None] = {}
 
     def discover(self) -> set[str]:
         """Queue names from kombu's binding sets. SCAN, not KEYS: KEYS blocks a busy broker."""
         keys = list(self.client.scan_iter(match=queues_parse.BINDING_PREFIX + "*", count=SCAN_COUNT))
         if not keys:
-            self.discovered = set()
+            self.discovered, self.routes = set(), {}
             return self.discovered
         with self.client.pipeline(transaction=False) as pipe:
             for k in keys:
@@ -159,8 +188,74 @@ class RedisBroker:
         names: set[str] = set()
         for m in members:
             names |= queues_parse.queues_from_bindings(m)
+        self.routes = queues_parse.binding_routes(
+            {queues_parse.exchange_of_binding_key(k): m for k, m in zip(keys, members, strict=True)})
         self.discovered = names
         return names
+
+    def unacked(self) -> tuple[dict[str, int] | None, str | None]:
+        """Messages delivered and not yet acknowledged, per queue, from kombu's ``unacked`` hash; or None
+        and why. Each message is read once while it stays there (its queue is cached by delivery tag), at
+        most ``UNACKED_READ_MAX`` of them and ``UNACKED_READ_BYTES`` per poll: until the rest is read, the
+        counts are None (the next polls read on from there)."""
+        from redis.exceptions import ResponseError
+
+        key = queues_parse.UNACKED_KEY
+        try:
+            n = self.client.hlen(key)
+            if n > UNACKED_MAX:
+                self.tag_queue.clear()
+                return None, f"{n} unacknowledged messages, more than {UNACKED_MAX}: not counted"
+            tags = self.client.hkeys(key)
+        except ResponseError as e:  # WRONGTYPE: someone else's key of that name
+            return None, f"{key!r} is not kombu's unacked hash: {describe(e)}"
+        live = set(tags)
+        for gone in set(self.tag_queue) - live:
+            del self.tag_queue[gone]  # acknowledged (or restored) since: forget it
+        new = [t for t in tags if t not in self.tag_queue]
+        left = 0  # new entries this poll's budget did not reach
+        if new:
+            with self.client.pipeline(transaction=False) as pipe:
+                for t in new:
+                    pipe.hstrlen(key, t)
+                sizes = pipe.execute()
+            batch, budget = [], UNACKED_READ_BYTES
+            for t, size in zip(new, sizes, strict=True):
+                if size > UNACKED_VALUE_MAX:
+                    self.tag_queue[t] = UNREAD  # never read whole: its queue stays unknown
+                elif size <= budget and len(batch) < UNACKED_READ_MAX:
+                    batch.append(t)
+                    budget -= size
+                else:
+                    left += 1
+            if batch:
+                values = self.client.hmget(key, batch)
+                routes = [queues_parse.unacked_route(v) if v is not None else None for v in values]
+                if any(r is not None and r[0] and r not in self.routes for r in routes):
+                    self.discover()  # a binding declared since the last discovery
+                for tag, v, r in zip(batch, values, routes, strict=True):
+                    if v is not None:  # None: acknowledged between HKEYS and HMGET
+                        self.tag_queue[tag] = queues_parse.route_queue(self.routes, *r) if r is not None else None
+        counts: dict[str, int] = {}
+        unknown = unread = 0
+        for tag in live:
+            if tag not in self.tag_queue:
+                continue  # not read yet (counted in ``left``), or acknowledged between the reads
+            q = self.tag_queue[tag]
+            if q is None:
+                unknown += 1
+            elif q == UNREAD:
+                unread += 1
+            else:
+                counts[q] = counts.get(q, 0) + 1
+        if unread:
+            return None, f"{unread} unacknowledged messages over {UNACKED_VALUE_MAX} bytes, not read: unacked unknown"
+        if unknown:
+            return None, (f"{unknown} unacknowledged messages of no known queue (not a direct exchange): "
+                          "unacked unknown")
+        if left:
+            return None, f"{left} unacknowledged messages still to read (at most {UNACKED_READ_MAX} a poll): unacked unknown"
+        return counts, None
 
     def depths(self, names: list[str]) -> dict[str, int | None]:
         """Depth per queue; None for a queue whose key is not a list (WRONGTYPE: not kombu's)."""
@@ -217,8 +312,11 @@ class RabbitBroker:
 class Inspection:
     workers: dict[str, schema.Worker] = field(default_factory=dict)
     consumes: dict[str, set[str]] = field(default_factory=dict)  # worker -> queues
+    #: worker -> (tasks started since it started, tasks running unacknowledged); None where unknown
+    counters: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)
     error: str | None = None
     ts: float | None = None  # wall clock of the last successful round
+    mono: float | None = None  # time.monotonic() of the broadcast: the instant the counters are from
 
 
 class Inspector:
@@ -255,6 +353,7 @@ class Inspector:
         try:
             control = self._control()
             t = self.s.timeout_s
+            mono = time.monotonic()
             stats = control.inspect(timeout=t).stats() or {}
             # Knowing how many workers exist, the next two calls return as soon as all answered.
             limit = len(stats) or None
@@ -271,7 +370,10 @@ class Inspector:
             if name not in fresh and old.last_seen_ts is not None and now - old.last_seen_ts < OFFLINE_KEEP_S:
                 old.online, old.active = False, None
                 fresh[name] = old
-        self.state = Inspection(workers=fresh, consumes=queues_parse.consumed_queues(queues), ts=now)
+        counters = {w: (queues_parse.started_total(st), queues_parse.running_unacked((active or {}).get(w)))
+                    for w, st in stats.items()}
+        self.state = Inspection(workers=fresh, consumes=queues_parse.consumed_queues(queues), counters=counters,
+                                ts=now, mono=mono)
         return self.state
 
     def close(self) -> None:
@@ -315,7 +417,15 @@ class CeleryCollector:
                 self.rabbit.append(RabbitBroker(url, self.s, self._client()))
         self.inspect_ok = _celery_installed()
         self.inspectors = [Inspector(u, self.s, clock, wall) for u in self.s.brokers] if self.inspect_ok else []
+        self.streams: list[celery_events.EventStream] = []
+        if self.inspect_ok and self.s.task_events:
+            self.streams = [celery_events.EventStream(u, redact(u), self.s.timeout_s, wall) for u in self.s.brokers]
+            for st in self.streams:
+                st.start()
         self._discover_due = 0.0
+        self._samples: dict[tuple[str, str], queues_parse.RedisSample] = {}
+        self._last_round: dict[str, float] = {}
+        self._notes: list[str] = []
         self.last_good: schema.Queues | None = None
         self.last_ok_ts: float | None = None
 
@@ -335,6 +445,7 @@ class CeleryCollector:
 
     def collect(self) -> schema.Queues:
         errors: list[str] = []
+        self._notes = []
         failed = 0
         inspections: dict[str, Inspection] = {}
         for ins in self.inspectors:
@@ -362,6 +473,7 @@ class CeleryCollector:
                 errors.append(f"broker {ab.shown}: {describe(e)}")
         if failed and failed == len(self.s.brokers):
             raise CeleryUnreachable("Celery brokers unreachable: " + "; ".join(errors))
+        errors += self._notes
         self.growth.update(queues)
 
         workers: list[schema.Worker] | None = None
@@ -369,7 +481,15 @@ class CeleryCollector:
             workers = []
             for ins in self.inspectors:
                 workers += ins.state.workers.values()
-        result = schema.Queues(queues=queues, workers=workers, errors=errors or None)
+        history = None
+        if self.streams:
+            history = []
+            by_url = {ins.url: ins for ins in self.inspectors}
+            for st in self.streams:
+                ins = by_url.get(st.url)
+                online = [w.name for w in ins.state.workers.values() if w.online] if ins is not None else []
+                history.append(st.drain(online, share=len(self.streams)))
+        result = schema.Queues(queues=queues, workers=workers, errors=errors or None, task_history=history)
         self.last_good, self.last_ok_ts = result, self.wall()
         return result
 
@@ -383,17 +503,56 @@ class CeleryCollector:
                 found = found | {q for q in qs if not queues_parse.is_internal_queue(q)}
             names = sorted(found)
         depths = rb.depths(names) if names else {}
+        per_queue, why = rb.unacked() if names else (None, None)
+        if why is not None:
+            self._notes.append(f"broker {rb.shown}: {why}")
+        # Rates are differences between two fresh worker inspections: only then are the workers' counters new.
+        fresh = ins is not None and ins.mono is not None and ins.mono != self._last_round.get(rb.url)
+        if fresh and ins is not None:
+            self._last_round[rb.url] = ins.mono
         online = {w for w, st in (ins.workers.items() if ins else ()) if st.online}
         out = []
         for n in names:
             consumers = None
             if consumes is not None:
                 consumers = sum(1 for w, qs in consumes.items() if n in qs and w in online)
-            out.append(schema.Queue(broker=rb.shown, name=n, kind="celery-redis", depth=depths.get(n),
-                                    ready=depths.get(n), consumers=consumers))
+            ready = depths.get(n)
+            un = per_queue.get(n, 0) if per_queue is not None else None
+            # depth stays what the lists hold (Flower's figure, what "tasks queued" sums); unacked is beside it
+            q = schema.Queue(broker=rb.shown, name=n, kind="celery-redis", depth=ready, ready=ready, unacked=un,
+                             consumers=consumers)
+            if fresh and ins is not None and ins.mono is not None:
+                self._rates(q, ins, consumes, ins.mono)
+            out.append(q)
+        if fresh:  # a queue no longer watched must not keep its last sample forever
+            for key in [k for k in self._samples if k[0] == rb.shown and k[1] not in names]:
+                del self._samples[key]
         return out
 
+    def _rates(self, q: schema.Queue, ins: Inspection, consumes: dict[str, set[str]] | None, mono: float) -> None:
+        """Fill ``q``'s publish/deliver rates from this and the last sample (``queues_parse.redis_rates``)."""
+        key = (q.broker, q.name)
+        if q.ready is None or q.unacked is None or consumes is None:
+            self._samples.pop(key, None)
+            return
+        found: list[tuple[str, int, int]] | None = []
+        for w in sorted(w for w, qs in consumes.items() if q.name in qs):
+            started, running = ins.counters.get(w, (None, None))
+            if consumes[w] != {q.name} or started is None or running is None:
+                found = None  # a worker's counters are not split by queue; or it did not say
+                break
+            found.append((w, started, running))
+        cur = queues_parse.RedisSample(t=mono, ready=q.ready, unacked=q.unacked,
+                                       counters=tuple(found) if found is not None else None)
+        prev = self._samples.get(key)
+        self._samples[key] = cur
+        rates = queues_parse.redis_rates(prev, cur) if prev is not None else None
+        if rates is not None:
+            q.publish_rate, q.deliver_rate = rates.publish, rates.deliver
+
     def close(self) -> None:
+        for st in self.streams:
+            st.close()
         for rb in self.redis:
             rb.close()
         for ins in self.inspectors:

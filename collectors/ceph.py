@@ -255,27 +255,34 @@ class CephApi:
         if resp.status_code in UNAVAILABLE:
             raise _Unavailable(f"HTTP {resp.status_code}: {ceph_parse.error_detail(resp.content, 80)}")
 
-    def _send(self, base: str, path: str, params: dict[str, Any] | None) -> Any:
-        version = VERSIONS.get(path, "1.0")
+    def _send(self, base: str, path: str, params: dict[str, Any] | None, method: str = "GET",
+              body: Any = None, version: str | None = None) -> Any:
+        version = version or VERSIONS.get(path, "1.0")
         headers = {"Accept": f"application/vnd.ceph.api.v{version}+json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        return self.http.get(f"{base}{path}", params=params, headers=headers)
+        if method == "GET":
+            return self.http.get(f"{base}{path}", params=params, headers=headers)
+        return self.http.request(method, f"{base}{path}", params=params, json=body, headers=headers)
 
-    def _at(self, base: str, path: str, params: dict[str, Any] | None) -> Any:
+    def _at(self, base: str, path: str, params: dict[str, Any] | None, method: str = "GET",
+            body: Any = None, version: str | None = None) -> Any:
         if self.token is None:
             self._login(base)
-        resp = self._send(base, path, params)
+        resp = self._send(base, path, params, method, body, version)
         if resp.status_code == 401:
             # Token expired (8 h by default) or the mgr restarted: log in again, once.
             self.token = None if self.s.token_file is None else self.token
             self._login(base)
-            resp = self._send(base, path, params)
+            resp = self._send(base, path, params, method, body, version)
             if resp.status_code == 401:
                 raise CephError(f"Ceph refused a fresh token on {path}: {ceph_parse.error_detail(resp.content)}")
         self._check_moved(base, resp)
+        if method != "GET" and resp.status_code in (200, 201, 202, 204):
+            return resp  # 201: an RBD task finished in time; 202: still running (the caller waits)
         if resp.status_code != 200:
-            raise CephError(f"Ceph {path}: HTTP {resp.status_code}: {ceph_parse.error_detail(resp.content)}")
+            raise CephError(f"Ceph {method + ' ' if method != 'GET' else ''}{path}: HTTP {resp.status_code}: "
+                            f"{ceph_parse.error_detail(resp.content)}")
         return resp
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> tuple[Any, Any]:
@@ -283,6 +290,18 @@ class CephApi:
 
         Returns (decoded JSON, response headers). Raises CephUnreachable when no mgr serves it.
         """
+        data, resp = self.request("GET", path, params)
+        return data, resp.headers
+
+    def request(self, method: str, path: str, params: dict[str, Any] | None = None, body: Any = None,
+                version: str | None = None) -> tuple[Any, Any]:
+        """``method`` ``path`` on the active mgr (the operator side's PUT/POST/DELETE too), failing over.
+
+        Returns (decoded JSON or None for an empty body, the response). A change (not GET) moves on
+        to the next mgr only when the connection could not be made: after a timeout the change may
+        have happened, and sending it twice is not ours to decide.
+        """
+        change = method != "GET"
         order = ([self.active] if self.active else []) + [u for u in self.s.urls if u != self.active]
         tried: set[str] = set()
         failures: list[str] = []
@@ -292,8 +311,11 @@ class CephApi:
                 continue
             tried.add(base)
             try:
-                resp = self._at(base, path, params)
+                resp = self._at(base, path, params, method, body, version)
             except self._httpx.TransportError as e:  # refused, reset, timeout, TLS verification
+                if change and not isinstance(e, self._httpx.ConnectError):
+                    raise CephError(f"Ceph {method} {path} at {base}: {describe(e)}: it may or may not have "
+                                    "happened; look before trying again") from None
                 failures.append(f"{base}: {describe(e)}")
                 if base == self.active:
                     self.active = None
@@ -311,10 +333,15 @@ class CephApi:
                 failures.append(f"{base}: {u}")
                 continue
             self.active = base
+            if change:  # a change may answer nothing, or JSON null
+                try:
+                    return (resp.json() if resp.content.strip() else None), resp
+                except ValueError:
+                    raise CephError(f"Ceph {method} {path}: answer is not JSON") from None
             data = _json(resp)
             if data is None:
                 raise CephError(f"Ceph {path}: answer is not JSON")
-            return data, resp.headers
+            return data, resp
         raise CephUnreachable(f"Ceph unreachable: all mgr URLs failed: {'; '.join(failures)}")
 
 

@@ -20,7 +20,10 @@ Two GETs per scheduler per poll, served by ``distributed`` itself (default route
   without Prometheus is asked again only every ``PROMETHEUS_RETRY_S``.
 
 A worker's ``processing`` is its own count of tasks waiting/ready/executing (from its last heartbeat),
-which is what the scheduler's ``processing`` set holds for it. One scheduler failing goes into
+which is what the scheduler's ``processing`` set holds for it.
+
+``progress`` (default on): per computation, tasks by state, and the task stream's recent tasks, through
+the scheduler's comm address (``dask_progress.py``: one ``run_on_scheduler`` per poll). One scheduler failing goes into
 ``Queues.errors``; all failing raises ``DaskUnreachable``.
 """
 
@@ -31,7 +34,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from clustertop.collectors import queues_parse
+from clustertop.collectors import dask_progress, queues_parse
 from clustertop.collectors.base import Context, Section
 from clustertop.config import Invalid, Positive, convert
 from clustertop.errors import describe
@@ -43,6 +46,8 @@ DEFAULT_INTERVAL_S = 10.0
 DEFAULT_REQUEST_TIMEOUT_S = 3.0
 #: How long to wait before asking again a scheduler that does not export Prometheus task counts.
 PROMETHEUS_RETRY_S = 600.0
+#: How long to wait before asking again for progress from a scheduler whose comm address failed.
+PROGRESS_RETRY_S = 60.0
 
 
 class DaskUnreachable(Exception):
@@ -54,6 +59,7 @@ class DaskConfig(Section):
 
     schedulers: list[str] = []
     request_timeout: Positive | None = None  # None: `timeout`, else DEFAULT_REQUEST_TIMEOUT_S
+    progress: bool = True  # per computation progress and task stream (dask_progress.py, comm protocol)
 
     def __post_init__(self) -> None:
         if not self.schedulers:
@@ -69,6 +75,10 @@ class DaskConfig(Section):
 def parse_settings(options: dict[str, Any], file: str | None) -> tuple[tuple[str, ...], float]:
     """``[collectors.dask]`` -> (scheduler base URLs, per-request timeout)."""
     c = convert(options, DaskConfig, file, SECTION)
+    return _settings(c)
+
+
+def _settings(c: DaskConfig) -> tuple[tuple[str, ...], float]:
     # `timeout` reaches us only when built directly (the agent keeps it as the runner's deadline).
     timeout = c.request_timeout or c.timeout or DEFAULT_REQUEST_TIMEOUT_S
     return tuple(u.rstrip("/") for u in c.schedulers), float(timeout)
@@ -87,7 +97,11 @@ class DaskCollector:
                  clock: Callable[[], float] = time.monotonic) -> None:
         import httpx  # only a node that polls Dask pays for it
 
-        self.schedulers, self.timeout_s = parse_settings(ctx.config, ctx.config_file)
+        cfg = convert(ctx.config, DaskConfig, ctx.config_file, SECTION)
+        self.schedulers, self.timeout_s = _settings(cfg)
+        self.progress_on = cfg.progress
+        self.progress: dict[str, dask_progress.ProgressClient] = {}  # scheduler URL -> its comm client
+        self._progress_retry: dict[str, float] = {}  # scheduler URL -> monotonic time to try progress again
         self.wall, self.clock = wall, clock
         self._prom_retry: dict[str, float] = {}  # scheduler URL -> monotonic time to try /metrics again
         self.http = httpx.Client(timeout=self.timeout_s, follow_redirects=False,
@@ -135,18 +149,35 @@ class DaskCollector:
         errors: list[str] = []
         processing: int | None = None
         waiting: int | None = None
+        computations: list[schema.DaskComputation] | None = None
+        task_stream: list[schema.DaskStreamTask] | None = None
+        failed = 0
         for base in self.schedulers:
             try:
                 ws, counts = self.poll_one(base)
             except Exception as e:  # noqa: BLE001 - one scheduler failing must not hide the others
                 errors.append(f"scheduler {redact(base)}: {describe(e)}")
+                failed += 1
                 continue
             workers += ws
+            if self.progress_on and self.clock() >= self._progress_retry.get(base, 0.0):
+                try:
+                    comps, stream = self._progress(base)
+                except Exception as e:  # noqa: BLE001 - workers and counts still flow
+                    # A comm address we cannot reach costs the poll its timeout: ask again later only.
+                    self._progress_retry[base] = self.clock() + PROGRESS_RETRY_S
+                    errors.append(f"scheduler {redact(base)}: progress (next try in {PROGRESS_RETRY_S:.0f} s): "
+                                  f"{describe(e)}")
+                else:
+                    if comps is not None:
+                        computations = (computations or []) + comps
+                    if stream is not None:
+                        task_stream = (task_stream or []) + stream
             if counts.processing is not None:
                 processing = (processing or 0) + counts.processing
             if counts.waiting is not None:
                 waiting = (waiting or 0) + counts.waiting
-        if len(errors) == len(self.schedulers):
+        if failed == len(self.schedulers):
             raise DaskUnreachable("Dask schedulers unreachable: " + "; ".join(errors))
         # Each count is checked where it is parsed (queues_parse._int: what the wire can carry), but
         # their sum over states and schedulers is not: past that range it is garbage, not a queue.
@@ -157,9 +188,26 @@ class DaskCollector:
             waiting = None
             errors.append("waiting task count out of range: not shown")
         result = schema.Queues(workers=workers, dask_tasks_processing=processing, dask_tasks_waiting=waiting,
-                               errors=errors or None)
+                               errors=errors or None, dask_computations=computations, dask_task_stream=task_stream)
         self.last_good, self.last_ok_ts = result, self.wall()
         return result
 
+    def _progress(self, base: str) -> tuple[list[schema.DaskComputation] | None, list[schema.DaskStreamTask] | None]:
+        import importlib.util
+
+        if importlib.util.find_spec("distributed") is None:
+            raise DaskUnreachable("the distributed package is not installed here: progress unknown (pip install distributed)")
+        address = self.addresses.get(base)
+        if not address:
+            raise DaskUnreachable("the scheduler did not give its comm address (identity.json)")
+        pc = self.progress.get(base)
+        if pc is None or pc.address != address:
+            if pc is not None:
+                pc.close()
+            pc = self.progress[base] = dask_progress.ProgressClient(address, self.timeout_s)
+        return pc.poll()
+
     def close(self) -> None:
+        for pc in self.progress.values():
+            pc.close()
         self.http.close()

@@ -18,6 +18,7 @@ Processes get user, name, command line and start time from ``/proc/<pid>`` under
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 import threading
@@ -49,6 +50,7 @@ PASSWD_TTL_S = 300.0
 # NVML return codes (nvml.h, stable ABI); pynvml attaches them to every NVMLError as ``.value``.
 _NOT_SUPPORTED, _NO_PERMISSION, _NOT_FOUND = 3, 4, 6
 _DRIVER_NOT_LOADED, _LIBRARY_NOT_FOUND, _FUNCTION_NOT_FOUND, _GPU_IS_LOST = 9, 12, 13, 15
+_TIMEOUT = 10
 _UNINITIALIZED = 1
 #: Answers meaning "this field has no value here", not "something is wrong".
 _NO_VALUE = {_NOT_SUPPORTED, _NO_PERMISSION, _NOT_FOUND}
@@ -69,6 +71,11 @@ THROTTLE_BITS: tuple[tuple[int, str], ...] = (
     (0x080, "hw_power_brake_slowdown"),
     (0x100, "display_clock_setting"),
 )
+
+#: nvmlEventTypeXidCriticalError: the driver's XID reports (nvidia-smi's "Xid" lines in dmesg).
+EVENT_XID = 0x8
+#: Events drained per tick at most: a card stuck in an XID storm must not hold the collector.
+XID_DRAIN_MAX = 256
 
 # nvmlDeviceArchitecture_t.
 ARCH_NAMES = {2: "kepler", 3: "maxwell", 4: "pascal", 5: "volta", 6: "turing", 7: "ampere", 8: "ada",
@@ -157,6 +164,13 @@ def cuda_cores(num_gpu_cores: int | None, name: str | None, cc: tuple[int, int] 
     return sms * per_sm if sms and per_sm else None
 
 
+def cuda_version(value: int | None) -> str | None:
+    """nvmlSystemGetCudaDriverVersion's integer (1000 x major + 10 x minor) as "12.4"."""
+    if value is None or value <= 0:
+        return None
+    return f"{value // 1000}.{value % 1000 // 10}"
+
+
 def used_memory(value: Any) -> int | None:
     """usedGpuMemory: pynvml maps NVML_VALUE_NOT_AVAILABLE to None, older bindings pass it through."""
     if value is None:
@@ -173,6 +187,14 @@ def text(value: Any) -> str | None:
         value = value.decode("utf-8", "replace")
     s = str(value).strip("\0 ")
     return s or None
+
+
+def _addr(handle: Any) -> int:
+    """A device handle's identity: the address of the driver's struct it points to."""
+    try:
+        return ctypes.addressof(handle.contents)
+    except (AttributeError, TypeError, ValueError):
+        return id(handle)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,6 +330,8 @@ class _Static:
     sm_clock_max_mhz: int | None = None
     arch: str | None = None
     cuda_cores: int | None = None
+    pcie_gen_max: int | None = None
+    pcie_width_max: int | None = None
 
 
 @dataclass
@@ -319,6 +343,10 @@ class _Device:
     lost_at: float | None = None
     lost_error: str | None = None
     errors: list[str] = field(default_factory=list)  # this tick's unexpected query errors
+    # XID events: None while this card cannot be watched (NotSupported, or no event set yet)
+    xid_count: int | None = None
+    xid_last: int | None = None
+    xid_last_ts: float | None = None
 
 
 class GpuConfig(Section):
@@ -352,6 +380,9 @@ class GpuCollector:
         self._missing: set[str] = set()  # symbols the driver lacks (FUNCTION_NOT_FOUND): never asked again
         self._devices: list[_Device] = []
         self._driver: str | None = None
+        self._cuda: str | None = None
+        self._events: Any = None  # the NVML event set XID events arrive on (None: none could be made)
+        self._events_tried = False
         self._count_at: float | None = None
         self._procs = ProcReader(ctx.roots, self.clock)
         self._lock = threading.Lock()
@@ -388,6 +419,7 @@ class GpuCollector:
             self._raise_init_failure()
         self._initialized, self._retry_at, self._init_failure = True, None, None
         self._devices, self._count_at = [], None
+        self._events, self._events_tried = None, False
 
     def _raise_init_failure(self) -> None:
         failure = self._init_failure or NoData("no NVIDIA driver")
@@ -398,6 +430,7 @@ class GpuCollector:
     def close(self) -> None:
         with self._lock:
             if self._initialized and self._nv is not None:
+                self._free_events()
                 try:
                     self._nv.nvmlShutdown()
                 except self._nv.NVMLError:
@@ -414,6 +447,10 @@ class GpuCollector:
             nv = self._nv
             try:
                 self._refresh_devices()
+                for dev in self._devices:
+                    dev.errors = []
+                self._watch_xids()
+                self._drain_xids()
                 out = [self._read(dev) for dev in self._devices]
             except nv.NVMLError as e:
                 if getattr(e, "value", None) == _UNINITIALIZED:
@@ -432,8 +469,12 @@ class GpuCollector:
         nv = self._nv
         count = int(nv.nvmlDeviceGetCount())
         self._driver = text(self._call_global("nvmlSystemGetDriverVersion"))
+        self._cuda = cuda_version(self._call_global("nvmlSystemGetCudaDriverVersion_v2")
+                                  or self._call_global("nvmlSystemGetCudaDriverVersion"))
         if len(self._devices) != count:
+            self._free_events()
             self._devices = [_Device(index=i) for i in range(count)]
+            self._events_tried = False
         self._count_at = now
 
     def _call_global(self, fn_name: str) -> Any:
@@ -448,11 +489,75 @@ class GpuCollector:
                 self._missing.add(fn_name)
         return None
 
+    # -- XID events ---------------------------------------------------------------------------------
+
+    def _watch_xids(self) -> None:
+        """One event set for the node, each card registered for XID critical errors once.
+
+        A card that answers NOT_SUPPORTED (or a driver without the event API) keeps ``xid_count`` None:
+        "cannot say", not "no errors"."""
+        if self._events_tried:
+            return
+        self._events_tried = True
+        nv = self._nv
+        try:
+            self._events = nv.nvmlEventSetCreate()
+        except (AttributeError, nv.NVMLError):
+            self._events = None
+            return
+        for dev in self._devices:
+            try:
+                if dev.handle is None:
+                    dev.handle = self._handle(dev.index)
+                nv.nvmlDeviceRegisterEvents(dev.handle, EVENT_XID, self._events)
+            except _Lost:
+                continue  # a lost card's XID (79) was the last thing it said; its row says lost
+            except nv.NVMLError as e:
+                if getattr(e, "value", None) == _UNINITIALIZED:
+                    raise
+                continue  # NOT_SUPPORTED and the like: this card's XIDs stay unknown
+            dev.xid_count = 0
+
+    def _drain_xids(self) -> None:
+        """Take every pending event without waiting (timeout 0 answers TIMEOUT when there is none)."""
+        if self._events is None:
+            return
+        nv = self._nv
+        by_addr = {}
+        for dev in self._devices:
+            if dev.handle is not None:
+                by_addr[_addr(dev.handle)] = dev
+        for _ in range(XID_DRAIN_MAX):
+            try:
+                data = nv.nvmlEventSetWait_v2(self._events, 0)
+            except nv.NVMLError as e:
+                code = getattr(e, "value", None)
+                if code == _UNINITIALIZED:
+                    raise
+                if code not in (_TIMEOUT, _GPU_IS_LOST):  # a lost card shows as lost in its own row
+                    for dev in self._devices:
+                        dev.errors.append(f"xid events: {e}")
+                return
+            if not data.eventType & EVENT_XID:
+                continue
+            dev = by_addr.get(_addr(data.device))
+            if dev is None or dev.xid_count is None:
+                continue
+            dev.xid_count += 1
+            dev.xid_last, dev.xid_last_ts = int(data.eventData), time.time()
+
+    def _free_events(self) -> None:
+        if self._events is not None and self._nv is not None:
+            try:
+                self._nv.nvmlEventSetFree(self._events)
+            except (AttributeError, self._nv.NVMLError):
+                pass  # the driver went away with it: nothing to release
+        self._events = None
+
     def _read(self, dev: _Device) -> schema.Gpu:
         now = self.clock()
         if dev.lost_at is not None and now - dev.lost_at < LOST_RETRY_S:
             return self._lost_gpu(dev)
-        dev.errors = []
         try:
             if dev.handle is None or dev.lost_at is not None:
                 dev.handle = self._handle(dev.index)
@@ -480,7 +585,8 @@ class GpuCollector:
         return schema.Gpu(index=dev.index, lost=True, error=dev.lost_error or "GPU is lost",
                           uuid=s.uuid if s else None, name=s.name if s else None,
                           bus_id=s.bus_id if s else None, arch=s.arch if s else None,
-                          driver=self._driver)
+                          driver=self._driver, cuda_version=self._cuda, xid_errors=dev.xid_count,
+                          xid_last=dev.xid_last, xid_last_ts=dev.xid_last_ts)
 
     def _q(self, dev: _Device, key: str, calls: tuple[tuple[str, tuple[Any, ...]], ...]) -> Any:
         """First answer among ``calls`` (newer symbol first); None where NVML has no value for it."""
@@ -524,6 +630,8 @@ class GpuCollector:
         cc_t = (int(cc[0]), int(cc[1])) if cc else None
         arch = arch_name(q(dev, "arch", (("nvmlDeviceGetArchitecture", ()),)), cc_t)
         cores = q(dev, "cores", (("nvmlDeviceGetNumGpuCores", ()),))
+        gen_max = q(dev, "pcie_gen_max", (("nvmlDeviceGetMaxPcieLinkGeneration", ()),))
+        width_max = q(dev, "pcie_width_max", (("nvmlDeviceGetMaxPcieLinkWidth", ()),))
         return _Static(
             fetched_at=now,
             uuid=text(q(dev, "uuid", (("nvmlDeviceGetUUID", ()),))),
@@ -535,6 +643,7 @@ class GpuCollector:
             sm_clock_max_mhz=q(dev, "sm_clock_max", (("nvmlDeviceGetMaxClockInfo", (nv.NVML_CLOCK_SM,)),)),
             arch=arch,
             cuda_cores=cuda_cores(cores, name, cc_t, arch),
+            pcie_gen_max=gen_max, pcie_width_max=width_max,
         )
 
     def _read_dynamic(self, dev: _Device) -> schema.Gpu:
@@ -567,7 +676,13 @@ class GpuCollector:
                 ("nvmlDeviceGetCurrentClocksEventReasons", ()),
                 ("nvmlDeviceGetCurrentClocksThrottleReasons", ()),
             ))),
+            cuda_version=self._cuda,
+            pcie_gen=q(dev, "pcie_gen", (("nvmlDeviceGetCurrPcieLinkGeneration", ()),)),
+            pcie_width=q(dev, "pcie_width", (("nvmlDeviceGetCurrPcieLinkWidth", ()),)),
+            pcie_gen_max=s.pcie_gen_max, pcie_width_max=s.pcie_width_max,
+            xid_errors=dev.xid_count, xid_last=dev.xid_last, xid_last_ts=dev.xid_last_ts,
         )
+        self._read_retirement(dev, gpu)
         if self.pcie:
             rx = q(dev, "pcie", (("nvmlDeviceGetPcieThroughput", (nv.NVML_PCIE_UTIL_RX_BYTES,)),))
             tx = q(dev, "pcie", (("nvmlDeviceGetPcieThroughput", (nv.NVML_PCIE_UTIL_TX_BYTES,)),))
@@ -578,6 +693,24 @@ class GpuCollector:
         if dev.errors:
             gpu.error = "; ".join(dev.errors)
         return gpu
+
+    def _read_retirement(self, dev: _Device, gpu: schema.Gpu) -> None:
+        """Retired pages (Pascal to Turing data-centre cards) and remapped rows (Ampere on).
+
+        Each card answers one of the two and NOT_SUPPORTED to the other; GeForce cards answer neither."""
+        nv, q = self._nv, self._q
+        sbe = q(dev, "retired", (("nvmlDeviceGetRetiredPages",
+                                  (nv.NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS,)),))
+        dbe = q(dev, "retired", (("nvmlDeviceGetRetiredPages", (nv.NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR,)),))
+        if sbe is not None and dbe is not None:
+            gpu.retired_pages = len(sbe) + len(dbe)
+            pending = q(dev, "retired_pending", (("nvmlDeviceGetRetiredPagesPendingStatus", ()),))
+            gpu.retired_pending = bool(pending) if pending is not None else None
+        rows = q(dev, "remapped", (("nvmlDeviceGetRemappedRows", ()),))
+        if rows is not None:
+            corr, unc, pending, failure = rows
+            gpu.remapped_rows = int(corr) + int(unc)
+            gpu.remap_pending, gpu.remap_failed = bool(pending), bool(failure)
 
     def _gpu_procs(self, dev: _Device) -> list[schema.GpuProc] | None:
         # The _v3 queries exist from driver 510, _v2 before; the unversioned pynvml wrapper would turn a

@@ -11,8 +11,11 @@ from __future__ import annotations
 import os
 import re
 
+import msgspec
+
 from clustertop.collectors.base import Roots
 from clustertop.collectors.procfs import parse_cmdline
+from clustertop.wire import schema
 from clustertop.wire.schema import Owner
 
 # kubelet names pod cgroups "pod<uid>" (cgroupfs driver) or "kubepods-<qos>-pod<uid>.slice" (systemd
@@ -24,6 +27,8 @@ _POD = re.compile(r"(?:^|[/-])pod([0-9a-fA-F]{8}[-_][0-9a-fA-F]{4}[-_][0-9a-fA-F
 # process for that container, counted as the container's.
 _SCOPE = re.compile(r"(?:^|/)(?:docker|cri-containerd|crio|crio-conmon|libpod|libpod-conmon|nerdctl)-"
                     r"([0-9a-f]{64})\.scope(?:/|$)")
+# Podman with the cgroupfs manager: /libpod_parent/libpod-<id> (and libpod-conmon-<id> for its monitor).
+_LIBPOD = re.compile(r"(?:^|/)libpod-(?:conmon-)?([0-9a-f]{64})(?:/|$)")
 # cgroupfs driver: the container id is a bare 64-hex path component (/docker/<id>, /kubepods/.../<id>,
 # containerd's /<namespace>/<id>).
 _BARE_ID = re.compile(r"(?:^|/)([0-9a-f]{64})(?:/|$)")
@@ -53,7 +58,7 @@ def classify_path(path: str) -> tuple[str, Owner]:
         # kernel threads and processes outside any managed cgroup
         return "root", Owner(kind="system")
     scope = _SCOPE.search(path)
-    bare = _BARE_ID.search(path)
+    bare = _BARE_ID.search(path) or _LIBPOD.search(path)
     cid = scope.group(1) if scope else (bare.group(1) if bare else None)
     if "kubepods" in path:
         pod = _POD.search(path)
@@ -145,3 +150,28 @@ def owner_of(pid: int, roots: Roots) -> Owner | None:
     except OSError:
         argv = []
     return apply_cmdline(parse_cgroup(cgroup), argv)
+
+
+def name_containers(snap: schema.NodeSnapshot) -> None:
+    """Name the snapshot's container-owned processes (GPU ones and the top processes) by their container,
+    from the containers collector's list in the same snapshot: ``Owner.name`` was the id's first 12
+    characters, which is all a cgroup path says. Owners are replaced, never changed in place (the GPU
+    collector caches them per pid). Pods keep their uid: they are named on the read side, where the
+    Kubernetes payload is (``clustertop.read.owners``)."""
+    listed = snap.containers.containers if snap.containers is not None else None
+    if not listed:
+        return
+    names = {c.id: c.name for c in listed if c.name}
+    if not names:
+        return
+
+    def named(o: Owner | None) -> Owner | None:
+        if o is None or o.kind != "container" or o.container_id not in names:
+            return o
+        return msgspec.structs.replace(o, name=names[o.container_id])
+
+    for g in snap.gpus or ():
+        for p in g.procs or ():
+            p.owner = named(p.owner)
+    for q in (snap.system.procs if snap.system is not None else None) or ():
+        q.owner = named(q.owner)

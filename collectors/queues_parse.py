@@ -64,6 +64,119 @@ def exchange_of_binding_key(key: bytes | str) -> str:
     return text[len(BINDING_PREFIX):]
 
 
+#: kombu/transport/redis.py ``Channel.unacked_key``: a hash, delivery tag -> JSON ``[message, exchange,
+#: routing_key]``, written when a message is delivered to a consumer and deleted when it is acknowledged
+#: (``QoS.append`` / ``QoS.ack``). One hash per broker database, for every queue.
+UNACKED_KEY = "unacked"
+
+
+def binding_routes(tables: Mapping[str, Iterable[bytes | str]], sep: str = SEP) -> dict[tuple[str, str], set[str]]:
+    """(exchange, routing_key) -> queues, from kombu's binding sets (exchange name -> members)."""
+    out: dict[tuple[str, str], set[str]] = {}
+    for exchange, members in tables.items():
+        for m in members:
+            text = m.decode("utf-8", "replace") if isinstance(m, bytes) else m
+            parts = text.split(sep)
+            if len(parts) == 3 and parts[2]:
+                out.setdefault((exchange, parts[0]), set()).add(parts[2])
+    return out
+
+
+#: The message itself is skipped unparsed (``Raw``): only where it came from is read.
+_unacked_decoder = msgspec.json.Decoder(tuple[msgspec.Raw, str | None, str | None])
+
+
+def unacked_route(value: bytes | str) -> tuple[str, str] | None:
+    """(exchange, routing_key) of one value of kombu's ``unacked`` hash; None when it is not kombu's."""
+    try:
+        _, exchange, routing_key = _unacked_decoder.decode(value)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    return exchange or "", routing_key or ""
+
+
+def route_queue(routes: Mapping[tuple[str, str], set[str]], exchange: str, routing_key: str) -> str | None:
+    """The queue a delivered message came from, the way kombu's ``_lookup`` finds it for a direct exchange
+    (Celery's task queues): the one queue bound with that routing key; the default exchange ("") routes by
+    queue name. None when no queue or several match (a fanout or topic exchange: we do not guess)."""
+    qs = routes.get((exchange, routing_key))
+    if qs and len(qs) == 1:
+        return next(iter(qs))
+    if not qs and not exchange and routing_key:
+        return routing_key
+    return None
+
+
+def started_total(stats: Any) -> int | None:
+    """Tasks a worker has started since it started (``inspect().stats()['total']``: task name -> count,
+    counted in ``celery.worker.state.task_accepted``); None when the reply has no such counter."""
+    total = stats.get("total") if isinstance(stats, dict) else None
+    if not isinstance(total, dict) or not all(_int(v) is not None and v >= 0 for v in total.values()):
+        return None
+    return _int(sum(total.values()))
+
+
+def running_unacked(active: Any) -> int | None:
+    """Tasks a worker is running whose message is not yet acknowledged (``acks_late`` tasks), from its
+    ``inspect().active()`` reply; None when the reply is not a list or a task lacks ``acknowledged``."""
+    if not isinstance(active, list):
+        return None
+    n = 0
+    for t in active:
+        if not isinstance(t, dict) or not isinstance(t.get("acknowledged"), bool):
+            return None
+        n += not t["acknowledged"]
+    return n
+
+
+@dataclass(frozen=True)
+class RedisSample:
+    """One queue of a Redis broker at one fresh worker inspection: what the rates are differences of."""
+
+    t: float  # monotonic seconds
+    ready: int  # LLEN sum
+    unacked: int  # entries of kombu's unacked hash that belong to this queue
+    counters: tuple[tuple[str, int, int], ...] | None  # (worker, started_total, running_unacked) per consumer
+
+
+@dataclass(frozen=True)
+class Rates:
+    publish: float
+    deliver: float
+
+
+def redis_rates(prev: RedisSample, cur: RedisSample) -> Rates | None:
+    """Publish and deliver rates of a queue of a Redis broker between two samples.
+
+    Redis keeps no per-list counters, so they are balanced from what it does keep. With ready R (the lists),
+    unacked U (kombu's hash), published P, delivered X and acknowledged A over the window:
+    ``dR = P - X`` and ``dU = X - A`` (a restore moves a message from U back to R: nets out), so
+    ``X = dU + A`` and ``P = dR + X``. A comes from the consuming workers' own counters: tasks started
+    (``total``) minus the change in started-but-unacknowledged (``acks_late``) ones.
+
+    None (unknown) unless the same workers consumed the queue in both samples, each of them only this
+    queue (a worker's counters are not split by queue), and none of them restarted (a counter went back).
+    The samples are taken up to ``request_timeout`` apart (the broadcast, then the lists), so a busy queue's
+    figures can be off by rate x that time over the window; a negative result of that skew shows as 0.
+    """
+    dt = cur.t - prev.t
+    if dt <= 0 or prev.counters is None or cur.counters is None:
+        return None
+    before = {w: (s, r) for w, s, r in prev.counters}
+    after = {w: (s, r) for w, s, r in cur.counters}
+    if set(before) != set(after):
+        return None
+    acked = 0
+    for w, (s1, r1) in after.items():
+        s0, r0 = before[w]
+        if s1 < s0:
+            return None
+        acked += (s1 - s0) - (r1 - r0)
+    delivered = (cur.unacked - prev.unacked) + acked
+    published = (cur.ready - prev.ready) + delivered
+    return Rates(publish=max(0.0, published / dt), deliver=max(0.0, delivered / dt))
+
+
 # ---------------------------------------------------------------------------------------------
 # RabbitMQ management API: GET /api/queues/<vhost>?columns=...
 # ---------------------------------------------------------------------------------------------

@@ -160,7 +160,20 @@ class Actions:
             raise KeyError(NO_KEY_HELP)
         return signing.load_private(os.path.expanduser(path))
 
+    def _external(self) -> None:
+        """The demo's guard: no Kubernetes, Celery or Dask client is made (none reads ~/.kube/config)."""
+        why = getattr(self.settings, "external_control_refused", None)
+        if why:
+            raise RuntimeError(why)
+
+    def _demo(self) -> Any:
+        """The demo's simulated Kubernetes/Celery/Dask (settings.demo_control), else None."""
+        return getattr(self.settings, "demo_control", None)
+
     def k8s(self) -> Any:
+        if self._demo() is not None:
+            return self._demo().k8s  # the simulated cluster: no client, no kubeconfig
+        self._external()
         with self._lock:
             if self._k8s is None:
                 from clustertop.control.kubernetes import K8sControl
@@ -169,6 +182,9 @@ class Actions:
             return self._k8s
 
     def celery(self) -> Any:
+        if self._demo() is not None:
+            return self._demo().celery
+        self._external()
         with self._lock:
             if self._celery is None:
                 if not self.settings.celery_broker:
@@ -246,6 +262,12 @@ class Actions:
     def stop_task(self, node: str, task_id: str) -> Outcome:
         return self._answers([cc.build(node, "stop", {"task": task_id}, operator=self.operator())])
 
+    def container(self, node: str, c: schema.Container, action: str) -> Outcome:
+        """stop / restart / kill of the container its node signed (full id and creation time)."""
+        args = cc.container_args(c, signal="KILL" if action == "kill" else None,
+                                 grace=None if action == "kill" else 10)
+        return self._answers([cc.build(node, f"container.{action}", args, operator=self.operator())])
+
     # -- Kubernetes ---------------------------------------------------------------------------------
 
     def check_k8s(self, on_done: Callable[[], None] | None = None) -> None:
@@ -300,6 +322,10 @@ class Actions:
         return Outcome(r.ok, r.text)
 
     def retire(self, worker: str) -> Outcome:
+        if self._demo() is not None:
+            r = self._demo().retire_worker(worker)
+            return Outcome(r.ok, r.text)
+        self._external()
         if not self.settings.dask_scheduler:
             raise RuntimeError("no Dask scheduler configured (--dask-scheduler URL or CLUSTERTOP_DASK_SCHEDULER)")
         from clustertop.control.dask import retire_worker
@@ -347,8 +373,12 @@ class Actions:
 
         self.background(verify, f"verify {node} pid {pid}")
 
-    def _confirm_signal(self, ident: cc.Identity, sig: str) -> None:
-        """The dialog for a kill, from the identity its node signed (or, unverified, with a second step)."""
+    def _confirm_signal(self, ident: cc.Identity, sig: str, pod_offered: bool = False) -> None:
+        """The dialog for a kill, from the identity its node signed (or, unverified, with a second step).
+        A process in a pod the Kubernetes payload knows: first the choice of deleting the pod instead (its
+        controller or kubelet would restart a killed process's container anyway)."""
+        from clustertop.read import owners
+
         self.app.trust.note(ident.node, ident.verdict, ident.snap is not None)
         problem = ident.problem()
         if problem is not None:
@@ -360,6 +390,12 @@ class Actions:
         state = self.app.view.state
         k8s = state.cluster.get("kubernetes") if state is not None else None
         pods = k8s.kubernetes.pods if k8s is not None and k8s.kubernetes is not None else None
+        index = owners.pod_index(state.cluster) if state is not None else {}
+        proc.owner = owners.named(proc.owner, index)  # the node knows the pod's uid only (read/owners.py)
+        pod = owners.pod_of(proc.owner, index)
+        if pod is not None and not pod_offered:
+            self._offer_pod_delete(ident, sig, pod)
+            return
         loss = kill_loss(proc, ident.snap, sig, pods)
         body = signal_body(ident, sig, loss)
         target = f"{ident.node} pid {ident.pid}"
@@ -397,6 +433,95 @@ class Actions:
 
         what = "terminate (TERM)" if sig == "TERM" else "kill (KILL)"
         self.app.push_screen(PickDialog(f"Which process on {fmt.node_text(node, 60)} to {what}?", options), picked)
+
+    def _offer_pod_delete(self, ident: cc.Identity, sig: str, pod: schema.K8sPod) -> None:
+        from clustertop.dashboard.dialogs.pick import PickDialog
+
+        ns, name = pod.namespace, pod.name
+        owner = f" (owned by {pod.owner_kind} {pod.owner}: it makes a new pod)" if pod.owner_kind else ""
+        what = "Terminate" if sig == "TERM" else "Kill"
+        options = [("pod", Content.assemble(("Delete pod ", "bold"), fmt.node_text(f"{ns}/{name}", 100),
+                                            (fmt.node_text(owner, 120), "dim"))),
+                   ("signal", Content.assemble((f"{what} pid {ident.pid} only", "bold"),
+                                               (" (kubelet restarts the container per its restartPolicy)", "dim")))]
+
+        def picked(choice: str | None) -> None:
+            if choice == "pod":
+                self.ask_delete("Pod", ns, name)
+            elif choice == "signal":
+                self._confirm_signal(ident, sig, pod_offered=True)
+
+        self.app.push_screen(PickDialog(f"pid {ident.pid} runs in pod {fmt.node_text(ns, 60)}/{fmt.node_text(name, 80)}",
+                                        options), picked)
+
+    def ask_pick_container(self, node: str) -> None:
+        """c on the node screen: choose one of the node's containers, then what to do with it."""
+        from clustertop.dashboard.containers import ACTIONS, option_words
+        from clustertop.dashboard.dialogs.pick import PickDialog
+
+        if not self.allowed("container action"):
+            return
+        state = self.app.view.state
+        nv = state.node(node) if state is not None else None
+        if nv is not None and not state.plan.in_full(node):  # its screen just opened: the full read is on its way
+            self.notify(f"{node}: reading its containers, try again in a moment", "warning")
+            self.app.refresh_now()
+            return
+        snap = nv.snap if nv is not None else None
+        listed = (snap.containers.containers if snap is not None and snap.containers is not None else None) or []
+        if not listed:
+            self.notify(f"{node}: no containers in its latest snapshot", "warning")
+            return
+        options = [(c.id, Content(option_words(c))) for c in listed]
+
+        def picked(cid: str | None) -> None:
+            if cid is None:
+                return
+            acts = [(a, Content(words)) for a, words in ACTIONS.items()]
+            self.app.push_screen(PickDialog("What to do with the container?", acts),
+                                 lambda a: self.ask_container(node, cid, a) if a else None)
+
+        self.app.push_screen(PickDialog(f"Which container on {fmt.node_text(node, 60)}?", options), picked)
+
+    def ask_container(self, node: str, cid: str, action: str) -> None:
+        """Confirm a container action on the container as its node signed it, read afresh in a worker (as a kill)."""
+        if not self.allowed(f"{action} container"):
+            return
+        if not self.settings.operator_key:
+            self.notify(NO_KEY_HELP, "error", title="no operator key")
+            return
+
+        def verify() -> None:
+            try:
+                snap, verdict = trust.verified_snapshot(self.client(), node, self.known())
+            except Exception as e:  # noqa: BLE001 - the store: said, and nothing is done
+                self._notify_from_thread(f"cannot read {node}'s snapshot: {describe(e)}", "error", "not done")
+                return
+            found = [c for c in ((snap.containers.containers if snap and snap.containers else None) or [])
+                     if c.id == cid]
+            self.app.call_from_thread(self._confirm_container, node, found[0] if found else None, action, verdict)
+
+        self.background(verify, f"verify {node} container {cid[:12]}")
+
+    def _confirm_container(self, node: str, c: schema.Container | None, action: str, verdict: trust.Verdict) -> None:
+        from clustertop.dashboard.containers import action_rows
+
+        if c is None or c.created_ts is None:
+            self.notify(f"the container is not in {node}'s latest snapshot (with its creation time): not done",
+                        "error", title="not done")
+            return
+        rows = action_rows(node, c, action)
+        if verdict.ok:
+            head = Content.assemble(("— ", "$ct-ok"), (fmt.node_text(verdict.text, 200), "$ct-ok"))
+        else:
+            head = Content.assemble(("UNVERIFIED: ", "bold $ct-warn"), (fmt.node_text(verdict.text, 300), "$ct-warn"),
+                                    (" Type the container's id (12 characters) to confirm anyway.", "$ct-warn"))
+        title = f"{action.capitalize()} container {fmt.node_text(c.name, 60)} on {fmt.node_text(node, 60)}?"
+        target = f"{node} container {fmt.node_text(c.id[:12])}"
+        self.confirm(title if verdict.ok else f"UNVERIFIED: {title}", Content("\n").join([head, Content(""), fields(rows)]),
+                     action.capitalize(),
+                     lambda: self.execute(f"container.{action}", target, lambda: self.container(node, c, action)),
+                     require=None if verdict.ok else c.id[:12])
 
     def ask_stop_task(self, node: str, task: schema.Task) -> None:
         if not self.allowed("stop task"):
@@ -524,6 +649,18 @@ class Actions:
         if req is None:
             return
         c = req.choice
+        if c.kind == "ctr":
+            if not self.settings.operator_key:
+                self.notify(NO_KEY_HELP, "error", title="no operator key")
+                return
+            body = fields([("container template", c.name), ("nodes", ", ".join(req.nodes) + " (one container on each)"),
+                           ("params", ", ".join(f"{k}={v}" for k, v in req.params.items()) or "defaults")])
+            cmds = lambda: [cc.build(n, "container.launch", {"template": c.name}, dict(req.params),  # noqa: E731
+                                     operator=self.operator()) for n in req.nodes]
+            self.confirm(f"Launch container {fmt.node_text(c.name, 60)}?", body, "Launch",
+                         lambda: self.execute("container.launch", f"{c.name} on {','.join(req.nodes)}",
+                                              lambda: self._answers(cmds())))
+            return
         if c.kind == "node":
             if not self.settings.operator_key:
                 self.notify(NO_KEY_HELP, "error", title="no operator key")
@@ -596,6 +733,9 @@ def node_choices(state: Any) -> list[Any]:
             continue
         for t in v.snap.templates or ():
             c = out.setdefault(t.name, Choice("node", t.name, t.description, dict(t.params)))
+            c.nodes.append(v.host)
+        for t in (v.snap.containers.templates if v.snap.containers is not None else None) or ():
+            c = out.setdefault(f"ctr:{t.name}", Choice("ctr", t.name, t.description, dict(t.params)))
             c.nodes.append(v.host)
     return [out[k] for k in sorted(out)]
 

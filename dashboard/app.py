@@ -19,18 +19,21 @@ from textual.screen import Screen
 from textual.timer import Timer
 
 from clustertop.dashboard import gcpolicy
+from clustertop.dashboard.alertfeed import SILENCES_EVERY_S, AlertFeed
 from clustertop.dashboard.commands import ClusterCommands
 from clustertop.dashboard.history import TotalsHistory
-from clustertop.dashboard.messages import LedgerRead, StateRead, StoreFailed
+from clustertop.dashboard.messages import AlertFeedRead, LedgerRead, StateRead, StoreFailed
 from clustertop.dashboard.nodetrust import NodeTrust
 from clustertop.dashboard.screens.audit import AuditScreen
 from clustertop.dashboard.screens.base import DataScreen
+from clustertop.dashboard.screens.energy import EnergyScreen
 from clustertop.dashboard.screens.gpus import GpusScreen
 from clustertop.dashboard.screens.help import HelpScreen
 from clustertop.dashboard.screens.network import NetworkScreen
 from clustertop.dashboard.screens.node import NodeScreen
 from clustertop.dashboard.screens.nodes import NodesScreen
 from clustertop.dashboard.screens.overview import OverviewScreen
+from clustertop.dashboard.screens.people import PeopleScreen
 from clustertop.dashboard.screens.storage import StorageScreen
 from clustertop.dashboard.screens.wall import WallScreen
 from clustertop.dashboard.screens.work import WorkScreen
@@ -48,7 +51,8 @@ from clustertop.read.reader import ClusterState
 #: Actions that change something on the cluster. Hidden and refused in read-only mode; job
 #: control (kill, launch) adds its actions here.
 WRITE_ACTIONS: set[str] = {"signal_process", "job_delete", "job_kill", "job_logs", "job_scale", "job_pool",
-                           "job_launch"}
+                           "job_launch", "container_action", "silence", "k8s_undo", "k8s_restart",
+                           "k8s_cordon", "k8s_drain"}
 
 #: How often the GPU ledger is brought up to date while the work screen is not showing it.
 LEDGER_EVERY_S = 5.0
@@ -62,7 +66,7 @@ class ClusterTop(App[int]):
     COMMANDS = App.COMMANDS | {ClusterCommands}
     MODES = {"overview": OverviewScreen, "nodes": NodesScreen, "gpus": GpusScreen,
              "storage": StorageScreen, "network": NetworkScreen, "wall": WallScreen,
-             "work": WorkScreen, "audit": AuditScreen}
+             "work": WorkScreen, "audit": AuditScreen, "energy": EnergyScreen, "people": PeopleScreen}
     DEFAULT_MODE = "overview"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (160, "-wide")]
     # The screen keys share one footer entry ("1234567 screens"): one entry each pushed "? Help" and
@@ -76,6 +80,8 @@ class ClusterTop(App[int]):
         Binding("5", "go('network')", "Network", group=SCREENS_GROUP),
         Binding("6", "go('work')", "Work", group=SCREENS_GROUP),
         Binding("7", "go('audit')", "Audit", group=SCREENS_GROUP),
+        Binding("e", "go('energy')", "Energy", show=False),  # kWh, cost, GPU-hours (not in the footer's group)
+        Binding("w", "go('people')", "Who", show=False),  # one user's work (clustertop who), not in the footer
         Binding("question_mark", "help", "Help"),
         Binding("t", "next_theme", "Theme", show=False),
         Binding("escape", "back", "Back", show=False),
@@ -119,6 +125,9 @@ class ClusterTop(App[int]):
         # seals the next read takes (the node on screen, a few more round robin), set with the plan.
         self.trust = NodeTrust.from_settings(settings)
         self._read_seals: list[str] = []
+        # Alerts as a service: the evaluating agent's signed state, Alertmanager's silences (alertfeed.py).
+        self.alert_feed = AlertFeed(self.trust.known, settings.alertmanager, clock)
+        self.view.feed = self.alert_feed
 
     # -- start-up -------------------------------------------------------------------------------
 
@@ -140,6 +149,9 @@ class ClusterTop(App[int]):
             self.notify(err, title="theme", severity="warning", timeout=10)
         if self.trust.error:
             self.notify(self.trust.error, title="trust", severity="error", timeout=15, markup=False)
+        if self.alert_feed.alertmanager:
+            self._poll_silences()
+            self.set_interval(SILENCES_EVERY_S, self._poll_silences)
         self.refresh_now()
 
     def watch_theme(self, theme: str) -> None:
@@ -197,6 +209,8 @@ class ClusterTop(App[int]):
                     self.post_message(StoreFailed(describe(e), self.clock()))
                     continue
                 self.post_message(StateRead(state))
+                if self.alert_feed.due(state.ts):  # one GET, after the read is on its way
+                    self.post_message(AlertFeedRead(self.alert_feed.poll_state(self.source, state.ts)))
             if self._ledger_read and not self._refresh_wanted:
                 self._ledger_read = False
                 try:
@@ -217,7 +231,8 @@ class ClusterTop(App[int]):
         v.now = state.ts
         v.unreachable_since = None
         v.store_error = None
-        v.alerts = cluster_alerts(state.nodes, state.cluster, state.ts)
+        v.alerts = cluster_alerts(state.nodes, state.cluster, state.ts,
+                                  flags=self.ledger.flags if self.ledger is not None else None)
         live = {a.key for a in v.alerts}
         for key in [k for k in v.first_seen if k not in live]:
             del v.first_seen[key]
@@ -253,6 +268,30 @@ class ClusterTop(App[int]):
             # own, in the reader thread's idle time after this repaint, never inside a refresh.
             self._ledger_read = True
             self._read_wanted.set()
+
+    def on_alert_feed_read(self, msg: AlertFeedRead) -> None:
+        self.alert_feed.set_state(msg.read)
+        self._redraw()
+
+    def _poll_silences(self) -> None:
+        feed = self.alert_feed
+
+        def ask() -> None:  # a worker: an Alertmanager that does not answer costs its timeout here only
+            silences, error = feed.poll_silences()
+            self.call_from_thread(self._silences_read, silences, error)
+
+        self.run_worker(ask, thread=True, group="silences", exclusive=True, exit_on_error=False)
+
+    def _silences_read(self, silences: Any, error: str | None) -> None:
+        self.alert_feed.set_silences(silences, error)
+        self._redraw()
+
+    def _redraw(self) -> None:
+        """Draw what changed outside a read (the alert feed) without restarting the refresh timer."""
+        self.view.version += 1
+        screen = self.screen if self.screen_stack else None
+        if isinstance(screen, DataScreen) and self.view.state is not None:
+            screen.show(self.view)
 
     def on_ledger_read(self, msg: LedgerRead) -> None:
         self.ledger = update_ledger(self.ledger_tracker, msg.state)

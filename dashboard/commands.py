@@ -23,6 +23,8 @@ class ClusterCommands(Provider):
             ("Screen: network", partial(app.action_go, "network"), "every bond and its slaves; NIC rates"),
             ("Screen: work", partial(app.action_go, "work"), "queues, workers, pods, GPU ledger, launched tasks"),
             ("Screen: audit", partial(app.action_go, "audit"), "who did what to what, and how it went"),
+            ("Screen: energy", partial(app.action_go, "energy"), "kWh, cost and GPU-hours per GPU, node, user, pod, job"),
+            ("Screen: who", partial(app.action_go, "people"), "one user's processes, GPUs, pods, containers, tasks"),
             ("Help: keys", app.action_help, "every key"),
         ]
         for name in sorted(app.clustertop_themes):

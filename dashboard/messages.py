@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from textual.message import Message
 
@@ -30,6 +31,13 @@ class LedgerRead(Message):
 
 
 @dataclass
+class AlertFeedRead(Message):
+    """The evaluated alert state (``ct:v1:alerts``) as read and checked (``alerting.store.Read``)."""
+
+    read: Any
+
+
+@dataclass
 class StoreFailed(Message):
     """The store could not be read; the last data stays on screen, marked stale."""
 
@@ -47,3 +55,6 @@ class HistoryRead(Message):
     host: str
     points: list[schema.HistPoint]
     error: str | None = None
+    range_label: str = "1 h"  # which of dashboard/ranges.py's ranges this is
+    origin: str = ""  # where the points came from ("Redis, 1-minute points", "Prometheus, ...")
+    note: str | None = None  # e.g. why Prometheus was not used

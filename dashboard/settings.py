@@ -37,7 +37,21 @@ class Settings:
     # the audit screen checks their entries against (NAME.pub signs audit:op:NAME).
     known_nodes: str | None = None  # None: trust.default_known_nodes()
     operator_keys: list[str] = field(default_factory=list)
+    # Alertmanager v2 URLs: acknowledging an alert creates a silence there (dashboard/alertfeed.py).
+    alertmanager: list[str] = field(default_factory=list)
     known: Any = None  # a trust.KnownNodes in memory (the demo's simulated nodes); None: read known_nodes
+    # The demo (cli/modes.py): its start-up progress (sim.simulate.Startup, ``text()`` None once live), and why
+    # Kubernetes/Celery/Dask actions are refused (no real cluster behind it: never the user's kubeconfig).
+    startup: Any = None
+    external_control_refused: str | None = None
+    # The demo's stand-in for those clients (sim.control.SimControl: ``.k8s``, ``.celery``, ``retire_worker``),
+    # acting on the simulated cluster; when set, Kubernetes/Celery/Dask actions go there and nowhere else.
+    demo_control: Any = None
+    # History past an hour (dashboard/ranges.py): from this Prometheus's query_range instead of the
+    # agents' Redis tiers ([history] prometheus); None: the Redis tiers.
+    history_prometheus: str | None = None
+    history_timeout_s: float = 5.0
+    history_wall: list[str] = field(default_factory=lambda: ["1 h", "24 h"])  # the wall's trends, in turn
 
     @property
     def effective_read_only(self) -> bool:
@@ -47,6 +61,32 @@ class Settings:
 #: DashboardConfig keys that hold file or directory paths.
 PATHS = ("redis_password_file", "redis_ca_file", "themes_dir", "operator_key", "kubeconfig", "k8s_templates",
          "known_nodes")
+
+
+class HistoryConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``[history]`` of the config file: where the node screen's 24 h and 7 d come from."""
+
+    prometheus: str | None = None  # http(s) URL of a Prometheus scraping `clustertop exporter`
+    timeout: Positive = 5.0  # seconds per query_range request
+    wall: list[str] = msgspec.field(default_factory=lambda: ["1 h", "24 h"])  # the wall's GPU trends, in turn
+
+    def __post_init__(self) -> None:
+        from urllib.parse import urlsplit
+
+        from clustertop.dashboard.ranges import range_named
+
+        for label in self.wall:
+            try:
+                range_named(label)
+            except ValueError as e:
+                raise Invalid("wall", str(e)) from None
+        if not self.wall:
+            raise Invalid("wall", "name at least one range (\"1 h\", \"24 h\", \"7 d\")")
+
+        if self.prometheus is not None:
+            u = urlsplit(self.prometheus)
+            if u.scheme not in ("http", "https") or not u.netloc:
+                raise Invalid("prometheus", f"expected an http:// or https:// URL, got {self.prometheus!r}")
 
 
 class DashboardConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -73,6 +113,10 @@ class DashboardConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     action_timeout: Positive = 15.0
     known_nodes: str | None = None  # None: trust.default_known_nodes()
     operator_keys: list[str] = []
+    alertmanager: list[str] = []  # where acknowledging an alert creates a silence (the agents deliver there)
+    # The file's own [history] section (load_config puts it here); "[history]" is its name only so that no
+    # [dashboard] key can set it.
+    history: HistoryConfig = msgspec.field(default_factory=lambda: HistoryConfig(), name="[history]")
 
     def __post_init__(self) -> None:
         from clustertop.store import url_problem  # lazy: only a config that names a store needs it
@@ -86,6 +130,12 @@ class DashboardConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             if value:
                 setattr(self, name, os.path.expanduser(value))
         self.operator_keys = [os.path.expanduser(p) for p in self.operator_keys]
+        from clustertop.alerting.config import url_problem
+
+        for i, url in enumerate(self.alertmanager):
+            why = url_problem(url)
+            if why:
+                raise Invalid(f"alertmanager[{i}]", why)
 
     def settings(self, source_label: str) -> Settings:
         return Settings(theme=self.theme, themes_dir=self.themes_dir, read_only=self.read_only or self.wall,
@@ -94,11 +144,14 @@ class DashboardConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                         kubeconfig=self.kubeconfig, k8s_context=self.k8s_context, k8s_templates=self.k8s_templates,
                         celery_broker=self.celery_broker, dask_scheduler=self.dask_scheduler,
                         action_timeout_s=self.action_timeout, known_nodes=self.known_nodes,
-                        operator_keys=list(self.operator_keys))
+                        operator_keys=list(self.operator_keys), alertmanager=list(self.alertmanager),
+                        history_prometheus=self.history.prometheus, history_timeout_s=self.history.timeout,
+                        history_wall=list(self.history.wall))
 
 
 class DashboardFile(msgspec.Struct, forbid_unknown_fields=True):
     dashboard: DashboardConfig = msgspec.field(default_factory=DashboardConfig)
+    history: HistoryConfig = msgspec.field(default_factory=HistoryConfig)
 
 
 #: Names the environment knew before the CLUSTERTOP_<KEY> rule (variable -> key).
@@ -119,7 +172,8 @@ def load_config(path: str | None, env: Mapping[str, str] = os.environ,
     """flags > environment > file (``path``, else the XDG default) > defaults. ``flags`` are keyed by
     DashboardConfig field; None (or False, for on/off flags) means "not given"."""
     path = path or default_path(env)
-    parsed = convert(load_toml(path), DashboardFile, path).dashboard if path else DashboardConfig()
+    file = convert(load_toml(path), DashboardFile, path) if path else DashboardFile()
+    parsed = msgspec.structs.replace(file.dashboard, history=file.history)  # [history] rides on the dashboard's
     given = {k: v for k, v in (flags or {}).items() if v is not None and v is not False}
     layers = {**environment(env, DashboardConfig, ENV_ALIASES),
               **overlay(given, DashboardConfig, "command line", lambda k: FLAG_NAMES.get(k) or "--" + k.replace("_", "-"))}

@@ -11,9 +11,12 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from clustertop import wire
+from clustertop.dashboard.promhistory import PromError, PromHistory
+from clustertop.dashboard.ranges import Range, RangeRead, tier_blocks, tier_points
 from clustertop.read.plan import ALL_FULL, ReadPlan
 from clustertop.read.reader import ClusterState, Reader
 from clustertop.wire import schema
+from clustertop.wire.tiers import Tier, TierPoint
 
 #: History points read on drill-down: an hour at the publisher's 5 s history interval.
 HIST_COUNT = 720
@@ -37,6 +40,42 @@ class Source:
         """The whole cluster in one round trip, as ``plan`` says, with the seals of ``seals`` (``Reader.read``).
         Raises whatever the client raises (caller reports)."""
         return self._ensure().read(plan, seals)
+
+    def energy(self, hosts: list[str]) -> list[tuple[str, bytes | None]]:
+        """Each host's energy ledger, raw (``wire.energy_key``): one GET per host in one pipeline (each
+        key carries its host's hash tag, so an MGET across hosts would cross slots on a Redis Cluster)."""
+        self._ensure()
+        p = self._client.pipeline(transaction=False)
+        for h in hosts:
+            p.get(wire.energy_key(h))
+        return list(zip(hosts, p.execute(), strict=True))
+
+    def get(self, key: str) -> Any:
+        """One key's raw value (the alert state), on the reader's connection."""
+        self._ensure()
+        return self._client.get(key)
+
+    def history_range(self, host: str, rng: Range, now: float, prometheus: PromHistory | None = None) -> RangeRead:
+        """One range of ``host``'s history (dashboard/ranges.py): 1 h from its stream; 24 h and 7 d from
+        ``prometheus`` when given and answering, else from the agent's tiers in Redis (the read says
+        why). Raises what the Redis client raises."""
+        if rng.tier is None:
+            return RangeRead(host, rng, self.history(host), "Redis, 5-second points")
+        step = f"{rng.tier.step_s // 60}-minute points"
+        note = None
+        if prometheus is not None:
+            try:
+                return RangeRead(host, rng, prometheus.node(host, now - rng.seconds, now, rng.tier.step_s),
+                                 f"Prometheus, {step}")
+            except PromError as e:
+                note = f"Prometheus unreachable ({e})"
+        self._ensure()
+        return RangeRead(host, rng, tier_points(self._client, host, rng.tier, now, rng.seconds), f"Redis, {step}", note)
+
+    def tier_blocks(self, host: str, tier: Tier, now: float, seconds: float) -> list[tuple[int, TierPoint]]:
+        """``host``'s tier buckets in the last ``seconds`` (dashboard/ranges.py). Raises what the client raises."""
+        self._ensure()
+        return tier_blocks(self._client, host, tier, now, seconds)
 
     def history(self, host: str, count: int = HIST_COUNT) -> list[schema.HistPoint]:
         """The newest ``count`` history points of ``host``, oldest first; undecodable entries skipped."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from clustertop.dashboard.history import TotalsHistory
 from clustertop.dashboard.widgets.cephio import CephIoRing
@@ -22,6 +23,8 @@ class View:
     now: float = 0.0
     version: int = 0  # bumped on every change; a screen skips work when it has drawn this version
     ceph_io: CephIoRing = field(default_factory=CephIoRing)  # client/recovery rates, fed on every read
+    # The evaluated alert state from Redis and Alertmanager's silences (dashboard/alertfeed.AlertFeed).
+    feed: Any = None
 
     @property
     def read_ts(self) -> float | None:

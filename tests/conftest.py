@@ -41,10 +41,13 @@ def pytest_configure(config: pytest.Config) -> None:
 #: venvs (tests/cli/test_extras.py). Tests that start one inline carry ``@pytest.mark.heavy`` themselves;
 #: whole modules of such tests are listed here.
 HEAVY_FIXTURES = {"ceph_cluster", "k8s_cluster", "world", "rabbit", "worker", "cluster", "server_factory",
-                  "wheel", "agent_venv", "dashboard_venv"}
+                  "wheel", "agent_venv", "dashboard_venv", "dockerd"}
 #: test_dashboard_fuzz drives every screen at two sizes through generated hostile clusters (~100 s): it
 #: runs in the full suite and CI, not in the edit-test loop.
-HEAVY_MODULES = {"test_ceph_real", "test_k8s_real", "test_celery", "test_dask", "test_serve", "test_dashboard_fuzz"}
+HEAVY_MODULES = {"test_ceph_real", "test_k8s_real", "test_celery", "test_dask", "test_serve", "test_dashboard_fuzz",
+                 "test_celery_events",  # real Celery workers (-E and not) on Redis and RabbitMQ
+                 # a 3-master/3-replica Redis Cluster, a master/replica/3-sentinel set, masters killed (tests/support/redis_ha.py)
+                 "test_redis_cluster", "test_redis_sentinel"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

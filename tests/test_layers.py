@@ -34,14 +34,17 @@ MAY_IMPORT: dict[str, set[str]] = {
     "collectors": {"errors", "config", "wire", "store"},
     # control reuses the Kubernetes collector's client builder and pod parser: one of each, not a copy.
     "control": {"errors", "config", "wire", "store", "collectors"},
-    "agents": {"errors", "config", "wire", "store", "control", "collectors"},
+    # alerting: the rule set over read.cluster.alerts, Alertmanager delivery, the signed alert state in Redis.
+    "alerting": {"errors", "config", "wire", "read", "control"},
+    # agents run the alert evaluation (alerting) while one of them holds the "alerts" lease.
+    "agents": {"errors", "config", "wire", "store", "control", "collectors", "alerting"},
     # sim gives each simulated node its own key (control.signing), so a demo's nodes seal like real agents.
     "sim": {"errors", "config", "wire", "store", "collectors", "control", "agents"},
-    "dashboard": {"errors", "config", "wire", "store", "read", "control", "themes"},
+    "dashboard": {"errors", "config", "wire", "store", "read", "control", "themes", "alerting"},
     # export: the Prometheus exposition of a read (`clustertop exporter`); the CLI hands it its Redis client.
     "export": {"errors", "wire", "read"},
     "cli": {"errors", "config", "wire", "store", "read", "control", "collectors", "agents", "sim", "dashboard",
-            "themes", "export"},
+            "themes", "export", "alerting"},
     "__main__": {"cli"},
 }
 

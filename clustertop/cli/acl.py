@@ -7,11 +7,14 @@ other node's commands. The file is generated, not hand-written, because the key 
 
 What each user gets (Redis 7 ACL: ``%R~``/``%W~`` key permissions, and selectors in parentheses that
 grant a command only on the keys listed inside them):
-- ``node-HOST``: its own node/brief/digest/hist/seal/nodekey keys, its command stream (read, ack), its
+- ``node-HOST``: its own node/brief/digest/hist (and its 1m/10m tiers)/seal/nodekey/energy keys, its command stream (read, ack), its
   results and audit streams (append), its replay markers; ZADD on the shared node index (a hint the
   dashboard never trusts) and nothing else there; WATCH/MULTI for leases, no EVAL (a Lua loop stalls
   Redis for everyone), no DEL but of its own markers and leases, no XDEL/XTRIM.
   ``--cluster-node HOST`` also lets it hold leases and publish cluster payloads (Ceph, queues, Kubernetes).
+  ``--alert-node HOST`` lets it evaluate alerts for the cluster: read every node's digest, brief and full
+  snapshot and the cluster payloads (MGET, ZRANGE of the index), hold the "alerts" lease, and write the
+  alert state (``ct:v1:alerts``, which it signs; readers check the signature against known_nodes).
 - ``operator-NAME``: reads everything under ct:v1:, sends commands (XADD on command streams), reads
   results (XREAD), appends to its own audit stream only, forgets a node (ZREM on the index).
 - ``viewer-NAME``: reads only.
@@ -33,6 +36,7 @@ from typing import Any
 
 from clustertop import wire
 from clustertop.control import trust
+from clustertop.wire.alerts import ALERTS_KEY, ALERTS_LEASE
 
 #: Names end up inside ACL key patterns, where * ? [ ] \ are glob syntax: a node called "*" would be
 #: granted every node's keys. So a name must be what known_nodes accepts (``trust.HOST``): letters,
@@ -41,7 +45,11 @@ NAME = trust.HOST
 
 #: What every user may do on connect. redis-py also sends CLIENT SETINFO and ignores its refusal; Redis
 #: 7.0 does not know that subcommand, and an ACL file naming it would not load there.
-CONNECT = "+ping +hello +auth +select +client|setname +quit +reset"
+#: Both clients ask CLUSTER INFO at first use (cluster mode is detected, not configured); on a Redis
+#: Cluster they read the slot map (CLUSTER SLOTS / SHARDS), send ASKING on an ASK redirect, and redis-py
+#: reads the command table (COMMAND) to find keys; ROLE checks that a Sentinel-named master is one.
+CONNECT = ("+ping +hello +auth +select +client|setname +quit +reset "
+           "+cluster|info +cluster|slots +cluster|shards +cluster|nodes +asking +readonly +role +command")
 READ = "+get +mget +exists +ttl +pttl +type +zrange +zcard +zscore +xrange +xrevrange +xlen +xread +xinfo|stream"
 
 
@@ -52,16 +60,18 @@ def check_name(kind: str, name: str) -> str:
     return name
 
 
-def node_rules(host: str, cluster: bool) -> str:
+def node_rules(host: str, cluster: bool, alerts: bool = False) -> str:
     own = [wire.node_key(host), wire.brief_key(host), wire.digest_key(host), wire.hist_key(host),
            wire.seal_key(host), wire.nodekey_key(host), wire.cmd_key(host), wire.results_key(host),
-           wire.node_audit_key(host)]
+           wire.node_audit_key(host), wire.energy_key(host)]
     parts = [
         "resetkeys resetchannels -@all", CONNECT,
         # its own keys: write its payloads, read and acknowledge its own command stream, append results/audit
         "+get +set +pexpire +xadd +xack +xreadgroup +xgroup|create +xrange +xrevrange +xlen "
         "+watch +unwatch +multi +exec +discard",
         " ".join(f"~{k}" for k in own),
+        # its history tier blocks (wire/tiers.py): read back on start, written whole, expiring by themselves
+        f"(~{wire.tier_pattern(host)} +get +mget +set)",
         # replay markers: set, read, expire, and nothing of any other node
         f"(~{wire.seen_key(host, '')}* +get +set +pexpire +del)",
         # the shared node index: ZADD only (SET would turn it into a string and blind every dashboard)
@@ -70,6 +80,13 @@ def node_rules(host: str, cluster: bool) -> str:
     if cluster:
         parts.append(f"(~{wire.PREFIX}:lease:* +get +set +pexpire +del +watch)")
         parts.append(f"(~{wire.PREFIX}:cluster:* +get +set)")
+    if alerts:
+        # the evaluator reads the cluster as a dashboard does (read.Reader), and nothing else of others'
+        reads = " ".join(f"%R~{wire.PREFIX}:{kind}:*" for kind in ("node", "brief", "digest", "cluster"))
+        parts.append(f"({reads} +mget +get)")
+        parts.append(f"(%R~{wire.NODES_KEY} +zrange)")
+        parts.append(f"(~{wire.lease_key(ALERTS_LEASE)} +get +set +pexpire +del +watch)")
+        parts.append(f"(~{ALERTS_KEY} +get +set)")
     return " ".join(parts)
 
 
@@ -101,10 +118,11 @@ def render(users: list[tuple[str, str]], hashes: dict[str, str]) -> str:
 
 
 def users_for(nodes: list[str], cluster_nodes: list[str], operators: list[str], viewers: list[str],
-              admins: list[str]) -> list[tuple[str, str]]:
+              admins: list[str], alert_nodes: list[str] | None = None) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
-    for host in dict.fromkeys([*nodes, *cluster_nodes]):
-        out.append((f"node-{check_name('node', host)}", node_rules(host, host in cluster_nodes)))
+    alert_nodes = alert_nodes or []
+    for host in dict.fromkeys([*nodes, *cluster_nodes, *alert_nodes]):
+        out.append((f"node-{check_name('node', host)}", node_rules(host, host in cluster_nodes, host in alert_nodes)))
     out += [(f"operator-{check_name('operator', n)}", operator_rules(n)) for n in operators]
     out += [(f"viewer-{check_name('viewer', n)}", viewer_rules()) for n in viewers]
     out += [(f"admin-{check_name('admin', n)}", admin_rules()) for n in admins]
@@ -136,6 +154,8 @@ def add_parsers(sub: Any) -> None:
     a.add_argument("--node", action="append", default=[], metavar="HOST", help="a node's user (repeat)")
     a.add_argument("--cluster-node", action="append", default=[], metavar="HOST",
                    help="a node that may also hold leases and publish cluster payloads (repeat)")
+    a.add_argument("--alert-node", action="append", default=[], metavar="HOST",
+                   help="a node that may also evaluate alerts for the cluster (reads every node; repeat)")
     a.add_argument("--operator", action="append", default=[], metavar="NAME", help="an operator's user (repeat)")
     a.add_argument("--viewer", action="append", default=[], metavar="NAME", help="a read-only user (repeat)")
     a.add_argument("--admin", action="append", default=[], metavar="NAME",
@@ -146,7 +166,7 @@ def add_parsers(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        users = users_for(args.node, args.cluster_node, args.operator, args.viewer, args.admin)
+        users = users_for(args.node, args.cluster_node, args.operator, args.viewer, args.admin, args.alert_node)
         if not users:
             raise ValueError("no users: give at least one --node, --operator, --viewer or --admin")
         os.makedirs(args.password_dir, mode=0o700, exist_ok=True)

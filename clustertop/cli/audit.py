@@ -78,16 +78,14 @@ def verify(args: argparse.Namespace) -> int:
         operators[name] = signing.load_public(path)
     client = _connect(args)
     streams = sorted(_audit_streams(client))
-    node_prefix, op_prefix = wire.node_audit_key(""), wire.operator_audit_key("")
     bad = 0
     for stream in streams:
         text = stream.decode() if isinstance(stream, bytes) else stream
-        if text.startswith(node_prefix):
-            host = text[len(node_prefix):]
+        host, name = wire.name_in(text, wire.node_audit_key), wire.name_in(text, wire.operator_audit_key)
+        if host is not None:
             key = known.get(host)
             writer = f"node {host}" + ("" if key else " (not enrolled: nothing can be checked)")
-        elif text.startswith(op_prefix):
-            name = text[len(op_prefix):]
+        elif name is not None:
             key = operators.get(name)
             writer = f"operator {name}" + ("" if key else " (no --operator-key for it)")
         else:

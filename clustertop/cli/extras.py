@@ -54,6 +54,7 @@ NEEDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "dashboard": ("dashboard", ("textual", "rich", "plotext", "redis", "fakeredis")),
     "demo": ("dashboard", ("textual", "rich", "plotext", "redis", "fakeredis")),
     "snapshot": ("dashboard", ("redis",)),
+    "who": ("dashboard", ("redis",)),
     "simulate": ("dashboard", ("redis",)),
     "serve": ("serve", ("textual_serve", "aiohttp", "psutil", "textual", "redis", "fakeredis")),
     "agent": ("agent", ("httpx", "pynvml", "cryptography")),
@@ -67,6 +68,7 @@ NEEDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "celery": ("celery", ("celery", "redis")),
     "dask": ("dask", ("httpx",)),
     "exporter": ("exporter", ("redis",)),
+    "alerts": ("dashboard", ("cryptography", "redis")),
 }
 
 #: The exit code of "install an extra first": a setup problem, like a bad config (2), not a failure (1).

@@ -78,11 +78,31 @@ def add_parsers(sub: Any, add_store: Any) -> None:
     g.add_argument("--stop", metavar="TASK", help="stop a task (TERM to its process group, KILL after a grace)")
     tasks.add_argument("--lines", type=int, default=50, help="with --tail: how many lines")
 
+    ctr = sub.add_parser("container", help="list, stop, kill, restart or launch containers on a node "
+                                           "(Docker Engine API, executed and re-checked by the node's agent)")
+    common(ctr)
+    ctr.add_argument("node")
+    ctr.add_argument("action", choices=["ls", "launch", *cc.CONTAINER_ACTIONS])
+    ctr.add_argument("words", nargs="*", metavar="CONTAINER | TEMPLATE [KEY=VALUE ...]",
+                     help="stop/kill/restart: the container's name or id (as the node's signed snapshot lists it); "
+                          "launch: a container template of the node and its parameters")
+    ctr.add_argument("--signal", default="KILL", type=str.upper, choices=["TERM", "KILL", "INT", "HUP"],
+                     help="kill: the signal (default KILL)")
+    ctr.add_argument("--grace", type=int, default=10, metavar="SECONDS",
+                     help="stop/restart: seconds between TERM and KILL (default 10)")
+    ctr.add_argument("--unverified", action="store_true",
+                     help="act even when the node's snapshot cannot be verified (the container is then named by "
+                          "data anyone who can write to Redis could forge)")
+
 
 def _launch_args(p: argparse.ArgumentParser, suppress: bool = False) -> None:
     kw: dict[str, Any] = {"default": argparse.SUPPRESS} if suppress else {}
     p.add_argument("--node", action="append", metavar="NODE", **kw,
                    help="node to launch on (required); repeat for a multi-node job (ranks in the order given)")
+    p.add_argument("--master-addr", dest="master_addr", metavar="HOST", **kw,
+                   help="multi-node job: MASTER_ADDR given to every rank (default: the first --node)")
+    p.add_argument("--master-port", dest="master_port", type=int, metavar="PORT", **kw,
+                   help=f"multi-node job: MASTER_PORT given to every rank (default {cc.DEFAULT_MASTER_PORT})")
 
 
 def _launch_words(args: argparse.Namespace) -> tuple[str, list[str]] | None:
@@ -137,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
             return kill(args, client, key)
         if args.command == "launch":
             return launch(args, client, key)
+        if args.command == "container":
+            return container(args, client, key)
         return tasks(args, client, key)
     except cc.NotAwaited as e:
         # After the fact: the command is on its way (and in the operator's audit stream), so never a
@@ -238,6 +260,74 @@ def kill(args: argparse.Namespace, client: Any, key: signing.PrivateKey) -> int:
     return _report(args, _submit(args, client, key, [cmd]), [cmd])
 
 
+def container(args: argparse.Namespace, client: Any, key: signing.PrivateKey) -> int:
+    """``clustertop container NODE ls|stop|kill|restart|launch ...``: like kill, the target comes from the
+    node's own signed snapshot (full id and creation time), never from what was typed alone."""
+    node = inert(args.node, limit=64)
+    if args.action == "launch":
+        if not args.words:
+            print("clustertop container: launch needs a TEMPLATE", file=sys.stderr)
+            return 2
+        params: dict[str, Any] = {}
+        for item in args.words[1:]:
+            name, sep, value = item.partition("=")
+            if not sep or not name:
+                print(f"clustertop container: parameter {inert(item, limit=80)!r} is not KEY=VALUE", file=sys.stderr)
+                return 2
+            params[name] = value  # text: the agent converts it to the param's declared type
+        cmd = cc.build(args.node, "container.launch", {"template": args.words[0]}, params, operator=args.operator)
+        return _report(args, _submit(args, client, key, [cmd]), [cmd])
+    snap, verdict = trust.verified_snapshot(client, args.node, args.known)
+    if not verdict.ok:
+        why = inert(verdict.text, limit=300)
+        if not args.unverified:
+            print(f"clustertop container: refused: {node}'s snapshot cannot be verified: {why}. Enrol the node "
+                  f"(clustertop enrol {node}) or, knowing this, pass --unverified.", file=sys.stderr)
+            return 1
+        print(f"clustertop container: WARNING: UNVERIFIED data ({why}) (--unverified)", file=sys.stderr)
+    if snap is None or snap.containers is None:
+        print(f"clustertop container: {node} reports no container engine", file=sys.stderr)
+        return 1
+    if args.action == "ls":
+        print(_container_table(snap.containers))
+        return 0
+    if len(args.words) != 1:
+        print(f"clustertop container: {args.action} needs one container (name or id)", file=sys.stderr)
+        return 2
+    found = cc.find_container(snap, args.words[0])
+    if len(found) != 1:
+        what = "no container" if not found else f"{len(found)} containers"
+        print(f"clustertop container: {what} named {inert(args.words[0], limit=80)!r} in {node}'s snapshot",
+              file=sys.stderr)
+        return 1
+    c = found[0]
+    if c.created_ts is None:
+        print(f"clustertop container: {node}'s snapshot has no creation time for {inert(c.id[:12])}: it can't be told "
+              "apart from a container that reuses its id", file=sys.stderr)
+        return 1
+    cmd = cc.build(args.node, f"container.{args.action}",
+                   cc.container_args(c, signal=args.signal if args.action == "kill" else None,
+                                     grace=args.grace if args.action != "kill" else None), operator=args.operator)
+    if not args.json:
+        print(f"{args.action} container {inert(c.name, limit=60)} ({inert(c.id[:12])}, image {inert(c.image, limit=60)}) "
+              f"on {node}" + ("" if verdict.ok else " — UNVERIFIED"))
+    return _report(args, _submit(args, client, key, [cmd]), [cmd])
+
+
+def _container_table(cs: schema.Containers) -> str:
+    rows = [("ID", "NAME", "IMAGE", "STATE", "CPU%", "MEM", "RESTARTS", "STATUS")]
+    for c in cs.containers or []:
+        cpu = "N/A" if c.cpu_pct is None else f"{c.cpu_pct:.1f}"
+        mem = "N/A" if c.mem_bytes is None else f"{c.mem_bytes / 2**20:.1f}M"
+        rows.append((inert(c.id[:12]), inert(c.name, limit=40), inert(c.image, limit=40), inert(c.state, limit=12), cpu, mem,
+                     _na(c.restarts), inert(c.status, limit=40)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    if cs.total is not None and cs.total > len(cs.containers or []):
+        lines.append(f"({cs.total - len(cs.containers or [])} more not listed)")
+    return "\n".join(lines)
+
+
 def _submit(args: argparse.Namespace, client: Any, key: signing.PrivateKey,
             cmds: list[schema.Command]) -> dict[str, cc.Answer | None]:
     return cc.submit(client, key, cmds, args.timeout, known=args.known, name=args.operator_name, where="cli")
@@ -251,7 +341,9 @@ def launch(args: argparse.Namespace, client: Any, key: signing.PrivateKey) -> in
             print(f"clustertop launch: parameter {item!r} is not KEY=VALUE", file=sys.stderr)
             return 2
         params[name] = value  # text: the agent converts it to the param's declared type
-    cmds = cc.launch_commands(args.template, args.node, params, operator=args.operator)
+    cmds = cc.launch_commands(args.template, args.node, params, operator=args.operator,
+                              master_addr=getattr(args, "master_addr", None),
+                              master_port=getattr(args, "master_port", None) or cc.DEFAULT_MASTER_PORT)
     return _report(args, _submit(args, client, key, cmds), cmds)
 
 

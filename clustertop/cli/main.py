@@ -15,7 +15,7 @@ from clustertop import __version__
 from clustertop.config import ConfigError
 
 SUBCOMMANDS = ("dashboard", "demo", "agent", "snapshot", "simulate", "keygen", "kill", "launch", "tasks", "serve",
-               "k8s", "celery", "dask")
+               "k8s", "celery", "dask", "container", "ceph")
 
 
 def _add_store(p: argparse.ArgumentParser, env: bool = True) -> None:
@@ -26,7 +26,8 @@ def _add_store(p: argparse.ArgumentParser, env: bool = True) -> None:
         "--redis",
         metavar="URL",
         default=get("CLUSTERTOP_REDIS"),
-        help="Redis URL (redis://, rediss://, unix://); env CLUSTERTOP_REDIS",
+        help="Redis URL (redis://, rediss://, unix://, redis+sentinel://HOST[,HOST...]/MASTER; any node of a "
+             "Redis Cluster); env CLUSTERTOP_REDIS",
     )
     p.add_argument(
         "--redis-password-file",
@@ -101,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--interval", type=float, metavar="SECONDS", help="tick interval")
     a.add_argument("--read-only", action="store_true", default=None, help="refuse every command")
     a.add_argument("--log-level", default=os.environ.get("CLUSTERTOP_LOG_LEVEL", "info"))
+    a.add_argument("--task-exec", action="store_true",
+                   help="run by clustertop-task@.service only: start one task sent by the agent (agents/taskexec.py)")
 
     s = sub.add_parser("snapshot", help="print the cluster once (text, or --json)")
     _add_store(s)
@@ -113,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--port", type=int, default=8000)
     srv.add_argument("--host", default="127.0.0.1", metavar="ADDR",
                      help="address to listen on (default: loopback only; anything else is public)")
-    srv.add_argument("--font-size", type=int, default=16, metavar="PX", help="terminal font size in the page")
+    srv.add_argument("--font-size", type=int, default=None, metavar="PX",
+                     help="terminal font size in the page (default: picked from the browser's viewport, "
+                          "about 180 columns on a 4K screen, never below 16 px)")
     srv.add_argument("--demo", action="store_true", help="serve the demo cluster instead of --redis")
     srv.add_argument("--wall", action="store_true", help="serve the wall display (read-only)")
     srv.add_argument("--read-only", action="store_true", help="hide and refuse every action (forced off loopback)")
@@ -128,7 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--interval", type=float, default=1.0)
     sim.add_argument("--gpus-per-node", type=int, default=None, help="override GPUs per GPU node")
     sim.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after")
-    sim.add_argument("--ticks", type=int, default=None, help="stop after N ticks")
+    sim.add_argument("--ticks", type=int, default=None,
+                     help="stop after N ticks; exit 1 if the store stays unreachable for --give-up seconds")
+    sim.add_argument("--give-up", type=float, default=None, metavar="SECONDS",
+                     help="with --ticks: how long the store may stay unreachable (default 30); without "
+                          "--ticks simulate retries for ever")
+    sim.add_argument("--procs", type=int, default=1, metavar="P",
+                     help="split the nodes over P processes (same seed-derived cluster, a slice each)")
 
     # Job control (keygen, kill, launch, tasks): parsers live with their code, imported only here.
     from clustertop.cli.jobs import add_parsers as add_control_parsers
@@ -138,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     from clustertop.cli.steer import add_parsers as add_steer_parsers
 
     add_steer_parsers(sub, _add_store)
+    # Ceph operator actions (RBD snapshots/clones, noout, OSD out/in): clustertop/cli/ceph.py.
+    from clustertop.cli.ceph import add_parsers as add_ceph_parsers
+
+    add_ceph_parsers(sub, _add_store)
     from clustertop.cli.acl import add_parsers as add_acl_parsers
 
     add_acl_parsers(sub)
@@ -152,6 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
     from clustertop.cli.exporter import add_parser as add_exporter_parser
 
     add_exporter_parser(sub, _add_store)
+    # One user's work across the cluster (issue 19): clustertop/cli/who.py.
+    from clustertop.cli.who import add_parser as add_who_parser
+
+    add_who_parser(sub, _add_store)
+    # Alerts evaluated by the agents, and Alertmanager silences: clustertop/cli/alerts.py.
+    from clustertop.cli.alerts import add_parsers as add_alerts_parsers
+
+    add_alerts_parsers(sub, _add_store)
     return parser
 
 
@@ -182,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from clustertop.cli.snapshot import run as run_snapshot
 
             return run_snapshot(args)
-        if args.command in ("keygen", "kill", "launch", "tasks"):
+        if args.command in ("keygen", "kill", "launch", "tasks", "container"):
             from clustertop.cli.jobs import run as run_control
 
             return run_control(args)
@@ -190,6 +213,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from clustertop.cli.steer import run as run_steer
 
             return run_steer(args)
+        if args.command == "ceph":
+            from clustertop.cli.ceph import run as run_ceph
+
+            return run_ceph(args)
         if args.command in ("enrol", "audit"):
             from clustertop.cli.audit import run as run_audit
 
@@ -206,6 +233,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from clustertop.cli.exporter import run as run_exporter
 
             return run_exporter(args)
+        if args.command == "who":
+            from clustertop.cli.who import run as run_who
+
+            return run_who(args)
+        if args.command == "alerts":
+            from clustertop.cli.alerts import run as run_alerts
+
+            return run_alerts(args)
         if args.command == "serve":
             from clustertop.cli.serve import run as run_serve
 

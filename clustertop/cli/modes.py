@@ -27,6 +27,14 @@ class Backend:
     #: Trust anchors the mode brings (control.trust.KnownNodes): the demo's simulated nodes' keys, held in
     #: memory; None: the operator's known_nodes file, as for a real cluster.
     known: Any = None
+    #: The demo's start-up progress (sim.simulate.Startup: ``text()`` while it fills the store), else None.
+    startup: Any = None
+    #: The mode's own operator key file (the demo's ephemeral key), else None: the operator's --key.
+    operator_key: str | None = None
+    #: Why the dashboard refuses Kubernetes/Celery/Dask actions in this mode (the demo), else None.
+    external_refused: str | None = None
+    #: The demo's Kubernetes/Celery/Dask control on the simulated cluster (sim.control.SimControl), else None.
+    demo_control: Any = None
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
     closers: list[Callable[[], None]] = field(default_factory=list)
@@ -39,27 +47,68 @@ class Backend:
             close()
 
 
+#: Simulated clusters up to this size keep history tiers in the demo.
+DEMO_TIERS_MAX_NODES = 200
+
+
 def start_demo(seed: int, nodes: int | None, interval_s: float = 1.0, now: float | None = None,
-               prefill_s: float = 3600) -> Backend:
-    """Embedded store, an hour of history, one tick already published, and the simulator thread.
+               prefill_s: float = 3600, wait: bool = True) -> Backend:
+    """Embedded store, an hour of history, the first tick, and the simulator thread.
 
     Each simulated node has its own key (in memory, fresh each run) and seals what it publishes, as an
     agent does; the dashboard gets their public halves as its known nodes, so the demo shows "verified"
-    the way an enrolled cluster does (and what a kill's confirm dialog says then)."""
+    the way an enrolled cluster does (and what a kill's confirm dialog says then).
+
+    Job control: an ephemeral operator key (``sim.agents.DemoOperator``, a private temp dir removed at
+    exit) that every simulated node trusts, and simulated agents that answer the signed commands on
+    their cmd streams (``sim.agents.SimAgents``), polled by the simulator thread between ticks. The dashboard's
+    Kubernetes, Celery and Dask actions go to ``sim.control.SimControl`` (``backend.demo_control``), whose
+    calls run in the same thread between ticks and change the simulated cluster.
+
+    ``wait=False`` (``clustertop demo``): return at once and let the simulator thread write the history
+    and the first tick; ``backend.startup.text()`` says how far it got, for the screen."""
     from clustertop.control.trust import KnownNodes
-    from clustertop.sim.simulate import SimCluster, make_publishers, prefill_history, publish, start_thread
+    from clustertop.sim.agents import DemoOperator, SimAgents, template_infos
+    from clustertop.sim.control import SimControl
+    from clustertop.sim.simulate import (
+        SimCluster,
+        Startup,
+        make_publishers,
+        prefill_history,
+        publish,
+        start_thread,
+    )
     from clustertop.store import embedded
 
     _, factory = embedded()
     client = factory()
     sim = SimCluster(seed=seed, nodes=nodes, keys=True)
     sim.interval_s = interval_s
-    t = time.time() if now is None else now
-    prefill_history(client, sim, t, seconds=prefill_s)
-    pubs = make_publishers(sim, client, interval_s)
-    publish(client, sim, t, pubs)  # the dashboard's first read finds the whole cluster
+    sim.templates = template_infos()  # the simulated agents launch these (sim/agents.py)
+    startup = Startup(len(sim.hosts), prefill_s)
+    # History tiers (24 h, 7 d on the node screen and the wall) as agents keep them: each publisher folds
+    # the prefilled hour at its first tick (+0.3 s at 15 nodes; +3.7 s at 1,000, so not there).
+    pubs = make_publishers(sim, client, interval_s, tiers=len(sim.hosts) <= DEMO_TIERS_MAX_NODES)
+    if wait:
+        t = time.time() if now is None else now
+        prefill_history(client, sim, t, seconds=prefill_s, progress=startup.step)
+        publish(client, sim, t, pubs)  # the dashboard's first read finds the whole cluster
+        startup.live.set()
+    operator = DemoOperator()
+    agents = SimAgents(sim, factory, operator, time.time)
+    control = SimControl(sim)  # the dashboard's Kubernetes/Celery/Dask actions, on the simulated cluster
+
+    def each_tick(client: Any, now: float) -> None:
+        control.run_pending(client, now)
+        agents.poll(client, now)
     backend = Backend(factory, f"demo (simulated, seed {seed})", known=KnownNodes(keys=sim.node_keys()))
-    backend.threads.append(start_thread(factory, seed, nodes, interval_s, backend.stop, sim=sim, publishers=pubs))
+    backend.startup = startup
+    backend.operator_key = operator.key_path
+    backend.external_refused = DEMO_EXTERNAL  # only if demo_control were missing: never a real client
+    backend.demo_control = control
+    backend.threads.append(start_thread(factory, seed, nodes, interval_s, backend.stop, sim=sim, publishers=pubs,
+                                        startup=None if wait else startup, each_tick=each_tick))
+    backend.closers += [agents.close, operator.close]
     return backend
 
 
@@ -130,14 +179,39 @@ def _run(backend: Backend, cfg: Any) -> int:
         settings = settings_for(cfg, backend.label)
         if backend.known is not None:
             settings.known = backend.known  # the mode's own anchors (the demo's nodes), not a file
+        if backend.startup is not None:
+            settings.startup = backend.startup
+        if backend.external_refused is not None:
+            settings.external_control_refused = backend.external_refused
+        if backend.operator_key is not None:
+            settings.operator_key = backend.operator_key
+        if backend.demo_control is not None:
+            settings.demo_control = backend.demo_control
         return show(settings, backend.client_factory)
     finally:
         backend.close()
 
 
+#: The fallback when a demo has no ``demo_control``: refused, never a real client.
+DEMO_EXTERNAL = ("demo: no simulated Kubernetes, Celery or Dask is connected (this dashboard never uses "
+                 "a kubeconfig, broker or scheduler in the demo); kill and launch act on the simulated nodes")
+
+#: What the demo never takes from the config file or the environment: the operator's own credentials.
+#: Its job control acts on the simulated cluster only (its ephemeral key, its simulated agents); a
+#: kubeconfig, broker or scheduler of the user's would point the demo's keys at a real cluster.
+DEMO_CLEARED = {"operator_key": None, "kubeconfig": None, "k8s_context": None, "k8s_templates": None,
+                "celery_broker": None, "dask_scheduler": None, "known_nodes": None, "operator_keys": []}
+
+
 def run_demo(args: Any) -> int:
+    import msgspec
+
     cfg = config_for(args)  # before anything starts: a bad config file stops here
-    return _run(start_demo(args.seed, args.nodes), cfg)
+    # The user's Alertmanager too (silences from the demo's `a` key would land on the real one).
+    extra = {"alertmanager": []} if "alertmanager" in type(cfg).__struct_fields__ else {}
+    cfg = msgspec.structs.replace(cfg, **DEMO_CLEARED, **extra)
+    # The dashboard opens at once; the simulator fills the store behind it, its progress on screen.
+    return _run(start_demo(args.seed, args.nodes, wait=False), cfg)
 
 
 def run_dashboard(args: Any) -> int:

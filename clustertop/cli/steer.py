@@ -68,7 +68,7 @@ def add_parsers(sub: Any, add_store: Any) -> None:
     def yes(p: argparse.ArgumentParser) -> None:
         p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
 
-    k8s = sub.add_parser("k8s", help="Kubernetes: delete a pod or job, scale, create a Job, logs")
+    k8s = sub.add_parser("k8s", help="Kubernetes: delete, scale, create a Job, logs, rollout, cordon/drain, describe")
     ks = k8s.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     def kube(p: argparse.ArgumentParser) -> None:
@@ -97,6 +97,9 @@ def add_parsers(sub: Any, add_store: Any) -> None:
     p.add_argument("target", metavar="NS/POD")
     p.add_argument("--tail", type=int, default=200, metavar="N", help="last N lines (default 200)")
     p.add_argument("--container", "-c", default=None, help="container name (pods with several)")
+    from clustertop.cli import k8s_ops  # rollout history/status/restart/undo, cordon/uncordon/drain
+
+    k8s_ops.add_parsers(ks, kube, yes)
 
     cel = sub.add_parser("celery", help="Celery: revoke/terminate a task, resize a pool, shut down, send")
     cs = cel.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -259,6 +262,10 @@ def run_k8s(args: argparse.Namespace) -> int:
     try:
         if args.action == "job":
             return _k8s_job(args, ctl)
+        from clustertop.cli import k8s_ops
+
+        if args.action in k8s_ops.ACTIONS:
+            return k8s_ops.run(args, ctl)
         ns, name = _split_target(args.target, "the target")
         key = f"delete {args.kind}" if args.action == "delete" else args.action
         if not _k8s_may(args, ctl, key, ns):
@@ -295,10 +302,15 @@ def run_k8s(args: argparse.Namespace) -> int:
 
 def _k8s_may(args: argparse.Namespace, ctl: Any, key: str, namespace: str) -> bool:
     verb, resource = K8S_CHECKS[key]
+    return _k8s_may_check(args, ctl, verb, resource, namespace)
+
+
+def _k8s_may_check(args: argparse.Namespace, ctl: Any, verb: str, resource: str, namespace: str | None) -> bool:
+    """can_i first; a refusal is said with the verb, resource and namespace (None: cluster-wide)."""
     if ctl.can_i(verb, resource, namespace):
         return True
-    _say(args, f"refused: Kubernetes says you may not {verb} {resource} in namespace {plain(namespace)} "
-               f"(RBAC of the kubeconfig's user)")
+    where = f"in namespace {plain(namespace)}" if namespace else "cluster-wide"
+    _say(args, f"refused: Kubernetes says you may not {verb} {resource} {where} (RBAC of the kubeconfig's user)")
     return False
 
 

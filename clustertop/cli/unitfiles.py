@@ -19,6 +19,11 @@ from importlib import resources
 FILES: dict[str, str] = {
     "agent": "clustertop-agent.service",
     "wall": "clustertop-wall.service",
+    # launched tasks in units of their own (agents/taskexec.py): the socket and the unit it starts per task
+    "task.socket": "clustertop-task.socket",
+    "task@.service": "clustertop-task@.service",
+    # drop-in for clustertop-agent.service: CAP_KILL, for [security] signal_users
+    "signal-users.conf": "signal-users.conf",
     "agent.toml": "agent.toml.example",
     "agent.env": "agent.env.example",
     "dashboard.toml": "dashboard.toml.example",
@@ -35,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 def run(args: argparse.Namespace) -> int:
     folder = resources.files("clustertop.systemd")
     if args.file is None:
-        text = "".join(f"{name:<15} {filename}\n" for name, filename in FILES.items())
+        text = "".join(f"{name:<18} {filename}\n" for name, filename in FILES.items())
         text += f"(installed in {folder})\n"
     else:
         text = (folder / FILES[args.file]).read_text(encoding="utf-8")

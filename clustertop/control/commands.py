@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clustertop import wire
+from clustertop import store, wire
 from clustertop.control import signing, trust
 from clustertop.wire import schema
 from clustertop.wire.text import inert
@@ -85,10 +85,19 @@ def command_target(cmd: schema.Command) -> str:
         ident = f"start ticks {a.get('start_ticks')}" + (f", uid {a.get('uid')}" if a.get("uid") is not None else "")
         return f"{cmd.node} pid {a.get('pid')} ({ident}){' group' if a.get('group') else ''} {a.get('signal')}"
     if cmd.verb == "launch":
-        return f"{cmd.node} template {a.get('template')}" + (f" job {a.get('job')} rank {a.get('rank')}"
+        world = (f" of {a.get('world_size')} (master {a.get('master_addr')}:{a.get('master_port')})"
+                 if a.get("world_size") is not None else "")
+        return f"{cmd.node} template {a.get('template')}" + (f" job {a.get('job')} rank {a.get('rank')}{world}"
                                                                if a.get("job") else "")
     if cmd.verb in ("stop", "tail"):
         return f"{cmd.node} task {a.get('task')}"
+    if cmd.verb == "container.launch":
+        return f"{cmd.node} container template {inert(a.get('template'), limit=60)}"
+    if cmd.verb.startswith("container."):
+        cid = a.get("id")
+        short = inert(cid[:12]) if isinstance(cid, str) else "?"
+        return (f"{cmd.node} container {short} {inert(a.get('name') or '', limit=60)} (created {a.get('created')})"
+                f"{' ' + str(a.get('signal')) if a.get('signal') else ''}")
     return cmd.node
 
 
@@ -102,6 +111,14 @@ def send_audited(client: Any, cmd: schema.Command, key: signing.PrivateKey, name
     def command(p: Any) -> None:
         p.xadd(wire.cmd_key(cmd.node), {"c": wire.encode(cmd)}, maxlen=wire.CMD_MAXLEN, approximate=True)
 
+    if store.sharded(client):
+        # Redis Cluster: the operator's audit stream and the node's command stream are in different slots,
+        # and a MULTI cannot span slots. The entry first, then the command: a command is never on a stream
+        # without its entry; if the second write fails, the trail says "sent" for a command that was not
+        # (the CLI reports the error).
+        entry = trust.append_audit(client, wire.operator_audit_key(name), entry, key)
+        command(client)
+        return entry
     return trust.append_audit(client, wire.operator_audit_key(name), entry, key, also=command)
 
 
@@ -336,12 +353,53 @@ def signal_args(pid: int, start_ticks: int, sig: str = "TERM", group: bool = Fal
     return args
 
 
+#: torch.distributed's default rendezvous port (``torchrun --master_port``).
+DEFAULT_MASTER_PORT = 29500
+
+
+#: The container verbs an agent executes (agents/container_commands.py); "stop" also takes "grace" seconds.
+CONTAINER_ACTIONS = ("stop", "kill", "restart")
+
+
+def container_args(c: schema.Container, signal: str | None = None, grace: int | None = None) -> dict[str, Any]:
+    """The args of a container stop / kill / restart: the container exactly as its node's snapshot named it,
+    by full id and creation time (the agent compares both with ==; a name can be taken by a new container
+    the moment the old one is removed). The name rides along for the audit's words only."""
+    args: dict[str, Any] = {"id": c.id, "created": c.created_ts, "name": (c.name or "")[:100]}
+    if signal is not None:
+        args["signal"] = signal.upper()
+    if grace is not None:
+        args["grace"] = grace
+    return args
+
+
+def find_container(snap: schema.NodeSnapshot | None, ref: str) -> list[schema.Container]:
+    """The containers of ``snap`` that ``ref`` names: a full id, an id prefix (>= 4 hex digits) or a name."""
+    listed = (snap.containers.containers if snap is not None and snap.containers is not None else None) or []
+    exact = [c for c in listed if c.id == ref or c.name == ref]
+    if exact or len(ref) < 4:
+        return exact
+    return [c for c in listed if c.id.startswith(ref)]
+
+
 def launch_commands(template: str, nodes: list[str], params: dict[str, Any], operator: str | None = None,
-                    lifetime_s: float = DEFAULT_LIFETIME_S) -> list[schema.Command]:
-    """One launch per node; several nodes make one job (same job id, ranks in node order)."""
+                    lifetime_s: float = DEFAULT_LIFETIME_S, master_addr: str | None = None,
+                    master_port: int = DEFAULT_MASTER_PORT) -> list[schema.Command]:
+    """One launch per node; several nodes make one job (same job id, ranks in node order).
+
+    A job's commands also carry, signed, what each rank's process is given in its environment (the agent
+    checks and sets them, ``agents.tasks.job_env``): ``world_size``, ``local_rank`` (the rank's place among
+    the ranks on the same node), ``master_addr`` (default: the first node's name, which rank 0 runs on)
+    and ``master_port``."""
     job = uuid.uuid4().hex[:12] if len(nodes) > 1 else None
-    return [build(n, "launch", {"template": template, "job": job, "rank": i if job else None}, params,
-                  operator=operator, lifetime_s=lifetime_s) for i, n in enumerate(nodes)]
+    cmds = []
+    for i, n in enumerate(nodes):
+        args: dict[str, Any] = {"template": template, "job": job, "rank": i if job else None}
+        if job:
+            args.update(world_size=len(nodes), local_rank=nodes[:i].count(n),
+                        master_addr=master_addr or nodes[0], master_port=master_port)
+        cmds.append(build(n, "launch", args, params, operator=operator, lifetime_s=lifetime_s))
+    return cmds
 
 
 def result_line(res: schema.CommandResult) -> str:
@@ -369,6 +427,13 @@ def _result_body(res: schema.CommandResult) -> str:
         return f"stopping task {f(d.get('task'))} (process group {f(d.get('pgid'))})"
     if res.verb == "list":
         return f"{f(d.get('count'))} task(s)"
+    if res.verb == "container.launch":
+        return (f"launched container {f(d.get('name'))} ({f(str(d.get('id') or '')[:12])}) from template "
+                f"{f(d.get('template'))}, image {f(d.get('image'), 120)}")
+    if res.verb in ("container.stop", "container.kill", "container.restart"):
+        verb = {"container.stop": "stopped", "container.kill": "killed", "container.restart": "restarted"}[res.verb]
+        how = f" with SIG{f(d.get('signal'), 10)}" if d.get("signal") else ""
+        return f"{verb} container {f(d.get('name'), 60)} ({f(str(d.get('id') or '')[:12])}){how}"
     return f"{f(res.verb, 20)} done"
 
 

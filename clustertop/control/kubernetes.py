@@ -439,7 +439,8 @@ class K8sControl:
         """The dashboard's keys, each True only when the operator may use it."""
         checks = {"delete_pod": ("delete", "pods"), "delete_job": ("delete", "jobs"),
                   "create_job": ("create", "jobs"), "scale_deployment": ("patch", "deployments/scale"),
-                  "pod_logs": ("get", "pods/log")}
+                  "pod_logs": ("get", "pods/log"), "rollout": ("patch", "deployments"),
+                  "nodes": ("patch", "nodes")}
         return {k: self.can_i(verb, res, namespace) for k, (verb, res) in checks.items()}
 
 

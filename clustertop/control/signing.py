@@ -244,6 +244,7 @@ DOMAINS = {
     "seal": b"clustertop-seal-v1\n",
     "result": b"clustertop-result-v1\n",
     "audit": b"clustertop-audit-v1\n",
+    "alerts": b"clustertop-alerts-v1\n",  # the lease holder's alert state (clustertop.wire.alerts)
 }
 
 

@@ -32,6 +32,7 @@ from collections.abc import Iterable
 
 from clustertop.export.exposition import Exposition, Family, label_value, labels
 from clustertop.read.cluster import alerts
+from clustertop.read.energy import Windows
 from clustertop.read.ledger import Ledger
 from clustertop.read.model import ClusterState, NodeView, view_digest
 from clustertop.wire import schema
@@ -129,6 +130,12 @@ NODE_FAMILIES = [
     _c("clustertop_agent_publish_errors_total", "Publishes that failed since the agent started."),
     _g("clustertop_node_tasks", "Tasks this node's agent launched, by state."),
     _g("clustertop_node_alerts", "The node's own alerts (its digest's), by severity."),
+    _g("node_hwmon_temp_celsius", "Hardware monitor for temperature (input).", NE),
+    _g("node_thermal_zone_temp", "Zone temperature in Celsius.", NE),
+    _g("clustertop_node_cpu_temperature_celsius", "The hottest CPU/SoC sensor."),
+    _g("clustertop_node_cpu_thermal_throttled", "1 if the CPU/SoC is thermally throttled now (x86 counters rose, or a "
+       "CPU-frequency cooling device is active), else 0."),
+    _c("clustertop_node_cpu_thermal_throttles_total", "x86 thermal throttle events since boot, once per core and package."),
 ]
 
 GPU_FAMILIES = [
@@ -157,6 +164,14 @@ GPU_FAMILIES = [
     _g("clustertop_gpu_processes", "Processes on the GPU."),
     _g("clustertop_gpu_owner", "Whose work runs on the GPU: a pod, container, Celery worker or user (value 1)."),
     _g("clustertop_gpu_cuda_cores", "CUDA cores."),
+    _g("DCGM_FI_DEV_XID_ERRORS", "Value of the last XID error encountered (since the agent started).", DCGM),
+    _c("clustertop_gpu_xid_errors_total", "XID errors the agent has seen on the GPU since it started."),
+    _g("DCGM_FI_DEV_PCIE_LINK_GEN", "PCIe current link generation.", DCGM),
+    _g("DCGM_FI_DEV_PCIE_LINK_WIDTH", "PCIe current link width.", DCGM),
+    _g("clustertop_gpu_retired_pages", "Retired framebuffer pages, both causes (up to Turing)."),
+    _g("clustertop_gpu_remapped_rows", "Remapped memory rows, correctable and uncorrectable (Ampere on)."),
+    _g("DCGM_FI_DEV_ROW_REMAP_PENDING", "Whether a row remap waits for a GPU reset (1) or not (0).", DCGM),
+    _g("DCGM_FI_DEV_ROW_REMAP_FAILURE", "Whether a row remap failed (1) or not (0).", DCGM),
 ]
 
 CLUSTER_FAMILIES = [
@@ -272,7 +287,13 @@ EXPORTER_FAMILIES = [
     _g("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", "client_python"),
 ]
 
-DATA_FAMILIES = NODE_FAMILIES + GPU_FAMILIES + CLUSTER_FAMILIES + SOURCE_FAMILIES
+ENERGY_FAMILIES = [
+    _g("clustertop_energy_joules", "Energy over the window (1h, 24h) per subject (gpu, node, idle, user, pod, "
+       "namespace, job), from the agents' ledgers."),
+    _g("clustertop_energy_gpu_seconds", "GPU time held over the window per subject (a shared GPU split like its energy)."),
+]
+
+DATA_FAMILIES = NODE_FAMILIES + GPU_FAMILIES + CLUSTER_FAMILIES + SOURCE_FAMILIES + ENERGY_FAMILIES
 FAMILIES = DATA_FAMILIES + EXPORTER_FAMILIES
 
 
@@ -288,9 +309,9 @@ def _diff(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
 
 
-def render(state: ClusterState, ledger: Ledger | None = None) -> Exposition:
+def render(state: ClusterState, ledger: Ledger | None = None, energy: Windows | None = None) -> Exposition:
     """The samples of one read: every node's state, the figures of the up ones, the totals, the fresh
-    cluster sources and the GPU ledger's flags."""
+    cluster sources and the GPU ledger's flags; and the energy windows where they were read."""
     x = Exposition(DATA_FAMILIES)
     for view in state.nodes:
         _node(x, view)
@@ -298,6 +319,12 @@ def render(state: ClusterState, ledger: Ledger | None = None) -> Exposition:
     _totals(x, state, fresh)
     if ledger is not None:
         _ledger(x, ledger)
+    if energy is not None:
+        for window, uses in (("1h", energy.hour), ("24h", energy.day)):
+            for (kind, name), u in uses.items():
+                el = labels((("kind", kind), ("name", name), ("window", window)))
+                x.add("clustertop_energy_joules", el, u.joules)
+                x.add("clustertop_energy_gpu_seconds", el, u.gpu_s)
     return x
 
 
@@ -362,6 +389,25 @@ def _node(x: Exposition, v: NodeView) -> None:
     if snap.gpus is not None:
         for g in snap.gpus:
             _gpu(x, nl, host, g)
+    if snap.sensors is not None:
+        _sensors(x, nl, snap.sensors)
+
+
+def _sensors(x: Exposition, nl: str, s: schema.Sensors) -> None:
+    add = x.add
+    add("clustertop_node_cpu_temperature_celsius", nl, s.cpu_temp_c)
+    add("clustertop_node_cpu_thermal_throttled", nl, s.throttled)
+    add("clustertop_node_cpu_thermal_throttles_total", nl, s.throttle_count)
+    for i, t in enumerate(s.temps or ()):
+        # The sysfs entry keeps two packages' "Core 0" apart (node_exporter's chip label is its device path).
+        dev = t.device or f"#{i}"
+        if t.source == "thermal":
+            zone = dev.removeprefix("thermal_zone")
+            add("node_thermal_zone_temp", f'{nl},{labels((("type", t.chip), ("zone", zone)))}', t.temp_c)
+        else:
+            chip = f"{dev}_{t.chip or 'unknown'}"
+            add("node_hwmon_temp_celsius", f'{nl},{labels((("chip", chip), ("sensor", t.label or f"temp{i}")))}',
+                t.temp_c)
 
 
 def _identity(x: Exposition, nl: str, snap: schema.NodeSnapshot) -> None:
@@ -498,6 +544,14 @@ def _gpu(x: Exposition, nl: str, host: str, g: schema.Gpu) -> None:
     add("clustertop_gpu_pcie_receive_bytes_per_second", gl, g.pcie_rx_bytes_s)
     add("clustertop_gpu_pcie_transmit_bytes_per_second", gl, g.pcie_tx_bytes_s)
     add("clustertop_gpu_cuda_cores", gl, g.cuda_cores)
+    add("DCGM_FI_DEV_XID_ERRORS", dl, g.xid_last)
+    add("clustertop_gpu_xid_errors_total", gl, g.xid_errors)
+    add("DCGM_FI_DEV_PCIE_LINK_GEN", dl, g.pcie_gen)
+    add("DCGM_FI_DEV_PCIE_LINK_WIDTH", dl, g.pcie_width)
+    add("clustertop_gpu_retired_pages", gl, g.retired_pages)
+    add("clustertop_gpu_remapped_rows", gl, g.remapped_rows)
+    add("DCGM_FI_DEV_ROW_REMAP_PENDING", dl, g.remap_pending)
+    add("DCGM_FI_DEV_ROW_REMAP_FAILURE", dl, g.remap_failed)
     if g.throttle_reasons is not None:
         reasons = dict.fromkeys(g.throttle_reasons)
         add("clustertop_gpu_throttle_reasons", gl, len(reasons))

@@ -6,8 +6,11 @@ and ``*_nodes`` says how many nodes a total is made of, so "448 GiB RAM (4/5 nod
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from clustertop.read.ledger import Flag, match_hosts
 from clustertop.read.model import NodeView, Totals, view_digest
 from clustertop.wire import schema
 from clustertop.wire.digest import add
@@ -119,6 +122,8 @@ def _cluster_totals(t: Totals, cluster: dict[str, schema.ClusterPayload]) -> Non
 # ---------------------------------------------------------------------------------------------
 
 SEVERITIES = ("info", "warning", "critical")
+#: A GPU pod Pending (Unschedulable: no GPUs free anywhere) longer than this is an alert.
+PENDING_GRACE_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,9 @@ class Alert:
     node: str | None
     subject: str  # "gpu1", "bond0/eth2", "osd.3"
     message: str  # in words; node text inside is data (escape before markup)
+    # The rule it answers to (clustertop.alerting: for-durations, severities, silences, Alertmanager's
+    # alertname): with node and subject, an alert's identity while its message changes ("down 5m" -> "6m").
+    rule: str = ""
 
     @property
     def key(self) -> str:
@@ -136,28 +144,32 @@ class Alert:
 
 
 def alerts(nodes: list[NodeView], cluster: dict[str, schema.ClusterPayload] | None = None,
-           now: float | None = None) -> list[Alert]:
+           now: float | None = None, *, flags: Iterable[Flag] | None = None,
+           pending_grace_s: float = PENDING_GRACE_S) -> list[Alert]:
     """Every alert, most severe first: each node's state, what its digest says is wrong (a stale or
-    down node's old problems are not repeated), then the cluster payloads'."""
+    down node's old problems are not repeated), then the cluster payloads' (Ceph, queues, Kubernetes)
+    and the GPU ledger's ``flags``. ``pending_grace_s``: how long a GPU pod may stay Pending."""
     out: list[Alert] = []
     emit = out.append  # not ``add``: that is the running sum imported from clustertop.wire.digest
     for n in nodes:
         state = n.state
         if state == "down":
-            emit(Alert("critical", "node", n.host, n.host, f"down, last seen {age_text(n.age_s)} ago"))
+            emit(Alert("critical", "node", n.host, n.host, f"down, last seen {age_text(n.age_s)} ago", "NodeSilent"))
             continue
         if state == "stale":
-            emit(Alert("warning", "node", n.host, n.host, f"stale: no report for {age_text(n.age_s)}"))
+            emit(Alert("warning", "node", n.host, n.host, f"stale: no report for {age_text(n.age_s)}", "NodeSilent"))
             continue
         if state == "bad":
-            emit(Alert("warning", "node", n.host, n.host, n.error or "bad data"))
+            emit(Alert("warning", "node", n.host, n.host, n.error or "bad data", "NodeBadData"))
         d = view_digest(n)
         if d is not None and d.alerts:
             host = n.host
             for a in d.alerts:  # a digest is node data: an unknown severity word is a warning
                 emit(Alert(a.severity if a.severity in SEVERITIES else "warning", a.source, host, a.subject,
-                          a.message))
+                          a.message, digest_rule(a.source, a.message)))
     out.extend(_cluster_alerts(cluster or {}, now))
+    out.extend(kube_alerts(cluster or {}, [n.host for n in nodes], now, pending_grace_s))
+    out.extend(flag_alerts(flags or ()))
     order = {s: i for i, s in enumerate(reversed(SEVERITIES))}
     out.sort(key=lambda a: (order[a.severity], a.node or "", a.subject))
     return out
@@ -169,7 +181,7 @@ def _cluster_alerts(cluster: dict[str, schema.ClusterPayload], now: float | None
     if ceph is not None:
         if not ceph.ok:
             age = f", last good data {age_text(now - ceph.last_ok_ts)} ago" if now and ceph.last_ok_ts else ""
-            out.append(Alert("critical", "ceph", None, "ceph", f"{_ceph_error(ceph.error)}{age}"))
+            out.append(Alert("critical", "ceph", None, "ceph", f"{_ceph_error(ceph.error)}{age}", "CephUnreachable"))
         elif ceph.ceph is not None:
             down_osds = [o for o in ceph.ceph.osds or () if o.up is False]
             for c in ceph.ceph.checks or ():
@@ -179,20 +191,89 @@ def _cluster_alerts(cluster: dict[str, schema.ClusterPayload], now: float | None
                     for o in down_osds:
                         where = f" on {o.host}" if o.host else ""
                         out.append(Alert(sev, "ceph", o.host, f"osd.{o.id}",
-                                         f"Ceph OSD_DOWN: osd.{o.id}{where} is down"))
+                                         f"Ceph OSD_DOWN: osd.{o.id}{where} is down", "CephOsdDown"))
                     continue
                 msg = f"Ceph {c.code}: {c.message or ''}".rstrip(": ")
                 if c.detail and c.code != "PG_DEGRADED":  # pg lists are noise; OSD/pool names are not
                     msg += " (" + "; ".join(c.detail[:2]) + (", …" if len(c.detail) > 2 else "") + ")"
-                out.append(Alert(sev, "ceph", None, c.code, msg))
+                out.append(Alert(sev, "ceph", None, c.code, msg, "CephHealth"))
     for q in queue_payloads(cluster):
         if q.queues is None:
             continue
         for x in q.queues.queues or ():
             if x.growing_unconsumed:
-                out.append(Alert("warning", "queue", None, x.name, f"queue {x.name} growing with no consumer ({x.depth})"))
+                out.append(Alert("warning", "queue", None, x.name, f"queue {x.name} growing with no consumer ({x.depth})",
+                                 "QueueGrowingNoConsumer"))
         for err in q.queues.errors or ():
-            out.append(Alert("warning", "queue", None, "queues", err))
+            out.append(Alert("warning", "queue", None, "queues", err, "QueueSourceError"))
+    return out
+
+# What a node's digest alert is, from the words wire.digest.node_alerts writes (fixed templates; the
+# node text only ever follows them). An alert a newer agent adds maps to its source's catch-all.
+_DIGEST_RULES: list[tuple[str, re.Pattern[str], str]] = [
+    ("gpu", re.compile(r"GPU \S+ lost"), "GpuLost"),
+    ("gpu", re.compile(r"GPU \S+ hot"), "GpuHot"),
+    ("gpu", re.compile(r"GPU \S+: \S+ uncorrected ECC"), "GpuEccErrors"),
+    ("gpu", re.compile(r"GPU \S+ throttled"), "GpuThrottled"),
+    ("gpu", re.compile(r"GPU \S+: XID "), "GpuXid"),
+    ("gpu", re.compile(r"GPU \S+: (row remapping failed|memory repair pending)"), "GpuMemoryRepair"),
+    ("cpu", re.compile(r"CPU hot"), "CpuHot"),
+    ("cpu", re.compile(r"CPU thermally throttled"), "CpuThrottled"),
+    ("mount", re.compile(r"\S+ .* hung$"), "MountHung"),
+    ("mount", re.compile(r"\S+ .* slow \("), "MountSlow"),
+]
+_SOURCE_RULES = {"collector": "CollectorFailing", "bond": "BondDegraded", "mount": "MountError",
+                 "disk": "FilesystemFull", "gpu": "GpuProblem"}
+
+
+def digest_rule(source: str, message: str) -> str:
+    """The rule name of a node's digest alert ("NodeProblem" for a source this reader does not know)."""
+    for src, pattern, rule in _DIGEST_RULES:
+        if src == source and pattern.match(message):
+            return rule
+    return _SOURCE_RULES.get(source, "NodeProblem")
+
+
+def kube_alerts(cluster: dict[str, schema.ClusterPayload], hosts: list[str], now: float | None,
+                pending_grace_s: float = PENDING_GRACE_S) -> list[Alert]:
+    """NotReady nodes, GPU pods Pending past the grace, pods in CrashLoopBackOff. Only from a payload
+    whose source answered: the last good data of an unreachable API is not a node's state now."""
+    k = cluster.get("kubernetes")
+    if k is None or k.kubernetes is None or not k.ok:
+        return []
+    kube = k.kubernetes
+    # Kubernetes node name -> the agent's host, where they match: the alert lands on the node's row.
+    host_of = {name: host for host, name in match_hosts([n.name for n in kube.nodes or ()], hosts).items()}
+    out: list[Alert] = []
+    for n in kube.nodes or ():
+        if n.ready is False:
+            out.append(Alert("critical", "kubernetes", host_of.get(n.name, n.name), n.name,
+                             f"Kubernetes node {n.name} NotReady", "KubeNodeNotReady"))
+    for p in kube.pods or ():
+        pod = f"{p.namespace}/{p.name}"
+        node = host_of.get(p.node, p.node) if p.node else None
+        if p.gpus and p.phase == "Pending" and now is not None and p.created_ts is not None \
+                and now - p.created_ts >= pending_grace_s:
+            why = f" ({p.reason})" if p.reason else ""
+            out.append(Alert("warning", "kubernetes", node, pod,
+                             f"GPU pod {pod} ({p.gpus} GPU) pending for {age_text(now - p.created_ts)}{why}",
+                             "KubeGpuPodPending"))
+        if p.reason == "CrashLoopBackOff":
+            restarts = f" ({p.restarts} restarts)" if p.restarts is not None else ""
+            out.append(Alert("warning", "kubernetes", node, pod, f"pod {pod} in CrashLoopBackOff{restarts}",
+                             "KubePodCrashLooping"))
+    return out
+
+
+_FLAG_RULES = {"idle-allocated": "GpuIdleAllocated", "unowned-busy": "GpuUnownedBusy"}
+
+
+def flag_alerts(flags: Iterable[Flag]) -> list[Alert]:
+    """The GPU ledger's flags (already past their own durations) as warnings on their node."""
+    out = []
+    for f in flags:
+        subject = f.pod or ",".join(f"gpu{i}" for i in f.gpu_indices) or f.kind
+        out.append(Alert("warning", "ledger", f.node or None, subject, f.message, _FLAG_RULES.get(f.kind, "GpuLedger")))
     return out
 
 

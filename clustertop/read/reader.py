@@ -15,6 +15,7 @@ import msgspec
 from clustertop import wire
 from clustertop.read.cluster import summarize
 from clustertop.read.model import DOWN_AFTER_S, ClusterState, NodeView
+from clustertop.read.owners import name_pods
 from clustertop.read.plan import ALL_FULL, Level, ReadPlan
 from clustertop.wire import schema
 from clustertop.wire.digest import RULES, digest
@@ -138,6 +139,8 @@ class Reader:
         for host, (kind, seal) in raw_seals.items():
             state.sealed[host] = (SEAL_FIELD[kind], raw[kind].get(host), seal)
         state.cluster = dict(self.last_cluster)
+        # Pod uids (all a node's cgroups say) named from the Kubernetes payload: clustertop.read.owners.
+        name_pods((n.snap for n in state.nodes), state.cluster)
         state.totals = summarize(state.nodes, state.cluster)
         state.decode_ms = (time.perf_counter() - t1) * 1000
         # Forget what was cached of nodes removed from the index.
@@ -161,20 +164,38 @@ class Reader:
         p = self.client.pipeline(transaction=False)
         p.zrange(wire.NODES_KEY, 0, -1, withscores=True)
         kinds = [k for k in KINDS if keys[k]]
-        for k in kinds:
-            # A seal rides in the MGET of the payload it is checked against: MGET is one command, so
-            # the two can't straddle a tick (the agent writes both in one MULTI).
-            p.mget([KEYS[k](h) for h in keys[k]] + [wire.seal_key(h) for h in sealed_in[k]])
-        p.mget([wire.cluster_key(n) for n in wire.CLUSTER_NAMES])
-        res = p.execute()
-        index = [(_text(h), float(s)) for h, s in res[0]]
         raw: Raw = {k: {} for k in KINDS}
         raw_seals: dict[str, tuple[str, bytes | None]] = {}
-        for i, k in enumerate(kinds):
-            got, n = res[1 + i], len(keys[k])
-            raw[k] = dict(zip(keys[k], got[:n], strict=True))
-            for h, seal in zip(sealed_in[k], got[n:], strict=True):
-                raw_seals[h] = (k, seal)
+        if _sharded(self.client):
+            # Redis Cluster: an MGET must stay in one slot, and a node's keys share one (its host is their
+            # hash tag), so one MGET per node, seal included; redis-py's cluster pipeline sends each shard
+            # its MGETs in one write to every shard before reading any reply (one round trip per shard,
+            # the shards working in parallel), and follows MOVED/ASK.
+            per_host = _per_host(kinds, keys, sealed_in)
+            for host_keys in per_host.values():
+                p.execute_command("MGET", *host_keys)  # redis-py blocks its pipeline's mget() on a cluster
+            p.execute_command("MGET", *[wire.cluster_key(n) for n in wire.CLUSTER_NAMES])  # one tag: {cluster}
+            res = p.execute()
+            got: dict[str, bytes | None] = {}
+            for host_keys, values in zip(per_host.values(), res[1:-1], strict=True):
+                got.update(zip(host_keys, values, strict=True))
+            for k in kinds:
+                raw[k] = {h: got[KEYS[k](h)] for h in keys[k]}
+                for h in sealed_in[k]:
+                    raw_seals[h] = (k, got[wire.seal_key(h)])
+        else:
+            for k in kinds:
+                # A seal rides in the MGET of the payload it is checked against: MGET is one command, so
+                # the two can't straddle a tick (the agent writes both in one MULTI).
+                p.mget([KEYS[k](h) for h in keys[k]] + [wire.seal_key(h) for h in sealed_in[k]])
+            p.mget([wire.cluster_key(n) for n in wire.CLUSTER_NAMES])
+            res = p.execute()
+            for i, k in enumerate(kinds):
+                got_k, n = res[1 + i], len(keys[k])
+                raw[k] = dict(zip(keys[k], got_k[:n], strict=True))
+                for h, seal in zip(sealed_in[k], got_k[n:], strict=True):
+                    raw_seals[h] = (k, seal)
+        index = [(_text(h), float(s)) for h, s in res[0]]
         known_set = set(known)  # not the list: 1,000 nodes made this a 5 ms quadratic scan per read
         missing = [h for h, _ in index if h not in known_set]
         if missing:
@@ -186,7 +207,19 @@ class Reader:
         return index, raw, res[-1], raw_seals
 
     def _mget(self, raw: Raw, wanted: list[tuple[str, str]]) -> None:
-        got = self.client.mget([KEYS[k](h) for k, h in wanted])
+        keys = [KEYS[k](h) for k, h in wanted]
+        if _sharded(self.client):  # one MGET per node (one slot each), pipelined per shard
+            per_host: dict[str, list[str]] = {}
+            for (_, h), key in zip(wanted, keys, strict=True):
+                per_host.setdefault(h, []).append(key)
+            p = self.client.pipeline(transaction=False)
+            for host_keys in per_host.values():
+                p.execute_command("MGET", *host_keys)
+            values = dict(zip([k for ks in per_host.values() for k in ks],
+                              [v for vs in p.execute() for v in vs], strict=True))
+            got = [values[k] for k in keys]
+        else:
+            got = self.client.mget(keys)
         for (k, h), data in zip(wanted, got, strict=True):
             raw[k][h] = data
 
@@ -285,6 +318,26 @@ class Reader:
         else:
             view.state = "down"
         return view
+
+
+def _sharded(client: Any) -> bool:
+    """Whether ``client`` is a Redis Cluster client (redis-py's ``RedisCluster``, as ``store.connect``
+    returns for a cluster node's URL), or the agent's own client once it found one (the alert evaluator reads
+    with it): multi-key commands must then stay within one slot."""
+    if getattr(client, "bounded_reads", False):  # store.resp (redis-py's clients have a cluster() method)
+        return getattr(client, "cluster", None) is not None
+    return callable(getattr(client, "get_node_from_key", None))
+
+
+def _per_host(kinds: list[str], keys: dict[str, list[str]], sealed_in: dict[str, list[str]]) -> dict[str, list[str]]:
+    """host -> every key of it a read takes (its payloads, then its seal): one slot, one MGET."""
+    out: dict[str, list[str]] = {}
+    for k in kinds:
+        for h in keys[k]:
+            out.setdefault(h, []).append(KEYS[k](h))
+        for h in sealed_in[k]:
+            out[h].append(wire.seal_key(h))
+    return out
 
 
 def _seal_kinds(keys: dict[str, list[str]], seals: Collection[str]) -> dict[str, list[str]]:

@@ -127,7 +127,8 @@ class GpuState:
         self.job: Job | None = None
         self.free_at = 0.0  # idle until then (the scheduler looks again)
         self.idle: schema.Gpu | None = None  # the settled idle reading, reused until a job starts
-        self.busy = replace(static, mem_clock_mhz=5505, pstate=2)  # what stays put under load (P2 for CUDA)
+        # what stays put under load (P2 for CUDA); the link trains to gen 3 under load, drops to gen 1 idle
+        self.busy = replace(static, mem_clock_mhz=5505, pstate=2, pcie_gen=3, pcie_width=16)
 
 
 @dataclass(slots=True)
@@ -235,7 +236,9 @@ def build_tower(host: str, index: int, ngpus: int, osds: list[int], rng: random.
             index=i, uuid=_uuid(rng, "GPU-"), name=GPU_NAME, bus_id=bus[i % len(bus)],
             mem_total_bytes=GPU_MEM_BYTES, temp_slowdown_c=93, power_limit_mw=GPU_LIMIT_MW,
             sm_clock_max_mhz=1911, ecc_corrected=None, ecc_uncorrected=None,  # GeForce: NotSupported
-            cuda_cores=3584, arch="Pascal", driver=DRIVER,
+            cuda_cores=3584, arch="Pascal", driver=DRIVER, cuda_version="12.2",
+            # GeForce: XIDs are watched (0 = none seen); retired pages and remapped rows NotSupported (None)
+            pcie_gen_max=3, pcie_width_max=16, xid_errors=0,
         )
         ambient = rng.uniform(28, 31) + (3.5 if i % 2 else 0.0)
         if i % 2 and index % 5 == 2:
@@ -276,7 +279,7 @@ def build_tower(host: str, index: int, ngpus: int, osds: list[int], rng: random.
         for k, osd in enumerate(osds)
     ]
     node.next_pid = rng.randrange(100_000, 400_000)
-    _finish(node, rng, start, ("host", "gpu", "bonds", "nfs"))
+    _finish(node, rng, start, ("host", "gpu", "bonds", "nfs", "sensors"))
     return node
 
 
@@ -333,7 +336,7 @@ def build_arm(host: str, index: int, broker_host: str, rng: random.Random, start
                     state="S", threads=3, owner=owner)
         for k in range(cores)
     ]
-    _finish(node, rng, start, ("host", "gpu", "bonds", "nfs"))
+    _finish(node, rng, start, ("host", "gpu", "bonds", "nfs", "sensors"))
     return node
 
 
@@ -401,9 +404,8 @@ def step_node(node: SimNode, rng: random.Random, now: float, dt: float, k_temp: 
         for g in node.gpus:
             job = g.job
             if job is None and g.idle is not None:
-                # Settled idle card: only its energy counter moves (keeps big clusters cheap).
-                g.energy_mj += g.idle.power_mw * dt  # type: ignore[operator]
-                gpus_out.append(replace(g.idle, energy_mj=int(g.energy_mj)))
+                # Settled idle card: nothing moves (keeps big clusters cheap).
+                gpus_out.append(g.idle)  # GTX 1080 Ti: no energy counter (NotSupported): the agent integrates power
                 gu.append(0)
                 gm.append(GPU_IDLE_MEM)
                 gp.append(g.idle.power_mw)
@@ -449,14 +451,14 @@ def step_node(node: SimNode, rng: random.Random, now: float, dt: float, k_temp: 
                 pcie = int(3e8 + 2.5e9 * ((r * 3.7) % 1.0)) if util < 40 else int(3e8 + 6e8 * r)
                 gpus_out.append(replace(
                     g.busy, util_pct=util, mem_util_pct=util * 55 // 100, mem_used_bytes=mem, temp_c=temp_c,
-                    power_mw=power_mw, energy_mj=int(g.energy_mj), fan_pct=int(g.fan), sm_clock_mhz=sm,
+                    power_mw=power_mw, fan_pct=int(g.fan), sm_clock_mhz=sm,
                     # A busy card below its cap reports no reasons ([]), as NVML does: not unknown.
                     throttle_reasons=SW_POWER_CAP if power_mw > 244000 else NO_THROTTLE,
                     pcie_rx_bytes_s=pcie, pcie_tx_bytes_s=pcie >> 4, procs=[job.gpu_proc(mem)]))
             else:
                 out = replace(
                     g.static, util_pct=0, mem_util_pct=0, mem_used_bytes=mem, temp_c=temp_c, power_mw=power_mw,
-                    energy_mj=int(g.energy_mj), fan_pct=int(g.fan), sm_clock_mhz=139, mem_clock_mhz=405,
+                    fan_pct=int(g.fan), sm_clock_mhz=139, mem_clock_mhz=405, pcie_gen=1, pcie_width=16,
                     pstate=8, throttle_reasons=GPU_IDLE, pcie_rx_bytes_s=0, pcie_tx_bytes_s=0, procs=[])
                 gpus_out.append(out)
                 if temp - g.ambient < 0.5 and g.fan - 23.0 < 0.3 and g.power < 14.0:
@@ -513,7 +515,8 @@ def step_node(node: SimNode, rng: random.Random, now: float, dt: float, k_temp: 
                      nics=node.c_nics, procs=node.c_procs, procs_total=node.procs_total + len(jobs) * 9)
     snap = schema.NodeSnapshot(host=node.host, ts=now, seq=node.seq, interval_s=interval_s, role=node.role,
                                labels=node.labels, collectors=node.c_collectors or {}, agent=node.c_agent, system=system,
-                               gpus=gpus_out, bonds=node.c_bonds, netmounts=node.c_mounts, tasks=None)
+                               gpus=gpus_out, bonds=node.c_bonds, netmounts=node.c_mounts, tasks=None,
+                               sensors=sim_sensors(node, cpu_util, r))
     hist = schema.HistPoint(ts=now, cpu=cpu_util, mem=used, gu=gu, gm=gm, gp=gp, gt=gt, rx=int(node.rx),
                             tx=int(node.tx), dr=int(node.dr), dw=int(node.dw))
     return snap, hist
@@ -643,6 +646,7 @@ def _statuses(node: SimNode, now: float, interval_s: float, rnd,  # type: ignore
         "gpu": 0.05 + 0.05 * rnd() if ngpu == 0 else 2.0 + ngpu * (1.5 + rnd()),
         "bonds": 0.2 + 0.6 * rnd(),
         "nfs": 0.4 + 2.2 * rnd(),
+        "sensors": 1.9 if arm else 0.9,  # no draw of its own: the seeded cluster stays the one the snapshots show
     }
     out = {name: replace(st, duration_ms=round(durations.get(name, 1.0), 2), last_ok_ts=now, interval_s=interval_s)
            for name, st in node.collectors.items()}
@@ -651,6 +655,35 @@ def _statuses(node: SimNode, now: float, interval_s: float, rnd,  # type: ignore
         if st is not None:
             out[name] = st
     return out
+
+
+def sim_sensors(node: SimNode, cpu_util: float, r: float) -> schema.Sensors:
+    """What the sensors collector reads on these machines (shapes: tests/fixtures/sensors): a tower's
+    coretemp (Intel) or k10temp (AMD, which states no limits) package sensor; an ARM board's SoC thermal
+    zone with its passive trip, and a cpufreq cooling device that steps in past it."""
+    s = node.system
+    model = s.cpu_model or "" if s is not None else ""
+    mhz = s.cpu_mhz if s is not None else None
+    if node.tower:
+        temp = round(36.0 + 0.42 * cpu_util + 2.0 * r, 1)
+        if "Intel" in model:
+            t = schema.TempSensor(source="hwmon", chip="coretemp", label="Package id 0", temp_c=temp, high_c=80.0,
+                                  crit_c=100.0, cpu=True, device="hwmon1")
+            return schema.Sensors(cpu_temp_c=temp, cpu_high_c=80.0, cpu_crit_c=100.0, temps=[t], freq_mhz=mhz,
+                                  freq_max_mhz=mhz, throttle_count=0, throttle_new=0, cooling=0, throttled=False)
+        t = schema.TempSensor(source="hwmon", chip="k10temp", label="Tctl", temp_c=temp, cpu=True, device="hwmon2")
+        return schema.Sensors(cpu_temp_c=temp, temps=[t], freq_mhz=mhz, freq_max_mhz=mhz)
+    rk = "ROCK 5B" in model
+    # A heatsinked board under a full pool runs warm, short of its passive trip (75 / 80 °C): the demo
+    # shows the figures, not a wall of alerts; tests/fixtures/sensors/arm-board is the throttled case.
+    temp = round(41.0 + 0.30 * cpu_util + 1.5 * r, 1)
+    high, crit = (75.0, 115.0) if rk else (80.0, 110.0)
+    held = temp >= high
+    zone = schema.TempSensor(source="thermal", chip="bigcore0-thermal" if rk else "cpu-thermal", temp_c=temp,
+                             high_c=high, crit_c=crit, cpu=True, device="thermal_zone1" if rk else "thermal_zone0")
+    freq = mhz * (0.75 if held else 1.0) if mhz is not None else None
+    return schema.Sensors(cpu_temp_c=temp, cpu_high_c=high, cpu_crit_c=crit, temps=[zone], freq_mhz=freq,
+                          freq_max_mhz=mhz, cooling=1 if held else 0, throttled=held)
 
 
 def smoothing(dt: float, tau: float) -> float:

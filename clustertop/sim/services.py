@@ -278,7 +278,7 @@ class QueuesModel:
                 for w in self.workers]
             out.append(schema.ClusterPayload(
                 name="celery", source_host=celery_host, ts=now, seq=self.seq, interval_s=2.0, ok=True,
-                last_ok_ts=now, queues=schema.Queues(queues=queues, workers=workers, errors=[])))
+                last_ok_ts=now, queues=schema.Queues(queues=queues, workers=workers)))  # no errors: None, as real
         if dask_host is not None and self.dask:
             workers = []
             processing_total = 0
@@ -291,7 +291,7 @@ class QueuesModel:
             out.append(schema.ClusterPayload(
                 name="dask", source_host=dask_host, ts=now, seq=self.seq, interval_s=2.0, ok=True, last_ok_ts=now,
                 queues=schema.Queues(workers=workers, dask_tasks_processing=processing_total,
-                                     dask_tasks_waiting=max(0, self.dask_waiting - processing_total), errors=[])))
+                                     dask_tasks_waiting=max(0, self.dask_waiting - processing_total))))
         return out
 
 

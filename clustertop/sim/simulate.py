@@ -28,8 +28,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from clustertop import store, wire
+from clustertop.agents.energy import KEY_TTL_MS, Ledger
 from clustertop.agents.publisher import Publisher
+from clustertop.collectors import containers as engine_api
 from clustertop.control import signing
+from clustertop.sim.containers import CONFIG as CONTAINERS_CONFIG
+from clustertop.sim.containers import SimEngine
 from clustertop.sim.nodes import (
     GIB,
     MIB,
@@ -60,7 +65,7 @@ class SimCluster:
     """A deterministic, lively simulated cluster. ``step(now)`` advances it and returns one tick."""
 
     def __init__(self, seed: int = 1, nodes: int | None = None, gpus_per_node: int | None = None,
-                 start_ts: float | None = None, keys: bool = False) -> None:
+                 start_ts: float | None = None, keys: bool = False, part: tuple[int, int] | None = None) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
         self.gpus_per_node = 2 if gpus_per_node is None else max(0, gpus_per_node)
@@ -76,16 +81,35 @@ class SimCluster:
         self.tower_hosts = [f"gpu{i:0{width}d}" for i in range(1, towers + 1)]
         self.arm_hosts = [f"arm{i:0{width}d}" for i in range(1, arms + 1)]
         self.hosts: list[str] = self.tower_hosts + self.arm_hosts
+        #: ``part=(i, k)``: this process is part i of k (``simulate --procs k``). Every part builds and steps the
+        #: same seed-derived cluster (jobs, events, Ceph, queues: the shared rng, identical in every part while
+        #: they step at the same times), but steps and returns only its own contiguous slice of the hosts, with
+        #: its nodes' noise from a second rng of its own; part 0 holds the first tower, so it alone returns the
+        #: cluster payloads. None: the whole cluster, exactly as before parts existed.
+        self.part = part
+        self.own_hosts = self.hosts
+        self.node_rng = self.rng
+        if part is not None:
+            i, k = part
+            if not 0 <= i < k:
+                raise ValueError(f"part {i} of {k}: need 0 <= part < parts")
+            n = len(self.hosts)
+            self.own_hosts = self.hosts[i * n // k:(i + 1) * n // k]
+            self.node_rng = random.Random(f"clustertop-sim/{seed}/{i}/{k}")
         #: ``keys=True``: each simulated node gets its own key, in memory only (fresh each run, never from
         #: the seed: a key anyone can derive would vouch for nothing). Its publisher then seals every tick
         #: as a real agent does, and the demo enrols ``node_keys()`` as its known nodes.
         self.keys: dict[str, signing.PrivateKey] = {h: signing.new_key() for h in self.hosts} if keys else {}
+        self.energy_ledgers: dict[str, Ledger] = {}  # per GPU node, as its agent keeps it (publish)
         self.interval_s = 1.0  # what snapshots announce; the drivers set it to their tick
         self.start_ts = start_ts
         self.nodes: list[SimNode] = []
         self.last_ts: float | None = None
         self.pending: list[Job] = []
         self.running: list[Job] = []
+        #: The templates the towers' snapshots advertise (``sim.agents``: the demo's simulated agents launch
+        #: them); None: no executor, as an agent without one says.
+        self.templates: list[schema.TemplateInfo] | None = None
 
     def node_keys(self) -> dict[str, signing.PublicKey]:
         """host -> the public half of that simulated node's key ({} unless built with ``keys=True``)."""
@@ -113,6 +137,11 @@ class SimCluster:
             rng, [K8sNodeInfo(n.host, len(n.gpus), n.cores * 1000 - 500, n.mem_total - 2 * GIB)
                   for n in self.towers[:K8S_MAX_NODES]], t0)
         self.by_host = {n.host: n for n in self.nodes}
+        # Each tower's container engine (sim/containers.py: its own random stream, so nothing else changes).
+        self.engines = {n.host: SimEngine(n.host, self.seed, t0, n.cores, n.mem_total) for n in self.towers}
+        self.container_templates = engine_api.template_infos(engine_api.settings(CONTAINERS_CONFIG, None)) or None
+        own = set(self.own_hosts)
+        self.own_nodes = [n for n in self.nodes if n.host in own]
         # Lease holders: the first tower polls Ceph, Kubernetes and the Dask scheduler, the first ARM
         # board (the broker's host) Celery. Their snapshots carry those collectors' statuses.
         self.by_host[self.tower_hosts[0]].extra_collectors = ("ceph", "dask", "kubernetes")
@@ -155,8 +184,9 @@ class SimCluster:
             job_name = f"train-{model.replace('.', '-')}-{rng.randrange(1000, 9999)}"
             name = f"{job_name}-{_suffix(rng)}"
             cmd = f"python /workspace/train.py --model {model} --bs {bs} --lr {lr}"
-            owner = schema.Owner(kind="pod", name=name, namespace="ml", pod_uid=None,
-                                 container_id=f"{rng.getrandbits(256):064x}")
+            # What a real agent knows of a pod from /proc/<pid>/cgroup: its uid and container id; the
+            # reader names it from the Kubernetes payload (clustertop.read.owners), as for real nodes.
+            owner = schema.Owner(kind="pod", pod_uid=None, container_id=f"{rng.getrandbits(256):064x}")
             ns, uid = "ml", None
         else:
             job_name = None
@@ -175,6 +205,7 @@ class SimCluster:
             job.uid = f"{rng.getrandbits(128):032x}"
             job.uid = f"{job.uid[:8]}-{job.uid[8:12]}-{job.uid[12:16]}-{job.uid[16:20]}-{job.uid[20:]}"
             owner.pod_uid = job.uid
+            job.gpu_owner = schema.Owner(kind="pod", pod_uid=job.uid)
         return job
 
     def _gpus_wanted(self, gpus: int, idle: int) -> int:
@@ -308,17 +339,26 @@ class SimCluster:
         interval = self.interval_s
         # Big clusters refresh disks/NICs/processes every few ticks (staggered), GPUs every tick.
         stride = 1 if len(self.nodes) <= FULL_REFRESH_UP_TO else 4
-        for node in self.nodes:
+        rng = self.node_rng
+        for node in self.own_nodes:
             if not node.tower:
                 node.busy_slots = busy.get(node.host, 0)
             full = first or stride == 1 or (node.seq + node.index) % stride == 0
-            out.append(step_node(node, self.rng, now, dt, k_temp, k_fast, k_load, interval, osd_rates, statuses,
+            out.append(step_node(node, rng, now, dt, k_temp, k_fast, k_load, interval, osd_rates, statuses,
                                  full))
+            if self.templates is not None and node.tower:
+                out[-1][0].templates = self.templates  # what its simulated agent launches (the demo)
+            engine = self.engines.get(node.host)
+            if engine is not None:
+                engine.advance(now)
+                out[-1][0].containers = engine.published(full, self.container_templates)
         holder = self.tower_hosts[0]
         cluster = [self.ceph.payload(now, holder)] if self.ceph.osd_ids else []
         cluster += self.queues.payloads(now, self.arm_hosts[0] if self.arm_hosts else None, holder)
         if self.k8s_hosts:
             cluster.append(self.k8s.payload(now, holder, [j for j in self.running if j.namespace], self.pending))
+        if self.part is not None and self.part[0] != 0:
+            cluster = []  # built all the same: the shared rng must draw alike in every part
         return out, cluster
 
     def _cluster_statuses(self, now: float) -> dict[str, schema.CollectorStatus]:
@@ -343,32 +383,82 @@ class SimCluster:
 PREFILL_MAX_POINTS = 60_000
 
 
-def make_publishers(sim: SimCluster, client: Any, interval_s: float, every: float = 5.0) -> dict[str, Publisher]:
-    return {h: Publisher(client, h, interval_s, hist_every_s=every, key=sim.keys.get(h)) for h in sim.hosts}
+def make_publishers(sim: SimCluster, client: Any, interval_s: float, every: float = 5.0,
+                    tiers: bool = False) -> dict[str, Publisher]:
+    # No history tiers unless asked: each writer re-reads its node's 1-hour stream on start, and a
+    # prefilled 1,000-node cluster would read ~150 MB of it at once.
+    return {h: Publisher(client, h, interval_s, hist_every_s=every, key=sim.keys.get(h), tiers=tiers)
+            for h in sim.own_hosts}
 
 
 def publish(client: Any, sim: SimCluster, now: float, publishers: dict[str, Publisher]) -> int:
     """One tick of every node plus the cluster payloads, in ONE pipeline. Returns the bytes written
-    (node snapshots). Redis errors propagate to the caller, who backs off."""
+    (node snapshots). Redis errors propagate to the caller, who backs off.
+
+    On a Redis Cluster (``store.sharded``) a MULTI cannot span slots: signing nodes get one MULTI each (a
+    node's keys share its slot: ``wire`` hash-tags them by host), and the node index, cluster payloads and
+    energy ledgers go in one plain pipeline beside them, which redis-py splits per shard. Unsigned nodes
+    need no MULTI, so their one plain pipeline already works there."""
     ticks, cluster = sim.step(now)
+    if sim.keys and store.sharded(client):
+        return _publish_per_node(client, sim, now, publishers, ticks, cluster)
     # Signing nodes: one MULTI, so no reader pairs a node's payload of this tick with its seal of the last.
     p = client.pipeline(transaction=bool(sim.keys))
     total = 0
     for i, (snap, hist) in enumerate(ticks):
-        pub = publishers.get(snap.host)
-        if pub is None:
-            pub = publishers[snap.host] = Publisher(client, snap.host, sim.interval_s, key=sim.keys.get(snap.host))
-        total += pub.publish(snap, hist, cluster=cluster if i == 0 else None, pipe=p)
+        total += _publisher(client, sim, publishers, snap.host).publish(
+            snap, hist, cluster=cluster if i == 0 else None, pipe=p)
+    _energy(sim, ticks, now, p)
     p.execute()
     return total
 
 
-def prefill_history(client: Any, sim: SimCluster, now: float, seconds: float = 3600, every: float = 5) -> int:
+def _publish_per_node(client: Any, sim: SimCluster, now: float, publishers: dict[str, Publisher],
+                      ticks: list[tuple[schema.NodeSnapshot, schema.HistPoint]],
+                      cluster: list[schema.ClusterPayload]) -> int:
+    """``publish`` on a Redis Cluster with signing nodes: one round trip per node (its MULTI), one for the rest."""
+    shared = client.pipeline(transaction=False)
+    total = 0
+    for i, (snap, hist) in enumerate(ticks):
+        multi = client.pipeline(transaction=True)
+        total += _publisher(client, sim, publishers, snap.host).publish(
+            snap, hist, cluster=cluster if i == 0 else None, pipe=multi, shared=shared)
+        multi.execute()
+    _energy(sim, ticks, now, shared)
+    shared.execute()
+    return total
+
+
+def _publisher(client: Any, sim: SimCluster, publishers: dict[str, Publisher], host: str) -> Publisher:
+    pub = publishers.get(host)
+    if pub is None:
+        pub = publishers[host] = Publisher(client, host, sim.interval_s, key=sim.keys.get(host), tiers=False)
+    return pub
+
+
+def _energy(sim: SimCluster, ticks: list[tuple[schema.NodeSnapshot, schema.HistPoint]], now: float, pipe: Any) -> None:
+    """Each node's energy ledger, as its agent keeps it (agents/energy.py), written in the tick's pipeline."""
+    ledgers = sim.energy_ledgers
+    for snap, _ in ticks:
+        if not snap.gpus:
+            continue
+        led = ledgers.get(snap.host)
+        if led is None:
+            led = ledgers[snap.host] = Ledger(snap.host)
+        led.observe(snap)
+        if led.due(now):
+            pipe.set(wire.energy_key(snap.host), wire.encode(led.payload(now)), px=KEY_TTL_MS)
+            led.saved(now)
+
+
+def prefill_history(client: Any, sim: SimCluster, now: float, seconds: float = 3600, every: float = 5,
+                    progress: Callable[[int, int], None] | None = None) -> int:
     """Run the model through the last ``seconds`` before ``now`` and write one history point per
     node every ``every`` seconds, so the demo's plots are full at once. Returns points written.
 
     A fresh sim starts ``seconds`` ago; one that already ran continues from where it stands.
     Capped at PREFILL_MAX_POINTS in all: a 1,000-node cluster gets the last minutes, not an hour.
+    ``progress(done, total)`` is called after each simulated step (the demo's start-up notice).
     """
     from clustertop import wire
 
@@ -383,6 +473,8 @@ def prefill_history(client: Any, sim: SimCluster, now: float, seconds: float = 3
     elif sim.last_ts > t:
         t = sim.last_ts
     written = 0
+    total = max(1, int((now - t + every - 1e-6) // every))
+    done = 0
     p = client.pipeline(transaction=False)
     while t < now - 1e-6:
         ticks, _ = sim.step(t)
@@ -394,28 +486,86 @@ def prefill_history(client: Any, sim: SimCluster, now: float, seconds: float = 3
         if len(p) >= 5000:
             p.execute()
         t += every
+        done += 1
+        if progress is not None:
+            progress(min(done, total), total)
     p.execute()
     return written
+
+
+#: How long the demo's simulator waits for the screen's first frame before it starts filling the store anyway
+#: (a screen that never says so, such as the wall, costs at most this much).
+STARTUP_HOLD_S = 2.0
+
+
+class Startup:
+    """The demo's start-up, for the screen to say while it runs: the dashboard opens at once and the
+    simulator fills the store behind it (an hour of history, then the first live tick).
+
+    ``text()`` is None once the first live tick is in; ``error`` says why it stopped, if it did."""
+
+    def __init__(self, nodes: int, history_s: float, every_s: float = 5.0) -> None:
+        self.nodes = nodes
+        self.history_s = history_s
+        self.every_s = every_s
+        self.done = 0
+        self.total = 0
+        self.error: str | None = None
+        self.live = threading.Event()
+        #: Set by the screen once it has drawn its first frame: the simulation (CPU-bound, in a thread of
+        #: the same process) waits for it, at most STARTUP_HOLD_S, so it does not slow that frame down.
+        self.go = threading.Event()
+
+    def step(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
+
+    def text(self) -> str | None:
+        if self.error is not None:
+            return f"demo simulator failed to start: {self.error}"
+        if self.live.is_set():
+            return None
+        pct = 100 * self.done // self.total if self.total else 0
+        # The span prefill_history settled on (a big cluster gets minutes, not the hour asked for).
+        span = self.total * self.every_s if self.total else self.history_s
+        return (f"demo: simulating the last {span / 60:.0f} min of {self.nodes:,} nodes "
+                f"(history for the trends) ... {pct} %")
 
 
 def start_thread(client_factory: Callable[[], Any], seed: int, nodes: int | None, interval_s: float,
                  stop: threading.Event, sim: SimCluster | None = None,
                  publishers: dict[str, Publisher] | None = None,
-                 clock: Callable[[], float] = time.time) -> threading.Thread:
+                 clock: Callable[[], float] = time.time, startup: Startup | None = None,
+                 each_tick: Callable[[Any, float], None] | None = None) -> threading.Thread:
     """The demo's simulator: publishes a tick every ``interval_s`` until ``stop`` is set.
 
     Pass ``sim`` (and its ``publishers``) to continue a cluster that ``prefill_history`` or a first
-    ``publish`` already ran."""
+    ``publish`` already ran. ``startup``: first the history (``prefill_s`` of it) and the first tick, in
+    this thread, its progress there for the screen; the dashboard need not wait for any of it.
+    ``each_tick(client, now)`` runs after every tick (the demo's simulated agents' command loop)."""
     model = sim if sim is not None else SimCluster(seed=seed, nodes=nodes)
     model.interval_s = interval_s
 
     def loop() -> None:
         client = client_factory()
         pubs = publishers if publishers is not None else make_publishers(model, client, interval_s)
+        if startup is not None:
+            startup.go.wait(STARTUP_HOLD_S)
+            try:
+                t = clock()
+                prefill_history(client, model, t, seconds=startup.history_s, progress=startup.step)
+                publish(client, model, max(t, model.last_ts or 0.0), pubs)
+            except Exception as e:  # said on the screen, not a silent empty demo
+                startup.error = f"{type(e).__name__}: {e}"
+                log.exception("demo start-up failed")
+                return
+            startup.live.set()
         delay = 0.0
         while not stop.is_set():
             try:
-                publish(client, model, max(clock(), model.last_ts or 0.0), pubs)
+                now = max(clock(), model.last_ts or 0.0)
+                publish(client, model, now, pubs)
+                if each_tick is not None:
+                    each_tick(client, now)
                 delay = 0.0
             except Exception as e:  # never let the demo's data source die silently
                 delay = min(10.0, max(0.5, delay * 2))
@@ -427,60 +577,146 @@ def start_thread(client_factory: Callable[[], Any], seed: int, nodes: int | None
     return th
 
 
+#: A finite run (``--ticks N``) that cannot reach the store for this long exits 1 (``--give-up`` overrides);
+#: a run without ``--ticks`` is a daemon and retries for ever, backing off up to 10 s.
+GIVE_UP_S = 30.0
+
+
 def run(args: Any) -> int:
     """`clustertop simulate --redis URL --nodes N --seed S --interval I [--gpus-per-node G]
-    [--duration S | --ticks K]`."""
-    from redis.exceptions import RedisError
-
-    from clustertop.store import connect, redact
-
+    [--duration S | --ticks K] [--procs P] [--give-up S]`."""
     if not args.redis:
         print("clustertop simulate: no store: give --redis URL (or set CLUSTERTOP_REDIS)", file=sys.stderr)
         return 2
     if args.interval <= 0:
         print("clustertop simulate: --interval must be above 0", file=sys.stderr)
         return 2
+    procs = getattr(args, "procs", 1) or 1
+    if procs < 1:
+        print("clustertop simulate: --procs must be at least 1", file=sys.stderr)
+        return 2
+    procs = min(procs, len(SimCluster(seed=args.seed, nodes=args.nodes).hosts))  # no part without a node
+    if procs == 1:
+        return _run_part(args, None, time.time())
+    return _run_parts(args, procs)
+
+
+def _run_parts(args: Any, procs: int) -> int:
+    """``--procs P``: P forked processes, part i of P each (``SimCluster(part=...)``), all on one time grid
+    from ``t0`` so their shared models step alike. Exit status: the worst of theirs."""
+    import multiprocessing
+
+    t0 = time.time()
+    ctx = multiprocessing.get_context("fork")  # nothing connected yet: each part opens its own client
+    kids = [ctx.Process(target=_part_main, args=(args, (i, procs), t0), name=f"clustertop-sim-{i}")
+            for i in range(procs)]
+    for k in kids:
+        k.start()
+    try:
+        for k in kids:
+            k.join()
+    except KeyboardInterrupt:  # the parts got the SIGINT too (same process group): wait for their summaries
+        for k in kids:
+            k.join(5)
+            if k.is_alive():
+                k.terminate()
+        return 130
+    codes = [k.exitcode or 0 for k in kids]
+    failed = [i for i, c in enumerate(codes) if c != 0]
+    if failed:
+        print(f"clustertop simulate: {len(failed)} of {procs} parts failed (part "
+              f"{', '.join(str(i + 1) for i in failed)})", file=sys.stderr)
+        return max(c if c > 0 else 1 for c in codes)  # killed by a signal (negative): 1
+    return 0
+
+
+def _part_main(args: Any, part: tuple[int, int], t0: float) -> None:
+    sys.exit(_run_part(args, part, t0))
+
+
+def _run_part(args: Any, part: tuple[int, int] | None, t0: float) -> int:
+    from clustertop.store import connect, redact
+    from clustertop.store.resp import errors as store_errors
+
     client = connect(args.redis, args.redis_password_file, args.redis_ca_file)
-    sim = SimCluster(seed=args.seed, nodes=args.nodes, gpus_per_node=args.gpus_per_node)
-    sim.interval_s = args.interval
-    pubs = make_publishers(sim, client, args.interval)
+    sim = SimCluster(seed=args.seed, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
+                     start_ts=t0 if part is not None else None, part=part)
+    sim.interval_s = interval = args.interval
+    pubs = make_publishers(sim, client, interval)
     url = redact(args.redis)
-    print(f"simulating {len(sim.hosts)} nodes (seed {args.seed}) into {url} every {args.interval:g} s",
-          file=sys.stderr)
+    tag = "" if part is None else f"part {part[0] + 1}/{part[1]}: "
+    give_up = GIVE_UP_S if getattr(args, "give_up", None) is None else args.give_up
+    failures = (*store_errors(), OSError)
+
+    def say(msg: str) -> None:  # one write a line: the parts share one stderr
+        sys.stderr.write(f"{tag}{msg}\n")
+        sys.stderr.flush()
+
+    whole = f"{len(sim.own_hosts)} nodes" if part is None else \
+        f"{len(sim.own_hosts)} of {len(sim.hosts)} nodes ({sim.own_hosts[0]}..{sim.own_hosts[-1]})"
+    say(f"simulating {whole} (seed {args.seed}) into {url} every {interval:g} s")
     started = time.monotonic()
     ticks = 0
     backoff = 0.0
     down_since: float | None = None
+    last_error = ""
     next_tick = time.monotonic()
-    while True:
-        if args.ticks is not None and ticks >= args.ticks:
-            break
-        if args.duration is not None and time.monotonic() - started >= args.duration:
-            break
-        try:
-            nbytes = publish(client, sim, max(time.time(), sim.last_ts or 0.0), pubs)
-            ticks += 1
-            if ticks == 1:
-                # The model's static parts now live for the whole run: keep the cyclic GC from
-                # re-walking them every collection (a few ms a tick at 1,000 nodes).
-                gc.freeze()
-            if down_since is not None:
-                print(f"store reachable again after {time.monotonic() - down_since:.0f} s", file=sys.stderr)
-                down_since = None
-            backoff = 0.0
-            log.debug("tick %d: %d bytes", ticks, nbytes)
-            next_tick += args.interval
-            time.sleep(max(0.0, next_tick - time.monotonic()))
-        except (RedisError, OSError) as e:
-            if down_since is None:  # say it once per outage, not once per retry
-                down_since = time.monotonic()
-                print(f"store {url} unreachable ({type(e).__name__}: {e}); retrying with backoff",
-                      file=sys.stderr)
-            backoff = min(10.0, max(0.5, backoff * 2))
-            time.sleep(backoff)
-            next_tick = time.monotonic()
-    print(f"published {ticks} ticks of {len(sim.hosts)} nodes", file=sys.stderr)
+    grid = 0  # parts: tick n is at t0 + n * interval, the same instants in every part
+    try:
+        while True:
+            if args.ticks is not None and ticks >= args.ticks:
+                break
+            if args.duration is not None and time.monotonic() - started >= args.duration:
+                break
+            try:
+                if part is None:
+                    now = max(time.time(), sim.last_ts or 0.0)
+                else:
+                    # Behind by more than a tick (a slow tick, an outage): skip to the grid point just passed.
+                    grid = max(grid, int((time.time() - t0) / interval))
+                    now = t0 + grid * interval
+                nbytes = publish(client, sim, now, pubs)
+                ticks += 1
+                grid += 1
+                if ticks == 1:
+                    # The model's static parts now live for the whole run: keep the cyclic GC from
+                    # re-walking them every collection (a few ms a tick at 1,000 nodes).
+                    gc.freeze()
+                if down_since is not None:
+                    say(f"store reachable again after {time.monotonic() - down_since:.0f} s")
+                    down_since = None
+                backoff = 0.0
+                log.debug("tick %d: %d bytes", ticks, nbytes)
+                if part is None:
+                    next_tick += interval
+                    time.sleep(max(0.0, next_tick - time.monotonic()))
+                else:
+                    time.sleep(max(0.0, t0 + grid * interval - time.time()))
+            except failures as e:
+                last_error = f"{type(e).__name__}: {e}"
+                if down_since is None:  # say it once per outage, not once per retry
+                    down_since = time.monotonic()
+                    limit = f" for up to {give_up:g} s" if args.ticks is not None else ""
+                    say(f"store {url} unreachable ({last_error}); retrying with backoff{limit}")
+                down_s = time.monotonic() - down_since
+                if args.ticks is not None and down_s >= give_up:
+                    say(f"giving up: store {url} unreachable for {down_s:.0f} s ({last_error}); "
+                        f"published {ticks} of {args.ticks} ticks")
+                    return 1
+                backoff = min(10.0, max(0.5, backoff * 2))
+                if args.ticks is not None:
+                    backoff = min(backoff, max(0.0, give_up - down_s) + 0.01)  # try once more at the limit
+                time.sleep(backoff)
+                next_tick = time.monotonic()
+    except KeyboardInterrupt:
+        say(f"interrupted: published {ticks} ticks of {len(sim.own_hosts)} nodes")
+        return 130
+    if down_since is not None:  # --duration ran out during an outage: the run did not do its job
+        say(f"stopped after {args.duration:g} s with the store {url} unreachable for "
+            f"{time.monotonic() - down_since:.0f} s ({last_error}); published {ticks} ticks")
+        return 1
+    say(f"published {ticks} ticks of {len(sim.own_hosts)} nodes")
     return 0
 
 
-__all__ = ["SimCluster", "publish", "prefill_history", "start_thread", "run", "make_publishers", "MIB"]
+__all__ = ["SimCluster", "Startup", "publish", "prefill_history", "start_thread", "run", "make_publishers", "MIB"]

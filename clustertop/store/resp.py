@@ -6,9 +6,13 @@ needs a dozen commands; this speaks them with redis-py's method names, arguments
 shapes, so the same agent code runs on it, on redis-py and on the embedded fakeredis store.
 The dashboard keeps redis-py.
 
-Supported: redis://, rediss:// (TLS, CA file), unix://; AUTH with ACL user or password; SELECT;
+Supported: every URL ``store.url`` parses (the same rules as the dashboard's redis-py): redis://, rediss://
+(TLS: CA file, client certificate, ssl_cert_reqs), unix://; AUTH with ACL user or password; SELECT;
 pipelines with or without MULTI/EXEC; per-call socket timeouts (a blocking XREADGROUP waits
-longer than the socket timeout by its BLOCK time).
+longer than the socket timeout by its BLOCK time). Redis Cluster, detected at first use (``CLUSTER
+INFO``, or a MOVED reply): ``store.slots`` routes each command to its slot's master and follows MOVED/ASK.
+Sentinel (``redis+sentinel://``): ``store.sentinel`` asks the sentinels for the master, checks ROLE, and
+asks again after a connection error or a READONLY reply (a demoted master).
 
 Bounded reads: anyone who can write to Redis can put a 40 MB entry on a stream the agent reads. With a
 ``max_bulk`` limit (per client, or per call), a bulk string longer than it is read through in small
@@ -20,9 +24,9 @@ around the limit either). The reply keeps its shape, so the caller can still ack
 from __future__ import annotations
 
 import socket
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 Arg = bytes | str | int | float
 
@@ -76,7 +80,8 @@ def errors() -> tuple[type[BaseException], ...]:
     out: list[type[BaseException]] = [RedisError, OSError]
     rex = sys.modules.get("redis.exceptions")
     if rex is not None:
-        out.append(rex.RedisError)
+        # RedisClusterException ("cannot be connected", "no slot cover") is no RedisError in redis-py
+        out += [rex.RedisError, rex.RedisClusterException]
     return tuple(out)
 
 
@@ -118,10 +123,12 @@ class Connection:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 6379, path: str | None = None, db: int = 0,
                  username: str | None = None, password: str | None = None, tls: bool = False,
                  ca_file: str | None = None, timeout_s: float = 2.0, connect_timeout_s: float = 2.0,
-                 max_bulk: int | None = None, max_array: int | None = None) -> None:
+                 max_bulk: int | None = None, max_array: int | None = None, certfile: str | None = None,
+                 keyfile: str | None = None, cert_reqs: str = "required") -> None:
         self.host, self.port, self.path, self.db = host, port, path, db
         self.username, self.password = username, password
         self.tls, self.ca_file = tls, ca_file
+        self.certfile, self.keyfile, self.cert_reqs = certfile, keyfile, cert_reqs
         self.timeout_s, self.connect_timeout_s = timeout_s, connect_timeout_s
         #: The client's own limits (see the module docstring); a call may pass tighter or looser ones.
         self.limits: Limits = (max_bulk, max_array)
@@ -145,6 +152,11 @@ class Connection:
                     import ssl  # only for rediss://: ssl costs ~2 MB the plain agent does without
 
                     ctx = ssl.create_default_context(cafile=self.ca_file)
+                    if self.cert_reqs != "required":  # as redis-py: no hostname check unless required
+                        ctx.check_hostname = False
+                        ctx.verify_mode = ssl.CERT_NONE if self.cert_reqs == "none" else ssl.CERT_OPTIONAL
+                    if self.certfile:
+                        ctx.load_cert_chain(self.certfile, self.keyfile)
                     s = ctx.wrap_socket(s, server_hostname=self.host)
             s.settimeout(self.timeout_s)
         except TimeoutError as e:  # socket.timeout
@@ -302,6 +314,10 @@ class Connection:
             if isinstance(r, ResponseError) and str(r).startswith(("NOAUTH", "WRONGPASS", "NOPERM")) and \
                     commands[0][0] == "AUTH":
                 raise r
+            if isinstance(r, ResponseError) and str(r).startswith("READONLY"):
+                # A replica now (a master demoted by a failover): the next command connects afresh, which
+                # under Sentinel means asking the sentinels where the master is.
+                self.close()
         return replies
 
 
@@ -369,6 +385,20 @@ class _Commands:
     def exists(self, *names: str) -> Any:
         return self._call(["EXISTS", *names])
 
+    def execute_command(self, *args: Arg) -> Any:
+        """Any command, its reply unshaped (the reader sends its per-node MGETs this way on a cluster)."""
+        return self._call(list(args))
+
+    def mget(self, names: list[str]) -> Any:
+        # The alert evaluator's read of the cluster (clustertop.read.Reader) runs in the agent too.
+        return self._call(["MGET", *names]) if names else self._call(["PING"], lambda r: [])
+
+    def zrange(self, name: str, start: int, end: int, withscores: bool = False) -> Any:
+        if not withscores:
+            return self._call(["ZRANGE", name, int(start), int(end)])
+        return self._call(["ZRANGE", name, int(start), int(end), "WITHSCORES"],
+                          lambda r: [(m, float(sc)) for m, sc in zip(r[0::2], r[1::2], strict=True)])
+
     def pexpire(self, name: str, ms: int) -> Any:
         return self._call(["PEXPIRE", name, int(ms)], bool)
 
@@ -429,42 +459,95 @@ class _Commands:
 
 
 class Client(_Commands):
-    """A client on one connection (the agent uses each from one thread)."""
+    """A client on one connection (the agent uses each from one thread); on a Redis Cluster, on one
+    connection per master (``store.slots.Cluster``), which it finds at first use."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, detect: bool = False) -> None:
         self.conn = conn
+        #: Ask at first use whether the server is a cluster node (a redis:// URL: it may be either).
+        self.detect = detect
+        self.cluster: Any = None  # store.slots.Cluster once cluster mode is known
 
     @classmethod
     def from_url(cls, url: str, password: str | None = None, ssl_ca_certs: str | None = None,
                  socket_timeout: float = 2.0, socket_connect_timeout: float = 2.0, max_bulk: int | None = None,
                  max_array: int | None = None, **_: Any) -> Client:
-        u = urlsplit(url)
-        q = {k: v[-1] for k, v in parse_qs(u.query).items()}
-        username = unquote(u.username) if u.username else None
-        pw = password if password is not None else (unquote(u.password) if u.password else None)
-        common: dict[str, Any] = dict(username=username, password=pw, timeout_s=socket_timeout,
-                                      connect_timeout_s=socket_connect_timeout, max_bulk=max_bulk, max_array=max_array)
-        if u.scheme == "unix":
-            conn = Connection(path=u.path, db=int(q.get("db", "0")), **common)
-        elif u.scheme in ("redis", "rediss"):
-            db = int(u.path.lstrip("/") or q.get("db", "0") or 0)
-            conn = Connection(host=u.hostname or "127.0.0.1", port=u.port or 6379, db=db, tls=u.scheme == "rediss",
-                              ca_file=ssl_ca_certs or q.get("ssl_ca_certs"), **common)
-        else:
-            raise ValueError(f"unsupported scheme {u.scheme!r} (redis://, rediss://, unix://)")
-        return cls(conn)
+        """``url`` parsed by ``store.url`` (a ConfigError names what it cannot honour)."""
+        from clustertop.store.url import parse
+
+        u = parse(url)
+        if password is not None:
+            u.password = password
+        if ssl_ca_certs and u.tls:
+            u.ssl_ca_certs = ssl_ca_certs
+        return cls.from_parsed(u, socket_timeout, socket_connect_timeout, max_bulk, max_array)
+
+    @classmethod
+    def from_parsed(cls, u: Any, socket_timeout: float = 2.0, socket_connect_timeout: float = 2.0,
+                    max_bulk: int | None = None, max_array: int | None = None) -> Client:
+        common: dict[str, Any] = dict(username=u.username, password=u.password, timeout_s=socket_timeout,
+                                      connect_timeout_s=socket_connect_timeout, max_bulk=max_bulk,
+                                      max_array=max_array, db=u.db, tls=u.tls, ca_file=u.ssl_ca_certs,
+                                      certfile=u.ssl_certfile, keyfile=u.ssl_keyfile, cert_reqs=u.ssl_cert_reqs)
+        if u.sentinel:
+            from clustertop.store.sentinel import SentinelConnection
+
+            return cls(SentinelConnection(u, **common))
+        if u.path is not None:
+            return cls(Connection(path=u.path, **common))
+        host, port = u.hosts[0]
+        return cls(Connection(host=host, port=port, **common), detect=True)
+
+    def _detect(self) -> None:
+        """Cluster or not, asked once (CLUSTER INFO: a standalone server refuses it). Connection errors
+        propagate and the next use asks again."""
+        try:
+            (info,) = self.conn._roundtrip([["CLUSTER", "INFO"]])
+        except ConnectionFailed:
+            slots = sys.modules.get("clustertop.store.slots")
+            if slots is not None and slots.KNOWN.get((self.conn.host, self.conn.port)):
+                self._become_cluster()  # this process found a cluster there before: its other nodes may answer
+                return
+            raise
+        self.detect = False
+        if isinstance(info, bytes) and b"cluster_state:" in info:
+            self._become_cluster()
+
+    def _become_cluster(self) -> None:
+        from clustertop.store.slots import Cluster
+
+        if self.conn.db:
+            raise ConnectionFailed(f"{self.conn._where()} is a Redis Cluster node: a cluster has only db 0, "
+                                   f"not db {self.conn.db}")
+        self.detect = False
+        self.cluster = Cluster(self.conn)
 
     def _call(self, args: list[Arg], shape: Any = None, extra_timeout_s: float = 0.0,
               limits: Limits | None = None) -> Any:
+        if self.detect:
+            self._detect()
+        if self.cluster is not None:
+            return self.cluster.call(args, shape, extra_timeout_s, limits)
         (reply,) = self.conn._roundtrip([args], extra_timeout_s, limits)
         if isinstance(reply, ResponseError):
+            if str(reply).startswith(("MOVED ", "ASK ")):  # a cluster node that would not answer CLUSTER INFO
+                self._become_cluster()
+                return self._call(args, shape, extra_timeout_s, limits)
             raise reply
         return shape(reply) if shape else reply
 
-    def pipeline(self, transaction: bool = True) -> Pipeline:
+    def pipeline(self, transaction: bool = True) -> Any:
+        if self.detect:
+            self._detect()
+        if self.cluster is not None:
+            from clustertop.store.slots import ClusterPipeline
+
+            return ClusterPipeline(self.cluster, transaction)
         return Pipeline(self.conn, transaction)
 
     def close(self) -> None:
+        if self.cluster is not None:
+            self.cluster.close()
         self.conn.close()
 
 

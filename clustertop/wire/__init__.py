@@ -31,28 +31,51 @@ CMD_MAXLEN = 1000
 CLUSTER_NAMES = ("ceph", "celery", "dask", "kubernetes")
 
 
+# Redis Cluster: every per-node key carries the host as its hash tag (``ct:v1:node:{gpu01}``), so all of one
+# node's keys share a slot: the agent's MULTIs (payloads + seal; audit + result + replay marker + ack) and
+# the reader's per-node MGET (payload + seal) stay within one slot. Cluster payloads share the tag
+# ``{cluster}`` (one MGET reads them all). A new per-node key must be tagged the same way.
+
+
 def node_key(host: str) -> str:
     """Latest snapshot of one node (expires after about 3 intervals: that is how a node goes stale)."""
-    return f"{PREFIX}:node:{host}"
+    return f"{PREFIX}:node:{{{host}}}"
 
 
 def brief_key(host: str) -> str:
     """The node's latest snapshot cut down to what cluster-wide views read (``clustertop.wire.brief``), same TTL."""
-    return f"{PREFIX}:brief:{host}"
+    return f"{PREFIX}:brief:{{{host}}}"
 
 
 def digest_key(host: str) -> str:
     """The node folded into the numbers cluster-wide views read (``clustertop.wire.digest``), same TTL."""
-    return f"{PREFIX}:digest:{host}"
+    return f"{PREFIX}:digest:{{{host}}}"
 
 
 def hist_key(host: str) -> str:
     """Capped stream of compact HistPoints for one node."""
-    return f"{PREFIX}:hist:{host}"
+    return f"{PREFIX}:hist:{{{host}}}"
+
+
+def tier_block_key(host: str, tier: str, start: int) -> str:
+    """One block of a node's downsampled history (``clustertop.wire.tiers``: tier "1m" in blocks of an hour,
+    "10m" in blocks of a day; ``start`` = the block's first bucket, epoch seconds), expiring by itself."""
+    return f"{PREFIX}:hist:{{{host}}}:{tier}:{start}"
+
+
+def tier_pattern(host: str) -> str:
+    """The ACL key pattern of every tier block of ``host`` (its names hold no glob characters)."""
+    return f"{PREFIX}:hist:{{{host}}}:*"
+
+
+def energy_key(host: str) -> str:
+    """The node's energy ledger (``schema.EnergyLedger``): kWh and GPU-hours per GPU, user, pod, job over
+    1 h and 24 h, written by the node's agent every few seconds and read back when it restarts."""
+    return f"{PREFIX}:energy:{{{host}}}"
 
 
 def cluster_key(name: str) -> str:
-    return f"{PREFIX}:cluster:{name}"
+    return f"{PREFIX}:cluster:{{cluster}}:{name}"
 
 
 def lease_key(name: str) -> str:
@@ -60,37 +83,46 @@ def lease_key(name: str) -> str:
 
 
 def cmd_key(host: str) -> str:
-    return f"{PREFIX}:cmd:{host}"
+    return f"{PREFIX}:cmd:{{{host}}}"
 
 
 def seal_key(host: str) -> str:
     """The node's signature over its latest node, brief and digest payloads (``schema.NodeSeal``)."""
-    return f"{PREFIX}:seal:{host}"
+    return f"{PREFIX}:seal:{{{host}}}"
 
 
 def nodekey_key(host: str) -> str:
     """The node's public key as it announces it: a claim for ``clustertop enrol --from-redis``, never trusted."""
-    return f"{PREFIX}:nodekey:{host}"
+    return f"{PREFIX}:nodekey:{{{host}}}"
 
 
 def results_key(host: str) -> str:
     """Results of commands executed by ``host``, signed by it: only that node may append here."""
-    return f"{PREFIX}:results:{host}"
+    return f"{PREFIX}:results:{{{host}}}"
 
 
 def node_audit_key(host: str) -> str:
     """What ``host``'s agent did (signed, hash-chained): only that node appends."""
-    return f"{PREFIX}:audit:node:{host}"
+    return f"{PREFIX}:audit:node:{{{host}}}"
 
 
 def operator_audit_key(name: str) -> str:
     """What operator ``name`` sent (signed with the operator's key, hash-chained): only that operator appends."""
-    return f"{PREFIX}:audit:op:{name}"
+    return f"{PREFIX}:audit:op:{{{name}}}"
 
 
 def seen_key(host: str, command_id: str) -> str:
     """A command id ``host`` has executed (replay guard, with expiry; the agent's state dir keeps its own)."""
-    return f"{PREFIX}:seen:{host}:{command_id}"
+    return f"{PREFIX}:seen:{{{host}}}:{command_id}"
+
+
+def name_in(key: str, key_fn: Any) -> str | None:
+    """The host (or name) ``key`` was made from by ``key_fn`` (``name_in(k, node_audit_key)``), or None: the one
+    inverse of the tagged layout above, for code that finds keys by SCAN."""
+    prefix, _, suffix = key_fn("\0").partition("\0")
+    if len(key) < len(prefix) + len(suffix) or not key.startswith(prefix) or not key.endswith(suffix):
+        return None
+    return key[len(prefix):len(key) - len(suffix)]
 
 
 NODES_KEY = f"{PREFIX}:nodes"  # zset host -> last seen ts: a discovery hint, writable by every node

@@ -23,12 +23,16 @@ only the screens above draw from one. What a brief keeps, and who needs it:
   "unknown"). Not kept: UUID, bus id, clocks, PCIe, energy, driver; the processes' VRAM and
   command lines, which the GPU table's process pane reads from the selected node in full.
 - bonds and network mounts whole: small, and their state words feed tiles, wall and alerts.
+- containers: only the container templates (the launcher); the containers themselves are read from the
+  node in full (its screen, ``clustertop container``).
+- sensors: the CPU temperature figures, throttle state, and of the readings only the one nearest its slowdown
+  point (the CPU-hot alert); GPUs also keep their XID count, last XID and memory-repair flags (alerts).
 """
 
 from __future__ import annotations
 
 from clustertop.wire import schema
-from clustertop.wire.digest import TOTAL_NIC_KINDS
+from clustertop.wire.digest import TOTAL_NIC_KINDS, nearest_hot
 
 
 def brief(snap: schema.NodeSnapshot) -> schema.NodeSnapshot:
@@ -37,7 +41,20 @@ def brief(snap: schema.NodeSnapshot) -> schema.NodeSnapshot:
         v=snap.v, host=snap.host, ts=snap.ts, seq=snap.seq, interval_s=snap.interval_s, role=snap.role,
         labels=snap.labels, collectors={k: st for k, st in snap.collectors.items() if not st.ok},
         agent=snap.agent, system=_system(snap.system), gpus=_gpus(snap.gpus), bonds=snap.bonds,
-        netmounts=snap.netmounts, tasks=snap.tasks, templates=snap.templates)
+        netmounts=snap.netmounts, tasks=snap.tasks, templates=snap.templates, sensors=_sensors(snap.sensors),
+        # the launcher's container templates only: the container list is read in full (node screen, CLI)
+        containers=None if snap.containers is None or not snap.containers.templates else schema.Containers(
+            templates=snap.containers.templates))
+
+
+def _sensors(s: schema.Sensors | None) -> schema.Sensors | None:
+    """The CPU figures and alerts: the hottest reading and the one nearest its slowdown point, no list."""
+    if s is None:
+        return None
+    near = nearest_hot(s)
+    return schema.Sensors(cpu_temp_c=s.cpu_temp_c, cpu_high_c=s.cpu_high_c, cpu_crit_c=s.cpu_crit_c,
+                          temps=[near] if near is not None else None, throttle_new=s.throttle_new,
+                          cooling=s.cooling, throttled=s.throttled)
 
 
 def _system(s: schema.System | None) -> schema.System | None:
@@ -67,6 +84,8 @@ def _gpus(gpus: list[schema.Gpu] | None) -> list[schema.Gpu] | None:
         temp_slowdown_c=g.temp_slowdown_c, power_mw=g.power_mw, power_limit_mw=g.power_limit_mw,
         fan_pct=g.fan_pct, pstate=g.pstate, cuda_cores=g.cuda_cores, ecc_corrected=g.ecc_corrected,
         ecc_uncorrected=g.ecc_uncorrected, throttle_reasons=g.throttle_reasons,
+        xid_errors=g.xid_errors, xid_last=g.xid_last, xid_last_ts=g.xid_last_ts, retired_pending=g.retired_pending,
+        remap_pending=g.remap_pending, remap_failed=g.remap_failed,
         procs=None if g.procs is None else [schema.GpuProc(pid=p.pid, user=p.user, name=p.name, owner=p.owner)
                                             for p in g.procs],
     ) for g in gpus]

@@ -21,7 +21,7 @@ from clustertop.wire.text import known
 
 #: The version of the folding and alert rules below. Bump it when a rule changes what a digest
 #: holds: dashboards then fold older agents' briefs themselves instead of trusting their digests.
-RULES = 1
+RULES = 2  # 2: CPU/SoC hot and throttled, GPU XID errors and row-remap/page-retirement alerts
 
 #: A GPU counts as busy at or above this utilisation.
 GPU_BUSY_PCT = 10
@@ -31,6 +31,17 @@ GPU_HOT_C = 85
 #: NIC kinds a node's network totals count: its own NICs (physical ones, bonds, and NICs of unknown
 #: kind), not a bond's slaves, loopback or veths, so each byte counts once.
 TOTAL_NIC_KINDS = (None, "physical", "bond")
+
+#: A CPU/SoC sensor is called hot at this temperature when it says neither where it slows down nor its
+#: critical point.
+CPU_HOT_C = 90.0
+#: A sensor with a critical point but no slowdown point is called hot this many degrees short of it.
+CPU_CRIT_MARGIN_C = 10.0
+#: An XID event raises an alert for this long after it was seen (the count itself is since agent start).
+XID_ALERT_S = 3600.0
+#: XIDs that mean the card itself is failing, not a user's program (NVIDIA's XID catalogue: 48 double-bit
+#: ECC, 62/74 internal/NVLink, 63/64 row remap, 79 fell off the bus, 92/94/95 ECC, 119/120 GSP).
+XID_CRITICAL = frozenset((48, 62, 63, 64, 74, 79, 92, 94, 95, 119, 120))
 
 _HW_THROTTLE = frozenset(("hw_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown"))
 
@@ -42,6 +53,35 @@ def hot_c(g: schema.Gpu) -> int:
 
 def is_hot(g: schema.Gpu) -> bool:
     return g.temp_c is not None and g.temp_c >= hot_c(g)
+
+
+def cpu_high_c(t: schema.TempSensor) -> float:
+    """Where a CPU sensor counts as hot: its slowdown point, else short of its critical point, else CPU_HOT_C."""
+    if t.high_c is not None:
+        return t.high_c
+    if t.crit_c is not None:
+        return t.crit_c - CPU_CRIT_MARGIN_C
+    return CPU_HOT_C
+
+
+def nearest_hot(s: schema.Sensors) -> schema.TempSensor | None:
+    """The CPU sensor closest to (or furthest past) its own slowdown point: the one ``cpu_hot`` turns on,
+    and all of ``temps`` a brief keeps."""
+    best: schema.TempSensor | None = None
+    margin = 0.0
+    for t in s.temps or ():
+        if not t.cpu or t.temp_c is None or known(t.temp_c) is None:
+            continue
+        m = t.temp_c - cpu_high_c(t)
+        if best is None or m > margin:
+            best, margin = t, m
+    return best
+
+
+def cpu_hot(s: schema.Sensors | None) -> bool:
+    """A CPU/SoC sensor at or past its own slowdown point (``cpu_high_c``)."""
+    t = nearest_hot(s) if s is not None else None
+    return t is not None and t.temp_c is not None and t.temp_c >= cpu_high_c(t)
 
 
 def _known_sum(values: list[float | None]) -> float | None:
@@ -162,6 +202,15 @@ def node_alerts(snap: schema.NodeSnapshot) -> list[schema.DigestAlert]:
         reasons = g.throttle_reasons
         if reasons and not _HW_THROTTLE.isdisjoint(reasons):
             alert("warning", "gpu", subject, f"GPU {index} throttled: {', '.join(reasons)}")
+        if g.xid_errors and g.xid_last_ts is not None and snap.ts - g.xid_last_ts < XID_ALERT_S:
+            code = g.xid_last
+            alert("critical" if code in XID_CRITICAL else "warning", "gpu", subject,
+                  f"GPU {index}: XID {_figure(code) if code is not None else '?'}"
+                  f" ({_figure(g.xid_errors)} since agent start)")
+        if g.remap_failed:
+            alert("critical", "gpu", subject, f"GPU {index}: row remapping failed, the card needs service")
+        elif g.remap_pending or g.retired_pending:
+            alert("warning", "gpu", subject, f"GPU {index}: memory repair pending, reset the GPU")
     for b in snap.bonds or ():
         if b.degraded:
             why = "; ".join(b.problems or []) or "degraded"
@@ -176,6 +225,14 @@ def node_alerts(snap: schema.NodeSnapshot) -> list[schema.DigestAlert]:
             alert("warning", "mount", m.mountpoint, f"{kind} {m.mountpoint} slow ({lat})")
         elif m.error:
             alert("warning", "mount", m.mountpoint, f"{kind} {m.mountpoint}: {m.error}")
+    sensors = snap.sensors
+    if sensors is not None:
+        if cpu_hot(sensors):
+            alert("warning", "cpu", "cpu", f"CPU hot: {_figure(sensors.cpu_temp_c or 0, '.0f')} °C")
+        if sensors.throttled:
+            why = (f"{_figure(sensors.throttle_new)} throttle events" if sensors.throttle_new else
+                   f"{_figure(sensors.cooling or 0)} cooling devices active")
+            alert("warning", "cpu", "cpu", f"CPU thermally throttled ({why})")
     system = snap.system
     for fs in (system.filesystems or ()) if system is not None else ():
         if fs.total_bytes and fs.used_bytes is not None and fs.used_bytes / fs.total_bytes >= 0.95:

@@ -225,6 +225,20 @@ class Gpu(Base):
     arch: str | None = None
     driver: str | None = None
     procs: list[GpuProc] | None = None
+    # Health (issue 16). None = the card or driver cannot say (NotSupported), never 0.
+    cuda_version: str | None = None  # the CUDA version the driver supports, "12.4"
+    pcie_gen: int | None = None  # current PCIe link generation and width (lanes) ...
+    pcie_width: int | None = None
+    pcie_gen_max: int | None = None  # ... and what the card and slot could do (a x16 card at x4 shows it)
+    pcie_width_max: int | None = None
+    xid_errors: int | None = None  # XID critical events seen since the agent started; None: not watchable
+    xid_last: int | None = None  # the latest XID code (79 = fell off the bus, 48 = double-bit ECC, ...)
+    xid_last_ts: float | None = None
+    retired_pages: int | None = None  # dynamic page retirement (Pascal..Turing data-centre cards)
+    retired_pending: bool | None = None  # a retirement waits for the next driver reload
+    remapped_rows: int | None = None  # row remapping (Ampere and newer): correctable + uncorrectable
+    remap_pending: bool | None = None  # a remap waits for a GPU reset
+    remap_failed: bool | None = None  # a remap failed: the card needs service
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,6 +329,116 @@ class TemplateInfo(Base):
     params: dict[str, str] = {}  # param name -> type ("str" | "int" | "float" | "bool")
 
 
+class Container(Base):
+    """One container of the node's engine (collector "containers": the Docker Engine API, which Docker and
+    Podman both serve). Every string is node text (names come from whoever ran the container)."""
+
+    id: str  # full 64-hex id: what a command names, never the (reusable) name
+    name: str | None = None  # without the engine's leading "/"
+    image: str | None = None
+    state: str | None = None  # the engine's word: "running" | "exited" | "paused" | "restarting" | "created" | "dead"
+    status: str | None = None  # the engine's phrase: "Up 2 hours", "Exited (137) 3 minutes ago"
+    created_ts: int | None = None  # the engine's "Created" (Unix seconds): with the id, a command's identity
+    started_ts: float | None = None
+    pid: int | None = None  # main process on the host (0 / None when not running)
+    exit_code: int | None = None
+    restarts: int | None = None  # the engine's RestartCount (restart policy restarts)
+    cpu_pct: float | None = None  # of one core, between this poll and the previous (None on the first)
+    mem_bytes: int | None = None  # usage less inactive page cache, as `docker stats` counts it
+    mem_limit_bytes: int | None = None  # the container's limit, else the host's memory
+    pids: int | None = None
+    template: str | None = None  # launched by clustertop from this container template (its label)
+    pod_uid: str | None = None  # a kubelet-managed container's pod (label io.kubernetes.pod.uid)
+
+
+class Containers(Base):
+    """Collector "containers": the engine's containers, and the container templates this agent may launch."""
+
+    engine: str | None = None  # "Docker Engine 20.10.24" / "Podman Engine 4.3.1"
+    containers: list[Container] | None = None
+    total: int | None = None  # containers the engine has; more than len(containers) when the list was cut
+    templates: list[TemplateInfo] | None = None
+    control: str | None = None  # which containers commands may touch: "launched" | "all"
+
+
+# ---------------------------------------------------------------------------------------------
+# CPU/SoC sensors (collector "sensors": /sys/class/thermal, /sys/class/hwmon, cpufreq)
+# ---------------------------------------------------------------------------------------------
+
+
+class TempSensor(Base):
+    """One temperature reading: a thermal zone or an hwmon channel."""
+
+    source: str  # "thermal" | "hwmon"
+    chip: str | None = None  # thermal zone type ("cpu-thermal", "x86_pkg_temp") or hwmon name ("coretemp")
+    label: str | None = None  # hwmon tempN_label ("Package id 0", "Core 3")
+    temp_c: float | None = None
+    high_c: float | None = None  # where the hardware starts to slow down: passive trip, hwmon tempN_max
+    crit_c: float | None = None  # critical trip / tempN_crit: shutdown follows
+    cpu: bool = False  # counts as the CPU/SoC (coretemp, k10temp, cpu-thermal, soc-thermal, x86_pkg_temp...)
+    device: str | None = None  # the sysfs entry it came from: "thermal_zone3", "hwmon1"
+
+
+class Sensors(Base):
+    """Collector ``sensors``: CPU/SoC temperature and thermal throttling. None = not exposed here."""
+
+    cpu_temp_c: float | None = None  # hottest CPU/SoC sensor
+    cpu_high_c: float | None = None  # the lowest slowdown point among the CPU sensors
+    cpu_crit_c: float | None = None
+    temps: list[TempSensor] | None = None  # bounded
+    freq_mhz: float | None = None  # mean scaling_cur_freq over the CPUs that report it
+    freq_max_mhz: float | None = None  # highest cpuinfo_max_freq
+    throttle_count: int | None = None  # x86 thermal_throttle core+package counters, summed, since boot
+    throttle_new: int | None = None  # of which since the previous read
+    cooling: int | None = None  # CPU-frequency cooling devices at a state above 0 (ARM thermal throttling)
+    throttled: bool | None = None  # throttle_new > 0 or cooling > 0; None when neither can be read
+
+
+# ---------------------------------------------------------------------------------------------
+# Energy accounting (ct:v1:energy:{host}, written by the agent's energy ledger)
+# ---------------------------------------------------------------------------------------------
+
+
+class EnergyUse(Base):
+    """Energy and GPU time of one subject within one bucket."""
+
+    kind: str  # "gpu" | "node" | "idle" | "user" | "pod" | "namespace" | "job"
+    name: str  # GPU uuid (or "gpu<index>"), host, user, "namespace/pod", namespace, job id
+    joules: float = 0.0
+    gpu_s: float = 0.0  # GPU-seconds held (split like the energy: see EnergyLedger.split)
+    method: str | None = None  # GPUs only: "counter" | "power" | "mixed" (both within the bucket)
+
+
+class EnergyGpuState(Base):
+    """Where the ledger left a GPU: what its next reading is measured from (also across a restart)."""
+
+    key: str
+    ts: float
+    energy_mj: int | None = None
+    power_mw: int | None = None
+
+
+class EnergyLedger(Payload):
+    """A node's energy and GPU time per subject, ct:v1:energy:{host}, written by the node's own agent.
+
+    ``recent``: 5-minute buckets (start, Unix s) for the last hour; ``hours``: hour buckets for the last 24 h.
+    Every joule is added to both. The windows are sums over the buckets that overlap them (so "1 h"
+    covers 60-65 minutes, "24 h" 24-25 hours). ``last`` is where each GPU was left, so an agent that restarts
+    measures from there (``clustertop.agents.energy``).
+    """
+
+    v: int = SCHEMA_VERSION
+    host: str = ""
+    ts: float = 0.0
+    since_ts: float | None = None  # when this ledger started counting: the windows cover no more than that
+    price_per_kwh: float | None = None  # [energy] price_per_kwh on the node; None: no cost shown
+    currency: str | None = None
+    split: str | None = None  # how a GPU's energy and time are split among its processes: "memory" | "equal"
+    recent: dict[int, list[EnergyUse]] = {}
+    hours: dict[int, list[EnergyUse]] = {}
+    last: list[EnergyGpuState] = []
+
+
 # ---------------------------------------------------------------------------------------------
 # The node snapshot: ct:v1:node:{host}
 # ---------------------------------------------------------------------------------------------
@@ -336,13 +460,15 @@ class NodeSnapshot(Payload):
     netmounts: list[NetMount] | None = None  # collector "nfs"
     tasks: list[Task] | None = None  # launched by this agent
     templates: list[TemplateInfo] | None = None  # what this agent may launch (None: no executor)
+    containers: Containers | None = None  # collector "containers" (None: no engine socket, or not collected)
+    sensors: Sensors | None = None  # collector "sensors"
 
 
 class DigestAlert(Base):
     """One problem a node's own snapshot shows (``clustertop.wire.digest.node_alerts``); the node is the digest's."""
 
     severity: str  # "info" | "warning" | "critical"
-    source: str  # "collector" | "gpu" | "bond" | "mount" | "disk"
+    source: str  # "collector" | "gpu" | "bond" | "mount" | "disk" | "cpu"
     subject: str
     message: str  # node text: escaped before markup
 
@@ -422,6 +548,22 @@ class HistPoint(Base):
     tx: float | None = None
     dr: float | None = None  # Σ disk read bytes/s
     dw: float | None = None
+
+
+class TierBlock(Base):
+    """A block of one node's downsampled history, ct:v1:hist:{host}:{tier}:{start} (``clustertop.wire.tiers``):
+    a fixed run of buckets (an hour of 1-minute ones, a day of 10-minute ones), one row per bucket.
+
+    ``cols`` names what each row holds after its sample count: a figure's mean ("cpu"), or its maximum
+    ("cpu^"); each value is an int of the figure's unit, a list where the figure is per GPU. A row of
+    ``None``, a short row, or a ``None`` value: no sample (a gap, never 0). Names are listed once per
+    block, so a figure a newer agent adds is a column an older dashboard skips.
+    """
+
+    start: int  # the first bucket's start, epoch seconds
+    step: int  # bucket width, seconds
+    cols: list[str] = []
+    rows: list[list[int | list[int | None] | None] | None] = []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -529,10 +671,12 @@ class Queue(Base):
     broker: str  # redacted URL (no password)
     name: str
     kind: str = "celery"  # "celery-redis" | "rabbitmq"
-    depth: int | None = None
+    depth: int | None = None  # RabbitMQ: ready + unacked; Redis: the lists (= ready)
     ready: int | None = None
-    unacked: int | None = None
+    unacked: int | None = None  # delivered to a consumer, not yet acknowledged (Redis: kombu's unacked hash)
     consumers: int | None = None
+    # messages/s. RabbitMQ: its own counters. Redis: balanced between two worker inspections from the lists,
+    # the unacked hash and the consuming workers' task counters (collectors/celery.py); None where not exact.
     publish_rate: float | None = None
     deliver_rate: float | None = None
     growing_unconsumed: bool = False
@@ -560,12 +704,73 @@ class Worker(Base):
     nthreads: int | None = None
 
 
+class CeleryTaskStat(Base):
+    """Per task name, from Celery's event stream since the collector started listening."""
+
+    name: str
+    succeeded: int = 0
+    failed: int = 0
+    retried: int = 0
+    revoked: int = 0
+    runtime_p50_s: float | None = None  # over the succeeded runs of the last window_s; None: none
+    runtime_p95_s: float | None = None
+
+
+class CeleryTask(Base):
+    """One recent task as the events told it; text fields are truncated by the collector, never inert."""
+
+    id: str
+    name: str | None = None
+    state: str | None = None  # RECEIVED / STARTED / SUCCESS / FAILURE / RETRY / REVOKED
+    worker: str | None = None
+    ts: float | None = None  # wall clock of the latest event
+    runtime_s: float | None = None
+    args: str | None = None  # the worker's repr, truncated
+    kwargs: str | None = None
+    exception: str | None = None
+    traceback: str | None = None
+
+
+class CeleryHistory(Base):
+    """Task history of one broker from its event stream (``collectors/celery_events.py``)."""
+
+    broker: str  # redacted URL
+    events: bool | None = None  # None: not known yet; False: no worker sends events (see note)
+    note: str | None = None  # why events are off / the stream failed
+    window_s: float | None = None  # runtime percentiles cover this many seconds
+    stats: list[CeleryTaskStat] | None = None
+    recent: list[CeleryTask] | None = None  # newest first
+    dropped: int | None = None  # events lost to the bounded capture since start
+
+
+class DaskComputation(Base):
+    """One computation the Dask scheduler knows (``Scheduler.computations``): its task groups' states."""
+
+    id: str
+    start_ts: float | None = None
+    groups: list[str] | None = None  # task group names, the first few
+    states: dict[str, int] | None = None  # task state -> tasks (memory, erred, processing, waiting, ...)
+
+
+class DaskStreamTask(Base):
+    """One recent entry of the scheduler's task stream (``TaskStreamPlugin``)."""
+
+    key: str
+    worker: str | None = None
+    status: str | None = None  # "OK" or "error"
+    start_ts: float | None = None
+    stop_ts: float | None = None
+
+
 class Queues(Base):
     queues: list[Queue] | None = None
     workers: list[Worker] | None = None
     dask_tasks_processing: int | None = None
     dask_tasks_waiting: int | None = None
     errors: list[str] | None = None  # per broker / scheduler failures; the rest still flows
+    task_history: list[CeleryHistory] | None = None  # per broker; None: not collected
+    dask_computations: list[DaskComputation] | None = None  # newest last; None: not collected
+    dask_task_stream: list[DaskStreamTask] | None = None  # newest last
 
 
 class K8sNode(Base):

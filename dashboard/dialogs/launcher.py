@@ -26,7 +26,7 @@ from clustertop.dashboard.dialogs.confirm import DIALOG_CSS
 
 @dataclass
 class Choice:
-    kind: str  # "node" | "k8s"
+    kind: str  # "node" | "ctr" (a container template) | "k8s"
     name: str
     description: str | None = None
     params: dict[str, str] = field(default_factory=dict)  # name -> type ("str", "int", ...; k8s: "text")
@@ -105,6 +105,9 @@ class LauncherDialog(ModalScreen[LaunchRequest | None]):
         if choice.kind == "node":
             widgets.append(Static(Content("nodes (several = one job, ranks in this order)"), classes="label"))
             widgets.append(SelectionList[str](*[(fmt.node_text(n, 60), n) for n in choice.nodes], id="nodes"))
+        elif choice.kind == "ctr":  # a container template of the agents (issue 16): one container per node
+            widgets.append(Static(Content("nodes (one container on each)"), classes="label"))
+            widgets.append(SelectionList[str](*[(fmt.node_text(n, 60), n) for n in choice.nodes], id="nodes"))
         else:
             widgets.append(Static(Content(f"Kubernetes Job from {fmt.node_text(choice.path, 80)}: the server's "
                                           "dry run is shown before anything is created"), classes="label"))
@@ -125,7 +128,7 @@ class LauncherDialog(ModalScreen[LaunchRequest | None]):
             if inp.value.strip():
                 params[inp.name or ""] = inp.value.strip()
         nodes: list[str] = []
-        if c.kind == "node":
+        if c.kind in ("node", "ctr"):
             nodes = list(self.query_one("#nodes", SelectionList).selected)
             if not nodes:
                 return "choose at least one node"

@@ -9,6 +9,11 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Log, Static
 
+from clustertop.wire.text import inert
+
+#: A log line longer than this is cut (with "…"): one 1 MB line must not stall the viewer.
+LINE_MAX = 4000
+
 
 class LogsViewer(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,l", "close", "Close")]
@@ -38,7 +43,9 @@ class LogsViewer(ModalScreen[None]):
 
     def show_text(self, text: str) -> None:
         self.text = text
-        lines = text.splitlines()
+        # A pod's output is anyone's bytes: escape sequences and bidi controls are shown escaped, never
+        # sent to the terminal (wire.text.inert), as every other value from outside.
+        lines = [inert(line, limit=LINE_MAX) for line in text.splitlines()]
         self.query_one("#status", Static).update(Content(f"{len(lines)} line(s), newest last"))
         log = self.query_one(Log)
         log.clear()

@@ -88,11 +88,10 @@ def audit_streams(client: Any, hosts: Iterable[str], operators: Iterable[str]) -
 def anchor_for(stream: str, known: trust.KnownNodes,
                operators: dict[str, signing.PublicKey]) -> tuple[signing.PublicKey | None, str]:
     """The one key that may write ``stream``, and the writer's name (for "no key for ...")."""
-    node_prefix, op_prefix = wire.node_audit_key(""), wire.operator_audit_key("")
-    if stream.startswith(node_prefix):
-        host = stream[len(node_prefix):]
+    host = wire.name_in(stream, wire.node_audit_key)
+    if host is not None:
         return known.get(host), f"node {host} (not enrolled: clustertop enrol {host})"
-    name = stream[len(op_prefix):]
+    name = wire.name_in(stream, wire.operator_audit_key) or ""
     return operators.get(name), f"operator {name} (no key for it in the dashboard's operator_keys)"
 
 

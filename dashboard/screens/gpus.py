@@ -19,6 +19,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from clustertop.dashboard import fmt
+from clustertop.dashboard.health import gpu_health
 from clustertop.dashboard.screens.tabular import TableScreen
 from clustertop.dashboard.view import View
 from clustertop.dashboard.widgets.palette import Palette
@@ -157,6 +158,7 @@ class GpusScreen(TableScreen):
     GpusScreen.-filtering #filter { display: block; }
     GpusScreen #gpus-table { height: 2fr; }
     GpusScreen #procs-title { height: 1; background: $panel; padding: 0 1; }
+    GpusScreen #gpu-detail { height: auto; max-height: 3; padding: 0 1; }
     GpusScreen #procs-table { height: 1fr; min-height: 4; }
     """
 
@@ -173,6 +175,7 @@ class GpusScreen(TableScreen):
         yield self.filter_input()
         yield LiveTable(GPU_COLUMNS, id=self.table_id, fold=GPU_FOLD)
         yield Static("processes", id="procs-title")
+        yield Static("", id="gpu-detail", markup=False)  # the selected GPU's health (dashboard/health.py)
         yield LiveTable(PROC_COLUMNS, id="procs-table", fold=PROC_FOLD)
 
     def draw(self, view: View) -> None:
@@ -221,6 +224,13 @@ class GpusScreen(TableScreen):
             title.update(Content(f"processes on {where}: {count} · row {table.cursor_row + 1} of {table.row_count}"),
                          layout=False)
         procs_table.sync({str(gp.pid): proc_row(gp) for gp in procs or ()})
+        detail = self.query_one("#gpu-detail", Static)
+        if item is None or item[1].lost:
+            detail.update("")
+        elif reading:
+            detail.update(Content.assemble(("driver, clocks, PCIe, XIDs: reading…", "dim")))
+        else:
+            detail.update(Content("\n").join(gpu_health(item[1], max(20, self.size.width - 2))[:3]))
 
     @on(LiveTable.RowHighlighted, "#gpus-table")
     def _highlighted(self, event: LiveTable.RowHighlighted) -> None:

@@ -16,18 +16,24 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from clustertop.dashboard import fmt
+from clustertop.dashboard.containers import container_section
+from clustertop.dashboard.health import gpu_health, sensors_section
 from clustertop.dashboard.messages import HistoryRead
 from clustertop.dashboard.nodetrust import UNCHECKED, Trust
+from clustertop.dashboard.ranges import RANGES, next_range
 from clustertop.dashboard.screens.base import DataScreen
 from clustertop.dashboard.view import View
+from clustertop.dashboard.widgets.ceph_maint import maintenance_section
 from clustertop.dashboard.widgets.pack import Part, facts, pack
-from clustertop.dashboard.widgets.plots import fit_window, render
+from clustertop.dashboard.widgets.plots import downsample, fit_window, render
 from clustertop.errors import describe
 from clustertop.read.plan import Level, ReadPlan
 from clustertop.read.reader import NodeView
 from clustertop.wire import schema
 
 HIST_EVERY_S = 5.0
+#: 24 h and 7 d change once a minute at most: re-read this often while shown.
+RANGE_EVERY_S = 30.0
 
 
 def _line(*parts: Part) -> Content:
@@ -141,6 +147,7 @@ def gpu_section(gpus: list[schema.Gpu] | None, width: int = 200) -> Content:
                        [_na(fmt.temp(g.temp_c))], [_na(fmt.watts(g.power_mw)), "/", _na(fmt.watts(g.power_limit_mw))],
                        ["fan ", _na(fmt.pct(g.fan_pct))], ["P", _na(fmt.num(g.pstate))],
                        ["procs ", str(len(g.procs or ()))])
+        rows += [Content("   ") + line for line in gpu_health(g, width - 3)]  # versions, clocks, link, errors
     return _lines("GPUs", rows)
 
 
@@ -197,13 +204,22 @@ def collector_section(snap: schema.NodeSnapshot | None, width: int = 200) -> Con
 
 
 def plot(title: str, points: list[schema.HistPoint], series: dict[str, list[float | None]], now: float,
-         width: int, height: int, ylim: tuple[float, float] | None, ascii: bool) -> str:
+         width: int, height: int, ylim: tuple[float, float] | None, ascii: bool,
+         window_s: float | None = None, step_s: float | None = None) -> str:
     """History ``points`` (oldest first) charted by the dashboard's one plot wrapper; ``series``: one value
-    per point (None where the node had none), per label."""
-    window = fit_window(points[0].ts, now) if points else fit_window(now, now)
+    per point (None where the node had none), per label. ``window_s``: the range shown (None: the
+    shortest that holds the points, up to an hour); ``step_s``: the points' spacing where they are
+    buckets (24 h, 7 d): they are averaged to about one per column, and a column (or bucket) with no
+    data is drawn as a gap, not bridged."""
+    window = window_s or (fit_window(points[0].ts, now) if points else fit_window(now, now))
     pts = {label: [(p.ts, v) for p, v in zip(points, values, strict=True) if v is not None]
            for label, values in series.items()}
-    return render(title, pts, now, window, width, height, ylim, ascii, empty="no history")
+    gap = None
+    if step_s:
+        cols = max(10, width - 10)
+        pts = {label: downsample(vals, now - window, now, cols) for label, vals in pts.items()}
+        gap = 1.5 * max(step_s, window / cols)  # one empty column (or bucket) is drawn as a gap
+    return render(title, pts, now, window, width, height, ylim, ascii, empty="no history", gap_s=gap)
 
 
 def side_by_side(blocks: list[str], width: int) -> str:
@@ -221,7 +237,11 @@ class NodeScreen(DataScreen):
     plan_level = Level.DIGESTS  # the other nodes: the header's totals (this node in full: read_plan)
     BINDINGS = [Binding("escape", "app.back", "Back"),
                 # Job control: pick one of the node's processes, then confirm (dashboard/actions.py).
-                Binding("k", "signal_process('TERM')", "Terminate"), Binding("K", "signal_process('KILL')", "Kill")]
+                Binding("k", "signal_process('TERM')", "Terminate"), Binding("K", "signal_process('KILL')", "Kill"),
+                # History range: 1 h (5-second points), 24 h (1-minute), 7 d (10-minute): dashboard/ranges.py.
+                Binding("h", "cycle_range", "1h/24h/7d", show=False),
+                # The node's containers: pick one, then stop / restart / kill it (issue 16).
+                Binding("c", "container_action", "Containers", show=False)]
 
     DEFAULT_CSS = """
     /* The gap between sections is the grid's gutter, not a margin: in a grid row of height auto
@@ -237,6 +257,11 @@ class NodeScreen(DataScreen):
         self.host = host
         self.points: list[schema.HistPoint] = []
         self.hist_error: str | None = None
+        self.range = RANGES[0]
+        self.hist_origin = ""
+        self.hist_note: str | None = None
+        self._prom: object = None
+        self._range_read_at = 0.0
         self._sig: tuple[object, ...] = ()
         self._plot_sig: tuple[object, ...] = ()
         self._asked_seal = False
@@ -250,7 +275,7 @@ class NodeScreen(DataScreen):
 
     def compose_body(self) -> Iterable[Widget]:
         with VerticalScroll(id="sections"):
-            for name in ("info", "gpus", "cpus", "mem", "nics", "disks", "procs", "collectors", "plots"):
+            for name in ("info", "gpus", "cpus", "sensors", "mem", "nics", "disks", "procs", "containers", "ceph", "collectors", "plots"):
                 yield Static("", id=name, classes="section", markup=False)
 
     def on_mount(self) -> None:
@@ -260,23 +285,43 @@ class NodeScreen(DataScreen):
         self.set_interval(HIST_EVERY_S, self._history_tick)
 
     def _history_tick(self) -> None:
-        if self.is_current:  # history is read only while someone is looking at it
+        # History is read only while someone is looking at it; 24 h and 7 d less often than the hour.
+        now = self.app.view.now  # type: ignore[attr-defined]
+        if self.is_current and (self.range.tier is None or now - self._range_read_at >= RANGE_EVERY_S):
             self.load_history()
+
+    def action_cycle_range(self) -> None:
+        self.range = next_range(self.range)
+        self.points, self.hist_error, self.hist_note, self.hist_origin = [], None, None, ""
+        self._plot_sig = ()
+        self.query_one("#plots", Static).update(Content(f"history {self.range.label}: reading…"))
+        self.load_history()
+
+    def _prometheus(self) -> object:
+        settings = self.app.settings  # type: ignore[attr-defined]
+        if self._prom is None and settings.history_prometheus:
+            from clustertop.dashboard.promhistory import PromHistory
+
+            self._prom = PromHistory(settings.history_prometheus, settings.history_timeout_s)
+        return self._prom
 
     @work(thread=True, exclusive=True, group="history")
     def load_history(self) -> None:
         source = self.app.source  # type: ignore[attr-defined]
+        rng, now = self.range, self.app.view.now  # type: ignore[attr-defined]
+        self._range_read_at = now
         try:
-            points = source.history(self.host)
-            self.post_message(HistoryRead(self.host, points))
+            got = source.history_range(self.host, rng, now, self._prometheus() if rng.tier else None)
+            self.post_message(HistoryRead(self.host, got.points, None, rng.label, got.origin, got.note))
         except Exception as e:  # a Redis error here must not take the screen down
-            self.post_message(HistoryRead(self.host, [], describe(e)))
+            self.post_message(HistoryRead(self.host, [], describe(e), rng.label))
 
     def on_history_read(self, msg: HistoryRead) -> None:
-        if msg.host != self.host:
-            return
+        if msg.host != self.host or msg.range_label != self.range.label:
+            return  # an answer for the range shown before the last `h`
         if msg.error is None or not self.points:
             self.points = msg.points
+            self.hist_origin, self.hist_note = msg.origin, msg.note
         self.hist_error = msg.error
         self._draw_plots(self.app.view.now)  # type: ignore[attr-defined]
 
@@ -294,7 +339,9 @@ class NodeScreen(DataScreen):
             # for the next one now (once) rather than show "unchecked" for a whole refresh interval.
             self._asked_seal = True
             self.app.refresh_now()  # type: ignore[attr-defined]
-        sig = (v.state, id(snap), snap.seq if snap else None, fmt.age(v.age_s), v.error, self.size.width, trust)
+        ceph = view.state.cluster.get("ceph")  # the OSDs Ceph places on this node, for its maintenance
+        sig = (v.state, id(snap), snap.seq if snap else None, fmt.age(v.age_s), v.error, self.size.width, trust,
+               (ceph.seq, ceph.ts) if ceph is not None else None)
         if sig == self._sig:
             return
         self._sig = sig
@@ -303,11 +350,19 @@ class NodeScreen(DataScreen):
         ascii = self.app.settings.ascii  # type: ignore[attr-defined]
         self._set("info", info_section(v, width, trust))
         self._set("cpus", cpu_section(s, width, ascii))
+        self._set("sensors", sensors_section(snap.sensors if snap else None, width))
         self._set("mem", mem_section(s, width))
         self._set("gpus", gpu_section(snap.gpus if snap else None, width))
         self._set("disks", disk_section(s))
         self._set("nics", nic_section(s))
         self._set("procs", proc_section(s))
+        # Shown only where an engine reports (no socket: None, and the screen stays as it was).
+        cs = snap.containers if snap else None
+        self._set("containers", container_section(cs))
+        self.query_one("#containers", Static).display = cs is not None
+        maint = maintenance_section(ceph, self.host)  # None: Ceph places no OSD here (or is not configured)
+        self._set("ceph", maint or Content(""))
+        self.query_one("#ceph", Static).display = maint is not None
         self._set("collectors", collector_section(snap, width))
 
     def _set(self, wid: str, content: Content) -> None:
@@ -321,14 +376,22 @@ class NodeScreen(DataScreen):
     def _draw_plots(self, now: float) -> None:
         pts = self.points
         width = self.size.width - 4
-        sig = (len(pts), pts[-1].ts if pts else None, width, self.size.height, self.hist_error)
+        rng = self.range
+        sig = (len(pts), pts[-1].ts if pts else None, width, self.size.height, self.hist_error, rng, self.hist_note)
         if sig == self._plot_sig:
             return
         self._plot_sig = sig
         ascii = self.app.settings.ascii  # type: ignore[attr-defined]
+        # The 1 h keeps its own look (and its snapshots); 24 h and 7 d say their range and source.
+        head = "" if rng.tier is None else f"history {rng.label}: {self.hist_origin} (h: 1 h / 24 h / 7 d)\n"
+        if self.hist_note:
+            head += fmt.node_text(self.hist_note, 300) + ": Redis shown\n"
+        window = None if rng.tier is None else float(rng.seconds)
+        step = None if rng.tier is None else float(rng.tier.step_s)
         if not pts:
-            text = f"history: {self.hist_error}" if self.hist_error else "history: none recorded yet"
-            self.query_one("#plots", Static).update(Content(text))
+            text = f"history: {self.hist_error}" if self.hist_error else (
+                "history: none recorded yet" if rng.tier is None else f"no history in the last {rng.label} yet")
+            self.query_one("#plots", Static).update(Content(head + text))
             return
         ngpu = max((len(p.gu or ()) for p in pts), default=0)
         # As many side by side as keep 60 columns each, sharing the width: three across a wall or
@@ -337,21 +400,26 @@ class NodeScreen(DataScreen):
         cols = max(1, min(count, width // 60))
         w = max(30, (width - 2 * (cols - 1)) // cols)
         h = max(14, self.size.height // 4)  # a wall's 108 rows get plots 27 high
-        cpu = plot("CPU %", pts, {"cpu": [p.cpu for p in pts]}, now, w, h, (0, 100), ascii)
+        cpu = plot("CPU %", pts, {"cpu": [p.cpu for p in pts]}, now, w, h, (0, 100), ascii, window, step)
         gpu_series: dict[str, list[float | None]] = {
             f"gpu{i}": [(p.gu[i] if p.gu is not None and i < len(p.gu) else None) for p in pts] for i in range(ngpu)}
         mib = 1024 * 1024
         net = plot("network MiB/s", pts, {
             "rx": [None if p.rx is None else p.rx / mib for p in pts],
-            "tx": [None if p.tx is None else p.tx / mib for p in pts]}, now, w, h, None, ascii)
+            "tx": [None if p.tx is None else p.tx / mib for p in pts]}, now, w, h, None, ascii, window, step)
         blocks = [cpu, net]
         if ngpu:
-            blocks.insert(1, plot("GPU util %", pts, gpu_series, now, w, h, (0, 100), ascii))
+            blocks.insert(1, plot("GPU util %", pts, gpu_series, now, w, h, (0, 100), ascii, window, step))
         blocks = [side_by_side(blocks[i:i + cols], w) for i in range(0, len(blocks), cols)]
-        text = "\n\n".join(blocks)
+        text = head + "\n\n".join(blocks)
         if self.hist_error:
             text = f"history read failed ({self.hist_error}); showing the last read\n" + text
         self.query_one("#plots", Static).update(Content(text))
+
+    def action_container_action(self) -> None:
+        from clustertop.dashboard.actions import actions_of
+
+        actions_of(self.app).ask_pick_container(self.host)
 
     def action_signal_process(self, sig: str) -> None:
         from clustertop.dashboard.actions import actions_of

@@ -26,10 +26,12 @@ from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Static
 
 from clustertop.dashboard import fmt
+from clustertop.dashboard.ranges import RANGES, Range, range_named
 from clustertop.dashboard.screens.base import DataScreen
 from clustertop.dashboard.view import View
 from clustertop.dashboard.widgets import bigtext
 from clustertop.dashboard.widgets.bigtext import BigFigures, Figure
+from clustertop.dashboard.widgets.header import cuda_cores
 from clustertop.dashboard.widgets.heatgrid import HeatGrid, cells_of
 from clustertop.dashboard.widgets.plots import PlotPanel, downsample, render
 from clustertop.dashboard.widgets.timeline import SEV_STYLE, SEV_WORD, AlertLog, Timeline
@@ -55,6 +57,8 @@ STALE_MAX_S = 60.0
 #: History streams are read once at start to seed the GPU plots, only while that stays cheap.
 SEED_MAX_NODES = 64
 SEED_BUCKET_S = 10.0
+#: The 24 h / 7 d trends change once a minute at most: read again this often while shown.
+RANGE_EVERY_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -130,7 +134,9 @@ def figures(t: Totals, alerts: list[Alert]) -> list[Figure]:
     out = [
         Figure(f"{t.nodes_up}/{t.nodes_total}", nodes_label, nodes_sev, nodes_short),
         Figure(ratio(t.gpus_busy, t.gpus_total), gpus_label, gpus_sev, gpus_short),
-        Figure(_big_pct(t.gpu_util_pct), "GPU utilisation (mean)", "$ct-info", "GPU %"),
+        # "… (mean), 20,000 CUDA cores", like the CPU figure's "…, 64 cores" (where the cards' cores are known)
+        Figure(_big_pct(t.gpu_util_pct), "GPU utilisation (mean)" + (
+            f", {cuda_cores(t.cuda_cores)} CUDA cores" if t.cuda_cores else ""), "$ct-info", "GPU %"),
         Figure(ratio(t.vram_used_bytes, t.vram_total_bytes, gib, fmt.MAX_BYTES), "VRAM used / total GiB",
                _sev(vram_pct), "VRAM"),
         Figure(_kw(t.power_mw), "GPU power", "$ct-info", "power"),
@@ -304,6 +310,12 @@ class WallScreen(DataScreen):
         self.banner_seen: dict[str, float] = {}  # critical alert key -> elapsed when first shown
         self.banner_keys: list[str] = []
         self._last_plot = -1e9
+        self.trend_range = RANGES[0]
+        self.trend_points: list[tuple[float, float | None, float | None]] = []  # (ts, util %, power mW)
+        self.trend_origin = ""
+        self.trend_note: str | None = None
+        self._trend_read_at = -1e9
+        self._trend_visits = -1
         self._clock_text = ""
         self._status: object = None
         self._mono = time.monotonic()
@@ -379,7 +391,12 @@ class WallScreen(DataScreen):
         self._update_status()
 
     def next_page(self) -> None:
-        self.show_page((self.page + 1) % len(PAGES))
+        index = (self.page + 1) % len(PAGES)
+        if PAGES[index][0] == "trends":  # each time round, the next of the ranges the wall shows
+            labels = self.app.settings.history_wall or ["1 h"]  # type: ignore[attr-defined]
+            self._trend_visits += 1
+            self.set_trend_range(range_named(labels[self._trend_visits % len(labels)]))
+        self.show_page(index)
 
     def show_page(self, index: int) -> None:
         self.page = index
@@ -416,6 +433,9 @@ class WallScreen(DataScreen):
         assert view.state is not None
         state = view.state
         self.alert_log.update(view.alerts, view.now)
+        feed_state = view.feed.state if view.feed is not None else None
+        if feed_state is not None:  # what fired before the wall started, from the evaluating agent
+            self.alert_log.seed(feed_state.events, feed_state.seq)
         self.query_one(BigFigures).show(figures(state.totals, view.alerts))
         self._update_banner(view)
         self._draw_page(view)
@@ -438,11 +458,52 @@ class WallScreen(DataScreen):
             self.query_one(Timeline).show(self.alert_log, view.now)
             self.query_one("#health-main", HealthPanel).show(view)
 
+    def set_trend_range(self, rng: Range) -> None:
+        """The GPU trends' range (1 h, 24 h, 7 d: dashboard/trendrange.py); the Ceph and queue plots stay 1 h.
+        The wall takes no keys: the rotation moves it on (``[history] wall``)."""
+        if rng is self.trend_range:
+            return
+        self.trend_range = rng
+        self.trend_points, self.trend_origin, self.trend_note = [], "", None
+        self._trend_read_at, self._last_plot = -1e9, -1e9
+        view = getattr(self.app, "view", None)
+        if view is not None and view.state is not None:
+            self._draw_plots(view)
+
+    @work(thread=True, exclusive=True, group="wall-range", exit_on_error=False)
+    def _read_trends(self, hosts: list[str], now: float) -> None:
+        from clustertop.dashboard.promhistory import PromHistory
+        from clustertop.dashboard.trendrange import cluster_range
+
+        settings = self.app.settings  # type: ignore[attr-defined]
+        rng = self.trend_range
+        prom = PromHistory(settings.history_prometheus, settings.history_timeout_s) if settings.history_prometheus else None
+        try:
+            got = cluster_range(self.app.source, hosts, rng, now, prom)  # type: ignore[attr-defined]
+        except Exception as e:  # the wall goes on; the plots say why they are empty
+            self.app.call_from_thread(self._trends_read, rng, [], "", f"history unreadable: {describe(e)}")
+            return
+        self.app.call_from_thread(self._trends_read, rng, got.points, got.origin, got.note)
+
+    def _trends_read(self, rng: object, points: list[tuple[float, float | None, float | None]], origin: str,
+                     note: str | None) -> None:
+        if rng is not self.trend_range:
+            return  # an answer for the range shown before the last `h`
+        self.trend_points, self.trend_origin, self.trend_note = points, origin, note
+        self._last_plot = -1e9
+        view = getattr(self.app, "view", None)
+        if view is not None and view.state is not None and self.page_name == "trends":
+            self._draw_plots(view)
+
     def _draw_plots(self, view: View) -> None:
         if self.elapsed - self._last_plot < PLOT_EVERY_S and self._last_plot > -1e9:
             return
         self._last_plot = self.elapsed
         now = view.now
+        rng = self.trend_range
+        if rng.tier is not None and view.state is not None and now - self._trend_read_at >= RANGE_EVERY_S:
+            self._trend_read_at = now
+            self._read_trends([n.host for n in view.state.nodes if n.snap is not None and n.snap.gpus], now)
         ascii = self._ascii
         t0 = now - PLOT_WINDOW_S
         hist = view.history
@@ -459,6 +520,21 @@ class WallScreen(DataScreen):
         util_seed = [(s.ts, s.gpu_util_pct) for s in seed]
         power_seed = [(s.ts, None if s.power_mw is None else s.power_mw / 1e6) for s in seed]
         note = f" ({self.seed_note})" if self.seed_note else ""
+        window, gap, span = PLOT_WINDOW_S, None, ""
+        if rng.tier is not None:  # 24 h / 7 d: the range's own points, not the hour's ring
+            window, span = float(rng.seconds), f", {rng.label}"
+            version = (version, rng, len(self.trend_points), self.trend_note)
+            util_live, util_seed = [(ts, u) for ts, u, _ in self.trend_points], []
+            power_live, power_seed = [(ts, None if p is None else p / 1e6) for ts, _, p in self.trend_points], []
+            said = self.trend_note or self.trend_origin or "reading…"
+            note = f" ({fmt.node_text(said, 120)})"
+
+        def trend(live: list[tuple[float, float | None]], seeded: list[tuple[float, float | None]],
+                  w: int) -> list[tuple[float, float]]:
+            return downsample([*seeded, *live], now - window, now, max(10, w - 12))
+
+        if rng.tier is not None:
+            gap = 1.5 * max(float(rng.tier.step_s), window / 60)
         t = view.state.totals if view.state is not None else Totals()
         last_io = view.ceph_io.last
 
@@ -466,12 +542,13 @@ class WallScreen(DataScreen):
             return "   (fills while the wall runs)" if n < 3 else ""
 
         self.query_one("#plot-util", PlotPanel).show(version, lambda w, h: render(
-            (f"GPU utilisation %, cluster mean - now {fmt.pct(t.gpu_util_pct)}{note}",
-             f"GPU util % - now {fmt.pct(t.gpu_util_pct)}"), {"util": series(util_live, util_seed, w)}, now,
-            PLOT_WINDOW_S, w, h, (0, 100), ascii))
+            (f"GPU utilisation %, cluster mean{span} - now {fmt.pct(t.gpu_util_pct)}{note}",
+             f"GPU util %{span} - now {fmt.pct(t.gpu_util_pct)}"), {"util": trend(util_live, util_seed, w)}, now,
+            window, w, h, (0, 100), ascii, gap_s=gap))
         self.query_one("#plot-power", PlotPanel).show(version, lambda w, h: render(
-            (f"GPU power kW - now {fmt.watts(t.power_mw)}{note}", f"GPU power kW - now {fmt.watts(t.power_mw)}"),
-            {"kW": series(power_live, power_seed, w)}, now, PLOT_WINDOW_S, w, h, None, ascii))
+            (f"GPU power kW{span} - now {fmt.watts(t.power_mw)}{note}",
+             f"GPU power kW{span} - now {fmt.watts(t.power_mw)}"),
+            {"kW": trend(power_live, power_seed, w)}, now, window, w, h, None, ascii, gap_s=gap))
         mib = 1024 * 1024
         io = view.ceph_io
         rd, wr = io.points("read_bytes_s", mib), io.points("write_bytes_s", mib)

@@ -29,9 +29,10 @@ from clustertop.read.ledger import Ledger, LedgerRow, LedgerTracker, update_from
 from clustertop.read.plan import Level
 from clustertop.read.reader import ClusterState
 from clustertop.wire import schema
+from clustertop.wire.text import inert
 
 SEP = "\x1f"  # in row keys: no host, pod or queue name contains it
-PANES = ["queues", "workers", "pods", "workloads", "ledger", "tasks"]
+PANES = ["queues", "workers", "pods", "workloads", "ledger", "tasks", "history"]
 COLUMNS: dict[str, list[tuple[str, str]]] = {
     "queues": [("broker", "broker"), ("name", "queue"), ("kind", "kind"), ("depth", "depth"), ("ready", "ready"),
                ("unacked", "unacked"), ("consumers", "consumers"), ("in", "in/s"), ("out", "out/s"), ("flag", "flag")],
@@ -46,15 +47,45 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
                ("unowned", "unowned-busy"), ("note", "note")],
     "tasks": [("group", "job / task"), ("node", "node"), ("template", "template"), ("state", "state"),
               ("runtime", "runtime"), ("rank", "rank"), ("pid", "pid"), ("exit", "exit"), ("note", "note")],
+    "history": [("name", "task name / id"), ("state", "state"), ("worker", "worker"), ("ok", "ok"),
+                ("failed", "failed"), ("retried", "retried"), ("revoked", "revoked"), ("p50", "p50"),
+                ("p95", "p95 / runtime"), ("detail", "args / error")],
 }
 #: Per pane, the columns folded away first in a narrow terminal (the flags and notes stay).
 FOLD: dict[str, tuple[str, ...]] = {
     "queues": ("kind", "out", "in", "ready", "broker"), "workers": ("mem", "online", "host"),
     "pods": ("owner", "age", "restarts"), "workloads": ("succeeded", "active"),
     "ledger": ("allocatable", "seen"), "tasks": ("rank", "exit", "pid"),
+    "history": ("revoked", "retried", "p50", "worker"),
 }
 TITLES = {"queues": "Queues", "workers": "Workers", "pods": "Pods", "workloads": "Workloads",
-          "ledger": "GPU ledger", "tasks": "Tasks"}
+          "ledger": "GPU ledger", "tasks": "Tasks", "history": "Task history"}
+#: Dask task states that count as done (``memory``: computed, result held; ``forgotten``: computed and
+#: dropped). ``released`` is not: it holds tasks not yet run as well as results let go.
+DASK_DONE = ("memory", "forgotten")
+#: The Kubernetes depth keys (dashboard/k8s_ops.py) and which rows they fit (``_k8s_depth_applies``).
+K8S_DEPTH = ("k8s_describe", "k8s_history", "k8s_undo", "k8s_restart", "k8s_cordon", "k8s_drain")
+
+
+def _k8s_depth_applies(action: str, pane: str, obj: Any, acts: Any) -> bool:
+    """describe: a pod, or a Deployment / Job row; history, undo, restart: a Deployment row (undo and
+    restart hidden when Kubernetes said no to patching deployments); cordon, drain: a GPU-ledger row of a
+    Kubernetes node (hidden when Kubernetes said no to patching nodes)."""
+    if action in ("k8s_cordon", "k8s_drain"):
+        return pane == "ledger" and isinstance(obj, LedgerRow) and obj.in_kubernetes and acts.k8s_may("nodes")
+    if pane == "pods":
+        return action == "k8s_describe" and isinstance(obj, schema.K8sPod)
+    if pane != "workloads" or not isinstance(obj, schema.K8sWorkload):
+        return False
+    if action == "k8s_describe":
+        return obj.kind in ("Deployment", "Job")
+    if obj.kind != "Deployment":
+        return False
+    return action == "k8s_history" or acts.k8s_may("rollout")
+
+
+#: Celery task states a revoke still acts on (an ended task has nothing left to stop).
+REVOCABLE = {"PENDING", "RECEIVED", "STARTED", "RETRY"}
 
 
 def _n(v: float | None, digits: int = 0) -> SortCell:
@@ -90,6 +121,10 @@ def queues_of(state: ClusterState) -> schema.Queues:
             out.queues = (out.queues or []) + q.queues
         if q.workers is not None:
             out.workers = (out.workers or []) + q.workers
+        if q.task_history is not None:
+            out.task_history = (out.task_history or []) + q.task_history
+        if q.dask_computations is not None:
+            out.dask_computations = (out.dask_computations or []) + q.dask_computations
     return out
 
 
@@ -122,6 +157,75 @@ def worker_rows(workers: list[schema.Worker] | None, now: float, ok: str, crit: 
                 SortCell("  task", "dim", None), text_cell(f"  ↳ {t.name or '?'} {t.id}", "", 80),
                 text_cell(w.host, "dim", 30), SortCell("", "", None), SortCell("", "", None), SortCell("", "", None),
                 num_cell(_runtime(runtime), runtime), SortCell("", "", None)]
+    return rows
+
+
+def _secs(v: float | None) -> SortCell:
+    """A task runtime in seconds, to the millisecond under 10 s (Celery tasks are often that short)."""
+    if fmt.known(v, 0) is None:
+        return num_cell(fmt.NA, None)
+    assert v is not None
+    return num_cell(f"{v:.3f}s" if v < 10 else _runtime(v), v)
+
+
+def history_rows(histories: list[schema.CeleryHistory] | None, ok: str, crit: str) -> dict[str, list[Text]]:
+    """Per broker: a header row (events on/off in words), a row per task name with its counts and
+    runtime percentiles, then the recent tasks newest first (key ``r<SEP>broker<SEP>id``)."""
+    rows: dict[str, list[Text]] = {}
+    blank = SortCell("", "", None)
+    for h in histories or ():
+        if h.events is False:
+            head = SortCell(h.note or "no worker sends events", crit, None)
+        elif h.note:
+            head = SortCell(h.note, crit, None)
+        elif h.events is None:
+            head = SortCell("waiting for events", "dim", None)
+        else:
+            head = SortCell(f"events on; percentiles over {fmt.duration(h.window_s)}"
+                            + (f"; {fmt.num(h.dropped)} events dropped" if h.dropped else ""), "dim", None)
+        rows[f"b{SEP}{h.broker}"] = [text_cell(h.broker, "bold", 60), *[blank] * 8, head]
+        for st in h.stats or ():
+            rows[f"s{SEP}{h.broker}{SEP}{st.name}"] = [
+                text_cell(f"  {st.name}", "bold", 60), blank, blank, _n(st.succeeded),
+                num_cell(fmt.num(st.failed), st.failed, crit if st.failed else ""), _n(st.retried), _n(st.revoked),
+                _secs(st.runtime_p50_s), _secs(st.runtime_p95_s), blank]
+        for t in h.recent or ():
+            style = ok if t.state == "SUCCESS" else (crit if t.state in ("FAILURE", "REVOKED") else "")
+            detail = t.exception if t.exception else " ".join(x for x in (t.args, t.kwargs) if x)
+            rows[f"r{SEP}{h.broker}{SEP}{t.id}"] = [
+                text_cell(f"  ↳ {t.name or '?'} {t.id}", "", 80), text_cell(t.state, style, 12),
+                text_cell(t.worker, "", 40), blank, blank, blank, blank, blank, _secs(t.runtime_s),
+                text_cell(detail, crit if t.exception else "dim", 120)]
+    return rows
+
+
+def history_task(t: schema.CeleryTask) -> schema.WorkerTask:
+    """What the revoke dialog shows of a task from the history."""
+    return schema.WorkerTask(id=t.id, name=t.name, runtime_s=t.runtime_s, args=t.args)
+
+
+def dask_rows(comps: list[schema.DaskComputation] | None, ok: str, crit: str) -> dict[str, list[Text]]:
+    """A row per Dask computation, newest first: "N of M done, K erred", a bar of the ended share (done or
+    erred) and the count per state."""
+    rows: dict[str, list[Text]] = {}
+    blank = SortCell("", "", None)
+    for c in reversed(comps or ()):
+        st = c.states or {}
+        total = sum(st.values()) if c.states is not None else None
+        done = sum(st.get(k, 0) for k in DASK_DONE)
+        erred = st.get("erred", 0)
+        if total:
+            filled, empty = fmt.bar((done + erred) / total, 20)
+            state = SortCell(f"{fmt.num(done)} of {fmt.num(total)} done"
+                             + (f", {fmt.num(erred)} erred" if erred else ""), crit if erred else ok, done / total)
+            detail = Text.assemble((filled, crit if erred else ok), (empty, "dim"),
+                                   ("  " + " ".join(f"{k} {v}" for k, v in sorted(st.items()) if v), "dim"))
+        else:
+            state, detail = SortCell(fmt.NA if total is None else "no tasks", "dim", None), blank
+        name = ", ".join(c.groups or ()) or "?"
+        rows[f"d{SEP}{c.id}"] = [text_cell(f"dask {name} {c.id}", "bold", 80), state, blank, blank,
+                                 num_cell(fmt.num(erred), erred, crit if erred else ""), blank, blank, blank, blank,
+                                 detail]
     return rows
 
 
@@ -256,6 +360,13 @@ class WorkScreen(DataScreen):
         Binding("plus", "job_pool(1)", "Pool+"),
         Binding("minus", "job_pool(-1)", "Pool-"),
         Binding("n", "job_launch", "Launch"),
+        # Kubernetes depth (dashboard/k8s_ops.py): describe, rollout history / undo / restart.
+        Binding("i", "k8s_describe", "Describe"),
+        Binding("H", "k8s_history", "History"),
+        Binding("u", "k8s_undo", "Undo"),
+        Binding("R", "k8s_restart", "Restart"),
+        Binding("C", "k8s_cordon", "Cordon/uncordon"),
+        Binding("D", "k8s_drain", "Drain"),
     ]
 
     DEFAULT_CSS = """
@@ -351,7 +462,13 @@ class WorkScreen(DataScreen):
         elif pane == "ledger":
             assert self.ledger is not None
             rows = ledger_rows(self.ledger, warn, crit)
+            objs = {r.node: r for r in self.ledger.nodes}  # cordon / drain (C / D) act on a Kubernetes node row
             self.query_one("#ledger-flags", Static).update(flags_text(self.ledger, warn))
+        elif pane == "history":
+            merged = queues_of(state)
+            histories = merged.task_history
+            rows = history_rows(histories, ok, crit) | dask_rows(merged.dask_computations, ok, crit)
+            objs = {f"r{SEP}{h.broker}{SEP}{t.id}": t for h in histories or () for t in h.recent or ()}
         else:
             tasks = tasks_of(state)
             rows = task_rows(tasks, now, ok, crit)
@@ -371,10 +488,23 @@ class WorkScreen(DataScreen):
     def _row(self, event: LiveTable.RowHighlighted) -> None:
         self._sync_bindings()
 
+    @on(LiveTable.RowSelected)
+    def _chosen(self, event: LiveTable.RowSelected) -> None:
+        """Enter on a Celery task that failed (or was retried): its exception and traceback, escaped."""
+        pane, obj = self._obj()
+        if pane != "history" or not isinstance(obj, schema.CeleryTask) or not (obj.exception or obj.traceback):
+            return
+        from clustertop.dashboard.dialogs.logs import LogsViewer
+
+        viewer = LogsViewer(inert(f"{obj.state or '?'}: {obj.name or '?'} {obj.id} on {obj.worker or fmt.NA}", limit=200))
+        self.app.push_screen(viewer)
+        text = "\n".join(x for x in (obj.exception, obj.traceback or "(no traceback: over the payload's budget)") if x)
+        self.call_after_refresh(viewer.show_text, inert(text, lines=True))
+
     def _sync_bindings(self) -> None:
         # The footer is rebuilt only when the set of usable keys changes, not on every tick.
         sig = tuple(self._applies(a) for a in ("job_delete", "job_kill", "job_logs", "job_scale", "job_pool",
-                                               "filter"))
+                                               "filter", *K8S_DEPTH))
         acts = actions_of(self.app)
         sig += (acts.k8s_allowed is not None,)
         if sig != self._binding_sig:
@@ -401,13 +531,19 @@ class WorkScreen(DataScreen):
                     isinstance(obj, schema.Worker) and obj.kind == "dask")
             if pane == "tasks":
                 return isinstance(obj, tuple) and obj[1].state == "running"
+            if pane == "history":
+                return isinstance(obj, schema.CeleryTask) and obj.state in REVOCABLE
             return False
         if action == "job_kill":
+            if pane == "history":
+                return isinstance(obj, schema.CeleryTask) and obj.state == "STARTED"
             return pane == "workers" and isinstance(obj, tuple) and obj[0].kind == "celery"
         if action == "job_logs":
             return pane == "pods" and acts.k8s_may("pod_logs")
         if action == "job_scale":
             return pane == "workloads" and obj.kind == "Deployment" and acts.k8s_may("scale_deployment")
+        if action in K8S_DEPTH:
+            return _k8s_depth_applies(action, pane, obj, acts)
         if action == "job_pool":
             return pane == "workers" and isinstance(obj, schema.Worker) and obj.kind == "celery"
         return True
@@ -415,7 +551,7 @@ class WorkScreen(DataScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if not self.app.check_action(action, parameters):
             return False  # read-only: hidden and refused
-        if action in ("job_delete", "job_kill", "job_logs", "job_scale", "job_pool", "filter"):
+        if action in ("job_delete", "job_kill", "job_logs", "job_scale", "job_pool", "filter", *K8S_DEPTH):
             return self._applies(action)
         return True
 
@@ -473,6 +609,8 @@ class WorkScreen(DataScreen):
             acts.ask_retire(obj.name, obj.processing)
         elif pane == "tasks" and isinstance(obj, tuple):
             acts.ask_stop_task(obj[0], obj[1])
+        elif pane == "history" and isinstance(obj, schema.CeleryTask) and obj.state in REVOCABLE:
+            acts.ask_revoke(obj.worker or fmt.NA, history_task(obj), terminate=False)
         elif acts.allowed("delete"):
             acts.notify("ctrl+d: select a pod, a Job, a Celery task, a Dask worker or a running task", "warning")
 
@@ -483,6 +621,8 @@ class WorkScreen(DataScreen):
         pane, obj = self._obj()
         if pane == "workers" and isinstance(obj, tuple):
             acts.ask_revoke(obj[0].name, obj[1], terminate=True)
+        elif pane == "history" and isinstance(obj, schema.CeleryTask) and obj.state == "STARTED":
+            acts.ask_revoke(obj.worker or fmt.NA, history_task(obj), terminate=True)
         elif acts.allowed("terminate task"):
             acts.notify("ctrl+k: select a Celery task (Workers tab, the rows under a worker)", "warning")
 
@@ -506,6 +646,48 @@ class WorkScreen(DataScreen):
         pane, obj = self._obj()
         if pane == "workers" and isinstance(obj, schema.Worker) and obj.kind == "celery":
             actions_of(self.app).ask_pool(obj.name, delta, obj.pool_size)
+
+    def action_k8s_describe(self) -> None:
+        from clustertop.dashboard import k8s_ops
+
+        pane, obj = self._obj()
+        if _k8s_depth_applies("k8s_describe", pane, obj, actions_of(self.app)):
+            k8s_ops.ask_describe(actions_of(self.app), "Pod" if pane == "pods" else obj.kind, obj.namespace, obj.name)
+
+    def action_k8s_history(self) -> None:
+        from clustertop.dashboard import k8s_ops
+
+        pane, obj = self._obj()
+        if _k8s_depth_applies("k8s_history", pane, obj, actions_of(self.app)):
+            k8s_ops.ask_history(actions_of(self.app), obj.namespace, obj.name)
+
+    def action_k8s_undo(self) -> None:
+        from clustertop.dashboard import k8s_ops
+
+        pane, obj = self._obj()
+        if _k8s_depth_applies("k8s_undo", pane, obj, actions_of(self.app)):
+            k8s_ops.ask_undo(actions_of(self.app), obj.namespace, obj.name)  # read-only: refused inside
+
+    def action_k8s_restart(self) -> None:
+        from clustertop.dashboard import k8s_ops
+
+        pane, obj = self._obj()
+        if _k8s_depth_applies("k8s_restart", pane, obj, actions_of(self.app)):
+            k8s_ops.ask_restart(actions_of(self.app), obj.namespace, obj.name, obj.replicas)
+
+    def action_k8s_cordon(self) -> None:
+        from clustertop.dashboard import k8s_ops
+
+        pane, obj = self._obj()
+        if _k8s_depth_applies("k8s_cordon", pane, obj, actions_of(self.app)):
+            k8s_ops.ask_cordon(actions_of(self.app), obj.node, not obj.cordoned)
+
+    def action_k8s_drain(self) -> None:
+        from clustertop.dashboard import k8s_ops
+
+        pane, obj = self._obj()
+        if _k8s_depth_applies("k8s_drain", pane, obj, actions_of(self.app)):
+            k8s_ops.ask_drain(actions_of(self.app), obj.node)
 
     def action_job_launch(self) -> None:
         actions_of(self.app).ask_launch()

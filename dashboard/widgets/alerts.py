@@ -18,13 +18,16 @@ def order_alerts(alerts: list[Alert], first_seen: dict[str, float]) -> list[Aler
                                          a.node or "", a.subject))
 
 
-def alert_line(a: Alert, width: int) -> Content:
+def alert_line(a: Alert, width: int, note: str | None = None) -> Content:
+    """``note``: "silenced by alice until 14:05" (an Alertmanager silence covers it), shown after the message."""
     where = fmt.node_text(a.node) if a.node else "cluster"
+    tail = f"  [{note}]" if note else ""
     return Content.assemble(
-        (f"{SEV_LABEL.get(a.severity, '?'):<5}", SEV_STYLE.get(a.severity, "")),
+        (f"{SEV_LABEL.get(a.severity, '?'):<5}", SEV_STYLE.get(a.severity, "") if not note else "dim"),
         (where, "bold"),
         " ",
-        fmt.node_text(a.message, max(10, width - len(where) - 6)),
+        fmt.node_text(a.message, max(10, width - len(where) - 6 - len(tail))),
+        (tail, "dim italic"),
     )
 
 
@@ -41,19 +44,25 @@ class AlertsStrip(Static):
         self._key: tuple[str, ...] = ()
         self._lines = 0
 
-    def show(self, alerts: list[Alert], first_seen: dict[str, float]) -> None:
+    def show(self, alerts: list[Alert], first_seen: dict[str, float], notes: dict[str, str] | None = None,
+             status: Content | None = None) -> None:
+        """``notes``: alert key -> a note (its silence); ``status``: a line about alerting as a service
+        (who evaluates, delivery, Alertmanager), first, when there is one (dashboard/alertfeed.py)."""
         ordered = order_alerts(alerts, first_seen)
         width = max(20, self.size.width or 80)
-        key = (str(width), *(a.key for a in ordered))
+        notes = notes or {}
+        key = (str(width), str(status.plain if status is not None else ""),
+               *(a.key + notes.get(a.key, "") for a in ordered))
         if key == self._key:
             return
         self._key = key
+        head = [status] if status is not None else []
         if not ordered:
-            lines = [Content.assemble(("no alerts", "$ct-ok"))]
+            lines = [*head, Content.assemble(("no alerts", "$ct-ok"))]
         else:
-            room = self.max_lines
+            room = self.max_lines - len(head)
             shown = ordered if len(ordered) <= room else ordered[: room - 1]
-            lines = [alert_line(a, width) for a in shown]
+            lines = [*head, *(alert_line(a, width, notes.get(a.key)) for a in shown)]
             if len(shown) < len(ordered):
                 lines.append(Content.assemble((f"… and {len(ordered) - len(shown)} more alerts", "dim")))
         # A relayout only when the height changes: at 1,000 nodes the alerts change every tick,

@@ -19,6 +19,12 @@ def _v(s: str, style: str = "") -> Part:
     return (fmt.NA, "dim") if s == fmt.NA else (s, style)
 
 
+def cuda_cores(n: int | None) -> str:
+    """20000 -> "20,000" (the figure people quote); unknown or absurd -> N/A."""
+    v = fmt.known(n, 0, fmt.MAX_NUM)
+    return fmt.NA if v is None else f"{v:,.0f}"
+
+
 def totals_line(t: Totals, compact: bool = False) -> list[Content]:
     """"5/15 nodes up · 10 GPUs 7 busy · 88 % GPU util · 72/110 GiB VRAM · 1.9 kW · ...".
 
@@ -37,6 +43,8 @@ def totals_line(t: Totals, compact: bool = False) -> list[Content]:
             busy.append((f" {fmt.num(t.gpus_lost)} lost", "$ct-crit"))
         g.append(busy)
         g.append([_v(fmt.pct(t.gpu_util_pct)), " util" if compact else " GPU util"])
+        if t.cuda_cores:  # known where NVML or the card's name says; a sum of what nodes report
+            g.append([_v(cuda_cores(t.cuda_cores)), " CUDA" if compact else " CUDA cores"])
         g.append([_v(fmt.gib(t.vram_used_bytes)), "/", _v(fmt.gib(t.vram_total_bytes)),
                   "G VRAM" if compact else " GiB VRAM"])
         g.append([_v(fmt.watts(t.power_mw))])

@@ -70,10 +70,11 @@ def fit_title(titles: str | tuple[str, ...], width: int) -> str:
 
 def render(title: str | tuple[str, ...], series: dict[str, list[tuple[float, float]]], now: float, window_s: float,
            width: int, height: int, ylim: tuple[float, float] | None = None, ascii: bool = False,
-           empty: str = WALL_EMPTY) -> str:
-    """A chart of ``series`` (x = timestamps) over the last ``window_s``, x axis in minutes ago.
-    ``title``: one, or several from the longest to the shortest (``fit_title``); ``empty``: what is
-    said instead of a chart when no series has a point."""
+           empty: str = WALL_EMPTY, gap_s: float | None = None) -> str:
+    """A chart of ``series`` (x = timestamps) over the last ``window_s``, x axis in minutes ago (hours
+    past 2 h, days past 2 days: ``axis_unit``). ``title``: one, or several from the longest to the
+    shortest (``fit_title``); ``empty``: what is said instead of a chart when no series has a point;
+    ``gap_s``: points further apart than this are not joined (a gap in the data stays a gap)."""
     import plotext as plt  # type: ignore[import-untyped]  # imported only when a chart is drawn
 
     width, height = max(20, width), max(5, height)
@@ -88,10 +89,10 @@ def render(title: str | tuple[str, ...], series: dict[str, list[tuple[float, flo
     for i, (label, pts) in enumerate(drawable.items()):
         if not pts:
             continue
-        xs = [x for x, _ in pts]
-        ys = [v for _, v in pts]
         marker = ASCII_MARKERS[i % len(ASCII_MARKERS)] if ascii else MARKERS[i % len(MARKERS)]
-        plt.plot(xs, ys, marker=marker, label=label if len(series) > 1 else None)
+        for j, run in enumerate(_runs(pts, gap_s / 60 if gap_s else None)):
+            plt.plot([x for x, _ in run], [v for _, v in run], marker=marker,
+                     label=label if len(series) > 1 and j == 0 else None)
     plt.xlim(-window_s / 60, 0)
     if ylim is not None and all(known(y, -MAX_SERIES, MAX_SERIES) is not None for y in ylim) and ylim[0] < ylim[1]:
         plt.ylim(*ylim)
@@ -100,8 +101,30 @@ def render(title: str | tuple[str, ...], series: dict[str, list[tuple[float, flo
     # line: that line is a data row more, which at 80x24 is the difference between one and two.
     span = window_s / 60
     ticks = [-span * (4 - i) / 4 for i in range(5)]
-    plt.xticks(ticks, [f"{span:g} min ago", *(f"{-t:g}" for t in ticks[1:-1]), "now"])
+    unit, per = axis_unit(window_s)
+    plt.xticks(ticks, [f"{span / per:g} {unit} ago", *(f"{-t / per:g}" for t in ticks[1:-1]), "now"])
     return _ANSI.sub("", plt.build())
+
+
+def axis_unit(window_s: float) -> tuple[str, float]:
+    """The time axis's unit and minutes per unit: minutes up to 2 h, hours up to 2 days, then days."""
+    if window_s > 2 * 86400:
+        return "d", 1440.0
+    if window_s > 2 * 3600:
+        return "h", 60.0
+    return "min", 1.0
+
+
+def _runs(pts: list[tuple[float, float]], gap: float | None) -> list[list[tuple[float, float]]]:
+    """``pts`` cut where two neighbours are more than ``gap`` apart (None: never)."""
+    if gap is None or not pts:
+        return [pts]
+    runs = [[pts[0]]]
+    for prev, p in zip(pts, pts[1:], strict=False):
+        if p[0] - prev[0] > gap:
+            runs.append([])
+        runs[-1].append(p)
+    return runs
 
 
 def _drawable(pts: list[tuple[float, float]], now: float, window_s: float) -> list[tuple[float, float]]:

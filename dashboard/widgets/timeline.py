@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 from textual.content import Content
 from textual.widgets import Static
@@ -32,14 +33,58 @@ class Event:
 
 
 class AlertLog:
-    """Openings (and when they cleared) of alerts, newest last, at most ``maxlen``."""
+    """Openings (and when they cleared) of alerts, newest last, at most ``maxlen``.
+
+    ``seed``: what the evaluating agent's timeline in Redis says fired before this log started (alerts as a
+    service, clustertop.alerting), so a wall started now still shows the OSD that flapped an hour ago; an
+    alert still open there and live here stays one entry."""
 
     def __init__(self, maxlen: int = MAX_EVENTS) -> None:
         self.events: deque[Event] = deque(maxlen=maxlen)
         self._open: dict[str, Event] = {}
         self.version = 0
+        self.started: float | None = None
+        self.history: list[Event] = []  # from Redis: openings before ``started``
+        self._history_open: dict[tuple[str, str | None, str], Event] = {}
+        self._seeded_seq: int | None = None
+
+    def seed(self, events: list[Any], seq: int) -> None:
+        """The evaluator's events (``wire.alerts.AlertEvent``, oldest first) from its state number ``seq``."""
+        if seq == self._seeded_seq or self.started is None:
+            return
+        first = self._seeded_seq is None
+        self._seeded_seq = seq
+        changed = False
+        # alerts this log opened itself before the state arrived, by identity
+        live = {(ev.alert.rule, ev.alert.node, ev.alert.subject): (key, ev) for key, ev in self._open.items()
+                if ev.alert.rule} if first else {}
+        for e in events:
+            ident = (e.rule, e.node, e.subject)
+            if e.kind == "fired" and first and e.ts < self.started:
+                ev = Event(e.ts, Alert(e.severity if e.severity in SEV_RANK else "warning", e.source, e.node,
+                                       e.subject, e.message, e.rule))
+                self.history.append(ev)
+                self._history_open[ident] = ev
+                changed = True
+            elif e.kind == "resolved" and ident in self._history_open:
+                self._history_open.pop(ident).cleared_ts = e.ts
+                changed = True
+        self.history = self.history[-(self.events.maxlen or MAX_EVENTS):]
+        for ident, ev in list(self._history_open.items()):
+            if ident in live:  # open there since before we started, and open here: one entry, the older
+                key, mine = live[ident]
+                self.events.remove(mine)
+                self._open[key] = self._history_open.pop(ident)
+                ev.cleared_ts = None
+        if changed:
+            self.version += 1
+
+    def all_events(self) -> list[Event]:
+        return [*self.history, *self.events] if self.history else list(self.events)
 
     def update(self, alerts: list[Alert], now: float) -> None:
+        if self.started is None:
+            self.started = now
         live = {a.key: a for a in alerts}
         changed = False
         for key in [k for k in self._open if k not in live]:
@@ -47,13 +92,17 @@ class AlertLog:
             changed = True
         for key, a in live.items():
             if key not in self._open:
+                seeded = self._history_open.pop((a.rule, a.node, a.subject), None) if a.rule else None
+                if seeded is not None:  # open since before we started: the same entry, not a second one
+                    self._open[key] = seeded
+                    continue
                 ev = Event(now, a)
                 self.events.append(ev)
                 self._open[key] = ev
                 changed = True
         # An open event pushed out of the deque must not be remembered forever.
-        if len(self._open) > len(self.events):
-            kept = {id(e) for e in self.events}
+        if len(self._open) > len(self.events) + len(self.history):
+            kept = {id(e) for e in self.events} | {id(e) for e in self.history}
             self._open = {k: e for k, e in self._open.items() if id(e) in kept}
         if changed:
             self.version += 1
@@ -82,9 +131,11 @@ class Timeline(Static):
     Timeline { height: 1fr; width: 1fr; padding: 0 1; }
     """
 
-    def __init__(self, window_s: float = 3600.0, id: str | None = None) -> None:
+    def __init__(self, window_s: float = 3600.0, id: str | None = None,
+                 empty: str = "no alerts since the wall started") -> None:
         super().__init__("", id=id)
         self.window_s = window_s
+        self.empty = empty  # what the list says with no events (the wall, the overview)
         self._key: object = None
 
     def show(self, log: AlertLog, now: float) -> None:
@@ -95,7 +146,7 @@ class Timeline(Static):
         if key == self._key or w <= 0 or h <= 0:
             return
         self._key = key
-        events = list(log.events)
+        events = log.all_events()
         mins = int(self.window_s // 60)
         lines = [
             Content.assemble(("Alert timeline", "bold"), (f"  last {mins} min   X critical  ! warning  i info",
@@ -113,5 +164,5 @@ class Timeline(Static):
                 (f"{fmt.clock(e.ts)} ", "dim"), (f"{SEV_WORD[a.severity]:<5}", SEV_STYLE[a.severity]),
                 (where, "bold"), " ", fmt.node_text(a.message, max(10, w - len(where) - 40)), end))
         if len(lines) == 3:
-            lines.append(Content.assemble(("no alerts since the wall started", "$ct-ok")))
+            lines.append(Content.assemble((self.empty, "$ct-ok")))
         self.update(Content("\n").join(lines[:h]), layout=False)

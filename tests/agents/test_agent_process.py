@@ -52,8 +52,8 @@ def test_once_publishes_a_snapshot_reader_can_use(redis_server) -> None:  # type
     assert snap.agent is not None and snap.agent.pid and snap.agent.version
     # The key expires (that is how a node goes stale) and history got its first point.
     client = redis_server.client()
-    assert 0 < client.pttl("ct:v1:node:once-node") <= 3000
-    assert client.xlen("ct:v1:hist:once-node") == 1
+    assert 0 < client.pttl("ct:v1:node:{once-node}") <= 3000
+    assert client.xlen("ct:v1:hist:{once-node}") == 1
 
 
 def test_once_without_redis_fails_cleanly() -> None:

@@ -45,7 +45,7 @@ def test_agent_process_notifies_ready_watchdog_stopping(redis_server, tmp_path) 
         recv_until(sock, "WATCHDOG=1")
         recv_until(sock, "WATCHDOG=1")  # and again, every tick
         # READY=1 only after the first snapshot was published.
-        assert redis_server.client().exists("ct:v1:node:notified")
+        assert redis_server.client().exists("ct:v1:node:{notified}")
         proc.send_signal(signal.SIGTERM)
         recv_until(sock, "STOPPING=1")
         assert proc.wait(30) == 0

@@ -302,10 +302,19 @@ def test_replay_is_refused_in_memory_in_redis_and_after_a_flush(redis_server, ma
     assert [r.id for r in results(client)] == [cmd.id]
     assert [a.result for a in audits(client)] == [
         "ok", "refused: replayed (id already seen by this agent)", "refused: replayed (id already executed)"]
-    # 3. Redis flushed (marker gone): the first agent still remembers. Its second replay within
-    # REFUSAL_SAMPLE_S is counted into the next sample, written once that window has passed.
+    # 3. Redis flushed (marker gone): the first agent still remembers, and runs nothing again. Its record
+    # was lost with the flush (as in a failover to a replica that had not received it): the result it
+    # wrote is written again, once (tests/store/test_redis_sentinel.py does this through a real failover).
+    first = results(client)[0]
     client.flushall()
     ex.ensure_group()
+    client.xadd(wire.cmd_key(NODE), {"c": raw})
+    run_one(ex)
+    assert results(client) == [first] and pending(client) == 0
+    assert [a.result for a in audits(client)] == [
+        "ok (recorded again: Redis had lost the first record; not re-run)"]
+    # Its second replay within REFUSAL_SAMPLE_S is counted into the next sample, written once that window has passed.
+    client.delete(wire.node_audit_key(NODE), wire.results_key(NODE))
     client.xadd(wire.cmd_key(NODE), {"c": raw})
     run_one(ex)
     assert results(client) == [] and audits(client) == [] and pending(client) == 0

@@ -31,7 +31,7 @@ def test_good_file_fills_every_section() -> None:
     assert cfg.templates["train"].argv[0] == "python"  # typed: [templates.*] and [security] are Structs
     assert cfg.security.operator_keys
     # nfs disabled, ceph (cluster scope) runs because it is configured, defaults otherwise.
-    assert cfg.enabled_collectors() == ["host", "gpu", "bonds", "ceph"]
+    assert cfg.enabled_collectors() == ["host", "gpu", "bonds", "containers", "sensors", "ceph"]
 
 
 def test_defaults_without_a_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -41,7 +41,7 @@ def test_defaults_without_a_file(tmp_path) -> None:  # type: ignore[no-untyped-d
     assert cfg.file is None and cfg.redis_url is None
     assert (cfg.interval_s, cfg.hist_every_s, cfg.read_only) == (1.0, 5.0, False)
     assert cfg.node == "fixture-host"  # the hostname under the proc root, not this machine's
-    assert cfg.enabled_collectors() == ["host", "gpu", "bonds", "nfs"]
+    assert cfg.enabled_collectors() == ["host", "gpu", "bonds", "nfs", "containers", "sensors"]
 
 
 def test_node_name_falls_back_to_this_machine(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -85,13 +85,16 @@ def test_xdg_default_file_is_read_when_present(monkeypatch: pytest.MonkeyPatch, 
 
 
 @pytest.mark.parametrize("name, key, words", [
-    ("unknown_key.toml", "[dashboard] thme", "unknown key (known: action_timeout, ascii, "),
-    ("unknown_section.toml", "[dashbaord]", "unknown section (known: dashboard)"),
-    ("top_level_key.toml", "theme", "unknown key: settings go in a table ([dashboard])"),
+    ("unknown_key.toml", "[dashboard] thme", "unknown key (known: action_timeout, alertmanager, ascii, "),
+    ("unknown_section.toml", "[dashbaord]", "unknown section (known: dashboard, history)"),
+    ("top_level_key.toml", "theme", "unknown key: settings go in a table ([dashboard, history])"),
     ("wrong_type.toml", "[dashboard] refresh", "expected int or float, got str 'fast'"),
     ("bad_value.toml", "[dashboard] page_seconds", "must be >= 0, got -5.0"),
     ("bad_url.toml", "[dashboard] redis", "expected a redis://, rediss:// or unix:// URL"),
     ("bad_toml.toml", None, "not valid TOML"),
+    ("bad_history_url.toml", "[history] prometheus", "expected an http:// or https:// URL"),
+    ("bad_history_range.toml", "[history] wall", "no history range '1 month' (known: 1 h, 24 h, 7 d)"),
+    ("unknown_history_key.toml", "[history] retention", "unknown key (known: prometheus, timeout, wall)"),
 ])
 def test_bad_files_name_file_and_key(name: str, key: str | None, words: str) -> None:
     path = str(CFG / name)

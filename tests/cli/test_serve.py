@@ -164,9 +164,11 @@ def test_binding_beyond_loopback_warns_and_forces_read_only(server_factory: Any)
 
 
 async def _cdp_screenshot_stats(url: str, width: int, height: int, probe: Any = None,
-                                tries: int = 40) -> dict[str, Any]:
-    """Open ``url`` in headless Chromium; poll screenshots until the page is the wall; pixel stats.
-    ``probe()`` runs while the page is still open (its result in ``stats["probe"]``)."""
+                                tries: int = 40, ready: Any = None, page_js: str | None = None) -> dict[str, Any]:
+    """Open ``url`` in headless Chromium; poll screenshots until the page is the wall (or ``ready(stats)``);
+    pixel stats. ``probe()`` runs while the page is still open (its result in ``stats["probe"]``), and
+    ``page_js`` is evaluated in the page then (its value in ``stats["page_js"]``)."""
+    ready = ready or _looks_like_the_wall
     import aiohttp
 
     port = free_port()
@@ -211,12 +213,15 @@ async def _cdp_screenshot_stats(url: str, width: int, height: int, probe: Any = 
                     await asyncio.sleep(0.5)
                     shot = await call("Page.captureScreenshot", format="png")
                     stats = await _pixel_stats(call, shot["data"])
-                    if _looks_like_the_wall(stats):
+                    if ready(stats):
                         break
                 stats["png"] = base64.b64decode(shot["data"])
                 href = await call("Runtime.evaluate", expression="location.href", returnByValue=True)
                 stats["href"] = href["result"]["value"]
                 stats["probe"] = probe() if probe is not None else None
+                if page_js is not None:
+                    r = await call("Runtime.evaluate", expression=page_js, returnByValue=True)
+                    stats["page_js"] = r["result"].get("value")
                 return stats
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -281,3 +286,55 @@ def test_the_wall_in_chromium_at_4k(server_factory: Any, tmp_path: Path) -> None
     assert len(stats["probe"]) >= 2  # the server and the dashboard it ran for the tab
     srv.stop()
     assert srv.group_members() == []  # nothing left spinning
+
+
+#: The terminal's drawn area and the window, measured in the page (xterm.js draws into .xterm-screen).
+TERMINAL_RECT_JS = """JSON.stringify((() => {
+  const el = document.querySelector(".xterm-screen") || document.querySelector("canvas");
+  const r = el ? el.getBoundingClientRect() : {width: 0, height: 0};
+  return {w: r.width, h: r.height, vw: window.innerWidth, vh: window.innerHeight};
+})())"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (tests/run installs it)")
+def test_the_overview_at_4k_picks_a_readable_font_and_fills_the_screen(server_factory: Any, tmp_path: Path) -> None:
+    """No --font-size: the page measures the 3840x2160 viewport and asks for a font that gives about 180
+    columns (16 px gave 384, a 15-node overview in the top eighth of a 50-inch screen)."""
+    srv = server_factory("--demo")  # the overview, the default font size rule
+
+    def overview_ready(s: dict[str, Any]) -> bool:  # the app, not the splash: its background and green bars
+        total = max(1, s.get("total", 0))
+        return s.get("bg", 0) / total > 0.3 and s.get("ok", 0) / total > 0.002
+
+    stats = asyncio.run(_cdp_screenshot_stats(f"{srv.url}/", 3840, 2160, ready=overview_ready, tries=120,
+                                              page_js=TERMINAL_RECT_JS))
+    (tmp_path / "overview-4k.png").write_bytes(stats.pop("png"))
+    assert overview_ready(stats), f"the page is not the dashboard (splash or error?): {stats}"
+    m = re.search(r"[?&]fontsize=(\d+)", stats["href"])
+    assert m is not None, stats["href"]
+    px = int(m.group(1))
+    assert 30 <= px <= 40, px  # from the viewport, not the 16 px default
+    sizes: list[tuple[str, str]] = []
+    for _ in range(100):
+        sizes = re.findall(r"/ws\?width=(\d+)&height=(\d+)", re.sub(r"\s+", "", srv.output()))
+        if sizes:
+            break
+        time.sleep(0.1)
+    assert sizes, srv.output()
+    cols, rows = map(int, sizes[-1])
+    assert 160 <= cols <= 200 and 45 <= rows <= 62, (cols, rows)
+    rect = json.loads(stats["page_js"])
+    # The terminal fills the window: within a cell or two of its width and height.
+    assert rect["vw"] == 3840 and rect["vh"] == 2160
+    assert rect["w"] >= 3840 - 2 * 3840 / cols and rect["h"] >= 2160 - 2 * 2160 / rows, rect
+
+
+def test_the_auto_font_page_measures_the_viewport() -> None:
+    page = serve.auto_page("clustertop <wall>")
+    assert "&lt;wall&gt;" in page and "<wall>" not in page  # the title escaped
+    assert "innerWidth" in page and 'searchParams.set("fontsize"' in page
+    # The rule as the page computes it, for a 4K and a laptop window.
+    def px(w: int, h: int) -> int:
+        v = int(min(w / (serve.AUTO_COLUMNS * serve.CELL_W_PER_PX), h / (serve.AUTO_ROWS * serve.CELL_H_PER_PX)))
+        return max(serve.DEFAULT_FONT_SIZE, min(serve.AUTO_MAX_PX, v))
+    assert px(3840, 2160) == 35 and px(1440, 900) == 16

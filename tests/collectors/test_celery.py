@@ -56,14 +56,15 @@ class Clock:
 class CeleryWorker:
     """A real Celery worker process on ``broker`` consuming ``queues``."""
 
-    def __init__(self, broker: str, queues: str = "work", name: str = "w1", concurrency: int = 2) -> None:
+    def __init__(self, broker: str, queues: str = "work", name: str = "w1", concurrency: int = 2,
+                 events: bool = False) -> None:
         self.name = f"{name}@ct-test"
         self.log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"ct-celery-{os.getpid()}-{name}.log", "wb")  # noqa: SIM115
         env = {**os.environ, "CT_BROKER": broker, "PYTHONPATH": str(APP_DIR)}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "ct_celery_app", "worker", "--pool=prefork",
              f"--concurrency={concurrency}", "-Q", queues, "-n", self.name, "--without-gossip",
-             "--without-mingle", "--without-heartbeat", "-l", "WARNING"],
+             "--without-mingle", *(["-E"] if events else ["--without-heartbeat"]), "-l", "WARNING"],
             cwd=APP_DIR, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         self.control = CeleryControl(broker, timeout=1.0)
 

@@ -1091,3 +1091,31 @@ def test_the_signed_command_itself_verifies() -> None:
     assert signing.verify(SIGNED_FIELDS, KEYS) is None
     assert signing.verify(msgspec.msgpack.decode(SIGNED_BYTES), {}) == f"unknown key id {OPERATOR.key_id!r}"
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Docker Engine API answers (collectors/containers_parse.py, captured in tests/fixtures/docker/): never an
+# exception, only containers with a usable id, every struct fit for the wire
+# ---------------------------------------------------------------------------------------------
+
+DOCKER_DOCS = {p.stem: _json(p) for p in sorted((FIXTURES / "docker").glob("*.json"))}
+DOCKER_VOCAB = _vocabulary(list(DOCKER_DOCS.values()))
+
+
+@fuzz_lists
+@given(answers([DOCKER_DOCS["containers_json"]], DOCKER_VOCAB),
+       answers([DOCKER_DOCS["inspect_d1"]], DOCKER_VOCAB),
+       answers([DOCKER_DOCS["stats_burn"], DOCKER_DOCS["stats_d1_oneshot"], DOCKER_DOCS["stats_exited"]], DOCKER_VOCAB))
+def test_docker_answers(listed: Any, inspect: Any, stats: Any) -> None:
+    from clustertop.collectors import containers_parse as dp
+
+    cs = dp.parse_list(listed)
+    assert all(dp.is_container_id(c.id) for c in cs)
+    for c in cs[:3]:
+        dp.apply_inspect(c, inspect)
+        prev = dp.apply_stats(c, stats, (1, 1, 1))
+        assert prev is None or all_of(prev, int)
+        assert opt(c.cpu_pct, float) and (c.cpu_pct is None or math.isfinite(c.cpu_pct))
+        assert opt(c.mem_bytes, int) and opt(c.started_ts, float)
+    assert opt(dp.engine_name(DOCKER_DOCS["version"] if not cs else stats), str)
+    wire_ok(schema.Containers(containers=cs))

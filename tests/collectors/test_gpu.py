@@ -170,7 +170,8 @@ def test_eight_h100_node(monkeypatch: pytest.MonkeyPatch) -> None:
     # "A few KiB for an 8-GPU node", through the real wire encoder.
     snap = schema.NodeSnapshot(host="dgx-01", ts=time.time(), seq=1, gpus=gpus)
     size = len(wire.encode(snap))
-    assert size < 4096, size
+    # 5 KiB since issue 16: PCIe link, CUDA version, XID and row-remap fields cost ~70 bytes a card.
+    assert size < 5120, size
 
 
 def test_snapshot_through_real_redis_keeps_unknowns_unknown(monkeypatch: pytest.MonkeyPatch, redis_server) -> None:

@@ -311,9 +311,11 @@ def test_can_i_for_admin_reader_and_namespace_viewer(k8s_cluster: K8sCluster, wo
     viewer = K8sControl(str(k8s_cluster.kubeconfigs["nsviewer"]))
     try:
         assert admin.allowed_actions(world.ns) == {"delete_pod": True, "delete_job": True, "create_job": True,
-                                                   "scale_deployment": True, "pod_logs": True}
+                                                   "scale_deployment": True, "pod_logs": True, "rollout": True,
+                                                   "nodes": True}
         assert reader.allowed_actions(world.ns) == {"delete_pod": False, "delete_job": False, "create_job": False,
-                                                    "scale_deployment": False, "pod_logs": False}
+                                                    "scale_deployment": False, "pod_logs": False, "rollout": False,
+                                                    "nodes": False}
         assert reader.can_i("list", "pods") and reader.can_i("list", "nodes") and not reader.can_i("list", "secrets")
         assert viewer.can_i("get", "pods", VIEW_NAMESPACE) and viewer.can_i("get", "pods/log", VIEW_NAMESPACE)
         assert not viewer.can_i("get", "pods", world.ns) and not viewer.can_i("delete", "pods", VIEW_NAMESPACE)

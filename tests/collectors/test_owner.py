@@ -66,6 +66,10 @@ def v1(path: str) -> str:
     (f"0::/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-conmon-{CID}.scope\n",
      Owner(kind="container", name=CID[:12], container_id=CID)),  # conmon, the container's monitor
     (v1(f"/default/{CID}"), Owner(kind="container", name=CID[:12], container_id=CID)),  # nerdctl, cgroupfs
+    # podman with the cgroupfs manager (../shared/recipes/containers/podman.sh, hybrid v1): /libpod_parent/libpod-<id>
+    (v1(f"/libpod_parent/libpod-{CID}"), Owner(kind="container", name=CID[:12], container_id=CID)),
+    (v1(f"/libpod_parent/libpod-{CID}/ctr"), Owner(kind="container", name=CID[:12], container_id=CID)),
+    (v1(f"/libpod_parent/libpod-conmon-{CID}"), Owner(kind="container", name=CID[:12], container_id=CID)),
     (f"0::/system.slice/nerdctl-{CID}.scope\n", Owner(kind="container", name=CID[:12], container_id=CID)),
     ("0::/lxc.payload.web01\n", Owner(kind="container", name="web01")),
     (v1("/lxc/web01"), Owner(kind="container", name="web01")),

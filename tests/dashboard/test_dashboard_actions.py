@@ -577,7 +577,8 @@ async def test_ctrl_d_deletes_a_real_pod_with_the_impact_shown_first(redis_serve
             acts = actions_of(app)
             await b.wait_until(pilot, lambda: acts.k8s_allowed is not None, "can-i answers", tries=1500)
             assert acts.k8s_allowed == {"delete_pod": True, "delete_job": True, "create_job": True,
-                                        "scale_deployment": True, "pod_logs": True}
+                                        "scale_deployment": True, "pod_logs": True, "rollout": True,
+                                        "nodes": True}
             # l: logs come from a kubelet; none serves here -> a clear error in the viewer.
             await pilot.press("l")
             viewer = app.screen

@@ -51,6 +51,11 @@ def scenario_client() -> Any:
 
 async def wait_first_read(pilot: Any) -> None:
     await b.wait_reads(pilot)
+    screen = pilot.app.screen
+    if getattr(screen, "big", False):  # the big overview: its trends seeded from history, and drawn
+        await b.wait_until(pilot, lambda: screen.seed_done, "the trends seeded from history")
+        await b.wait_until(pilot, lambda: all(p.draws for p in screen.query("PlotPanel")), "the charts drawn")
+        await pilot.pause()
 
 
 def app_for(factory: Any, known: Any = None) -> Any:

@@ -13,6 +13,7 @@ import pytest
 
 from clustertop.dashboard.app import make_app
 from clustertop.dashboard.dialogs.confirm import ConfirmDialog
+from clustertop.dashboard.dialogs.pick import PickDialog
 from clustertop.dashboard.screens.work import (
     SEP,
     WorkScreen,
@@ -282,6 +283,9 @@ def test_confirm_dialog_snapshot(snap_compare: Any, size: tuple[int, int], utc: 
         await pilot.press("down")  # gpu-01 GPU 1: the pod's training process
         await b.wait_until(pilot, lambda: pilot.app.screen.query_one("#procs-table").row_count == 1, "proc row")
         await pilot.press("k")  # the dialog opens once a worker has read and checked gpu-01's seal
+        # The process runs in a pod the Kubernetes payload knows: deleting the pod is offered first (issue 16).
+        await b.wait_until(pilot, lambda: isinstance(pilot.app.screen, PickDialog), "the pod offer", tries=1500)
+        await pilot.press("down", "enter")  # the process only
         await b.wait_until(pilot, lambda: isinstance(pilot.app.screen, ConfirmDialog), "the dialog", tries=1500)
         await pilot.pause()
 
@@ -298,6 +302,8 @@ def test_unverified_confirm_dialog_snapshot(snap_compare: Any, size: tuple[int, 
         await pilot.press("down")
         await b.wait_until(pilot, lambda: pilot.app.screen.query_one("#procs-table").row_count == 1, "proc row")
         await pilot.press("k")
+        await b.wait_until(pilot, lambda: isinstance(pilot.app.screen, PickDialog), "the pod offer", tries=1500)
+        await pilot.press("down", "enter")  # the process only, not its pod
         await b.wait_until(pilot, lambda: isinstance(pilot.app.screen, ConfirmDialog), "the dialog", tries=1500)
         await pilot.pause()
 

@@ -105,7 +105,9 @@ def quit_cleanly(t: Tmux) -> None:
 def test_demo_in_a_real_terminal(term: Callable[..., Tmux], size: tuple[int, int]) -> None:
     w, h = size
     t = term(w, h, "demo")
-    s = t.wait_for(lambda s: re.search(r"\d+/\d+ (nodes )?up", s) and "clustertop overview" in s, "the overview")
+    # The demo opens at once and its simulator fills in behind it: wait for the cluster, not the first frame.
+    s = t.wait_for(lambda s: re.search(r"[1-9]\d*/\d+ (nodes )?up", s) and "clustertop overview" in s
+                   and "arm01" in s and "simulating" not in s, "the overview")
     fits(s, w)
     lines = s.splitlines()
     # The one-machine totals on the first line; at 80 columns in short words, in two rows at most.
@@ -143,7 +145,9 @@ def test_demo_in_a_real_terminal(term: Callable[..., Tmux], size: tuple[int, int
 
 def test_wall_in_a_real_terminal_takes_only_quit(term: Callable[..., Tmux]) -> None:
     t = term(200, 60, "demo", "--wall", "--page-seconds", "0")
-    s = t.wait_for(lambda s: "clustertop wall" in s and "nodes up / total" in s, "the wall")
+    # The demo opens at once and fills in behind it: wait for the cluster's data, not the first frame.
+    s = t.wait_for(lambda s: "clustertop wall" in s and "nodes up / total" in s and "s old" in s
+                   and ("BUSY" in s or "FULL" in s or "IDLE" in s), "the wall")
     fits(s, 200)
     assert "data" in s and "s old" in s and "GPUs busy / total" in s
     assert any(ch in s for ch in "█▀▄")  # the totals in the block font

@@ -165,7 +165,7 @@ def test_temperature_lags_load() -> None:
 
 
 def test_snapshot_sizes() -> None:
-    """Seed-cluster nodes stay under 8 KiB; 8-GPU nodes under the wire limit with room to spare.
+    """Seed-cluster nodes stay under 9 KiB; 8-GPU nodes under the wire limit with room to spare.
 
     Measured (see the report): an 8-GPU node is ~9 KiB typical, ~12 KiB with eight separate jobs;
     about half of those bytes are msgpack field names. The DESIGN's "a few KiB for an 8-GPU node"
@@ -181,10 +181,11 @@ def test_snapshot_sizes() -> None:
         big_sizes += [len(wire.encode(s)) for s, _ in ticks]
         for c in cluster:
             assert len(wire.encode(c)) < wire.MAX_PAYLOAD_BYTES // 4
-    assert max(small_sizes) < 8 * 1024
+    # 9 KiB since the towers run two simulated containers: that section is ~0.7 KiB (700-704 B, seed 1).
+    assert max(small_sizes) < 9 * 1024
     eight = [s for s, _ in ticks if len(s.gpus or ()) == 8]
     assert len(eight) == 200
-    assert statistics.median(big_sizes) < 10 * 1024
+    assert statistics.median(big_sizes) < 11 * 1024  # 10 KiB before the containers section (~0.7 KiB)
     assert max(big_sizes) < 16 * 1024
 
 

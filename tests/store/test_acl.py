@@ -21,9 +21,12 @@ import redis
 
 from clustertop import wire
 from clustertop.agents.lease import Lease
+from clustertop.agents.publisher import Publisher, hist_point
 from clustertop.cli import acl
 from clustertop.store.resp import Client
+from clustertop.wire import schema
 from tests.conftest import ROOT, RedisServer
+from tests.support import builders as b
 
 NODES = ["gpu01", "gpu02"]
 
@@ -100,6 +103,8 @@ def test_a_node_cannot_touch_another_node(server: tuple[RedisServer, Path]) -> N
         "take a lease (not a cluster node)": lambda: a.set(wire.lease_key("ceph"), "me", nx=True, px=1000),
         "forge the Ceph payload": lambda: a.set(wire.cluster_key("ceph"), b"x"),
         "read another node's snapshot": lambda: a.get(wire.node_key("gpu02")),
+        "write another node's history tier": lambda: a.set(wire.tier_block_key("gpu02", "1m", 0), b"x"),
+        "read another node's history tier": lambda: a.get(wire.tier_block_key("gpu02", "1m", 0)),
         "flush": lambda: a.flushall(),
         "list keys": lambda: a.keys("*"),
     }
@@ -125,6 +130,24 @@ def test_the_real_agent_calls_work_with_a_node_user(server: tuple[RedisServer, P
     assert c.set(wire.seen_key("gpu01", "abc"), "running", nx=True, px=60000)
     assert c.get(wire.seen_key("gpu01", "abc")) == b"running"
     c.set(wire.nodekey_key("gpu01"), b"pub")
+    c.close()
+
+
+def test_the_agent_writes_its_history_tiers_with_a_node_user(server: tuple[RedisServer, Path]) -> None:
+    # The real publisher and tier writer (agents/tiers.py) on the agent's own RESP client: reading where
+    # the tiers end on start, then one XADD per closed bucket, all within the node user's keys.
+    srv, pw = server
+    c = Client.from_url(f"redis://node-gpu01:{(pw / 'node-gpu01').read_text().strip()}@127.0.0.1:{srv.port}/0")
+    pub = Publisher(c, "gpu01", 5.0)
+    t0 = 1_800_000_000.0  # a 10-minute boundary
+    for i in range(0, 610 // 5 + 1):
+        snap = b.node("gpu01", ts=t0 + 5 * i, cpu=40)
+        pub.publish(snap, hist_point(snap))
+    assert not pub.tiers.has_work()  # type: ignore[union-attr]  # nothing refused, nothing left to write
+    admin = as_user(server, "admin-root")
+    minutes = wire.decode(admin.get(wire.tier_block_key("gpu01", "1m", int(t0))), schema.TierBlock)
+    assert sum(1 for r in minutes.rows if r) == 10
+    assert admin.get(wire.tier_block_key("gpu01", "10m", int(t0) - int(t0) % 86400)) is not None
     c.close()
 
 
@@ -188,3 +211,22 @@ def test_a_password_file_others_can_read_is_refused(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "clustertop", "acl", "--node", "gpu01", "--password-dir", str(tmp_path)],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and "chmod 600" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_energy_ledger_with_a_node_user(server: tuple[RedisServer, Path]) -> None:
+    # agents/energy.py on the agent's RESP client: load (GET) and save (SET PX) its own ledger; another
+    # node's is out of reach; a viewer reads every ledger (the energy screen).
+    from clustertop.agents.energy import Ledger
+
+    srv, pw = server
+    c = Client.from_url(f"redis://node-gpu01:{(pw / 'node-gpu01').read_text().strip()}@127.0.0.1:{srv.port}/0")
+    led = Ledger("gpu01")
+    for i in range(3):
+        led.step(b.node("gpu01", ts=1_800_000_000.0 + i, gpus=[b.gpu(0, 50)]), c, 1_800_000_000.0 + i)
+    assert led.loaded
+    a = as_user(server, "node-gpu01")
+    assert refused(a.set, wire.energy_key("gpu02"), b"x")
+    assert refused(a.get, wire.energy_key("gpu02"))
+    led2 = wire.decode(as_user(server, "viewer-wall").get(wire.energy_key("gpu01")), schema.EnergyLedger)
+    assert led2.host == "gpu01"
+    c.close()

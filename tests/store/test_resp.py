@@ -33,6 +33,15 @@ def test_replies_match_redis_py(redis_server) -> None:  # type: ignore[no-untype
     sid2 = theirs.xadd("s", {"d": b"two"})
     assert ours.xrevrange("s", count=1) == theirs.xrevrange("s", count=1) == [(sid2, {b"d": b"two"})]
     assert ours.pexpire("z", 1000) is True
+    # what the alert evaluator's read of the cluster (read.Reader) uses, alone and pipelined
+    assert ours.zrange("z", 0, -1, withscores=True) == theirs.zrange("z", 0, -1, withscores=True)
+    assert ours.zrange("z", 0, -1) == theirs.zrange("z", 0, -1) == [b"gpu01", b"gpu02"]
+    theirs.set("a", b"1")
+    assert ours.mget(["a", "missing", "a"]) == theirs.mget(["a", "missing", "a"]) == [b"1", None, b"1"]
+    p = ours.pipeline(transaction=False)
+    p.zrange("z", 0, -1, withscores=True)
+    p.mget(["a"])
+    assert p.execute() == [[(b"gpu01", 1.5), (b"gpu02", 2.0)], [b"1"]]
 
 
 def test_watch_multi_aborts_when_a_watched_key_changes(redis_server) -> None:  # type: ignore[no-untyped-def]

@@ -26,6 +26,18 @@ not implemented here simply does not exist, like on an old driver.
 NVML semantics reproduced: calls before ``nvmlInitWithFlags`` (or after the last ``nvmlShutdown``) return
 ``UNINITIALIZED``; a lost GPU answers ``GPU_IS_LOST`` to every call on its handle from then on; init can fail
 with ``DRIVER_NOT_LOADED`` (library present, kernel module not). Every C call is counted in ``calls``.
+
+Events (nvml.h, "Event Handling Methods"): ``nvmlEventSetCreate`` gives a set; ``nvmlDeviceRegisterEvents``
+adds a device for a mask of event types (NOT_SUPPORTED when the card cannot deliver one of them, e.g.
+``xid_supported=False``); an event that happens on a device is queued on every set it is registered with
+from then on (nothing is replayed from before the registration); ``nvmlEventSetWait_v2`` hands out one event
+per call, oldest first, and answers ``TIMEOUT`` when none is pending (the fake never blocks: a timeout of
+0 is what the collector uses); ``nvmlEventSetFree`` drops the set. ``xid(index, code)`` is the driver
+reporting an XID on a device.
+
+Retirement: ``nvmlDeviceGetRetiredPages`` (per cause, the size-then-array protocol) and
+``nvmlDeviceGetRemappedRows`` answer from ``reading["retired_pages"]`` / ``reading["remapped_rows"]``; a
+model lists the one its generation lacks under ``not_supported`` (pages up to Turing, rows from Ampere).
 """
 
 from __future__ import annotations
@@ -73,6 +85,7 @@ class FakeDevice:
     graphics: list[FakeProc] = field(default_factory=list)
     lost: bool = False
     lose_after_calls: int | None = None  # falls off the bus after this many more calls on its handle
+    xid_supported: bool = True  # nvmlDeviceRegisterEvents for XID answers NOT_SUPPORTED when False
     handle_struct: pynvml.struct_c_nvmlDevice_t = field(default_factory=pynvml.struct_c_nvmlDevice_t)
 
 
@@ -94,6 +107,10 @@ class FakeNvmlLib:
         self.calls: Counter[str] = Counter()
         self.device_calls: Counter[tuple[str, int]] = Counter()
         self.missing_lookups: Counter[str] = Counter()  # lookups of symbols this "driver" lacks
+        self.cuda_version = 12040  # nvmlSystemGetCudaDriverVersion: 1000 x major + 10 x minor
+        # event sets: id -> (registrations {device index: mask}, pending [(index, type, data)])
+        self._sets: dict[int, tuple[dict[int, int], list[tuple[int, int, int]]]] = {}
+        self._set_structs: list[Any] = []  # keeps the structs alive: their addresses are the sets' ids
 
     # -- plumbing ------------------------------------------------------------------------------------
 
@@ -165,6 +182,15 @@ class FakeNvmlLib:
             return pynvml.NVML_ERROR_UNINITIALIZED
         buf.value = self.driver_version.encode()
         return pynvml.NVML_SUCCESS
+
+    def _nvmlSystemGetCudaDriverVersion(self, ref: Any) -> int:
+        if self.refcount <= 0:
+            return pynvml.NVML_ERROR_UNINITIALIZED
+        _out(ref).value = self.cuda_version
+        return pynvml.NVML_SUCCESS
+
+    def _nvmlSystemGetCudaDriverVersion_v2(self, ref: Any) -> int:
+        return self._nvmlSystemGetCudaDriverVersion(ref)
 
     def _nvmlDeviceGetCount_v2(self, ref: Any) -> int:
         if self.refcount <= 0:
@@ -311,6 +337,114 @@ class FakeNvmlLib:
         value = d.reading["pcie_kb_s"][key] if d else 0  # NVML's unit: KB/s
         return self._read(handle, "nvmlDeviceGetPcieThroughput", value, ref)
 
+    def _nvmlDeviceGetCurrPcieLinkGeneration(self, handle: Any, ref: Any) -> int:
+        return self._pcie(handle, "nvmlDeviceGetCurrPcieLinkGeneration", "gen", ref)
+
+    def _nvmlDeviceGetCurrPcieLinkWidth(self, handle: Any, ref: Any) -> int:
+        return self._pcie(handle, "nvmlDeviceGetCurrPcieLinkWidth", "width", ref)
+
+    def _nvmlDeviceGetMaxPcieLinkGeneration(self, handle: Any, ref: Any) -> int:
+        return self._read(handle, "nvmlDeviceGetMaxPcieLinkGeneration", lambda d: d.static["pcie_max"]["gen"], ref)
+
+    def _nvmlDeviceGetMaxPcieLinkWidth(self, handle: Any, ref: Any) -> int:
+        return self._read(handle, "nvmlDeviceGetMaxPcieLinkWidth", lambda d: d.static["pcie_max"]["width"], ref)
+
+    def _pcie(self, handle: Any, name: str, key: str, ref: Any) -> int:
+        d = self._dev_peek(handle)
+        value = d.reading.get("pcie_link", {}).get(key) if d else 0
+        return self._read(handle, name, value, ref)
+
+    # -- page retirement (Pascal..Turing) and row remapping (Ampere on) -----------------------------
+
+    def _nvmlDeviceGetRetiredPages(self, handle: Any, cause: Any, count_ref: Any, array: Any) -> int:
+        d = self._dev(handle, "nvmlDeviceGetRetiredPages")
+        if isinstance(d, int):
+            return d
+        if "nvmlDeviceGetRetiredPages" in d.not_supported:
+            return pynvml.NVML_ERROR_NOT_SUPPORTED
+        key = {pynvml.NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS: "sbe",
+               pynvml.NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR: "dbe"}.get(cause.value)
+        if key is None:
+            return pynvml.NVML_ERROR_INVALID_ARGUMENT
+        pages = d.reading.get("retired_pages", {}).get(key, [])
+        count = _out(count_ref)
+        if array is None or count.value < len(pages):
+            needed = len(pages)
+            count.value = needed
+            return pynvml.NVML_SUCCESS if needed == 0 else pynvml.NVML_ERROR_INSUFFICIENT_SIZE
+        for i, addr in enumerate(pages):
+            array[i] = addr
+        count.value = len(pages)
+        return pynvml.NVML_SUCCESS
+
+    def _nvmlDeviceGetRetiredPagesPendingStatus(self, handle: Any, ref: Any) -> int:
+        d = self._dev_peek(handle)
+        value = int(bool(d.reading.get("retired_pages", {}).get("pending"))) if d else 0
+        return self._read(handle, "nvmlDeviceGetRetiredPagesPendingStatus", value, ref)
+
+    def _nvmlDeviceGetRemappedRows(self, handle: Any, corr: Any, unc: Any, pending: Any, failure: Any) -> int:
+        d = self._dev(handle, "nvmlDeviceGetRemappedRows")
+        if isinstance(d, int):
+            return d
+        if "nvmlDeviceGetRemappedRows" in d.not_supported:
+            return pynvml.NVML_ERROR_NOT_SUPPORTED
+        rows = d.reading.get("remapped_rows", {})
+        _out(corr).value, _out(unc).value = rows.get("correctable", 0), rows.get("uncorrectable", 0)
+        _out(pending).value, _out(failure).value = int(rows.get("pending", False)), int(rows.get("failure", False))
+        return pynvml.NVML_SUCCESS
+
+    # -- events ----------------------------------------------------------------------------------------
+
+    def _nvmlEventSetCreate(self, ref: Any) -> int:
+        if self.refcount <= 0:
+            return pynvml.NVML_ERROR_UNINITIALIZED
+        struct = pynvml.struct_c_nvmlEventSet_t()
+        self._set_structs.append(struct)
+        _out(ref).contents = struct
+        self._sets[ctypes.addressof(struct)] = ({}, [])
+        return pynvml.NVML_SUCCESS
+
+    def _event_set(self, event_set: Any) -> tuple[dict[int, int], list[tuple[int, int, int]]] | None:
+        try:
+            return self._sets.get(ctypes.addressof(event_set.contents))
+        except ValueError:  # a NULL set
+            return None
+
+    def _nvmlDeviceRegisterEvents(self, handle: Any, types: Any, event_set: Any) -> int:
+        d = self._dev(handle, "nvmlDeviceRegisterEvents")
+        if isinstance(d, int):
+            return d
+        es = self._event_set(event_set)
+        if es is None:
+            return pynvml.NVML_ERROR_INVALID_ARGUMENT
+        mask = types.value
+        if mask & pynvml.nvmlEventTypeXidCriticalError and not d.xid_supported:
+            return pynvml.NVML_ERROR_NOT_SUPPORTED
+        es[0][d.index] = es[0].get(d.index, 0) | mask
+        return pynvml.NVML_SUCCESS
+
+    def _nvmlEventSetWait_v2(self, event_set: Any, data_ref: Any, timeout_ms: Any) -> int:
+        if self.refcount <= 0:
+            return pynvml.NVML_ERROR_UNINITIALIZED
+        es = self._event_set(event_set)
+        if es is None:
+            return pynvml.NVML_ERROR_INVALID_ARGUMENT
+        if not es[1]:
+            return pynvml.NVML_ERROR_TIMEOUT  # nothing within timeout_ms (the fake does not wait)
+        index, etype, edata = es[1].pop(0)
+        data = _out(data_ref)
+        data.device = ctypes.pointer(self.devices[index].handle_struct)
+        data.eventType, data.eventData = etype, edata
+        data.gpuInstanceId = data.computeInstanceId = 0xFFFFFFFF
+        return pynvml.NVML_SUCCESS
+
+    def _nvmlEventSetFree(self, event_set: Any) -> int:
+        es = self._event_set(event_set)
+        if es is None:
+            return pynvml.NVML_ERROR_INVALID_ARGUMENT
+        del self._sets[ctypes.addressof(event_set.contents)]
+        return pynvml.NVML_SUCCESS
+
     # -- processes: the two-call protocol (size first, then the array) ------------------------------
 
     def _procs(self, handle: Any, name: str, kind: str, count_ref: Any, array: Any) -> int:
@@ -346,6 +480,12 @@ class FakeNvmlLib:
 
     # -- test helpers ----------------------------------------------------------------------------------
 
+    def xid(self, index: int, code: int) -> None:
+        """The driver reports XID ``code`` on GPU ``index``: queued on every set registered for it."""
+        for regs, pending in self._sets.values():
+            if regs.get(index, 0) & pynvml.nvmlEventTypeXidCriticalError:
+                pending.append((index, pynvml.nvmlEventTypeXidCriticalError, code))
+
     def lose(self, index: int, after_calls: int = 0) -> None:
         """GPU ``index`` falls off the bus after ``after_calls`` more calls on its handle."""
         self.devices[index].lose_after_calls = after_calls
@@ -355,7 +495,9 @@ class FakeNvmlLib:
         names = ("nvmlDeviceGetName", "nvmlDeviceGetUUID", "nvmlDeviceGetPciInfo_v3",
                  "nvmlDeviceGetEnforcedPowerLimit", "nvmlDeviceGetTemperatureThreshold",
                  "nvmlDeviceGetMaxClockInfo", "nvmlDeviceGetArchitecture", "nvmlDeviceGetNumGpuCores",
-                 "nvmlDeviceGetCudaComputeCapability", "nvmlSystemGetDriverVersion")
+                 "nvmlDeviceGetCudaComputeCapability", "nvmlSystemGetDriverVersion",
+                 "nvmlDeviceGetMaxPcieLinkGeneration", "nvmlDeviceGetMaxPcieLinkWidth",
+                 "nvmlSystemGetCudaDriverVersion_v2", "nvmlSystemGetCudaDriverVersion")
         return sum(self.calls[n] for n in names)
 
 

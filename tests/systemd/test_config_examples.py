@@ -84,7 +84,10 @@ def test_dashboard_sample_loads_and_documents_every_key(tmp_path: Path) -> None:
     path, data = live(DASHBOARD, tmp_path)
     cfg = dashboard_settings.load_config(path, {})
     assert cfg.redis == "redis://clustertop@redis.lab:6379/0" and cfg.theme == "dark"
-    missing = gaps(dashboard_settings.DashboardConfig, data["dashboard"], "dashboard", DASHBOARD.read_text())
+    missing = gaps(dashboard_settings.DashboardConfig, data["dashboard"], "dashboard", DASHBOARD.read_text(),
+                   skip=("history",))  # the file's own [history] section, below
+    assert cfg.history.prometheus == "http://prometheus.lab:9090"
+    missing += gaps(dashboard_settings.HistoryConfig, data["history"], "history", DASHBOARD.read_text())
     assert not missing, "\n".join(missing)
 
 

@@ -229,7 +229,9 @@ async def test_app_reads_briefs_on_the_overview_and_full_data_for_detail(redis_s
              b.node("gpu-02", gpus=[b.gpu(0, 50, procs=[b.gpu_proc(77, "torch", "carol", 2.0)])])]
     b.publish(redis_server.client(), snaps)
     app = make_app(Settings(frozen_time=b.NOW + 0.5, refresh_s=3600, source_label="brief"), redis_server.client)
-    async with app.run_test(size=(160, 50)) as pilot:
+    # Below the big overview's size (overview.BIG_W x BIG_H): there the busiest GPUs' few nodes are read in
+    # full beside the digests (tests/dashboard/test_overview_big.py); this is the compact overview's read.
+    async with app.run_test(size=(148, 44)) as pilot:
         await b.wait_reads(pilot)
         assert app.view.state.plan == ReadPlan(Level.DIGESTS)
         app.refresh_now()  # the first read took every payload of nodes it had not seen; then digests only

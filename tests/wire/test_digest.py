@@ -141,7 +141,9 @@ async def test_the_hidden_gpu_ledger_gets_a_read_of_its_own_beside_a_digest_over
     pairs, cluster = sim.step(b.NOW)
     b.publish(redis_server.client(), [s for s, _ in pairs], cluster=cluster)
     app = make_app(Settings(frozen_time=b.NOW + 0.5, refresh_s=3600, source_label="digest"), redis_server.client)
-    async with app.run_test(size=(160, 50)) as pilot:
+    # Below the big overview's size (overview.BIG_W x BIG_H): there the busiest GPUs' few nodes are read in
+    # full beside the digests (tests/dashboard/test_overview_big.py); this is the compact overview's read.
+    async with app.run_test(size=(148, 44)) as pilot:
         await b.wait_reads(pilot)
         app.refresh_now()
         await b.wait_until(pilot, lambda: app.view.state.plan == DIGESTS, "digests on the overview")

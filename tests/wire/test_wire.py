@@ -116,7 +116,7 @@ def test_fuzz_truncated_real_payload(cut: int) -> None:
 
 
 def test_keys_are_versioned_and_per_host() -> None:
-    assert wire.node_key("gpu01") == "ct:v1:node:gpu01"
-    assert wire.hist_key("gpu01") == "ct:v1:hist:gpu01"
-    assert wire.cluster_key("ceph") == "ct:v1:cluster:ceph"
+    assert wire.node_key("gpu01") == "ct:v1:node:{gpu01}"
+    assert wire.hist_key("gpu01") == "ct:v1:hist:{gpu01}"
+    assert wire.cluster_key("ceph") == "ct:v1:cluster:{cluster}:ceph"
     assert wire.NODES_KEY == "ct:v1:nodes"

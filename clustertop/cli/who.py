@@ -1,0 +1,148 @@
+"""Provides `clustertop who USER [--json] [--redis URL | --demo --seed S]`: one search for a user's work
+across the cluster (issue 19), from one full read (``read.reader.Reader``, the dashboard's read path) plus
+the nodes' energy ledgers; what is matched and how is ``clustertop.read.people``.
+
+Output as `clustertop snapshot`'s: every string is node text, so the text form escapes it
+(``wire.text.inert`` through ``snapshot.clean``) and cuts it, and ``--json`` is ``snapshot.as_json`` (NaN as
+null, strings cut, bidi and zero-width characters escaped). Exit 0 with or without matches (a user with no
+work is an answer), 1 when the store cannot be read, 2 without a store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from typing import Any
+
+from clustertop import wire
+from clustertop.cli.snapshot import HOST_LIMIT, _demo_store, as_json, clean, gib, host, num, pct
+from clustertop.read.energy import Use, decode_ledgers, windows
+from clustertop.read.people import Item, Work, find
+from clustertop.read.plan import ALL_FULL
+from clustertop.read.reader import Reader
+from clustertop.wire.text import known
+
+#: Text output: a command line is cut here.
+CMD_LIMIT = 120
+HEADINGS = {"gpu-process": "GPU processes", "process": "processes", "pod": "pods", "container": "containers",
+            "task": "launched tasks", "celery-task": "Celery tasks"}
+
+
+def add_parser(sub: Any, add_store: Any) -> None:
+    w = sub.add_parser("who", help="one user's work across the cluster: processes, GPUs, pods, containers, tasks")
+    add_store(w)
+    w.add_argument("user", metavar="USER", help="a user name as the nodes' passwd gives it, or a numeric uid")
+    w.add_argument("--json", action="store_true", help="JSON: every item and the totals")
+    w.add_argument("--demo", action="store_true", help="of the demo cluster (embedded store)")
+    w.add_argument("--seed", type=int, default=1)
+
+
+def run(args: Any) -> int:
+    if args.demo:
+        client, source, clock = _demo_store(args.seed)
+    elif args.redis:
+        from clustertop.store import connect, redact
+
+        client = connect(args.redis, args.redis_password_file, args.redis_ca_file)
+        source, clock = redact(args.redis), time.time
+    else:
+        print("clustertop who: no store: give --redis URL (or set CLUSTERTOP_REDIS), or --demo", file=sys.stderr)
+        return 2
+    from redis.exceptions import RedisError
+
+    try:
+        state = Reader(client, clock=clock).read(ALL_FULL)
+        hosts = [v.host for v in state.nodes if v.snap is not None]
+        p = client.pipeline(transaction=False)
+        for h in hosts:
+            p.get(wire.energy_key(h))  # one GET per host: each key has its host's hash tag
+        ledgers, energy_errors = decode_ledgers(zip(hosts, p.execute(), strict=True))
+    except (RedisError, OSError) as e:
+        print(f"clustertop who: store {source} unreachable: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    # No ledger read at all: energy unknown (None), not "none recorded".
+    work = find(args.user, state.nodes, state.cluster, windows(ledgers, state.ts) if ledgers else None)
+    out = sys.stdout
+    if args.json:
+        out.buffer.write(as_json(as_document(work, source, energy_errors)) + b"\n")
+    else:
+        out.write(as_text(work, energy_errors))
+    out.flush()
+    return 0
+
+
+def _use(u: Use | None) -> dict[str, Any] | None:
+    if u is None:
+        return None
+    return {"kwh": known(u.kwh, 0, 1e12), "gpu_hours": known(u.gpu_hours, 0, 1e12), "hosts": sorted(u.hosts)}
+
+
+def as_document(w: Work, source: str, energy_errors: dict[str, str]) -> dict[str, Any]:
+    return {
+        "source": source, "user": w.user, "nodes_searched": w.nodes, "nodes_without_processes": w.no_procs,
+        "gpus": [{"host": h, "index": i} for h, i in w.gpus], "vram_bytes": w.vram_bytes,
+        "vram_unknown": w.vram_unknown,
+        "energy": {"hour": _use(w.energy_hour), "day": _use(w.energy_day)} if w.energy_read else None,
+        "energy_errors": energy_errors, "items": [dataclasses.asdict(i) for i in w.items], "items_omitted": w.omitted,
+    }
+
+
+def _energy_line(w: Work, energy_errors: dict[str, str]) -> str:
+    def one(label: str, u: Use | None) -> str:
+        if u is None:
+            return f"{label} none recorded"
+        kwh, gh = known(u.kwh, 0, 1e12), known(u.gpu_hours, 0, 1e12)
+        return (f"{label} {'N/A' if kwh is None else format(kwh, '.2f')} kWh, "
+                f"{'N/A' if gh is None else format(gh, '.2f')} GPU-hours")
+
+    line = (f"energy: {one('last hour', w.energy_hour)}; {one('last 24 h', w.energy_day)}" if w.energy_read
+            else "energy: N/A (no energy ledger read)")
+    if energy_errors:
+        line += f" (ledgers unreadable on {len(energy_errors)} nodes: {', '.join(host(h) for h in sorted(energy_errors)[:5])})"
+    return line
+
+
+def item_line(i: Item) -> str:
+    where = host(i.host) if i.host else "(no node)"
+    parts = [f"{where:<{min(HOST_LIMIT, 16)}}"]
+    if i.kind == "gpu-process":
+        parts += [f"GPU {num(i.gpu)}", f"pid {num(i.pid)}", f"{gib(i.vram_bytes)} GiB VRAM", clean(i.name, CMD_LIMIT)]
+    elif i.kind == "process":
+        parts += [f"pid {num(i.pid)}", f"cpu {pct(i.cpu_pct)}", f"rss {gib(i.rss_bytes)} GiB", clean(i.name, CMD_LIMIT)]
+    elif i.kind == "pod":
+        parts += [clean(i.name, 200), clean(i.state, 30), f"{num(i.gpus)} GPUs requested"]
+    elif i.kind == "task":
+        parts += [f"task {clean(i.ident, 40)}", f"template {clean(i.name, 80)}", f"pid {num(i.pid)}"]
+    else:
+        parts += [clean(i.name, 200)]
+        if i.state:
+            parts.append(clean(i.state, 30))
+    tail = [clean(x, 200) for x in (i.owner,) if x]
+    if i.via:
+        tail.append(f"via {clean(i.via, 100)}")
+    if i.node_state != "up":
+        tail.append(f"node {clean(i.node_state, 10)}")
+    return "  " + "  ".join(parts) + (f"  ({'; '.join(tail)})" if tail else "")
+
+
+def as_text(w: Work, energy_errors: dict[str, str]) -> str:
+    user = clean(w.user, 100)
+    counts = ", ".join(f"{w.count(k)} {HEADINGS[k]}" for k in HEADINGS)
+    lines = [f"{user}: {counts}"]
+    vram = f"{gib(w.vram_bytes)} GiB VRAM" + (f" (+{w.vram_unknown} processes of unknown VRAM)" if w.vram_unknown else "")
+    lines.append(f"GPUs held now: {len(w.gpus)} on {len({h for h, _ in w.gpus})} nodes, {vram}")
+    lines.append(_energy_line(w, energy_errors))
+    for kind, heading in HEADINGS.items():
+        rows = [i for i in w.items if i.kind == kind]
+        if rows:
+            lines.append(f"{heading}:")
+            lines += [item_line(i) for i in rows]
+    if w.omitted:
+        lines.append(f"… and {w.omitted} more items, not listed")
+    note = f"searched {w.nodes} nodes"
+    if w.no_procs:
+        shown = ", ".join(host(h) for h in w.no_procs[:10])
+        note += f"; no process list from {len(w.no_procs)} ({shown}{', …' if len(w.no_procs) > 10 else ''}): unknown there"
+    lines.append(note)
+    return "\n".join(lines) + "\n"

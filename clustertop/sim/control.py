@@ -1,0 +1,347 @@
+"""Provides the demo's Kubernetes, Celery and Dask control: the dashboard's actions, acting on the simulated
+cluster instead of an API server, a broker or a scheduler.
+
+``SimControl.k8s`` and ``SimControl.celery`` answer the methods the dashboard calls on
+``control.kubernetes.K8sControl`` and ``control.celery.CeleryControl`` (same arguments, same result types:
+``Impact``, ``Result``), and ``retire_worker`` the one of ``control.dask``. What each does to the model is
+what the real controller would do next: a deleted pod is gone with its GPU process, and its Job or
+ReplicaSet makes a new one (new name); a scaled Deployment gets or loses pods; a revoked task leaves its
+queue; a retired Dask worker leaves the scheduler. Nothing here opens a kubeconfig, a broker or a socket.
+
+Every call runs in the simulator's thread, between ticks (``run_pending``, from ``start_thread``'s
+``each_tick``): the dashboard's worker thread queues it and waits for the answer, so an action and the
+model's step never race. The dashboard audits these actions as it audits the real ones (``Actions.execute``).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import queue
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import msgspec
+
+from clustertop.control.celery import Result
+from clustertop.control.kubernetes import RECREATES, Impact, K8sControlError, _check_name
+from clustertop.sim.nodes import Job, _uuid
+from clustertop.sim.services import _suffix
+from clustertop.wire import schema
+
+T = TypeVar("T")
+
+#: How long an action waits for the simulator thread (it runs queued calls once per tick).
+WAIT_S = 10.0
+SIMULATED = " (simulated cluster)"
+
+
+class SimControl:
+    """The demo's stand-in for the operator's Kubernetes, Celery and Dask clients."""
+
+    def __init__(self, sim: Any, wait_s: float = WAIT_S) -> None:
+        self.sim = sim
+        self.wait_s = wait_s
+        self._calls: queue.SimpleQueue[tuple[Callable[[float], Any], concurrent.futures.Future[Any]]] = \
+            queue.SimpleQueue()
+        self._now = 0.0
+        self.k8s = SimKubernetes(self)
+        self.celery = SimCelery(self)
+
+    def call(self, fn: Callable[[float], T]) -> T:
+        """Run ``fn(now)`` in the simulator's thread; its result, or its exception, here."""
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._calls.put((fn, fut))
+        try:
+            return fut.result(self.wait_s)  # type: ignore[no-any-return]
+        except concurrent.futures.TimeoutError:
+            fut.cancel()  # never done later, behind the operator's back
+            raise RuntimeError(f"the simulator did not answer within {self.wait_s:g} s (demo stopping?)") from None
+
+    def run_pending(self, client: Any, now: float) -> int:
+        """The simulator thread's side: run every queued call (``each_tick``). Returns how many ran."""
+        n = 0
+        while True:
+            try:
+                fn, fut = self._calls.get_nowait()
+            except queue.Empty:
+                return n
+            if not fut.set_running_or_notify_cancel():
+                continue
+            n += 1
+            try:
+                fut.set_result(fn(now))
+            except Exception as e:  # noqa: BLE001 - the caller gets it, the simulator goes on
+                fut.set_exception(e)
+
+    def retire_worker(self, worker: str) -> Result:
+        """``control.dask.retire_worker`` on the simulated scheduler: the worker leaves, its queued work stays."""
+        def act(now: float) -> Result:
+            q = self.sim.queues
+            left = [w for w in q.dask if w[1] != worker]
+            if len(left) == len(q.dask):
+                return Result(False, f"retire {worker}: the scheduler retired nothing (unknown worker){SIMULATED}",
+                              {"retired": []})
+            q.dask = left
+            return Result(True, f"retired {worker}{SIMULATED}", {"retired": [worker]})
+
+        return self.call(act)
+
+
+# ---------------------------------------------------------------------------------------------
+# Kubernetes
+# ---------------------------------------------------------------------------------------------
+
+
+class SimKubernetes:
+    """``K8sControl``'s methods the dashboard uses, on ``SimCluster.k8s`` and its jobs."""
+
+    def __init__(self, ctl: SimControl) -> None:
+        self.ctl = ctl
+        self._rs: dict[tuple[str, str], str] = {}  # (namespace, deployment) -> its ReplicaSet's name
+
+    def close(self) -> None:
+        pass
+
+    def allowed_actions(self, namespace: str | None = None) -> dict[str, bool]:
+        # The demo's operator may do everything the simulated cluster can do; Job templates and logs it has not.
+        return {"delete_pod": True, "delete_job": True, "scale_deployment": True, "create_job": False,
+                "pod_logs": False, "rollout": False, "nodes": False}  # no ReplicaSet history in the model: no undo/restart
+
+    # -- where a pod is in the model ------------------------------------------------------------
+
+    def _find(self, namespace: str, name: str) -> tuple[str, Any]:
+        sim = self.ctl.sim
+        for p in sim.k8s.static:
+            if p.namespace == namespace and p.name == name:
+                return "static", p
+        for j in sim.running:
+            if j.namespace == namespace and j.name == name:
+                return "running", j
+        for j in sim.pending:
+            if j.namespace == namespace and j.name == name:
+                return "pending", j
+        for f in sim.k8s.finished:
+            if f[0].namespace == namespace and f[0].name == name:
+                return "finished", f
+        raise K8sControlError(f"pod {namespace}/{name}: not found (404){SIMULATED}", status=404)
+
+    def _impact(self, namespace: str, name: str) -> Impact:
+        _check_name("namespace", namespace)
+        _check_name("pod", name)
+        where, obj = self._find(namespace, name)
+        if where == "static":
+            p: schema.K8sPod = obj
+            imp = Impact(kind="Pod", namespace=namespace, name=name, phase=p.phase, restarts=p.restarts, gpus=p.gpus,
+                         node=p.node, owner_kind=p.owner_kind, owner=p.owner, uid=p.uid, recreated=True,
+                         consequence=RECREATES["ReplicaSet"] + " (a Deployment's pods come back as new pods with "
+                                                               "new names)")
+        else:
+            job: Job = obj[0] if where == "finished" else obj
+            phase = {"running": "Running", "pending": "Pending"}.get(where) or obj[2]
+            imp = Impact(kind="Pod", namespace=namespace, name=name, phase=phase, restarts=0, gpus=job.gpus_wanted,
+                         node=job.host or None, owner_kind="Job", owner=job.job_name, uid=job.uid,
+                         recreated=where != "finished", consequence=RECREATES["Job"])
+        if imp.phase == "Running":
+            imp.consequence += "; its running processes are killed"
+        imp.consequence += SIMULATED
+        return imp
+
+    def preview_delete_pod(self, namespace: str, name: str) -> Impact:
+        return self.ctl.call(lambda now: self._impact(namespace, name))
+
+    def delete_pod(self, namespace: str, name: str, uid: str | None = None,
+                   grace_period_s: int | None = None) -> Impact:
+        def act(now: float) -> Impact:
+            imp = self._impact(namespace, name)
+            if uid is not None and imp.uid != uid:
+                raise K8sControlError(f"delete pod {namespace}/{name}: the name now means another pod (409)"
+                                      f"{SIMULATED}", status=409)
+            self._delete(namespace, name, now)
+            return imp
+
+        return self.ctl.call(act)
+
+    def _delete(self, namespace: str, name: str, now: float) -> None:
+        sim = self.ctl.sim
+        where, obj = self._find(namespace, name)
+        if where == "static":
+            # The ReplicaSet makes a replacement at once: same node here, a new name, a fresh start.
+            sim.k8s.static.remove(obj)
+            sim.k8s.static.append(self._new_replica(obj.namespace, obj.owner, obj.node, now))
+        elif where == "running":
+            self._stop(obj, now)
+            sim.pending.append(self._retry(obj, now))  # the Job controller: a new pod, waiting for GPUs
+        elif where == "pending":
+            sim.pending.remove(obj)
+            sim.pending.append(self._retry(obj, now))
+        else:
+            sim.k8s.finished.remove(obj)  # a finished Job's pod: nothing makes it again
+
+    def _stop(self, job: Job, now: float) -> None:
+        """The pod's process ends now: its GPUs free (as at a job's end in ``SimCluster._schedule``, without the
+        "Succeeded" pod a finished run leaves behind)."""
+        sim = self.ctl.sim
+        sim.running.remove(job)
+        node = sim.by_host[job.host]
+        for gi in job.gpus:
+            g = node.gpus[gi]
+            if g.job is job:
+                g.job = None
+                g.free_at = now + sim.rng.uniform(15, 60)
+
+    def _retry(self, job: Job, now: float) -> Job:
+        rng = self.ctl.sim.rng
+        uid = _uuid(rng)
+        owner = schema.Owner(kind="pod", pod_uid=uid, container_id=f"{rng.getrandbits(256):064x}")
+        new = dataclasses.replace(job, name=f"{job.job_name}-{_suffix(rng)}", uid=uid, owner=owner, pid=0, start=0.0,
+                                  end=0.0, gpus=[], host="", created=now, _gpu_proc=None)
+        new.gpu_owner = schema.Owner(kind="pod", pod_uid=uid)  # as SimCluster._new_job sets it
+        return new
+
+    def _new_replica(self, namespace: str, rs: str | None, node: str | None, now: float) -> schema.K8sPod:
+        rng = self.ctl.sim.rng
+        return schema.K8sPod(namespace=namespace, name=f"{rs}-{_suffix(rng)}", node=node, phase="Running", restarts=0,
+                             created_ts=now, owner_kind="ReplicaSet", owner=rs,
+                             uid=_uuid(rng))
+
+    def preview_delete_job(self, namespace: str, name: str) -> Impact:
+        return self.ctl.call(lambda now: self._job_impact(namespace, name))
+
+    def _job_pods(self, namespace: str, name: str) -> tuple[list[Job], list[Job], list[Any]]:
+        sim = self.ctl.sim
+        return ([j for j in sim.running if j.namespace == namespace and j.job_name == name],
+                [j for j in sim.pending if j.namespace == namespace and j.job_name == name],
+                [f for f in sim.k8s.finished if f[0].namespace == namespace and f[0].job_name == name])
+
+    def _job_impact(self, namespace: str, name: str) -> Impact:
+        _check_name("namespace", namespace)
+        _check_name("job", name)
+        running, pending, finished = self._job_pods(namespace, name)
+        pods = len(running) + len(pending) + len(finished)
+        if not pods:
+            raise K8sControlError(f"job {namespace}/{name}: not found (404){SIMULATED}", status=404)
+        consequence = (f"its {pods} pod(s) are deleted with it" + (f", {len(running)} of them running" if running
+                                                                    else "")
+                       + "; not managed by anything: gone for good")
+        if finished and not running and not pending:
+            consequence = "finished job: " + consequence
+        return Impact(kind="Job", namespace=namespace, name=name, pods=pods, running=len(running),
+                      gpus=sum(j.gpus_wanted for j in running), consequence=consequence + SIMULATED)
+
+    def delete_job(self, namespace: str, name: str, uid: str | None = None) -> Impact:
+        def act(now: float) -> Impact:
+            imp = self._job_impact(namespace, name)
+            running, pending, finished = self._job_pods(namespace, name)
+            for j in running:
+                self._stop(j, now)
+            sim = self.ctl.sim
+            sim.pending = [j for j in sim.pending if j not in pending]
+            sim.k8s.finished = [f for f in sim.k8s.finished if f not in finished]
+            return imp
+
+        return self.ctl.call(act)
+
+    def scale_deployment(self, namespace: str, name: str, replicas: int) -> tuple[int | None, int]:
+        _check_name("namespace", namespace)
+        _check_name("deployment", name)
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+            raise K8sControlError(f"replicas must be a whole number >= 0, got {replicas!r}")
+
+        def act(now: float) -> tuple[int | None, int]:
+            k8s = self.ctl.sim.k8s
+            if not self._rs:  # every Deployment has pods when the model is built: learn their ReplicaSets once
+                self._rs = {(d.namespace, d.name): p.owner for d in k8s.deployments for p in k8s.static
+                            if p.namespace == d.namespace and p.owner and p.owner.startswith(f"{d.name}-")}
+            dep = next((d for d in k8s.deployments if d.namespace == namespace and d.name == name), None)
+            rs = self._rs.get((namespace, name))
+            if dep is None or rs is None:
+                raise K8sControlError(f"deployment {namespace}/{name}: not found (404){SIMULATED}", status=404)
+            before = dep.replicas
+            mine = [p for p in k8s.static if p.namespace == namespace and p.owner == rs]
+            for p in sorted(mine, key=lambda p: -(p.created_ts or 0))[:max(0, len(mine) - replicas)]:
+                k8s.static.remove(p)  # scale down: the newest go first, as the ReplicaSet controller picks
+            nodes = [n.name for n in k8s.nodes] or [None]
+            for i in range(len(mine), replicas):
+                k8s.static.append(self._new_replica(namespace, rs, nodes[i % len(nodes)], now))
+            k8s.deployments[k8s.deployments.index(dep)] = msgspec.structs.replace(dep, replicas=replicas, ready=replicas)
+            return before, replicas
+
+        return self.ctl.call(act)
+
+    # -- what the demo does not have ------------------------------------------------------------
+
+    def pod_logs(self, namespace: str, name: str, container: str | None = None, tail_lines: int = 200) -> str:
+        raise K8sControlError(f"logs unavailable for {namespace}/{name}: simulated pods write no logs{SIMULATED}")
+
+    def prepare_job(self, template_path: str, params: dict[str, Any], namespace: str | None = None) -> Any:
+        raise K8sControlError("the demo's simulated Kubernetes takes no Job templates")
+
+    def create_job(self, plan: Any) -> Any:
+        raise K8sControlError("the demo's simulated Kubernetes takes no Job templates")
+
+
+# ---------------------------------------------------------------------------------------------
+# Celery
+# ---------------------------------------------------------------------------------------------
+
+
+class SimCelery:
+    """``CeleryControl``'s revoke and pool methods, on ``SimCluster.queues``; replies worded as Celery's."""
+
+    def __init__(self, ctl: SimControl) -> None:
+        self.ctl = ctl
+
+    def close(self) -> None:
+        pass
+
+    def revoke(self, task_id: str, terminate: bool = False, signal: str = "SIGTERM",
+               workers: list[str] | None = None) -> Result:
+        what = f"{'terminate' if terminate else 'revoke'} task {task_id}"
+
+        def act(now: float) -> Result:
+            q = self.ctl.sim.queues
+            if not q.workers:
+                return Result(False, f"{what}: no worker replied")
+            dropped = 0
+            for name in q.backlog:
+                kept = [t for t in q.backlog[name] if t.id != task_id]
+                dropped += len(q.backlog[name]) - len(kept)
+                q.backlog[name] = kept
+            killed = 0
+            if terminate:
+                for w in q.workers:
+                    kept = [t for t in w.active if t.id != task_id]
+                    killed += len(w.active) - len(kept)
+                    w.active = kept
+            # Every worker keeps the id in its revoked set and says so, known task or not (as Celery does).
+            replies = f"{len(q.workers)} worker(s) replied: tasks flagged as revoked: {task_id}"
+            effect = f"{dropped} queued cop{'y' if dropped == 1 else 'ies'} dropped"
+            if terminate:
+                effect += f", {killed} running cop{'y' if killed == 1 else 'ies'} terminated ({signal})"
+            return Result(True, f"{what}: {replies} ({effect}; simulated cluster)",
+                          {"dropped": dropped, "terminated": killed})
+
+        return self.ctl.call(act)
+
+    def _pool(self, worker: str, n: int, grow: bool) -> Result:
+        what = f"{'grow' if grow else 'shrink'} {worker} pool by {n}"
+
+        def act(now: float) -> Result:
+            w = next((w for w in self.ctl.sim.queues.workers if f"celery@{w.host}" == worker), None)
+            if w is None:
+                return Result(False, f"{what}: no worker replied")
+            if not grow and w.pool_size - n < 1:
+                return Result(False, f"{what}: {worker}: pool has {w.pool_size} process(es), cannot shrink by {n}"
+                                     f"{SIMULATED}")
+            w.pool_size += n if grow else -n
+            return Result(True, f"{what}: {worker}: pool will {'grow' if grow else 'shrink'} (now "
+                                f"{w.pool_size}){SIMULATED}")
+
+        return self.ctl.call(act)
+
+    def pool_grow(self, worker: str, n: int = 1) -> Result:
+        return self._pool(worker, n, grow=True)
+
+    def pool_shrink(self, worker: str, n: int = 1) -> Result:
+        return self._pool(worker, n, grow=False)

@@ -1,0 +1,65 @@
+"""Provides the node screen's Ceph maintenance lines: which OSDs Ceph places on this node, how much data they
+hold, and whether ``noout`` is set - what an operator must know before draining or rebooting it.
+
+A pure function of the cluster's Ceph payload (its OSD -> host mapping) and the node's name, so tests read
+exactly what a person reads. None when Ceph places no OSD on the node (the section is hidden), or when the
+payload has no OSD list. Unknown numbers are "N/A", never 0. Setting noout is offered as the command to run
+(``clustertop ceph flag set noout``, with the operator's own Ceph credentials, confirmed and audited).
+"""
+
+from __future__ import annotations
+
+from textual.content import Content
+
+from clustertop.dashboard import fmt
+from clustertop.wire import schema
+
+#: OSDs listed one per line up to this many; the rest are counted.
+MAX_LINES = 12
+
+
+def same_host(ceph_host: str | None, node: str) -> bool:
+    """Ceph names a host by its short name ("gpu-06"); a node may publish its FQDN ("gpu-06.lab")."""
+    if not ceph_host:
+        return False
+    return ceph_host == node or ceph_host.split(".")[0] == node.split(".")[0]
+
+
+def noout_set(c: schema.Ceph) -> bool | None:
+    """From health: OSDMAP_FLAGS says "noout flag(s) set". None when the health checks are unknown."""
+    if c.checks is None:
+        return None
+    return any(k.code == "OSDMAP_FLAGS" and "noout" in (k.message or "") for k in c.checks)
+
+
+def maintenance_section(payload: schema.ClusterPayload | None, node: str) -> Content | None:
+    c = payload.ceph if payload is not None else None
+    if c is None or not c.osds:
+        return None
+    mine = sorted((o for o in c.osds if same_host(o.host, node)), key=lambda o: o.id)
+    if not mine:
+        return None
+    used = [o.used_bytes for o in mine]
+    total = fmt.NA if any(u is None for u in used) else fmt.bytes_(sum(u for u in used if u is not None))
+    lines = [Content.assemble(("Ceph maintenance", "bold $primary"),
+                              (f"  {len(mine)} OSD{'s' if len(mine) != 1 else ''} on this node, ", ""),
+                              (total, "dim" if total == fmt.NA else "bold"), (" of data", ""))]
+    for o in mine[:MAX_LINES]:
+        up = "up" if o.up else "down" if o.up is False else fmt.NA
+        in_ = "in" if o.in_ else "out" if o.in_ is False else fmt.NA
+        style = "$ct-crit" if o.up is False else "$ct-warn" if o.in_ is False else ""
+        lines.append(Content.assemble((f"  osd.{o.id:<5} ", ""), (f"{up}/{in_}".ljust(9), style),
+                                      (f" used {fmt.bytes_(o.used_bytes)} of {fmt.bytes_(o.total_bytes)}", "")))
+    if len(mine) > MAX_LINES:
+        lines.append(Content(f"  … and {len(mine) - MAX_LINES} more"))
+    flag = noout_set(c)
+    if flag is None:
+        lines.append(Content.assemble(("  noout: ", "dim"), (fmt.NA, "dim")))
+    elif flag:
+        lines.append(Content.assemble(("  noout is set", "$ct-warn bold"),
+                                      (": its OSDs stay in while it is down; afterwards: clustertop ceph flag "
+                                       "unset noout", "dim")))
+    else:
+        lines.append(Content.assemble(("  noout is not set", "bold"),
+                                      (": before a drain or reboot: clustertop ceph flag set noout", "dim")))
+    return Content("\n").join(lines)
