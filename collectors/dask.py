@@ -11,7 +11,9 @@ Two GETs per scheduler per poll, served by ``distributed`` itself (default route
   per-worker detail: the Prometheus ``/metrics`` has cluster totals only (and needs prometheus_client),
   ``/api/v1/get_workers`` has names only and is off by default. At 1,000 workers it is about 1 MB,
   so it is decoded into typed structs that skip the fields we do not show (~1.5 ms for 1,000 workers,
-  tests/collectors/test_dask.py prints the figure).
+  tests/collectors/test_dask.py prints the figure). distributed answers it with HTTP 500 while a busy
+  worker's heartbeat carries task digests (most of the time on a busy cluster): then the same document is
+  asked of the scheduler through its comm address (``dask_progress.identity_on_scheduler``).
 - Task counts: ``processing`` (assigned to a worker) and ``waiting`` (not started: waiting on
   dependencies, queued on the scheduler, or no worker fits). Exact from the Prometheus ``/metrics``
   (``dask_scheduler_tasks{state=...}``) when the scheduler has prometheus_client; otherwise from
@@ -48,6 +50,9 @@ DEFAULT_REQUEST_TIMEOUT_S = 3.0
 PROMETHEUS_RETRY_S = 600.0
 #: How long to wait before asking again for progress from a scheduler whose comm address failed.
 PROGRESS_RETRY_S = 60.0
+#: identity.json answering HTTP 500 before the comm address is known: tries, a worker heartbeat apart.
+IDENTITY_TRIES = 3
+IDENTITY_RETRY_S = 0.3
 
 
 class DaskUnreachable(Exception):
@@ -119,7 +124,7 @@ class DaskCollector:
         return resp.content
 
     def poll_one(self, base: str) -> tuple[list[schema.Worker], queues_parse.DaskCounts]:
-        ident = queues_parse.parse_dask_identity(self._get(f"{base}/json/identity.json"), self.wall())
+        ident = queues_parse.parse_dask_identity(self._identity(base), self.wall())
         self.addresses[base] = ident.address
         counts = self._prometheus_counts(base, len(ident.workers))
         if counts is None:
@@ -127,6 +132,43 @@ class DaskCollector:
 
             counts = queues_parse.parse_dask_counts(json.loads(self._get(f"{base}/json/counts.json")))
         return ident.workers, counts
+
+    def _identity(self, base: str) -> bytes | str:
+        """``/json/identity.json``; where the scheduler answers it with HTTP 500 (distributed fails to encode
+        a busy worker's heartbeat digests, see ``dask_progress.identity_on_scheduler``), the same document
+        asked of the scheduler through its comm address, once that address is known from an earlier
+        answer and ``distributed`` is installed here. Before that, a few tries a heartbeat apart."""
+        import httpx
+
+        for attempt in range(IDENTITY_TRIES):
+            try:
+                return self._get(f"{base}/json/identity.json")
+            except httpx.HTTPStatusError as e:
+                if e.response.status_code != 500:
+                    raise
+                if self.addresses.get(base) and self._comm_possible():
+                    return self._client_for(base).identity()
+                if attempt == IDENTITY_TRIES - 1:
+                    raise DaskUnreachable(
+                        "/json/identity.json answers HTTP 500 (distributed cannot encode busy workers' heartbeat "
+                        "digests); the scheduler's comm address is not known yet") from None
+                time.sleep(IDENTITY_RETRY_S)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _comm_possible() -> bool:
+        import importlib.util
+
+        return importlib.util.find_spec("distributed") is not None
+
+    def _client_for(self, base: str) -> dask_progress.ProgressClient:
+        address = self.addresses[base]
+        pc = self.progress.get(base)
+        if pc is None or pc.address != address:
+            if pc is not None:
+                pc.close()
+            pc = self.progress[base] = dask_progress.ProgressClient(address, self.timeout_s)
+        return pc
 
     def _prometheus_counts(self, base: str, workers: int) -> queues_parse.DaskCounts | None:
         """Exact per-state task counts (queued included) when the scheduler exports Prometheus
@@ -197,15 +239,9 @@ class DaskCollector:
 
         if importlib.util.find_spec("distributed") is None:
             raise DaskUnreachable("the distributed package is not installed here: progress unknown (pip install distributed)")
-        address = self.addresses.get(base)
-        if not address:
+        if not self.addresses.get(base):
             raise DaskUnreachable("the scheduler did not give its comm address (identity.json)")
-        pc = self.progress.get(base)
-        if pc is None or pc.address != address:
-            if pc is not None:
-                pc.close()
-            pc = self.progress[base] = dask_progress.ProgressClient(address, self.timeout_s)
-        return pc.poll()
+        return self._client_for(base).poll()
 
     def close(self) -> None:
         for pc in self.progress.values():

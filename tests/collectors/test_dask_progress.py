@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import math
 import operator
+import threading
 from typing import Any
 
+import httpx
 import msgspec
 
 from clustertop.collectors import dask_progress
@@ -51,6 +53,37 @@ def test_computation_states_and_task_stream(cluster: tuple[DaskCluster, Any]) ->
         assert all(t.start_ts is not None and t.stop_ts is not None and t.stop_ts >= t.start_ts
                    for t in mine if t.status == "OK")
     finally:
+        col.close()
+
+
+def test_workers_are_read_while_the_cluster_is_busy(cluster: tuple[DaskCluster, Any]) -> None:  # noqa: F811
+    """distributed's /json/identity.json answers HTTP 500 while a worker's last heartbeat carries task
+    digests (tuple keys JSON refuses): on a busy cluster, most requests. The collector then asks the
+    scheduler for the same document through its comm address, so a busy cluster's workers stay listed."""
+    c, client = cluster
+    col = collector([c.url])
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            client.gather(client.map(operator.add, range(40), range(40), pure=False))
+
+    loader = threading.Thread(target=load, daemon=True)
+    try:
+        wait_for("a first identity (the comm address)", lambda: col.collect().workers)
+        loader.start()
+        http_500 = 0
+        for _ in range(20):
+            http_500 += httpx.get(f"{c.url}/json/identity.json", timeout=5).status_code == 500
+            q = col.collect()
+            assert len(q.workers) == 3 and all(w.online for w in q.workers), q
+            assert not q.errors or not any("identity" in e for e in q.errors), q.errors
+        # The case this test is about happened (the page failed while the collector listed the workers).
+        assert http_500 > 0
+    finally:
+        stop.set()
+        if loader.is_alive():
+            loader.join(timeout=30)
         col.close()
 
 

@@ -44,7 +44,7 @@ from tests.support import hostile
 
 SIZES = [(80, 24), (384, 108)]
 SCREENS = [("overview", "1"), ("nodes", "2"), ("gpus", "3"), ("storage", "4"), ("network", "5"), ("work", "6"),
-           ("audit", "7")]
+           ("audit", "7"), ("energy", "e")]
 #: An absurd number as Python would print it: a non-finite word, an exponent, a run of 12+ digits.
 HUGE = re.compile(r"(?i)(?<![a-z])-?(nan|inf|infinity)(?![a-z])|\d[eE][+-]\d|\d{12,}")
 
