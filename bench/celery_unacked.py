@@ -40,7 +40,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--unacked", type=int, default=5000)
     ap.add_argument("--polls", type=int, default=20)
+    ap.add_argument("--quick", action="store_true", help="CI smoke run: 1,000 unacked, 5 polls")
     a = ap.parse_args()
+    if a.quick:
+        a.unacked, a.polls = 1000, 5
     proc, url, data = start_redis()
     try:
         import redis

@@ -45,7 +45,10 @@ def main() -> None:
     ap.add_argument("--procs", default="1,2")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-cluster", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="CI smoke run: 500 nodes, 2 ticks, once")
     a = ap.parse_args()
+    if a.quick:
+        a.nodes, a.ticks, a.repeat = 500, 2, 1
     procs = [int(p) for p in a.procs.split(",")]
     print(f"load average at start: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)")
     single = RedisServer()
