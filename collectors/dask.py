@@ -235,9 +235,7 @@ class DaskCollector:
         return result
 
     def _progress(self, base: str) -> tuple[list[schema.DaskComputation] | None, list[schema.DaskStreamTask] | None]:
-        import importlib.util
-
-        if importlib.util.find_spec("distributed") is None:
+        if not self._comm_possible():
             raise DaskUnreachable("the distributed package is not installed here: progress unknown (pip install distributed)")
         if not self.addresses.get(base):
             raise DaskUnreachable("the scheduler did not give its comm address (identity.json)")

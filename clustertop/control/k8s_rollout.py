@@ -165,18 +165,7 @@ def send(ctl: K8sControl, what: str, method: str, path: str, body: Any, content_
          query: list[tuple[str, str]] | None = None) -> Any:
     """A raw JSON request (PATCH with an explicit patch type, POST of a subresource) through ``ctl``'s
     client, its timeout and its error handling; the answer as decoded JSON."""
-
-    def call(*, _request_timeout: float, _preload_content: bool = False) -> Any:
-        req = ctl.api.param_serialize(method, path, query_params=query or [], body=body,
-                                      auth_settings=["BearerToken"],
-                                      header_params={"Content-Type": content_type, "Accept": "application/json"})
-        resp = ctl.api.call_api(*req, _request_timeout=_request_timeout)
-        resp.read()
-        if not 200 <= resp.status <= 299:
-            raise ctl._client.exceptions.ApiException.from_response(http_resp=resp, body=None, data=None)
-        return resp
-
-    return ctl._call(what, call)
+    return ctl._call(what, ctl._raw, method, path, body, query or [], content_type)
 
 
 def _deployment(ctl: K8sControl, namespace: str, name: str) -> dict[str, Any]:

@@ -292,9 +292,14 @@ class K8sControl:
         """POST raw JSON. The typed client methods validate bodies against the client's models first
         (client 37 refuses a number where the model says string, although the API server accepts a
         number for a quantity); the API server is the authority on what a Job may be."""
-        req = self.api.param_serialize("POST", path, query_params=query, body=body, auth_settings=["BearerToken"],
-                                       header_params={"Content-Type": "application/json",
-                                                      "Accept": "application/json"})
+        return self._raw("POST", path, body, query, "application/json", _request_timeout=_request_timeout)
+
+    def _raw(self, method: str, path: str, body: Any, query: list[tuple[str, str]], content_type: str, *,
+             _request_timeout: float, _preload_content: bool = False) -> Any:
+        """One raw JSON request through the client's auth and connection pool (for calls the typed client
+        lacks or validates wrongly: a Job body, a patch with an explicit type, the Eviction subresource)."""
+        req = self.api.param_serialize(method, path, query_params=query, body=body, auth_settings=["BearerToken"],
+                                       header_params={"Content-Type": content_type, "Accept": "application/json"})
         resp = self.api.call_api(*req, _request_timeout=_request_timeout)
         resp.read()
         if not 200 <= resp.status <= 299:
