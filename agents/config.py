@@ -13,12 +13,13 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
 from clustertop.agents.commands import SecurityConfig
 from clustertop.agents.energy import EnergySection
+from clustertop.agents.publisher import FULL_EVERY_S
 from clustertop.agents.tasks import TemplateConfig, parse_templates
 from clustertop.alerting.config import AlertsSection
 from clustertop.collectors import base
@@ -40,6 +41,8 @@ class AgentSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     redis_ca_file: str | None = None
     interval: Positive = 1.0  # seconds between snapshots
     history_interval: Positive = 5.0  # seconds between history points
+    # seconds between full snapshots nobody wants (every tick while a reader does); 0: every tick
+    full_every: Annotated[float, msgspec.Meta(ge=0)] = FULL_EVERY_S
     node: str = ""  # "": the hostname under proc_root
     role: str | None = None
     labels: dict[str, str] = {}
@@ -68,7 +71,8 @@ class AgentFile(msgspec.Struct, forbid_unknown_fields=True):
 
 
 #: AgentConfig's field for each [agent] key whose name differs (flags and overrides use these).
-FIELD_OF = {"redis": "redis_url", "interval": "interval_s", "history_interval": "hist_every_s"}
+FIELD_OF = {"redis": "redis_url", "interval": "interval_s", "history_interval": "hist_every_s",
+            "full_every": "full_every_s"}
 
 
 @dataclass
@@ -89,6 +93,7 @@ class AgentConfig:
     node: str = ""
     interval_s: float = 1.0
     hist_every_s: float = 5.0
+    full_every_s: float = FULL_EVERY_S
     read_only: bool = False
     role: str | None = None
     labels: dict[str, str] = field(default_factory=dict)

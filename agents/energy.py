@@ -267,7 +267,7 @@ class Ledger:
             self.load(client)
         if not (self.last or self.recent or self.hours):
             return False  # a node without GPUs keeps no ledger (none shows on the energy screen)
-        client.set(wire.energy_key(self.host), wire.encode(self.payload(now)), px=KEY_TTL_MS)
+        client.set(wire.energy_key(self.host), wire.pack(wire.encode(self.payload(now)), "energy"), px=KEY_TTL_MS)
         self.saved(now)
         return True
 

@@ -10,6 +10,13 @@ payload bytes, signed once, in the SAME MULTI as the three payloads and with the
 reads payload and seal in one MULTI too) never pairs a payload of one tick with the seal of another; and
 every ANNOUNCE_EVERY_S the node's public key (``nodekey:{host}``, a claim for ``clustertop enrol
 --from-redis``; the operator's known_nodes file, never Redis, decides which key is trusted).
+
+The full snapshot is the one payload not written every tick (the byte budget, docs/architecture.md "Byte
+budget"): brief, digest and seal every tick; the full snapshot every ``full_every_s`` of snapshot time, and
+every tick while a reader wants it (``wire.want_key``: the tick's MULTI asks its PTTL, so the agent learns
+it with no round trip of its own, and publishes in full from the next tick). Its key then lives
+``full_every_s`` longer than the others, so it stays readable between writes; freshness comes from the
+digest's key. The seal of a tick that did not rewrite it still names the SHA-256 of the one stored.
 """
 
 from __future__ import annotations
@@ -36,12 +43,17 @@ MIN_TTL_MS = 3000
 #: it expires after ANNOUNCE_TTL_S, so a node gone for good stops offering a key to enrol.
 ANNOUNCE_EVERY_S = 60.0
 ANNOUNCE_TTL_S = 600.0
+#: The agent's default for ``[agent] full_every`` (seconds between full snapshots nobody asked for): see
+#: docs/architecture.md "Byte budget" for the bytes against the staleness of what only the full one holds.
+FULL_EVERY_S = 15.0
 
 
 def seal(node: str, snap: schema.NodeSnapshot, node_bytes: bytes, brief_bytes: bytes, digest_bytes: bytes,
-         key: signing.PrivateKey) -> schema.NodeSeal:
-    """The signed seal over one tick's three payloads (as encoded: the bytes readers get are the bytes hashed)."""
-    s = schema.NodeSeal(host=node, seq=snap.seq, ts=snap.ts, node=hashlib.sha256(node_bytes).hexdigest(),
+         key: signing.PrivateKey, node_sha: str | None = None) -> schema.NodeSeal:
+    """The signed seal over one tick's three payloads (as encoded: the bytes readers get are the bytes hashed).
+    ``node_sha``: the SHA-256 of the full snapshot stored, when this tick does not rewrite it."""
+    s = schema.NodeSeal(host=node, seq=snap.seq, ts=snap.ts,
+                        node=node_sha if node_sha is not None else hashlib.sha256(node_bytes).hexdigest(),
                         brief=hashlib.sha256(brief_bytes).hexdigest(),
                         digest=hashlib.sha256(digest_bytes).hexdigest())
     signing.sign_struct("seal", s, key)
@@ -50,10 +62,11 @@ def seal(node: str, snap: schema.NodeSnapshot, node_bytes: bytes, brief_bytes: b
 
 class Publisher:
     """``key``: the node's private key; None publishes no seal (tests, an unkeyed simulator), which readers
-    show as unverified."""
+    show as unverified. ``full_every_s``: seconds (of snapshot time) between full snapshots nobody wants;
+    0 writes one every tick, as agents before the byte budget did."""
 
     def __init__(self, client: Any, node: str, interval_s: float, hist_every_s: float = 5.0,
-                 key: signing.PrivateKey | None = None, tiers: bool = True) -> None:
+                 key: signing.PrivateKey | None = None, tiers: bool = True, full_every_s: float = 0.0) -> None:
         self.client = client
         self.node = node
         self.interval_s = interval_s
@@ -65,6 +78,33 @@ class Publisher:
         #: The 1-minute and 10-minute history tiers (agents/tiers.py), fed with the history points.
         self.tiers = TierWriter(node) if tiers else None
         self.ttl_ms = max(MIN_TTL_MS, int(interval_s * TTL_INTERVALS * 1000))
+        self.full_every_s = full_every_s if full_every_s > interval_s else 0.0
+        # The node key outlives its cadence by the others' TTL: readable until the next full write is overdue.
+        self.full_ttl_ms = self.ttl_ms + int(self.full_every_s * 1000)
+        #: The last full snapshot written: its snapshot time and SHA-256 (what every seal names until the next).
+        self._full_ts: float | None = None
+        self._full_sha: str | None = None
+        #: A reader wanted the full snapshot at the last tick (its want key's PTTL, read in that tick's MULTI).
+        self.wanted = False
+        #: False once Redis refused the PTTL (an ACL from before want keys): then full every tick, as before.
+        self.probe_want = True
+        #: Where the PTTL sits in a caller's pipeline (``publish(pipe=...)``): the caller hands the results to
+        #: ``saw``. None: not queued this tick.
+        self.want_at: int | None = None
+        self.fulls = 0  # full snapshots written (tests and benches count them)
+
+    def full_due(self, ts: float) -> bool:
+        """Whether the tick at ``ts`` writes the full snapshot: always without a cadence or a want probe, at
+        the first tick, while wanted, and every ``full_every_s`` (a clock stepped back counts as due)."""
+        if not self.full_every_s or not self.probe_want or self._full_ts is None or self.wanted:
+            return True
+        return not 0 <= ts - self._full_ts < self.full_every_s - 1e-3
+
+    def saw(self, results: list[Any]) -> None:
+        """Learn the want from the results of the caller's pipeline this publisher queued into."""
+        if self.want_at is not None and self.want_at < len(results):
+            self.wanted = _wants(results[self.want_at])
+        self.want_at = None
 
     def hist_due(self, ts: float) -> bool:
         return ts - self._last_hist_ts >= self.hist_every_s - 1e-3
@@ -78,11 +118,17 @@ class Publisher:
         ``shared``: with ``pipe``, where the node index and cluster payloads go instead (on a Redis Cluster they
         are in other slots than the node's MULTI: the simulator passes one plain pipeline for all its nodes).
         """
-        data = wire.encode(snap)
-        if len(data) > wire.MAX_PAYLOAD_BYTES:
-            raise ValueError(f"snapshot of {len(data)} bytes exceeds {wire.MAX_PAYLOAD_BYTES}: not published")
-        brief_data = wire.encode(brief(snap))
-        digest_data = wire.encode(digest(snap))
+        # The cadence rides in the full snapshot itself: readers then never take its key for a sign of life.
+        snap.full_every_s = self.full_every_s or None
+        plain = wire.encode(snap)
+        if len(plain) > wire.MAX_PAYLOAD_BYTES:
+            raise ValueError(f"snapshot of {len(plain)} bytes exceeds {wire.MAX_PAYLOAD_BYTES}: not published")
+        # Stored packed (deflate with a preset dictionary per kind, clustertop/wire/compress.py: an 8-GPU
+        # tower's three payloads ~19 KB -> ~2.2 KB); the seal hashes the bytes as stored.
+        full = self.full_due(snap.ts)
+        data = wire.pack(plain, "node") if full else b""  # not packed on ticks that do not write it
+        brief_data = wire.pack(wire.encode(brief(snap)), "brief")
+        digest_data = wire.pack(wire.encode(digest(snap)), "digest")
         # MULTI/EXEC: payloads and seal of one tick land together, never half of them (a reader's
         # MULTI then sees all of one tick or all of the next).
         p = pipe if pipe is not None else self.client.pipeline(transaction=True)
@@ -91,7 +137,16 @@ class Publisher:
         # The agent's own client splits a MULTI per slot by itself (store.slots).
         if shared is None:
             shared = self.client.pipeline(transaction=False) if pipe is None and _needs_split(self.client) else p
-        p.set(wire.node_key(self.node), data, px=self.ttl_ms)
+        # Does a reader want the full snapshot? Asked inside the MULTI (the want key shares the node's slot),
+        # first in it: the answer comes back with this tick's replies, and the next tick acts on it.
+        want_at = None
+        if self.full_every_s and self.probe_want:
+            want_at = 0 if pipe is None else len(p) if hasattr(p, "__len__") else None
+            if want_at is not None:
+                p.pttl(wire.want_key(self.node))
+        if full:
+            p.set(wire.node_key(self.node), data, px=self.full_ttl_ms)
+        full_sha = hashlib.sha256(data).hexdigest() if full else self._full_sha
         # The brief beside it, in the same pipeline and with the same TTL: the overview and the wall
         # of a big cluster read these and a full snapshot only where they show detail.
         p.set(wire.brief_key(self.node), brief_data, px=self.ttl_ms)
@@ -100,13 +155,15 @@ class Publisher:
         announced = self._announced_ts
         if self.key is not None:
             p.set(wire.seal_key(self.node),
-                  wire.encode(seal(self.node, snap, data, brief_data, digest_data, self.key)), px=self.ttl_ms)
+                  wire.pack(wire.encode(seal(self.node, snap, data, brief_data, digest_data, self.key,
+                                             node_sha=full_sha)), "seal"),
+                  px=self.ttl_ms)
             if announced is None or not 0 <= snap.ts - announced < ANNOUNCE_EVERY_S:
                 p.set(wire.nodekey_key(self.node), self._pub_b64, px=int(ANNOUNCE_TTL_S * 1000))
                 announced = snap.ts
         shared.zadd(wire.NODES_KEY, {self.node: snap.ts})
         if hist is not None and self.hist_due(hist.ts):
-            p.xadd(wire.hist_key(self.node), {"d": wire.encode(hist)}, maxlen=wire.HIST_MAXLEN,
+            p.xadd(wire.hist_key(self.node), {"d": wire.pack(wire.encode(hist), "hist")}, maxlen=wire.HIST_MAXLEN,
                    approximate=True)
             self._last_hist_ts = hist.ts
             if self.tiers is not None:
@@ -115,11 +172,30 @@ class Publisher:
             ttl = max(MIN_TTL_MS, int(payload.interval_s * TTL_INTERVALS * 1000))
             # Cluster payloads keep the last good data around much longer than a node snapshot:
             # "Ceph unreachable, last good data 2 min ago" needs the old data to still be there.
-            shared.set(wire.cluster_key(payload.name), wire.encode(payload), px=max(ttl, 3_600_000))
+            shared.set(wire.cluster_key(payload.name), wire.pack(wire.encode(payload), "cluster"),
+                       px=max(ttl, 3_600_000))
         if pipe is None:
-            p.execute()
+            try:
+                res = p.execute()
+            except store_errors() as e:
+                # Whatever Redis holds now (restarted empty, failed over to a replica that missed a write), the
+                # next tick that lands writes the full snapshot again, and its seal names that one.
+                self._full_ts = None
+                if want_at is not None and "NOPERM" in str(e):
+                    # An ACL from before want keys: say so once and publish in full every tick from now on.
+                    log.warning("Redis refuses PTTL on %s (%s): full snapshot every tick; regenerate the "
+                                "ACL with `clustertop acl`", wire.want_key(self.node), e)
+                    self.probe_want = False
+                raise
+            if want_at is not None:
+                self.wanted = _wants(res[want_at])
             if shared is not p:
                 shared.execute()
+        else:
+            self.want_at = want_at
+        if full:  # (with a caller's pipeline: queued; should it fail, seals name a missing one until the next)
+            self._full_ts, self._full_sha = snap.ts, full_sha
+            self.fulls += 1
         self._flush_tiers()
         self._announced_ts = announced  # queued (and sent, unless the caller's pipeline fails: then again in 60 s)
         return len(data)
@@ -134,6 +210,12 @@ class Publisher:
             self.tiers.flush(self.client)
         except store_errors() as e:
             log.debug("history tiers not written yet: %s", e)
+
+
+def _wants(pttl: Any) -> bool:
+    """A want key's PTTL as the agent honours it: expiring, and within ``wire.WANT_MAX_MS`` (-2: no key; -1: no
+    expiry, ignored, as is a PX beyond the cap: neither may pin the node to full snapshots for ever)."""
+    return isinstance(pttl, int) and 0 < pttl <= wire.WANT_MAX_MS
 
 
 def _needs_split(client: Any) -> bool:

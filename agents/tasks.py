@@ -571,14 +571,7 @@ class TaskManager:
         ticks = _start_ticks(self.roots, proc.pid)
         run = _Running(task=task, proc=proc, log=out, out_fd=rd, start_ticks=ticks, params=dict(params),
                        user=tpl.user, deadline_ts=started + tpl.timeout_s if tpl.timeout_s else None)
-        with self._lock:
-            self._tasks[task_id] = run
-            self._save(run)
-        run.pump = threading.Thread(target=self._pump, args=(run,), name=f"task-out-{task_id}", daemon=True)
-        run.pump.start()
-        threading.Thread(target=self._wait, args=(run,), name=f"task-wait-{task_id}", daemon=True).start()
-        if tpl.timeout_s:
-            self._timer(run, tpl.timeout_s, self._on_timeout)
+        self._start_watching(run, self._wait, tpl.timeout_s)
         log.info("task %s launched from template %s: pid %d argv %r%s", task_id, tpl.name, proc.pid, argv,
                  f" in {unit}" if unit else "")
         return task
@@ -624,16 +617,23 @@ class TaskManager:
                 os.close(fd)
         except (AttributeError, OSError):
             pass
+        self._start_watching(run, self._watch, tpl.timeout_s)
+        log.info("task %s launched from template %s: pid %d argv %r in %s", task_id, tpl.name, pid, argv, unit)
+        return task
+
+    def _start_watching(self, run: _Running, watcher: Any, timeout_s: float | None) -> None:
+        """A new task registered and saved, then its output pump, its end watcher (``_wait`` for our own
+        child, ``_watch`` for one in its own unit) and its timeout started."""
+        task_id = run.task.id
         with self._lock:
             self._tasks[task_id] = run
             self._save(run)
         run.pump = threading.Thread(target=self._pump, args=(run,), name=f"task-out-{task_id}", daemon=True)
         run.pump.start()
-        threading.Thread(target=self._watch, args=(run,), name=f"task-watch-{task_id}", daemon=True).start()
-        if tpl.timeout_s:
-            self._timer(run, tpl.timeout_s, self._on_timeout)
-        log.info("task %s launched from template %s: pid %d argv %r in %s", task_id, tpl.name, pid, argv, unit)
-        return task
+        name = "wait" if watcher == self._wait else "watch"
+        threading.Thread(target=watcher, args=(run,), name=f"task-{name}-{task_id}", daemon=True).start()
+        if timeout_s:
+            self._timer(run, timeout_s, self._on_timeout)
 
     def _timer(self, run: _Running, delay: float, fn: Any) -> None:
         t = threading.Timer(delay, fn, args=(run,))

@@ -184,7 +184,10 @@ class TierWriter:
         written = 0
         for level in (self.minute, self.ten):
             for block in sorted(level.dirty):
-                client.set(level.key(block, self.node), wire.encode(level.blocks[block]), px=level.tier.ttl_ms())
+                # Packed (wire.compress, no dictionary: a block is an hour or a day of numbers), as the 1-hour
+                # stream's points are: what a day of history costs in Redis (bench/history_bytes.py).
+                client.set(level.key(block, self.node), wire.pack(wire.encode(level.blocks[block]), "tier"),
+                           px=level.tier.ttl_ms())
                 level.dirty.discard(block)
                 written += 1
             for old in sorted(level.blocks)[:-KEEP_BLOCKS]:

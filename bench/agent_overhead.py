@@ -6,7 +6,9 @@ them run for ``--seconds``, and prints CPU per tick/scrape (utime+stime from /pr
 RSS and PSS (/proc/<pid>/smaps_rollup) at start and end, and the ratios. Also prints the
 exposure score of the systemd unit, and what the seal costs per tick (one Ed25519 signature and
 three SHA-256 over the agent's own last payloads, timed in this process: it is part of the agent's
-CPU above). Informational: no assertions, exits 0.
+CPU above), and what packing the payloads costs per tick at deflate levels 1 and 6 (clustertop/wire/compress.py;
+also part of the agent's CPU). Where the agent's tick goes, part by part: bench/agent_profile.py.
+Informational: no assertions, exits 0.
 
     python bench/agent_overhead.py --seconds 60
     python bench/agent_overhead.py --quick      # CI smoke: 10 s
@@ -137,6 +139,42 @@ def seal_cost_us(client, agent_ms: float, rounds: int = 2000) -> tuple[float, fl
     return us, 100 * us / 1000 / agent_ms if agent_ms > 0 else float("nan")
 
 
+def pack_cost_us(client, agent_ms: float, rounds: int = 500) -> list[tuple[int, float, int]] | None:  # type: ignore[no-untyped-def]
+    """What packing the agent's real payloads of this run costs per tick (node + brief + digest, as read back
+    and encoded again, deflated with their dictionaries, clustertop/wire/compress.py), at level 1 and at the
+    shipped level: [(level, microseconds per tick, bytes per tick)]. Timed in this process."""
+    import zlib
+
+    from clustertop import wire
+    from clustertop.wire import compress, schema
+
+    kinds = (("node", wire.node_key, schema.NodeSnapshot), ("brief", wire.brief_key, schema.NodeSnapshot),
+             ("digest", wire.digest_key, schema.NodeDigest))
+    plain = {}
+    for kind, key, typ in kinds:
+        raw = client.get(key("bench"))
+        if not raw:
+            return None
+        plain[kind] = wire.encode(wire.decode(raw, typ))
+    levels = sorted({1, compress.LEVEL})
+    primed = {level: {k: zlib.compressobj(level, zlib.DEFLATED, -15, compress.MEM_LEVEL, zlib.Z_DEFAULT_STRATEGY,
+                                          compress.dictionary(compress.CURRENT[k])) for k in plain}
+              for level in levels}
+    best = dict.fromkeys(levels, float("inf"))
+    size = dict.fromkeys(levels, 0)
+    # Short rounds, the levels in turn, the best of each: a busy moment of a shared machine hits both alike.
+    for _ in range(rounds // 5):
+        for level in levels:
+            t0 = time.perf_counter()
+            for _ in range(5):
+                size[level] = 0
+                for k, data in plain.items():
+                    c = primed[level][k].copy()
+                    size[level] += 2 + len(c.compress(data) + c.flush())
+            best[level] = min(best[level], (time.perf_counter() - t0) / 5 * 1e6)
+    return [(level, best[level], size[level]) for level in levels]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60.0)
@@ -185,8 +223,9 @@ def main() -> int:
             wait_until(lambda: scrape(metrics_url) > 0, 15)
 
         def seq() -> int:
-            raw = client.get(wire.node_key("bench"))
-            return wire.decode(raw, schema.NodeSnapshot).seq if raw else 0
+            # The digest's seq: written every tick (the full snapshot may be written only every N s).
+            raw = client.get(wire.digest_key("bench"))
+            return wire.decode(raw, schema.NodeDigest).seq if raw else 0
 
         if not wait_until(lambda: seq() >= 2, 60):
             print("agent published nothing: nothing measured")
@@ -214,7 +253,9 @@ def main() -> int:
         rows = [
             ("measured for", f"{elapsed:.1f} s", "", ""),
             ("ticks / scrapes", str(ticks), str(scrapes) if exporter else "N/A", ""),
-            ("CPU ms per tick/scrape", fmt(agent_ms), fmt(exp_ms), ratio(agent_ms, exp_ms)),
+            # Two decimals: /proc/<pid>/stat counts in 10 ms ticks, so give it --seconds 120 for +-0.1 ms.
+            ("CPU ms per tick/scrape", f"{agent_ms:.2f}", "N/A" if exp_ms is None else f"{exp_ms:.2f}",
+             ratio(agent_ms, exp_ms)),
             ("CPU % of one core", fmt(100 * (a1.cpu_ms - a0.cpu_ms) / 1000 / elapsed),
              fmt(100 * (e1.cpu_ms - e0.cpu_ms) / 1000 / elapsed) if e0 and e1 else "N/A", ""),
             ("RSS start (KiB)", fmt(a0.rss_kib), fmt(e0.rss_kib if e0 else None), ratio(a0.rss_kib, e0.rss_kib if e0 else None)),
@@ -235,6 +276,11 @@ def main() -> int:
         if seal_us is not None:
             print(f"seal per tick (sign + 3 SHA-256 + encode): {seal_us[0]:.1f} us "
                   f"({seal_us[1]:.1f} % of the agent's CPU per tick)")
+        packing = pack_cost_us(client, agent_ms)
+        for level, us, size in packing or ():
+            print(f"packing per tick at deflate level {level} (node + brief + digest, dictionaries): {us:.1f} us "
+                  f"({100 * us / 1000 / agent_ms if agent_ms > 0 else float('nan'):.1f} % of the agent's CPU per "
+                  f"tick), {size} bytes")
         print(f"systemd unit exposure: {exposure(ROOT / 'systemd' / 'clustertop-agent.service')}")
         return 0
     finally:

@@ -8,6 +8,10 @@ with ``task_events = false`` (the baseline: queues and workers only) then with i
 tick (``time.process_time``, which includes the receiver thread), and the ratios. Worker inspection is
 left out of both (a broadcast, the same either way). Informational: exits 0.
 
+``--groups``: the producer sends every task in saved groups of 64 (``ct.maybe_fail``, a tenth failing),
+results in a Redis result backend (the same server, database 1); a third mode adds ``result_backend`` to
+the collector (group progress, ``collectors/celery_groups.py``), its ratio against events alone.
+
     python bench/celery_events.py             # 3 rounds of 30 s per mode
     python bench/celery_events.py --quick     # 1 round of 12 s per mode
 """
@@ -35,11 +39,18 @@ APP_DIR = ROOT / "tests" / "fixtures" / "queues"
 
 PRODUCER = """
 import sys, time
-from celery import Celery
-app = Celery("bench-producer", broker=sys.argv[1], set_as_current=False)
+from celery import Celery, group
+backend = sys.argv[3] if len(sys.argv) > 3 else None
+app = Celery("bench-producer", broker=sys.argv[1], backend=backend, set_as_current=False)
 app.conf.task_default_queue = "work"
 rate = float(sys.argv[2]) / 60.0
 t0, n = time.monotonic(), 0
+while backend:  # groups of 64, saved: what a grid search sends
+    res = group(app.signature("ct.maybe_fail", args=(n + i, 10)) for i in range(64)).apply_async()
+    res.save()
+    del res
+    n += 64
+    time.sleep(max(0.0, t0 + n / rate - time.monotonic()))
 while True:
     if n % 10 == 9:
         app.send_task("ct.maybe_fail", args=(n, 1))
@@ -50,10 +61,12 @@ while True:
 """
 
 
-def measure(url: str, events: bool, seconds: float, tick: float) -> tuple[list[float], float, int]:
-    """(collect() wall ms per tick, process CPU ms per tick, tasks seen)."""
+def measure(url: str, events: bool, seconds: float, tick: float,
+            backend: str | None = None) -> tuple[list[float], float, int, int]:
+    """(collect() wall ms per tick, process CPU ms per tick, tasks seen, groups published at the end)."""
+    extra = {"result_backend": backend} if backend else {}
     c = CeleryCollector(Context(node="bench", config={"brokers": [url], "request_timeout": 2,
-                                                      "task_events": events}, config_file="bench"))
+                                                      "task_events": events, **extra}, config_file="bench"))
     c.inspectors = []  # the broadcast is not what is measured
     try:
         if events:  # listening first, so the measured ticks drain a stream at its steady rate
@@ -63,7 +76,7 @@ def measure(url: str, events: bool, seconds: float, tick: float) -> tuple[list[f
         c.collect()
         walls: list[float] = []
         cpu0, end = time.process_time(), time.monotonic() + seconds
-        seen = 0
+        seen = ngroups = 0
         while time.monotonic() < end:
             time.sleep(tick)
             t = time.perf_counter()
@@ -71,8 +84,9 @@ def measure(url: str, events: bool, seconds: float, tick: float) -> tuple[list[f
             walls.append((time.perf_counter() - t) * 1000)
             for h in q.task_history or []:
                 seen = sum(s.succeeded + s.failed for s in h.stats or [])
+            ngroups = len(q.celery_groups.groups or []) if q.celery_groups is not None else 0
         cpu = (time.process_time() - cpu0) * 1000 / max(1, len(walls))
-        return walls, cpu, seen
+        return walls, cpu, seen, ngroups
     finally:
         c.close()
         # A receiver thread left running would bill its CPU to the next baseline round.
@@ -88,33 +102,44 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--tick", type=float, default=2.0, help="seconds between collector ticks")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--groups", action="store_true", help="tasks in saved groups of 64; a result-backend mode")
     a = ap.parse_args()
     if a.quick:
         a.seconds, a.rounds = 12.0, 1
     proc, url, data = start_redis()
-    env = {**os.environ, "CT_BROKER": url, "PYTHONPATH": str(APP_DIR)}
+    backend = url.rsplit("/", 1)[0] + "/1" if a.groups else None
+    env = {**os.environ, "CT_BROKER": url, "PYTHONPATH": str(APP_DIR), "CT_BACKEND": backend or ""}
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "ct_celery_app", "worker", "--pool=prefork", "--concurrency=2",
          "-Q", "work", "-n", "bench@ct", "-E", "--without-gossip", "--without-mingle", "-l", "ERROR"],
         cwd=APP_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    producer = subprocess.Popen([sys.executable, "-c", PRODUCER, url, str(a.rate)], env=env,
+    producer = subprocess.Popen([sys.executable, "-c", PRODUCER, url, str(a.rate), *([backend] if backend else [])],
+                                env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         time.sleep(3)  # the worker starts consuming
-        res: dict[bool, tuple[list[float], list[float], int]] = {False: ([], [], 0), True: ([], [], 0)}
-        for _ in range(a.rounds):  # alternating: the machine's load falls on both alike
-            for ev in (False, True):
-                walls, cpu, seen = measure(url, ev, a.seconds, a.tick)
-                w, c, s = res[ev]
-                res[ev] = (w + walls, c + [cpu], max(s, seen))
-        base_w, base_c = statistics.median(res[False][0]), statistics.median(res[False][1])
-        ev_w, ev_c = statistics.median(res[True][0]), statistics.median(res[True][1])
-        print(f"celery collector, {a.rate:.0f} tasks/min flowing (10% failing), tick every {a.tick:g} s, "
-              f"{a.rounds} x {a.seconds:g} s per mode")
+        modes: list[tuple[bool, str | None]] = [(False, None), (True, None)] + ([(True, backend)] if backend else [])
+        res: dict[tuple[bool, str | None], tuple[list[float], list[float], int]] = {m: ([], [], 0) for m in modes}
+        shown = 0
+        for _ in range(a.rounds):  # alternating: the machine's load falls on every mode alike
+            for m in modes:
+                walls, cpu, seen, ngroups = measure(url, m[0], a.seconds, a.tick, m[1])
+                w, c, s = res[m]
+                res[m] = (w + walls, c + [cpu], max(s, seen))
+                shown = max(shown, ngroups)
+        base_w, base_c = statistics.median(res[modes[0]][0]), statistics.median(res[modes[0]][1])
+        ev_w, ev_c = statistics.median(res[modes[1]][0]), statistics.median(res[modes[1]][1])
+        print(f"celery collector, {a.rate:.0f} tasks/min flowing (10% failing"
+              f"{', in saved groups of 64' if backend else ''}), tick every {a.tick:g} s, "
+              f"{a.rounds} x {a.seconds:g} s per mode; load {os.getloadavg()[0]:.2f}")
         print(f"  without task events (baseline)  collect() {base_w:7.2f} ms   CPU/tick {base_c:7.2f} ms")
         print(f"  with task events                collect() {ev_w:7.2f} ms   CPU/tick {ev_c:7.2f} ms"
               f"   x{ev_w / base_w:.1f} wall, x{ev_c / base_c:.1f} CPU")
-        print(f"  tasks seen through events in the last window: {res[True][2]}")
+        if backend:
+            g_w, g_c = statistics.median(res[modes[2]][0]), statistics.median(res[modes[2]][1])
+            print(f"  events + result backend groups  collect() {g_w:7.2f} ms   CPU/tick {g_c:7.2f} ms"
+                  f"   x{g_w / ev_w:.2f} wall, x{g_c / ev_c:.2f} CPU vs events alone; {shown} groups shown")
+        print(f"  tasks seen through events in the last window: {res[modes[1]][2]}")
     finally:
         for p in (producer, worker):
             try:

@@ -25,6 +25,9 @@ same screens under each policy in one run, to see what each is worth against the
 
     python bench/dashboard_refresh.py            # 100 and 1,000 nodes, 384x108
     python bench/dashboard_refresh.py --quick    # CI smoke: 20 nodes, few refreshes
+    python bench/dashboard_refresh.py --screens all --nodes 1000    # every screen (SCREENS)
+    python bench/dashboard_refresh.py --nodes 10000 --screens overview,gpus --no-reader --refreshes 15 --cpu-seconds 0
+                                                 # 80,000 GPUs on one Redis (a tick of the simulator takes seconds)
 """
 
 from __future__ import annotations
@@ -148,6 +151,9 @@ async def bench_app(url: str, feed: Feed, n: int, size: tuple[int, int], screen:
     read_end: list[float] = []
     settled: list[float] = []
     cpu: list[float] = []
+    # The main thread's CPU alone (fold, draw, Textual's render: the screen's own work, without the read in
+    # the worker thread): CPU time, so it moves far less with the machine's load than the waits do.
+    main_cpu: list[float] = []
     async with app.run_test(size=size) as pilot:
         # Woken by the app when a read has been folded in, not by polling: a poll loop every
         # 0.5 ms took ~30 ms of the main thread's CPU (and the GIL) away from the read it waits for.
@@ -169,9 +175,7 @@ async def bench_app(url: str, feed: Feed, n: int, size: tuple[int, int], screen:
         app.source.read = timed_read  # type: ignore[method-assign]
         while app.finished_reads < 1:
             await pilot.pause(0.01)
-        if screen != "overview":
-            await pilot.press({"nodes": "2", "gpus": "3"}[screen])
-            await pilot.pause()
+        await go_to(app, pilot, screen, feed)
         # One warm-up refresh (the first fill of a screen is not the steady state).
         for i in range(n + 1):
             feed.tick()
@@ -180,14 +184,14 @@ async def bench_app(url: str, feed: Feed, n: int, size: tuple[int, int], screen:
             paints.clear()
             read_done.clear()
             read_end.clear()
-            t0, c0 = time.perf_counter(), time.process_time()
+            t0, c0, m0 = time.perf_counter(), time.process_time(), time.thread_time()
             app.refresh_now()
             await read_done.wait()
             assert app.finished_reads > before
             t_read = time.perf_counter()  # the fold is done (signalled() runs after _changed())
             await pilot.pause()  # let the screen process the update and repaint
             await pilot.wait_for_scheduled_animations()
-            t1, c1 = time.perf_counter(), time.process_time()
+            t1, c1, m1 = time.perf_counter(), time.process_time(), time.thread_time()
             if i:
                 t_shown = max([t_read, *paints])
                 shown.append((t_shown - t0) * 1000)
@@ -201,12 +205,28 @@ async def bench_app(url: str, feed: Feed, n: int, size: tuple[int, int], screen:
                     read.append(st.fetch_ms + st.decode_ms)
                 settled.append((t1 - t0) * 1000)
                 cpu.append((c1 - c0) * 1000)
+                main_cpu.append((m1 - m0) * 1000)
         st = app.view.state  # what the screen really read
         reads = st.plan.level.name.lower()
     return {"reads": reads, "mode": reads_mode, "read_p50": pct(read, 0.5), "read_p95": pct(read, 0.95), "p50": pct(shown, 0.5),
             "p95": pct(shown, 0.95), "mean": statistics.fmean(shown), "settled_p95": pct(settled, 0.95),
             "cpu_p50": pct(cpu, 0.5), "cpu_p95": pct(cpu, 0.95),
+            "main_cpu_p50": pct(main_cpu, 0.5), "main_cpu_p95": pct(main_cpu, 0.95),
             **{f"{k}_span_p50": pct(v, 0.5) for k, v in phases.items()}}
+
+
+#: Every screen ``--screens`` can name: the app's modes, and ``node`` (a node's screen, pushed over the
+#: overview for the first node, as Enter on a tile does).
+SCREENS = ("overview", "nodes", "gpus", "node", "work", "wall", "storage", "network", "people", "energy", "audit")
+
+
+async def go_to(app: Any, pilot: Any, screen: str, feed: Feed) -> None:
+    """Show ``screen`` as a person would reach it (a mode switch, or a node opened)."""
+    if screen == "node":
+        app.open_node(feed.hosts()[0])
+    elif screen != "overview":
+        app.switch_mode(screen)
+    await pilot.pause()
 
 
 #: What is compared with ``--reads``: the overview and nodes table reading digests (as they do), or
@@ -257,8 +277,11 @@ def main() -> int:
     ap.add_argument("--nodes", type=int, nargs="*", help="node counts (default 100 1000)")
     ap.add_argument("--refreshes", type=int, default=30)
     ap.add_argument("--size", default="384x108", help="terminal size WxH")
-    ap.add_argument("--cpu-seconds", type=float, default=10.0)
-    ap.add_argument("--screens", default="overview,nodes,gpus")
+    ap.add_argument("--cpu-seconds", type=float, default=10.0, help="0: no CPU-at-1-Hz run")
+    ap.add_argument("--no-reader", action="store_true",
+                    help="skip Reader.read alone (3 x refreshes ticks: minutes at 10,000 nodes)")
+    ap.add_argument("--screens", default="overview,nodes,gpus",
+                    help=f"screens to measure, of {','.join(SCREENS)} (or all)")
     ap.add_argument("--reads", default="digests",
                     help=f"what the overview and nodes table read, of {','.join(READ_MODES)} (see READ_MODES)")
     ap.add_argument("--gc", default="idle", help=f"garbage-collector policies to compare, of {','.join(GC_POLICIES)}")
@@ -269,6 +292,9 @@ def main() -> int:
         ap.error(f"--reads: unknown {bad[0]!r} (choose from {', '.join(READ_MODES)})")
     if bad := [x for x in policies if x not in GC_POLICIES]:
         ap.error(f"--gc: unknown policy {bad[0]!r} (choose from {', '.join(GC_POLICIES)})")
+    screens = list(SCREENS) if args.screens == "all" else args.screens.split(",")
+    if bad := [x for x in screens if x not in SCREENS]:
+        ap.error(f"--screens: unknown {bad[0]!r} (choose from {', '.join(SCREENS)}, or all)")
     w, h = (int(x) for x in args.size.split("x"))
     counts = args.nodes or ([20] if args.quick else [100, 1000])
     n = 5 if args.quick else args.refreshes
@@ -281,25 +307,28 @@ def main() -> int:
     rows: list[tuple[int, str, str, dict[str, Any]]] = []  # the app, per GC policy and screen
     try:
         for nodes in counts:
+            t_feed = time.perf_counter()
             feed = Feed(url, nodes)
             feed.tick()
-            r = bench_reader(url, feed, n, policy=policies[0])
-            rb = bench_reader(url, feed, n, ReadPlan(Level.BRIEFS), policy=policies[0])
-            rd = bench_reader(url, feed, n, ReadPlan(Level.DIGESTS), policy=policies[0])
-            print(f"  {nodes} nodes Reader.read p50: full {r['read_p50']:.1f} ms, briefs {rb['read_p50']:.1f} ms, "
-                  f"digests {rd['read_p50']:.1f} ms", file=sys.stderr)
-            hosts = feed.hosts()
-            brief_bytes = sum(len(x or b"") for x in feed.client.mget([wire.brief_key(h) for h in hosts]))
-            digest_bytes = sum(len(x or b"") for x in feed.client.mget([wire.digest_key(h) for h in hosts]))
-            reads.append((nodes, feed.bytes, brief_bytes, digest_bytes, r, rb, rd))
+            print(f"  {nodes} nodes simulated and published in {time.perf_counter() - t_feed:.1f} s", file=sys.stderr)
+            if not args.no_reader:
+                r = bench_reader(url, feed, n, policy=policies[0])
+                rb = bench_reader(url, feed, n, ReadPlan(Level.BRIEFS), policy=policies[0])
+                rd = bench_reader(url, feed, n, ReadPlan(Level.DIGESTS), policy=policies[0])
+                print(f"  {nodes} nodes Reader.read p50: full {r['read_p50']:.1f} ms, briefs {rb['read_p50']:.1f} ms, "
+                      f"digests {rd['read_p50']:.1f} ms", file=sys.stderr)
+                hosts = feed.hosts()
+                brief_bytes = sum(len(x or b"") for x in feed.client.mget([wire.brief_key(h) for h in hosts]))
+                digest_bytes = sum(len(x or b"") for x in feed.client.mget([wire.digest_key(h) for h in hosts]))
+                reads.append((nodes, feed.bytes, brief_bytes, digest_bytes, r, rb, rd))
             for policy in policies:
                 for mode in modes:
-                    for screen in args.screens.split(","):
+                    for screen in screens:
                         a = asyncio.run(bench_app(url, feed, n, (w, h), screen, policy, mode))
                         rows.append((nodes, policy, screen, a))
                         print(f"  {nodes} nodes {policy} {screen} ({a['reads']}): shown p95 {a['p95']:.1f} ms",
                               file=sys.stderr)
-                for mode in modes:
+                for mode in modes if cpu_s > 0 else ():
                     cpu = asyncio.run(bench_cpu(url, feed, cpu_s, (w, h), policy, mode))
                     rows.append((nodes, policy, "cpu@1Hz", {"cpu": cpu, "reads": mode}))
     finally:
@@ -321,16 +350,19 @@ def main() -> int:
               f"{rd['fetch_p50']:>14.1f} {rd['decode_p50']:>7.1f} {rd['read_p50']:>6.1f} {rd['read_p95']:>6.1f}")
     print("\nIn the app, per refresh: read = its own Reader.read (what the screen asks for); shown = from asking for\n"
           "a refresh until its last repaint is written out (read + fold + draw + render); settled adds Pilot's idle waits;\n"
+          "cpu = the process's CPU time over the same window, main = the main thread's alone (no read: the screen's own work);\n"
           "spans: the same wait cut in three, asking -> state read (worker thread) -> folded and drawn (main thread)\n"
           "-> last repaint written (Textual's compositor); their p50s need not add up to shown p50")
     print(f"{'nodes':>6} {'gc':<8} {'screen':<9} {'mode':<8} {'reads':<7} {'read p50':>8} {'read p95':>8} {'shown p50':>9} {'shown p95':>9} "
-          f"{'settled p95':>11} {'cpu p50':>8} {'cpu p95':>8} | {'spans p50: read':>15} {'fold':>5} {'paint':>5}")
+          f"{'settled p95':>11} {'cpu p50':>8} {'cpu p95':>8} {'main p50':>8} {'main p95':>8} | {'spans p50: read':>15} "
+          f"{'fold':>5} {'paint':>5}")
     for nodes, policy, screen, a in rows:
         if screen == "cpu@1Hz":
             print(f"{nodes:>6} {policy:<8} {'overview':<9} {a['reads']:<8} at a 1 Hz refresh: {a['cpu']:.1f} % of a core")
             continue
         print(f"{nodes:>6} {policy:<8} {screen:<9} {a['mode']:<8} {a['reads']:<7} {a['read_p50']:>8.1f} {a['read_p95']:>8.1f} {a['p50']:>9.1f} "
-              f"{a['p95']:>9.1f} {a['settled_p95']:>11.1f} {a['cpu_p50']:>8.1f} {a['cpu_p95']:>8.1f} | "
+              f"{a['p95']:>9.1f} {a['settled_p95']:>11.1f} {a['cpu_p50']:>8.1f} {a['cpu_p95']:>8.1f} "
+              f"{a['main_cpu_p50']:>8.1f} {a['main_cpu_p95']:>8.1f} | "
               f"{a['read_span_p50']:>15.1f} {a['fold_span_p50']:>5.1f} {a['paint_span_p50']:>5.1f}")
     return 0
 

@@ -60,7 +60,9 @@ def run(client: redis.Redis, gpus: int) -> dict[str, tuple[int, int]]:
         hp = wire.decode(wire.encode(minutes[i // 12]), schema.HistPoint)
         hp.ts = t0 + i * EVERY_S
         if i >= n - 720:  # the stream keeps the last hour: write only that (the cap makes the rest moot)
-            p.xadd(wire.hist_key(host), {"d": wire.encode(hp)}, maxlen=wire.HIST_MAXLEN, approximate=True)
+            # Packed, as the publisher writes it (wire.compress: the history point's own dictionary).
+            p.xadd(wire.hist_key(host), {"d": wire.pack(wire.encode(hp), "hist")}, maxlen=wire.HIST_MAXLEN,
+                   approximate=True)
         writer.add(hp)
         if writer.has_work():
             writer.flush(client)  # the agent's own calls: MGET of a block on start, a SET per closed bucket

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from clustertop.collectors import bonds_parse as bonding
 from clustertop.collectors.base import Context, Roots, Section
+from clustertop.collectors.kept import KeptFiles, pseudo_roots
 from clustertop.config import convert
 from clustertop.wire import schema
 
@@ -23,9 +24,21 @@ SLAVE_FILES = ("state", "mii_status", "link_failure_count", "perm_hwaddr", "ad_a
                "ad_actor_oper_port_state", "ad_partner_oper_port_state")
 
 
-def read_text(path: str) -> str | None:
+#: Files a collector keeps open (collectors/kept.py): a bond of 3 slaves reads ~40 small files a tick.
+KEPT_LIMIT = 128
+
+
+def read_text(path: str, files: KeptFiles | None = None) -> str | None:
     """A small kernel file, or None when it is missing or unreadable (sysfs answers EINVAL for the
-    speed of a link that is down, EACCES for some LACP files without CAP_NET_ADMIN)."""
+    speed of a link that is down, EACCES for some LACP files without CAP_NET_ADMIN). ``files``: read through
+    the collector's kept descriptors (same text: newlines as a text-mode open gives them)."""
+    if files is not None:
+        text = files.read(path)
+        if text is None:
+            return None
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        return text.strip()
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             return f.read().strip()
@@ -33,9 +46,9 @@ def read_text(path: str) -> str | None:
         return None
 
 
-def bond_names(roots: Roots) -> list[str]:
+def bond_names(roots: Roots, files: KeptFiles | None = None) -> list[str]:
     """Bonds known to either view: sysfs bonding_masters and the files in /proc/net/bonding."""
-    names = bonding.split_names(read_text(roots.sysfs("class", "net", "bonding_masters")))
+    names = bonding.split_names(read_text(roots.sysfs("class", "net", "bonding_masters"), files))
     try:
         names += sorted(os.listdir(roots.procfs("net", "bonding")))
     except OSError:
@@ -43,8 +56,8 @@ def bond_names(roots: Roots) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def read_procfs(roots: Roots, name: str) -> bonding.Parsed | None:
-    text = read_text(roots.procfs("net", "bonding", name))
+def read_procfs(roots: Roots, name: str, files: KeptFiles | None = None) -> bonding.Parsed | None:
+    text = read_text(roots.procfs("net", "bonding", name), files)
     return bonding.parse_procfs(name, text) if text is not None else None
 
 
@@ -59,22 +72,22 @@ def slave_dir(roots: Roots, bond: str, slave: str) -> str:
     return roots.sysfs("class", "net", slave)
 
 
-def read_sysfs(roots: Roots, name: str) -> bonding.Parsed | None:
+def read_sysfs(roots: Roots, name: str, files: KeptFiles | None = None) -> bonding.Parsed | None:
     base = roots.sysfs("class", "net", name)
     bdir = os.path.join(base, "bonding")
     if not os.path.isdir(bdir):
         return None
-    master = {f: read_text(os.path.join(bdir, f)) for f in MASTER_FILES}
+    master = {f: read_text(os.path.join(bdir, f), files) for f in MASTER_FILES}
     names = bonding.split_names(master["slaves"])
     if master["slaves"] is None:
         names = _linked_slaves(base)
     slaves: dict[str, dict[str, str | None]] = {}
     for slave in names:
         sdir = slave_dir(roots, name, slave)
-        values = {f: read_text(os.path.join(sdir, "bonding_slave", f)) for f in SLAVE_FILES}
+        values = {f: read_text(os.path.join(sdir, "bonding_slave", f), files) for f in SLAVE_FILES}
         dev = roots.sysfs("class", "net", slave)
-        values["speed"] = read_text(os.path.join(dev, "speed"))
-        values["duplex"] = read_text(os.path.join(dev, "duplex"))
+        values["speed"] = read_text(os.path.join(dev, "speed"), files)
+        values["duplex"] = read_text(os.path.join(dev, "duplex"), files)
         slaves[slave] = values
     return bonding.from_sysfs(name, master, slaves)
 
@@ -89,20 +102,20 @@ def _linked_slaves(base: str) -> list[str]:
     return out or [e.removeprefix("slave_") for e in entries if e.startswith("slave_")]
 
 
-def read_bonds(roots: Roots) -> list[schema.Bond]:
+def read_bonds(roots: Roots, files: KeptFiles | None = None) -> list[schema.Bond]:
     """Every bond on the node, merged from both views and judged. No bonds -> []."""
     out = []
-    for name in bond_names(roots):
-        parsed = bonding.merge(read_procfs(roots, name), read_sysfs(roots, name))
+    for name in bond_names(roots, files):
+        parsed = bonding.merge(read_procfs(roots, name, files), read_sysfs(roots, name, files))
         if parsed is not None:  # listed but gone by the time we looked: deleted in between
             out.append(bonding.judge(parsed))
     return out
 
 
-def read_counters(roots: Roots, slave: str) -> tuple[int | None, int | None]:
+def read_counters(roots: Roots, slave: str, files: KeptFiles | None = None) -> tuple[int | None, int | None]:
     stats = roots.sysfs("class", "net", slave, "statistics")
-    rx = bonding.to_int(read_text(os.path.join(stats, "rx_bytes")))
-    tx = bonding.to_int(read_text(os.path.join(stats, "tx_bytes")))
+    rx = bonding.to_int(read_text(os.path.join(stats, "rx_bytes"), files))
+    tx = bonding.to_int(read_text(os.path.join(stats, "tx_bytes"), files))
     return rx, tx
 
 
@@ -130,15 +143,20 @@ class BondsCollector:
         self.ctx = ctx
         self._clock = clock
         self._prev: dict[str, tuple[float, int | None, int | None]] = {}
+        # Kept open under the real procfs and sysfs (collectors/kept.py); a fixture tree opens per read.
+        live_proc, live_sys = pseudo_roots(ctx.roots.proc, ctx.roots.sys)
+        self._files = KeptFiles(tuple(r for r, ok in ((ctx.roots.proc, live_proc), (ctx.roots.sys, live_sys)) if ok),
+                                limit=KEPT_LIMIT)
 
     def collect(self) -> list[schema.Bond]:
         roots = self.ctx.roots
-        bonds = read_bonds(roots)
+        files = self._files
+        bonds = read_bonds(roots, files)
         now = self._clock()
         seen: dict[str, tuple[float, int | None, int | None]] = {}
         for bond in bonds:
             for s in bond.slaves or ():
-                rx, tx = read_counters(roots, s.name)
+                rx, tx = read_counters(roots, s.name, files)
                 prev = self._prev.get(s.name)
                 if prev is not None:
                     dt = now - prev[0]
@@ -146,7 +164,9 @@ class BondsCollector:
                     s.tx_bytes_s = rate(prev[2], tx, dt)
                 seen[s.name] = (now, rx, tx)
         self._prev = seen  # slaves that left every bond are forgotten: no growth over hours
+        files.sweep()  # and the files of bonds and slaves not read this tick are closed
         return bonds
 
     def close(self) -> None:
         self._prev.clear()
+        self._files.close()

@@ -8,6 +8,7 @@ Config, ``[collectors.celery]``::
     management_password_file = "/etc/clustertop/rabbit.pass"
     queues = ["celery", "gpu"]                      # names to watch; default: discover them
     inspect_interval = 30                           # seconds between worker inspections (broadcasts)
+    result_backend = "redis://redis-a:6379/1"       # optional: group and chord progress (celery_groups.py)
     request_timeout = 2                             # seconds per network call
 
 ``timeout`` in this section is the agent runner's deadline for the whole poll (the agent strips it),
@@ -42,6 +43,10 @@ captured by a thread (``celery_events.EventStream``) and drained every poll into
 counts per task name, runtime p50/p95, recent tasks with a failure's traceback; "events off" when no
 worker sends events.
 
+Groups and chords (``result_backend``, a Redis result backend): "N of M done, K failed" per saved group
+and chord header, from the backend's own keys (``celery_groups.ResultBackend``); without it
+``Queues.celery_groups`` is None (the dashboard says to configure one).
+
 A queue that grew over ``GROWTH_POLLS`` polls with no consumer (RabbitMQ's consumer count, or no
 online worker consuming it on Redis) is flagged ``growing_unconsumed``.
 
@@ -59,7 +64,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import msgspec
 
-from clustertop.collectors import celery_events, queues_parse
+from clustertop.collectors import celery_events, celery_groups, queues_parse
 from clustertop.collectors.base import Context, Section
 from clustertop.config import Invalid, Positive, convert
 from clustertop.errors import describe
@@ -102,6 +107,7 @@ class Settings:
     timeout_s: float
     priority_steps: tuple[int, ...]
     task_events: bool = True
+    result_backend: str | None = None
 
 
 class CeleryConfig(Section):
@@ -116,6 +122,8 @@ class CeleryConfig(Section):
     request_timeout: Positive | None = None  # None: `timeout`, else DEFAULT_REQUEST_TIMEOUT_S
     priority_steps: list[int] = msgspec.field(default_factory=lambda: list(queues_parse.PRIORITY_STEPS))
     task_events: bool = True  # listen to Celery's event stream for task history (celery_events.py)
+    # Redis result backend (may equal a broker): group and chord progress (celery_groups.py)
+    result_backend: str | None = None
     # Refused, never used: a secret in the config file ends up in backups and editors' swap files.
     management_password: str | None = None
 
@@ -128,6 +136,9 @@ class CeleryConfig(Section):
         for b in self.brokers:
             if urlsplit(b).scheme not in REDIS_SCHEMES | AMQP_SCHEMES:
                 raise Invalid("brokers", f"not a redis:// or amqp:// URL: {redact(b)!r}")
+        if self.result_backend is not None and urlsplit(self.result_backend).scheme not in REDIS_SCHEMES:
+            raise Invalid("result_backend", "only a Redis result backend (redis:// or rediss://) is read, got "
+                                            f"{redact(self.result_backend)!r}")
         if self.management_url is not None:
             parts = urlsplit(self.management_url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -153,6 +164,7 @@ def parse_settings(options: dict[str, Any], file: str | None) -> Settings:
         management_password_file=c.management_password_file, queues=tuple(c.queues) if c.queues else None,
         inspect_interval_s=float(c.inspect_interval), timeout_s=float(timeout),
         priority_steps=tuple(sorted(set(c.priority_steps))), task_events=c.task_events,
+        result_backend=c.result_backend,
     )
 
 
@@ -422,6 +434,10 @@ class CeleryCollector:
             self.streams = [celery_events.EventStream(u, redact(u), self.s.timeout_s, wall) for u in self.s.brokers]
             for st in self.streams:
                 st.start()
+        self.backend: celery_groups.ResultBackend | None = None
+        if self.s.result_backend is not None:
+            self.backend = celery_groups.ResultBackend(self.s.result_backend, redact(self.s.result_backend),
+                                                       self.s.timeout_s, self.s.inspect_interval_s, clock, wall)
         self._discover_due = 0.0
         self._samples: dict[tuple[str, str], queues_parse.RedisSample] = {}
         self._last_round: dict[str, float] = {}
@@ -489,9 +505,24 @@ class CeleryCollector:
                 ins = by_url.get(st.url)
                 online = [w.name for w in ins.state.workers.values() if w.online] if ins is not None else []
                 history.append(st.drain(online, share=len(self.streams)))
-        result = schema.Queues(queues=queues, workers=workers, errors=errors or None, task_history=history)
+        groups = None
+        if self.backend is not None:
+            try:
+                groups = self.backend.poll(self._task_name)
+            except Exception as e:  # noqa: BLE001 - the backend down must not hide the queues
+                groups = schema.CeleryGroups(backend=self.backend.shown, note=f"result backend: {describe(e)}")
+        result = schema.Queues(queues=queues, workers=workers, errors=errors or None, task_history=history,
+                               celery_groups=groups)
         self.last_good, self.last_ok_ts = result, self.wall()
         return result
+
+    def _task_name(self, task_id: str) -> str | None:
+        """A task's name as the event stream told it (groups' members), else None."""
+        for st in self.streams:
+            t = st.history.tasks.get(task_id)
+            if t is not None and t.name:
+                return t.name
+        return None
 
     def _redis_queues(self, rb: RedisBroker, ins: Inspection | None, rediscover: bool) -> list[schema.Queue]:
         consumes = ins.consumes if ins is not None and ins.ts is not None and not ins.error else None
@@ -553,6 +584,8 @@ class CeleryCollector:
     def close(self) -> None:
         for st in self.streams:
             st.close()
+        if self.backend is not None:
+            self.backend.close()
         for rb in self.redis:
             rb.close()
         for ins in self.inspectors:

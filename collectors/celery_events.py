@@ -14,7 +14,7 @@ instead of showing zero tasks. Online workers (from the collector's inspection) 
 
 Groups: Celery 5 task events carry ``root_id``/``parent_id`` but not the group id (that is in the
 message headers only; a group member's ``root_id`` is its own id), so group progress cannot come from
-events; it is not published here.
+events: ``celery_groups.py`` reads it from the result backend (and names a group's members from here).
 """
 
 from __future__ import annotations

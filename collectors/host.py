@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from clustertop.collectors import procfs
 from clustertop.collectors.base import Context, Roots, Section
+from clustertop.collectors.kept import KeptFiles, pseudo_roots
 from clustertop.collectors.owner import apply_cmdline, parse_cgroup
 from clustertop.config import NonNegative, convert
 from clustertop.wire.schema import CpuTimes, DiskIO, Filesystem, Memory, Nic, Owner, Proc, System
@@ -279,7 +280,13 @@ class HostCollector:
         self._disk_topology: tuple[set[str] | None, set[str], set[str]] | None = None
         self._static_at: float | None = None
         self._mounts: tuple[str, list[procfs.Mount]] | None = None
+        self._policies: list[str] | None = None  # cpufreq policy dirs, listed with the other seldom-changing facts
+        self._nic_names: set[str] = set()
         self.roots: Roots = ctx.roots
+        # The files read every tick stay open where the roots are the real procfs and sysfs (collectors/kept.py):
+        # a pread at offset 0 regenerates them for a fifth of an open's cost. A fixture tree opens per read.
+        live_proc, live_sys = pseudo_roots(ctx.roots.proc, ctx.roots.sys)
+        self._files = KeptFiles(tuple(r for r, ok in ((ctx.roots.proc, live_proc), (ctx.roots.sys, live_sys)) if ok))
         self.live = os.path.realpath(ctx.roots.proc) == "/proc"
         # A fixture tree is laid out as <tree>/proc, <tree>/sys, <tree>/etc. When only --proc-root is
         # given, /etc/os-release and /etc/passwd are taken from the same tree: reading the running
@@ -305,6 +312,7 @@ class HostCollector:
     def close(self) -> None:
         self._pid_ticks.clear()
         self._owners.clear()
+        self._files.close()
 
     # -- static facts ------------------------------------------------------------------------
 
@@ -369,11 +377,12 @@ class HostCollector:
         # on x86 this is also fresher than cpuinfo, which is only re-read every minute).
         base = self.roots.sysfs("devices", "system", "cpu", "cpufreq")
         vals: list[float] = []
-        for n in sorted(_listdir(base) or ()):
-            if n.startswith("policy"):
-                t = _read(os.path.join(base, n, "scaling_cur_freq"))
-                if t is not None and t.strip().isdigit():
-                    vals.append(int(t) / 1000.0)  # kHz
+        if self._policies is None:
+            self._policies = sorted(n for n in _listdir(base) or () if n.startswith("policy"))
+        for n in self._policies:
+            t = self._files.read(os.path.join(base, n, "scaling_cur_freq"))
+            if t is not None and t.strip().isdigit():
+                vals.append(int(t) / 1000.0)  # kHz
         if vals:
             return _r(sum(vals) / len(vals), 1)
         return static.cpu.mhz if static.cpu else None
@@ -384,13 +393,13 @@ class HostCollector:
         p = self.roots.procfs
         static = self._read_static()
         mono = time.monotonic()
-        up_text = _read(p("uptime"))
+        up_text = self._files.read(p("uptime"))
         uptime = procfs.parse_uptime(up_text) if up_text else None
-        stat_text = _read(p("stat"))
+        stat_text = self._files.read(p("stat"))
         stat = procfs.parse_stat(stat_text) if stat_text else None
-        disk_text = _read(p("diskstats"))
+        disk_text = self._files.read(p("diskstats"))
         disks = procfs.parse_diskstats(disk_text) if disk_text is not None else None
-        net_text = _read(p("net", "dev"))
+        net_text = self._files.read(p("net", "dev"))
         nets = procfs.parse_net_dev(net_text) if net_text is not None else None
         cur = _Sample(uptime=uptime, mono=mono, stat=stat, disks=disks, nets=nets)
         prev, self._prev = self._prev, cur
@@ -415,11 +424,11 @@ class HostCollector:
         if stat is not None:
             sysinfo.boot_ts = float(stat.btime) if stat.btime is not None else None
             sysinfo.cpu = self._cpu(prev.stat if prev else None, stat)
-        la_text = _read(p("loadavg"))
+        la_text = self._files.read(p("loadavg"))
         la = procfs.parse_loadavg(la_text) if la_text else None
         if la:
             sysinfo.load1, sysinfo.load5, sysinfo.load15 = la
-        mem_text = _read(p("meminfo"))
+        mem_text = self._files.read(p("meminfo"))
         if mem_text is not None:
             sysinfo.mem = memory(procfs.parse_meminfo(mem_text))
         if disks is not None:
@@ -427,7 +436,8 @@ class HostCollector:
         clock = uptime if uptime is not None else mono
         if self._static_at is None or not 0 <= clock - self._static_at < STATIC_EVERY_S:
             self._nic_static, self._disk_topology, self._static_at = {}, None, clock
-        mounts_text = _read(p("self", "mounts"))
+            self._policies = None
+        mounts_text = self._files.read(p("self", "mounts"))
         if mounts_text is not None:
             if self._mounts is None or self._mounts[0] != mounts_text:
                 self._mounts = (mounts_text, procfs.parse_mounts(mounts_text))
@@ -509,11 +519,15 @@ class HostCollector:
         known = self._nic_static
         bonds: set[str] | None = None
         out: list[Nic] = []
+        if cur.keys() != self._nic_names:  # a NIC went away: close what was kept open of it
+            for gone in self._nic_names - cur.keys():
+                self._files.forget_under(s("class", "net", gone) + os.sep)
+            self._nic_names = set(cur)
         for name, counters in cur.items():
             base = s("class", "net", name)
             nic = Nic(name=name)
-            nic.up = procfs.parse_operstate(_read(os.path.join(base, "operstate")),
-                                            _read(os.path.join(base, "carrier")))
+            nic.up = procfs.parse_operstate(self._files.read(os.path.join(base, "operstate")),
+                                            self._files.read(os.path.join(base, "carrier")))
             cached = known.get(name)
             if cached is None or cached[0] != nic.up:  # new, or the link went up or down: speed changes
                 if bonds is None:

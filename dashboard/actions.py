@@ -76,6 +76,7 @@ class Actions:
         self._client: Any = None
         self._k8s: Any = None
         self._celery: Any = None
+        self._ceph: Any = None
         self._lock = threading.Lock()
         #: can_i answers (action -> allowed), None until asked; asked once per session in a worker.
         self.k8s_allowed: dict[str, bool] | None = None
@@ -112,8 +113,10 @@ class Actions:
 
     # -- execution ------------------------------------------------------------------------------
 
-    def execute(self, action: str, target: str, fn: Callable[[], Outcome]) -> None:
-        """Run ``fn`` in a thread worker; re-check read-only there; audit; notify."""
+    def execute(self, action: str, target: str, fn: Callable[[], Outcome],
+                then: Callable[[Outcome], None] | None = None) -> None:
+        """Run ``fn`` in a thread worker; re-check read-only there; audit; notify; then ``then(outcome)`` on the
+        UI thread (the next step of a sequence: noout set, then the drain's dialog)."""
         def run() -> None:
             if self.read_only:  # the guard at the point of execution
                 self._notify_from_thread(f"read-only: {action} {target} refused", "error", "refused")
@@ -127,11 +130,12 @@ class Actions:
                     self.write_audit(action, target, out)
                 except Exception as e:  # noqa: BLE001 - the action happened; say the trail did not
                     out.text += f" (audit entry not written: {describe(e)})"
-            self.app.call_from_thread(self._finished, action, target, out)
+            self.app.call_from_thread(self._finished, action, target, out, then)
 
         self.app.run_worker(run, thread=True, group="actions", exit_on_error=False, name=f"{action} {target}")
 
-    def _finished(self, action: str, target: str, out: Outcome) -> None:
+    def _finished(self, action: str, target: str, out: Outcome,
+                  then: Callable[[Outcome], None] | None = None) -> None:
         self.done.append(Done(action, target, out, time.time()))
         # The verdict rides in the title: "signal · verified" reads differently from "signal · UNVERIFIED".
         title = action + {True: " · verified", False: " · UNVERIFIED", None: ""}[out.verified]
@@ -139,6 +143,8 @@ class Actions:
         refresh = getattr(self.app, "refresh_now", None)
         if refresh is not None:
             refresh()  # show the effect on the next read instead of a second later
+        if then is not None:
+            then(out)
 
     def background(self, fn: Callable[[], None], name: str) -> None:
         """A read-only helper call (previews, logs, permission checks) in a thread worker."""
@@ -191,11 +197,46 @@ class Actions:
                     raise RuntimeError("no Celery broker configured (--celery-broker URL or CLUSTERTOP_CELERY_BROKER)")
                 from clustertop.control.celery import CeleryControl
 
-                self._celery = CeleryControl(self.settings.celery_broker)
+                self._celery = CeleryControl(self.settings.celery_broker,
+                                             backend=getattr(self.settings, "celery_backend", None))
             return self._celery
 
+    def ceph_missing(self) -> str | None:
+        """Why Ceph actions cannot run here (no [ceph] access configured), said at the key; None: they can."""
+        if self._demo() is not None or getattr(self.settings, "ceph", None) is not None:
+            return None
+        from clustertop.dashboard.settings import config_file
+
+        where = config_file(getattr(self.settings, "config_file", None), os.environ)
+        return (f"Ceph actions need [ceph] in {where} (urls, username, password_file: your own ceph-mgr "
+                "dashboard user) or CLUSTERTOP_CEPH_URL, _USER, _PASSWORD_FILE")
+
+    def ceph(self) -> Any:
+        """The operator's ``control.ceph.CephControl`` (the demo's ``SimCeph``), made on first use."""
+        if self._demo() is not None:
+            return self._demo().ceph
+        self._external()
+        with self._lock:
+            if self._ceph is None:
+                why = self.ceph_missing()
+                if why:
+                    raise RuntimeError(why)
+                from clustertop.config import ConfigError
+                from clustertop.control.ceph import CephControl, settings_from
+
+                a = self.settings.ceph
+                where = self.settings.config_file or "config"
+                try:
+                    access = settings_from(list(a.urls), a.username, a.password_file, a.ca_file, verify=a.verify,
+                                           timeout_s=min(30.0, a.timeout), where=where)
+                except ConfigError as e:  # checked as the collector's section: name the dashboard's key
+                    key = (e.key or "").rpartition(" ")[2]
+                    raise RuntimeError(f"{where}: [ceph] {key}: {e.problem}") from None
+                self._ceph = CephControl(access, task_wait_s=a.timeout)
+            return self._ceph
+
     def close(self) -> None:
-        for c in (self._k8s, self._celery):
+        for c in (self._k8s, self._celery, self._ceph):
             if c is not None:
                 try:
                     c.close()
@@ -314,6 +355,10 @@ class Actions:
 
     def revoke(self, task_id: str, terminate: bool) -> Outcome:
         r = self.celery().revoke(task_id, terminate=terminate)
+        return Outcome(r.ok, r.text)
+
+    def retry(self, plan: Any) -> Outcome:
+        r = self.celery().retry(plan)
         return Outcome(r.ok, r.text)
 
     def pool(self, worker: str, delta: int) -> Outcome:
@@ -611,6 +656,51 @@ class Actions:
                      "Terminate" if terminate else "Revoke",
                      lambda: self.execute("celery.terminate" if terminate else "celery.revoke", f"{worker} {task.id}",
                                           lambda: self.revoke(task.id, terminate)))
+
+    def ask_retry(self, task: schema.CeleryTask) -> None:
+        """ctrl+r on an ended task of the history: its name, args, kwargs and queue are read from the result
+        backend (a worker, off the UI thread), shown in full and escaped, and sent again only on a yes."""
+        if not self.allowed("retry task"):
+            return
+        tid = task.id
+
+        def plan() -> None:
+            try:
+                got = self.celery().retry_plan(tid)
+            except Exception as e:  # noqa: BLE001 - no broker configured, the demo's refusal: said, not raised
+                got = e
+            self.app.call_from_thread(shown, got)
+
+        def shown(got: Any) -> None:
+            from clustertop.control.celery import RetryPlan
+
+            if not isinstance(got, RetryPlan):
+                # Refused before anything was sent (no backend, no extended result, truncated args only):
+                # audited like an action that failed, so the trail says it was tried.
+                text = str(got) if isinstance(got, Exception) else got.text
+                self.execute("celery.retry", tid, lambda: Outcome(False, f"refused: {text}"))
+                return
+            import json
+
+            def full(v: Any) -> str:
+                try:
+                    return json.dumps(v, ensure_ascii=False, default=repr)
+                except (TypeError, ValueError):
+                    return repr(v)
+
+            head = fields([("task", tid), ("name", got.name), ("queue", got.queue or "(default routing)"),
+                           ("state", got.state or fmt.NA),
+                           ("sends", "a new task with these arguments, by your broker credentials"),
+                           ("source", "the result backend: whoever can write it chose these")])
+            # The arguments in full (the body scrolls), escaped: nothing from the backend reaches the terminal raw.
+            body = Content("\n").join([head, Content.assemble(("args", "bold")),
+                                       Content(fmt.node_text(full(got.args), 1_000_000)),
+                                       Content.assemble(("kwargs", "bold")),
+                                       Content(fmt.node_text(full(got.kwargs), 1_000_000))])
+            self.confirm(f"Retry {fmt.node_text(got.name, 60)} {fmt.node_text(tid, 40)}?", body, "Retry",
+                         lambda: self.execute("celery.retry", f"{got.name} {tid}", lambda: self.retry(got)))
+
+        self.background(plan, f"retry {tid}")
 
     def ask_pool(self, worker: str, delta: int, size: int | None) -> None:
         if not self.allowed("pool resize"):

@@ -1,4 +1,4 @@
-"""Provides the Work screen's Kubernetes depth keys: describe (``i``), rollout history (``H``),
+"""Provides the Work screen's Kubernetes depth keys: logs that follow (``l``), describe (``i``), rollout history (``H``),
 rollout undo (``u``) and rollout restart (``R``) of the selected pod, Job or Deployment; cordon or
 uncordon (``C``) and drain (``D``) of the Kubernetes node on the selected GPU-ledger row.
 
@@ -13,6 +13,7 @@ clustertop/control/k8s_rollout.py, k8s_nodes.py and k8s_describe.py, the same on
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from clustertop.dashboard import fmt
@@ -46,6 +47,58 @@ def _viewer(acts: Actions, title: str, fetch: Any, what: str) -> Any:
 
     acts.background(run, what)
     return viewer
+
+
+def ask_logs(acts: Actions, namespace: str, name: str) -> None:
+    """l on a pod: its log, following (control/k8s_logs.py), in a LogsViewer; a pod with several
+    containers asks which one first. A read: can_i (get pods/log) decided whether ``l`` shows; no audit."""
+    from clustertop.control.k8s_logs import LogFollower, containers
+    from clustertop.dashboard.dialogs.logs import LogsViewer
+
+    if not acts.allowed("pod logs"):
+        return
+    if acts._demo() is not None:  # the simulated cluster writes no logs: its own words, through the tail path
+        acts.ask_logs(namespace, name)
+        return
+    viewer = LogsViewer(f"logs of pod {_name(namespace, name)}")
+    acts.app.push_screen(viewer)
+
+    def attach(container: str | None) -> None:
+        if viewer not in acts.app.screen_stack:
+            return  # closed before the stream could start: none is opened
+        if container:
+            viewer.set_title(f"logs of pod {_name(namespace, name)}, container {fmt.node_text(container, 60)}")
+        try:
+            viewer.follow(LogFollower(acts.k8s(), namespace, name, container=container).start())
+        except Exception as e:  # noqa: BLE001 - a name the API would refuse: said in the viewer
+            viewer.show_error(inert(_error(e), limit=500))
+
+    def pick(names: list[str]) -> None:
+        from textual.content import Content
+
+        from clustertop.dashboard.dialogs.pick import PickDialog
+
+        def chosen(c: str | None) -> None:
+            if c is None:
+                viewer.dismiss(None)
+            else:
+                attach(c)
+
+        acts.app.push_screen(PickDialog(f"container of pod {_name(namespace, name)}",
+                                        [(c, Content(inert(c, limit=100))) for c in names]), chosen)
+
+    def prepare() -> None:
+        try:
+            names = containers(acts.k8s(), namespace, name)
+        except Exception as e:  # noqa: BLE001 - no permission, API down, gone: said in the viewer
+            acts.app.call_from_thread(viewer.show_error, inert(_error(e), limit=500))
+            return
+        if len(names) > 1:
+            acts.app.call_from_thread(pick, names)
+        else:
+            acts.app.call_from_thread(attach, names[0] if names else None)
+
+    acts.background(prepare, f"logs {namespace}/{name}")
 
 
 def ask_describe(acts: Actions, kind: str, namespace: str, name: str) -> None:
@@ -214,9 +267,16 @@ def ask_drain(acts: Actions, node: str) -> None:
         except Exception as e:  # noqa: BLE001
             acts._notify_from_thread(f"cannot drain {node}: {_error(e)}", "error")
             return
-        acts.app.call_from_thread(confirm, p)
+        acts.app.call_from_thread(ceph_first, p)
 
-    def confirm(p: Any) -> None:
+    def ceph_first(p: Any) -> None:
+        # A node that carries Ceph OSDs without noout set: said, and noout offered first (dashboard/ceph_ops.py).
+        from clustertop.dashboard.ceph_ops import offer_noout
+
+        state = acts.app.view.state
+        offer_noout(acts, state.cluster.get("ceph") if state is not None else None, node, lambda note: confirm(p, note))
+
+    def confirm(p: Any, ceph_note: str | None = None) -> None:
         from textual.content import Content
 
         lines = p.lines()
@@ -224,8 +284,11 @@ def ask_drain(acts: Actions, node: str) -> None:
         body = Content("\n").join([
             fields([("node", node), ("plan", lines[0]),
                     ("impact", "evicted pods are recreated elsewhere by their controllers; a pod whose "
-                               "PodDisruptionBudget allows no disruption is refused and stays")]),
+                               "PodDisruptionBudget allows no disruption is refused and stays; the drain then "
+                               f"waits up to {kn.WAIT_DEFAULT_S:.0f} s for the evicted pods to go")]),
             *[Content(inert(line, limit=300)) for line in shown]])
+        if ceph_note:  # first, where it cannot scroll out of sight: what the drain means for Ceph
+            body = Content("\n").join([fields([("ceph", ceph_note)]), body])
 
         def run() -> Outcome:
             results = kn.drain(acts.k8s(), p)
@@ -234,7 +297,24 @@ def ask_drain(acts: Actions, node: str) -> None:
                     f"{len(p.refused)} refused, {len(p.ignored)} ignored")
             if bad:
                 text += "; not evicted: " + "; ".join(f"{r.namespace}/{r.name}: {r.text}" for r in bad[:5])
-            return Outcome(not bad and not p.refused, text)
+            # Then wait (bounded) for the evicted pods to leave the node, saying how many are gone (at most
+            # every 5 s: a node of 100 pods is not 100 toasts).
+            evicted = kn.evicted_pods(p, results)
+            said = [0.0]
+
+            def progress(gone: int, total: int) -> None:
+                if gone == total or time.monotonic() - said[0] >= 5.0:
+                    said[0] = time.monotonic()
+                    acts._notify_from_thread(f"{gone} of {total} pod(s) gone", title=f"drain {node}")
+
+            try:
+                waited = kn.wait_gone(acts.k8s(), node, evicted, kn.WAIT_DEFAULT_S, progress=progress,
+                                      stop=lambda: not acts.app.is_running) if evicted else None
+            except Exception as e:  # noqa: BLE001 - the evictions happened: say them, and that the wait failed
+                return Outcome(False, f"{text}; could not watch the pods go: {_error(e)}")
+            if waited is not None:
+                text += f"; {waited.text()}"
+            return Outcome(not bad and not p.refused and not (waited and waited.left), text)
 
         acts.confirm(f"Drain node {fmt.node_text(node, 80)}: evict {len(p.evict)} pod(s)?", body, "Drain",
                      lambda: acts.execute("k8s.drain", node, run))

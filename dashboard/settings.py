@@ -30,6 +30,7 @@ class Settings:
     k8s_context: str | None = None
     k8s_templates: str | None = None  # directory of Job templates (*.yaml) offered by the launcher
     celery_broker: str | None = None  # broker URL for revoke/terminate and pool grow/shrink
+    celery_backend: str | None = None  # result backend URL: retry reads a task's full arguments there
     dask_scheduler: str | None = None  # scheduler dashboard URL for retire
     action_timeout_s: float = 15.0  # how long to wait for an agent's answer
     # Trust anchors (control/trust.py), local files and never Redis: the nodes' enrolled keys, which
@@ -52,6 +53,11 @@ class Settings:
     history_prometheus: str | None = None
     history_timeout_s: float = 5.0
     history_wall: list[str] = field(default_factory=lambda: ["1 h", "24 h"])  # the wall's trends, in turn
+    # Ceph operator actions (dashboard/ceph_ops.py): the operator's own ceph-mgr dashboard access ([ceph] of the
+    # config file and CLUSTERTOP_CEPH_*), None when neither sets it; and the config file read (None: there was
+    # none; messages name where the default one would be).
+    ceph: Any = None  # a CephAccess
+    config_file: str | None = None
 
     @property
     def effective_read_only(self) -> bool:
@@ -89,6 +95,73 @@ class HistoryConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                 raise Invalid("prometheus", f"expected an http:// or https:// URL, got {self.prometheus!r}")
 
 
+class CephAccess(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``[ceph]`` of the config file: the operator's own ceph-mgr dashboard access for the Ceph keys (RBD
+    snapshots and clones on the storage screen, noout and OSD out/in on a node's screen). The same access
+    ``clustertop ceph`` takes from --ceph-url/--ceph-user/--ceph-password-file/--ceph-ca-file or
+    CLUSTERTOP_CEPH_URL/_USER/_PASSWORD_FILE/_CA_FILE (those variables override this section here too).
+    The password lives in a file, never in this one. Files are checked when an action needs them."""
+
+    urls: list[str] = []  # every ceph-mgr dashboard URL (the standbys redirect to the active one)
+    username: str | None = None  # your dashboard user (not the agent's read-only one)
+    password_file: str | None = None
+    ca_file: str | None = None  # the CA of the dashboard's TLS certificate
+    verify: bool = True
+    timeout: Positive = 300.0  # seconds to wait for an RBD task (a flatten copies every object)
+    password: str | None = None  # refused: a secret in a config file ends up in backups
+
+    def __post_init__(self) -> None:
+        from urllib.parse import urlsplit
+
+        if self.password is not None:
+            raise Invalid("password", "not allowed: put it in a file only you can read and set password_file")
+        if not self.urls:
+            raise Invalid("urls", "required: your ceph-mgr dashboard URLs, e.g. [\"https://mgr-a:8443\"]")
+        for u in self.urls:
+            parts = urlsplit(u)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise Invalid("urls", f"not an http(s) URL: {u!r}")
+        if not self.username:
+            raise Invalid("username", "required: your ceph-mgr dashboard user")
+        if not self.password_file:
+            raise Invalid("password_file", "required: a file holding your dashboard password")
+        if self.ca_file is not None and not self.verify:
+            raise Invalid("verify", "verify = false contradicts ca_file: remove one")
+        self.password_file = os.path.expanduser(self.password_file)
+        self.ca_file = os.path.expanduser(self.ca_file) if self.ca_file else None
+
+
+def ceph_access(section: dict[str, Any] | None, env: Mapping[str, str], file: str | None) -> CephAccess | None:
+    """``[ceph]`` (a TOML table, or None) with CLUSTERTOP_CEPH_* over it; None when neither says anything.
+    Errors name the file and ``[ceph] key``, or the environment variable."""
+    from clustertop.config import ENV, ConfigError
+    from clustertop.control.ceph import ENV as CEPH_ENV
+
+    data = dict(section or {})
+    from_env: dict[str, Any] = {}
+    for var, key in CEPH_ENV.items():
+        text = env.get(var)
+        if text:
+            from_env[key] = [u for u in text.split(",") if u] if key == "urls" else text
+    if section is None and not from_env:
+        return None
+    data.update(from_env)
+    try:
+        return convert(data, CephAccess, file, "ceph")
+    except ConfigError as e:
+        key = (e.key or "").removeprefix("[ceph] ")
+        var = next((v for v, k in CEPH_ENV.items() if k == key and k in from_env), None)
+        if var is not None:  # the value at fault came from the environment: name the variable
+            raise ConfigError(ENV, var, e.problem) from None
+        raise
+
+
+def config_file(path: str | None, env: Mapping[str, str]) -> str:
+    """The file settings come from, or where the default one would be (named in "add [ceph] to ...")."""
+    home = env.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return path or os.path.join(home, "clustertop", "config.toml")
+
+
 class DashboardConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """``[dashboard]`` of the config file (systemd/dashboard.toml.example documents each key). Every
     scalar key is also CLUSTERTOP_<KEY> in the environment, and most are flags of the same name."""
@@ -109,6 +182,7 @@ class DashboardConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     k8s_context: str | None = None
     k8s_templates: str | None = None
     celery_broker: str | None = None
+    celery_backend: str | None = None  # the Celery result backend: retry reads the full arguments there
     dask_scheduler: str | None = None
     action_timeout: Positive = 15.0
     known_nodes: str | None = None  # None: trust.default_known_nodes()
@@ -117,6 +191,10 @@ class DashboardConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # The file's own [history] section (load_config puts it here); "[history]" is its name only so that no
     # [dashboard] key can set it.
     history: HistoryConfig = msgspec.field(default_factory=lambda: HistoryConfig(), name="[history]")
+    # The file's [ceph] section with CLUSTERTOP_CEPH_* over it (load_config), and the file itself; bracketed
+    # names for the same reason as [history].
+    ceph: CephAccess | None = msgspec.field(default=None, name="[ceph]")
+    config_file: str | None = msgspec.field(default=None, name="[file]")
 
     def __post_init__(self) -> None:
         from clustertop.store import url_problem  # lazy: only a config that names a store needs it
@@ -142,16 +220,18 @@ class DashboardConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                         wall=self.wall, wall_page_s=self.page_seconds, ascii=self.ascii, refresh_s=self.refresh,
                         source_label=source_label, operator_key=self.operator_key, operator=self.operator,
                         kubeconfig=self.kubeconfig, k8s_context=self.k8s_context, k8s_templates=self.k8s_templates,
-                        celery_broker=self.celery_broker, dask_scheduler=self.dask_scheduler,
+                        celery_broker=self.celery_broker, celery_backend=self.celery_backend,
+                        dask_scheduler=self.dask_scheduler,
                         action_timeout_s=self.action_timeout, known_nodes=self.known_nodes,
                         operator_keys=list(self.operator_keys), alertmanager=list(self.alertmanager),
                         history_prometheus=self.history.prometheus, history_timeout_s=self.history.timeout,
-                        history_wall=list(self.history.wall))
+                        history_wall=list(self.history.wall), ceph=self.ceph, config_file=self.config_file)
 
 
 class DashboardFile(msgspec.Struct, forbid_unknown_fields=True):
     dashboard: DashboardConfig = msgspec.field(default_factory=DashboardConfig)
     history: HistoryConfig = msgspec.field(default_factory=HistoryConfig)
+    ceph: dict[str, Any] | None = None  # checked as CephAccess by ceph_access, with the environment over it
 
 
 #: Names the environment knew before the CLUSTERTOP_<KEY> rule (variable -> key).
@@ -173,7 +253,9 @@ def load_config(path: str | None, env: Mapping[str, str] = os.environ,
     DashboardConfig field; None (or False, for on/off flags) means "not given"."""
     path = path or default_path(env)
     file = convert(load_toml(path), DashboardFile, path) if path else DashboardFile()
-    parsed = msgspec.structs.replace(file.dashboard, history=file.history)  # [history] rides on the dashboard's
+    # [history] and [ceph] ride on the dashboard's section.
+    parsed = msgspec.structs.replace(file.dashboard, history=file.history, ceph=ceph_access(file.ceph, env, path),
+                                     config_file=path)
     given = {k: v for k, v in (flags or {}).items() if v is not None and v is not False}
     layers = {**environment(env, DashboardConfig, ENV_ALIASES),
               **overlay(given, DashboardConfig, "command line", lambda k: FLAG_NAMES.get(k) or "--" + k.replace("_", "-"))}

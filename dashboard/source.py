@@ -15,6 +15,7 @@ from clustertop.dashboard.promhistory import PromError, PromHistory
 from clustertop.dashboard.ranges import Range, RangeRead, tier_blocks, tier_points
 from clustertop.read.plan import ALL_FULL, ReadPlan
 from clustertop.read.reader import ClusterState, Reader
+from clustertop.read.want import Wants
 from clustertop.wire import schema
 from clustertop.wire.tiers import Tier, TierPoint
 
@@ -33,7 +34,8 @@ class Source:
         # Created lazily in the worker thread: building a client may resolve names or open sockets.
         if self._reader is None:
             self._client = self.client_factory()
-            self._reader = Reader(self._client, clock=self.clock)
+            # Asks the agents for the full snapshots its screens read (read.want): every tick while on screen.
+            self._reader = Reader(self._client, clock=self.clock, wants=Wants())
         return self._reader
 
     def read(self, plan: ReadPlan = ALL_FULL, seals: Collection[str] = ()) -> ClusterState:

@@ -17,7 +17,8 @@ grant a command only on the keys listed inside them):
   alert state (``ct:v1:alerts``, which it signs; readers check the signature against known_nodes).
 - ``operator-NAME``: reads everything under ct:v1:, sends commands (XADD on command streams), reads
   results (XREAD), appends to its own audit stream only, forgets a node (ZREM on the index).
-- ``viewer-NAME``: reads only.
+- ``viewer-NAME``: reads only, and asks nodes for full snapshots (SET on ``ct:v1:want:*``, as operators may).
+- every node also reads the PTTL of its own want key (and may write no want key at all).
 - ``admin-NAME`` (optional): everything, the only user that may delete or trim audit streams.
 - ``default``: off. A server whose default user stays on would let anyone past every rule above.
 
@@ -53,6 +54,12 @@ CONNECT = ("+ping +hello +auth +select +client|setname +quit +reset "
 READ = "+get +mget +exists +ttl +pttl +type +zrange +zcard +zscore +xrange +xrevrange +xlen +xread +xinfo|stream"
 
 
+#: A reader asks nodes for their full snapshots (``read.want``): SET on want keys, the one write a viewer has.
+#: Writing one costs the node at most a full snapshot every tick (today's cost before the byte budget), and
+#: agents ignore a want that does not expire within ``wire.WANT_MAX_MS``.
+WANT = f"(%W~{wire.want_key('*')} +set)"
+
+
 def check_name(kind: str, name: str) -> str:
     if not NAME.fullmatch(name):
         raise ValueError(f"{kind} name {name!r}: use letters, digits, '.', '-', '_' (at most 63); "
@@ -76,6 +83,8 @@ def node_rules(host: str, cluster: bool, alerts: bool = False) -> str:
         f"(~{wire.seen_key(host, '')}* +get +set +pexpire +del)",
         # the shared node index: ZADD only (SET would turn it into a string and blind every dashboard)
         f"(%W~{wire.NODES_KEY} +zadd)",
+        # whether a reader wants its full snapshot: the PTTL of its own want key, read only (readers write it)
+        f"(%R~{wire.want_key(host)} +pttl)",
     ]
     if cluster:
         parts.append(f"(~{wire.PREFIX}:lease:* +get +set +pexpire +del +watch)")
@@ -97,11 +106,12 @@ def operator_rules(name: str) -> str:
         f"(~{wire.PREFIX}:cmd:* +xadd)",
         f"(~{wire.operator_audit_key(name)} +xadd +watch)",
         f"(%W~{wire.NODES_KEY} +zrem)",
+        WANT,
     ])
 
 
 def viewer_rules() -> str:
-    return " ".join(["resetkeys resetchannels -@all", CONNECT, READ, "+scan", f"%R~{wire.PREFIX}:*"])
+    return " ".join(["resetkeys resetchannels -@all", CONNECT, READ, "+scan", f"%R~{wire.PREFIX}:*", WANT])
 
 
 def admin_rules() -> str:

@@ -22,19 +22,6 @@ from typing import Any
 
 from clustertop.cli.steer import Usage, _confirm, _finish, _say, env_flag, plain
 
-#: What each action does to the data, said before the operator confirms it.
-WARNINGS = {
-    "snap rm": "the snapshot's data is gone for good",
-    "snap unprotect": "Ceph refuses while clones still use it",
-    "flatten": "copies the parent's data into the image (space and time); it no longer depends on the snapshot",
-    "flag set noout": "OSDs that go down stay in: no data moves while they are away; health shows OSDMAP_FLAGS",
-    "flag unset noout": "OSDs down longer than mon_osd_down_out_interval are marked out again and data moves",
-    "flag set norebalance": "no rebalancing moves while it is set; health shows OSDMAP_FLAGS",
-    "flag unset norebalance": "pending rebalancing starts",
-    "osd out": "its placement groups move to the other OSDs (unless noout/norebalance hold them)",
-    "osd in": "placement groups move back onto it",
-}
-
 
 def add_parsers(sub: Any, add_store: Any) -> None:
     env = os.environ.get
@@ -48,6 +35,7 @@ def add_parsers(sub: Any, add_store: Any) -> None:
         p.add_argument("--read-only", action="store_true", default=env_flag(env("CLUSTERTOP_READ_ONLY")),
                        help="refuse every action (env CLUSTERTOP_READ_ONLY=1)")
         p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+        # The variable names are clustertop.control.ceph.ENV's (the dashboard's [ceph] reads the same ones).
         urls = [u for u in (env("CLUSTERTOP_CEPH_URL") or "").split(",") if u]
         p.add_argument("--ceph-url", action="append", metavar="URL", default=None,
                        help="a ceph-mgr dashboard URL; repeat for every mgr (env CLUSTERTOP_CEPH_URL, "
@@ -151,7 +139,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         what, target = f"osd {args.op}", f"osd.{osd}"
         question = f"mark osd.{osd} {args.op}?"
-    warning = WARNINGS.get(what)
+    warning = cc.WARNINGS.get(what)
     if warning:
         print(f"note: {warning}")
     if not _confirm(args, question):

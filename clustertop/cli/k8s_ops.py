@@ -45,6 +45,8 @@ def add_parsers(ks: Any, kube: Any, yes: Any) -> None:
     p.add_argument("--force", action="store_true", help="also evict pods no controller manages (gone for good)")
     p.add_argument("--delete-local-data", action="store_true", help="also evict pods with emptyDir data")
     p.add_argument("--dry-run", action="store_true", help="show the plan only: change nothing")
+    p.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
+                   help="wait up to SECONDS for the evicted pods to leave the node (default 300; 0: do not wait)")
     yes(p)
 
 
@@ -164,6 +166,53 @@ def _node(args: argparse.Namespace, ctl: Any) -> int:
     bad = [r for r in results if not r.ok]
     summary = (f"drained node {node}: {len(results) - len(bad)} evicted, {len(bad)} not evicted, "
                f"{len(plan.refused)} refused, {len(plan.ignored)} ignored")
-    if bad or plan.refused:
-        _say(args, "the node still has pods: see the NOT evicted / REFUSED lines")
-    return _finish(args, "k8s.drain", node, not bad and not plan.refused, summary)
+    waited, unsure = None, False  # unsure: whether the pods went is not known
+    evicted = kn.evicted_pods(plan, results)
+    if evicted and args.timeout > 0:
+        try:
+            waited = kn.wait_gone(ctl, node, evicted, args.timeout,
+                                  progress=lambda gone, total: print(f"{gone} of {total} pod(s) gone", flush=True))
+        except K8sControlError as e:
+            summary += f"; could not watch the pods go: {e}"
+            unsure = True
+        except KeyboardInterrupt:  # the evictions happened: the audit entry is still written
+            summary += "; the wait for the pods to go was interrupted"
+            unsure = True
+        if waited is not None:
+            summary += f"; {waited.text()}"
+            for p in waited.left:
+                print(plain(f"STILL THERE {p.namespace}/{p.name} after {waited.waited_s:.0f} s"))
+    left = bool(waited and waited.left)
+    if bad or plan.refused or left:
+        _say(args, "the node still has pods: see the NOT evicted / REFUSED / STILL THERE lines")
+    return _finish(args, "k8s.drain", node, not bad and not plan.refused and not left and not unsure, summary)
+
+
+def follow_logs(args: argparse.Namespace, ctl: Any, ns: str, name: str) -> int:
+    """``k8s logs -f``: the last --tail lines, then each line as the pod prints it (control/k8s_logs.py),
+    every line through ``plain``. Ends with the stream's own end ("stream ended ...", "pod gone"): exit 0;
+    a refusal: exit 1; Ctrl-C: the stream is closed, exit 0. The state changes go to stderr."""
+    from clustertop.control.k8s_logs import LogFollower
+
+    f = LogFollower(ctl, ns, name, container=args.container, tail_lines=args.tail).start()
+    said, dropped = "", 0
+    try:
+        while True:
+            t = f.take()
+            for line in t.lines:
+                sys.stdout.write(plain(line) + "\n")
+            sys.stdout.flush()
+            if t.dropped > dropped:  # the pod printed faster than this terminal took lines
+                _say(args, f"{t.dropped - dropped} line(s) dropped (more than {len(t.lines)} between two reads)")
+                dropped = t.dropped
+            if t.state != said:  # reconnects and the end, on stderr (not the first "following")
+                if said or t.state not in ("following", "connecting…"):
+                    _say(args, plain(t.state))
+                said = t.state if t.state != "connecting…" else said
+            if t.ended:
+                return 0 if t.state.startswith(("stream ended", "pod gone")) else 1
+            time.sleep(0.2)
+    except (KeyboardInterrupt, BrokenPipeError):  # Ctrl-C, or the reader of a pipe (| head) went away
+        return 0
+    finally:
+        f.close()

@@ -63,6 +63,8 @@ def _add_control(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k8s-templates", metavar="DIR",
                    help="directory of Kubernetes Job templates (*.yaml) for the launcher")
     p.add_argument("--celery-broker", metavar="URL", help="Celery broker for revoke/terminate and pool grow/shrink")
+    p.add_argument("--celery-backend", metavar="URL", help="Celery result backend: retry re-sends a task's arguments "
+                                                           "from there (workers with result_extended)")
     p.add_argument("--dask-scheduler", metavar="URL", help="Dask scheduler dashboard URL for retiring workers")
     p.add_argument("--known-nodes", metavar="FILE",
                    help="enrolled node keys (default: ~/.config/clustertop/known_nodes; `clustertop enrol` writes it)")
@@ -132,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--interval", type=float, default=1.0)
     sim.add_argument("--gpus-per-node", type=int, default=None, help="override GPUs per GPU node")
+    sim.add_argument("--full-every", type=float, default=None, metavar="SECONDS",
+                     help="seconds between full snapshots nobody wants, as agents' [agent] full_every "
+                          "(default 15; 0: every tick)")
     sim.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after")
     sim.add_argument("--ticks", type=int, default=None,
                      help="stop after N ticks; exit 1 if the store stays unreachable for --give-up seconds")

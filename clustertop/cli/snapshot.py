@@ -33,6 +33,7 @@ from clustertop.read import cluster
 from clustertop.read.model import NodeView, view_digest
 from clustertop.read.plan import ALL_FULL
 from clustertop.read.reader import ClusterState, Reader
+from clustertop.read.want import Wants
 from clustertop.wire.text import inert, known
 
 #: The simulated time of `snapshot --demo`: 2026-01-01T00:00:00Z.
@@ -48,6 +49,34 @@ MAX_ALERT_LINES = 200
 #: ``--json``: every string is cut to this many characters.
 JSON_TEXT_LIMIT = 4096
 MAX_SILENT_JSON = 1000
+
+
+#: How long ``snapshot`` waits for the full snapshots it asked for: this many of the slowest such node's
+#: intervals (one to see the request, one to answer), within FRESH_WAIT_MAX_S.
+FRESH_WAIT_INTERVALS = 2.5
+FRESH_WAIT_MIN_S = 3.0
+FRESH_WAIT_MAX_S = 30.0
+
+
+def fresh(reader: Reader, sleep: Any = time.sleep, monotonic: Any = time.monotonic) -> ClusterState:
+    """Every node in full, each full snapshot of the node's latest tick where its agent answers in time.
+
+    Agents rewrite their full snapshot every few seconds unless a reader wants it (``read.want``): the first
+    read asks every node whose stored one is from an earlier tick, and reads again until none is or the wait
+    is over. Whatever is still older then (an agent that can't see the request, a reader that may not write
+    it) is printed as it is, with its ``detail_age_s``: never passed off as current."""
+    state = reader.read(ALL_FULL)
+    behind = [v for v in state.nodes if v.detail_age_s is not None]
+    if not behind:
+        return state
+    wait = min(FRESH_WAIT_MAX_S, max(FRESH_WAIT_MIN_S, FRESH_WAIT_INTERVALS * max(
+        (v.snap.interval_s for v in behind if v.snap is not None and known(v.snap.interval_s)), default=1.0)))
+    deadline = monotonic() + wait
+    while behind and monotonic() < deadline and (reader.wants is None or reader.wants.error is None):
+        sleep(0.25)
+        state = reader.read(ALL_FULL)
+        behind = [v for v in state.nodes if v.detail_age_s is not None]
+    return state
 
 
 def run(args: Any) -> int:
@@ -66,7 +95,8 @@ def run(args: Any) -> int:
 
     try:
         # Every node in full at any cluster size: --json writes each node's whole snapshot.
-        state = Reader(client, clock=clock).read(ALL_FULL)
+        # Asks for full snapshots too (read.want), and waits a little for them (``fresh``).
+        state = fresh(Reader(client, clock=clock, wants=Wants()))
     except (RedisError, OSError) as e:
         print(f"clustertop snapshot: store {source} unreachable: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
@@ -121,7 +151,11 @@ def as_document(state: ClusterState, source: str, alerts: list[cluster.Alert]) -
         "totals": dataclasses.asdict(state.totals),
         # "digest": the node folded as the dashboard folds it (busy/lost/hot GPUs, sums, the node's
         # alerts): what a script would otherwise recompute from the snapshot, and might get wrong.
-        "nodes": [{"host": n.host, "state": n.state, "age_s": n.age_s, "error": n.error, "snapshot": n.snap,
+        # "detail_age_s": the snapshot is the node's last full one, from an earlier tick than its digest
+        # (agents rewrite it every few seconds unless someone looks), with this tick's brief drawn over it
+        # (wire.brief.fresh): what a brief leaves out is this many seconds old; null: it is all current.
+        "nodes": [{"host": n.host, "state": n.state, "age_s": n.age_s, "detail_age_s": n.detail_age_s,
+                   "error": n.error, "snapshot": n.snap,
                    "digest": view_digest(n) if n.state != "down" else None}
                   for n in nodes],
         "nodes_omitted": len(omitted),  # silent nodes past MAX_SILENT_JSON (totals count them all)
@@ -255,6 +289,8 @@ def node_line(n: Any, width: int) -> str:
             cols.append("no gpus")
     for b in (s.bonds or ())[:MAX_SILENT]:
         cols.append(f"{clean(b.name, HOST_LIMIT)} {'degraded' if b.degraded else 'ok'}")
+    if n.detail_age_s is not None:  # cpu, mem and bonds above are current (the brief's); the rest is older
+        cols.append(f"detail {num(n.detail_age_s)}s old")
     return f"{head}  " + ", ".join(cols) if cols else head
 
 

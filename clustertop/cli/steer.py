@@ -76,6 +76,8 @@ def add_parsers(sub: Any, add_store: Any) -> None:
         p.add_argument("--kubeconfig", metavar="FILE", default=env("KUBECONFIG"),
                        help="the operator's kubeconfig (env KUBECONFIG)")
         p.add_argument("--context", metavar="NAME", default=env("CLUSTERTOP_K8S_CONTEXT"), help="kubeconfig context")
+        p.add_argument("--namespace", "-n", default=None, metavar="NS",
+                       help="namespace of a NAME given without NS/ (job: default the template's, else default)")
 
     p = ks.add_parser("delete", help="delete a pod or a job (its pods go with it), after showing the impact")
     kube(p)
@@ -90,13 +92,15 @@ def add_parsers(sub: Any, add_store: Any) -> None:
     kube(p)
     p.add_argument("template", metavar="TEMPLATE.yaml")
     p.add_argument("params", nargs="*", metavar="KEY=VALUE")
-    p.add_argument("--namespace", "-n", default=None, help="namespace (default: the template's, else default)")
     p.add_argument("--dry-run", action="store_true", help="stop after the server dry run: create nothing")
     p = ks.add_parser("logs", help="print the end of a pod's log")
     kube(p)
     p.add_argument("target", metavar="NS/POD")
     p.add_argument("--tail", type=int, default=200, metavar="N", help="last N lines (default 200)")
     p.add_argument("--container", "-c", default=None, help="container name (pods with several)")
+    p.add_argument("--follow", "-f", action="store_true",
+                   help="keep printing lines as the pod prints them (reconnects on a dropped stream; "
+                        "ends when the container or the pod does, or on Ctrl-C)")
     from clustertop.cli import k8s_ops  # rollout history/status/restart/undo, cordon/uncordon/drain
 
     k8s_ops.add_parsers(ks, kube, yes)
@@ -123,6 +127,13 @@ def add_parsers(sub: Any, add_store: Any) -> None:
     broker(p)
     yes(p)
     p.add_argument("worker", metavar="WORKER")
+    p = cs.add_parser("retry", help="send an ended task again (a new id): name, args, kwargs and queue from the "
+                                    "result backend (workers with result_extended), shown before it is sent")
+    broker(p)
+    yes(p)
+    p.add_argument("--backend", metavar="URL", default=env("CLUSTERTOP_CELERY_BACKEND"),
+                   help="the Celery result backend (env CLUSTERTOP_CELERY_BACKEND)")
+    p.add_argument("task_id", metavar="TASK_ID")
     p = cs.add_parser("send", help="send a task from a template (TOML or YAML)")
     broker(p)
     p.add_argument("template", metavar="TEMPLATE")
@@ -259,6 +270,10 @@ def run_k8s(args: argparse.Namespace) -> int:
         ctl = K8sControl(args.kubeconfig, args.context)
     except K8sControlError as e:
         raise Usage(f"cannot use the kubeconfig: {plain(e)}") from None
+    # -n NS with a bare NAME: NS/NAME, as kubectl -n (a node has no namespace; NS/NAME given wins).
+    target = getattr(args, "target", None)
+    if args.namespace and isinstance(target, str) and "/" not in target and getattr(args, "kind", None) != "node":
+        args.target = f"{args.namespace}/{target}"
     try:
         if args.action == "job":
             return _k8s_job(args, ctl)
@@ -282,6 +297,8 @@ def run_k8s(args: argparse.Namespace) -> int:
                 return _finish(args, "k8s.scale", target, False, str(e))
             was = "N/A" if before is None else before
             return _finish(args, "k8s.scale", target, True, f"scaled deployment {ns}/{name}: {was} -> {after} replicas")
+        if args.follow:  # logs: a read, nothing to audit
+            return k8s_ops.follow_logs(args, ctl, ns, name)
         try:  # logs: a read, nothing to audit
             text = ctl.pod_logs(ns, name, container=args.container, tail_lines=args.tail)
         except K8sControlError as e:
@@ -394,8 +411,10 @@ def run_celery(args: argparse.Namespace) -> int:
     if args.action == "shutdown" and not _confirm(args, f"shut down worker {plain(args.worker)} "
                                                         "(it exits once its running tasks finish)?"):
         return 1
-    ctl = cc.CeleryControl(args.broker, timeout=args.timeout)
+    ctl = cc.CeleryControl(args.broker, timeout=args.timeout, backend=getattr(args, "backend", None))
     try:
+        if args.action == "retry":
+            return _retry(args, ctl)
         if args.action == "revoke":
             action = "celery.terminate" if args.terminate else "celery.revoke"
             r = ctl.revoke(args.task_id, terminate=args.terminate, signal=f"SIG{args.signal}")
@@ -414,6 +433,26 @@ def run_celery(args: argparse.Namespace) -> int:
         return _finish(args, "celery.send", f"{tpl.name} ({tpl.task})", r.ok, r.text)
     finally:
         ctl.close()
+
+
+def _retry(args: argparse.Namespace, ctl: Any) -> int:
+    """Read what the retry would send, show it all (escaped: the backend's content is anyone's who can write
+    it), ask, send, audit. A refusal (no backend, no extended result) is audited too."""
+    import json
+
+    from clustertop.control import celery as cc
+
+    plan = ctl.retry_plan(args.task_id)
+    if not isinstance(plan, cc.RetryPlan):
+        return _finish(args, "celery.retry", args.task_id, False, f"refused: {plan.text}")
+    for k, v in (("task", plan.task_id), ("name", plan.name), ("queue", plan.queue or "(default routing)"),
+                 ("state", plan.state or "N/A"), ("args", json.dumps(plan.args, ensure_ascii=False, default=repr)),
+                 ("kwargs", json.dumps(plan.kwargs, ensure_ascii=False, default=repr))):
+        print(f"{k:>6}  {plain(v)}")
+    if not _confirm(args, f"send {plain(plan.name)} again with these arguments (a new task)?"):
+        return 1
+    r = ctl.retry(plan)
+    return _finish(args, "celery.retry", f"{plan.name} {plan.task_id}", r.ok, r.text)
 
 
 # -- Dask -----------------------------------------------------------------------------------------

@@ -16,11 +16,11 @@ import time
 from typing import Any
 
 from clustertop import wire
-from clustertop.cli.snapshot import HOST_LIMIT, _demo_store, as_json, clean, gib, host, num, pct
+from clustertop.cli.snapshot import HOST_LIMIT, _demo_store, as_json, clean, fresh, gib, host, num, pct
 from clustertop.read.energy import Use, decode_ledgers, windows
 from clustertop.read.people import Item, Work, find
-from clustertop.read.plan import ALL_FULL
 from clustertop.read.reader import Reader
+from clustertop.read.want import Wants
 from clustertop.wire.text import known
 
 #: Text output: a command line is cut here.
@@ -52,7 +52,8 @@ def run(args: Any) -> int:
     from redis.exceptions import RedisError
 
     try:
-        state = Reader(client, clock=clock).read(ALL_FULL)
+        # Every node's processes from a full snapshot of its latest tick: asked for, and waited for a little.
+        state = fresh(Reader(client, clock=clock, wants=Wants()))
         hosts = [v.host for v in state.nodes if v.snap is not None]
         p = client.pipeline(transaction=False)
         for h in hosts:

@@ -1,7 +1,7 @@
 """Provides Celery job control for the dashboard and the CLI, over the broker, with the operator's credentials.
 
 Revoke a task (optionally terminating it with a signal), send a task by name from a template with
-named parameters, grow or shrink a worker's pool, shut a worker down. Every call waits for the
+named parameters, grow or shrink a worker's pool, shut a worker down, retry an ended task. Every call waits for the
 workers' replies (``reply=True``) at most ``timeout`` seconds and returns a ``Result`` that says in
 words what happened; nothing here raises for a broker or worker problem.
 
@@ -36,6 +36,8 @@ from clustertop.errors import describe
 from clustertop.store import redact
 
 DEFAULT_TIMEOUT_S = 2.0
+#: A result larger than this is not read for a retry (whoever writes the backend chooses its size).
+RETRY_META_MAX = 4 * 1024 * 1024
 PARAM_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
 TEMPLATE_KEYS = {"task", "queue", "priority", "args", "kwargs", "params", "description"}
 PARAM_KEYS = {"type", "default", "choices", "description"}
@@ -50,6 +52,19 @@ class Result:
 
     def __str__(self) -> str:
         return f"{'ok' if self.ok else 'error'}: {self.text}"
+
+
+@dataclass(frozen=True)
+class RetryPlan:
+    """What a retry would send again, as the result backend holds it (hostile data: shown in full before
+    anything is sent)."""
+
+    task_id: str  # the task retried
+    name: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    queue: str | None
+    state: str | None  # its state in the backend (FAILURE, SUCCESS, REVOKED ...)
 
 
 class TemplateError(ValueError):
@@ -226,9 +241,11 @@ def _summarize(replies: Any) -> tuple[bool, str, dict[str, Any]]:
 class CeleryControl:
     """Control commands on one broker. ``broker`` may carry the operator's password; messages redact it."""
 
-    def __init__(self, broker: str, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(self, broker: str, timeout: float = DEFAULT_TIMEOUT_S, backend: str | None = None) -> None:
         self.broker, self.shown, self.timeout = broker, redact(broker), timeout
+        self.backend = backend  # the result backend: where a retry finds the full arguments
         self._app: Any = None
+        self._results: Any = None
 
     @property
     def app(self) -> Any:
@@ -246,9 +263,24 @@ class CeleryControl:
             self._app = app
         return self._app
 
+    @property
+    def results(self) -> Any:
+        """An app for the result backend alone. Sending stays on ``app`` (no backend): a sent task would
+        otherwise subscribe to its result there, which nothing here waits for."""
+        if self._results is None:
+            from celery import Celery  # type: ignore[import-untyped]
+
+            t = self.timeout
+            app = Celery("clustertop-results", broker=self.broker, backend=self.backend, set_as_current=False)
+            app.conf.update(redis_socket_timeout=t, redis_socket_connect_timeout=t, redis_retry_on_timeout=False,
+                            result_backend_always_retry=False)
+            self._results = app
+        return self._results
+
     def close(self) -> None:
-        if self._app is not None:
-            self._app.close()
+        for a in (self._app, self._results):
+            if a is not None:
+                a.close()
 
     def _broadcast(self, what: str, call: Any) -> Result:
         try:
@@ -307,3 +339,43 @@ class CeleryControl:
         where = f" to queue {tpl.queue}" if tpl.queue else ""
         return Result(True, f"sent {tpl.task}{where}: task id {res.id}",
                       {"task_id": res.id, "args": args, "kwargs": kwargs})
+
+    def retry_plan(self, task_id: str) -> RetryPlan | Result:
+        """What a retry of ``task_id`` would send: its name, args, kwargs and queue from the result backend
+        (workers with ``result_extended=True``), or a Result saying why it cannot be retried. Celery has no
+        remote retry and the events carry only a truncated repr of the arguments: those are never re-sent."""
+        if not self.backend:
+            return Result(False, f"retry {task_id}: no result backend configured (--celery-backend URL): the full "
+                                 "arguments are only there; the events carry a truncated repr")
+        try:
+            be = self.results.backend
+            key = be.get_key_for_task(task_id) if hasattr(be, "get_key_for_task") else None
+            client = getattr(be, "client", None)
+            if key is not None and client is not None and client.strlen(key) > RETRY_META_MAX:
+                return Result(False, f"retry {task_id}: its result is over {RETRY_META_MAX} bytes: not read")
+            meta = be.get_task_meta(task_id)
+        except Exception as e:  # noqa: BLE001 - unreachable backend, refused serializer: the reason
+            return Result(False, f"retry {task_id}: result backend {redact(self.backend)}: {describe(e)}")
+        state = meta.get("status") if isinstance(meta, dict) else None
+        if not isinstance(meta, dict) or state == "PENDING" and meta.get("result") is None and "name" not in meta:
+            return Result(False, f"retry {task_id}: no result in the backend (not ended yet, expired, or another backend)")
+        name, args, kwargs, queue = meta.get("name"), meta.get("args"), meta.get("kwargs"), meta.get("queue")
+        if not isinstance(name, str) or not name or args is None:
+            return Result(False, f"retry {task_id}: the backend has no arguments for it (workers need "
+                                 "result_extended=True); the events' truncated repr is not re-sent")
+        if not isinstance(args, list | tuple) or not isinstance(kwargs, dict | type(None)):
+            return Result(False, f"retry {task_id}: the backend's args/kwargs are not a list and a mapping")
+        return RetryPlan(task_id=task_id, name=name, args=list(args), kwargs=dict(kwargs or {}),
+                         queue=queue if isinstance(queue, str) and queue else None,
+                         state=state if isinstance(state, str) else None)
+
+    def retry(self, plan: RetryPlan) -> Result:
+        """Send ``plan``'s task again as a new task (same name, args, kwargs, queue); the result has its id."""
+        opts = {"queue": plan.queue} if plan.queue else {}
+        try:
+            res = self.app.send_task(plan.name, args=plan.args, kwargs=plan.kwargs, **opts)
+        except Exception as e:  # noqa: BLE001
+            return Result(False, f"retry {plan.task_id} via {self.shown}: {describe(e)}")
+        where = f" to queue {plan.queue}" if plan.queue else ""
+        return Result(True, f"retried {plan.name} {plan.task_id}{where}: new task id {res.id}",
+                      {"task_id": res.id, "from": plan.task_id})

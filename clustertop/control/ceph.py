@@ -43,9 +43,45 @@ TASK_WAIT_S = 300.0
 _CHARS = re.compile(r"[^/@\s]{1,250}")
 
 
+#: What each action does to the data, said before the operator confirms it (the CLI and the dashboard).
+WARNINGS = {
+    "snap create": "a point-in-time copy of the image; it costs space only as the image changes from now on",
+    "snap protect": "it can be cloned; it cannot be deleted until unprotected",
+    "snap rm": "the snapshot's data is gone for good",
+    "snap unprotect": "Ceph refuses while clones still use it",
+    "clone": "a new copy-on-write image whose parent is the snapshot: it reads the snapshot's data until written",
+    "flatten": "copies the parent's data into the image (space and time); it no longer depends on the snapshot",
+    "flag set noout": "OSDs that go down stay in: no data moves while they are away; health shows OSDMAP_FLAGS",
+    "flag unset noout": "OSDs down longer than mon_osd_down_out_interval are marked out again and data moves",
+    "flag set norebalance": "no rebalancing moves while it is set; health shows OSDMAP_FLAGS",
+    "flag unset norebalance": "pending rebalancing starts",
+    "osd out": "its placement groups move to the other OSDs (unless noout/norebalance hold them)",
+    "osd in": "placement groups move back onto it",
+}
+#: The operator's Ceph access in the environment, for ``clustertop ceph`` and the dashboard alike
+#: (variable -> key of the dashboard's ``[ceph]``; the URL variable is comma-separated).
+ENV = {"CLUSTERTOP_CEPH_URL": "urls", "CLUSTERTOP_CEPH_USER": "username",
+       "CLUSTERTOP_CEPH_PASSWORD_FILE": "password_file", "CLUSTERTOP_CEPH_CA_FILE": "ca_file"}
+
+
+def name_problem(text: str) -> str | None:
+    """Why ``text`` cannot be a pool, image or snapshot name (None: it can)."""
+    if _name_ok(text):
+        return None
+    if not text:
+        return "empty"
+    if len(text) > 250:
+        return "longer than 250 characters"
+    if text in (".", ".."):
+        return "not \".\" or \"..\""
+    return "no '/', '@', blanks or control characters"
+
+
 def _name_ok(text: str) -> bool:
-    """A name part: no separators, blanks or invisible characters (controls, bidi overrides, zero-width)."""
-    return bool(_CHARS.fullmatch(text)) and not any(unicodedata.category(ch).startswith("C") for ch in text)
+    """A name part: no separators, blanks or invisible characters (controls, bidi overrides, zero-width), and
+    not "." or "..": as a URL path segment those climb (".../snap/.." would be the image itself)."""
+    return bool(_CHARS.fullmatch(text)) and text not in (".", "..") \
+        and not any(unicodedata.category(ch).startswith("C") for ch in text)
 
 
 class SpecError(ValueError):

@@ -10,12 +10,18 @@
 - ``drain``: cordons, then asks for each eviction through the Eviction subresource (policy/v1beta1,
   the version a 1.20 API server serves), so the API server applies the PodDisruptionBudgets. A 429
   (the budget allows no disruption now) is reported for that pod and not retried; the others go on.
+- ``wait_gone``: after the evictions, waits (bounded) until the evicted pods have left the node
+  (deleted, or replaced by pods of other names or uids elsewhere), saying "3 of 5 pods gone" as they
+  go, and names the pods still there at the timeout. A pod with a deletionTimestamp is still there:
+  its containers may still run (kubectl's drain waits the same way).
 
-``classify`` and ``pdbs_covering`` are pure and take the API's JSON.
+``classify``, ``pdbs_covering`` and ``still_there`` are pure and take the API's JSON.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,6 +144,19 @@ def classify(node: str, unschedulable: bool, pods: list[dict[str, Any]], pdbs: l
     return plan
 
 
+def still_there(pods: list[dict[str, Any]], waited: list[PodPlan]) -> list[PodPlan]:
+    """Which of ``waited`` are still among ``pods`` (the node's pods now): same namespace, name and uid
+    (a same-name replacement with a new uid, as a StatefulSet makes, is not the evicted pod)."""
+    now = {(str((p.get("metadata") or {}).get("namespace")), str((p.get("metadata") or {}).get("name"))):
+           (p.get("metadata") or {}).get("uid") for p in pods}
+    out = []
+    for w in waited:
+        key = (w.namespace, w.name)
+        if key in now and (w.uid is None or now[key] == w.uid):
+            out.append(w)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # The API
 # ---------------------------------------------------------------------------------------------
@@ -192,3 +211,53 @@ def drain(ctl: K8sControl, plan: DrainPlan) -> list[Eviction]:
     if not plan.unschedulable:
         set_unschedulable(ctl, plan.node, True)
     return [evict(ctl, p.namespace, p.name, p.uid) for p in plan.evict]
+
+
+#: How long a drain waits for the evicted pods to go unless told otherwise. kubectl's own default is 0
+#: (wait for ever); a dashboard worker or a script should not hang on a pod whose kubelet is gone.
+WAIT_DEFAULT_S = 300.0
+
+
+@dataclass
+class Waited:
+    gone: list[PodPlan]
+    left: list[PodPlan]  # still on the node when the wait ended
+    waited_s: float
+
+    def text(self) -> str:
+        total = len(self.gone) + len(self.left)
+        out = f"{len(self.gone)} of {total} pod(s) gone after {self.waited_s:.0f} s"
+        if self.left:
+            out += "; still there: " + ", ".join(f"{p.namespace}/{p.name}" for p in self.left[:10])
+            out += f" and {len(self.left) - 10} more" if len(self.left) > 10 else ""
+        return out
+
+
+def evicted_pods(plan: DrainPlan, results: list[Eviction]) -> list[PodPlan]:
+    """The plan's pods whose eviction the API server accepted (a PDB's 429 stays reported, not waited on)."""
+    ok = {(r.namespace, r.name) for r in results if r.ok}
+    return [p for p in plan.evict if (p.namespace, p.name) in ok]
+
+
+def wait_gone(ctl: K8sControl, node: str, pods: list[PodPlan], timeout_s: float = WAIT_DEFAULT_S,
+              progress: Callable[[int, int], None] | None = None, poll_s: float = 1.0,
+              stop: Callable[[], bool] | None = None) -> Waited:
+    """Poll the node's pods (one list per ``poll_s``) until every pod of ``pods`` has left it or
+    ``timeout_s`` passed; ``progress(gone, total)`` each time the count changes."""
+    _check_name("node", node)
+    start = time.monotonic()
+    left = list(pods)
+    shown = -1
+    while True:
+        if left:
+            raw = ctl._call(f"pods on {node}", ctl.core.list_pod_for_all_namespaces,
+                            field_selector=f"spec.nodeName={node}")
+            left = still_there([p for p in (raw or {}).get("items") or [] if isinstance(p, dict)], left)
+        gone = len(pods) - len(left)
+        if progress is not None and gone != shown:
+            progress(gone, len(pods))
+            shown = gone
+        elapsed = time.monotonic() - start
+        if not left or elapsed >= timeout_s or (stop is not None and stop()):
+            return Waited(gone=[p for p in pods if p not in left], left=left, waited_s=elapsed)
+        time.sleep(min(poll_s, max(0.0, timeout_s - elapsed)))

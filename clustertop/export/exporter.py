@@ -35,6 +35,7 @@ from clustertop.read.energy import Windows, decode_ledgers, windows
 from clustertop.read.ledger import LedgerTracker, update_from_state
 from clustertop.read.plan import ALL_FULL
 from clustertop.read.reader import Reader
+from clustertop.read.want import Wants
 
 log = logging.getLogger("clustertop.exporter")
 
@@ -74,8 +75,15 @@ class Exporter:
     reader (node ages); ``monotonic``: the cache's clock."""
 
     def __init__(self, client: Any, cache_s: float = CACHE_S, clock: Any = time.time,
-                 monotonic: Any = time.monotonic) -> None:
-        self.reader = Reader(client, clock=clock)
+                 monotonic: Any = time.monotonic, fresh_detail: bool = False) -> None:
+        # Every node in full, with its brief and digest in the same round trip: the reader draws each node's
+        # brief over its full snapshot where that is from an earlier tick (wire.brief.fresh), so every figure
+        # a brief carries is current and only the detail (clocks, PCIe, energy, per-process VRAM, containers)
+        # may be up to the agents' full_every old, which clustertop_node_detail_age_seconds says. Asking
+        # every node for its full snapshot every tick (``fresh_detail``, for as long as agents allow:
+        # wire.WANT_MAX_MS, so scrapes 15-30 s apart keep it) makes that detail current too, at about
+        # 2.3x the bytes per node into Redis ("Byte budget" in docs/architecture.md): off by default.
+        self.reader = Reader(client, clock=clock, wants=Wants(px_ms=wire.WANT_MAX_MS) if fresh_detail else None)
         self.cache_s = cache_s
         self.monotonic = monotonic
         self.ledger = LedgerTracker()

@@ -65,6 +65,10 @@ NODE_FAMILIES = [
     _g("clustertop_node_state", "The node's state as the dashboard shows it: 1 for the current state "
        "(up: fresh; stale: no report for up to 60 s; down: longer; bad: unusable data), 0 for the others."),
     _g("clustertop_node_report_age_seconds", "Seconds since the node's last report, as the dashboard shows it."),
+    _g("clustertop_node_detail_age_seconds", "Age of the full snapshot the node's detail series come from (GPU "
+       "clocks, PCIe, energy, driver; per-process VRAM; containers; sensor list): 0 when it is of the node's "
+       "latest report; up to the agents' full_every (15 s) otherwise, unless the exporter runs with "
+       "--fresh-detail. Every other figure is the latest report's."),
     _g("clustertop_node_info", "The node's role, agent version and system (value 1)."),
     _g("clustertop_node_labels", "The node's labels from its agent config, as label_<name> (value 1)."),
     _g("node_time_seconds", "The node's clock at its last report, seconds since the epoch.", NE),
@@ -342,6 +346,8 @@ def _node(x: Exposition, v: NodeView) -> None:
     for s in NODE_STATES:
         add("clustertop_node_state", f'{nl},state="{s}"', 1 if v.state == s else 0)
     add("clustertop_node_report_age_seconds", nl, v.age_s)
+    if up and v.snap is not None:
+        add("clustertop_node_detail_age_seconds", nl, v.detail_age_s or 0.0)
     snap = v.snap
     if not up or snap is None:
         return  # stale, down, bad: its last values are not today's

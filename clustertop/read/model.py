@@ -67,6 +67,10 @@ class NodeView:
     # The node folded (clustertop.wire.digest): as its agent published it, or folded here from ``snap``.
     # A node up in a digest-only read has no ``snap`` (see ClusterState.plan).
     digest: schema.NodeDigest | None = None
+    # How old ``snap``'s detail is where it is a full snapshot from an earlier tick than the node's digest (its
+    # agent rewrites it every few seconds, or every tick while someone wants it: "Byte budget" in
+    # docs/architecture.md); None: ``snap`` is of the node's latest tick (or the node is not up).
+    detail_age_s: float | None = None
 
 
 @dataclass
@@ -85,6 +89,9 @@ class ClusterState:
     # Raw bytes to check a node's seal against, for the hosts a read was asked to (``Reader.read``'s
     # ``seals``): host -> (seal field: "node", "brief" or "digest"; that payload as read; its seal).
     sealed: dict[str, tuple[str, bytes | None, bytes | None]] = field(default_factory=dict)
+    # Why this reader could not ask agents for full snapshots (``read.want``: an ACL without it, a READONLY
+    # replica), so a screen never says "a fresh one is requested" when it was not; None: asked, or nothing to ask.
+    want_error: str | None = None
 
     def node(self, host: str) -> NodeView | None:
         for n in self.nodes:

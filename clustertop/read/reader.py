@@ -17,7 +17,10 @@ from clustertop.read.cluster import summarize
 from clustertop.read.model import DOWN_AFTER_S, ClusterState, NodeView
 from clustertop.read.owners import name_pods
 from clustertop.read.plan import ALL_FULL, Level, ReadPlan
+from clustertop.read.shards import ShardFetch
+from clustertop.read.want import Wants
 from clustertop.wire import schema
+from clustertop.wire.brief import fresh
 from clustertop.wire.digest import RULES, digest
 
 KINDS = ("digest", "brief", "full")
@@ -54,13 +57,19 @@ class OlderAgents:
         """Whether a node's digest was made by rules at least as new as this dashboard's."""
         return d.rules >= RULES
 
-    def keys(self, known: list[str], plan: ReadPlan) -> dict[str, list[str]]:
+    def keys(self, known: list[str], plan: ReadPlan, asked: ReadPlan | None = None) -> dict[str, list[str]]:
         """Per kind, the hosts whose key of that kind a read by ``plan`` takes: ``plan.full_hosts`` in
         full, the others' digests, and their briefs where ``plan`` covers them or the digest is not
-        usable (with the full key where the agent writes no brief)."""
+        usable (with the full key where the agent writes no brief).
+
+        A read of every node in full takes every digest too (freshness: a full snapshot's key outlives its
+        node, "Byte budget" in docs/architecture.md), and every brief: where a node's full snapshot is from
+        an earlier tick, its brief is what the screen draws (a small cluster read in full by the size rule
+        for a screen of briefs) or what brings the full snapshot up to date (``wire.brief.fresh``). Likewise
+        a host read in full has its brief read beside it, in the same round trip."""
         keys: dict[str, list[str]] = {"digest": [], "brief": [], "full": []}
         if plan.level is Level.FULL:
-            keys["full"] = known
+            keys["full"] = keys["digest"] = keys["brief"] = known
             return keys
         keys["digest"] = known
         briefs = plan.covers(Level.GPUS)
@@ -69,6 +78,9 @@ class OlderAgents:
         for h in known:
             if h in in_full:
                 full_hosts.append(h)
+                # Its brief brings an older full snapshot up to date, and where the digest is not usable its
+                # key says whether the node is up (a full key may outlive its node).
+                brief_hosts.append(h)
             elif briefs or h in nd:
                 brief_hosts.append(h)  # read even where it was missing: an upgraded agent has it
                 if h in nb:
@@ -91,8 +103,15 @@ class OlderAgents:
 class Reader:
     """Reads the cluster; remembers the last good data per node to show stale nodes honestly."""
 
-    def __init__(self, client: Any, clock: Any = time.time, brief_from: int | None = None) -> None:
+    def __init__(self, client: Any, clock: Any = time.time, brief_from: int | None = None,
+                 shard_fetch: bool = True, wants: Wants | None = None) -> None:
         self.client = client
+        #: Asks the agents for the full snapshots this reader reads (``read.want``); None: asks nothing (the
+        #: alert evaluator, tests), so it reads full snapshots as often as their agents write them.
+        self.wants = wants
+        #: On a Redis Cluster, the reader's own per-shard fetch (``read.shards``); False: redis-py's cluster
+        #: pipeline for every read, as before it (the bench's same-run baseline).
+        self.shard_fetch = ShardFetch() if shard_fetch else None
         self.clock = clock
         # Below this many nodes every read is full (``ReadPlan.sized``; None: BRIEF_FROM_NODES).
         self.brief_from = brief_from
@@ -114,21 +133,24 @@ class Reader:
         command, so both come from one tick), kept raw in ``state.sealed`` for whoever verifies them:
         the node on screen and a few more per read, never all (a verification costs ~66 µs)."""
         t0 = time.perf_counter()
-        plan = plan.sized(len(self.known), self.brief_from)
+        asked, plan = plan, plan.sized(len(self.known), self.brief_from)
         all_full = plan.level is Level.FULL
-        index, raw, raw_cluster, raw_seals = self._fetch(plan, seals)
+        index, raw, raw_cluster, raw_seals = self._fetch(plan, seals, asked)
         t1 = time.perf_counter()
         now = self.clock()
         lean = plan.level is Level.GPUS
         state = ClusterState(ts=now, fetch_ms=(t1 - t0) * 1000, plan=plan)
-        digests, digest_errors = ({}, {}) if all_full else self._digests(index, raw)
+        digests, digest_errors = self._digests(index, raw)
         fulls, brief_data = raw["full"], raw["brief"]
         for host, last_seen in index:
             full_data, brief = fulls.get(host), brief_data.get(host)
             if brief is not None and full_data is not None and not plan.in_full(host):
                 full_data = None  # read only because the node was new: a brief where briefs were asked
             state.nodes.append(self._node(host, last_seen, full_data, brief, digests.get(host),
-                                          digest_errors.get(host), now, all_full, lean))
+                                          digest_errors.get(host), now, all_full, lean, asked.in_full(host)))
+        if self.wants is not None:
+            self.wants.send(self.client, self.known if asked.level is Level.FULL else asked.full_hosts)
+            state.want_error = self.wants.error
         for name, data in zip(wire.CLUSTER_NAMES, raw_cluster, strict=True):
             if data is None:
                 continue
@@ -151,7 +173,7 @@ class Reader:
         self.older.forget(listed)
         return state
 
-    def _fetch(self, plan: ReadPlan, seals: Collection[str] = ()) -> tuple[
+    def _fetch(self, plan: ReadPlan, seals: Collection[str] = (), asked: ReadPlan | None = None) -> tuple[
             list[tuple[str, float]], Raw, list[bytes | None], dict[str, tuple[str, bytes | None]]]:
         """One round trip in steady state: index + every known node's keys (``OlderAgents.keys``) +
         cluster keys, pipelined. Returns the sorted index and, per kind ("digest", "brief", "full"),
@@ -159,31 +181,28 @@ class Reader:
         appears in the index for the first time costs one extra MGET, once.
         """
         known = list(self.known)
-        keys = self.older.keys(known, plan)
+        keys = self.older.keys(known, plan, asked)
         sealed_in = _seal_kinds(keys, seals)
-        p = self.client.pipeline(transaction=False)
-        p.zrange(wire.NODES_KEY, 0, -1, withscores=True)
         kinds = [k for k in KINDS if keys[k]]
         raw: Raw = {k: {} for k in KINDS}
         raw_seals: dict[str, tuple[str, bytes | None]] = {}
         if _sharded(self.client):
             # Redis Cluster: an MGET must stay in one slot, and a node's keys share one (its host is their
-            # hash tag), so one MGET per node, seal included; redis-py's cluster pipeline sends each shard
-            # its MGETs in one write to every shard before reading any reply (one round trip per shard,
-            # the shards working in parallel), and follows MOVED/ASK.
+            # hash tag), so one MGET per node, seal included; every shard gets its commands in one write
+            # before any reply is read (one round trip per shard, the shards working in parallel).
             per_host = _per_host(kinds, keys, sealed_in)
-            for host_keys in per_host.values():
-                p.execute_command("MGET", *host_keys)  # redis-py blocks its pipeline's mget() on a cluster
-            p.execute_command("MGET", *[wire.cluster_key(n) for n in wire.CLUSTER_NAMES])  # one tag: {cluster}
-            res = p.execute()
-            got: dict[str, bytes | None] = {}
-            for host_keys, values in zip(per_host.values(), res[1:-1], strict=True):
-                got.update(zip(host_keys, values, strict=True))
-            for k in kinds:
-                raw[k] = {h: got[KEYS[k](h)] for h in keys[k]}
-                for h in sealed_in[k]:
-                    raw_seals[h] = (k, got[wire.seal_key(h)])
+            res = self._on_shards([["MGET", *host_keys] for host_keys, _ in per_host.values()] +
+                                  [["MGET", *[wire.cluster_key(n) for n in wire.CLUSTER_NAMES]]],  # one tag: {cluster}
+                                  index=True)
+            for (host, (_, host_kinds)), values in zip(per_host.items(), res[1:-1], strict=True):
+                for k, value in zip(host_kinds, values, strict=True):
+                    if k in raw:
+                        raw[k][host] = value
+                    else:  # "seal:" + the kind it rides with
+                        raw_seals[host] = (k[5:], value)
         else:
+            p = self.client.pipeline(transaction=False)
+            p.zrange(wire.NODES_KEY, 0, -1, withscores=True)
             for k in kinds:
                 # A seal rides in the MGET of the payload it is checked against: MGET is one command, so
                 # the two can't straddle a tick (the agent writes both in one MULTI).
@@ -200,7 +219,7 @@ class Reader:
         missing = [h for h, _ in index if h not in known_set]
         if missing:
             # Every payload of a node new to the index: what it has is not known yet.
-            first = ("full",) if plan.level is Level.FULL else KINDS
+            first = KINDS
             self._mget(raw, [(k, h) for h in missing for k in first])
         index.sort(key=lambda hs: hs[0])
         self.known = [h for h, _ in index]
@@ -208,20 +227,38 @@ class Reader:
 
     def _mget(self, raw: Raw, wanted: list[tuple[str, str]]) -> None:
         keys = [KEYS[k](h) for k, h in wanted]
-        if _sharded(self.client):  # one MGET per node (one slot each), pipelined per shard
+        if _sharded(self.client):  # one MGET per node (one slot each), one round trip per shard
             per_host: dict[str, list[str]] = {}
             for (_, h), key in zip(wanted, keys, strict=True):
                 per_host.setdefault(h, []).append(key)
-            p = self.client.pipeline(transaction=False)
-            for host_keys in per_host.values():
-                p.execute_command("MGET", *host_keys)
             values = dict(zip([k for ks in per_host.values() for k in ks],
-                              [v for vs in p.execute() for v in vs], strict=True))
+                              [v for vs in self._on_shards([["MGET", *ks] for ks in per_host.values()])
+                               for v in vs], strict=True))
             got = [values[k] for k in keys]
         else:
             got = self.client.mget(keys)
         for (k, h), data in zip(wanted, got, strict=True):
             raw[k][h] = data
+
+    def _on_shards(self, commands: list[list[str]], index: bool = False) -> list[Any]:
+        """On a Redis Cluster, the replies of ``commands`` (each within one slot), after the node index's
+        (``ZRANGE``, as (host, score) pairs) if ``index``: one round trip per shard, by ``read.shards``, or
+        by redis-py's cluster pipeline where that hands the read back (a redirect, a failed connection, any
+        error reply, the agent's own client): that one follows MOVED/ASK and refreshes its slot map."""
+        head: list[list[Any]] = [["ZRANGE", wire.NODES_KEY, 0, -1, "WITHSCORES"]] if index else []
+        if self.shard_fetch is not None:
+            got = self.shard_fetch.fetch(self.client, head + commands)
+            if got is not None:
+                if index:
+                    flat = got[0]
+                    got[0] = list(zip(flat[::2], flat[1::2], strict=True))
+                return got
+        p = self.client.pipeline(transaction=False)
+        if index:
+            p.zrange(wire.NODES_KEY, 0, -1, withscores=True)
+        for c in commands:
+            p.execute_command(*c)  # redis-py blocks its pipeline's mget() on a cluster
+        return p.execute()
 
     def _digests(self, index: list[tuple[str, float]], raw: Raw) -> tuple[dict[str, schema.NodeDigest], dict[str, str]]:
         """Decode the digests read. A host without a usable one gets its snapshot read (one more MGET
@@ -261,7 +298,8 @@ class Reader:
 
     def _node(self, host: str, last_seen: float, full_data: bytes | None, brief_data: bytes | None,
               fresh_digest: schema.NodeDigest | None, digest_error: str | None, now: float,
-              all_full: bool, lean: bool = False) -> NodeView:
+              all_full: bool, lean: bool = False, wanted: bool = True) -> NodeView:
+        """``wanted``: the read was asked for this node in full (not only by the size rule)."""
         view = NodeView(host=host, state="down", last_seen_ts=last_seen, age_s=max(0.0, now - last_seen))
         # The snapshot: the full one where read, else the brief.
         data, is_brief = (full_data, False) if full_data is not None else (brief_data, brief_data is not None)
@@ -269,12 +307,26 @@ class Reader:
         fresh_snap = None
         if data is not None:
             try:
+                if not is_brief and brief_data is not None and not wanted and fresh_digest is not None and \
+                        wire.decode(data, _Stamp).ts < fresh_digest.ts:
+                    # Read in full by the size rule only, and from an earlier tick: this tick's brief is what
+                    # is drawn (below), so the full one is not built at all (its time stamp told).
+                    data, is_brief = brief_data, True
                 # Only a brief's GPUs where the digest stands for the rest; such a cut is not kept
                 # as the node's last brief (a stale node's fallback must be the whole brief).
                 cut = is_brief and lean and fresh_digest is not None
                 snap = _gpus_only(wire.decode(data, _GpusOnly)) if cut else wire.decode(data, schema.NodeSnapshot)
                 if snap.host and snap.host != host:
                     raise wire.WireError(f"payload names host {snap.host!r}")
+                full_ts = snap.ts
+                if not is_brief and brief_data is not None:
+                    snap = self._overlay(host, snap, brief_data, errors)
+                if not is_brief and (snap.ts > full_ts or (fresh_digest is not None and full_ts < fresh_digest.ts)):
+                    # A full snapshot from an earlier tick (its agent rewrites it every few seconds, or while
+                    # someone wants it), asked for in full (else its brief was taken above): its brief's
+                    # figures are drawn over it (``_overlay``); what only it carries is never passed off as
+                    # current: the view says how old that detail is.
+                    view.detail_age_s = max(0.0, now - full_ts)
                 if not cut:
                     (self.last_brief if is_brief else self.last_good)[host] = snap
                 fresh_snap = snap
@@ -309,15 +361,40 @@ class Reader:
             fresh_digest is not None and wire.is_newer(fresh_digest))
         # The key's TTL (kept by Redis's clock) is what says "fresh": agent clocks may be skewed,
         # so the snapshot's own ts only feeds the age shown, never the up/stale decision.
+        # A full snapshot its agent writes on a cadence lives longer than its node (``full_every_s``): it is
+        # no sign of life by itself, the digest or brief beside it is.
+        alive = fresh_digest is not None or brief_data is not None or (
+            fresh_snap is not None and not fresh_snap.full_every_s)
         if errors:
             view.state, view.error = "bad", f"bad data from node {host}: {'; '.join(errors)}"
-        elif fresh_snap is not None or fresh_digest is not None:
+        elif alive:
             view.state = "up"
         elif view.age_s is not None and view.age_s <= DOWN_AFTER_S:
             view.state = "stale"
         else:
             view.state = "down"
         return view
+
+
+    @staticmethod
+    def _overlay(host: str, full: schema.NodeSnapshot, brief_data: bytes,
+                 errors: list[str]) -> schema.NodeSnapshot:
+        """``full`` brought up to date by the node's brief where that is from a later tick
+        (``wire.brief.fresh``: every figure the brief carries is the brief's, the rest stays the full
+        snapshot's). A bad brief is said (``errors``) and leaves the full snapshot as it is."""
+        try:
+            # Its time stamp first (msgspec skips the rest): a full snapshot of the brief's tick, as while a
+            # reader wants it, needs nothing from the brief, and the brief is not built at all. Not ``<=``: a
+            # NaN stamp on either side overlays nothing.
+            if not wire.decode(brief_data, _Stamp).ts > full.ts:
+                return full
+            newer = wire.decode(brief_data, schema.NodeSnapshot)
+            if newer.host and newer.host != host:
+                raise wire.WireError(f"payload names host {newer.host!r}")
+        except wire.WireError as e:
+            errors.append(f"brief: {e}")
+            return full
+        return fresh(full, newer)
 
 
 def _sharded(client: Any) -> bool:
@@ -329,14 +406,22 @@ def _sharded(client: Any) -> bool:
     return callable(getattr(client, "get_node_from_key", None))
 
 
-def _per_host(kinds: list[str], keys: dict[str, list[str]], sealed_in: dict[str, list[str]]) -> dict[str, list[str]]:
-    """host -> every key of it a read takes (its payloads, then its seal): one slot, one MGET."""
-    out: dict[str, list[str]] = {}
+def _per_host(kinds: list[str], keys: dict[str, list[str]],
+              sealed_in: dict[str, list[str]]) -> dict[str, tuple[list[str], list[str]]]:
+    """host -> (every key of it a read takes: its payloads, then its seal; one slot, one MGET) and the kind
+    of each ("digest", "brief", "full"; "seal:" + the kind the seal is checked against)."""
+    out: dict[str, tuple[list[str], list[str]]] = {}
     for k in kinds:
+        key_fn = KEYS[k]
         for h in keys[k]:
-            out.setdefault(h, []).append(KEYS[k](h))
+            e = out.get(h)
+            if e is None:
+                e = out[h] = ([], [])
+            e[0].append(key_fn(h))
+            e[1].append(k)
         for h in sealed_in[k]:
-            out[h].append(wire.seal_key(h))
+            out[h][0].append(wire.seal_key(h))
+            out[h][1].append("seal:" + k)
     return out
 
 
@@ -353,6 +438,12 @@ def _seal_kinds(keys: dict[str, list[str]], seals: Collection[str]) -> dict[str,
                 out[k].append(h)
                 wanted.discard(h)
     return out
+
+
+class _Stamp(msgspec.Struct, gc=False):
+    """A payload decoded for its time stamp only (msgspec skips the rest without building it)."""
+
+    ts: float = 0.0
 
 
 class _GpusOnly(msgspec.Struct, kw_only=True, gc=False):

@@ -1,12 +1,13 @@
-"""Provides the demo's Kubernetes, Celery and Dask control: the dashboard's actions, acting on the simulated
-cluster instead of an API server, a broker or a scheduler.
+"""Provides the demo's Kubernetes, Celery, Dask and Ceph control: the dashboard's actions, acting on the simulated
+cluster instead of an API server, a broker, a scheduler or a ceph-mgr.
 
 ``SimControl.k8s`` and ``SimControl.celery`` answer the methods the dashboard calls on
 ``control.kubernetes.K8sControl`` and ``control.celery.CeleryControl`` (same arguments, same result types:
 ``Impact``, ``Result``), and ``retire_worker`` the one of ``control.dask``. What each does to the model is
 what the real controller would do next: a deleted pod is gone with its GPU process, and its Job or
 ReplicaSet makes a new one (new name); a scaled Deployment gets or loses pods; a revoked task leaves its
-queue; a retired Dask worker leaves the scheduler. Nothing here opens a kubeconfig, a broker or a socket.
+queue; a retired Dask worker leaves the scheduler; an RBD snapshot, clone, flatten, cluster flag or OSD
+out/in changes the simulated Ceph (``SimCeph``: ``control.ceph.CephControl``'s methods, Ceph's refusals). Nothing here opens a kubeconfig, a broker or a socket.
 
 Every call runs in the simulator's thread, between ticks (``run_pending``, from ``start_thread``'s
 ``each_tick``): the dashboard's worker thread queues it and waits for the answer, so an action and the
@@ -17,13 +18,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import datetime
 import queue
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgspec
 
-from clustertop.control.celery import Result
+from clustertop.control.celery import Result, RetryPlan
 from clustertop.control.kubernetes import RECREATES, Impact, K8sControlError, _check_name
 from clustertop.sim.nodes import Job, _uuid
 from clustertop.sim.services import _suffix
@@ -47,6 +49,7 @@ class SimControl:
         self._now = 0.0
         self.k8s = SimKubernetes(self)
         self.celery = SimCelery(self)
+        self.ceph = SimCeph(self)
 
     def call(self, fn: Callable[[float], T]) -> T:
         """Run ``fn(now)`` in the simulator's thread; its result, or its exception, here."""
@@ -306,12 +309,18 @@ class SimCelery:
             dropped = 0
             for name in q.backlog:
                 kept = [t for t in q.backlog[name] if t.id != task_id]
+                for t in q.backlog[name]:
+                    if t.id == task_id:
+                        q.revoked(t)
                 dropped += len(q.backlog[name]) - len(kept)
                 q.backlog[name] = kept
             killed = 0
             if terminate:
                 for w in q.workers:
                     kept = [t for t in w.active if t.id != task_id]
+                    for t in w.active:
+                        if t.id == task_id:
+                            q.revoked(t)
                     killed += len(w.active) - len(kept)
                     w.active = kept
             # Every worker keeps the id in its revoked set and says so, known task or not (as Celery does).
@@ -345,3 +354,182 @@ class SimCelery:
 
     def pool_shrink(self, worker: str, n: int = 1) -> Result:
         return self._pool(worker, n, grow=False)
+
+    def retry_plan(self, task_id: str) -> RetryPlan | Result:
+        """The simulated result backend keeps every recent task's arguments (as result_extended does)."""
+        def act(now: float) -> RetryPlan | Result:
+            found = self.ctl.sim.queues.find_ended(task_id)
+            if found is None:
+                return Result(False, f"retry {task_id}: no result in the backend (not ended yet, expired, or "
+                                     f"another backend){SIMULATED}")
+            t, failed = found
+            from clustertop.sim.services import TASKS
+
+            return RetryPlan(task_id=task_id, name=TASKS[t.queue][0], args=[t.params if t.params else t.args],
+                             kwargs={}, queue=t.queue, state="FAILURE" if failed else "SUCCESS")
+
+        return self.ctl.call(act)
+
+    def retry(self, plan: RetryPlan) -> Result:
+        """Queue the same task again under a new id (no group: as a real send_task)."""
+        def act(now: float) -> Result:
+            q = self.ctl.sim.queues
+            found = q.find_ended(plan.task_id)
+            if found is None or plan.queue not in q.backlog:
+                return Result(False, f"retry {plan.task_id}: not sent (task or queue unknown){SIMULATED}")
+            old = found[0]
+            new = dataclasses.replace(old, id=_uuid(q.hrng), started=0.0, group=None)
+            q.backlog[plan.queue].append(new)
+            return Result(True, f"retried {plan.name} {plan.task_id} to queue {plan.queue}: new task id {new.id}"
+                                f"{SIMULATED}", {"task_id": new.id, "from": plan.task_id})
+
+        return self.ctl.call(act)
+
+
+# ---------------------------------------------------------------------------------------------
+# Ceph
+# ---------------------------------------------------------------------------------------------
+
+
+def _refused(what: str, errno: int, words: str) -> Result:
+    # The real client's wording of a mgr refusal (control.ceph._refusal), Ceph's errno and words.
+    return Result(False, f"{what}: refused by Ceph (HTTP 400): [errno {errno}] {words}{SIMULATED}")
+
+
+class SimCeph:
+    """``CephControl``'s actions on ``SimCluster.ceph`` (services.CephModel): its RBD images, flags and OSDs.
+    Refused where Ceph refuses: an unknown image or snapshot, a name taken, unprotect or delete of a snapshot
+    clones use (or a protected one), a clone of an unprotected snapshot, flatten of an image with no parent."""
+
+    def __init__(self, ctl: SimControl) -> None:
+        self.ctl = ctl
+
+    def close(self) -> None:
+        pass
+
+    def _image(self, spec: str) -> schema.RbdImage | None:
+        return next((im for im in self.ctl.sim.ceph.images if f"{im.pool}/{im.name}" == spec), None)
+
+    def _snap(self, spec: str, snap: str) -> tuple[schema.RbdImage | None, schema.RbdSnap | None]:
+        im = self._image(spec)
+        return im, next((s for s in (im.snapshots or []) if s.name == snap), None) if im is not None else None
+
+    def snap_create(self, spec: str, snap: str) -> Result:
+        what = f"created snapshot {spec}@{snap}"
+
+        def act(now: float) -> Result:
+            im, s = self._snap(spec, snap)
+            if im is None:
+                return _refused(what, 2, f"RBD image not found (error opening image {spec})")
+            if s is not None:
+                return _refused(what, 17, f"RBD image already exists (error creating snapshot {snap} of {spec})")
+            model = self.ctl.sim.ceph
+            model.snap_ids += 1
+            stamp = datetime.datetime.fromtimestamp(now, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            im.snapshots = [*(im.snapshots or []), schema.RbdSnap(name=snap, id=model.snap_ids, size_bytes=im.size_bytes,
+                                                                  protected=False, ts=stamp, children=[])]
+            return Result(True, what + SIMULATED)
+
+        return self.ctl.call(act)
+
+    def snap_protect(self, spec: str, snap: str, protect: bool = True) -> Result:
+        what = f"{'protected' if protect else 'unprotected'} snapshot {spec}@{snap}"
+
+        def act(now: float) -> Result:
+            im, s = self._snap(spec, snap)
+            if s is None:
+                return _refused(what, 2, f"RBD snapshot not found (snapshot {spec}@{snap})")
+            if not protect and s.children:
+                return _refused(what, 16, f"RBD image is busy (error unprotecting snapshot {spec}@{snap}: "
+                                          f"{len(s.children)} clone(s) use it)")
+            s.protected = protect
+            return Result(True, what + SIMULATED)
+
+        return self.ctl.call(act)
+
+    def snap_remove(self, spec: str, snap: str) -> Result:
+        what = f"deleted snapshot {spec}@{snap}"
+
+        def act(now: float) -> Result:
+            im, s = self._snap(spec, snap)
+            if im is None or s is None:
+                return _refused(what, 2, f"RBD snapshot not found (snapshot {spec}@{snap})")
+            if s.protected:
+                return _refused(what, 16, f"RBD image is busy (error removing snapshot {spec}@{snap}: protected)")
+            im.snapshots = [x for x in im.snapshots or [] if x is not s]
+            return Result(True, what + SIMULATED)
+
+        return self.ctl.call(act)
+
+    def clone(self, spec: str, snap: str, child: str) -> Result:
+        what = f"cloned {spec}@{snap} into {child}"
+
+        def act(now: float) -> Result:
+            im, s = self._snap(spec, snap)
+            if im is None or s is None:
+                return _refused(what, 2, f"RBD snapshot not found (snapshot {spec}@{snap})")
+            if not s.protected:
+                return _refused(what, 22, f"Invalid argument (error cloning {spec}@{snap}: parent snapshot must "
+                                          "be protected)")
+            if self._image(child) is not None:
+                return _refused(what, 17, f"RBD image already exists (error creating clone {child})")
+            pool, _, name = child.rpartition("/")
+            s.children = [*(s.children or []), child]
+            self.ctl.sim.ceph.images.append(schema.RbdImage(
+                pool=pool, name=name, size_bytes=s.size_bytes, used_bytes=0, parent=f"{spec}@{snap}",
+                features=list(im.features or []), snapshots=[]))
+            return Result(True, what + SIMULATED)
+
+        return self.ctl.call(act)
+
+    def flatten(self, spec: str) -> Result:
+        what = f"flattened {spec} (no parent now)"
+
+        def act(now: float) -> Result:
+            im = self._image(spec)
+            if im is None:
+                return _refused(what, 2, f"RBD image not found (error opening image {spec})")
+            if not im.parent:
+                return _refused(what, 22, f"Invalid argument (error flattening {spec}: image has no parent)")
+            p_spec, _, p_snap = im.parent.partition("@")
+            _, s = self._snap(p_spec, p_snap)
+            if s is not None:
+                s.children = [c for c in s.children or [] if c != spec]
+            parent = self._image(p_spec)
+            # Every object the parent held is copied in: the clone now uses what the parent used.
+            im.used_bytes = (im.used_bytes or 0) + (parent.used_bytes or 0 if parent is not None else 0)
+            im.parent = None
+            return Result(True, what + SIMULATED)
+
+        return self.ctl.call(act)
+
+    def set_flag(self, flag: str, on: bool) -> Result:
+        from clustertop.control.ceph import FLAGS
+
+        what = f"{'set' if on else 'unset'} {flag}"
+        if flag not in FLAGS:
+            return Result(False, f"{what}: refused: only {', '.join(FLAGS)} can be changed here")
+
+        def act(now: float) -> Result:
+            flags = self.ctl.sim.ceph.flags
+            if (flag in flags) == on:
+                return Result(True, f"{what}: already {'set' if on else 'unset'}, nothing changed{SIMULATED}")
+            (flags.add if on else flags.discard)(flag)
+            now_set = ", ".join(sorted(flags | {"sortbitwise", "recovery_deletes", "purged_snapdirs"}))
+            return Result(True, f"{what}: cluster flags now {now_set}{SIMULATED}", {"flags": sorted(flags)})
+
+        return self.ctl.call(act)
+
+    def osd_mark(self, osd_id: int, action: str) -> Result:
+        if action not in ("out", "in"):
+            return Result(False, f"osd.{osd_id}: refused: action must be out or in, got {action!r}")
+        what = f"marked osd.{osd_id} {action}"
+
+        def act(now: float) -> Result:
+            model = self.ctl.sim.ceph
+            if osd_id not in model.osd_ids:
+                return Result(False, f"{what}: refused: the cluster has no osd.{osd_id}{SIMULATED}")
+            (model.out.add if action == "out" else model.out.discard)(osd_id)
+            return Result(True, what + SIMULATED)
+
+        return self.ctl.call(act)

@@ -8,8 +8,10 @@ The numbers are shaped after real output (the Ceph dashboard API captures in the
 from __future__ import annotations
 
 import random
+from collections import deque
 from dataclasses import dataclass, field
 
+from clustertop.sim.dask_progress import DaskProgress
 from clustertop.sim.nodes import GIB, MIB, Job, _uuid
 from clustertop.wire import schema
 
@@ -46,6 +48,10 @@ class CephModel:
         n = max(1, len(self.osd_ids))
         self.pgs_per_osd = round(self.pgs_total * 3 / n)
         self.images = _images(rng)
+        # What the operator's actions change (sim/control.py SimCeph): cluster flags, OSDs marked out.
+        self.flags: set[str] = set()
+        self.out: set[int] = set()
+        self.snap_ids = 100  # the next snapshot id
 
     def flap(self, now: float, rng: random.Random) -> None:
         up = [o for o in self.osd_ids if o not in self.down]
@@ -112,12 +118,15 @@ class CephModel:
                 code="PG_DEGRADED", severity="HEALTH_WARN",
                 message=f"Degraded data redundancy: {degraded_objs}/{copies} objects degraded ({pct:.3f}%), "
                         f"{bad_pgs} pgs degraded", count=bad_pgs))
+        if self.flags:  # as Ceph words it: "noout,norebalance flag(s) set"
+            checks.append(schema.HealthCheck(code="OSDMAP_FLAGS", severity="HEALTH_WARN",
+                                             message=f"{','.join(sorted(self.flags))} flag(s) set"))
         osds = []
         for o in self.osd_ids:
             is_up = o not in self.down
             frac = self.used_frac[o]
             osds.append(schema.CephOsd(
-                id=o, host=self.osd_host[o], up=is_up, in_=True, state=["exists", "up"] if is_up else ["exists"],
+                id=o, host=self.osd_host[o], up=is_up, in_=o not in self.out, state=["exists", "up"] if is_up else ["exists"],
                 device_class="ssd", total_bytes=OSD_BYTES, used_bytes=int(OSD_BYTES * frac),
                 pgs=self.pgs_per_osd, commit_latency_ms=round(self.lat[o], 1) if is_up else None,
                 apply_latency_ms=round(self.lat[o], 1) if is_up else None))
@@ -135,7 +144,7 @@ class CephModel:
             fsid=self.fsid, status="HEALTH_WARN" if checks else "HEALTH_OK", checks=checks,
             mons=len(self.mon_hosts), mons_quorum=len(self.mon_hosts), mgr_active=self.mgr,
             mgr_standbys=min(1, max(0, len(self.mon_hosts) - 1)), osds_total=len(self.osd_ids),
-            osds_up=len(self.osd_ids) - len(self.down), osds_in=len(self.osd_ids), pgs_total=self.pgs_total,
+            osds_up=len(self.osd_ids) - len(self.down), osds_in=len(self.osd_ids) - len(self.out), pgs_total=self.pgs_total,
             pg_states=pg_states, objects=objects, objects_degraded=degraded_objs, objects_misplaced=0,
             objects_unfound=0, total_bytes=total, used_bytes=used, avail_bytes=total - used,
             read_bytes_s=round(self.read), write_bytes_s=round(self.write),
@@ -182,6 +191,27 @@ class CeleryTask:
     args: str
     duration: float
     started: float = 0.0
+    group: str | None = None  # the grid search's group id
+    params: dict[str, float | int] | None = None  # the arguments themselves (what a retry re-sends)
+
+
+@dataclass
+class SimGroup:
+    """A grid search as a saved Celery group in the result backend: "N of M done, K failed"."""
+
+    id: str
+    total: int
+    done: int = 0
+    failed: int = 0
+    revoked: int = 0
+    first_ts: float | None = None  # when the collector would have first seen it (the next payload)
+
+
+#: Share of grid-search trials that fail (a diverging learning rate): the groups' "K failed".
+GRID_FAIL = 0.04
+GRID_TRACEBACK = ('Traceback (most recent call last):\n  File "/srv/pipeline/tasks.py", line 88, in evaluate_params\n'
+                  '    loss = model.fit(params)\n  File "/srv/pipeline/model.py", line 141, in fit\n'
+                  '    raise FloatingPointError(f"loss diverged at step {step}")\nFloatingPointError: loss diverged')
 
 
 @dataclass
@@ -203,8 +233,17 @@ class QueuesModel:
         self.delivered = {q: 0.0 for q in QUEUES}
         self.dask = [(h, f"tcp://{ip}:{rng.randrange(33000, 45000)}", rng.uniform(1.5, 5) * GIB) for h, ip in dask_hosts]
         self.dask_waiting = 0
+        # Per computation progress and the task stream (sim/dask_progress.py: its own rng).
+        self.dask_progress = DaskProgress.for_workers([addr for _h, addr, _m in self.dask])
         self.seq = 0
         self.grid_n = 0
+        # Task history and groups (what the celery collector reads from the event stream and the result
+        # backend), drawn from a stream of their own: the rest of the simulation stays as it was.
+        self.hrng = random.Random(f"celery-history:{broker}")
+        self.groups: list[SimGroup] = []
+        self.recent: deque[tuple[CeleryTask, str, float, float, bool]] = deque(maxlen=40)  # task, worker, end, runtime, failed
+        self.counts: dict[str, list[int]] = {}  # task name -> [succeeded, failed]
+        self.runtimes: dict[str, deque[float]] = {}
 
     def _task(self, rng: random.Random, queue: str, args: str) -> CeleryTask:
         _, lo, hi = TASKS[queue]
@@ -213,13 +252,20 @@ class QueuesModel:
     def grid_search(self, rng: random.Random) -> None:
         self.grid_n += 1
         n = rng.randrange(80, 400)  # ~60 pool slots on the ARM boards drain it in 1-5 min
+        gid = _uuid(self.hrng)
+        self.groups.append(SimGroup(gid, n))
+        del self.groups[:-20]  # the collector publishes the 20 newest
         for i in range(n):
-            args = f"{{'lr': {rng.choice((1e-4, 3e-4, 1e-3, 3e-3))}, 'depth': {rng.randrange(4, 12)}, 'trial': {i}}}"
-            self.backlog["gridsearch"].append(self._task(rng, "gridsearch", args))
+            params = {"lr": rng.choice((1e-4, 3e-4, 1e-3, 3e-3)), "depth": rng.randrange(4, 12), "trial": i}
+            t = self._task(rng, "gridsearch", f"({params!r},)")
+            t.group, t.params = gid, params
+            self.backlog["gridsearch"].append(t)
         self.published["gridsearch"] += n / 5.0  # a burst: the rate spikes, then decays
 
     def dask_graph(self, rng: random.Random) -> None:
-        self.dask_waiting += rng.randrange(400, 3000)
+        n = rng.randrange(400, 3000)
+        self.dask_waiting += n
+        self.dask_progress.added(n)
 
     def step(self, now: float, dt: float, k: float, rng: random.Random) -> dict[str, int]:
         """Advance; return busy pool slots per worker host."""
@@ -237,6 +283,7 @@ class QueuesModel:
             for t in w.active:
                 if now - t.started >= t.duration:
                     done[t.queue] += 1
+                    self._ended(t, w.host, now)
                 else:
                     keep.append(t)
             w.active = keep
@@ -254,8 +301,60 @@ class QueuesModel:
                 self.published[q] += (arrived[q] / dt - self.published[q]) * k
                 self.delivered[q] += (done[q] / dt - self.delivered[q]) * k
         capacity = sum(4 for _ in self.dask) * 2.0 * dt  # ~0.5 s tasks on 4 threads each
+        self.dask_progress.step(now, min(self.dask_waiting, int(capacity)))
         self.dask_waiting = max(0, self.dask_waiting - int(capacity))
         return busy
+
+    def _ended(self, t: CeleryTask, host: str, now: float) -> None:
+        name = TASKS[t.queue][0]
+        failed = t.queue == "gridsearch" and self.hrng.random() < GRID_FAIL
+        runtime = round(now - t.started, 3)
+        self.recent.append((t, f"celery@{host}", now, runtime, failed))
+        c = self.counts.setdefault(name, [0, 0])
+        c[1 if failed else 0] += 1
+        if not failed:
+            self.runtimes.setdefault(name, deque(maxlen=200)).append(runtime)
+        g = next((g for g in self.groups if g.id == t.group), None) if t.group else None
+        if g is not None:
+            g.done += 1
+            g.failed += failed
+
+    def revoked(self, t: CeleryTask) -> None:
+        """A revoked group member ends REVOKED in the backend: done, not failed."""
+        g = next((g for g in self.groups if g.id == t.group), None) if t.group else None
+        if g is not None:
+            g.done += 1
+            g.revoked += 1
+
+    def find_ended(self, task_id: str) -> tuple[CeleryTask, bool] | None:
+        """A recently ended task by id, and whether it failed (the demo's retry reads its arguments here)."""
+        return next(((t, f) for t, _, _, _, f in self.recent if t.id == task_id), None)
+
+    def history(self, now: float) -> schema.CeleryHistory:
+        """Task history as the event stream collector publishes it: counts, percentiles, the 40 newest."""
+        stats = []
+        for name, (ok, bad) in sorted(self.counts.items(), key=lambda kv: -sum(kv[1])):
+            runs = sorted(self.runtimes.get(name, ()))
+            stats.append(schema.CeleryTaskStat(
+                name=name, succeeded=ok, failed=bad, runtime_p50_s=runs[len(runs) // 2] if runs else None,
+                runtime_p95_s=runs[min(len(runs) - 1, round(0.95 * (len(runs) - 1)))] if runs else None))
+        recent = [schema.CeleryTask(
+            id=t.id, name=TASKS[t.queue][0], state="FAILURE" if failed else "SUCCESS", worker=worker, ts=end,
+            runtime_s=None if failed else runtime, args=t.args[:200], kwargs="{}",
+            exception="FloatingPointError('loss diverged')" if failed else None,
+            traceback=GRID_TRACEBACK if failed else None) for t, worker, end, runtime, failed in reversed(self.recent)]
+        return schema.CeleryHistory(broker=self.broker, events=True, window_s=600.0, stats=stats, recent=recent)
+
+    def celery_groups(self, now: float) -> schema.CeleryGroups:
+        """The grid searches as the result backend reader publishes saved groups, newest first."""
+        out = []
+        for g in reversed(self.groups):
+            if g.first_ts is None:
+                g.first_ts = now
+            out.append(schema.CeleryGroup(id=g.id, kind="group", name=TASKS["gridsearch"][0], total=g.total,
+                                          done=g.done, failed=g.failed, revoked=g.revoked, ended=g.done >= g.total,
+                                          first_ts=g.first_ts))
+        return schema.CeleryGroups(backend=self.broker.rsplit("/", 1)[0] + "/1", groups=out)
 
     def payloads(self, now: float, celery_host: str | None, dask_host: str | None) -> list[schema.ClusterPayload]:
         """One payload per source, as the real collectors publish them: "celery" and "dask"."""
@@ -278,7 +377,9 @@ class QueuesModel:
                 for w in self.workers]
             out.append(schema.ClusterPayload(
                 name="celery", source_host=celery_host, ts=now, seq=self.seq, interval_s=2.0, ok=True,
-                last_ok_ts=now, queues=schema.Queues(queues=queues, workers=workers)))  # no errors: None, as real
+                last_ok_ts=now, queues=schema.Queues(queues=queues, workers=workers,  # no errors: None, as real
+                                                     task_history=[self.history(now)],
+                                                     celery_groups=self.celery_groups(now))))
         if dask_host is not None and self.dask:
             workers = []
             processing_total = 0
@@ -291,7 +392,9 @@ class QueuesModel:
             out.append(schema.ClusterPayload(
                 name="dask", source_host=dask_host, ts=now, seq=self.seq, interval_s=2.0, ok=True, last_ok_ts=now,
                 queues=schema.Queues(workers=workers, dask_tasks_processing=processing_total,
-                                     dask_tasks_waiting=max(0, self.dask_waiting - processing_total))))
+                                     dask_tasks_waiting=max(0, self.dask_waiting - processing_total),
+                                     dask_computations=self.dask_progress.computations(),
+                                     dask_task_stream=self.dask_progress.recent(now))))
         return out
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from clustertop import store, wire
 from clustertop.agents.energy import KEY_TTL_MS, Ledger
-from clustertop.agents.publisher import Publisher
+from clustertop.agents.publisher import FULL_EVERY_S, Publisher
 from clustertop.collectors import containers as engine_api
 from clustertop.control import signing
 from clustertop.sim.containers import CONFIG as CONTAINERS_CONFIG
@@ -384,11 +384,12 @@ PREFILL_MAX_POINTS = 60_000
 
 
 def make_publishers(sim: SimCluster, client: Any, interval_s: float, every: float = 5.0,
-                    tiers: bool = False) -> dict[str, Publisher]:
+                    tiers: bool = False, full_every_s: float = FULL_EVERY_S) -> dict[str, Publisher]:
     # No history tiers unless asked: each writer re-reads its node's 1-hour stream on start, and a
-    # prefilled 1,000-node cluster would read ~150 MB of it at once.
-    return {h: Publisher(client, h, interval_s, hist_every_s=every, key=sim.keys.get(h), tiers=tiers)
-            for h in sim.own_hosts}
+    # prefilled 1,000-node cluster would read ~150 MB of it at once. The full snapshot on the agents'
+    # cadence (every ``full_every_s``, every tick while a reader wants it), as real agents publish it.
+    return {h: Publisher(client, h, interval_s, hist_every_s=every, key=sim.keys.get(h), tiers=tiers,
+                         full_every_s=full_every_s) for h in sim.own_hosts}
 
 
 def publish(client: Any, sim: SimCluster, now: float, publishers: dict[str, Publisher]) -> int:
@@ -405,11 +406,15 @@ def publish(client: Any, sim: SimCluster, now: float, publishers: dict[str, Publ
     # Signing nodes: one MULTI, so no reader pairs a node's payload of this tick with its seal of the last.
     p = client.pipeline(transaction=bool(sim.keys))
     total = 0
+    pubs = []
     for i, (snap, hist) in enumerate(ticks):
-        total += _publisher(client, sim, publishers, snap.host).publish(
-            snap, hist, cluster=cluster if i == 0 else None, pipe=p)
+        pub = _publisher(client, sim, publishers, snap.host)
+        total += pub.publish(snap, hist, cluster=cluster if i == 0 else None, pipe=p)
+        pubs.append(pub)
     _energy(sim, ticks, now, p)
-    p.execute()
+    res = p.execute()
+    for pub in pubs:  # each learns whether a reader wants its full snapshot (its PTTL in this pipeline)
+        pub.saw(res)
     return total
 
 
@@ -421,9 +426,9 @@ def _publish_per_node(client: Any, sim: SimCluster, now: float, publishers: dict
     total = 0
     for i, (snap, hist) in enumerate(ticks):
         multi = client.pipeline(transaction=True)
-        total += _publisher(client, sim, publishers, snap.host).publish(
-            snap, hist, cluster=cluster if i == 0 else None, pipe=multi, shared=shared)
-        multi.execute()
+        pub = _publisher(client, sim, publishers, snap.host)
+        total += pub.publish(snap, hist, cluster=cluster if i == 0 else None, pipe=multi, shared=shared)
+        pub.saw(multi.execute())
     _energy(sim, ticks, now, shared)
     shared.execute()
     return total
@@ -432,7 +437,8 @@ def _publish_per_node(client: Any, sim: SimCluster, now: float, publishers: dict
 def _publisher(client: Any, sim: SimCluster, publishers: dict[str, Publisher], host: str) -> Publisher:
     pub = publishers.get(host)
     if pub is None:
-        pub = publishers[host] = Publisher(client, host, sim.interval_s, key=sim.keys.get(host), tiers=False)
+        pub = publishers[host] = Publisher(client, host, sim.interval_s, key=sim.keys.get(host), tiers=False,
+                                           full_every_s=FULL_EVERY_S)
     return pub
 
 
@@ -447,7 +453,7 @@ def _energy(sim: SimCluster, ticks: list[tuple[schema.NodeSnapshot, schema.HistP
             led = ledgers[snap.host] = Ledger(snap.host)
         led.observe(snap)
         if led.due(now):
-            pipe.set(wire.energy_key(snap.host), wire.encode(led.payload(now)), px=KEY_TTL_MS)
+            pipe.set(wire.energy_key(snap.host), wire.pack(wire.encode(led.payload(now)), "energy"), px=KEY_TTL_MS)
             led.saved(now)
 
 
@@ -481,7 +487,8 @@ def prefill_history(client: Any, sim: SimCluster, now: float, seconds: float = 3
         for snap, hist in ticks:
             # Auto ids ("*"): explicit ones from simulated time could collide with the ids the
             # server then gives live ticks; readers order by HistPoint.ts anyway.
-            p.xadd(wire.hist_key(snap.host), {"d": wire.encode(hist)}, maxlen=wire.HIST_MAXLEN, approximate=True)
+            p.xadd(wire.hist_key(snap.host), {"d": wire.pack(wire.encode(hist), "hist")}, maxlen=wire.HIST_MAXLEN,
+                   approximate=True)
             written += 1
         if len(p) >= 5000:
             p.execute()
@@ -642,7 +649,8 @@ def _run_part(args: Any, part: tuple[int, int] | None, t0: float) -> int:
     sim = SimCluster(seed=args.seed, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
                      start_ts=t0 if part is not None else None, part=part)
     sim.interval_s = interval = args.interval
-    pubs = make_publishers(sim, client, interval)
+    full_every = getattr(args, "full_every", None)
+    pubs = make_publishers(sim, client, interval, full_every_s=FULL_EVERY_S if full_every is None else full_every)
     url = redact(args.redis)
     tag = "" if part is None else f"part {part[0] + 1}/{part[1]}: "
     give_up = GIVE_UP_S if getattr(args, "give_up", None) is None else args.give_up

@@ -385,6 +385,9 @@ class _Commands:
     def exists(self, *names: str) -> Any:
         return self._call(["EXISTS", *names])
 
+    def pttl(self, name: str) -> Any:
+        return self._call(["PTTL", name])
+
     def execute_command(self, *args: Arg) -> Any:
         """Any command, its reply unshaped (the reader sends its per-node MGETs this way on a cluster)."""
         return self._call(list(args))

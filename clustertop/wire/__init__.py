@@ -1,10 +1,12 @@
 """Provides the Redis key layout and the one encoder/decoder for every payload (the schema is ``wire.schema``).
 
-May import: stdlib and msgspec only: both sides and every script decode with it.
+May import: stdlib and msgspec only: both sides and every script decode with it (zlib for ``pack``).
 
 Payloads are msgpack (msgspec): about 40 % smaller than JSON and decoded with no intermediate
-dicts. Decoding never raises anything but ``WireError``: a node sending garbage must become a
-visible "bad data from node X", never an exception in the dashboard's refresh.
+dicts. The agent stores its per-tick payloads packed (``pack``: deflate with a preset dictionary per kind,
+``clustertop.wire.compress``); ``decode`` reads packed and plain alike. Decoding never raises anything but
+``WireError``: a node sending garbage must become a visible "bad data from node X", never an exception in
+the dashboard's refresh.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from clustertop.wire import compress as _pack
 from clustertop.wire import schema
 
 PREFIX = f"ct:v{schema.SCHEMA_VERSION}"
@@ -91,6 +94,20 @@ def seal_key(host: str) -> str:
     return f"{PREFIX}:seal:{{{host}}}"
 
 
+def want_key(host: str) -> str:
+    """A reader wants ``host``'s full snapshot every tick (``WANT_*`` below): SET with a short PX by dashboards,
+    exporter and CLI; the node's agent reads only its PTTL, in its tick's MULTI (same hash tag, same slot)."""
+    return f"{PREFIX}:want:{{{host}}}"
+
+
+#: How long one want lasts (PX): a few default intervals, so a reader refreshing every second or two keeps the
+#: node in full while it looks and lets go within seconds of looking away.
+WANT_PX_MS = 5000
+#: The agent honours a want only with 0 < PTTL <= this: a want written without expiry, or with a huge PX, is
+#: ignored (it would pin the node to a full snapshot every tick long after anybody looked).
+WANT_MAX_MS = 60_000
+
+
 def nodekey_key(host: str) -> str:
     """The node's public key as it announces it: a claim for ``clustertop enrol --from-redis``, never trusted."""
     return f"{PREFIX}:nodekey:{{{host}}}"
@@ -142,6 +159,12 @@ def encode(obj: msgspec.Struct) -> bytes:
     return _encoder.encode(obj)
 
 
+def pack(data: bytes, kind: str | None) -> bytes:
+    """``data`` (``encode``'s bytes) compressed with the preset dictionary of ``kind`` ("node", "brief",
+    "digest", "hist"; ``clustertop.wire.compress``); ``decode`` reads it as it reads the plain form."""
+    return _pack.deflate(data, kind)
+
+
 def decode(data: bytes | bytearray | memoryview | str | None, kind: type[T]) -> T:
     """Decode one payload of ``kind``, tolerant of added fields and missing ones.
 
@@ -156,6 +179,11 @@ def decode(data: bytes | bytearray | memoryview | str | None, kind: type[T]) -> 
         raise WireError("empty payload")
     if len(data) > MAX_PAYLOAD_BYTES:
         raise WireError(f"payload too large ({len(data)} bytes > {MAX_PAYLOAD_BYTES})")
+    if data[0] == _pack.MARK:  # packed (msgpack never starts with 0xC1); an older agent's plain payload is not
+        try:
+            data = _pack.inflate(data, MAX_PAYLOAD_BYTES)
+        except _pack.PackError as e:
+            raise WireError(str(e)) from None
     dec = _decoders.get(kind)
     if dec is None:
         dec = _decoders[kind] = msgspec.msgpack.Decoder(kind)

@@ -31,6 +31,8 @@ only the screens above draw from one. What a brief keeps, and who needs it:
 
 from __future__ import annotations
 
+import msgspec
+
 from clustertop.wire import schema
 from clustertop.wire.digest import TOTAL_NIC_KINDS, nearest_hot
 
@@ -39,7 +41,7 @@ def brief(snap: schema.NodeSnapshot) -> schema.NodeSnapshot:
     """The brief of ``snap`` (a new struct; ``snap`` is not changed)."""
     return schema.NodeSnapshot(
         v=snap.v, host=snap.host, ts=snap.ts, seq=snap.seq, interval_s=snap.interval_s, role=snap.role,
-        labels=snap.labels, collectors={k: st for k, st in snap.collectors.items() if not st.ok},
+        labels=snap.labels, collectors={k: st for k, st in (snap.collectors or {}).items() if not st.ok},
         agent=snap.agent, system=_system(snap.system), gpus=_gpus(snap.gpus), bonds=snap.bonds,
         netmounts=snap.netmounts, tasks=snap.tasks, templates=snap.templates, sensors=_sensors(snap.sensors),
         # the launcher's container templates only: the container list is read in full (node screen, CLI)
@@ -89,3 +91,147 @@ def _gpus(gpus: list[schema.Gpu] | None) -> list[schema.Gpu] | None:
         procs=None if g.procs is None else [schema.GpuProc(pid=p.pid, user=p.user, name=p.name, owner=p.owner)
                                             for p in g.procs],
     ) for g in gpus]
+
+
+# ---------------------------------------------------------------------------------------------
+# The overlay: a full snapshot from an earlier tick brought up to date by this tick's brief.
+# It lives beside brief() so the two can't drift: every field brief() keeps is taken from the brief here
+# (tests/wire/test_brief_overlay.py checks this field by field, generated from the structs).
+# ---------------------------------------------------------------------------------------------
+
+
+def fresh(full: schema.NodeSnapshot, br: schema.NodeSnapshot) -> schema.NodeSnapshot:
+    """``full`` (older) with every field ``br`` (its node's newer brief) carries taken from ``br``, a ``None``
+    there included (unknown now: the old value is never kept in its place); what only a full snapshot
+    carries (per-CPU use, top processes, GPU UUID/bus id/clocks/PCIe/energy/driver, GPU processes' VRAM and
+    command lines, the container list, the sensor list, static strings) kept from ``full``. Neither is
+    changed. Things gone since ``full`` (a GPU, a disk, a counted NIC, a filesystem) are dropped; things new
+    in ``br`` are taken as ``br`` has them."""
+    return msgspec.structs.replace(
+        full, v=br.v, host=br.host, ts=br.ts, seq=br.seq, interval_s=br.interval_s, role=br.role, labels=br.labels,
+        collectors=_fresh_collectors(full.collectors, br.collectors), agent=br.agent,
+        system=_fresh_system(full.system, br.system), gpus=_fresh_gpus(full.gpus, br.gpus), bonds=br.bonds,
+        netmounts=br.netmounts, tasks=br.tasks, templates=br.templates,
+        containers=_fresh_containers(full.containers, br.containers),
+        sensors=_fresh_sensors(full.sensors, br.sensors))
+
+
+def _fresh_collectors(full: dict[str, schema.CollectorStatus],
+                      br: dict[str, schema.CollectorStatus]) -> dict[str, schema.CollectorStatus]:
+    # A brief lists only the failing collectors: one failing in ``full`` but not listed now has recovered
+    # (how long its run took is not known: None, not the old figure).
+    out = {k: st if st.ok or k in br else schema.CollectorStatus(ok=True, interval_s=st.interval_s)
+           for k, st in full.items()}
+    out.update(br)
+    return out
+
+
+def _fresh_system(f: schema.System | None, b: schema.System | None) -> schema.System | None:
+    if b is None or f is None:
+        return b  # None now: unknown; no full system section: all there is, is the brief's
+    cpu = b.cpu if b.cpu is None or f.cpu is None else msgspec.structs.replace(
+        f.cpu, util_pct=b.cpu.util_pct, user_pct=b.cpu.user_pct, system_pct=b.cpu.system_pct,
+        iowait_pct=b.cpu.iowait_pct, steal_pct=b.cpu.steal_pct)
+    return msgspec.structs.replace(
+        f, cpu_count=b.cpu_count, load1=b.load1, load5=b.load5, load15=b.load15, uptime_s=b.uptime_s, cpu=cpu,
+        mem=b.mem, disks=_fresh_disks(f.disks, b.disks), nics=_fresh_nics(f.nics, b.nics),
+        filesystems=_fresh_filesystems(f.filesystems, b.filesystems))
+
+
+def _fresh_disks(f: list[schema.DiskIO] | None, b: list[schema.DiskIO] | None) -> list[schema.DiskIO] | None:
+    if b is None or f is None:
+        return b
+    old = {d.name: d for d in f}
+    return [d if (o := old.get(d.name)) is None else msgspec.structs.replace(
+        o, read_bytes_s=d.read_bytes_s, write_bytes_s=d.write_bytes_s) for d in b]
+
+
+def _fresh_nics(f: list[schema.Nic] | None, b: list[schema.Nic] | None) -> list[schema.Nic] | None:
+    if b is None or f is None:
+        return b
+    # The brief has only the NICs the totals count: the others (virtual, loopback, bond slaves) are the full
+    # snapshot's; a counted one missing from the brief is gone. The full snapshot's order is kept.
+    new = {n.name: n for n in b}
+    out: list[schema.Nic] = []
+    for o in f:
+        n = new.pop(o.name, None)
+        if n is not None:
+            out.append(msgspec.structs.replace(o, kind=n.kind, rx_bytes_s=n.rx_bytes_s, tx_bytes_s=n.tx_bytes_s))
+        elif o.kind not in TOTAL_NIC_KINDS:
+            out.append(o)
+    out += new.values()
+    return out
+
+
+def _fresh_filesystems(f: list[schema.Filesystem] | None,
+                       b: list[schema.Filesystem] | None) -> list[schema.Filesystem] | None:
+    if b is None or f is None:
+        return b
+    old = {x.mountpoint: x for x in f}
+    return [x if (o := old.get(x.mountpoint)) is None else msgspec.structs.replace(
+        o, total_bytes=x.total_bytes, used_bytes=x.used_bytes) for x in b]
+
+
+def _fresh_gpus(f: list[schema.Gpu] | None, b: list[schema.Gpu] | None) -> list[schema.Gpu] | None:
+    if b is None or f is None:
+        return b
+    # Matched by index (and model: a card swapped under the same index shares nothing with the old one).
+    old = {g.index: g for g in f}
+    out = []
+    for g in b:
+        o = old.get(g.index)
+        if o is None or o.name != g.name:
+            out.append(g)
+            continue
+        out.append(msgspec.structs.replace(
+            o, name=g.name, lost=g.lost, error=g.error, util_pct=g.util_pct, mem_total_bytes=g.mem_total_bytes,
+            mem_used_bytes=g.mem_used_bytes, temp_c=g.temp_c, temp_slowdown_c=g.temp_slowdown_c,
+            power_mw=g.power_mw, power_limit_mw=g.power_limit_mw, fan_pct=g.fan_pct, pstate=g.pstate,
+            cuda_cores=g.cuda_cores, ecc_corrected=g.ecc_corrected, ecc_uncorrected=g.ecc_uncorrected,
+            throttle_reasons=g.throttle_reasons, xid_errors=g.xid_errors, xid_last=g.xid_last,
+            xid_last_ts=g.xid_last_ts, retired_pending=g.retired_pending, remap_pending=g.remap_pending,
+            remap_failed=g.remap_failed, procs=_fresh_gpu_procs(o.procs, g.procs)))
+    return out
+
+
+def _fresh_gpu_procs(f: list[schema.GpuProc] | None, b: list[schema.GpuProc] | None) -> list[schema.GpuProc] | None:
+    if b is None:
+        return None
+    # A process's VRAM, command line and identity only where the same pid (and user) is in both: a pid reused
+    # since the full snapshot is another process, and gets None, not the old one's figures.
+    old = {p.pid: p for p in f or ()}
+    out = []
+    for p in b:
+        o = old.get(p.pid)
+        out.append(p if o is None or o.user != p.user else msgspec.structs.replace(
+            o, pid=p.pid, user=p.user, name=p.name, owner=p.owner))
+    return out
+
+
+def _fresh_containers(f: schema.Containers | None, b: schema.Containers | None) -> schema.Containers | None:
+    # The brief keeps the container templates only (None: none now); the container list is the full's.
+    if f is None:
+        return b
+    return msgspec.structs.replace(f, templates=None if b is None else b.templates)
+
+
+def _fresh_sensors(f: schema.Sensors | None, b: schema.Sensors | None) -> schema.Sensors | None:
+    if b is None or f is None:
+        return b
+    temps = f.temps
+    if b.temps:
+        # The brief's one reading (the nearest its slowdown point) replaces the same sensor's in the list (or
+        # leads it, a sensor new since); the others are the full snapshot's.
+        near = b.temps[0]
+        rest = [t for t in temps or () if _sensor_id(t) != _sensor_id(near)]
+        if temps and len(rest) < len(temps):
+            at = next(i for i, t in enumerate(temps) if _sensor_id(t) == _sensor_id(near))
+            temps = rest[:at] + [near] + rest[at:]
+        else:
+            temps = [near] + rest
+    return msgspec.structs.replace(f, cpu_temp_c=b.cpu_temp_c, cpu_high_c=b.cpu_high_c, cpu_crit_c=b.cpu_crit_c,
+                                   temps=temps, throttle_new=b.throttle_new, cooling=b.cooling, throttled=b.throttled)
+
+
+def _sensor_id(t: schema.TempSensor) -> tuple[str, str | None, str | None, str | None]:
+    return t.source, t.chip, t.label, t.device

@@ -462,6 +462,10 @@ class NodeSnapshot(Payload):
     templates: list[TemplateInfo] | None = None  # what this agent may launch (None: no executor)
     containers: Containers | None = None  # collector "containers" (None: no engine socket, or not collected)
     sensors: Sensors | None = None  # collector "sensors"
+    # Set on the full snapshot by an agent that rewrites it only every this many seconds (and every tick while
+    # a reader wants it; docs/architecture.md "Byte budget"): its key outlives the node, so such a snapshot
+    # is never the evidence that the node is up: its digest (or brief) key is. None: every tick.
+    full_every_s: float | None = None
 
 
 class DigestAlert(Base):
@@ -743,6 +747,29 @@ class CeleryHistory(Base):
     dropped: int | None = None  # events lost to the bounded capture since start
 
 
+class CeleryGroup(Base):
+    """One group or chord header as the Redis result backend holds it (``collectors/celery_groups.py``)."""
+
+    id: str  # the group id, as the backend's key names it (truncated, never inert)
+    kind: str | None = None  # "group" (saved: GroupResult.save()) or "chord" (a chord's header)
+    name: str | None = None  # the members' task name, where the event stream named them
+    total: int | None = None  # M; None: not known
+    done: int | None = None  # N: members ended (success, failure or revoked)
+    failed: int | None = None  # K; None: not known (see note)
+    revoked: int | None = None
+    ended: bool | None = None  # chord: the callback was sent (or failed with the header's error)
+    first_ts: float | None = None  # wall clock when the collector first saw it
+    note: str | None = None  # why a count is None
+
+
+class CeleryGroups(Base):
+    """Groups and chords of one Redis result backend, newest first."""
+
+    backend: str  # redacted URL
+    groups: list[CeleryGroup] | None = None  # None: not read (see note)
+    note: str | None = None  # not configured / unreachable / bounded: the reason
+
+
 class DaskComputation(Base):
     """One computation the Dask scheduler knows (``Scheduler.computations``): its task groups' states."""
 
@@ -771,6 +798,7 @@ class Queues(Base):
     task_history: list[CeleryHistory] | None = None  # per broker; None: not collected
     dask_computations: list[DaskComputation] | None = None  # newest last; None: not collected
     dask_task_stream: list[DaskStreamTask] | None = None  # newest last
+    celery_groups: CeleryGroups | None = None  # None: no result backend configured
 
 
 class K8sNode(Base):

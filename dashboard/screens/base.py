@@ -15,8 +15,9 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer
 
+from clustertop.dashboard import k8s_scope  # :ns / :ctx, said in the header while set
 from clustertop.dashboard.view import View
-from clustertop.dashboard.widgets.header import ClusterHeader, status_line
+from clustertop.dashboard.widgets.header import ClusterHeader, detail_note, status_line
 from clustertop.read.plan import Level, ReadPlan
 
 
@@ -73,7 +74,8 @@ class DataScreen(Screen[None]):
             self._drawn = view.version
         t = view.state.totals if view.state is not None else None
         header.show(t, status_line(t, view.source_label, view.read_ts, view.unreachable_since, view.store_error,
-                                   view.now, self.screen_name))
+                                   view.now, self.screen_name) + k8s_scope.parts(self.app)
+                    + (detail_note(view.state.nodes, view.state.want_error) if view.state is not None else []))
         self.set_class(view.unreachable, "-unreachable")
         if view.state is not None and covered:
             self.draw(view)

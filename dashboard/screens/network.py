@@ -21,6 +21,7 @@ from clustertop.dashboard.screens.base import DataScreen
 from clustertop.dashboard.view import View
 from clustertop.dashboard.widgets.ordered import OrderedTable
 from clustertop.dashboard.widgets.palette import Palette
+from clustertop.dashboard.widgets.steady import Shape, steady_update
 from clustertop.dashboard.widgets.table import SortCell, num_cell, text_cell
 from clustertop.read.reader import NodeView
 from clustertop.wire import schema
@@ -266,6 +267,7 @@ class NetworkScreen(DataScreen):
         self.show_virtual = False
         self._summary = ""
         self._summary_plain = ""
+        self._summary_shape: Shape = None  # dashboard/widgets/steady.py
         self._title = ""
 
     def compose_body(self) -> Iterable[Widget]:
@@ -340,7 +342,8 @@ class NetworkScreen(DataScreen):
         if content.markup != self._summary:
             self._summary = content.markup
             self._summary_plain = content.plain
-            self.query_one("#net-summary", Static).update(content)
+            # Its rates change every read; the screen is laid out again only when its height may change.
+            self._summary_shape = steady_update(self.query_one("#net-summary", Static), content, self._summary_shape)
 
     @property
     def summary_text(self) -> str:

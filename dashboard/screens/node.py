@@ -26,6 +26,7 @@ from clustertop.dashboard.view import View
 from clustertop.dashboard.widgets.ceph_maint import maintenance_section
 from clustertop.dashboard.widgets.pack import Part, facts, pack
 from clustertop.dashboard.widgets.plots import downsample, fit_window, render
+from clustertop.dashboard.widgets.steady import Shape, steady_update
 from clustertop.errors import describe
 from clustertop.read.plan import Level, ReadPlan
 from clustertop.read.reader import NodeView
@@ -66,7 +67,7 @@ def trust_line(t: Trust) -> Content:
                  (fmt.node_text(t.text, 300), "" if t.severity == "ok" else style))
 
 
-def info_section(v: NodeView, width: int = 200, trust: Trust | None = None) -> Content:
+def info_section(v: NodeView, width: int = 200, trust: Trust | None = None, want_error: str | None = None) -> Content:
     snap = v.snap
     s = snap.system if snap else None
     sev = {"up": "$ct-ok", "stale": "$ct-stale", "down": "$ct-crit", "bad": "$ct-crit"}[v.state]
@@ -77,6 +78,15 @@ def info_section(v: NodeView, width: int = 200, trust: Trust | None = None) -> C
     if v.error:
         rows.append(_line((fmt.node_text(v.error, 300), "$ct-crit")))
         rows.append(_line(("values below are the last good snapshot", "$ct-stale")))
+    elif v.detail_age_s is not None and v.state == "up":
+        # The node is live (its digest is this tick's) but its full snapshot is from an earlier tick: its agent
+        # rewrites it every few seconds, and every tick once it sees this screen's request (a second or two).
+        # The reader drew this tick's brief over it (wire.brief.fresh): only what a brief leaves out is old.
+        asked = ("a fresh one is requested" if want_error is None else
+                 f"a fresh one could not be requested ({fmt.node_text(want_error, 120)})")
+        rows.append(_line((f"detail {fmt.age(v.detail_age_s)} old: utilisation, memory, temperatures and power are "
+                           f"current; clocks, PCIe, processes and containers are from the node's last full "
+                           f"snapshot; {asked}", "$ct-stale")))
     if v.newer_schema and snap is not None:
         rows.append(_line((f"note: this node speaks schema v{fmt.num(snap.v)} (newer than this dashboard); "
                            "fields it does not know are not shown", "$ct-info")))
@@ -241,7 +251,9 @@ class NodeScreen(DataScreen):
                 # History range: 1 h (5-second points), 24 h (1-minute), 7 d (10-minute): dashboard/ranges.py.
                 Binding("h", "cycle_range", "1h/24h/7d", show=False),
                 # The node's containers: pick one, then stop / restart / kill it (issue 16).
-                Binding("c", "container_action", "Containers", show=False)]
+                Binding("c", "container_action", "Containers", show=False),
+                # Ceph maintenance (dashboard/ceph_ops.py): noout / norebalance, this node's OSDs out / in.
+                Binding("o", "ceph_maint", "Ceph", show=False)]
 
     DEFAULT_CSS = """
     /* The gap between sections is the grid's gutter, not a margin: in a grid row of height auto
@@ -265,6 +277,7 @@ class NodeScreen(DataScreen):
         self._sig: tuple[object, ...] = ()
         self._plot_sig: tuple[object, ...] = ()
         self._asked_seal = False
+        self._shapes: dict[str, Shape] = {}  # per section, the shape it was drawn at (steady_update)
 
     def read_plan(self) -> ReadPlan:
         return ReadPlan(self.plan_level, frozenset((self.host,)))  # this node in full; the header from digests
@@ -340,7 +353,9 @@ class NodeScreen(DataScreen):
             self._asked_seal = True
             self.app.refresh_now()  # type: ignore[attr-defined]
         ceph = view.state.cluster.get("ceph")  # the OSDs Ceph places on this node, for its maintenance
-        sig = (v.state, id(snap), snap.seq if snap else None, fmt.age(v.age_s), v.error, self.size.width, trust,
+        sig = (v.state, id(snap), snap.seq if snap else None, fmt.age(v.age_s), fmt.age(v.detail_age_s),
+               view.state.want_error, v.error,
+               self.size.width, trust,
                (ceph.seq, ceph.ts) if ceph is not None else None)
         if sig == self._sig:
             return
@@ -348,7 +363,7 @@ class NodeScreen(DataScreen):
         s = snap.system if snap else None
         width = self.size.width // (2 if self.has_class("-wide") else 1) - 4
         ascii = self.app.settings.ascii  # type: ignore[attr-defined]
-        self._set("info", info_section(v, width, trust))
+        self._set("info", info_section(v, width, trust, view.state.want_error))
         self._set("cpus", cpu_section(s, width, ascii))
         self._set("sensors", sensors_section(snap.sensors if snap else None, width))
         self._set("mem", mem_section(s, width))
@@ -366,7 +381,8 @@ class NodeScreen(DataScreen):
         self._set("collectors", collector_section(snap, width))
 
     def _set(self, wid: str, content: Content) -> None:
-        self.query_one(f"#{wid}", Static).update(content)
+        # Figures change every read: a new layout only when the section's height may change (steady.py).
+        self._shapes[wid] = steady_update(self.query_one(f"#{wid}", Static), content, self._shapes.get(wid))
 
     def on_resize(self, event: events.Resize) -> None:
         super().on_resize(event)
@@ -420,6 +436,13 @@ class NodeScreen(DataScreen):
         from clustertop.dashboard.actions import actions_of
 
         actions_of(self.app).ask_pick_container(self.host)
+
+    def action_ceph_maint(self) -> None:
+        from clustertop.dashboard.actions import actions_of
+        from clustertop.dashboard.ceph_ops import ask_maint
+
+        state = self.app.view.state  # type: ignore[attr-defined]
+        ask_maint(actions_of(self.app), state.cluster.get("ceph") if state is not None else None, self.host)
 
     def action_signal_process(self, sig: str) -> None:
         from clustertop.dashboard.actions import actions_of

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from textual.binding import Binding
 from textual.containers import Container, VerticalGroup, VerticalScroll
 from textual.content import Content
 from textual.widget import Widget
@@ -25,6 +26,7 @@ from clustertop.dashboard.view import View
 from clustertop.dashboard.widgets import ceph_sections as cs
 from clustertop.dashboard.widgets.local_storage import disk_lines, fs_lines, mount_lines
 from clustertop.dashboard.widgets.rbdtree import rbd_tree
+from clustertop.dashboard.widgets.steady import Shape, steady_update
 from clustertop.wire import schema
 
 CEPH_SECTIONS = ("health", "capacity", "pgs", "io", "osds", "pools", "rbd")
@@ -92,6 +94,8 @@ class IoSection(Static):
 
 class StorageScreen(DataScreen):
     screen_name = "storage"
+    # RBD snapshots and clones (dashboard/ceph_ops.py): pick a line of the tree, then what to do with it.
+    BINDINGS = [Binding("r", "ceph_rbd", "RBD")]
 
     DEFAULT_CSS = """
     StorageScreen #storage { padding: 0 1; }
@@ -112,6 +116,7 @@ class StorageScreen(DataScreen):
         self._ceph_sig: tuple[object, ...] = ()
         self._ceph_width = 0
         self._plain: dict[str, str] = {}
+        self._shapes: dict[str, Shape] = {}  # per section, the shape it was drawn at (steady_update)
 
     def compose_body(self) -> Iterable[Widget]:
         with VerticalScroll(id="storage"):
@@ -179,6 +184,13 @@ class StorageScreen(DataScreen):
         self._set("pools", cs.pool_lines(c.pools, width, ascii))
         self._set("rbd", [cs.title("RBD images"), *rbd_tree(c.images, ascii)])
 
+    def action_ceph_rbd(self) -> None:
+        from clustertop.dashboard.actions import actions_of
+        from clustertop.dashboard.ceph_ops import ask_rbd
+
+        state = self.app.view.state  # type: ignore[attr-defined]
+        ask_rbd(actions_of(self.app), state.cluster.get("ceph") if state is not None else None)
+
     def check_width(self) -> None:
         """Before the first layout the width is a guess: draw again at the real one."""
         width = self.query_one("#io", Static).content_size.width
@@ -193,7 +205,8 @@ class StorageScreen(DataScreen):
             return
         self._shown[wid] = markup
         self._plain[wid] = content.plain
-        self.query_one(f"#{wid}", Static).update(content)
+        # Rates change every read: a new layout only when the section's height may change (steady.py).
+        self._shapes[wid] = steady_update(self.query_one(f"#{wid}", Static), content, self._shapes.get(wid))
 
     def section_text(self, wid: str) -> str:
         """What a section says, as plain text (tests read the screen in words)."""

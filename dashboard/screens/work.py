@@ -19,7 +19,7 @@ from textual.content import Content
 from textual.widget import Widget
 from textual.widgets import Input, Static, TabbedContent, TabPane
 
-from clustertop.dashboard import fmt
+from clustertop.dashboard import fmt, k8s_scope
 from clustertop.dashboard.actions import actions_of
 from clustertop.dashboard.screens.base import DataScreen
 from clustertop.dashboard.view import View
@@ -125,6 +125,8 @@ def queues_of(state: ClusterState) -> schema.Queues:
             out.task_history = (out.task_history or []) + q.task_history
         if q.dask_computations is not None:
             out.dask_computations = (out.dask_computations or []) + q.dask_computations
+        if q.dask_task_stream is not None:
+            out.dask_task_stream = (out.dask_task_stream or []) + q.dask_task_stream
     return out
 
 
@@ -204,6 +206,61 @@ def history_task(t: schema.CeleryTask) -> schema.WorkerTask:
     return schema.WorkerTask(id=t.id, name=t.name, runtime_s=t.runtime_s, args=t.args)
 
 
+#: Ended Celery states a retry (a new task with the same arguments) fits.
+RETRIABLE = {"FAILURE", "SUCCESS", "REVOKED", "REJECTED"}
+NO_BACKEND = ("groups and chords: not available: set result_backend in [collectors.celery] "
+              "(a Redis result backend; task events carry no group id)")
+
+
+def celery_groups_of(state: ClusterState) -> list[schema.CeleryGroups] | None:
+    """Each Celery payload's result backend groups; None where no payload carries task history or groups."""
+    out: list[schema.CeleryGroups] | None = None
+    for name in sorted(state.cluster):
+        q = state.cluster[name].queues
+        if q is not None and q.celery_groups is not None:
+            out = (out or []) + [q.celery_groups]
+    return out
+
+
+def group_rows(backends: list[schema.CeleryGroups] | None, history: bool, ok: str, crit: str
+               ) -> dict[str, list[Text]]:
+    """A row per Celery group or chord, newest first: "N of M done, K failed" and a bar of the ended share
+    (key ``g<SEP>backend<SEP>id``); a backend's note in its own row; with task history but no backend, a
+    row saying groups need one (never an empty list that reads as "no groups")."""
+    rows: dict[str, list[Text]] = {}
+    blank = SortCell("", "", None)
+    if backends is None:
+        if history:
+            rows["G"] = [text_cell("celery groups", "bold", 60), *[blank] * 8, SortCell(NO_BACKEND, "dim", None)]
+        return rows
+    for be in backends:
+        head = SortCell(be.note, crit, None) if be.note else SortCell("groups and chords of the result backend", "dim", None)
+        rows[f"G{SEP}{be.backend}"] = [text_cell(be.backend, "bold", 60), *[blank] * 8, head]
+        for g in be.groups or ():
+            total, done, failed = fmt.known(g.total, 0), fmt.known(g.done, 0), fmt.known(g.failed, 0)
+            bad = bool(failed)
+            if total and done is not None:
+                text = f"{fmt.num(done)} of {fmt.num(total)} done" + (f", {fmt.num(failed)} failed" if failed is not None
+                                                                      else ", failed N/A")
+                state = SortCell(text, crit if bad else (ok if done >= total else ""), done / total)
+                filled, empty = fmt.bar(done / total, 20)
+                detail = Text.assemble((filled, crit if bad else ok), (empty, "dim"),
+                                       ("  " + (fmt.node_text(g.note, 120) if g.note else
+                                                "ended" if g.ended else "running"), "dim"))
+            else:
+                state = SortCell(fmt.NA if total is None else "no members", "dim", None)
+                detail = text_cell(g.note or ("ended" if g.ended else None), "dim", 120)
+            # "chord 3f2a… ct.grid": ids are uuids, the first 8 characters tell groups apart on a narrow screen
+            short = g.id if len(g.id) <= 12 else g.id[:8] + "…"
+            label = f"{g.kind or 'group'} {fmt.node_text(short, 40)}" + (f" {g.name}" if g.name else "")
+            rows[f"g{SEP}{be.backend}{SEP}{g.id}"] = [
+                text_cell(label, "bold", 60), state, blank, _n(None if done is None or failed is None else
+                                                              done - failed - (fmt.known(g.revoked, 0) or 0)),
+                num_cell(fmt.num(failed), failed, crit if bad else ""), blank, _n(fmt.known(g.revoked, 0)),
+                blank, blank, detail]
+    return rows
+
+
 def dask_rows(comps: list[schema.DaskComputation] | None, ok: str, crit: str) -> dict[str, list[Text]]:
     """A row per Dask computation, newest first: "N of M done, K erred", a bar of the ended share (done or
     erred) and the count per state."""
@@ -246,6 +303,13 @@ def pod_rows(pods: list[schema.K8sPod] | None, now: float, needle: str, warn: st
             text_cell(phase, style, 24), num_cell(fmt.num(p.restarts), p.restarts, warn if p.restarts else ""),
             _n(p.gpus), num_cell(fmt.age(age), age), text_cell(owner, "dim", 50)]
     return rows
+
+
+def in_namespace(objs: list[Any] | None, namespace: str | None) -> list[Any] | None:
+    """``:ns NAME`` (dashboard/k8s_scope.py): only that namespace's pods or workloads; None: all of them."""
+    if objs is None or namespace is None:
+        return objs
+    return [o for o in objs if o.namespace == namespace]
 
 
 def workload_rows(workloads: list[schema.K8sWorkload] | None) -> dict[str, list[Text]]:
@@ -355,6 +419,7 @@ class WorkScreen(DataScreen):
         Binding("escape", "clear_filter", "Back", show=False),
         Binding("ctrl+d", "job_delete", "Delete"),
         Binding("ctrl+k", "job_kill", "Terminate"),
+        Binding("ctrl+r", "job_retry", "Retry"),
         Binding("l", "job_logs", "Logs"),
         Binding("s", "job_scale", "Scale"),
         Binding("plus", "job_pool(1)", "Pool+"),
@@ -378,6 +443,8 @@ class WorkScreen(DataScreen):
     WorkScreen #pod-filter.-on { display: block; }
     WorkScreen #ledger-table { height: 2fr; }
     WorkScreen #ledger-flags { height: auto; max-height: 40%; padding: 0 1; }
+    WorkScreen #dask-stream { height: auto; padding: 0 1; display: none; text-wrap: nowrap; }
+    WorkScreen #dask-stream.-on { display: block; }
     """
 
     def __init__(self) -> None:
@@ -399,6 +466,8 @@ class WorkScreen(DataScreen):
                     yield LiveTable(COLUMNS[pane], id=f"{pane}-table", fold=FOLD[pane])
                     if pane == "ledger":
                         yield Static("", id="ledger-flags")
+                    if pane == "history":  # the Dask task stream's timeline (widgets/taskstream.py)
+                        yield Static("", id="dask-stream")
 
     def on_mount(self) -> None:
         self.query_one("#tasks-table", LiveTable).sort_column = "group"
@@ -426,7 +495,7 @@ class WorkScreen(DataScreen):
             self.ledger = app_ledger  # tracked on every read by the app, so flags keep their age
         else:
             self.ledger = update_from_state(self.tracker, state)
-        self.query_one("#work-summary", FactLines).show_facts(summary(state, self.ledger))
+        self.query_one("#work-summary", FactLines).show_facts(summary(state, self.ledger) + k8s_scope.parts(self.app))
         self._draw_pane(self.pane)
         if "kubernetes" in state.cluster and self.app.settings.kubeconfig is not None:  # type: ignore[attr-defined]
             actions_of(self.app).check_k8s(self._sync_bindings)
@@ -452,11 +521,11 @@ class WorkScreen(DataScreen):
                 for t in w.active or ():
                     objs[f"t{SEP}{w.name}{SEP}{t.id}"] = (w, t)
         elif pane == "pods":
-            pods = k8s.pods if k8s is not None else None
+            pods = in_namespace(k8s.pods if k8s is not None else None, k8s_scope.namespace_of(self.app))
             rows = pod_rows(pods, now, self.pod_filter, warn, crit)
             objs = {f"{x.namespace}/{x.name}": x for x in pods or ()}
         elif pane == "workloads":
-            wl = k8s.workloads if k8s is not None else None
+            wl = in_namespace(k8s.workloads if k8s is not None else None, k8s_scope.namespace_of(self.app))
             rows = workload_rows(wl)
             objs = {f"{w.kind}{SEP}{w.namespace}/{w.name}": w for w in wl or ()}
         elif pane == "ledger":
@@ -467,7 +536,10 @@ class WorkScreen(DataScreen):
         elif pane == "history":
             merged = queues_of(state)
             histories = merged.task_history
-            rows = history_rows(histories, ok, crit) | dask_rows(merged.dask_computations, ok, crit)
+            rows = (history_rows(histories, ok, crit)
+                    | group_rows(celery_groups_of(state), histories is not None, ok, crit)
+                    | dask_rows(merged.dask_computations, ok, crit))
+            self._draw_stream(merged, view.now)
             objs = {f"r{SEP}{h.broker}{SEP}{t.id}": t for h in histories or () for t in h.recent or ()}
         else:
             tasks = tasks_of(state)
@@ -475,6 +547,20 @@ class WorkScreen(DataScreen):
             objs = {f"{node}{SEP}{t.id}": (node, t) for node, t in tasks}
         self.rows[pane] = objs
         self.table(pane).sync(rows)
+
+    def _draw_stream(self, merged: schema.Queues, now: float) -> None:
+        """Below the history table, where a Dask scheduler is polled: its task stream as a timeline, taking
+        at most ~40 % of the screen's height (a few rows at 80x24, dozens on a wall)."""
+        from clustertop.dashboard.widgets.taskstream import stream_lines
+
+        box = self.query_one("#dask-stream", Static)
+        shown = merged.dask_computations is not None or merged.dask_task_stream is not None
+        box.set_class(shown, "-on")
+        if not shown:
+            return
+        rows = max(2, self.size.height * 2 // 5 - 4)
+        ascii = self.app.settings.ascii  # type: ignore[attr-defined]
+        box.update(Content("\n").join(stream_lines(merged.dask_task_stream, now, self.size.width - 2, rows, ascii)))
 
     @on(TabbedContent.TabActivated)
     def _tab(self, event: TabbedContent.TabActivated) -> None:
@@ -503,8 +589,8 @@ class WorkScreen(DataScreen):
 
     def _sync_bindings(self) -> None:
         # The footer is rebuilt only when the set of usable keys changes, not on every tick.
-        sig = tuple(self._applies(a) for a in ("job_delete", "job_kill", "job_logs", "job_scale", "job_pool",
-                                               "filter", *K8S_DEPTH))
+        sig = tuple(self._applies(a) for a in ("job_delete", "job_kill", "job_retry", "job_logs", "job_scale",
+                                               "job_pool", "filter", *K8S_DEPTH))
         acts = actions_of(self.app)
         sig += (acts.k8s_allowed is not None,)
         if sig != self._binding_sig:
@@ -534,6 +620,8 @@ class WorkScreen(DataScreen):
             if pane == "history":
                 return isinstance(obj, schema.CeleryTask) and obj.state in REVOCABLE
             return False
+        if action == "job_retry":
+            return pane == "history" and isinstance(obj, schema.CeleryTask) and obj.state in RETRIABLE
         if action == "job_kill":
             if pane == "history":
                 return isinstance(obj, schema.CeleryTask) and obj.state == "STARTED"
@@ -551,7 +639,7 @@ class WorkScreen(DataScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if not self.app.check_action(action, parameters):
             return False  # read-only: hidden and refused
-        if action in ("job_delete", "job_kill", "job_logs", "job_scale", "job_pool", "filter", *K8S_DEPTH):
+        if action in ("job_delete", "job_kill", "job_retry", "job_logs", "job_scale", "job_pool", "filter", *K8S_DEPTH):
             return self._applies(action)
         return True
 
@@ -626,12 +714,23 @@ class WorkScreen(DataScreen):
         elif acts.allowed("terminate task"):
             acts.notify("ctrl+k: select a Celery task (Workers tab, the rows under a worker)", "warning")
 
+    def action_job_retry(self) -> None:
+        if not actions_of(self.app).allowed("retry task"):  # a direct call is refused too
+            return
+        pane, obj = self._obj()
+        if pane == "history" and isinstance(obj, schema.CeleryTask) and obj.state in RETRIABLE:
+            actions_of(self.app).ask_retry(obj)
+        else:
+            actions_of(self.app).notify("ctrl+r: select an ended Celery task on the Task history tab", "warning")
+
     def action_job_logs(self) -> None:
         if not actions_of(self.app).allowed("pod logs"):  # a direct call is refused too
             return
+        from clustertop.dashboard import k8s_ops
+
         pane, obj = self._obj()
         if pane == "pods" and isinstance(obj, schema.K8sPod):
-            actions_of(self.app).ask_logs(obj.namespace, obj.name)
+            k8s_ops.ask_logs(actions_of(self.app), obj.namespace, obj.name)  # follows (f toggles)
 
     def action_job_scale(self) -> None:
         if not actions_of(self.app).allowed("scale"):  # a direct call is refused too

@@ -7,6 +7,7 @@ snapshots of the nodes it ranks, so at 1,000 nodes too), else they say N/A.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 from textual.content import Content
@@ -29,19 +30,36 @@ class Busy:
 
 def busiest(nodes: list[NodeView], limit: int) -> list[Busy]:
     """The ``limit`` GPUs with the highest utilisation on nodes that are up, highest first (ties by node
-    name, then index). A card that reports no utilisation (or an absurd one) is not ranked."""
-    ranked: list[tuple[float, str, int, NodeView]] = []
-    for v in nodes:
+    name, then index). A card that reports no utilisation (or an absurd one) is not ranked.
+
+    8,000 cards at 1,000 nodes, 80,000 at 10,000, for ~25 lines on screen: each node's best card first
+    (one list comprehension per node); only cards at least as busy as the ``limit``-th best of those can
+    be among the ``limit`` best (the ``limit`` nodes with the busiest best cards already hold ``limit``
+    cards that busy), so only those are ranked, from a heap."""
+    if limit <= 0:
+        return []
+    hi = fmt.MAX_PCT
+    best: list[tuple[float, int, list[int | None]]] = []  # (node's busiest card, node position, utils)
+    for pos, v in enumerate(nodes):
         if v.state != "up":
             continue
         d = view_digest(v)
-        for i, u in enumerate((d.gpu_util_pct if d is not None else None) or ()):
-            known = fmt.known(u, 0, fmt.MAX_PCT)
-            if known is not None:
-                ranked.append((-known, v.host, i, v))
-    ranked.sort(key=lambda r: (r[0], r[1], r[2]))
+        utils = d.gpu_util_pct if d is not None else None
+        if not utils:
+            continue
+        # fmt.known's test, inline: ints from the typed wire; None, NaN and absurd figures fail it.
+        ok = [u for u in utils if u is not None and not isinstance(u, bool) and 0 <= u <= hi]
+        if ok:
+            best.append((max(ok), pos, utils))
+    if not best:
+        return []
+    floor = heapq.nlargest(limit, [b[0] for b in best])[-1] if len(best) >= limit else 0
+    ranked = [(-float(u), nodes[pos].host, i, pos) for top, pos, utils in best if top >= floor
+              for i, u in enumerate(utils)
+              if u is not None and not isinstance(u, bool) and floor <= u <= hi]
     out = []
-    for neg, host, i, v in ranked[:max(0, limit)]:
+    for neg, host, i, pos in heapq.nsmallest(limit, ranked):
+        v = nodes[pos]
         gpus = v.snap.gpus if v.snap is not None and v.snap.gpus else []
         g = next((x for x in gpus if x.index == i), None)
         out.append(Busy(host, i, -neg, g))

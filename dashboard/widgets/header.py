@@ -6,11 +6,14 @@ error messages stays literal (``rich.markup.escape`` does not escape Textual's `
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from textual.content import Content
 
 from clustertop.dashboard import fmt
 from clustertop.dashboard.widgets.pack import FactLines, Part, facts, pack
 from clustertop.read.cluster import Totals
+from clustertop.read.model import NodeView
 
 SEP_C = Content.assemble((" · ", "dim"))
 
@@ -97,6 +100,20 @@ def status_line(t: Totals | None, source: str, read_ts: float | None, unreachabl
         if t.nodes_bad:
             g.append([(f"{t.nodes_bad} bad data", "$ct-crit")])
     return facts(g)
+
+
+def detail_note(nodes: Iterable[NodeView], want_error: str | None = None) -> list[Content]:
+    """Where up nodes are drawn from a full snapshot of an earlier tick (their agents rewrite it every few
+    seconds, or every tick once they see this dashboard's request: docs/architecture.md "Byte budget"): how
+    many and how old, until the fresh ones land. Nothing when every full snapshot drawn is current.
+    ``want_error``: why the request could not be written (then it says so, not "asked")."""
+    ages = [v.detail_age_s for v in nodes if v.detail_age_s is not None and v.state == "up"]
+    if not ages:
+        return []
+    n = len(ages)
+    asked = "fresh asked" if want_error is None else "fresh could not be asked"
+    return facts([[(f"detail of {n} node{'s' if n > 1 else ''} up to {fmt.age(max(ages))} old ({asked})",
+                    "$ct-stale")]])
 
 
 class ClusterHeader(FactLines):

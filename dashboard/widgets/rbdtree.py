@@ -30,13 +30,23 @@ def _sizes(im: schema.RbdImage) -> list[Part]:
             (used, "dim" if used == fmt.NA else ""), (" used", "dim")]
 
 
+#: What a line of the tree is: ("image", "pool/image") or ("snap", "pool/image", "snap"); None for notes.
+Target = tuple[str, ...] | None
+
+
 def rbd_tree(images: list[schema.RbdImage] | None, ascii: bool = False,
              max_lines: int = MAX_LINES) -> list[Content]:
     """One line per image and snapshot, clones indented under the snapshot they were cloned from."""
+    return [line for _, line in rbd_rows(images, ascii, max_lines)]
+
+
+def rbd_rows(images: list[schema.RbdImage] | None, ascii: bool = False,
+             max_lines: int = MAX_LINES) -> list[tuple[Target, Content]]:
+    """``rbd_tree``'s lines, each with the image or snapshot it shows (the Ceph keys pick from these)."""
     if images is None:
-        return [Content.assemble(("N/A (not polled)", "dim"))]
+        return [(None, Content.assemble(("N/A (not polled)", "dim")))]
     if not images:
-        return [Content.assemble(("no RBD images", "dim"))]
+        return [(None, Content.assemble(("no RBD images", "dim")))]
     tee, last, bar, gap = ("|- ", "`- ", "|  ", "   ") if ascii else ("├─ ", "└─ ", "│  ", "   ")
     by_spec = {_spec(im): im for im in images}
     clones: dict[str, list[str]] = {}  # "pool/image@snap" -> child specs, in listing order
@@ -48,20 +58,20 @@ def rbd_tree(images: list[schema.RbdImage] | None, ascii: bool = False,
             kids = clones.setdefault(im.parent, [])
             if _spec(im) not in kids:
                 kids.append(_spec(im))
-    lines: list[Content] = []
+    lines: list[tuple[Target, Content]] = []
     seen: set[str] = set()
 
     def image(spec: str, prefix: str, branch: str, top: bool) -> None:
         seen.add(spec)
         im = by_spec.get(spec)
         if im is None:
-            lines.append(Content.assemble(prefix + branch, (fmt.node_text(spec, 80), ""),
-                                          ("  (not listed)", "dim")))
+            lines.append((None, Content.assemble(prefix + branch, (fmt.node_text(spec, 80), ""),
+                                                 ("  (not listed)", "dim"))))
             return
         head: list[Part] = [prefix + branch, (fmt.node_text(spec, 80), "bold" if top else "")]
         if top and im.parent:  # a clone whose parent image is not in the listing
             head += [("  clone of ", "dim"), (fmt.node_text(im.parent, 80), "dim")]
-        lines.append(Content.assemble(*head, *_sizes(im)))
+        lines.append((("image", spec), Content.assemble(*head, *_sizes(im))))
         child_prefix = prefix + ("" if not branch else (gap if branch == last else bar))
         snaps = im.snapshots or []
         for i, s in enumerate(snaps):
@@ -74,7 +84,7 @@ def rbd_tree(images: list[schema.RbdImage] | None, ascii: bool = False,
                 parts.append((f"  {fmt.node_text(s.ts[:10], 10)}", "dim"))
             if kids:
                 parts.append((f"  {len(kids)} clone{'s' if len(kids) != 1 else ''}", "dim"))
-            lines.append(Content.assemble(*parts))
+            lines.append((("snap", spec, s.name), Content.assemble(*parts)))
             s_prefix = child_prefix + (gap if s_branch == last else bar)
             for j, k in enumerate(kids):
                 if k not in seen:
@@ -89,5 +99,5 @@ def rbd_tree(images: list[schema.RbdImage] | None, ascii: bool = False,
             image(_spec(im), "", "", True)
     if len(lines) > max_lines:
         more = len(lines) - (max_lines - 1)
-        lines = lines[: max_lines - 1] + [Content.assemble((f"… and {more} more lines", "dim"))]
+        lines = lines[: max_lines - 1] + [(None, Content.assemble((f"… and {more} more lines", "dim")))]
     return lines

@@ -164,6 +164,7 @@ class LiveTable(ScrollView, can_focus=True):
         self._items: list[Any] = []
         self._cells: Callable[[Any], list[Text]] = lambda item: item
         self._value: Callable[[Any, str], Any] = self._cell_value
+        self._values: Callable[[list[Any], str], list[Any]] | None = None
         self._cursor_key: str | None = None
         # Rendered rows by key (built for rows in view only), column content widths, and what each
         # screen line last showed, to repaint only the lines that changed.
@@ -178,15 +179,17 @@ class LiveTable(ScrollView, can_focus=True):
     # -- data -----------------------------------------------------------------------------------
 
     def show_rows(self, keys: list[str], items: list[Any], cells: Callable[[Any], list[Text]],
-                  value: Callable[[Any, str], Any]) -> None:
+                  value: Callable[[Any, str], Any],
+                  values: Callable[[list[Any], str], list[Any]] | None = None) -> None:
         """Show ``items`` (one per key, in the screen's order). ``cells(item)`` builds a row's cells,
-        called only for rows in view; ``value(item, column)`` is the raw value sorted by (None = N/A)."""
+        called only for rows in view; ``value(item, column)`` is the raw value sorted by (None = N/A);
+        ``values(items, column)``, where given, is the same for every item in one call (a big table's sort)."""
         if keys != self._given_keys:
             # Another set of rows (a filter, another GPU's processes): columns fit the new rows
             # anew. The same rows again keep their widths, so columns never jitter tick to tick.
             self._widths = [len(label) for _, label in self.column_defs]
         self._given_keys, self._given_items = keys, items
-        self._cells, self._value = cells, value
+        self._cells, self._value, self._values = cells, value, values
         self._order()
         self._settle(rebuild=True)
 
@@ -203,7 +206,8 @@ class LiveTable(ScrollView, can_focus=True):
             self._keys, self._items = keys, items
             return
         col, value = self.sort_column, self._value
-        order = sorted_order([value(item, col) for item in items], self.sort_reverse)
+        vals = self._values(items, col) if self._values is not None else [value(item, col) for item in items]
+        order = sorted_order(vals, self.sort_reverse)
         self._keys = [keys[i] for i in order]
         self._items = [items[i] for i in order]
 

@@ -50,9 +50,11 @@ def test_once_publishes_a_snapshot_reader_can_use(redis_server) -> None:  # type
     # Every default collector reports a status, whatever it found on this machine.
     assert {"host", "gpu", "bonds", "nfs"} <= set(snap.collectors)
     assert snap.agent is not None and snap.agent.pid and snap.agent.version
-    # The key expires (that is how a node goes stale) and history got its first point.
+    # The keys expire (the digest's is how a node goes stale; the full snapshot's outlives its 15 s cadence)
+    # and history got its first point.
     client = redis_server.client()
-    assert 0 < client.pttl("ct:v1:node:{once-node}") <= 3000
+    assert 0 < client.pttl("ct:v1:digest:{once-node}") <= 3000
+    assert 15_000 < client.pttl("ct:v1:node:{once-node}") <= 18_000 and snap.full_every_s == 15.0
     assert client.xlen("ct:v1:hist:{once-node}") == 1
 
 

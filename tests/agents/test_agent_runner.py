@@ -16,6 +16,7 @@ from clustertop.agents.agent import Agent
 from clustertop.agents.config import AgentConfig, CollectorConfig
 from clustertop.collectors import base
 from clustertop.read.reader import Reader
+from clustertop.read.want import Wants
 from clustertop.wire import schema
 
 RELEASE = threading.Event()  # lets the hung collector return at teardown
@@ -87,7 +88,8 @@ def test_raising_and_hanging_collectors_are_isolated(registry: None, redis_serve
     cfg = config({"t_good": CollectorConfig("t_good"), "t_raise": CollectorConfig("t_raise"),
                   "t_hang": CollectorConfig("t_hang", timeout_s=0.3), "t_nogpu": CollectorConfig("t_nogpu")})
     agent = Agent(cfg, client_factory=redis_server.client)
-    reader = Reader(redis_server.client())
+    # Reads the node in full as its screen does: asking for its full snapshot every tick (read.want).
+    reader = Reader(redis_server.client(), wants=Wants())
     stop = threading.Event()
     thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
     thread.start()

@@ -94,7 +94,11 @@ def test_tasks_survive_the_launching_process_being_killed(tmp_path):
     """The real restart: the process that launched the tasks is SIGKILLed; a new TaskManager on its state
     dir adopts the live task (pid AND start ticks equal), lists the one that ended meanwhile as lost."""
     state = str(tmp_path / "state")
-    templates = {"talk": {"argv": TALK}, "brief": {"argv": ["sleep", "0.3"]}}
+    # "brief" ends when told, after the kill: a fixed sleep could end before the first manager dies on a
+    # loaded machine (it then saw the end itself, and the task read "exited", not "lost").
+    go = tmp_path / "brief-may-end"
+    brief = [PY, "-c", f"import os, time\nwhile not os.path.exists({str(go)!r}): time.sleep(0.05)"]
+    templates = {"talk": {"argv": TALK}, "brief": {"argv": brief}}
     code = ("import json, sys, time\n"
             "from clustertop.agents.tasks import TaskManager, parse_templates\n"
             f"t = parse_templates(json.loads({json.dumps(json.dumps(templates))}), None)\n"
@@ -113,6 +117,7 @@ def test_tasks_survive_the_launching_process_being_killed(tmp_path):
         assert _until(lambda: len(_ticks(log.read_text())) >= 3)
         agent.send_signal(signal.SIGKILL)
         agent.wait(10)
+        go.touch()
         time.sleep(1.0)  # "brief" ends while no agent runs; "talk" writes on into its FIFO
         assert psutil.pid_exists(talk_pid) and psutil.Process(talk_pid).status() != psutil.STATUS_ZOMBIE
 

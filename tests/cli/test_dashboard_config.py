@@ -86,8 +86,8 @@ def test_xdg_default_file_is_read_when_present(monkeypatch: pytest.MonkeyPatch, 
 
 @pytest.mark.parametrize("name, key, words", [
     ("unknown_key.toml", "[dashboard] thme", "unknown key (known: action_timeout, alertmanager, ascii, "),
-    ("unknown_section.toml", "[dashbaord]", "unknown section (known: dashboard, history)"),
-    ("top_level_key.toml", "theme", "unknown key: settings go in a table ([dashboard, history])"),
+    ("unknown_section.toml", "[dashbaord]", "unknown section (known: ceph, dashboard, history)"),
+    ("top_level_key.toml", "theme", "unknown key: settings go in a table ([ceph, dashboard, history])"),
     ("wrong_type.toml", "[dashboard] refresh", "expected int or float, got str 'fast'"),
     ("bad_value.toml", "[dashboard] page_seconds", "must be >= 0, got -5.0"),
     ("bad_url.toml", "[dashboard] redis", "expected a redis://, rediss:// or unix:// URL"),

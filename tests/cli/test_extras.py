@@ -253,6 +253,10 @@ def test_the_wheel_carries_the_units_the_sample_configs_and_the_license(wheel: P
     for filename in unitfiles.FILES.values():
         assert f"clustertop/systemd/{filename}" in names
     assert any(n.endswith(".dist-info/licenses/LICENSE") or n.endswith(".dist-info/LICENSE") for n in names)
+    # The preset deflate dictionaries: without them no packed payload is read or written (wire.compress).
+    from clustertop.wire import compress
+
+    assert {f"clustertop/wire/dicts/{name}" for name in compress.DICTS.values()} <= names
     # One namespace: nothing but clustertop and its dist-info at the top of site-packages.
     assert {n.split("/")[0] for n in names} == {"clustertop", wheel.name.split("-py3")[0] + ".dist-info"}
 

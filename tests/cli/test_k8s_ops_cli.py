@@ -214,7 +214,11 @@ def test_cordon_drain_respects_pdb_uncordon_on_the_real_control_plane(
         assert f"NOT evicted {ns}/{guarded}: refused by its PodDisruptionBudget" in r.stdout, r.stdout
         for b in batch:
             assert f"evicted {ns}/{b}: evicted" in r.stdout
-        left = wait_for("batch pods evicted", pods, lambda ps: not set(batch) & set(ps))
+        # The drain waited for the two evicted pods to leave the node (the stand-in kubelet confirms the
+        # deletions, often before the first look: no "0 of 2" is promised); the 429'd pod is not waited on.
+        assert "2 of 2 pod(s) gone" in r.stdout and "STILL THERE" not in r.stdout, r.stdout
+        left = {p.metadata.name: p for p in core.list_namespaced_pod(ns).items}
+        assert not set(batch) & set(left)  # gone when the command returned, not later
         assert guarded in left and "loner" in left
         # Their replacements cannot go anywhere: the only node they select is cordoned.
         assert all(p.status.phase == "Pending" for n, p in left.items() if n.startswith("batch-"))
@@ -241,3 +245,40 @@ def _get_pdb_json(ctl: Any, ns: str) -> dict[str, Any]:
 
     items = list_pdbs(ctl, ns)
     return items[0] if items else {}
+
+
+def test_drain_waits_bounded_and_names_pods_still_there(redis_server: Any, k8s_cluster: K8sCluster) -> None:  # noqa: F811
+    """A node no kubelet serves (not ``fake-*``: the stand-in kubelet leaves it alone): an evicted pod gets its
+    deletionTimestamp and stays, as on a node whose kubelet is gone. The drain waits ``--timeout`` and names
+    it; exit 1 and the audit entry says failed."""
+    from kubernetes import client as kc
+
+    from tests.collectors.test_k8s_real import node_body, pod_body
+
+    api = k8s_cluster.client("admin")
+    core = kc.CoreV1Api(api)
+    tag = uuid.uuid4().hex[:6]
+    ns, node = f"dw-{tag}", f"gone-{tag}"
+    admin = ["--kubeconfig", str(k8s_cluster.kubeconfigs["admin"]), "--redis", redis_server.url, "--operator", "eve"]
+    try:
+        core.create_namespace({"metadata": {"name": ns}})
+        body = node_body(node, 0)
+        core.create_node(body)
+        core.patch_node_status(node, {"status": body["status"]})
+        core.create_namespaced_pod(ns, pod_body("stuck", 0, node))
+        r = ct("k8s", "drain", node, "--force", "--yes", "--timeout", "2", *admin)
+        assert r.returncode == 1, (r.stdout, r.stderr)
+        assert f"evicted {ns}/stuck: evicted" in r.stdout and "0 of 1 pod(s) gone" in r.stdout, r.stdout
+        assert f"STILL THERE {ns}/stuck after 2 s" in r.stdout, r.stdout
+        assert f"0 of 1 pod(s) gone after 2 s; still there: {ns}/stuck" in r.stderr, r.stderr
+        assert core.read_namespaced_pod("stuck", ns).metadata.deletion_timestamp is not None  # marked, not gone
+        got = [(e.actor, e.action, e.target, e.result.split(":")[0]) for e in audit(redis_server)]
+        assert ("eve", "k8s.drain", node, "failed") in got, got
+    finally:
+        try:
+            core.delete_namespaced_pod("stuck", ns, grace_period_seconds=0)
+        except kc.exceptions.ApiException:
+            pass
+        core.delete_namespace(ns)
+        core.delete_node(node)
+        api.close()

@@ -64,10 +64,11 @@ def test_start_demo_fills_store_and_stops() -> None:
         from clustertop.wire.tiers import MINUTE
 
         assert 8 <= len(tier_points(client, "gpu01", MINUTE, time.time(), 86400)) <= 11
-        seqs = {n.host: n.snap.seq for n in first.nodes if n.snap}
+        # Every tick's digests; full snapshots on the agents' cadence (or while a reader wants them: below).
+        seqs = {n.host: n.digest.seq for n in first.nodes if n.digest}
         backend.stop.wait(0.4)
         later = Reader(client).read()
-        assert all(n.snap is not None and n.snap.seq > seqs[n.host] for n in later.nodes)
+        assert all(n.digest is not None and n.digest.seq > seqs[n.host] for n in later.nodes)
         assert backend.label == "demo (simulated, seed 2)"
     finally:
         backend.close()

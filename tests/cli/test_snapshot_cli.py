@@ -41,7 +41,9 @@ def expected_totals(nodes: list[dict]) -> dict:
 
 
 def test_simulate_then_snapshot_json(redis_server: RedisServer) -> None:
-    sim = clustertop("simulate", "--redis", redis_server.url, "--nodes", "20", "--ticks", "2", "--seed", "5")
+    # Full snapshots every tick (as agents before the byte budget): the totals below are recomputed from them.
+    sim = clustertop("simulate", "--redis", redis_server.url, "--nodes", "20", "--ticks", "2", "--seed", "5",
+                     "--full-every", "0")
     assert sim.returncode == 0, sim.stderr
     assert "20 nodes" in sim.stderr
     snap = clustertop("snapshot", "--json", "--redis", redis_server.url)
@@ -69,6 +71,62 @@ def test_simulate_then_snapshot_json(redis_server: RedisServer) -> None:
     assert sum(d["gpus"] for d in digests) == doc["totals"]["gpus_total"]
     assert sum(d["gpus_busy"] for d in digests) == doc["totals"]["gpus_busy"]
     assert sum(d["cpu_count"] for d in digests) == doc["totals"]["cpu_cores"]
+
+
+def test_snapshot_waits_for_the_full_snapshots_it_asks_for(redis_server: RedisServer) -> None:
+    """Agents on the default cadence (a full snapshot every 15 s unless wanted): snapshot asks every node for
+    one and prints each of its latest tick, in a second or two."""
+    import time
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLUSTERTOP_")}
+    sim = subprocess.Popen([sys.executable, "-m", "clustertop", "simulate", "--redis", redis_server.url, "--nodes",
+                            "6", "--interval", "0.5", "--duration", "60"], env=env, cwd=ROOT,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = redis_server.client()
+        deadline = time.monotonic() + 30
+        while client.zcard("ct:v1:nodes") < 6 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.5)  # a few ticks past the first (which writes every full snapshot)
+        out = clustertop("snapshot", "--json", "--redis", redis_server.url)
+    finally:
+        sim.terminate()
+        sim.wait(10)
+    assert out.returncode == 0, out.stderr
+    nodes = json.loads(out.stdout)["nodes"]
+    assert len(nodes) == 6 and all(n["state"] == "up" for n in nodes)
+    assert all(n["detail_age_s"] is None for n in nodes), [n["detail_age_s"] for n in nodes]
+    # Each full snapshot is of its node's latest tick, or of the one before (the read straddled a tick).
+    assert all(n["digest"]["seq"] - n["snapshot"]["seq"] in (0, 1) for n in nodes)
+
+
+def test_snapshot_says_how_old_a_full_snapshot_nobody_refreshed_is(redis_server: RedisServer) -> None:
+    """Agents that do not answer the request (stopped, or an ACL that hides it from them): after its bounded
+    wait, snapshot prints the full snapshots there are, each with its age, beside this tick's digests. In
+    process (``snapshot.fresh`` with a clock that runs the wait out at once), so the keys are still live."""
+    from clustertop.agents.publisher import Publisher
+    from clustertop.cli import snapshot
+    from clustertop.read.reader import Reader
+    from clustertop.read.want import Wants
+    from tests.support import builders as b
+
+    client = redis_server.client()
+    for h in ("gpu01", "gpu02"):
+        pub = Publisher(client, h, 1.0, full_every_s=15.0, tiers=False)
+        for k in range(3):
+            pub.publish(b.tower(h, ts=b.NOW + k, seq=k + 1))
+    ticks = iter(range(100))
+    slept: list[float] = []
+    state = snapshot.fresh(Reader(client, clock=lambda: b.NOW + 2.5, wants=Wants()), sleep=slept.append,
+                           monotonic=lambda: float(next(ticks)))
+    assert slept and sum(slept) <= snapshot.FRESH_WAIT_MIN_S  # waited, and not for ever
+    assert all(client.exists(f"ct:v1:want:{{{h}}}") for h in ("gpu01", "gpu02"))  # and asked
+    doc = snapshot.as_document(state, "test", [])
+    for n in doc["nodes"]:
+        # The full snapshot of tick 1 with tick 3's brief drawn over it: tick 3's seq, the detail 2.5 s old.
+        assert (n["state"], n["snapshot"].seq, n["digest"].seq, n["detail_age_s"]) == ("up", 3, 3, 2.5)
+    text = snapshot.as_text(state, "test", [])
+    assert text.count(", detail 2s old") == 2, text
 
 
 def test_snapshot_text_summary(redis_server: RedisServer) -> None:
@@ -158,7 +216,7 @@ def test_simulate_waits_for_redis_then_publishes() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLUSTERTOP_")}
     url = f"redis://127.0.0.1:{port}/0"
     proc = subprocess.Popen([sys.executable, "-m", "clustertop", "simulate", "--redis", url, "--nodes", "4",
-                             "--ticks", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                             "--ticks", "2", "--full-every", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             cwd=ROOT)
     data_dir = tempfile.mkdtemp(prefix="ct-redis-")
     server = None

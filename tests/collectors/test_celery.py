@@ -57,10 +57,10 @@ class CeleryWorker:
     """A real Celery worker process on ``broker`` consuming ``queues``."""
 
     def __init__(self, broker: str, queues: str = "work", name: str = "w1", concurrency: int = 2,
-                 events: bool = False) -> None:
+                 events: bool = False, backend: str | None = None) -> None:
         self.name = f"{name}@ct-test"
         self.log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"ct-celery-{os.getpid()}-{name}.log", "wb")  # noqa: SIM115
-        env = {**os.environ, "CT_BROKER": broker, "PYTHONPATH": str(APP_DIR)}
+        env = {**os.environ, "CT_BROKER": broker, "PYTHONPATH": str(APP_DIR), "CT_BACKEND": backend or ""}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "ct_celery_app", "worker", "--pool=prefork",
              f"--concurrency={concurrency}", "-Q", queues, "-n", self.name, "--without-gossip",

@@ -25,7 +25,7 @@ def test_lists_the_nodes_osds_and_their_data_and_offers_noout() -> None:
         "Ceph maintenance  2 OSDs on this node, 400.0 GiB of data",
         "  osd.1     down/in   used 100.0 GiB of 1.0 TiB",
         "  osd.3     up/in     used 300.0 GiB of 1.0 TiB",
-        "  noout is not set: before a drain or reboot: clustertop ceph flag set noout",
+        "  noout is not set: before a drain or reboot: o sets it (clustertop ceph flag set noout)",
     ]
 
 

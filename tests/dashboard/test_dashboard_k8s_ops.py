@@ -252,8 +252,10 @@ async def test_cordon_and_drain_from_the_gpu_ledger(redis_server: Any, key: Any,
             out = acts.done[0].outcome
             assert not out.ok and "1 evicted, 1 not evicted" in out.text, out.text
             assert f"{ns}/{guarded}: refused by its PodDisruptionBudget" in out.text
+            assert "1 of 1 pod(s) gone after" in out.text and "still there" not in out.text, out.text
             assert core.read_node(node).spec.unschedulable is True
-            left = wait_for("the free pod evicted", pods, lambda ps: free not in ps)
+            left = pods()
+            assert free not in left  # the drain waited for it to go
             assert guarded in left
 
             # The ledger row says cordoned once the collector does; here the payload is republished so.

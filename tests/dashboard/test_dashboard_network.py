@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from clustertop import wire
 from clustertop.collectors import bonds_parse as bonding
 from clustertop.collectors.base import Roots
 from clustertop.collectors.bonds import read_bonds
@@ -213,7 +212,7 @@ async def test_stale_node_greyed_and_down_node_left_out() -> None:
     app = app_for(factory, refresh_s=0.05)
     async with app.run_test(size=(160, 40)) as pilot:
         screen = await open_network(pilot)
-        client.delete(wire.node_key("gpu-02"))  # stopped reporting: stale, its last bonds greyed
+        b.silence(client, "gpu-02")  # stopped reporting: stale, its last bonds greyed
         await b.wait_until(pilot, lambda: app.view.state.node("gpu-02").state == "stale", "stale")
         await b.wait_fresh(pilot)
         assert row(screen, "bonds", "gpu-02", "bond0")["state"] == "ok 2/2 (stale)"

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from clustertop import wire
 from clustertop.dashboard.app import make_app
 from clustertop.dashboard.screens.node import NodeScreen
 from clustertop.dashboard.settings import Settings
@@ -61,7 +60,7 @@ async def test_garbage_newer_schema_and_a_node_that_stops_reporting(redis_server
         assert "up v+" in tile_text(app, "future-01")  # newer schema: shown, with a note
 
         # gpu-02 stops reporting: its key expires (deleted here), the index keeps it.
-        client.delete(wire.node_key("gpu-02"))
+        b.silence(client, "gpu-02")
         settings.frozen_time = b.NOW + 30
         await b.wait_until(pilot, lambda: app.view.state.node("gpu-02").state == "stale", "stale")
         assert "stale 30s" in tile_text(app, "gpu-02")

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from clustertop import wire
 from clustertop.dashboard.app import make_app
 from clustertop.dashboard.settings import Settings
 from clustertop.store import embedded
@@ -44,7 +43,7 @@ def scenario_client() -> Any:
     hot.gpus[0].procs = [b.gpu_proc(7002, "torchrun", "bob", 10.0)]
     b.publish(client, [*snaps, hot], hist=30, cluster=[b.ceph("HEALTH_WARN"), b.queues(41)])
     b.publish(client, [b.tower("gpu-07", ts=b.NOW - 20), b.tower("gpu-08", ts=b.NOW - 400)])
-    client.delete(wire.node_key("gpu-07"), wire.node_key("gpu-08"))  # stopped reporting
+    b.silence(client, "gpu-07", "gpu-08")  # stopped reporting
     b.write_raw(client, "arm-09", b"\x92\x01garbage")
     return factory
 

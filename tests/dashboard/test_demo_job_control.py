@@ -27,6 +27,7 @@ from clustertop.dashboard.screens.node import NodeScreen
 from clustertop.dashboard.settings import Settings
 from clustertop.dashboard.widgets.table import LiveTable
 from clustertop.read.reader import Reader
+from clustertop.read.want import Wants
 from tests.support import builders as b
 
 pytestmark = pytest.mark.anyio
@@ -54,7 +55,7 @@ def demo_app(backend: modes.Backend) -> Any:
 
 
 def _running(backend: modes.Backend, host: str, pid: int) -> bool:
-    node = Reader(backend.client_factory()).read().node(host)
+    node = Reader(backend.client_factory(), wants=Wants()).read().node(host)
     return node is not None and node.snap is not None and any(
         p.pid == pid for g in node.snap.gpus for p in (g.procs or []))
 
@@ -103,7 +104,7 @@ async def test_a_pod_deleted_in_the_demo_is_gone_from_the_next_read_and_audited(
     async with app.run_test(size=(160, 50)) as pilot:
         await b.wait_reads(pilot)
         acts = actions_of(app)
-        k8s = Reader(demo.client_factory()).read().cluster["kubernetes"].kubernetes
+        k8s = Reader(demo.client_factory(), wants=Wants()).read().cluster["kubernetes"].kubernetes
         pod = next(p for p in k8s.pods if p.phase == "Running" and p.owner_kind == "Job")
         acts.ask_delete("Pod", pod.namespace, pod.name)
         await b.wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the confirm dialog", tries=1500)
@@ -133,7 +134,7 @@ async def test_celery_revoke_and_dask_retire_act_on_the_simulated_cluster(demo: 
     async with app.run_test(size=(120, 40)) as pilot:
         await b.wait_reads(pilot)
         acts = actions_of(app)
-        state = Reader(demo.client_factory()).read()
+        state = Reader(demo.client_factory(), wants=Wants()).read()
         task = next(t for w in state.cluster["celery"].queues.workers for t in w.active or [])
         worker = state.cluster["dask"].queues.workers[0].name
         acts.execute("celery.terminate", task.id, lambda: acts.revoke(task.id, terminate=True))
@@ -158,7 +159,7 @@ async def test_c_in_the_demo_stops_a_simulated_container(demo: modes.Backend) ->
     app = demo_app(demo)
 
     def triton() -> Any:
-        snap = Reader(demo.client_factory()).read().node("gpu03").snap
+        snap = Reader(demo.client_factory(), wants=Wants()).read().node("gpu03").snap
         return next(c for c in snap.containers.containers if c.name == "triton-embed")
 
     before = triton()
@@ -188,3 +189,41 @@ async def test_c_in_the_demo_stops_a_simulated_container(demo: modes.Backend) ->
         assert out.ok and out.verified and out.audited, out.text
         await b.wait_until(pilot, lambda: triton().state == "exited", "the container stopped", tries=1500)
     assert triton().id == before.id
+
+
+async def test_ctrl_r_in_the_demo_retries_a_trial_of_a_grid_search(demo: modes.Backend) -> None:
+    """The Task history tab of the demo: grid searches as groups ("N of M done"), and ctrl+r on an ended trial
+    shows its arguments from the simulated backend, then queues it again (audited)."""
+    from clustertop.dashboard.screens.work import SEP, WorkScreen
+
+    app = demo_app(demo)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await b.wait_reads(pilot)
+        await pilot.press("6")
+        screen = app.screen
+        assert isinstance(screen, WorkScreen)
+        screen.query_one("#work-tabs").active = "history"  # type: ignore[attr-defined]
+
+        def ended_row() -> str | None:
+            return next((k for k in screen.table().keys if k.startswith(f"r{SEP}")
+                         and screen.rows["history"][k].state in ("SUCCESS", "FAILURE")), None)
+
+        await b.wait_until(pilot, lambda: ended_row() is not None, "an ended trial in the history", tries=1500)
+        rows = screen.table().keys
+        group = next(k for k in rows if k.startswith(f"g{SEP}"))
+        assert " of " in str(screen.table().get_row(group)[1])  # "N of M done, K failed"
+        key = ended_row()
+        assert key is not None
+        screen.table().move_cursor(screen.table().keys.index(key))
+        await pilot.pause()
+        await pilot.press("ctrl+r")
+        await b.wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the confirm dialog", tries=1500)
+        await pilot.pause()
+        await pilot.press("tab", "enter")
+        acts = actions_of(app)
+        await b.wait_until(pilot, lambda: len(acts.done) == 1, "the retry", tries=1500)
+        assert acts.done[0].outcome.ok and "new task id" in acts.done[0].outcome.text, acts.done[0].outcome.text
+        assert acts._celery is None  # the simulated cluster, never a client
+    entries = demo.client_factory().xrange(wire.operator_audit_key("demo-operator"))
+    mine = [e for _i, f in entries if (e := trust._decode_entry(f)) is not None and e.action == "celery.retry"]
+    assert len(mine) == 1 and mine[0].result == "ok" and mine[0].where == "dashboard"

@@ -377,3 +377,54 @@ def test_the_exporter_loads_no_ui_no_collector_library() -> None:
     mods = loaded_after("import clustertop.export.exporter, clustertop.export.metrics")
     tops = {m.split(".")[0] for m in mods}
     assert not tops & {"textual", "rich", "psutil", "pynvml", "redis", "httpx", "kubernetes", "cryptography"}
+
+
+def test_the_exporter_shows_current_figures_over_older_detail_and_wants_nothing(client: Any) -> None:
+    """Agents on the full-snapshot cadence (docs/architecture.md "Byte budget"): by default the exporter asks
+    for nothing (no want key: the agents keep writing their full snapshots every full_every), draws each node's
+    brief over its older full snapshot (the GPU's utilisation and power are this tick's, its clocks and the
+    GPU info the full snapshot's) and says how old that detail is."""
+    from clustertop.agents.publisher import Publisher
+
+    now = time.time()
+    pubs = {h: Publisher(client, h, 1.0, full_every_s=15.0, tiers=False) for h in ("t0", "t1")}
+    for k in range(3):
+        for h, pub in pubs.items():
+            snap = b.tower(h, utils=(10 + 30 * k, 5), ts=now - 2 + k, seq=k + 1)
+            assert snap.gpus is not None
+            snap.gpus[0].sm_clock_mhz = 1000 + k
+            pub.publish(snap)
+    exporter = Exporter(client, cache_s=0)
+    for _ in range(2):
+        fams = check(scrape(exporter))
+        for h in pubs:
+            assert fams["clustertop_node_up"].get(node=h) == 1
+            assert fams["clustertop_node_detail_age_seconds"].get(node=h) >= 2
+            assert fams["DCGM_FI_DEV_GPU_UTIL"].get(Hostname=h, gpu="0") == 70  # tick 3's, the brief's
+            assert fams["DCGM_FI_DEV_POWER_USAGE"].get(Hostname=h, gpu="0") == 50 + 2 * 70
+            assert fams["DCGM_FI_DEV_SM_CLOCK"].get(Hostname=h, gpu="0") == 1000  # tick 1's: detail
+            assert not client.exists(wire.want_key(h))
+    assert [p.fulls for p in pubs.values()] == [1, 1]
+
+
+def test_the_exporter_with_fresh_detail_asks_for_full_snapshots(client: Any) -> None:
+    """``--fresh-detail``: every node is asked for its full snapshot every tick (a want for as long as agents
+    allow, so scrapes 15-30 s apart keep it); until a node answers, its detail says how old it is."""
+    from clustertop.agents.publisher import Publisher
+
+    now = time.time()
+    pubs = {h: Publisher(client, h, 1.0, full_every_s=15.0, tiers=False) for h in ("t0", "t1")}
+    for k in range(3):
+        for h, pub in pubs.items():
+            pub.publish(b.tower(h, ts=now - 2 + k, seq=k + 1))
+    exporter = Exporter(client, cache_s=0, fresh_detail=True)
+    fams = check(scrape(exporter))
+    for h in pubs:
+        assert fams["clustertop_node_up"].get(node=h) == 1
+        assert fams["clustertop_node_detail_age_seconds"].get(node=h) >= 2
+        assert 5_000 < client.pttl(wire.want_key(h)) <= wire.WANT_MAX_MS
+    for k in (3, 4):  # the agents see the want, then write in full
+        for h, pub in pubs.items():
+            pub.publish(b.tower(h, ts=now - 2 + k, seq=k + 1))
+    fams = check(scrape(exporter))
+    assert [fams["clustertop_node_detail_age_seconds"].get(node=h) for h in pubs] == [0, 0]

@@ -63,6 +63,24 @@ def test_serves_metrics_plain_and_gzip_and_stops_on_sigterm(redis_server: RedisS
     assert "Traceback" not in "".join(exp.stderr)
 
 
+def test_wants_full_snapshots_only_with_fresh_detail(redis_server: RedisServer,
+                                                    start_exporter: Callable[..., ExporterProcess]) -> None:
+    """By default a scrape writes no want key (agents keep their full-snapshot cadence: the byte budget);
+    ``--fresh-detail`` asks every node for its full snapshot every tick."""
+    from clustertop import wire
+
+    client = redis_server.client()
+    b.publish(client, b.demo_cluster(ts=time.time()))
+    hosts = [h.decode() for h in client.zrange(wire.NODES_KEY, 0, -1)]
+    assert hosts
+    for args, wanted in (((), False), (("--fresh-detail",), True)):
+        exp = start_exporter("--redis", redis_server.url, *args)
+        code, _, body = get(exp.url)
+        assert code == 200 and promtext.parse(body)["clustertop_node_up"].get(node=hosts[0]) == 1
+        assert [bool(client.exists(wire.want_key(h))) for h in hosts] == [wanted] * len(hosts), args
+        assert exp.stop() == 0
+
+
 def test_a_store_that_is_down_at_start_is_reported_not_fatal(start_exporter: Callable[..., ExporterProcess]) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -20,6 +20,7 @@ from clustertop.cli import modes
 from clustertop.control import commands as cc
 from clustertop.control import signing, trust
 from clustertop.read.reader import Reader
+from clustertop.read.want import Wants
 from clustertop.sim.agents import TEMPLATES
 from clustertop.wire import schema
 
@@ -34,7 +35,7 @@ def demo() -> Iterator[modes.Backend]:
 
 
 def _job_proc(backend: modes.Backend) -> tuple[str, schema.GpuProc]:
-    state = Reader(backend.client_factory()).read()
+    state = Reader(backend.client_factory(), wants=Wants()).read()
     for n in state.nodes:
         for g in (n.snap.gpus if n.snap else []):
             for p in g.procs or []:
@@ -44,7 +45,7 @@ def _job_proc(backend: modes.Backend) -> tuple[str, schema.GpuProc]:
 
 
 def _still_there(backend: modes.Backend, host: str, pid: int) -> bool:
-    snap = Reader(backend.client_factory()).read().node(host)
+    snap = Reader(backend.client_factory(), wants=Wants()).read().node(host)
     assert snap is not None and snap.snap is not None
     return any(p.pid == pid for g in snap.snap.gpus for p in (g.procs or []))
 
@@ -95,7 +96,7 @@ def test_demo_launch_starts_a_simulated_training_run(demo: modes.Backend) -> Non
     key = signing.load_private(demo.operator_key or "")
     client = demo.client_factory()
     # The towers advertise what their simulated agents launch (the dashboard's launcher lists it).
-    state = Reader(client).read()
+    state = Reader(client, wants=Wants()).read()
     tower = state.node("gpu01")
     assert tower is not None and tower.snap is not None
     assert [t.name for t in tower.snap.templates or []] == sorted(TEMPLATES)
@@ -129,7 +130,7 @@ def test_demo_operator_dir_is_removed_at_exit() -> None:
 
 
 def _containers(backend: modes.Backend, host: str) -> list[schema.Container]:
-    node = Reader(backend.client_factory()).read().node(host)
+    node = Reader(backend.client_factory(), wants=Wants()).read().node(host)
     assert node is not None and node.snap is not None and node.snap.containers is not None
     return node.snap.containers.containers or []
 

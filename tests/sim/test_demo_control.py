@@ -16,6 +16,7 @@ import pytest
 from clustertop.cli import modes
 from clustertop.control.kubernetes import K8sControlError
 from clustertop.read.reader import Reader
+from clustertop.read.want import Wants
 from clustertop.sim.control import SimControl
 from clustertop.sim.simulate import SimCluster
 from clustertop.wire import schema
@@ -31,7 +32,7 @@ def demo() -> Iterator[modes.Backend]:
 
 
 def _read(backend: modes.Backend) -> Any:
-    return Reader(backend.client_factory()).read()
+    return Reader(backend.client_factory(), wants=Wants()).read()
 
 
 def _k8s(backend: modes.Backend) -> schema.Kubernetes:
@@ -122,6 +123,38 @@ def test_revoke_drops_a_queued_task_and_terminate_ends_a_running_one(demo: modes
         return {t.id for w in _read(demo).cluster["celery"].queues.workers for t in w.active or []}
 
     _eventually(lambda: task.id not in running(), "the terminated task still active")
+
+
+def test_grid_search_group_progress_and_retry_of_a_failed_trial(demo: modes.Backend) -> None:
+    """The grid searches are saved groups: "N of M done, K failed" moves as trials end; a failed trial's
+    retry (its arguments from the simulated backend) queues a new task with the same arguments."""
+    def newest() -> schema.CeleryGroup:
+        q = _read(demo).cluster["celery"].queues
+        assert q.celery_groups is not None and q.celery_groups.groups
+        return q.celery_groups.groups[0]
+
+    g = newest()
+    assert g.total and g.done is not None and g.failed is not None and g.done <= g.total and g.failed <= g.done
+    _eventually(lambda: (newest().done or 0) > (g.done or 0), "the grid search's group never advanced")
+    ctl = demo.demo_control
+
+    def failed_task() -> schema.CeleryTask | None:
+        h = _read(demo).cluster["celery"].queues.task_history[0]
+        return next((t for t in h.recent or [] if t.state == "FAILURE"), None)
+
+    ctl.call(lambda now: ctl.sim.queues.recent.append(  # one trial that failed, so the test need not wait for one
+        (ctl.sim.queues.backlog["gridsearch"][-1], "celery@x", now, 1.0, True)))
+    _eventually(lambda: failed_task() is not None, "no failed trial in the task history")
+    t = failed_task()
+    assert t is not None and t.traceback and "FloatingPointError" in t.traceback
+    plan = ctl.celery.retry_plan(t.id)
+    assert plan.name == "pipeline.tasks.evaluate_params" and plan.queue == "gridsearch" and "lr" in plan.args[0]
+    r = ctl.celery.retry(plan)
+    assert r.ok and r.data["task_id"] != t.id and r.data["from"] == t.id
+    queued = ctl.call(lambda now: [x for x in ctl.sim.queues.backlog["gridsearch"] if x.id == r.data["task_id"]])
+    assert queued and queued[0].params == plan.args[0] and queued[0].group is None
+    refused = ctl.celery.retry_plan("no-such-task")
+    assert not refused.ok and "no result" in refused.text
 
 
 def test_pool_resize_and_dask_retire_show_in_the_next_read(demo: modes.Backend) -> None:

@@ -43,6 +43,8 @@ NOT_CHECKED = {
     "ClusterPayload.queues.dask_tasks_processing": "needs a real Dask cluster (tests/collectors/test_dask.py)",
     "ClusterPayload.queues.dask_tasks_waiting": "needs a real Dask cluster (tests/collectors/test_dask.py)",
     "ClusterPayload.queues.workers[dask]": "needs a real Dask cluster (tests/collectors/test_dask.py)",
+    "ClusterPayload.queues.dask_computations": "needs a real Dask cluster (tests/collectors/test_dask_progress.py)",
+    "ClusterPayload.queues.dask_task_stream": "needs a real Dask cluster (tests/collectors/test_dask_progress.py)",
 }
 #: Identity and envelope fields every payload carries, whoever writes it.
 ENVELOPE = {"v", "host", "ts", "seq", "interval_s", "role", "labels", "name", "source_host", "ok", "error",
@@ -195,14 +197,31 @@ def test_paths_walks_structs_lists_and_worker_kinds() -> None:
 
 def real_celery_paths(worker: Any, redis_server: RedisServer, tmp_path: Path) -> set[str]:
     """The real collector on a real broker with a real worker: a held acks_late task (unacked, active),
-    queued messages, a queue nobody consumes, two fresh inspections (rates)."""
+    queued messages, a queue nobody consumes, two fresh inspections (rates); the worker's events (task
+    history) and a saved group with failures in its Redis result backend (groups)."""
+    from celery import Celery, group
+
     from tests.collectors.test_celery import Clock, collector, wait_for
+    from tests.collectors.test_celery_groups import close_client
 
     app = worker.control.app
     clock = Clock()
-    c = collector([redis_server.url], clock)
+    backend = redis_server.url.rsplit("/", 1)[0] + "/1"
+    c = collector([redis_server.url], clock, result_backend=backend)
+    client = Celery("ct-client", broker=redis_server.url, backend=backend, set_as_current=False)
+    client.conf.update(task_default_queue="work", result_extended=True)
     out: set[str] = set()
     try:
+        wait_for("the event receiver to listen", lambda: c.streams[0].since is not None)
+        saved = group(client.signature("ct.maybe_fail", args=(i,)) for i in range(6)).apply_async()
+        saved.save()
+
+        def group_done() -> bool:
+            q = c.collect()
+            gs = q.celery_groups.groups if q.celery_groups is not None else None
+            clock.t += 31  # the next discovery round
+            return bool(gs) and gs[0].done == 6 and gs[0].name is not None
+        wait_for("the saved group to end, named by the events", group_done)
         gate = tmp_path / "hold"
         app.send_task("ct.hold_late", args=(str(gate), 30), queue="work")
         wait_for("the held task to start", lambda: Path(f"{gate}.started").exists())
@@ -213,6 +232,7 @@ def real_celery_paths(worker: Any, redis_server: RedisServer, tmp_path: Path) ->
         paths(schema.ClusterPayload(name="celery", queues=q), "ClusterPayload", out)
         Path(f"{gate}.release").touch()
     finally:
+        close_client(client)
         c.close()
     return out
 
@@ -221,7 +241,7 @@ def real_celery_paths(worker: Any, redis_server: RedisServer, tmp_path: Path) ->
 def worker(redis_server: RedisServer) -> Iterator[Any]:
     from tests.collectors.test_celery import CeleryWorker
 
-    w = CeleryWorker(redis_server.url)
+    w = CeleryWorker(redis_server.url, events=True, backend=redis_server.url.rsplit("/", 1)[0] + "/1")
     try:
         w.wait_ready()
         yield w

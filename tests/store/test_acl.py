@@ -9,6 +9,7 @@ still work with the same user, or the rules would be safe and useless.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -229,4 +230,54 @@ def test_the_energy_ledger_with_a_node_user(server: tuple[RedisServer, Path]) ->
     assert refused(a.get, wire.energy_key("gpu02"))
     led2 = wire.decode(as_user(server, "viewer-wall").get(wire.energy_key("gpu01")), schema.EnergyLedger)
     assert led2.host == "gpu01"
+    c.close()
+
+
+def test_want_keys_readers_write_them_nodes_only_read_their_own(server: tuple[RedisServer, Path]) -> None:
+    """The byte budget's want keys (read.want): a viewer (and an operator) may SET them and nothing else new; a
+    node reads the PTTL of its own and may write none, its own or another's (``clustertop acl``)."""
+    wall, alice = as_user(server, "viewer-wall"), as_user(server, "operator-alice")
+    for reader in (wall, alice):
+        assert reader.set(wire.want_key("gpu01"), b"1", px=wire.WANT_PX_MS)
+        assert refused(reader.set, wire.node_key("gpu01"), b"forged")
+        assert refused(reader.set, wire.PREFIX + ":wantx:{gpu01}", b"1")  # the pattern is the want keys only
+        assert refused(reader.delete, wire.want_key("gpu01"))  # SET only: no DEL, no other write
+        assert refused(reader.pexpire, wire.want_key("gpu01"), 10**9)
+    gpu01 = as_user(server, "node-gpu01")
+    assert 0 < gpu01.pttl(wire.want_key("gpu01")) <= wire.WANT_PX_MS
+    assert refused(gpu01.set, wire.want_key("gpu01"), b"1")
+    assert refused(gpu01.set, wire.want_key("gpu02"), b"1")
+    assert refused(gpu01.pttl, wire.want_key("gpu02"))
+    assert refused(gpu01.get, wire.want_key("gpu01"))  # the PTTL is all it learns
+
+
+def test_the_publisher_learns_wants_with_a_node_user(server: tuple[RedisServer, Path]) -> None:
+    # The real publisher with a cadence on the agent's own client: its PTTL rides in the tick's MULTI.
+    srv, pw = server
+    c = Client.from_url(f"redis://node-gpu01:{(pw / 'node-gpu01').read_text().strip()}@127.0.0.1:{srv.port}/0")
+    pub = Publisher(c, "gpu01", 1.0, full_every_s=15.0, tiers=False)
+    as_user(server, "viewer-wall").set(wire.want_key("gpu01"), b"1", px=wire.WANT_PX_MS)
+    for k in range(3):
+        pub.publish(b.tower("gpu01", ts=b.NOW + k, seq=k + 1))
+    assert pub.probe_want and pub.wanted and pub.fulls == 3
+    c.close()
+
+
+def test_an_acl_from_before_want_keys_means_full_every_tick(server: tuple[RedisServer, Path]) -> None:
+    """A node user generated before want keys may not PTTL them: the tick that finds out fails once (the agent
+    backs off a tick), and from then on the agent publishes in full every tick, as it did before the budget."""
+    srv, _ = server
+    admin = as_user(server, "admin-root")
+    rules = acl.node_rules("gpu09", cluster=False).replace(f"(%R~{wire.want_key('gpu09')} +pttl)", "")
+    admin.execute_command("ACL", "SETUSER", "node-gpu09", "on", ">pw09", *re.findall(r"\([^)]*\)|\S+", rules))
+    c = Client.from_url(f"redis://node-gpu09:pw09@127.0.0.1:{srv.port}/0")
+    pub = Publisher(c, "gpu09", 1.0, full_every_s=15.0, tiers=False)
+    with pytest.raises(Exception, match="NOPERM"):
+        pub.publish(b.tower("gpu09", ts=b.NOW, seq=1))
+    assert not pub.probe_want
+    for k in range(1, 4):
+        pub.publish(b.tower("gpu09", ts=b.NOW + k, seq=k + 1))
+    assert pub.fulls == 3
+    assert wire.decode(admin.get(wire.node_key("gpu09")), schema.NodeSnapshot).seq == 4
+    admin.execute_command("ACL", "DELUSER", "node-gpu09")
     c.close()

@@ -37,7 +37,7 @@ from tests.support.redis_ha import RedisCluster, failover_scenario, until
 #: Every per-node key function of clustertop.wire: one node's keys must share a slot.
 PER_NODE = [wire.node_key, wire.brief_key, wire.digest_key, wire.hist_key, wire.cmd_key, wire.seal_key,
             wire.nodekey_key, wire.results_key, wire.node_audit_key, lambda h: wire.seen_key(h, "some-id"),
-            wire.energy_key, lambda h: wire.tier_block_key(h, "1m", 1_800_000_000)]
+            wire.energy_key, lambda h: wire.tier_block_key(h, "1m", 1_800_000_000), wire.want_key]
 
 
 @pytest.fixture
@@ -99,6 +99,38 @@ def test_both_clients_from_one_nodes_url(rcluster: RedisCluster) -> None:
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert all(f'"{h}"' in out.stdout for h in hosts)
+
+
+def test_the_full_snapshot_cadence_on_a_cluster(rcluster: RedisCluster) -> None:
+    """The byte budget on a Redis Cluster: each agent's want probe rides in its own MULTI (its want key shares
+    its slot), on both clients; a reader writes wants across shards and reads freshness from the digests."""
+    from clustertop.read.want import Wants
+
+    hosts = [f"cad{i}" for i in range(4)]
+    clients = [store.connect_light(rcluster.url), store.connect(rcluster.url)]
+    pubs = {h: Publisher(clients[i % 2], h, 1.0, key=b.node_key(h), full_every_s=5.0, tiers=False)
+            for i, h in enumerate(hosts)}
+    for k in range(3):
+        for h, pub in pubs.items():
+            pub.publish(b.tower(h, ts=b.NOW + k, seq=k + 1))
+    reader = Reader(store.connect(rcluster.url), clock=lambda: b.NOW + 2, brief_from=1, wants=Wants())
+    state = reader.read(ReadPlan(Level.DIGESTS, frozenset(hosts[:2])))
+    assert [state.node(h).detail_age_s for h in hosts[:2]] == [2, 2]  # type: ignore[union-attr]
+    assert reader.wants is not None and reader.wants.error is None and reader.wants.writes == 2
+    for k in (3, 4):
+        for h, pub in pubs.items():
+            pub.publish(b.tower(h, ts=b.NOW + k, seq=k + 1))
+    assert [pubs[h].fulls for h in hosts] == [2, 2, 1, 1]
+    reader.clock = lambda: b.NOW + 4
+    state = reader.read(ReadPlan(Level.DIGESTS, frozenset(hosts[:2])))
+    for h in hosts[:2]:
+        v = state.node(h)
+        assert v is not None and v.state == "up" and v.detail_age_s is None and v.snap is not None
+        assert v.snap.seq == 5
+    known = b.known_nodes(*hosts)
+    py = store.connect(rcluster.url)
+    for h in hosts:  # every seal verifies its node's stored full snapshot, old or new
+        assert trust.seal_verdict(h, *trust.read_sealed(py, h), known).ok
 
 
 def test_agent_client_follows_ask_and_moved(rcluster: RedisCluster) -> None:

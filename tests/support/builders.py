@@ -130,6 +130,13 @@ def known_nodes(*hosts: str) -> Any:
     return trust.KnownNodes(keys={h: node_key(h).public() for h in hosts})
 
 
+def silence(client: Any, *hosts: str) -> None:
+    """``hosts`` stop reporting: their per-tick keys gone, as their TTL would make them (the digest's is what says
+    a node is up; a full snapshot's key may outlive it: docs/architecture.md "Byte budget")."""
+    for h in hosts:
+        client.delete(wire.node_key(h), wire.brief_key(h), wire.digest_key(h), wire.seal_key(h))
+
+
 def write_raw(client: Any, host: str, data: bytes, ts: float = NOW) -> None:
     """A node key holding exactly ``data`` (garbage, a newer schema...), listed in the index."""
     client.set(wire.node_key(host), data)

@@ -8,7 +8,8 @@ The strategies are derived from the structs with ``msgspec.inspect`` (one rule p
 of fields), so a field added to ``clustertop.wire.schema`` is fuzzed the day it is added.
 
 ``write_cluster`` puts a drawn cluster into a store the way a hostile writer could: raw SET of the node,
-brief and digest keys (no Publisher: it refuses what a real agent would never send), the node index
+brief and digest keys (no Publisher: it refuses what a real agent would never send; every other node packed,
+as agents store them now, the rest plain msgpack, as older agents did), the node index
 (phantom hosts included), history points, cluster payloads and the audit streams (a node's and an operator's).
 """
 
@@ -225,19 +226,22 @@ def write_cluster(client: Any, c: HostileCluster, ts: float) -> Counter[str]:
 
     written: Counter[str] = Counter()
     p = client.pipeline(transaction=False)
-    for n in c.nodes:
+    for i, n in enumerate(c.nodes):
         dig = n.digest if n.digest is not None else _folded(digest, n.snap)
-        for key, obj in ((wire.node_key(n.host), n.snap), (wire.brief_key(n.host), brief(n.snap)),
-                         (wire.digest_key(n.host), dig)):
+        # Every other node stores its payloads packed, as agents do now (wire.compress); the rest plain, as
+        # agents from before packing did: readers meet both.
+        packed = i % 2 == 1
+        for key, obj, kind in ((wire.node_key(n.host), n.snap, "node"), (wire.brief_key(n.host), brief(n.snap), "brief"),
+                               (wire.digest_key(n.host), dig, "digest")):
             data = encode_or_none(obj) if obj is not None else None
             if data is not None:
-                p.set(key, data)
+                p.set(key, wire.pack(data, kind) if packed else data)
                 written["node payloads"] += 1
         p.zadd(wire.NODES_KEY, {n.host: ts if n.seen is None else n.seen})
         for hp in n.hist:
             data = encode_or_none(hp)
             if data is not None:
-                p.xadd(wire.hist_key(n.host), {"d": data})
+                p.xadd(wire.hist_key(n.host), {"d": wire.pack(data, "hist") if packed else data})
                 written["history points"] += 1
     for i in range(c.phantoms):
         p.zadd(wire.NODES_KEY, {f"phantom-{i:05d}": ts})

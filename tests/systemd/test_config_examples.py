@@ -25,7 +25,7 @@ LIVE = re.compile(r"(?m)^(\s*)#\s+(\[[^\]]+\]|[a-z0-9_]+ = .*)$")
 #: Keys that cannot all be set at once (one excludes another, or the key exists only to be refused
 #: with a clear message): the samples name them in prose instead of a "# key = value" line.
 PROSE = {("collectors.ceph", "token_file"), ("collectors.ceph", "password"), ("collectors.ceph", "token"),
-         ("collectors.celery", "management_password")}
+         ("collectors.celery", "management_password"), ("ceph", "password")}
 
 
 def live(path: Path, tmp_path: Path) -> tuple[str, dict[str, Any]]:
@@ -80,14 +80,17 @@ def test_agent_sample_loads_and_documents_every_key(tmp_path: Path) -> None:
 
 
 def test_dashboard_sample_loads_and_documents_every_key(tmp_path: Path) -> None:
-    assert dashboard_settings.load_config(str(DASHBOARD), {}) == dashboard_settings.DashboardConfig()
+    assert dashboard_settings.load_config(str(DASHBOARD), {}) == dashboard_settings.DashboardConfig(
+        config_file=str(DASHBOARD))  # as shipped: all defaults (and the file it came from)
     path, data = live(DASHBOARD, tmp_path)
     cfg = dashboard_settings.load_config(path, {})
     assert cfg.redis == "redis://clustertop@redis.lab:6379/0" and cfg.theme == "dark"
     missing = gaps(dashboard_settings.DashboardConfig, data["dashboard"], "dashboard", DASHBOARD.read_text(),
-                   skip=("history",))  # the file's own [history] section, below
+                   skip=("history", "ceph", "config_file"))  # the file's own [history] and [ceph], below
     assert cfg.history.prometheus == "http://prometheus.lab:9090"
     missing += gaps(dashboard_settings.HistoryConfig, data["history"], "history", DASHBOARD.read_text())
+    assert cfg.ceph is not None and cfg.ceph.username == "alice"
+    missing += gaps(dashboard_settings.CephAccess, data["ceph"], "ceph", DASHBOARD.read_text())
     assert not missing, "\n".join(missing)
 
 

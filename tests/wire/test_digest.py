@@ -64,10 +64,11 @@ def test_a_digest_only_read_gives_the_totals_and_alerts_of_a_full_read(redis_ser
     assert st.totals.gpus_lost and st.totals.bonds_degraded and st.totals.gpu_util_pct is not None
     got, want = alerts(st.nodes, {}, b.NOW), alerts(full.nodes, {}, b.NOW)
     assert got == want and {"gpu", "bond", "mount", "disk", "collector"} <= {a.source for a in want}
-    # What makes it worth it: a digest is a small fraction of the brief it stands in for.
+    # What makes it worth it: a digest is a small fraction of the brief it stands in for (as msgpack, what a
+    # reader decodes; both are stored packed, wire.compress).
     towers = [s.host for s in snaps if s.gpus and len(s.gpus) == 8]
-    d_bytes = sum(len(x) for x in c.mget([wire.digest_key(h) for h in towers]))
-    b_bytes = sum(len(x) for x in c.mget([wire.brief_key(h) for h in towers]))
+    d_bytes = sum(len(wire.encode(wire.decode(x, schema.NodeDigest))) for x in c.mget([wire.digest_key(h) for h in towers]))
+    b_bytes = sum(len(wire.encode(wire.decode(x, schema.NodeSnapshot))) for x in c.mget([wire.brief_key(h) for h in towers]))
     assert d_bytes * 4 < b_bytes, (d_bytes, b_bytes)
 
 
@@ -107,7 +108,7 @@ def test_garbage_in_a_digest_makes_that_node_bad_and_no_other(redis_server: Any)
     c = redis_server.client()
     snaps = [b.tower(f"gpu-0{i}") for i in range(1, 5)]
     publish_all(c, snaps)
-    c.set(wire.digest_key("gpu-01"), b"\xc1 not msgpack")
+    c.set(wire.digest_key("gpu-01"), b"\xc1 not msgpack")  # 0xC1 marks a packed payload; " " is dictionary 32
     c.set(wire.digest_key("gpu-02"), wire.encode(digest(b.tower("somebody-else"))))
     odd = digest(snaps[2])
     odd.alerts = [schema.DigestAlert(severity="apocalyptic", source="gpu", subject="gpu0", message="[b]hot[/b]")]
@@ -116,7 +117,7 @@ def test_garbage_in_a_digest_makes_that_node_bad_and_no_other(redis_server: Any)
     reader.read(DIGESTS)
     st = reader.read(DIGESTS)
     by = {v.host: v for v in st.nodes}
-    assert by["gpu-01"].state == "bad" and "digest: not a clustertop payload" in (by["gpu-01"].error or "")
+    assert by["gpu-01"].state == "bad" and "digest: dictionary 32 unknown" in (by["gpu-01"].error or "")
     assert by["gpu-02"].state == "bad" and "payload names host 'somebody-else'" in (by["gpu-02"].error or "")
     assert by["gpu-03"].state == by["gpu-04"].state == "up"
     # A bad node still shows its last values, folded from its brief; it is not counted as up.

@@ -57,7 +57,8 @@ def test_older_payload_missing_fields_decodes_with_none() -> None:
 @pytest.mark.parametrize("data, why", [
     (b"", "empty"),
     (b"\xff\x00garbage", "invalid payload"),
-    (b"\xc1", "not a clustertop payload"),
+    (b"\x81\xa1", "not a clustertop payload"),  # a map of one, cut short
+    (b"\xc1", "truncated compressed payload"),  # msgpack never uses 0xC1: it marks a packed payload (wire.compress)
     (msgspec.msgpack.encode({"v": 1, "host": "x", "gpus": "lots"}), "invalid payload"),
     (msgspec.msgpack.encode({"v": 0, "host": "x"}), "bad schema version"),
     (b"x" * (wire.MAX_PAYLOAD_BYTES + 1), "too large"),
