@@ -137,8 +137,16 @@ class Timeline(Static):
         self.window_s = window_s
         self.empty = empty  # what the list says with no events (the wall, the overview)
         self._key: object = None
+        self._last: tuple[AlertLog, float] | None = None
+
+    def on_resize(self) -> None:
+        # Drawn for the size it had; a layout that settles later (a big screen's first frames) or a resize
+        # gets as many events as now fit, not the rows of the first size with blank lines below.
+        if self._last is not None:
+            self.show(*self._last)
 
     def show(self, log: AlertLog, now: float) -> None:
+        self._last = (log, now)
         w, h = self.size.width - 2, self.size.height
         # The strip moves one column every window/width seconds: redraw on that, not every tick.
         step = int(now // max(1.0, self.window_s / max(10, w)))
