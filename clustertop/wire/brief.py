@@ -31,6 +31,8 @@ only the screens above draw from one. What a brief keeps, and who needs it:
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from clustertop.wire import schema
@@ -138,12 +140,18 @@ def _fresh_system(f: schema.System | None, b: schema.System | None) -> schema.Sy
         filesystems=_fresh_filesystems(f.filesystems, b.filesystems))
 
 
-def _fresh_disks(f: list[schema.DiskIO] | None, b: list[schema.DiskIO] | None) -> list[schema.DiskIO] | None:
+def _by_name(f: list[Any] | None, b: list[Any] | None, key: str, fields: tuple[str, ...]) -> list[Any] | None:
+    """The brief's list, each entry the full snapshot's one of the same ``key`` with ``fields`` from the
+    brief (one gone since is dropped, one new is the brief's)."""
     if b is None or f is None:
         return b
-    old = {d.name: d for d in f}
-    return [d if (o := old.get(d.name)) is None else msgspec.structs.replace(
-        o, read_bytes_s=d.read_bytes_s, write_bytes_s=d.write_bytes_s) for d in b]
+    old = {getattr(x, key): x for x in f}
+    return [x if (o := old.get(getattr(x, key))) is None else
+            msgspec.structs.replace(o, **{k: getattr(x, k) for k in fields}) for x in b]
+
+
+def _fresh_disks(f: list[schema.DiskIO] | None, b: list[schema.DiskIO] | None) -> list[schema.DiskIO] | None:
+    return _by_name(f, b, "name", ("read_bytes_s", "write_bytes_s"))
 
 
 def _fresh_nics(f: list[schema.Nic] | None, b: list[schema.Nic] | None) -> list[schema.Nic] | None:
@@ -165,11 +173,7 @@ def _fresh_nics(f: list[schema.Nic] | None, b: list[schema.Nic] | None) -> list[
 
 def _fresh_filesystems(f: list[schema.Filesystem] | None,
                        b: list[schema.Filesystem] | None) -> list[schema.Filesystem] | None:
-    if b is None or f is None:
-        return b
-    old = {x.mountpoint: x for x in f}
-    return [x if (o := old.get(x.mountpoint)) is None else msgspec.structs.replace(
-        o, total_bytes=x.total_bytes, used_bytes=x.used_bytes) for x in b]
+    return _by_name(f, b, "mountpoint", ("total_bytes", "used_bytes"))
 
 
 def _fresh_gpus(f: list[schema.Gpu] | None, b: list[schema.Gpu] | None) -> list[schema.Gpu] | None:
