@@ -287,7 +287,8 @@ class Agent:
         try:
             if self._publisher is None:
                 self._publisher = Publisher(self.client, self.cfg.node, self.cfg.interval_s, self.cfg.hist_every_s,
-                                            key=self.node_key, full_every_s=self.cfg.full_every_s)
+                                            key=self.node_key, full_every_s=self.cfg.full_every_s,
+                                            wanted_every_s=self.cfg.full_every_wanted_s)
             self._publisher.publish(snap, hist_point(snap), cluster=cluster)
         except store_errors() as e:
             self.stats.publish_errors += 1

@@ -19,7 +19,7 @@ import msgspec
 
 from clustertop.agents.commands import SecurityConfig
 from clustertop.agents.energy import EnergySection
-from clustertop.agents.publisher import FULL_EVERY_S
+from clustertop.agents.publisher import FULL_EVERY_S, FULL_EVERY_WANTED_S
 from clustertop.agents.tasks import TemplateConfig, parse_templates
 from clustertop.alerting.config import AlertsSection
 from clustertop.collectors import base
@@ -43,6 +43,8 @@ class AgentSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     history_interval: Positive = 5.0  # seconds between history points
     # seconds between full snapshots nobody wants (every tick while a reader does); 0: every tick
     full_every: Annotated[float, msgspec.Meta(ge=0)] = FULL_EVERY_S
+    # seconds between full snapshots while a reader wants them (a node's screen); up to the interval: every tick
+    full_every_wanted: Annotated[float, msgspec.Meta(ge=0)] = FULL_EVERY_WANTED_S
     node: str = ""  # "": the hostname under proc_root
     role: str | None = None
     labels: dict[str, str] = {}
@@ -72,7 +74,7 @@ class AgentFile(msgspec.Struct, forbid_unknown_fields=True):
 
 #: AgentConfig's field for each [agent] key whose name differs (flags and overrides use these).
 FIELD_OF = {"redis": "redis_url", "interval": "interval_s", "history_interval": "hist_every_s",
-            "full_every": "full_every_s"}
+            "full_every": "full_every_s", "full_every_wanted": "full_every_wanted_s"}
 
 
 @dataclass
@@ -94,6 +96,7 @@ class AgentConfig:
     interval_s: float = 1.0
     hist_every_s: float = 5.0
     full_every_s: float = FULL_EVERY_S
+    full_every_wanted_s: float = FULL_EVERY_WANTED_S
     read_only: bool = False
     role: str | None = None
     labels: dict[str, str] = field(default_factory=dict)

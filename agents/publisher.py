@@ -13,8 +13,9 @@ every ANNOUNCE_EVERY_S the node's public key (``nodekey:{host}``, a claim for ``
 
 The full snapshot is the one payload not written every tick (the byte budget, docs/architecture.md "Byte
 budget"): brief, digest and seal every tick; the full snapshot every ``full_every_s`` of snapshot time, and
-every tick while a reader wants it (``wire.want_key``: the tick's MULTI asks its PTTL, so the agent learns
-it with no round trip of its own, and publishes in full from the next tick). Its key then lives
+every ``wanted_every_s`` (2 s by default: every second tick) while a reader wants it (``wire.want_key``: the
+tick's MULTI asks its PTTL, so the agent learns it with no round trip of its own, and publishes in full from
+the next tick). Its key then lives
 ``full_every_s`` longer than the others, so it stays readable between writes; freshness comes from the
 digest's key. The seal of a tick that did not rewrite it still names the SHA-256 of the one stored.
 """
@@ -46,6 +47,11 @@ ANNOUNCE_TTL_S = 600.0
 #: The agent's default for ``[agent] full_every`` (seconds between full snapshots nobody asked for): see
 #: docs/architecture.md "Byte budget" for the bytes against the staleness of what only the full one holds.
 FULL_EVERY_S = 15.0
+#: The agent's default for ``[agent] full_every_wanted`` (seconds between full snapshots while a reader wants
+#: them): every second tick at the default interval. Each screen draws this tick's figures from the brief over
+#: the full snapshot's detail (``wire.brief.fresh``), so the detail (processes, clocks, containers) is at most
+#: this old, said on the screen; and a watched tower writes ~2.4 KB/s instead of ~3.3 (docs: "Byte budget").
+FULL_EVERY_WANTED_S = 2.0
 
 
 def seal(node: str, snap: schema.NodeSnapshot, node_bytes: bytes, brief_bytes: bytes, digest_bytes: bytes,
@@ -63,10 +69,12 @@ def seal(node: str, snap: schema.NodeSnapshot, node_bytes: bytes, brief_bytes: b
 class Publisher:
     """``key``: the node's private key; None publishes no seal (tests, an unkeyed simulator), which readers
     show as unverified. ``full_every_s``: seconds (of snapshot time) between full snapshots nobody wants;
-    0 writes one every tick, as agents before the byte budget did."""
+    0 writes one every tick, as agents before the byte budget did. ``wanted_every_s``: between those some reader
+    wants (0 or up to the interval: every tick)."""
 
     def __init__(self, client: Any, node: str, interval_s: float, hist_every_s: float = 5.0,
-                 key: signing.PrivateKey | None = None, tiers: bool = True, full_every_s: float = 0.0) -> None:
+                 key: signing.PrivateKey | None = None, tiers: bool = True, full_every_s: float = 0.0,
+                 wanted_every_s: float = 0.0) -> None:
         self.client = client
         self.node = node
         self.interval_s = interval_s
@@ -79,6 +87,7 @@ class Publisher:
         self.tiers = TierWriter(node) if tiers else None
         self.ttl_ms = max(MIN_TTL_MS, int(interval_s * TTL_INTERVALS * 1000))
         self.full_every_s = full_every_s if full_every_s > interval_s else 0.0
+        self.wanted_every_s = min(wanted_every_s, self.full_every_s) if wanted_every_s > interval_s else 0.0
         # The node key outlives its cadence by the others' TTL: readable until the next full write is overdue.
         self.full_ttl_ms = self.ttl_ms + int(self.full_every_s * 1000)
         #: The last full snapshot written: its snapshot time and SHA-256 (what every seal names until the next).
@@ -95,10 +104,16 @@ class Publisher:
 
     def full_due(self, ts: float) -> bool:
         """Whether the tick at ``ts`` writes the full snapshot: always without a cadence or a want probe, at
-        the first tick, while wanted, and every ``full_every_s`` (a clock stepped back counts as due)."""
-        if not self.full_every_s or not self.probe_want or self._full_ts is None or self.wanted:
+        the first tick, every ``wanted_every_s`` while wanted (every tick without one), and every ``full_every_s``
+        (a clock stepped back counts as due)."""
+        if not self.full_every_s or not self.probe_want or self._full_ts is None:
             return True
-        return not 0 <= ts - self._full_ts < self.full_every_s - 1e-3
+        every = self.full_every_s
+        if self.wanted:
+            if not self.wanted_every_s:
+                return True
+            every = self.wanted_every_s
+        return not 0 <= ts - self._full_ts < every - 1e-3
 
     def saw(self, results: list[Any]) -> None:
         """Learn the want from the results of the caller's pipeline this publisher queued into."""
@@ -111,7 +126,8 @@ class Publisher:
 
     def publish(self, snap: schema.NodeSnapshot, hist: schema.HistPoint | None = None,
                 cluster: list[schema.ClusterPayload] | None = None, pipe: Any = None, shared: Any = None) -> int:
-        """Write one tick. Returns the payload size. Raises redis errors to the caller (who backs off).
+        """Write one tick. Returns the bytes of the payloads written (full snapshot when written, brief, digest,
+        seal, history point, cluster payloads; as stored, packed). Raises redis errors to the caller (who backs off).
 
         ``pipe``: an open pipeline to append to (the simulator batches many nodes per round trip); it must
         be transactional for the seal to be atomic with the payloads, as the publisher's own one is.
@@ -120,15 +136,19 @@ class Publisher:
         """
         # The cadence rides in the full snapshot itself: readers then never take its key for a sign of life.
         snap.full_every_s = self.full_every_s or None
-        plain = wire.encode(snap)
-        if len(plain) > wire.MAX_PAYLOAD_BYTES:
-            raise ValueError(f"snapshot of {len(plain)} bytes exceeds {wire.MAX_PAYLOAD_BYTES}: not published")
         # Stored packed (deflate with a preset dictionary per kind, clustertop/wire/compress.py: an 8-GPU
-        # tower's three payloads ~19 KB -> ~2.2 KB); the seal hashes the bytes as stored.
+        # tower's three payloads ~19 KB -> ~2.2 KB); the seal hashes the bytes as stored. The full snapshot is
+        # encoded and packed only on ticks that write it; the size guard is on what is written (the brief,
+        # a cut of the snapshot, every tick; the full one when due: an oversized one is never marked written,
+        # so every tick is due and refused until it fits).
         full = self.full_due(snap.ts)
-        data = wire.pack(plain, "node") if full else b""  # not packed on ticks that do not write it
-        brief_data = wire.pack(wire.encode(brief(snap)), "brief")
-        digest_data = wire.pack(wire.encode(digest(snap)), "digest")
+        data = wire.pack(_fits(wire.encode(snap), "snapshot"), "node") if full else b""
+        brief_data = wire.pack(_fits(wire.encode(brief(snap)), "brief"), "brief")
+        d = digest(snap)
+        # Which full snapshot the node's key holds (this tick's, or the last one written): a reader that keeps
+        # it decoded fetches it again only when this changes (``read.reader.FullCache``).
+        d.full_ts = snap.ts if full else self._full_ts
+        digest_data = wire.pack(wire.encode(d), "digest")
         # MULTI/EXEC: payloads and seal of one tick land together, never half of them (a reader's
         # MULTI then sees all of one tick or all of the next).
         p = pipe if pipe is not None else self.client.pipeline(transaction=True)
@@ -152,19 +172,21 @@ class Publisher:
         p.set(wire.brief_key(self.node), brief_data, px=self.ttl_ms)
         # And its digest: the overview and the nodes table of a big cluster read nothing else.
         p.set(wire.digest_key(self.node), digest_data, px=self.ttl_ms)
+        written = len(data) + len(brief_data) + len(digest_data)  # (data: b"" on a tick that does not write it)
         announced = self._announced_ts
         if self.key is not None:
-            p.set(wire.seal_key(self.node),
-                  wire.pack(wire.encode(seal(self.node, snap, data, brief_data, digest_data, self.key,
-                                             node_sha=full_sha)), "seal"),
-                  px=self.ttl_ms)
+            seal_data = wire.pack(wire.encode(seal(self.node, snap, data, brief_data, digest_data, self.key,
+                                                   node_sha=full_sha)), "seal")
+            p.set(wire.seal_key(self.node), seal_data, px=self.ttl_ms)
+            written += len(seal_data)
             if announced is None or not 0 <= snap.ts - announced < ANNOUNCE_EVERY_S:
                 p.set(wire.nodekey_key(self.node), self._pub_b64, px=int(ANNOUNCE_TTL_S * 1000))
                 announced = snap.ts
         shared.zadd(wire.NODES_KEY, {self.node: snap.ts})
         if hist is not None and self.hist_due(hist.ts):
-            p.xadd(wire.hist_key(self.node), {"d": wire.pack(wire.encode(hist), "hist")}, maxlen=wire.HIST_MAXLEN,
-                   approximate=True)
+            hist_data = wire.pack(wire.encode(hist), "hist")
+            p.xadd(wire.hist_key(self.node), {"d": hist_data}, maxlen=wire.HIST_MAXLEN, approximate=True)
+            written += len(hist_data)
             self._last_hist_ts = hist.ts
             if self.tiers is not None:
                 self.tiers.add(hist)
@@ -172,8 +194,9 @@ class Publisher:
             ttl = max(MIN_TTL_MS, int(payload.interval_s * TTL_INTERVALS * 1000))
             # Cluster payloads keep the last good data around much longer than a node snapshot:
             # "Ceph unreachable, last good data 2 min ago" needs the old data to still be there.
-            shared.set(wire.cluster_key(payload.name), wire.pack(wire.encode(payload), "cluster"),
-                       px=max(ttl, 3_600_000))
+            cluster_data = wire.pack(wire.encode(payload), "cluster")
+            shared.set(wire.cluster_key(payload.name), cluster_data, px=max(ttl, 3_600_000))
+            written += len(cluster_data)
         if pipe is None:
             try:
                 res = p.execute()
@@ -198,7 +221,7 @@ class Publisher:
             self.fulls += 1
         self._flush_tiers()
         self._announced_ts = announced  # queued (and sent, unless the caller's pipeline fails: then again in 60 s)
-        return len(data)
+        return written
 
 
     def _flush_tiers(self) -> None:
@@ -210,6 +233,12 @@ class Publisher:
             self.tiers.flush(self.client)
         except store_errors() as e:
             log.debug("history tiers not written yet: %s", e)
+
+
+def _fits(data: bytes, what: str) -> bytes:
+    if len(data) > wire.MAX_PAYLOAD_BYTES:
+        raise ValueError(f"{what} of {len(data)} bytes exceeds {wire.MAX_PAYLOAD_BYTES}: not published")
+    return data
 
 
 def _wants(pttl: Any) -> bool:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,12 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from clustertop.collectors import procfs  # noqa: E402
-from clustertop.collectors.base import Roots  # noqa: E402
-
-EXPORTER_FLAGS = ["--collector.disable-defaults", "--collector.cpu", "--collector.meminfo",
-                  "--collector.diskstats", "--collector.netdev", "--collector.filesystem",
-                  "--collector.loadavg"]
+from benchlib.node_exporter import FLAGS as EXPORTER_FLAGS  # noqa: E402  (bench/benchlib/)
+from benchlib.node_exporter import cpu_ms, free_port  # noqa: E402
 
 
 @dataclass
@@ -44,19 +39,6 @@ class Sample:
     cpu_ms: float
     rss_kib: int | None
     pss_kib: int | None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_ms(pid: int) -> float:
-    stat = procfs.read_pid_stat(Roots(), pid)
-    if stat is None:
-        raise ProcessLookupError(f"pid {pid} exited during the measurement")
-    return (stat.utime + stat.stime) * 1000.0 / procfs.CLK_TCK
 
 
 def memory_kib(pid: int) -> tuple[int | None, int | None]:
@@ -281,6 +263,8 @@ def main() -> int:
             print(f"packing per tick at deflate level {level} (node + brief + digest, dictionaries): {us:.1f} us "
                   f"({100 * us / 1000 / agent_ms if agent_ms > 0 else float('nan'):.1f} % of the agent's CPU per "
                   f"tick), {size} bytes")
+        print("the agent's part comparable to these node_exporter collectors (host collector without the process "
+              "walk, encode, send), part by part: bench/agent_profile.py")
         print(f"systemd unit exposure: {exposure(ROOT / 'systemd' / 'clustertop-agent.service')}")
         return 0
     finally:

@@ -12,6 +12,11 @@ is also inside the part that triggered it). Informational: no assertions, exits 
     python bench/agent_profile.py --ticks 30
     python bench/agent_profile.py --quick            # CI smoke: 8 ticks
     python bench/agent_profile.py --cprofile 25      # plus the 25 costliest functions (all threads)
+
+With prometheus-node-exporter installed, it runs beside the agent with the collectors comparable to the host
+collector's per-tick part (benchlib/node_exporter.py), scraped once per tick by a separate process over the same
+ticks, and the last line sets the agent's comparable part (host collector without the process walk, encode of
+snapshot and digest, send) against its CPU per scrape (utime+stime: 10 ms resolution, so give it 60+ ticks).
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchlib.redis_server import start_redis  # noqa: E402  (bench/benchlib/)
+from benchlib import node_exporter  # noqa: E402  (bench/benchlib/)
+from benchlib.redis_server import start_redis  # noqa: E402
 
 from clustertop.agents import agent as agent_mod  # noqa: E402
 from clustertop.agents import publisher as pub_mod  # noqa: E402
@@ -134,6 +140,7 @@ def main() -> int:
         print("redis-server not installed: nothing measured")
         return 0
     proc, url, data_dir = start_redis()
+    exporter = node_exporter.start()
     state = tempfile.mkdtemp(prefix="ct-agent-profile-")
     meter = Meter(profile=args.cprofile > 0)
     gc.callbacks.append(meter.gc_callback)
@@ -169,6 +176,10 @@ def main() -> int:
             agent.publish(*agent.tick())
             time.sleep(args.interval)
         main_prof = cProfile.Profile() if args.cprofile else None
+        scraper = e0 = None
+        if exporter is not None:
+            e0 = node_exporter.cpu_ms(exporter[0].pid)
+            scraper = node_exporter.scrape_in_background(exporter[1], args.interval, args.ticks)
         t_proc0 = time.process_time()
         main_cpu0 = time.thread_time()
         meter.on = True
@@ -186,8 +197,14 @@ def main() -> int:
         meter.on = False
         total = (time.process_time() - t_proc0) * 1000 / args.ticks
         main_total = (time.thread_time() - main_cpu0) * 1000 / args.ticks
+        exporter_ms = None
+        if exporter is not None and scraper is not None and e0 is not None:
+            # every scrape answered (the scraper ends by itself after --ticks scrapes, exit 0)
+            if scraper.wait(args.interval * 3 + 30) == 0:
+                exporter_ms = (node_exporter.cpu_ms(exporter[0].pid) - e0) / args.ticks
         fulls = getattr(pub, "fulls", None)
-        report(meter, args, total, main_total, agent, None if fulls is None or fulls0 is None else fulls - fulls0)
+        report(meter, args, total, main_total, agent, None if fulls is None or fulls0 is None else fulls - fulls0,
+               exporter_ms)
         if main_prof:
             st = pstats.Stats(main_prof)
             for p in meter.profiles:
@@ -198,6 +215,8 @@ def main() -> int:
         return 0
     finally:
         gc.callbacks.remove(meter.gc_callback)
+        if exporter is not None:
+            node_exporter.stop(exporter[0])
         proc.terminate()
         proc.wait(10)
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -205,7 +224,7 @@ def main() -> int:
 
 
 def report(meter: Meter, args: argparse.Namespace, total: float, main_total: float, agent: agent_mod.Agent,
-           fulls: int | None) -> None:
+           fulls: int | None, exporter_ms: float | None = None) -> None:
     n = args.ticks
     per = {k: v * 1000 / n for k, v in meter.cpu.items()}
     collectors = {k: v for k, v in per.items() if k.startswith("collector ")}
@@ -246,6 +265,26 @@ def report(meter: Meter, args: argparse.Namespace, total: float, main_total: flo
     for name, ms, note in rows:
         share = f"{100 * ms / total:5.1f}%" if total > 0 else "N/A"
         print(f"{name:<{w}}  {ms:8.3f}  {share:>6}  {note}")
+    comparable(per, total, exporter_ms, n)
+
+
+def comparable(per: dict[str, float], total: float, exporter_ms: float | None, scrapes: int) -> None:
+    """The agent's part that node_exporter's cpu, meminfo, diskstats, netdev, filesystem and loadavg collectors also
+    do (read and parse the same files, encode, hand over), against node_exporter's CPU per scrape in the same run."""
+    walk = per.get("host: process walk", 0.0)
+    host = per.get("collector host", 0.0) - walk
+    encode = per.get("encode NodeSnapshot", 0.0) + per.get("encode NodeDigest", 0.0)
+    send = per.get("send (MULTI/EXEC round trip)", 0.0)
+    part = host + encode + send
+    vs = "node_exporter not measured" if exporter_ms is None else (
+        f"node_exporter {exporter_ms:.2f} ms per scrape (+-{10 / max(1, scrapes):.2f}: 10 ms CPU ticks over "
+        f"{scrapes} scrapes) = {part / exporter_ms:.2f}x" if exporter_ms > 0 else
+        "node_exporter 0 ticks of CPU (too few scrapes for its 10 ms clock)")
+    print(f"comparable part: host collector without the process walk {host:.3f} + encode {encode:.3f} + send "
+          f"{send:.3f} = {part:.3f} ms/tick vs {vs}")
+    print(f"  what node_exporter does not do here: process walk {walk:.3f}, the other collectors, brief and digest "
+          f"build, seal, deflate, runner, history: {total - part:.3f} ms/tick; the whole agent "
+          f"{total:.3f} ms/tick" + ("" if not exporter_ms else f" = {total / exporter_ms:.2f}x node_exporter"))
 
 
 if __name__ == "__main__":

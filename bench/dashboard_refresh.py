@@ -10,6 +10,12 @@ worker thread included. Then the dashboard's CPU at a 1 Hz refresh while a simul
 keeps publishing (its own CPU time subtracted). Starts its own redis-server unless ``--redis URL``.
 The machine is shared: compare runs made back to back, and prefer p50 when it is busy.
 
+The simulated agents publish as real ones do: the full snapshot every 15 s of snapshot time (a tick is 1 s of
+it) or every tick while wanted, their cadences spread over the 15 s (``Feed.spread``: agents start at different
+times). ``--detail full,detail`` measures the storage, network and people screens both as they read before issue
+18's ``Level.DETAIL`` (every node wanted, so written in full every tick) and as they read now (each node's full
+snapshot as stored, fetched only when changed, its brief's figures over it): a same-run baseline.
+
 First ``Reader.read`` alone, reading every full snapshot, every brief (``collectors/brief.py``) and
 digest, and every digest only (``collectors/digest.py``), in the same run; then each screen as the
 app reads for it: at 1,000 nodes the overview and the nodes table read digests, the GPU table
@@ -26,6 +32,7 @@ same screens under each policy in one run, to see what each is worth against the
     python bench/dashboard_refresh.py            # 100 and 1,000 nodes, 384x108
     python bench/dashboard_refresh.py --quick    # CI smoke: 20 nodes, few refreshes
     python bench/dashboard_refresh.py --screens all --nodes 1000    # every screen (SCREENS)
+    python bench/dashboard_refresh.py --nodes 1000 --screens storage,network,people --detail full,detail --no-reader --cpu-seconds 0
     python bench/dashboard_refresh.py --nodes 10000 --screens overview,gpus --no-reader --refreshes 15 --cpu-seconds 0
                                                  # 80,000 GPUs on one Redis (a tick of the simulator takes seconds)
 """
@@ -35,6 +42,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import shutil
 import statistics
 import sys
@@ -51,10 +59,14 @@ import redis  # noqa: E402
 from benchlib.redis_server import start_redis  # noqa: E402  (bench/benchlib/)
 
 from clustertop import wire  # noqa: E402
+from clustertop.agents.publisher import FULL_EVERY_S  # noqa: E402
 from clustertop.dashboard import gcpolicy  # noqa: E402
 from clustertop.dashboard.app import make_app  # noqa: E402
+from clustertop.dashboard.screens.network import NetworkScreen  # noqa: E402
 from clustertop.dashboard.screens.nodes import NodesScreen  # noqa: E402
 from clustertop.dashboard.screens.overview import OverviewScreen  # noqa: E402
+from clustertop.dashboard.screens.people import PeopleScreen  # noqa: E402
+from clustertop.dashboard.screens.storage import StorageScreen  # noqa: E402
 from clustertop.dashboard.settings import Settings  # noqa: E402
 from clustertop.read.plan import ALL_FULL, Level, ReadPlan  # noqa: E402
 from clustertop.read.reader import Reader  # noqa: E402
@@ -76,12 +88,36 @@ class Feed:
         self.client.flushdb()
         self.sim = SimCluster(seed=1, nodes=nodes, gpus_per_node=8)
         self.pubs = make_publishers(self.sim, self.client, 600.0)  # long TTL: nothing expires mid-run
+        # The agents' full-snapshot cadence (15 s of snapshot time; a tick here is 1 s of it), which a Publisher
+        # turns off for an interval as long as the cadence: this feed's 600 s interval is there only for its TTLs.
+        for pub in self.pubs.values():
+            pub.full_every_s = FULL_EVERY_S
+            pub.full_ttl_ms = pub.ttl_ms + int(FULL_EVERY_S * 1000)
         self.t = time.time()
         self.bytes = 0
         self.digests = True  # False: agents from before digests (the dashboard folds their briefs)
 
     def hosts(self) -> list[str]:
         return [h.decode() for h in self.client.zrange(wire.NODES_KEY, 0, -1)]
+
+    def spread(self) -> None:
+        """Spread the nodes' full-snapshot cadences over ``full_every`` as agents started at different times have
+        them (the simulator starts them all at once, so all would write in full in the same tick): over the next
+        ``full_every`` ticks node i writes one genuine full snapshot in tick i mod ``full_every`` (as wanted for
+        that tick), so ~1/15 of the nodes write in full per tick, as on a real cluster."""
+        every = int(max((p.full_every_s for p in self.pubs.values()), default=0))
+        for k in range(every):
+            for i, pub in enumerate(self.pubs.values()):
+                if i % every == k:
+                    pub.wanted = True
+            self.tick()
+
+    def unwant(self) -> None:
+        """Drop every want key a run's screen wrote (they last 5 s of wall time, many ticks here), so the next
+        run starts with the agents on their cadence, spread again (``spread``)."""
+        self.client.delete(*[wire.want_key(h) for h in self.hosts()])
+        self.tick()
+        self.spread()
 
     def tick(self) -> None:
         self.t += 1.0
@@ -167,8 +203,14 @@ async def bench_app(url: str, feed: Feed, n: int, size: tuple[int, int], screen:
         app._changed = signalled  # type: ignore[method-assign]
         source_read = app.source.read
 
+        in_read = [0]  # reads under way in the app's reader thread (the hidden GPU ledger's own ones too)
+
         def timed_read(*args: Any, **kw: Any) -> Any:
-            state = source_read(*args, **kw)
+            in_read[0] += 1
+            try:
+                state = source_read(*args, **kw)
+            finally:
+                in_read[0] -= 1
             read_end.append(time.perf_counter())
             return state
 
@@ -179,6 +221,15 @@ async def bench_app(url: str, feed: Feed, n: int, size: tuple[int, int], screen:
         # One warm-up refresh (the first fill of a screen is not the steady state).
         for i in range(n + 1):
             feed.tick()
+            await pilot.pause()
+            # What the last refresh left for after its repaint (the hidden GPU ledger's own read and fold, the
+            # collector's pass, freeing the previous read) done before this one starts, as in a running app,
+            # where it has the rest of the interval: here the tick above blocked the app's loop meanwhile, and
+            # at 10,000 nodes that work (~0.4 s) was counted into the next refresh.
+            for _ in range(2000):
+                if not in_read[0] and not app._ledger_read and not app._read_wanted.is_set():
+                    break
+                await asyncio.sleep(0.005)
             await pilot.pause()
             before = app.finished_reads
             paints.clear()
@@ -218,6 +269,12 @@ async def bench_app(url: str, feed: Feed, n: int, size: tuple[int, int], screen:
 #: Every screen ``--screens`` can name: the app's modes, and ``node`` (a node's screen, pushed over the
 #: overview for the first node, as Enter on a tile does).
 SCREENS = ("overview", "nodes", "gpus", "node", "work", "wall", "storage", "network", "people", "energy", "audit")
+#: The screens that draw every node's detail (``--detail``: what they read).
+DETAIL_SCREENS = {"storage": StorageScreen, "network": NetworkScreen, "people": PeopleScreen}
+
+
+def load() -> str:
+    return "load {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
 
 
 async def go_to(app: Any, pilot: Any, screen: str, feed: Feed) -> None:
@@ -285,7 +342,14 @@ def main() -> int:
     ap.add_argument("--reads", default="digests",
                     help=f"what the overview and nodes table read, of {','.join(READ_MODES)} (see READ_MODES)")
     ap.add_argument("--gc", default="idle", help=f"garbage-collector policies to compare, of {','.join(GC_POLICIES)}")
+    ap.add_argument("--detail", default="detail",
+                    help="what the storage, network and people screens read, of detail (every node's full "
+                         "snapshot as stored, wanting none: as they do) and full (every node wanted, each writing "
+                         "in full every tick: as they did before), e.g. full,detail for a same-run baseline")
     args = ap.parse_args()
+    details = args.detail.split(",")
+    if bad := [x for x in details if x not in ("detail", "full")]:
+        ap.error(f"--detail: unknown {bad[0]!r} (choose from detail, full)")
     policies = args.gc.split(",")
     modes = args.reads.split(",")
     if bad := [x for x in modes if x not in READ_MODES]:
@@ -310,6 +374,7 @@ def main() -> int:
             t_feed = time.perf_counter()
             feed = Feed(url, nodes)
             feed.tick()
+            feed.spread()
             print(f"  {nodes} nodes simulated and published in {time.perf_counter() - t_feed:.1f} s", file=sys.stderr)
             if not args.no_reader:
                 r = bench_reader(url, feed, n, policy=policies[0])
@@ -318,16 +383,22 @@ def main() -> int:
                 print(f"  {nodes} nodes Reader.read p50: full {r['read_p50']:.1f} ms, briefs {rb['read_p50']:.1f} ms, "
                       f"digests {rd['read_p50']:.1f} ms", file=sys.stderr)
                 hosts = feed.hosts()
+                full_bytes = sum(len(x or b"") for x in feed.client.mget([wire.node_key(h) for h in hosts]))
                 brief_bytes = sum(len(x or b"") for x in feed.client.mget([wire.brief_key(h) for h in hosts]))
                 digest_bytes = sum(len(x or b"") for x in feed.client.mget([wire.digest_key(h) for h in hosts]))
-                reads.append((nodes, feed.bytes, brief_bytes, digest_bytes, r, rb, rd))
+                reads.append((nodes, full_bytes, brief_bytes, digest_bytes, r, rb, rd))
             for policy in policies:
                 for mode in modes:
                     for screen in screens:
-                        a = asyncio.run(bench_app(url, feed, n, (w, h), screen, policy, mode))
-                        rows.append((nodes, policy, screen, a))
-                        print(f"  {nodes} nodes {policy} {screen} ({a['reads']}): shown p95 {a['p95']:.1f} ms",
-                              file=sys.stderr)
+                        for level in details if screen in DETAIL_SCREENS else [None]:
+                            if level is not None:
+                                for cls in DETAIL_SCREENS.values():
+                                    cls.plan_level = Level[level.upper()]
+                                feed.unwant()  # the agents back on their cadence (a "full" run pinned them)
+                            a = asyncio.run(bench_app(url, feed, n, (w, h), screen, policy, mode))
+                            rows.append((nodes, policy, screen, a))
+                            print(f"  {nodes} nodes {policy} {screen} ({a['reads']}): shown p95 {a['p95']:.1f} ms "
+                                  f"({load()})", file=sys.stderr)
                 for mode in modes if cpu_s > 0 else ():
                     cpu = asyncio.run(bench_cpu(url, feed, cpu_s, (w, h), policy, mode))
                     rows.append((nodes, policy, "cpu@1Hz", {"cpu": cpu, "reads": mode}))

@@ -11,9 +11,14 @@ Scenarios, per node kind:
 - ``every tick``: ``full_every = 0``, the full snapshot every tick (before this change; payloads packed as today);
 - ``nobody looking``: the default cadence (``FULL_EVERY_S``), no want key;
 - ``node screen``: one node of the run wanted (a dashboard on its screen: ``read.want.Wants`` writes its key
-  as the dashboard does, at most every ``REFRESH_FRACTION`` of its PX); the figure is for THAT node;
-- ``ALL_FULL reader``: every node wanted (``clustertop snapshot``/``who``, a screen of detail from every
-  node of a small cluster): the figure per node.
+  as the dashboard does, at most every ``REFRESH_FRACTION`` of its PX); the figure is for THAT node, which
+  writes in full every ``FULL_EVERY_WANTED_S`` (the agents' default ``[agent] full_every_wanted``);
+- ``node screen 1 s``: the same with ``full_every_wanted = 0`` (every tick while wanted: before that setting);
+- ``ALL_FULL reader``: every node wanted (before issue 18's ``Level.DETAIL``: the storage, network and people
+  screens, ``clustertop snapshot``/``who``; today ``snapshot``/``who --fresh-detail``): the figure per node.
+- ``detail reader``: a reader of every node's detail as those screens and commands read it now
+  (``Level.DETAIL``: the full snapshots as stored, fetched only when changed, no want), reading every tick;
+  its own read (MGET commands) is the reader's bytes.
 - ``exporter``: the Prometheus exporter as it runs by default (``clustertop.export.Exporter``, scraped every
   ``SCRAPE_S`` of snapshot time): it reads every node in full, brief and digest beside, and wants nothing;
 - ``exporter fresh``: the same with ``--fresh-detail`` (it wants every node: full snapshots every tick).
@@ -41,8 +46,10 @@ if str(ROOT) not in sys.path:
 import redis  # noqa: E402
 from benchlib.redis_server import start_redis  # noqa: E402  (bench/benchlib/)
 
-from clustertop.agents.publisher import FULL_EVERY_S, Publisher, hist_point  # noqa: E402
+from clustertop.agents.publisher import FULL_EVERY_S, FULL_EVERY_WANTED_S, Publisher, hist_point  # noqa: E402
 from clustertop.export.exporter import Exporter  # noqa: E402
+from clustertop.read.plan import Level, ReadPlan  # noqa: E402
+from clustertop.read.reader import Reader  # noqa: E402
 from clustertop.read.want import Wants  # noqa: E402
 from clustertop.sim.simulate import SimCluster  # noqa: E402
 from clustertop.store.resp import Client  # noqa: E402
@@ -71,13 +78,19 @@ def run(url: str, kind: str, scenario: str, warm: int, ticks: int, nodes: int = 
     assert len(hosts) == nodes
     every = 0.0 if scenario == "every tick" else FULL_EVERY_S
     # One client per node, as agents each hold their own connection; the agent's own RESP client.
-    pubs = {h: Publisher(Client.from_url(url), h, 1.0, key=sim.keys.get(h), full_every_s=every) for h in hosts}
-    wanted = {"node screen": hosts[:1], "ALL_FULL reader": hosts}.get(scenario, [])
-    measured = wanted if scenario == "node screen" else hosts
+    wanted_every = 0.0 if scenario == "node screen 1 s" else FULL_EVERY_WANTED_S
+    pubs = {h: Publisher(Client.from_url(url), h, 1.0, key=sim.keys.get(h), full_every_s=every,
+                         wanted_every_s=wanted_every) for h in hosts}
+    wanted = {"node screen": hosts[:1], "node screen 1 s": hosts[:1], "ALL_FULL reader": hosts}.get(scenario, [])
+    measured = wanted if scenario.startswith("node screen") else hosts
     clock = [0.0]
     wants = Wants(clock=lambda: clock[0])
     reader = redis.Redis.from_url(url)
     exporter = None
+    detail = Reader(reader, clock=lambda: T0 + clock[0], wants=Wants(clock=lambda: clock[0])) \
+        if scenario == "detail reader" else None
+    if detail is not None:
+        wanted = hosts  # the reader's bytes are per node read
     if scenario.startswith("exporter"):
         # Its reader's clock is the snapshot time (node ages); its wants' clock is the wall's, as in a real
         # exporter: a want lasts WANT_MAX_MS of Redis's time, longer than this whole run.
@@ -100,6 +113,11 @@ def run(url: str, kind: str, scenario: str, warm: int, ticks: int, nodes: int = 
                 before = input_bytes(r)
                 exporter.scrape()
                 want_b = input_bytes(r) - before - INFO_OVERHEAD
+        elif detail is not None:
+            before = input_bytes(r)
+            detail.read(ReadPlan(Level.DETAIL))
+            want_b = input_bytes(r) - before - INFO_OVERHEAD
+            assert detail.wants is not None and detail.wants.writes == 0
         elif wanted:
             before = input_bytes(r)
             wants.send(reader, wanted)
@@ -136,13 +154,14 @@ def main() -> int:
         b = input_bytes(r)
         INFO_OVERHEAD = b - a
         print(f"bytes into Redis per node per second, {ticks} ticks of 1 s after {warm} of warm-up; "
-              f"full_every = {FULL_EVERY_S:g} s; {load()}")
+              f"full_every = {FULL_EVERY_S:g} s, full_every_wanted = {FULL_EVERY_WANTED_S:g} s; {load()}")
         print(f"{'node':<12}{'scenario':<18}{'bytes/node/s':>14}{'vs every tick':>15}{'fulls/s':>9}"
               f"{'reader B/node/s':>22}")
         for kind in ("tower", "arm"):
             base = None
-            for scenario in ("every tick", "nobody looking", "node screen", "ALL_FULL reader", "exporter",
-                             "exporter fresh"):
+            for scenario in ("every tick", "nobody looking", "node screen", "node screen 1 s", "ALL_FULL reader",
+                             "detail reader",
+                             "exporter", "exporter fresh"):
                 per_s, want_s, fulls = run(url, kind, scenario, warm, ticks)
                 base = per_s if base is None else base
                 label = "8-GPU tower" if kind == "tower" else "ARM board"

@@ -63,6 +63,25 @@ class Invalid(ValueError):
         self.key = key
 
 
+def check_http_urls(key: str, urls: list[str], example: str) -> None:
+    """``urls`` (the value of ``key``) is a non-empty list of http(s) URLs with a host; ``example`` completes
+    "required: ..." when it is empty. One check for every section that names web endpoints."""
+    from urllib.parse import urlsplit
+
+    if not urls:
+        raise Invalid(key, f"required: {example}")
+    for u in urls:
+        parts = urlsplit(u)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise Invalid(key, f"not an http(s) URL: {u!r}")
+
+
+def check_tls(ca_file: str | None, verify: bool) -> None:
+    """A CA to verify with and ``verify = false`` say opposite things: refused rather than one silently won."""
+    if ca_file is not None and not verify:
+        raise Invalid("verify", "verify = false contradicts ca_file: remove one")
+
+
 def parse_bool(text: str) -> bool:
     """true/false, 1/0, yes/no, on/off (any case), as people write them in environment files."""
     low = text.strip().lower()

@@ -33,7 +33,7 @@ from urllib.parse import urljoin, urlsplit
 
 from clustertop.collectors import ceph_parse
 from clustertop.collectors.base import Context, Section
-from clustertop.config import ConfigError, Invalid, NonNegative, Positive, convert
+from clustertop.config import ConfigError, Invalid, NonNegative, Positive, check_http_urls, check_tls, convert
 from clustertop.errors import describe
 from clustertop.wire import schema
 
@@ -114,18 +114,12 @@ class CephConfig(Section):
         for secret in ("password", "token"):
             if getattr(self, secret) is not None:
                 raise Invalid(secret, f"not allowed: put it in a file readable only by the agent and set {secret}_file")
-        if not self.urls:
-            raise Invalid("urls", "required: a list of ceph-mgr dashboard URLs, e.g. [\"https://mgr-a:8443\"]")
-        for u in self.urls:
-            parts = urlsplit(u)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise Invalid("urls", f"not an http(s) URL: {u!r}")
+        check_http_urls("urls", self.urls, "a list of ceph-mgr dashboard URLs, e.g. [\"https://mgr-a:8443\"]")
         if (self.password_file is None) == (self.token_file is None):
             raise Invalid("password_file", "set exactly one of password_file or token_file")
         if self.password_file is not None and not self.username:
             raise Invalid("username", "required with password_file")
-        if self.ca_file is not None and not self.verify:
-            raise Invalid("verify", "verify = false contradicts ca_file: remove one")
+        check_tls(self.ca_file, self.verify)
 
 
 def parse_settings(options: dict[str, Any], file: str | None, runner_timeout_s: float | None = None) -> Settings:

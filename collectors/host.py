@@ -32,6 +32,15 @@ MAX_VIRTUAL_NICS = 16  # a Kubernetes node has one veth per pod: keep the busies
 MAX_FILESYSTEMS = 64
 CMDLINE_MAX = 200
 STATIC_REFRESH_S = 60.0  # hostname, OS, CPU model: re-read now and then, not every tick
+#: How long what a process shows of itself (name, command line, owner) is reused for the same process (pid,
+#: start ticks, comm) without reading its cmdline and cgroup again: exec changes comm (the key), but a process
+#: that rewrites its title in place (setproctitle) or moves cgroups is seen at most this late.
+IDENTITY_REFRESH_S = 60.0
+#: At most this many /proc/<pid> files kept open between walks (collectors/kept.py). Each costs a descriptor and
+#: ~4.4 KiB of kernel memory (the seq_file keeps its page-sized buffer between reads: 4.1-4.7 KiB of Slab per
+#: read descriptor, measured over 8,000), so ~1.1 MiB at most; a node with 5,000 processes keeps this many and
+#: opens the rest per walk, as before.
+MAX_KEPT_PIDS = 256
 
 # Never statvfs these: a hung server or FUSE daemon blocks statvfs in the kernel, uninterruptibly,
 # and would take the collector's thread with it. Network mounts are the `nfs` collector's job (it
@@ -245,6 +254,26 @@ class _Static:
     read_at: float = 0.0
 
 
+@dataclass
+class _Identity:
+    """What a shown process says of itself that only exec (or a rewritten title) changes."""
+
+    name: str
+    cmdline: str | None
+    owner: Owner | None
+    read_at: float  # the walk's clock (kernel uptime, else monotonic)
+
+
+def _kept_pid_limit() -> int:
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return 0
+    return MAX_KEPT_PIDS if soft == resource.RLIM_INFINITY else max(0, min(MAX_KEPT_PIDS, soft // 4))
+
+
 #: Default seconds between process walks ([collectors.host] procs_interval).
 DEFAULT_PROCS_INTERVAL_S = 5.0
 
@@ -302,17 +331,27 @@ class HostCollector:
         self.rootfs: str | None = c.rootfs if c.rootfs is not None else ("/" if self.live else None)
         self._prev: _Sample | None = None
         self._pid_ticks: dict[int, tuple[int, int]] = {}  # pid -> (starttime, utime+stime)
-        # (pid, starttime, comm) -> owner. comm is in the key because exec keeps pid and start time
-        # (a wrapper script exec'ing celery) but changes comm.
-        self._owners: dict[tuple[int, int, str], Owner | None] = {}
+        # (pid, starttime, comm) -> what a shown process says of itself (name, command line, owner), with the
+        # clock it was read at: reused for IDENTITY_REFRESH_S (the incremental walk: a known process costs its
+        # stat and status reads only). comm is in the key because exec keeps pid and start time (a wrapper
+        # script exec'ing celery) but changes comm.
+        self._idents: dict[tuple[int, int, str], _Identity] = {}
         self._users: dict[int, str] = {}
         self._passwd: dict[int, str] | None = None
         self._static = _Static()
+        # The walk's /proc/<pid>/stat (every pid) and status (the shown ones), kept open between walks on the
+        # live procfs: a pread of a kept one skips the path walk, open and close. Bounded by MAX_KEPT_PIDS and
+        # by a quarter of the descriptor limit (the command executor and Redis clients need theirs); what a
+        # walk did not read (an exited pid) is closed after it. A kept descriptor of a process that exited
+        # answers ESRCH even once its pid is reused: KeptFiles then opens the path afresh (the new process).
+        self._pid_files = KeptFiles((ctx.roots.proc,) if live_proc else (), limit=_kept_pid_limit())
+        self._walk_clock = 0.0
 
     def close(self) -> None:
         self._pid_ticks.clear()
-        self._owners.clear()
+        self._idents.clear()
         self._files.close()
+        self._pid_files.close()
 
     # -- static facts ------------------------------------------------------------------------
 
@@ -430,7 +469,7 @@ class HostCollector:
             sysinfo.load1, sysinfo.load5, sysinfo.load15 = la
         mem_text = self._files.read(p("meminfo"))
         if mem_text is not None:
-            sysinfo.mem = memory(procfs.parse_meminfo(mem_text))
+            sysinfo.mem = memory(procfs.parse_meminfo(mem_text, MEMINFO_FIELDS))
         if disks is not None:
             sysinfo.disks = self._disks(disks, prev.disks if prev else None, elapsed)
         clock = uptime if uptime is not None else mono
@@ -446,6 +485,7 @@ class HostCollector:
             sysinfo.nics = self._nics(nets, prev.nets if prev else None, elapsed)
         if self._procs_at is None or clock - self._procs_at >= self.procs_interval_s - 0.05:
             since = clock - self._procs_at if self._procs_at is not None else None
+            self._walk_clock = clock
             self._procs_last = self._procs(since if since and since > 0 else None, sysinfo.boot_ts)
             self._procs_at = clock
         sysinfo.procs, sysinfo.procs_total = self._procs_last
@@ -526,8 +566,11 @@ class HostCollector:
         for name, counters in cur.items():
             base = s("class", "net", name)
             nic = Nic(name=name)
-            nic.up = procfs.parse_operstate(self._files.read(os.path.join(base, "operstate")),
-                                            self._files.read(os.path.join(base, "carrier")))
+            state = self._files.read(os.path.join(base, "operstate"))
+            nic.up = procfs.parse_operstate(state, None)
+            if nic.up is None:  # "unknown" (loopback, tun, many virtual drivers): only then the carrier says
+                # (read only then: a down link's carrier answers EINVAL, an open and a failed read every tick)
+                nic.up = procfs.parse_operstate(state, self._files.read(os.path.join(base, "carrier")))
             cached = known.get(name)
             if cached is None or cached[0] != nic.up:  # new, or the link went up or down: speed changes
                 if bonds is None:
@@ -568,44 +611,81 @@ class HostCollector:
     # -- processes -----------------------------------------------------------------------------
 
     def _procs(self, elapsed: float | None, boot_ts: float | None) -> tuple[list[Proc] | None, int | None]:
-        names = _listdir(self.roots.procfs())
+        proc_dir = self.roots.procfs()
+        names = _listdir(proc_dir)
         if names is None:
             return None, None
+        base = os.path.join(proc_dir, "")
+        read = self._pid_files.read_bytes
+        before_ticks = self._pid_ticks
         seen: dict[int, tuple[int, int]] = {}
-        rows: list[tuple[procfs.PidStat, float | None]] = []
+        # Every pid's stat line is read and parsed (its CPU ticks and RSS rank it), but a PidStat is built
+        # only for the few shown: rows hold the parsed fields.
+        rows: list[tuple[procfs.PidStatFields, float | None]] = []
+        tick_s = procfs.CLK_TCK
         for n in names:
-            if not n.isdigit():
+            if not (n.isdigit() and n.isascii()):
                 continue
+            raw = read(base + n + "/stat")  # None: exited since listdir, or hidden from us (hidepid)
+            if not raw:
+                continue  # (empty: exited between open and read)
             try:
-                ps = procfs.read_pid_stat(self.roots, int(n))
-            except (OSError, ValueError):  # hidden from us (hidepid), or a corrupt line: not one to list
+                f = procfs.pid_stat_fields(raw.decode("utf-8", "replace"))
+            except ValueError:  # a corrupt line: not one to list
                 continue
-            if ps is None:
-                continue  # exited between listdir and open
-            ticks = ps.utime + ps.stime
-            seen[ps.pid] = (ps.starttime, ticks)
-            before = self._pid_ticks.get(ps.pid)
+            pid, starttime = f[0], f[8]
+            ticks = f[5] + f[6]
+            seen[pid] = (starttime, ticks)
+            before = before_ticks.get(pid)
             cpu = None
             # same pid and same start time: the same process (pids are reused)
-            if elapsed and before is not None and before[0] == ps.starttime:
-                cpu = max(ticks - before[1], 0) / procfs.CLK_TCK / elapsed * 100.0
-            rows.append((ps, cpu))
+            if elapsed and before is not None and before[0] == starttime:
+                cpu = max(ticks - before[1], 0) / tick_s / elapsed * 100.0
+            rows.append((f, cpu))
         # Replacing the dict forgets exited pids: memory stays bounded by the live process count.
         self._pid_ticks = seen
-        self._owners = {k: v for k, v in self._owners.items() if seen.get(k[0], (None,))[0] == k[1]}
+        self._idents = {k: v for k, v in self._idents.items() if seen.get(k[0], (None,))[0] == k[1]}
 
-        by_rss = heapq.nlargest(TOP_N, (r for r in rows if r[0].rss_pages > 0), key=lambda r: r[0].rss_pages)
+        by_rss = heapq.nlargest(TOP_N, (r for r in rows if r[0][9] > 0), key=lambda r: r[0][9])
         by_cpu = heapq.nlargest(TOP_N, (r for r in rows if r[1]), key=lambda r: r[1] or 0.0)
-        chosen = {r[0].pid: r for r in by_cpu + by_rss}
-        procs = [self._proc(ps, cpu, boot_ts) for ps, cpu in chosen.values()]
+        chosen = {r[0][0]: r for r in by_cpu + by_rss}
+        procs = [self._proc(procfs.PidStat(*f), cpu, boot_ts) for f, cpu in chosen.values()]
         procs.sort(key=lambda q: (-(q.cpu_pct or 0.0), -(q.rss_bytes or 0), q.pid))
+        self._pid_files.sweep()  # close what this walk did not read: exited pids, rows no longer shown
         return procs, len(seen)
 
     def _proc(self, ps: procfs.PidStat, cpu: float | None, boot_ts: float | None) -> Proc:
         p = self.roots.procfs
         pid = str(ps.pid)
-        status_text = _read(p(pid, "status"))
+        # status every walk: the exact RSS (VmRSS sums the kernel's per-CPU counters; stat's rss field is
+        # their approximate total, 406 vs 449 pages in the captured fixture) and the real uid as it is now.
+        raw_status = self._pid_files.read_bytes(p(pid, "status"))
+        status_text = raw_status.decode("utf-8", "replace") if raw_status else None
         status = procfs.parse_pid_status(status_text) if status_text else procfs.PidStatus()
+        key = (ps.pid, ps.starttime, ps.comm)
+        ident = self._idents.get(key)
+        if ident is None or not 0 <= self._walk_clock - ident.read_at < IDENTITY_REFRESH_S:
+            ident = self._identity(ps, key)
+        return Proc(
+            pid=ps.pid,
+            user=self._user(status.uid),
+            name=ident.name,
+            cmdline=ident.cmdline,
+            start_ts=_r(procfs.started_at(boot_ts, ps.starttime)) if boot_ts is not None else None,
+            # The exact identity a kill is bound to: the kernel's start ticks and the real uid, as read.
+            start_ticks=ps.starttime,
+            uid=status.uid,
+            cpu_pct=_r(cpu),
+            rss_bytes=status.rss_bytes if status.rss_bytes is not None else (0 if ps.rss_pages == 0 else None),
+            state=ps.state,
+            threads=ps.threads,
+            owner=ident.owner,
+        )
+
+    def _identity(self, ps: procfs.PidStat, key: tuple[int, int, str]) -> _Identity:
+        """Name, command line and owner of a process shown for the first time (or not for a while)."""
+        p = self.roots.procfs
+        pid = str(ps.pid)
         raw = _read_bytes(p(pid, "cmdline"))
         argv = procfs.parse_cmdline(raw) if raw else []
         name = ps.comm
@@ -616,30 +696,15 @@ class HostCollector:
                 name = base
         # one line, as ps shows it: a newline in an argument (python -c "...") would break table rows
         cmdline = " ".join(argv).translate(_CONTROL).strip()
-        key = (ps.pid, ps.starttime, ps.comm)
-        owner = self._owners.get(key)
-        if key not in self._owners:
-            cg = _read(p(pid, "cgroup"))
-            owner = apply_cmdline(parse_cgroup(cg), argv) if cg is not None else None
-            if argv:
-                # an empty argv is a kernel thread, or a process caught in the middle of execve:
-                # ask again next time rather than remember a half answer
-                self._owners[key] = owner
-        return Proc(
-            pid=ps.pid,
-            user=self._user(status.uid),
-            name=name,
-            cmdline=cmdline[:CMDLINE_MAX] or None,  # kernel threads have none
-            start_ts=_r(procfs.started_at(boot_ts, ps.starttime)) if boot_ts is not None else None,
-            # The exact identity a kill is bound to: the kernel's start ticks and the real uid, as read.
-            start_ticks=ps.starttime,
-            uid=status.uid,
-            cpu_pct=_r(cpu),
-            rss_bytes=status.rss_bytes if status.rss_bytes is not None else (0 if ps.rss_pages == 0 else None),
-            state=ps.state,
-            threads=ps.threads,
-            owner=owner,
-        )
+        cg = _read(p(pid, "cgroup"))
+        owner = apply_cmdline(parse_cgroup(cg), argv) if cg is not None else None
+        ident = _Identity(name=name, cmdline=cmdline[:CMDLINE_MAX] or None,  # kernel threads have none
+                          owner=owner, read_at=self._walk_clock)
+        if argv:
+            # an empty argv is a kernel thread, or a process caught in the middle of execve:
+            # ask again next time rather than remember a half answer
+            self._idents[key] = ident
+        return ident
 
     def _user(self, uid: int | None) -> str | None:
         if uid is None:
@@ -663,6 +728,10 @@ class HostCollector:
         name = name or str(uid)
         self._users[uid] = name
         return name
+
+
+#: What memory() reads of /proc/meminfo.
+MEMINFO_FIELDS = ("MemTotal", "MemFree", "MemAvailable", "Buffers", "Cached", "SReclaimable", "SwapTotal", "SwapFree")
 
 
 def memory(info: dict[str, int]) -> Memory:

@@ -16,6 +16,7 @@ old way past it.
 from __future__ import annotations
 
 import os
+import weakref
 
 from clustertop.collectors import procfs
 
@@ -45,6 +46,9 @@ class KeptFiles:
         self._size: dict[str, int] = {}
         self._used: set[str] = set()  # kept paths read since the last sweep()
         self.limit = limit
+        # A collector dropped without close() (a test, a --once run) must not leak what it kept: closed when
+        # this object is collected (the finalizer holds the dict, not the object).
+        weakref.finalize(self, _close_all, self._fds)
 
     def read(self, path: str) -> str | None:
         """The file's text (UTF-8, undecodable bytes replaced), or None when it cannot be read."""
@@ -72,13 +76,20 @@ class KeptFiles:
             self._fds[path] = fd
             self._used.add(path)
             return data
+        # Not kept: opened for this read. os.open and pread, not open(): the buffered file object cost as much
+        # as the syscalls on a /proc/<pid>/stat (the process walk past its limit, a fixture tree).
         try:
-            with open(path, "rb") as f:
-                return f.read()
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:  # absent on this kernel, permission, or a NIC that just went away
             return None
+        try:
+            return self._pread(path, fd, remember=False)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
 
-    def _pread(self, path: str, fd: int) -> bytes:
+    def _pread(self, path: str, fd: int, remember: bool = True) -> bytes:
         size = self._size.get(path, FIRST_SIZE)
         data = os.pread(fd, size, 0)
         if len(data) < size:
@@ -91,10 +102,12 @@ class KeptFiles:
                 break
             chunks.append(more)
             offset += len(more)
-        self._size[path] = 2 * offset
+        if remember:  # (only for kept paths: the sizes of paths read once must not pile up)
+            self._size[path] = 2 * offset
         return b"".join(chunks)
 
     def forget(self, path: str) -> None:
+        self._size.pop(path, None)
         fd = self._fds.pop(path, None)
         if fd is not None:
             try:
@@ -118,3 +131,12 @@ class KeptFiles:
 
     def __len__(self) -> int:
         return len(self._fds)
+
+
+def _close_all(fds: dict[str, int]) -> None:
+    for fd in fds.values():
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    fds.clear()

@@ -49,6 +49,17 @@ def _viewer(acts: Actions, title: str, fetch: Any, what: str) -> Any:
     return viewer
 
 
+def ask_previous_logs(acts: Actions, namespace: str, name: str, container: str | None) -> None:
+    """p in a pod's log: the log its container's previous instance wrote before the last restart
+    (``kubectl logs --previous``), fixed text in a viewer over the following one. A read: no audit."""
+    from clustertop.dashboard.dialogs.logs import RING
+
+    what = f"logs of pod {_name(namespace, name)}" + (f", container {fmt.node_text(container, 60)}" if container else "")
+    _viewer(acts, f"{what}, previous instance (before its last restart)",
+            lambda: acts.k8s().pod_logs(namespace, name, container=container, tail_lines=RING,
+                                        previous=True).splitlines(), f"previous {what}")
+
+
 def ask_logs(acts: Actions, namespace: str, name: str) -> None:
     """l on a pod: its log, following (control/k8s_logs.py), in a LogsViewer; a pod with several
     containers asks which one first. A read: can_i (get pods/log) decided whether ``l`` shows; no audit."""
@@ -68,6 +79,7 @@ def ask_logs(acts: Actions, namespace: str, name: str) -> None:
             return  # closed before the stream could start: none is opened
         if container:
             viewer.set_title(f"logs of pod {_name(namespace, name)}, container {fmt.node_text(container, 60)}")
+        viewer.previous = lambda: ask_previous_logs(acts, namespace, name, container)
         try:
             viewer.follow(LogFollower(acts.k8s(), namespace, name, container=container).start())
         except Exception as e:  # noqa: BLE001 - a name the API would refuse: said in the viewer
@@ -285,7 +297,8 @@ def ask_drain(acts: Actions, node: str) -> None:
             fields([("node", node), ("plan", lines[0]),
                     ("impact", "evicted pods are recreated elsewhere by their controllers; a pod whose "
                                "PodDisruptionBudget allows no disruption is refused and stays; the drain then "
-                               f"waits up to {kn.WAIT_DEFAULT_S:.0f} s for the evicted pods to go")]),
+                               f"waits up to {acts.settings.drain_timeout_s:g} s for the evicted pods to go "
+                               "([dashboard] drain_timeout)")]),
             *[Content(inert(line, limit=300)) for line in shown]])
         if ceph_note:  # first, where it cannot scroll out of sight: what the drain means for Ceph
             body = Content("\n").join([fields([("ceph", ceph_note)]), body])
@@ -308,7 +321,7 @@ def ask_drain(acts: Actions, node: str) -> None:
                     acts._notify_from_thread(f"{gone} of {total} pod(s) gone", title=f"drain {node}")
 
             try:
-                waited = kn.wait_gone(acts.k8s(), node, evicted, kn.WAIT_DEFAULT_S, progress=progress,
+                waited = kn.wait_gone(acts.k8s(), node, evicted, acts.settings.drain_timeout_s, progress=progress,
                                       stop=lambda: not acts.app.is_running) if evicted else None
             except Exception as e:  # noqa: BLE001 - the evictions happened: say them, and that the wait failed
                 return Outcome(False, f"{text}; could not watch the pods go: {_error(e)}")

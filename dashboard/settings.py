@@ -9,7 +9,17 @@ from typing import Any
 
 import msgspec
 
-from clustertop.config import Invalid, NonNegative, Positive, convert, environment, load_toml, overlay
+from clustertop.config import (
+    Invalid,
+    NonNegative,
+    Positive,
+    check_http_urls,
+    check_tls,
+    convert,
+    environment,
+    load_toml,
+    overlay,
+)
 
 
 @dataclass
@@ -33,6 +43,7 @@ class Settings:
     celery_backend: str | None = None  # result backend URL: retry reads a task's full arguments there
     dask_scheduler: str | None = None  # scheduler dashboard URL for retire
     action_timeout_s: float = 15.0  # how long to wait for an agent's answer
+    drain_timeout_s: float = 300.0  # how long a drain waits for its evicted pods to leave the node
     # Trust anchors (control/trust.py), local files and never Redis: the nodes' enrolled keys, which
     # snapshots, results and node audit entries are checked against, and operators' public keys, which
     # the audit screen checks their entries against (NAME.pub signs audit:op:NAME).
@@ -111,22 +122,14 @@ class CephAccess(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     password: str | None = None  # refused: a secret in a config file ends up in backups
 
     def __post_init__(self) -> None:
-        from urllib.parse import urlsplit
-
         if self.password is not None:
             raise Invalid("password", "not allowed: put it in a file only you can read and set password_file")
-        if not self.urls:
-            raise Invalid("urls", "required: your ceph-mgr dashboard URLs, e.g. [\"https://mgr-a:8443\"]")
-        for u in self.urls:
-            parts = urlsplit(u)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise Invalid("urls", f"not an http(s) URL: {u!r}")
+        check_http_urls("urls", self.urls, "your ceph-mgr dashboard URLs, e.g. [\"https://mgr-a:8443\"]")
         if not self.username:
             raise Invalid("username", "required: your ceph-mgr dashboard user")
         if not self.password_file:
             raise Invalid("password_file", "required: a file holding your dashboard password")
-        if self.ca_file is not None and not self.verify:
-            raise Invalid("verify", "verify = false contradicts ca_file: remove one")
+        check_tls(self.ca_file, self.verify)
         self.password_file = os.path.expanduser(self.password_file)
         self.ca_file = os.path.expanduser(self.ca_file) if self.ca_file else None
 
@@ -185,6 +188,7 @@ class DashboardConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     celery_backend: str | None = None  # the Celery result backend: retry reads the full arguments there
     dask_scheduler: str | None = None
     action_timeout: Positive = 15.0
+    drain_timeout: Positive = 300.0  # seconds a drain (D on the Work screen's node) waits for evicted pods to go
     known_nodes: str | None = None  # None: trust.default_known_nodes()
     operator_keys: list[str] = []
     alertmanager: list[str] = []  # where acknowledging an alert creates a silence (the agents deliver there)
@@ -222,7 +226,8 @@ class DashboardConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                         kubeconfig=self.kubeconfig, k8s_context=self.k8s_context, k8s_templates=self.k8s_templates,
                         celery_broker=self.celery_broker, celery_backend=self.celery_backend,
                         dask_scheduler=self.dask_scheduler,
-                        action_timeout_s=self.action_timeout, known_nodes=self.known_nodes,
+                        action_timeout_s=self.action_timeout, drain_timeout_s=self.drain_timeout,
+                        known_nodes=self.known_nodes,
                         operator_keys=list(self.operator_keys), alertmanager=list(self.alertmanager),
                         history_prometheus=self.history.prometheus, history_timeout_s=self.history.timeout,
                         history_wall=list(self.history.wall), ceph=self.ceph, config_file=self.config_file)

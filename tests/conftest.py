@@ -48,7 +48,8 @@ HEAVY_MODULES = {"test_ceph_real", "test_k8s_real", "test_celery", "test_dask", 
                  "test_celery_events",  # real Celery workers (-E and not) on Redis and RabbitMQ
                  # a 3-master/3-replica Redis Cluster, a master/replica/3-sentinel set, masters killed (tests/support/redis_ha.py)
                  "test_redis_cluster", "test_redis_sentinel",
-                 "test_shard_fetch"}  # the reader's per-shard fetch on that Redis Cluster
+                 "test_shard_fetch",  # the reader's per-shard fetch on that Redis Cluster
+                 "test_acl_cluster"}  # that Redis Cluster with `clustertop acl`'s users on every node
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

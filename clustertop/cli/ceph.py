@@ -20,7 +20,7 @@ import argparse
 import os
 from typing import Any
 
-from clustertop.cli.steer import Usage, _confirm, _finish, _say, env_flag, plain
+from clustertop.cli.steer import Usage, _confirm, _finish, _say, operator_flags, plain
 
 
 def add_parsers(sub: Any, add_store: Any) -> None:
@@ -28,12 +28,7 @@ def add_parsers(sub: Any, add_store: Any) -> None:
 
     def common(p: argparse.ArgumentParser) -> None:
         add_store(p)
-        p.add_argument("--operator", default=env("CLUSTERTOP_OPERATOR"),
-                       help="name in the audit trail when no --key signs it (default: your user name)")
-        p.add_argument("--key", metavar="FILE", default=env("CLUSTERTOP_KEY"),
-                       help="operator private key (env CLUSTERTOP_KEY): signs the audit entry, in audit:op:NAME")
-        p.add_argument("--read-only", action="store_true", default=env_flag(env("CLUSTERTOP_READ_ONLY")),
-                       help="refuse every action (env CLUSTERTOP_READ_ONLY=1)")
+        operator_flags(p)
         p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
         # The variable names are clustertop.control.ceph.ENV's (the dashboard's [ceph] reads the same ones).
         urls = [u for u in (env("CLUSTERTOP_CEPH_URL") or "").split(",") if u]

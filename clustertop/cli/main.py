@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="JSON: every node and the cluster totals")
     s.add_argument("--demo", action="store_true", help="of the demo cluster (embedded store)")
     s.add_argument("--seed", type=int, default=1)
+    from clustertop.cli.snapshot import FRESH_DETAIL_HELP  # (who's parser imports it anyway)
+
+    s.add_argument("--fresh-detail", action="store_true", help=FRESH_DETAIL_HELP)
 
     srv = sub.add_parser("serve", help="the dashboard in a browser (textual-serve), e.g. for a wall kiosk")
     _add_store(srv)

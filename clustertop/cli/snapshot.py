@@ -31,7 +31,7 @@ from typing import Any
 from clustertop import wire
 from clustertop.read import cluster
 from clustertop.read.model import NodeView, view_digest
-from clustertop.read.plan import ALL_FULL
+from clustertop.read.plan import ALL_FULL, Level, ReadPlan
 from clustertop.read.reader import ClusterState, Reader
 from clustertop.read.want import Wants
 from clustertop.wire.text import inert, known
@@ -49,6 +49,23 @@ MAX_ALERT_LINES = 200
 #: ``--json``: every string is cut to this many characters.
 JSON_TEXT_LIMIT = 4096
 MAX_SILENT_JSON = 1000
+
+
+#: ``--fresh-detail`` of ``snapshot`` and ``who``.
+FRESH_DETAIL_HELP = ("ask every node for a full snapshot of its latest tick and wait for them (up to 2.5 intervals, "
+                     "3-30 s): detail (processes, per-CPU use, clocks, PCIe, containers) current, not up to the "
+                     "agents' full_every (15 s) old; makes every node write in full every tick for ~5 s. Without "
+                     "it: each node's last full snapshot with this tick's figures over it, its age said "
+                     "(detail_age_s), no node asked for anything")
+
+
+def read_detail(client: Any, clock: Any, fresh_detail: bool) -> ClusterState:
+    """Every node in full for ``snapshot`` and ``who``: as stored, brought up to date by the briefs, wanting no
+    node (``Level.DETAIL``; the byte budget holds while scripts poll); with ``fresh_detail``, asked for and waited
+    for (``fresh``)."""
+    if fresh_detail:
+        return fresh(Reader(client, clock=clock, wants=Wants()))
+    return Reader(client, clock=clock).read(ReadPlan(Level.DETAIL))
 
 
 #: How long ``snapshot`` waits for the full snapshots it asked for: this many of the slowest such node's
@@ -94,9 +111,9 @@ def run(args: Any) -> int:
     from redis.exceptions import RedisError
 
     try:
-        # Every node in full at any cluster size: --json writes each node's whole snapshot.
-        # Asks for full snapshots too (read.want), and waits a little for them (``fresh``).
-        state = fresh(Reader(client, clock=clock, wants=Wants()))
+        # Every node in full at any cluster size: --json writes each node's whole snapshot. With --fresh-detail
+        # asks for full snapshots of the latest tick too (read.want), and waits a little for them (``fresh``).
+        state = read_detail(client, clock, getattr(args, "fresh_detail", False))
     except (RedisError, OSError) as e:
         print(f"clustertop snapshot: store {source} unreachable: {type(e).__name__}: {e}", file=sys.stderr)
         return 1

@@ -51,19 +51,25 @@ def plain(text: Any, lines: bool = False) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+def operator_flags(p: argparse.ArgumentParser) -> None:
+    """--operator, --key and --read-only: who acts and signs, on every command that steers (k8s, celery,
+    dask, ceph), with the same environment variables the dashboard reads."""
+    env = os.environ.get
+    p.add_argument("--operator", default=env("CLUSTERTOP_OPERATOR"),
+                   help="name in the audit trail when no --key signs it (default: your user name)")
+    p.add_argument("--key", metavar="FILE", default=env("CLUSTERTOP_KEY"),
+                   help="operator private key (env CLUSTERTOP_KEY): signs the audit entry, in audit:op:NAME")
+    p.add_argument("--read-only", action="store_true", default=env_flag(env("CLUSTERTOP_READ_ONLY")),
+                   help="refuse every action (env CLUSTERTOP_READ_ONLY=1)")
+
+
 def add_parsers(sub: Any, add_store: Any) -> None:
     """``k8s``, ``celery`` and ``dask``, added to clustertop's parser (clustertop/cli.py)."""
     env = os.environ.get
 
     def common(p: argparse.ArgumentParser) -> None:
         add_store(p)
-        p.add_argument("--operator", default=env("CLUSTERTOP_OPERATOR"),
-                       help="name in the audit trail when no --key signs it (default: your user name)")
-        p.add_argument("--key", metavar="FILE", default=env("CLUSTERTOP_KEY"),
-                       help="operator private key (env CLUSTERTOP_KEY): signs the audit entry, in audit:op:NAME")
-        p.add_argument("--read-only", action="store_true",
-                       default=env_flag(env("CLUSTERTOP_READ_ONLY")),
-                       help="refuse every action (env CLUSTERTOP_READ_ONLY=1)")
+        operator_flags(p)
 
     def yes(p: argparse.ArgumentParser) -> None:
         p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
@@ -101,6 +107,8 @@ def add_parsers(sub: Any, add_store: Any) -> None:
     p.add_argument("--follow", "-f", action="store_true",
                    help="keep printing lines as the pod prints them (reconnects on a dropped stream; "
                         "ends when the container or the pod does, or on Ctrl-C)")
+    p.add_argument("--previous", "-p", action="store_true",
+                   help="the log of the container's previous instance, before its last restart (a crash loop)")
     from clustertop.cli import k8s_ops  # rollout history/status/restart/undo, cordon/uncordon/drain
 
     k8s_ops.add_parsers(ks, kube, yes)
@@ -297,10 +305,12 @@ def run_k8s(args: argparse.Namespace) -> int:
                 return _finish(args, "k8s.scale", target, False, str(e))
             was = "N/A" if before is None else before
             return _finish(args, "k8s.scale", target, True, f"scaled deployment {ns}/{name}: {was} -> {after} replicas")
+        if args.follow and args.previous:
+            raise Usage("--follow and --previous: a previous instance prints nothing more; give one of them")
         if args.follow:  # logs: a read, nothing to audit
             return k8s_ops.follow_logs(args, ctl, ns, name)
         try:  # logs: a read, nothing to audit
-            text = ctl.pod_logs(ns, name, container=args.container, tail_lines=args.tail)
+            text = ctl.pod_logs(ns, name, container=args.container, tail_lines=args.tail, previous=args.previous)
         except K8sControlError as e:
             _say(args, plain(e))
             return 1

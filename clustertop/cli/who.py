@@ -16,11 +16,20 @@ import time
 from typing import Any
 
 from clustertop import wire
-from clustertop.cli.snapshot import HOST_LIMIT, _demo_store, as_json, clean, fresh, gib, host, num, pct
+from clustertop.cli.snapshot import (
+    FRESH_DETAIL_HELP,
+    HOST_LIMIT,
+    _demo_store,
+    as_json,
+    clean,
+    gib,
+    host,
+    num,
+    pct,
+    read_detail,
+)
 from clustertop.read.energy import Use, decode_ledgers, windows
 from clustertop.read.people import Item, Work, find
-from clustertop.read.reader import Reader
-from clustertop.read.want import Wants
 from clustertop.wire.text import known
 
 #: Text output: a command line is cut here.
@@ -36,6 +45,7 @@ def add_parser(sub: Any, add_store: Any) -> None:
     w.add_argument("--json", action="store_true", help="JSON: every item and the totals")
     w.add_argument("--demo", action="store_true", help="of the demo cluster (embedded store)")
     w.add_argument("--seed", type=int, default=1)
+    w.add_argument("--fresh-detail", action="store_true", help=FRESH_DETAIL_HELP)
 
 
 def run(args: Any) -> int:
@@ -52,8 +62,9 @@ def run(args: Any) -> int:
     from redis.exceptions import RedisError
 
     try:
-        # Every node's processes from a full snapshot of its latest tick: asked for, and waited for a little.
-        state = fresh(Reader(client, clock=clock, wants=Wants()))
+        # Every node's processes from its last full snapshot (GPU processes from this tick's brief), its age in
+        # detail_age_s; with --fresh-detail from a full snapshot of its latest tick: asked for, waited for a little.
+        state = read_detail(client, clock, args.fresh_detail)
         hosts = [v.host for v in state.nodes if v.snap is not None]
         p = client.pipeline(transaction=False)
         for h in hosts:

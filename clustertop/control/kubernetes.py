@@ -340,16 +340,26 @@ class K8sControl:
         self._call(f"delete pod {namespace}/{name}", self.core.delete_namespaced_pod, name, namespace, body=body)
         return imp
 
-    def pod_logs(self, namespace: str, name: str, container: str | None = None, tail_lines: int = 200) -> str:
+    def pod_logs(self, namespace: str, name: str, container: str | None = None, tail_lines: int = 200,
+                 previous: bool = False) -> str:
+        """The end of a container's log; ``previous``: of the instance before its last restart (what a
+        container in CrashLoopBackOff printed before it died, ``kubectl logs --previous``)."""
         _check_name("namespace", namespace)
         _check_name("pod", name)
         kwargs: dict[str, Any] = {"tail_lines": tail_lines}
         if container:
             kwargs["container"] = container
+        if previous:
+            kwargs["previous"] = True
         try:
             return str(self._call(f"logs of {namespace}/{name}", self.core.read_namespaced_pod_log, name, namespace,
                                   text=True, **kwargs))
         except K8sControlError as e:
+            if previous and e.status == 400:
+                # The kubelet's words ("previous terminated container ... not found"): it has not restarted
+                # (or its old log was rotated away), which is an answer, not a broken kubelet.
+                raise K8sControlError(f"no previous log for {namespace}/{name}: the container has not restarted, or "
+                                      f"its old log is gone ({e})", status=e.status) from None
             if e.status is not None and (e.status >= 500 or e.status == 400):
                 # The API server proxies logs from the node's kubelet: a 5xx (or "container not
                 # running") means the kubelet did not or cannot serve them.

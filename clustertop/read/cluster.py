@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 from clustertop.read.ledger import Flag, match_hosts
 from clustertop.read.model import NodeView, Totals, view_digest
@@ -137,9 +138,10 @@ class Alert:
     # alertname): with node and subject, an alert's identity while its message changes ("down 5m" -> "6m").
     rule: str = ""
 
-    @property
+    @cached_property
     def key(self) -> str:
-        """Stable identity, so the UI can tell a new alert from one it already shows."""
+        """Stable identity, so the UI can tell a new alert from one it already shows (made once per alert: the
+        app, the alert strip and the timeline each ask, for thousands of alerts at 10,000 nodes)."""
         return f"{self.source}:{self.node}:{self.subject}:{self.message}"
 
 
@@ -226,8 +228,26 @@ _SOURCE_RULES = {"collector": "CollectorFailing", "bond": "BondDegraded", "mount
                  "disk": "FilesystemFull", "gpu": "GpuProblem"}
 
 
+#: (source, message) -> rule, as ``digest_rule`` found it: the same few messages come back from thousands of
+#: nodes read after read (21 distinct among ~3,600 alerts on the simulated 10,000 nodes). Emptied when it
+#: reaches ``_RULE_MEMO_MAX`` entries, so node text that varies without end costs memory only up to that.
+_rule_memo: dict[tuple[str, str], str] = {}
+_RULE_MEMO_MAX = 20_000
+
+
 def digest_rule(source: str, message: str) -> str:
     """The rule name of a node's digest alert ("NodeProblem" for a source this reader does not know)."""
+    key = (source, message)
+    rule = _rule_memo.get(key)
+    if rule is None:
+        rule = _digest_rule(source, message)
+        if len(_rule_memo) >= _RULE_MEMO_MAX:
+            _rule_memo.clear()
+        _rule_memo[key] = rule
+    return rule
+
+
+def _digest_rule(source: str, message: str) -> str:
     for src, pattern, rule in _DIGEST_RULES:
         if src == source and pattern.match(message):
             return rule

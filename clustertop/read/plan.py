@@ -10,6 +10,7 @@ with, so a screen can tell whether a read holds what it draws (``ReadPlan.holds`
 from __future__ import annotations
 
 import enum
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 #: Below this many nodes every read is of full snapshots (about 20 ms at 100 nodes, and screen switches
@@ -23,7 +24,11 @@ class Level(enum.IntEnum):
     DIGESTS = 0  # the digest only (tiles, node rows, totals, alerts)
     GPUS = 1  # the digest and the brief's GPUs (the GPU table, the GPU ledger)
     BRIEFS = 2  # the digest and the whole brief (wall, work screen)
-    FULL = 3  # the full snapshot (storage, network, a node's screen)
+    # Every node's full snapshot as its key holds it (its agent rewrites it every ``full_every`` seconds, so up
+    # to that old), brought up to date by its brief (``wire.brief.fresh``), without asking for it (no want:
+    # the storage, network and people screens, ``snapshot``/``who`` by default). ``full_hosts`` are wanted.
+    DETAIL = 3
+    FULL = 4  # every node's full snapshot, each wanted (``read.want``): of its latest tick within 1-2 intervals
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,8 @@ class ReadPlan:
     """What one read takes: every node at ``level``, and the nodes in ``full_hosts`` in full.
 
     ``ReadPlan()`` is every node in full (``ALL_FULL``). Below ``Level.FULL`` every node's digest is
-    read too, since every level holds it.
+    read too, since every level holds it. At ``Level.DETAIL`` every node is read in full too, and
+    ``full_hosts`` are the ones also wanted (a fresh full snapshot asked of their agents).
     """
 
     level: Level = Level.FULL
@@ -49,6 +55,15 @@ class ReadPlan:
 
     def in_full(self, host: str) -> bool:
         """Whether this plan reads ``host``'s full snapshot (a node gone quiet may still show its brief)."""
+        return self.level >= Level.DETAIL or host in self.full_hosts
+
+    def wanted(self, known: list[str]) -> Collection[str]:
+        """The hosts of ``known`` whose full snapshot this plan asks their agents for (``read.want``): every
+        one at ``Level.FULL``, else ``full_hosts`` (``Level.DETAIL`` reads every node in full, wanting none)."""
+        return known if self.level is Level.FULL else self.full_hosts
+
+    def wanted_host(self, host: str) -> bool:
+        """Whether this plan asks ``host``'s agent for a fresh full snapshot (``wanted``)."""
         return self.level is Level.FULL or host in self.full_hosts
 
     def holds(self, other: ReadPlan) -> bool:

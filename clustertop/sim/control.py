@@ -496,8 +496,10 @@ class SimCeph:
             if s is not None:
                 s.children = [c for c in s.children or [] if c != spec]
             parent = self._image(p_spec)
-            # Every object the parent held is copied in: the clone now uses what the parent used.
-            im.used_bytes = (im.used_bytes or 0) + (parent.used_bytes or 0 if parent is not None else 0)
+            # Every object the parent held is copied in: the clone now uses what the parent used. Either
+            # figure unknown leaves the sum unknown (None), never a partial sum passing as the whole.
+            known = im.used_bytes is not None and parent is not None and parent.used_bytes is not None
+            im.used_bytes = im.used_bytes + parent.used_bytes if known else None  # type: ignore[operator,union-attr]
             im.parent = None
             return Result(True, what + SIMULATED)
 

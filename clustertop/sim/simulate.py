@@ -30,7 +30,7 @@ from typing import Any
 
 from clustertop import store, wire
 from clustertop.agents.energy import KEY_TTL_MS, Ledger
-from clustertop.agents.publisher import FULL_EVERY_S, Publisher
+from clustertop.agents.publisher import FULL_EVERY_S, FULL_EVERY_WANTED_S, Publisher
 from clustertop.collectors import containers as engine_api
 from clustertop.control import signing
 from clustertop.sim.containers import CONFIG as CONTAINERS_CONFIG
@@ -387,14 +387,16 @@ def make_publishers(sim: SimCluster, client: Any, interval_s: float, every: floa
                     tiers: bool = False, full_every_s: float = FULL_EVERY_S) -> dict[str, Publisher]:
     # No history tiers unless asked: each writer re-reads its node's 1-hour stream on start, and a
     # prefilled 1,000-node cluster would read ~150 MB of it at once. The full snapshot on the agents'
-    # cadence (every ``full_every_s``, every tick while a reader wants it), as real agents publish it.
+    # cadence (every ``full_every_s``, every ``FULL_EVERY_WANTED_S`` while a reader wants it), as real agents
+    # publish it.
     return {h: Publisher(client, h, interval_s, hist_every_s=every, key=sim.keys.get(h), tiers=tiers,
-                         full_every_s=full_every_s) for h in sim.own_hosts}
+                         full_every_s=full_every_s, wanted_every_s=FULL_EVERY_WANTED_S) for h in sim.own_hosts}
 
 
 def publish(client: Any, sim: SimCluster, now: float, publishers: dict[str, Publisher]) -> int:
-    """One tick of every node plus the cluster payloads, in ONE pipeline. Returns the bytes written
-    (node snapshots). Redis errors propagate to the caller, who backs off.
+    """One tick of every node plus the cluster payloads, in ONE pipeline. Returns the payload bytes written
+    (``Publisher.publish``: full snapshots when due, briefs, digests, seals, history, cluster payloads). Redis
+    errors propagate to the caller, who backs off.
 
     On a Redis Cluster (``store.sharded``) a MULTI cannot span slots: signing nodes get one MULTI each (a
     node's keys share its slot: ``wire`` hash-tags them by host), and the node index, cluster payloads and
@@ -438,7 +440,7 @@ def _publisher(client: Any, sim: SimCluster, publishers: dict[str, Publisher], h
     pub = publishers.get(host)
     if pub is None:
         pub = publishers[host] = Publisher(client, host, sim.interval_s, key=sim.keys.get(host), tiers=False,
-                                           full_every_s=FULL_EVERY_S)
+                                           full_every_s=FULL_EVERY_S, wanted_every_s=FULL_EVERY_WANTED_S)
     return pub
 
 

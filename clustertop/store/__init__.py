@@ -32,6 +32,8 @@ def _parsed(url: str, password_file: str | None, ca_file: str | None) -> RedisUR
     u = parse(url)
     if password_file:
         u.password = read_secret(password_file, "Redis password")
+    if u.sentinel_password_file:
+        u.sentinel_password = read_secret(u.sentinel_password_file, "Sentinel password")
     if ca_file and u.tls:  # a CA file beside a plain redis:// URL is not TLS: it changes nothing, as before
         u.ssl_ca_certs = ca_file
     return u

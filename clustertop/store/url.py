@@ -11,11 +11,13 @@ Forms (``rediss`` = TLS):
 - ``unix://[user[:password]@]/path/to/socket[?db=N&opts]``;
 - ``redis[s]+sentinel://[user[:password]@]host[:port][,host[:port]...]/MASTER[/db][?opts]``: the master
   that Sentinel names MASTER (sentinels default to port 26379). The user and password are the data
-  node's; ``sentinel_username``/``sentinel_password`` authenticate to the sentinels (none by default).
+  node's; ``sentinel_username``/``sentinel_password`` authenticate to the sentinels (none by default), or
+  ``sentinel_password_file``: a file holding it (read by ``clustertop.store``, so the password need not sit
+  in a unit file or a config that others can read, as the data node's comes from ``--redis-password-file``).
 
 Options: ``db``, ``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``, ``ssl_cert_reqs`` (required, optional,
 none), ``protocol`` (2 only: the agent's client speaks RESP2, and the replies both sides decode are RESP2's),
-``sentinel_username``, ``sentinel_password``.
+``sentinel_username``, ``sentinel_password``, ``sentinel_password_file``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from clustertop.config import ConfigError
 
 SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
 OPTIONS = ("db", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "protocol",
-           "sentinel_username", "sentinel_password")
+           "sentinel_username", "sentinel_password", "sentinel_password_file")
 CERT_REQS = ("required", "optional", "none")
 SENTINEL_PORT = 26379
 
@@ -51,6 +53,7 @@ class RedisURL(msgspec.Struct, kw_only=True):
     service: str | None = None
     sentinel_username: str | None = None
     sentinel_password: str | None = None
+    sentinel_password_file: str | None = None  # read where the URL is used (clustertop.store), not here
 
 
 def _bad(url: str, why: str) -> ConfigError:
@@ -142,6 +145,10 @@ def parse(url: str) -> RedisURL:
                 raise _bad(url, f"option {name!r} needs TLS: use rediss://")
     if u.ssl_keyfile and not u.ssl_certfile:
         raise _bad(url, "option 'ssl_keyfile' without 'ssl_certfile'")
+    if u.sentinel_password_file and u.sentinel_password:
+        raise _bad(url, "options 'sentinel_password' and 'sentinel_password_file' both given: keep the file")
+    if u.sentinel_password_file and not u.sentinel:
+        raise _bad(url, "option 'sentinel_password_file' needs redis+sentinel://")
     return u
 
 

@@ -533,6 +533,11 @@ class NodeDigest(Base):
     bond_slaves: int | None = None  # None when a bond's slaves could not be read
     bond_slaves_ok: int | None = None
     alerts: list[DigestAlert] | None = None
+    # The snapshot time (``ts``) of the full snapshot the node's key holds: written this tick or up to
+    # ``full_every_s`` before ("Byte budget" in docs/architecture.md). A reader that keeps full snapshots
+    # decoded fetches one again only when this changed (``read.reader.FullCache``). None: an agent from before
+    # this field: its full snapshot is fetched on every read that takes it, as before.
+    full_ts: float | None = None
 
 
 class HistPoint(Base):

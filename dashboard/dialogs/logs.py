@@ -3,7 +3,7 @@
 Fixed text (a describe, a traceback) comes through ``show_text``. A pod's log follows: ``follow(f)``
 attaches a ``control.k8s_logs.LogFollower`` (its own thread reads the stream) and the viewer takes its
 new lines five times a second, like ``less +F`` / k9s: ``f`` toggles following, scrolling up pauses it
-(new lines still arrive, below), End resumes. The viewer keeps the newest ``RING`` lines (the count of
+(new lines still arrive, below), End resumes; ``p`` opens the container's previous instance's log over it. The viewer keeps the newest ``RING`` lines (the count of
 older ones dropped is shown). Closing the viewer closes the stream.
 """
 
@@ -58,7 +58,9 @@ class FollowLog(Log):
 
 
 class LogsViewer(ModalScreen[None]):
-    BINDINGS = [Binding("escape,q,l", "close", "Close"), Binding("f", "toggle_follow", "Follow on/off", show=False)]
+    BINDINGS = [Binding("escape,q,l", "close", "Close"), Binding("f", "toggle_follow", "Follow on/off", show=False),
+                # The container's previous instance (a crash loop's last words), over this viewer: k8s_ops.
+                Binding("p", "previous", "Previous", show=False)]
     DEFAULT_CSS = """
     LogsViewer { align: center middle; }
     LogsViewer > #dialog { width: 95%; height: 90%; border: thick $primary 60%; background: $surface; }
@@ -81,6 +83,8 @@ class LogsViewer(ModalScreen[None]):
         self.ended = False
         self.dropped = 0  # lines never shown: fell out of the follower's ring or this viewer's RING
         self._timer: Any = None
+        #: Opens the previous instance's log (set for a pod's container; None: p does nothing here).
+        self.previous: Any = None
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
@@ -166,6 +170,10 @@ class LogsViewer(ModalScreen[None]):
     def on_unmount(self) -> None:
         if self.follower is not None:
             self.follower.close()  # the stream ends with the viewer: no thread or connection left
+
+    def action_previous(self) -> None:
+        if self.previous is not None:
+            self.previous()
 
     def action_close(self) -> None:
         self.dismiss(None)

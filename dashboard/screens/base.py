@@ -23,9 +23,12 @@ from clustertop.read.plan import Level, ReadPlan
 
 class DataScreen(Screen[None]):
     screen_name = "screen"
-    #: What the screen draws from, for every node (``clustertop.read.plan.Level``): full snapshots (the
-    #: default, always safe), briefs, the briefs' GPUs only, or digests (tiles, node rows, totals).
-    plan_level = Level.FULL
+    #: What the screen draws from, for every node (``clustertop.read.plan.Level``): full snapshots as their
+    #: keys hold them, brought up to date by the briefs and asking no agent for more (``DETAIL``, the default,
+    #: always safe: the storage and network screens; its age is said in the header), briefs, the briefs' GPUs
+    #: only, or digests (tiles, node rows, totals). ``Level.FULL`` (every node asked to write in full every
+    #: tick) is no screen's: a screen that draws one node closely wants that node alone (``read_plan``).
+    plan_level = Level.DETAIL
 
     def __init__(self) -> None:
         super().__init__()
@@ -75,7 +78,8 @@ class DataScreen(Screen[None]):
         t = view.state.totals if view.state is not None else None
         header.show(t, status_line(t, view.source_label, view.read_ts, view.unreachable_since, view.store_error,
                                    view.now, self.screen_name) + k8s_scope.parts(self.app)
-                    + (detail_note(view.state.nodes, view.state.want_error) if view.state is not None else []))
+                    + (detail_note(view.state.nodes, view.state.want_error, self.read_plan().wanted_host)
+                       if view.state is not None else []))
         self.set_class(view.unreachable, "-unreachable")
         if view.state is not None and covered:
             self.draw(view)

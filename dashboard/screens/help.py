@@ -23,7 +23,7 @@ KEYS = [
     ("ctrl+d", "work: delete a pod or Job, revoke a Celery task, retire a Dask worker, stop a task"),
     ("ctrl+k", "work: revoke and terminate a running Celery task"),
     ("ctrl+r", "work, task history: retry an ended Celery task: its arguments from the result backend, shown first"),
-    ("l / s / n", "work: pod logs, following (f pauses, End resumes) / scale a deployment / launch a task"),
+    ("l / s / n", "work: pod logs, following (f pauses, End resumes, p: before the last restart) / scale a deployment / launch a task"),
     ("i / H", "work: describe a pod, Deployment or Job (fields, conditions, events) / a Deployment's rollout history"),
     ("u / R", "work: roll a Deployment back to its previous revision / restart it (asks first)"),
     ("C / D", "work, GPU ledger: cordon or uncordon / drain a Kubernetes node (what is evicted shown first)"),

@@ -19,6 +19,7 @@ from textual.widgets import Static
 from clustertop.dashboard import fmt
 from clustertop.dashboard.screens.base import DataScreen
 from clustertop.dashboard.view import View
+from clustertop.dashboard.widgets.header import aged, oldest_detail
 from clustertop.dashboard.widgets.ordered import OrderedTable
 from clustertop.dashboard.widgets.palette import Palette
 from clustertop.dashboard.widgets.steady import Shape, steady_update
@@ -332,7 +333,9 @@ class NetworkScreen(DataScreen):
                                                    lambda item: list[Text](nic_row(item[0], item[1], p)))
         what = "virtual/loopback shown dimmed (v hides them)" if self.show_virtual else \
             f"{hidden} virtual/loopback hidden (v shows them)"
-        title = Content.assemble(("NICs per node", "bold"), ("  physical and bonds; ", "dim"), (what, "dim"))
+        title = aged(Content.assemble(("NICs per node", "bold"), ("  physical and bonds; ", "dim"), (what, "dim")),
+                     "· rates of physical NICs and bonds current; state, speed, errors, drops, virtual NICs' rates",
+                     oldest_detail(shown))
         if title.markup != self._title:
             self._title = title.markup
             self.query_one("#nics-title", Static).update(title, layout=False)

@@ -190,6 +190,9 @@ class OverviewScreen(DataScreen):
         key = (view.version, self.app.theme, len(seed), window)
         util = [(s.ts, s.gpu_util_pct) for s in seed] + hist.points("gpu_util_pct")
         power = [(s.ts, None if s.power_mw is None else s.power_mw / 1e6) for s in seed] + hist.points("power_mw", 1e6)
+        # A cluster drawing more than 1 GW (fmt.MAX_MW) is a lie summed up, not a level: left out, as the
+        # tiles show it N/A, so the axis never labels itself with it.
+        power = [(ts, fmt.known(v, 0, fmt.MAX_MW / 1e6)) for ts, v in power]
         ascii = self._ascii
         util_now = fmt.pct(t.gpu_util_pct) if t is not None else fmt.NA
         power_now = fmt.watts(t.power_mw) if t is not None else fmt.NA

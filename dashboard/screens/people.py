@@ -3,7 +3,9 @@
 ``/`` (or ``w`` again) opens the box to type a user name or numeric uid; Enter searches. The rows are
 ``clustertop.read.people.find`` over the dashboard's current read, redrawn with every read (the
 search is pure and cheap: a pass over each node's process lists); Enter on a row opens its node.
-The screen reads every node in full (``Level.FULL``): top processes are not in briefs or digests.
+The screen reads every node in full without asking for it (``Level.DETAIL``): top processes are not in
+briefs or digests, so they are each node's last full snapshot's (up to its agent's ``full_every`` old, said in
+the header), the GPU processes this tick's (from the brief).
 Energy is the energy screen's (``e``): its ledgers are read there, not on every read here.
 """
 
@@ -21,6 +23,7 @@ from textual.widgets import Input, Static
 from clustertop.dashboard import fmt
 from clustertop.dashboard.screens.base import DataScreen
 from clustertop.dashboard.view import View
+from clustertop.dashboard.widgets.header import aged, oldest_detail
 from clustertop.dashboard.widgets.table import LiveTable, SortCell, num_cell, text_cell
 from clustertop.read.people import Item, Work, find
 from clustertop.read.plan import Level
@@ -52,7 +55,7 @@ def sort_value(i: Item, column: str) -> object:
             "name": i.name, "owner": i.owner}[column]
 
 
-def summary(w: Work | None, user: str) -> Content:
+def summary(w: Work | None, user: str, detail_age_s: float | None = None) -> Content:
     if not user:
         return Content.assemble(("Who: ", "bold $primary"),
                                 ("press / and type a user name or uid, then Enter", "dim"))
@@ -69,12 +72,16 @@ def summary(w: Work | None, user: str) -> Content:
                                        f"({fmt.node_text(', '.join(w.no_procs[:5]), 80)}): unknown there", "$ct-warn")))
     if w.omitted:
         lines.append(Content.assemble((f"{w.omitted} more items not listed", "dim")))
+    if detail_age_s is not None:
+        # Level.DETAIL: process lists are in no brief, so they are each node's last full snapshot's.
+        lines.append(aged(Content.assemble(("GPU processes current", "dim")),
+                          "· other processes, process states and VRAM per process", detail_age_s))
     return Content("\n").join(lines)
 
 
 class PeopleScreen(DataScreen):
     screen_name = "who"
-    plan_level = Level.FULL
+    plan_level = Level.DETAIL
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash,w", "ask", "User"),
@@ -116,7 +123,7 @@ class PeopleScreen(DataScreen):
     def draw(self, view: View) -> None:
         assert view.state is not None
         self.work = find(self.user, view.state.nodes, view.state.cluster) if self.user else None
-        self.query_one("#who-summary", Static).update(summary(self.work, self.user))
+        self.query_one("#who-summary", Static).update(summary(self.work, self.user, oldest_detail(view.state.nodes)))
         items = self.work.items if self.work is not None else []
         table = self.query_one("#who-table", LiveTable)
         table.show_rows([str(n) for n in range(len(items))], items, item_row, sort_value)

@@ -24,6 +24,7 @@ from clustertop.dashboard import fmt
 from clustertop.dashboard.screens.base import DataScreen
 from clustertop.dashboard.view import View
 from clustertop.dashboard.widgets import ceph_sections as cs
+from clustertop.dashboard.widgets.header import aged, oldest_detail
 from clustertop.dashboard.widgets.local_storage import disk_lines, fs_lines, mount_lines
 from clustertop.dashboard.widgets.rbdtree import rbd_tree
 from clustertop.dashboard.widgets.steady import Shape, steady_update
@@ -150,8 +151,15 @@ class StorageScreen(DataScreen):
         self._set("ceph-banner", banner(payload, state.cluster_errors.get("ceph"), view.now))
         self._draw_ceph(payload, view, ascii)
         nodes = [v for v in state.nodes if v.snap is not None and v.state != "down"]
-        self._set("disks", disk_lines(nodes))
-        self._set("filesystems", fs_lines(nodes, ascii))
+        # Read/write rates and space are this tick's (briefs); the rest, where a node's full snapshot is older,
+        # is that snapshot's, and said so (read.plan.Level.DETAIL: this screen asks no node for a fresh one).
+        old = oldest_detail(nodes)
+        disks = disk_lines(nodes)
+        disks[0] = aged(disks[0], "read/write current; IOPS, util, await, queue", old)
+        self._set("disks", disks)
+        fss = fs_lines(nodes, ascii)
+        fss[0] = aged(fss[0], "space current; inodes", old)
+        self._set("filesystems", fss)
         self._set("mounts", mount_lines(nodes, view.now))
 
     def _draw_ceph(self, payload: schema.ClusterPayload | None, view: View, ascii: bool) -> None:

@@ -177,9 +177,9 @@ def history_rows(histories: list[schema.CeleryHistory] | None, ok: str, crit: st
     blank = SortCell("", "", None)
     for h in histories or ():
         if h.events is False:
-            head = SortCell(h.note or "no worker sends events", crit, None)
+            head = SortCell(fmt.node_text(h.note, 200) if h.note else "no worker sends events", crit, None)
         elif h.note:
-            head = SortCell(h.note, crit, None)
+            head = SortCell(fmt.node_text(h.note, 200), crit, None)
         elif h.events is None:
             head = SortCell("waiting for events", "dim", None)
         else:
@@ -234,7 +234,8 @@ def group_rows(backends: list[schema.CeleryGroups] | None, history: bool, ok: st
             rows["G"] = [text_cell("celery groups", "bold", 60), *[blank] * 8, SortCell(NO_BACKEND, "dim", None)]
         return rows
     for be in backends:
-        head = SortCell(be.note, crit, None) if be.note else SortCell("groups and chords of the result backend", "dim", None)
+        head = (SortCell(fmt.node_text(be.note, 200), crit, None) if be.note else
+                SortCell("groups and chords of the result backend", "dim", None))
         rows[f"G{SEP}{be.backend}"] = [text_cell(be.backend, "bold", 60), *[blank] * 8, head]
         for g in be.groups or ():
             total, done, failed = fmt.known(g.total, 0), fmt.known(g.done, 0), fmt.known(g.failed, 0)
@@ -276,7 +277,8 @@ def dask_rows(comps: list[schema.DaskComputation] | None, ok: str, crit: str) ->
             state = SortCell(f"{fmt.num(done)} of {fmt.num(total)} done"
                              + (f", {fmt.num(erred)} erred" if erred else ""), crit if erred else ok, done / total)
             detail = Text.assemble((filled, crit if erred else ok), (empty, "dim"),
-                                   ("  " + " ".join(f"{k} {v}" for k, v in sorted(st.items()) if v), "dim"))
+                                   ("  " + " ".join(f"{fmt.node_text(k, 20)} {fmt.num(v)}" for k, v in sorted(st.items())
+                                                    if v), "dim"))
         else:
             state, detail = SortCell(fmt.NA if total is None else "no tasks", "dim", None), blank
         name = ", ".join(c.groups or ()) or "?"

@@ -47,7 +47,16 @@ def busiest(nodes: list[NodeView], limit: int) -> list[Busy]:
         utils = d.gpu_util_pct if d is not None else None
         if not utils:
             continue
-        # fmt.known's test, inline: ints from the typed wire; None, NaN and absurd figures fail it.
+        # The common case first, in C: every card reports, and the busiest is a sane figure (then it is the
+        # busiest of the sane ones too). Else fmt.known's test, inline: ints from the typed wire; None, NaN,
+        # bools and absurd figures fail it.
+        try:
+            top = max(utils)
+        except TypeError:  # a None among them
+            top = None
+        if type(top) is int and 0 <= top <= hi:
+            best.append((top, pos, utils))
+            continue
         ok = [u for u in utils if u is not None and not isinstance(u, bool) and 0 <= u <= hi]
         if ok:
             best.append((max(ok), pos, utils))

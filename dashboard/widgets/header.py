@@ -6,7 +6,7 @@ error messages stays literal (``rich.markup.escape`` does not escape Textual's `
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from textual.content import Content
 
@@ -102,18 +102,42 @@ def status_line(t: Totals | None, source: str, read_ts: float | None, unreachabl
     return facts(g)
 
 
-def detail_note(nodes: Iterable[NodeView], want_error: str | None = None) -> list[Content]:
+def detail_note(nodes: Iterable[NodeView], want_error: str | None = None,
+                asked: Callable[[str], bool] | None = None) -> list[Content]:
     """Where up nodes are drawn from a full snapshot of an earlier tick (their agents rewrite it every few
     seconds, or every tick once they see this dashboard's request: docs/architecture.md "Byte budget"): how
     many and how old, until the fresh ones land. Nothing when every full snapshot drawn is current.
-    ``want_error``: why the request could not be written (then it says so, not "asked")."""
-    ages = [v.detail_age_s for v in nodes if v.detail_age_s is not None and v.state == "up"]
-    if not ages:
-        return []
-    n = len(ages)
-    asked = "fresh asked" if want_error is None else "fresh could not be asked"
-    return facts([[(f"detail of {n} node{'s' if n > 1 else ''} up to {fmt.age(max(ages))} old ({asked})",
-                    "$ct-stale")]])
+    ``want_error``: why the request could not be written (then it says so, not "asked"). ``asked(host)``: whether
+    this screen asks for that node's fresh full snapshot (None: every node); the others' detail is their
+    agents' last full snapshot, current figures drawn over it from their briefs (``Level.DETAIL``), and is said
+    as such, never as awaited."""
+    waiting: list[float] = []
+    stored: list[float] = []
+    for v in nodes:
+        if v.detail_age_s is not None and v.state == "up":
+            (waiting if asked is None or asked(v.host) else stored).append(v.detail_age_s)
+    out = []
+    if waiting:
+        n = len(waiting)
+        how = "fresh asked" if want_error is None else "fresh could not be asked"
+        out.append([(f"detail of {n} node{'s' if n > 1 else ''} up to {fmt.age(max(waiting))} old ({how})",
+                     "$ct-stale")])
+    if stored:
+        n = len(stored)
+        out.append([(f"detail of {n} node{'s' if n > 1 else ''} up to {fmt.age(max(stored))} old "
+                     f"(their last full snapshots, not asked)", "$ct-stale")])
+    return facts(out) if out else []
+
+
+def oldest_detail(nodes: Iterable[NodeView]) -> float | None:
+    """How old the oldest detail drawn of the up nodes is (``NodeView.detail_age_s``), None if all is current: what
+    a section drawing fields only the full snapshot carries says beside them."""
+    return max((v.detail_age_s for v in nodes if v.detail_age_s is not None and v.state == "up"), default=None)
+
+
+def aged(line: Content, what: str, age: float | None) -> Content:
+    """``line`` (a section's title) followed by "WHAT up to 12s old" where ``age`` is known."""
+    return line if age is None else Content.assemble(line, (f"  {what} up to {fmt.age(age)} old", "$ct-stale"))
 
 
 class ClusterHeader(FactLines):

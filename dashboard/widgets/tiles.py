@@ -254,7 +254,8 @@ class NodeTiles(ScrollView, can_focus=True):
         return app_palette
 
     def set_nodes(self, views: list[NodeView], unreachable: bool = False) -> int:
-        """Apply a read. Returns how many tiles changed (new data, or new look)."""
+        """Apply a read. Returns how many tiles changed (new data, or new look): of those in view, where the
+        nodes are the same as last time (the others are drawn afresh when scrolled to)."""
         _ = self.palette
         if unreachable != self.unreachable:
             self.unreachable = unreachable
@@ -270,6 +271,41 @@ class NodeTiles(ScrollView, can_focus=True):
         cols, stride = self.columns, self.stride_y
         dirty: list[int] = []  # virtual y of the lines whose cells changed
         whole = layout_changed
+        if not layout_changed:
+            # The same nodes in the same places: only the tiles in view are compared (their signatures, their
+            # lines); the others are let go of what they drew, and drawn from their view when scrolled to
+            # (render_line). At 10,000 nodes that is ~200 signatures a read instead of 10,000 (~15 ms).
+            first, last = max(0, first), min(last, len(views))
+            for t in self.tiles[:first] + self.tiles[last:]:
+                if t.lines or t.sig:
+                    t.sig, t.lines, t.styled = (), [], None
+            self.views = views
+            new_tiles = self.tiles
+            for i in range(first, last):
+                v = views[i]
+                selected = v.host == cursor_host
+                sig = (*tile_signature(v), selected)
+                t = new_tiles[i]
+                if t.sig == sig:
+                    continue
+                changed += 1
+                if not t.lines:
+                    new_tiles[i] = _Tile(v.host, sig, [])
+                    whole = True
+                    continue
+                lines = self._draw(v, selected)
+                if len(lines) != len(t.lines):  # drawn at the other tile height (a resize not yet painted)
+                    whole = True
+                else:
+                    top = (i // cols) * stride
+                    dirty.extend(top + k for k, (a, b) in enumerate(zip(lines, t.lines, strict=True)) if a != b)
+                new_tiles[i] = _Tile(v.host, sig, lines)
+            if whole:
+                self.refresh()
+            else:
+                for y in sorted(set(dirty)):
+                    self.refresh_lines(y)
+            return changed
         for i, v in enumerate(views):
             selected = v.host == cursor_host
             sig = (*tile_signature(v), selected)

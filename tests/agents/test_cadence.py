@@ -72,6 +72,25 @@ def test_every_tick_while_wanted_then_back_to_the_cadence(redis_server: RedisSer
     assert full_writes(pub, range(8, 20)) == [8, 13, 18]
 
 
+@pytest.mark.parametrize("kind", ["redis-py", "resp"])
+def test_every_other_tick_while_wanted_with_full_every_wanted(redis_server: RedisServer, kind: str) -> None:
+    """The agent's default (``[agent] full_every_wanted`` = 2 s): while wanted, a full snapshot every second
+    tick, and the seal of the tick between names the one stored (it still verifies)."""
+    raw = redis_server.client()
+    client = clients(redis_server)[0 if kind == "redis-py" else 1]
+    pub = Publisher(client, HOST, 1.0, full_every_s=EVERY, wanted_every_s=2.0, tiers=False, key=b.node_key(HOST))
+    assert full_writes(pub, range(0, 3)) == [0]
+    raw.set(wire.want_key(HOST), b"1", px=wire.WANT_PX_MS)
+    assert full_writes(pub, range(3, 11)) == [4, 6, 8, 10]  # learnt at tick 3, then every 2 s
+    tick(pub, 11)
+    seal = wire.decode(raw.get(wire.seal_key(HOST)), schema.NodeSeal)
+    assert seal.seq == 12 and seal.node == hashlib.sha256(raw.get(wire.node_key(HOST))).hexdigest()
+    raw.delete(wire.want_key(HOST))
+    assert full_writes(pub, range(12, 20)) == [12, 17]  # tick 12 learns it is gone; then every EVERY
+    # A cadence while wanted at or below the interval means every tick, as without one.
+    assert Publisher(client, HOST, 1.0, full_every_s=EVERY, wanted_every_s=1.0).wanted_every_s == 0.0
+
+
 def test_a_want_expiring_by_itself_lets_go(redis_server: RedisServer) -> None:
     raw = redis_server.client()
     pub = Publisher(raw, HOST, 1.0, full_every_s=EVERY, tiers=False)
@@ -155,11 +174,12 @@ def test_simulator_batches_honour_wants(redis_server: RedisServer) -> None:
     publish(raw, sim, t, pubs)
     assert all(p.fulls == 1 for p in pubs.values())
     raw.set(wire.want_key(hosts[1]), b"1", px=5000)
-    for k in range(1, 4):
+    for k in range(1, 5):
         publish(raw, sim, t + k, pubs)
-    # Tick 1 saw the want; ticks 2 and 3 wrote hosts[1] in full; the others wrote nothing since tick 0.
+    # Tick 1 saw the want; ticks 2 and 4 wrote hosts[1] in full (every 2 s while wanted, as agents do by
+    # default: [agent] full_every_wanted); the others wrote nothing since tick 0.
     assert [pubs[h].fulls for h in hosts] == [1, 3, 1, 1]
-    assert wire.decode(raw.get(wire.node_key(hosts[1])), schema.NodeSnapshot).ts == t + 3
+    assert wire.decode(raw.get(wire.node_key(hosts[1])), schema.NodeSnapshot).ts == t + 4
     assert wire.decode(raw.get(wire.node_key(hosts[0])), schema.NodeSnapshot).ts == t
 
 

@@ -48,6 +48,7 @@ def test_good_file_reaches_the_settings_the_app_gets(monkeypatch: pytest.MonkeyP
     assert (s.operator_key, s.operator, s.k8s_context, s.k8s_templates) == (
         "/etc/clustertop/ops.key", "ops", "prod", "/srv/k8s-jobs")
     assert (s.celery_broker, s.dask_scheduler, s.action_timeout_s) == ("redis://celery:6379/0", "http://dask:8787", 5.0)
+    assert s.drain_timeout_s == 600.0
 
 
 def test_top_level_config_flag_means_the_dashboard(monkeypatch: pytest.MonkeyPatch, clean_env: Path) -> None:

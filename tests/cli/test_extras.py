@@ -355,7 +355,7 @@ def test_demo_and_local_mode_run_with_the_dashboard_extra(dashboard_venv: Path, 
 
     def wait_for(pattern: str) -> str:
         screen = ""
-        for _ in range(300):
+        for _ in range(600):  # a bound that turns a hang into a readable failure, not a timing assertion
             screen = tmux("capture-pane", "-p", "-t", "t")
             if re.search(pattern, screen):
                 return screen
@@ -365,8 +365,8 @@ def test_demo_and_local_mode_run_with_the_dashboard_extra(dashboard_venv: Path, 
     tmux("-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", "120", "-y", "40",
          f"cd {tmp_path} && {cmd}; echo clustertop exited with $?; sleep 60")
     try:
-        screen = wait_for(r"clustertop overview")
-        assert re.search(r"\d+/\d+ nodes up", screen), screen
+        wait_for(r"clustertop overview")
+        wait_for(r"\d+/\d+ nodes up")  # the first read lands after the first frame (slower under load)
         tmux("send-keys", "-t", "t", "q")
         screen = wait_for(r"clustertop exited with \d+")
         assert "clustertop exited with 0" in screen and "Traceback" not in screen, screen

@@ -74,8 +74,9 @@ def test_simulate_then_snapshot_json(redis_server: RedisServer) -> None:
 
 
 def test_snapshot_waits_for_the_full_snapshots_it_asks_for(redis_server: RedisServer) -> None:
-    """Agents on the default cadence (a full snapshot every 15 s unless wanted): snapshot asks every node for
-    one and prints each of its latest tick, in a second or two."""
+    """Agents on the default cadence (a full snapshot every 15 s unless wanted): by default snapshot asks no node
+    for anything and says how old each one's detail is; with --fresh-detail it asks every node for one and prints
+    each of its latest tick, in a second or two."""
     import time
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLUSTERTOP_")}
@@ -88,10 +89,17 @@ def test_snapshot_waits_for_the_full_snapshots_it_asks_for(redis_server: RedisSe
         while client.zcard("ct:v1:nodes") < 6 and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(1.5)  # a few ticks past the first (which writes every full snapshot)
-        out = clustertop("snapshot", "--json", "--redis", redis_server.url)
+        stored = clustertop("snapshot", "--json", "--redis", redis_server.url)
+        assert client.keys("ct:v1:want:*") == []  # asked nothing
+        out = clustertop("snapshot", "--json", "--redis", redis_server.url, "--fresh-detail")
     finally:
         sim.terminate()
         sim.wait(10)
+    assert stored.returncode == 0, stored.stderr
+    nodes = json.loads(stored.stdout)["nodes"]
+    assert len(nodes) == 6 and all(n["state"] == "up" for n in nodes)
+    # Each node's full snapshot as stored (from the first tick), this tick's figures over it, its age said.
+    assert all(n["detail_age_s"] is not None and n["detail_age_s"] > 0 for n in nodes), nodes
     assert out.returncode == 0, out.stderr
     nodes = json.loads(out.stdout)["nodes"]
     assert len(nodes) == 6 and all(n["state"] == "up" for n in nodes)

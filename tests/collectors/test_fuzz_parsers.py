@@ -412,7 +412,7 @@ def test_parse_diskstats(text: str) -> None:
     except ValueError:
         return
     assert all_of(out, str) and all_of(out.values(), procfs.DiskCounters)
-    assert all(all_of(vars(c).values(), int) for c in out.values())
+    assert all(all_of(c._asdict().values(), int) for c in out.values())
 
 
 @fuzz
@@ -422,7 +422,7 @@ def test_parse_net_dev(text: str) -> None:
         out = procfs.parse_net_dev(text)
     except ValueError:
         return
-    assert all_of(out, str) and all(all_of(vars(c).values(), int) for c in out.values())
+    assert all_of(out, str) and all(all_of(c._asdict().values(), int) for c in out.values())
 
 
 @fuzz

@@ -194,3 +194,33 @@ def test_cli_logs_follow(logpod: dict[str, Any]) -> None:  # noqa: F811
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_cli_logs_previous(logpod: dict[str, Any]) -> None:  # noqa: F811
+    """``clustertop k8s logs NS/POD -c C --previous``: before any restart the kubelet's answer, said, exit 1;
+    after one, what the old instance printed (escaped); with --follow, refused as a usage error."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.cli.test_steer_cli import ROOT
+
+    ns, kubelet = logpod["ns"], logpod["kubelet"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLUSTERTOP_") and k != "KUBECONFIG"}
+
+    def logs(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "clustertop", "k8s", "logs", f"{ns}/train", "-c", "main", *extra,
+                               "--kubeconfig", str(logpod["cluster"].kubeconfigs["admin"])], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    kubelet.emit(ns, "train", "main", "first life")
+    r = logs("--previous")
+    assert r.returncode == 1 and "no previous log" in r.stderr and "not found" in r.stderr, r.stderr
+    kubelet.emit(ns, "train", "main", "\x1b[31mlast words\u202e")
+    kubelet.restart(ns, "train", "main")
+    kubelet.emit(ns, "train", "main", "second life")
+    r = logs("-p")
+    assert r.returncode == 0 and r.stdout == "first life\n\\x1b[31mlast words\\u202e\n", (r.stdout, r.stderr)
+    assert logs().stdout == "second life\n"  # without -p: the running instance
+    r = logs("-p", "-f")
+    assert r.returncode == 2 and "--follow and --previous" in r.stderr, r.stderr

@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from rich.cells import cell_len
+from textual.widgets import TabbedContent
 
 from clustertop import wire
 from clustertop.dashboard import fmt
@@ -36,6 +37,7 @@ from clustertop.dashboard.app import make_app
 from clustertop.dashboard.screens.help import HelpScreen
 from clustertop.dashboard.screens.node import NodeScreen
 from clustertop.dashboard.screens.wall import PAGES, WallScreen
+from clustertop.dashboard.screens.work import PANES
 from clustertop.dashboard.settings import Settings
 from clustertop.dashboard.widgets.table import LiveTable
 from tests.conftest import RedisServer
@@ -44,7 +46,7 @@ from tests.support import hostile
 
 SIZES = [(80, 24), (384, 108)]
 SCREENS = [("overview", "1"), ("nodes", "2"), ("gpus", "3"), ("storage", "4"), ("network", "5"), ("work", "6"),
-           ("audit", "7"), ("energy", "e")]
+           ("audit", "7"), ("energy", "e"), ("people", "w")]
 #: An absurd number as Python would print it: a non-finite word, an exponent, a run of 12+ digits.
 HUGE = re.compile(r"(?i)(?<![a-z])-?(nan|inf|infinity)(?![a-z])|\d[eE][+-]\d|\d{12,}")
 
@@ -115,9 +117,19 @@ async def drive(factory: Any, cluster: hostile.HostileCluster, payloads: int) ->
             for name, key in SCREENS:
                 await pilot.press(key)
                 assert app.current_mode == name
+                if name == "people":  # it opens asking whose work: a user the hostile processes name
+                    await pilot.press(*"alice", "enter")
                 await drawn(pilot, name)
                 check_screen(app, f"{name} {tag}")
                 RUNS[f"{name} {tag}"] += payloads
+                if name == "work":  # every tab: each draws other parts of the cluster payloads
+                    for pane in PANES[1:]:
+                        app.screen.query_one("#work-tabs", TabbedContent).active = pane
+                        await pilot.pause()
+                        await pilot.pause()
+                        check_screen(app, f"work {pane} {tag}")
+                        RUNS[f"work {pane} {tag}"] += payloads
+                    app.screen.query_one("#work-tabs", TabbedContent).active = PANES[0]
             for n in cluster.nodes:
                 app.open_node(n.host)
                 await b.wait_until(pilot, lambda: isinstance(app.screen, NodeScreen), "node screen")

@@ -95,6 +95,27 @@ async def test_l_follows_the_log_pauses_resumes_and_closes(redis_server: Any, lo
             await pilot.press("f")
             assert viewer.following is True
 
+            # p: the container's previous instance, over the following viewer. None yet (never restarted):
+            # the kubelet's answer, said; after a restart, what the old instance printed.
+            await pilot.press("p")
+            await b.wait_until(pilot, lambda: isinstance(app.screen, LogsViewer) and app.screen is not viewer and
+                               app.screen.error is not None, "no previous log yet", tries=1500)
+            assert "no previous log" in app.screen.error and "not found" in app.screen.error, app.screen.error  # type: ignore[attr-defined]
+            await pilot.press("escape")
+            await b.wait_until(pilot, lambda: app.screen is viewer, "back to the following viewer")
+            kubelet.restart(ns, "train", "main")
+            await pilot.press("p")
+            await b.wait_until(pilot, lambda: app.screen is not viewer and isinstance(app.screen, LogsViewer) and
+                               app.screen.text is not None, "the previous instance's log", tries=1500)
+            prev = app.screen
+            assert "previous instance" in prev.title_text and "container main" in prev.title_text  # type: ignore[attr-defined]
+            plines = list(prev.query_one(Log).lines)
+            assert plines[:3] == ["old 0", "old 1", "old 2"] and plines[-1] == "while paused", plines[-3:]
+            assert not any(c in "".join(plines) for c in "\x1b\x07\u202e")  # inert here too
+            await pilot.press("escape")
+            await b.wait_until(pilot, lambda: app.screen is viewer, "back to the following viewer")
+            assert viewer.follower is not None
+
             follower = viewer.follower
             await pilot.press("escape")
             await pilot.pause()

@@ -223,7 +223,7 @@ async def test_cordon_and_drain_from_the_gpu_ledger(redis_server: Any, key: Any,
         rc = redis_server.client()
         b.publish(rc, [b.tower("gpu-01", ts=time.time())], cluster=[payload])
         app = app_for(redis_server, kubeconfig=str(k8s_cluster.kubeconfigs["admin"]), operator="alice@ops",
-                      operator_key=key[0])
+                      operator_key=key[0], drain_timeout_s=90)  # [dashboard] drain_timeout
         async with app.run_test(size=(160, 50)) as pilot:
             await b.wait_reads(pilot)
             await pilot.press("6")
@@ -246,6 +246,7 @@ async def test_cordon_and_drain_from_the_gpu_ledger(redis_server: Any, key: Any,
             text = body_text(app.screen)
             assert f"node {node}: will be cordoned; 2 pod(s) to evict, 0 ignored, 0 refused" in text, text
             assert f"evict   {ns}/{guarded}: ReplicaSet guarded-" in text and f"PDB {ns}/keep (0 disruption" in text
+            assert "waits up to 90 s for the evicted pods to go" in text, text
             assert not core.read_node(node).spec.unschedulable  # the plan changed nothing
             await pilot.press("tab", "enter")
             await b.wait_until(pilot, lambda: len(acts.done) == 1, "the drain", tries=1500)

@@ -111,3 +111,65 @@ async def test_app_lets_go_of_the_previous_read_and_collects_after_the_repaint(
         assert app._previous_state is None
     # After reads on screen (app.finished_reads counts a read once it is drawn), at least two distinct ones.
     assert min(calls) >= 1 and len(set(calls)) >= 2
+
+
+def test_a_slow_pass_puts_the_next_off_unless_the_young_count_nears_the_automatic_limit(
+        tuned: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 10,000 nodes a pass after every refresh walked the read on screen each time (75-200 ms); after a
+    slow one the next waits SPACING times as long, the reads in between freed by reference counting."""
+    gc.collect()
+    monkeypatch.setattr(gcpolicy, "SLOW_PASS_S", 0.0)  # every pass counts as slow
+    monkeypatch.setattr(gcpolicy, "SPACING", 1e9)  # and puts the next one off for the rest of the test
+    keep = _young(gcpolicy.YOUNG_LIMIT * 2)
+    assert gcpolicy.collect_if_due() == 0
+    more = _young(gcpolicy.YOUNG_LIMIT * 2)
+    assert gcpolicy.collect_if_due() is None  # due by the count, put off by the last pass's length
+    assert gc.get_count()[0] >= gcpolicy.YOUNG_LIMIT
+    monkeypatch.setattr(gcpolicy, "AUTO_YOUNG", gcpolicy.YOUNG_LIMIT * 4)
+    cycle = _Cycle()
+    ref = weakref.ref(cycle)
+    del cycle
+    assert gcpolicy.collect_if_due() == 0  # near the automatic limit: run now, never left to the interpreter
+    assert ref() is None and gc.get_count()[0] < gcpolicy.YOUNG_LIMIT
+    monkeypatch.setattr(gcpolicy, "SLOW_PASS_S", 1e9)  # a quick pass puts nothing off
+    monkeypatch.setattr(gcpolicy, "_next_pass", 0.0)  # (the last one did, SLOW_PASS_S being 0 then)
+    del keep, more
+    for _ in range(3):
+        keep = _young(gcpolicy.YOUNG_LIMIT * 2)
+        assert gcpolicy.collect_if_due() == 0
+        del keep
+
+
+@pytest.mark.anyio
+async def test_the_reader_thread_holds_no_read_past_its_message(
+        redis_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every read, the hidden GPU ledger's own ones included (beside a digest overview), is freed by the UI
+    thread once it is done with it, never by the reader thread when its next read replaces it: at 10,000
+    nodes x 8 GPUs freeing the ledger's read took ~60 ms, inside the next refresh, between its read and
+    its message."""
+    import threading
+
+    import clustertop.read.plan
+    from clustertop.sim.simulate import SimCluster
+
+    monkeypatch.setattr(clustertop.read.plan, "BRIEF_FROM_NODES", 0)
+    monkeypatch.setattr("clustertop.dashboard.app.LEDGER_EVERY_S", 0.0)  # a ledger read after every refresh
+    sim = SimCluster(seed=2, nodes=12, gpus_per_node=4)
+    pairs, cluster = sim.step(b.NOW)
+    b.publish(redis_server.client(), [s for s, _ in pairs], cluster=cluster)
+    freed: list[tuple[str, str]] = []  # (the read's level, the thread that freed it)
+    app = make_app(Settings(refresh_s=0.2, source_label="test"), redis_server.client)
+    async with app.run_test(size=(148, 44)) as pilot:
+        await b.wait_reads(pilot)
+        source_read = app.source.read
+
+        def watched(*args: Any, **kw: Any) -> Any:
+            state = source_read(*args, **kw)
+            weakref.finalize(state, lambda level=state.plan.level.name: freed.append(
+                (level, threading.current_thread().name)))
+            return state
+
+        app.source.read = watched  # type: ignore[method-assign]
+        await b.wait_until(pilot, lambda: sum(1 for lv, _ in freed if lv == "GPUS") >= 3, "ledger reads freed")
+        await b.wait_until(pilot, lambda: sum(1 for lv, _ in freed if lv == "DIGESTS") >= 3, "reads freed")
+    assert {t for _, t in freed} == {"MainThread"}, freed

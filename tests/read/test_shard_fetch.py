@@ -175,3 +175,50 @@ def test_the_agents_client_keeps_its_own_pipeline(rcluster: RedisCluster, py: An
     other = Reader(py, brief_from=0)
     other.read(ReadPlan(Level.DIGESTS))  # the first read also takes the briefs of hosts new to the index
     same(st, other.read(ReadPlan(Level.DIGESTS)))
+
+
+def test_a_detail_read_fetches_only_the_full_snapshots_that_changed(rcluster: RedisCluster, py: Any,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Level.DETAIL`` on the cluster (issue 18): nodes on a 5 s cadence; a read after each tick fetches only the
+    full snapshots that changed (and the sealed host's, always), in one write per master, and gives the state a
+    reader with nothing kept gives. Counted on the wire: the node keys sent."""
+    from clustertop.agents.publisher import Publisher
+
+    sent: list[tuple[int, bytes]] = []
+    real = redis.connection.Connection.send_packed_command
+
+    def send_packed_command(self, command, check_health=True):  # type: ignore[no-untyped-def]
+        sent.append((self.port, b"".join(command) if isinstance(command, list) else bytes(command)))
+        return real(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.Connection, "send_packed_command", send_packed_command)
+    for port in masters(rcluster):
+        redis.Redis(port=port).flushall()
+    hosts = HOSTS[:12] + HOSTILE[:2]
+    pubs = {h: Publisher(py, h, 1.0, full_every_s=5.0, tiers=False, key=b.node_key(h)) for h in hosts}
+    now = time.time()
+
+    def tick(k: int) -> None:
+        for h, pub in pubs.items():
+            pub.publish(b.tower(h, ts=now + k, seq=k + 1))
+
+    plan = ReadPlan(Level.DETAIL)
+    reader = Reader(py, brief_from=0, clock=lambda: now + 10)
+    tick(0)
+    reader.read(plan)
+    for k in range(1, 7):
+        tick(k)
+        sent.clear()
+        st = reader.read(plan, seals=["n03"])
+        assert reader.shard_fetch is not None and reader.shard_fetch.fell_back is None
+        # Predicted: one write of reads per master (a new pooled connection's handshake is not a read).
+        reads = Counter(port for port, data in sent if b"MGET" in data)
+        assert dict(reads) == {p: 1 for p in masters(rcluster)}, k
+        fetched = {h for h in hosts if wire.node_key(h).encode() in b"".join(data for _, data in sent)}
+        # Tick 5 rewrote every node's full snapshot (its cadence): the read after it fetched them all (due);
+        # otherwise only the sealed host's.
+        assert fetched == (set(hosts) if k == 5 else {"n03"}), k
+        other = Reader(py, brief_from=0, clock=lambda: now + 10)
+        other.read(plan)  # (a first read takes no seal of hosts new to it)
+        same(st, other.read(plan, seals=["n03"]))
+        assert all(n.state == "up" and n.snap is not None and not n.brief for n in st.nodes)

@@ -58,15 +58,31 @@ def test_deleting_a_job_pod_ends_its_process_and_the_job_makes_a_new_pod(demo: m
     ctl = demo.demo_control
     pod = next(p for p in _k8s(demo).pods if p.phase == "Running" and p.owner_kind == "Job")
     assert pod.node is not None
-    node = _read(demo).node(pod.node)
-    pid = next(p.pid for g in node.snap.gpus for p in (g.procs or []) if p.owner and p.owner.pod_uid == pod.uid)
+    # Its GPU process, from the node's full snapshot: the first read asks for it (a want), and the full
+    # snapshot read may predate the pod, so the process is looked for until a fresh one lands.
+    pids: list[int] = []
+
+    def found() -> bool:
+        node = _read(demo).node(pod.node)
+        pids[:] = [p.pid for g in (node.snap.gpus if node and node.snap else []) for p in (g.procs or [])
+                   if p.owner and p.owner.pod_uid == pod.uid]
+        return bool(pids)
+
+    _eventually(found, "the pod's GPU process on its node")
+    pid = pids[0]
     imp = ctl.k8s.delete_pod(pod.namespace, pod.name, uid=pod.uid)
     assert imp.owner_kind == "Job" and "the Job will recreate it" in imp.consequence and "simulated" in imp.consequence
     # Gone from the next read, with its GPU process; the Job has a new pod (new name), pending or running.
     _eventually(lambda: all(p.name != pod.name for p in _k8s(demo).pods), "the deleted pod still listed")
     _eventually(lambda: pid not in _gpu_pids(demo, pod.node), "its GPU process still on the node")
-    again = [p for p in _k8s(demo).pods if p.owner == pod.owner and p.namespace == pod.namespace]
-    assert len(again) == 1 and again[0].name != pod.name and again[0].uid != pod.uid
+
+    def replacements() -> list[schema.K8sPod]:
+        return [p for p in _k8s(demo).pods if p.owner == pod.owner and p.namespace == pod.namespace]
+
+    # The Job's new pod: looked for until the simulator has made it (under load a read may come first).
+    _eventually(lambda: len(replacements()) == 1, "the Job's replacement pod")
+    again = replacements()
+    assert again[0].name != pod.name and again[0].uid != pod.uid
     assert again[0].phase in ("Pending", "Running")
     # The name now means nothing: a second delete is a 404, not a silent success.
     with pytest.raises(K8sControlError, match="not found"):
@@ -185,3 +201,33 @@ def test_a_call_nobody_runs_fails_and_never_runs_later() -> None:
     with pytest.raises(RuntimeError, match="did not answer"):
         ctl.call(ran.append)
     assert ctl.run_pending(None, 1001.0) == 0 and ran == []  # the cancelled call is dropped, not done late
+
+
+def _served(ctl: SimControl, fn: Callable[[], Any]) -> Any:
+    """``fn`` (a SimControl action) answered by this thread playing the simulator's (``run_pending``)."""
+    import threading
+
+    out: list[Any] = []
+    t = threading.Thread(target=lambda: out.append(fn()))
+    t.start()
+    while t.is_alive():
+        ctl.run_pending(None, time.time())
+        time.sleep(0.005)
+    return out[0]
+
+
+@pytest.mark.parametrize("parent_used", [int(61.4 * 2**30), None], ids=["known", "unknown"])
+def test_a_flattened_clone_uses_what_its_parent_used_or_unknown(parent_used: int | None) -> None:
+    sim = SimCluster(seed=3, nodes=3)
+    sim.step(1000.0)  # built at the first step
+    ctl = SimControl(sim, wait_s=5)
+    images = {f"{i.pool}/{i.name}": i for i in sim.ceph.images}
+    golden = images["rbd/db-golden"]
+    clone = next(i for i in sim.ceph.images if i.parent == "rbd/db-golden@base")
+    golden.used_bytes = parent_used
+    own = clone.used_bytes
+    assert own is not None
+    r = _served(ctl, lambda: ctl.ceph.flatten(f"{clone.pool}/{clone.name}"))
+    assert r.ok and clone.parent is None
+    # A partial sum would pass for the whole: with the parent's figure unknown, so is the clone's.
+    assert clone.used_bytes == (own + parent_used if parent_used is not None else None)

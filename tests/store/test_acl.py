@@ -78,12 +78,10 @@ def test_the_default_user_is_off(server: tuple[RedisServer, Path]) -> None:
         redis.Redis(host="127.0.0.1", port=srv.port).get(wire.node_key("gpu01"))
 
 
-def test_a_node_cannot_touch_another_node(server: tuple[RedisServer, Path]) -> None:
-    a = as_user(server, "node-gpu01")
-    admin = as_user(server, "admin-root")
-    admin.xgroup_create(wire.cmd_key("gpu02"), "agent", id="0", mkstream=True)
-    admin.xadd(wire.cmd_key("gpu02"), {"c": b"x"})
-    attacks = {
+def node_attacks(a: Any) -> dict[str, Any]:
+    """What node gpu01's user ``a`` (a redis-py client, plain or cluster) could try against gpu02 and the
+    shared keys; each must answer NOPERM. Shared with the same rules on a real Redis Cluster (test_acl_cluster)."""
+    return {
         "read another node's commands": lambda: a.xreadgroup("agent", "gpu02", {wire.cmd_key("gpu02"): ">"}),
         "ack another node's commands": lambda: a.xack(wire.cmd_key("gpu02"), "agent", "0-1"),
         "write another node's snapshot": lambda: a.set(wire.node_key("gpu02"), b"x"),
@@ -109,6 +107,14 @@ def test_a_node_cannot_touch_another_node(server: tuple[RedisServer, Path]) -> N
         "flush": lambda: a.flushall(),
         "list keys": lambda: a.keys("*"),
     }
+
+
+def test_a_node_cannot_touch_another_node(server: tuple[RedisServer, Path]) -> None:
+    a = as_user(server, "node-gpu01")
+    admin = as_user(server, "admin-root")
+    admin.xgroup_create(wire.cmd_key("gpu02"), "agent", id="0", mkstream=True)
+    admin.xadd(wire.cmd_key("gpu02"), {"c": b"x"})
+    attacks = node_attacks(a)
     allowed = [name for name, call in attacks.items() if not refused(call)]
     assert not allowed, allowed
 

@@ -32,7 +32,7 @@ from clustertop.read.reader import Reader
 from clustertop.store import slots
 from clustertop.wire import schema
 from tests.support import builders as b
-from tests.support.redis_ha import RedisCluster, failover_scenario, until
+from tests.support.redis_ha import HupCounter, RedisCluster, assert_ran_at_most_once, failover_scenario, until
 
 #: Every per-node key function of clustertop.wire: one node's keys must share a slot.
 PER_NODE = [wire.node_key, wire.brief_key, wire.digest_key, wire.hist_key, wire.cmd_key, wire.seal_key,
@@ -184,29 +184,15 @@ async def test_kill_master_agents_dashboard_exporter_carry_on(rcluster: RedisClu
     assert f["dashboard_unreachable_shown"] and "store unreachable since" in f["_header_in_outage"][0]  # type: ignore[index]
 
 
-HUP_COUNTER = """import signal, sys, time
-n = 0
-def hup(*_):
-    global n
-    n += 1
-    open(sys.argv[1], "w").write(str(n))
-signal.signal(signal.SIGHUP, hup)
-open(sys.argv[1], "w").write("0")
-while True:
-    time.sleep(1)
-"""
-
-
 def test_command_in_flight_during_a_failover_runs_at_most_once(rcluster: RedisCluster, tmp_path: Path) -> None:
     """The master of the node's slot killed just after a signed command is sent, the executor loop running:
     the command runs once (answered on the promoted replica) or, lost before it was read, never; never twice."""
     node = "ha-cmd"
-    hups = tmp_path / "hups"
-    proc = subprocess.Popen([sys.executable, "-c", HUP_COUNTER, str(hups)])
+    hups = HupCounter(tmp_path / "hups")
+    proc = hups.proc
     stop_ev = threading.Event()
     t = None
     try:
-        until(lambda: hups.exists() and hups.read_text() == "0", 10)
         kp, pub, _ = signing.generate(str(tmp_path / "keys"), "ops")
         key = signing.load_private(kp)
         sec = {"operator_keys": [pub], "signal_users": [pwd.getpwuid(os.getuid()).pw_name], "allow_root": True}
@@ -226,25 +212,12 @@ def test_command_in_flight_during_a_failover_runs_at_most_once(rcluster: RedisCl
         _, replica = rcluster.kill_master(victim)
         rcluster.wait_promoted(replica)
         new = redis.Redis(port=replica)
-        deadline = cmd.expires_ts + 5
-        while time.time() < deadline and not _answers(new, node, cmd.id):
-            time.sleep(0.1)
-        time.sleep(0.5)
-        answers, count = _answers(new, node, cmd.id), int(hups.read_text())
-        print(f"\ncommand in flight across the cluster failover: executed {count} time(s); answers: "
-              f"{[(r.status, r.reason) for r in answers]}")
-        assert count <= 1, "executed twice"
-        assert len(answers) <= 1
-        if count == 1:
-            assert answers and answers[0].ok
-        else:
-            assert not answers or answers[0].status == "expired"
+        assert_ran_at_most_once(hups, lambda: _answers(new, node, cmd.id), cmd.expires_ts, "the cluster failover")
     finally:
         stop_ev.set()
         if t is not None:
             t.join(20)
-        proc.kill()
-        proc.wait()
+        hups.close()
 
 
 def _answers(client: redis.Redis, node: str, cid: str) -> list[schema.CommandResult]:

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,26 +17,21 @@ import redis
 
 from clustertop import store, wire
 from clustertop.agents.commands import CommandExecutor
+from clustertop.config import ConfigError
 from clustertop.control import commands as cc
 from clustertop.control import signing
 from clustertop.store import resp
 from clustertop.wire import schema
 from tests.store.test_redis_security import _cert
-from tests.support.redis_ha import RedisSentinel, failover_scenario, until
+from tests.support.redis_ha import (
+    HupCounter,
+    RedisSentinel,
+    assert_ran_at_most_once,
+    failover_scenario,
+    until,
+)
 
 NODE = "ha-cmd"
-#: Counts the SIGHUPs it gets into a file: a command executed twice shows as 2.
-HUP_COUNTER = """import signal, sys, time
-n = 0
-def hup(*_):
-    global n
-    n += 1
-    open(sys.argv[1], "w").write(str(n))
-signal.signal(signal.SIGHUP, hup)
-open(sys.argv[1], "w").write("0")
-while True:
-    time.sleep(1)
-"""
 
 
 @pytest.fixture
@@ -61,6 +53,27 @@ def test_url_forms_both_clients_understand(sentinel_set: RedisSentinel) -> None:
         store.connect_light(s.url.replace("/mymaster", "/nomaster")).ping()
     with pytest.raises(redis.exceptions.ConnectionError):
         store.connect(s.url.replace("/mymaster", "/nomaster")).ping()
+
+
+def test_sentinels_password_from_a_file(tmp_path: Path) -> None:
+    """Sentinels with ``requirepass``: the password read from ``?sentinel_password_file=`` by both clients, so
+    it need not sit in a unit file; without it, a refusal that says so; a missing file names the file."""
+    s = RedisSentinel(sentinel_password="sentinel-secret")
+    try:
+        s.start()
+        secret = tmp_path / "sentinel.pw"
+        secret.write_text("sentinel-secret\n")
+        url = f"{s.url}?sentinel_password_file={secret}"
+        light, py = store.connect_light(url), store.connect(url)
+        assert light.set("k", "v") is True and py.get("k") == b"v"
+        with pytest.raises(resp.ConnectionFailed, match="(?i)auth"):
+            store.connect_light(s.url).ping()
+        with pytest.raises(redis.exceptions.RedisError):
+            store.connect(s.url).ping()
+        with pytest.raises(ConfigError, match="cannot read Sentinel password"):
+            store.connect_light(f"{s.url}?sentinel_password_file={tmp_path / 'missing'}")
+    finally:
+        s.stop()
 
 
 def test_tls_to_sentinels_and_master_through_a_failover(tmp_path: Path) -> None:
@@ -105,15 +118,12 @@ async def test_kill_master_agents_dashboard_exporter_carry_on(sentinel_set: Redi
 
 
 @pytest.fixture
-def hup_counter(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
-    out = tmp_path / "hups"
-    p = subprocess.Popen([sys.executable, "-c", HUP_COUNTER, str(out)])
+def hup_counter(tmp_path: Path) -> Iterator[HupCounter]:
+    c = HupCounter(tmp_path / "hups")
     try:
-        until(lambda: out.exists() and out.read_text() == "0", 10)
-        yield p, out
+        yield c
     finally:
-        p.kill()
-        p.wait()
+        c.close()
 
 
 def _start_ticks(pid: int) -> int:
@@ -153,7 +163,7 @@ def test_command_whose_record_the_replica_lost_is_not_run_again(sentinel_set: Re
     agent runs it, and after ``kill -9`` of the master the sentinels are pointed at it (what their own
     failover does, at a known point). The replay log in the agent's state dir must stop a second run."""
     s = sentinel_set
-    proc, hups = hup_counter
+    proc = hups = hup_counter
     kp, pub, _ = signing.generate(str(tmp_path / "keys"), "ops")
     key = signing.load_private(kp)
     ex = _executor(s.url, tmp_path / "state", pub)
@@ -167,7 +177,7 @@ def test_command_whose_record_the_replica_lost_is_not_run_again(sentinel_set: Re
     replica = redis.Redis(port=s.replica.port)
     replica.replicaof("NO", "ONE")  # ... and nothing after it
     assert ex.poll_once() == 1  # run on the old master, recorded there
-    assert hups.read_text() == "1"
+    assert hups.wait_for(1) == 1
     master = redis.Redis(port=s.master.port)
     assert [r.id for r in _results(master)] == [cmd.id]
     first = _results(master)[0]
@@ -185,8 +195,7 @@ def test_command_whose_record_the_replica_lost_is_not_run_again(sentinel_set: Re
         _reconnected(ex)
     while ex.poll_once():
         pass
-    time.sleep(0.3)  # a second HUP would have been counted by now
-    assert hups.read_text() == "1", "executed twice"
+    assert hups.wait_for(2, timeout=1) == 1, "executed twice"  # a second HUP would be counted within a second
     results, audits = _results(replica), _audits(replica)
     if restarted:
         # Nothing in memory to write again: the replay is refused (recorded when its sample's window closes)
@@ -202,14 +211,14 @@ def test_command_whose_record_the_replica_lost_is_not_run_again(sentinel_set: Re
 
 
 def test_command_in_flight_during_a_real_failover_runs_at_most_once(sentinel_set: RedisSentinel, tmp_path: Path,
-                                                                     hup_counter) -> None:  # type: ignore[no-untyped-def]
+                                                                     hup_counter: HupCounter) -> None:
     """A real failover, the agent's executor loop running (its own thread and reconnects): a command sent
     just before ``kill -9`` is run once, or (lost with the master before anyone read it) never, and then
     expires; never twice. Its answer, if it ran, is on the new master."""
     import threading
 
     s = sentinel_set
-    proc, hups = hup_counter
+    proc = hups = hup_counter
     kp, pub, _ = signing.generate(str(tmp_path / "keys"), "ops")
     key = signing.load_private(kp)
     ex = _executor(s.url, tmp_path / "state", pub)
@@ -225,21 +234,8 @@ def test_command_in_flight_during_a_real_failover_runs_at_most_once(sentinel_set
         s.kill_master()
         s.wait_promoted()
         new = redis.Redis(port=s.replica.port)  # type: ignore[union-attr]
-        # Until it is answered there, or its expiry has passed (then a late look refuses it as expired).
-        deadline = cmd.expires_ts + 5
-        while time.time() < deadline and not [r for r in _results(new) if r.id == cmd.id]:
-            time.sleep(0.1)
-        time.sleep(0.5)
-        answers = [r for r in _results(new) if r.id == cmd.id]
-        count = int(hups.read_text())
-        print(f"\ncommand in flight across the failover: executed {count} time(s); answers on the new master: "
-              f"{[(r.status, r.reason) for r in answers]}")
-        assert count <= 1, "executed twice"
-        assert len(answers) <= 1
-        if count == 1:
-            assert answers and answers[0].ok
-        else:
-            assert not answers or answers[0].status == "expired"
+        assert_ran_at_most_once(hups, lambda: [r for r in _results(new) if r.id == cmd.id], cmd.expires_ts,
+                                "the failover")
     finally:
         stop_ev.set()
         t.join(20)

@@ -40,6 +40,8 @@ def test_every_form_and_option() -> None:
     assert u.hosts == [("s1", 26379), ("s2", 26380), ("::1", 26379)]
     assert (u.sentinel_username, u.sentinel_password) == ("sen", "spw")
     assert parse("rediss+sentinel://s1/m").tls
+    # the file is named by the URL and read where the URL is used (clustertop.store), never by the parser
+    assert parse("redis+sentinel://s1/m?sentinel_password_file=/etc/ct/sen.pw").sentinel_password_file == "/etc/ct/sen.pw"
 
 
 @pytest.mark.parametrize(("url", "named"), [
@@ -56,6 +58,8 @@ def test_every_form_and_option() -> None:
     ("redis+sentinel://s1/m/1/x", "/MASTER/DB"),
     ("unix://host/sock", "not a host"),
     ("http://h", "scheme 'http'"),
+    ("redis+sentinel://s1/m?sentinel_password=a&sentinel_password_file=/f", "both given"),
+    ("redis://h?sentinel_password_file=/f", "needs redis+sentinel://"),
 ])
 def test_anything_else_is_refused_by_name_on_both_sides(url: str, named: str) -> None:
     assert named in (url_problem(url) or "")

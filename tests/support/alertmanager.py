@@ -90,13 +90,9 @@ class Alertmanager:
             raise
 
     def _ready(self) -> bool:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"alertmanager exited {self.proc.returncode}: {self.logs()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
+        from tests.support.prometheus import ready
+
+        return ready(self.proc, self.url, "alertmanager", self.logs)
 
     def alerts(self) -> list[dict[str, Any]]:
         """What Alertmanager holds now (GET /api/v2/alerts)."""

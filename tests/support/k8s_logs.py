@@ -4,11 +4,13 @@ No kubelet can run here (tests/support/k8s_cluster.py). The real kube-apiserver 
 ``GET /api/v1/namespaces/NS/pods/NAME/log`` by connecting to the pod's Node: the Node's address of
 the preferred type and the port in ``status.daemonEndpoints.kubeletEndpoint`` (HTTPS; with no
 ``--kubelet-certificate-authority`` it does not check the kubelet's certificate), path
-``/containerLogs/NS/POD/CONTAINER`` with ``follow``, ``timestamps``, ``sinceTime``, ``tailLines``. This
+``/containerLogs/NS/POD/CONTAINER`` with ``follow``, ``timestamps``, ``sinceTime``, ``tailLines``, ``previous``. This
 server answers exactly that, on 127.0.0.1 only, with what a kubelet does: a stamp (RFC 3339, nanoseconds,
 trailing zeros dropped) before each line when ``timestamps=true``, lines from ``sinceTime`` (whole
 seconds) on, and with ``follow=true`` a chunked response that sends each line as the test "prints" it
-(``emit``) and ends when the container ends (``end``). ``drop()`` cuts every open stream mid-way, as a
+(``emit``) and ends when the container ends (``end``); ``restart`` keeps what the container printed as the
+previous instance's log (``previous=true``; before any restart the kubelet answers 400 "previous terminated
+container … not found", as a real one does). ``drop()`` cuts every open stream mid-way, as a
 network fault or a kubelet restart does. Everything else (authentication of the API server, exec,
 stats) is left out: nothing here needs it.
 
@@ -64,6 +66,7 @@ class LogKubelet:
     def __init__(self, dir_: Path) -> None:
         self.lines: dict[tuple[str, str, str], list[tuple[int, bytes]]] = {}
         self.ended: set[tuple[str, str, str]] = set()
+        self.previous: dict[tuple[str, str, str], list[tuple[int, bytes]]] = {}
         self.cond = threading.Condition()
         self.requests: list[dict[str, list[str]]] = []
         self.open_streams = 0
@@ -104,6 +107,13 @@ class LogKubelet:
         """The container exits: open streams end cleanly."""
         with self.cond:
             self.ended.add((ns, pod, container))
+            self.cond.notify_all()
+
+    def restart(self, ns: str, pod: str, container: str) -> None:
+        """The container exited and was started again: what it printed becomes the previous instance's log."""
+        with self.cond:
+            self.previous[(ns, pod, container)] = self.lines.pop((ns, pod, container), [])
+            self.ended.discard((ns, pod, container))
             self.cond.notify_all()
 
     def drop(self) -> None:
@@ -148,6 +158,26 @@ class LogKubelet:
         def fmt(ts: int, data: bytes) -> bytes:
             return (_stamp(ts).encode() + b" " if stamps else b"") + data + b"\n"
 
+        if q.get("previous", ["false"])[0] == "true":
+            with self.cond:
+                prev = self.previous.get(key)
+            if prev is None:
+                body = f'previous terminated container "{key[2]}" in pod "{key[1]}" not found'.encode()
+                h.send_response(400)
+                h.send_header("Content-Type", "text/plain")
+                h.send_header("Content-Length", str(len(body)))
+                h.end_headers()
+                h.wfile.write(body)
+                return
+            if tail is not None:
+                prev = prev[-tail:] if tail > 0 else []
+            data = b"".join(fmt(ts, d) for ts, d in prev)
+            h.send_response(200)
+            h.send_header("Content-Type", "text/plain")
+            h.send_header("Content-Length", str(len(data)))
+            h.end_headers()
+            h.wfile.write(data)
+            return
         with self.cond:
             have = [x for x in self.lines.get(key, []) if since is None or x[0] >= since]
             if tail is not None:

@@ -46,13 +46,7 @@ class Prometheus:
             raise
 
     def _ready(self) -> bool:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"prometheus exited {self.proc.returncode}: {self.logs()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
+        return ready(self.proc, self.url, "prometheus", self.logs)
 
     def logs(self) -> str:
         self.log.flush()
@@ -99,3 +93,15 @@ class Prometheus:
                 self.proc.wait(5)
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def ready(proc: subprocess.Popen[bytes], url: str, name: str, logs: Callable[[], str]) -> bool:
+    """Whether a Prometheus-family server (Prometheus, Alertmanager) answers ``/-/ready`` with 200; raises with
+    the end of its log if the process has exited (a bad flag or config), rather than waiting out a timeout."""
+    if proc.poll() is not None:
+        raise RuntimeError(f"{name} exited {proc.returncode}: {logs()[-2000:]}")
+    try:
+        with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False

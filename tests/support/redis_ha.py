@@ -14,9 +14,13 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -63,7 +67,8 @@ def _wait(pred, timeout: float, what: str) -> float:  # type: ignore[no-untyped-
     raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-#: port -> redis-py TLS keywords, for the servers started with TLS only (RedisSentinel(tls=...)).
+#: port -> redis-py keywords for the test's own admin connections: TLS for the servers started with TLS only
+#: (RedisSentinel(tls=...)), the admin user's credentials for those started with an ACL file (RedisCluster(acl=...)).
 _TLS: dict[int, dict[str, str | bool]] = {}
 
 
@@ -96,18 +101,29 @@ def _start(port: int, d: str, args: list[str]) -> Server:
 
 @dataclass
 class RedisCluster:
-    """3 masters + 3 replicas (``--cluster-replicas 1``), node timeout 1000 ms."""
+    """3 masters + 3 replicas (``--cluster-replicas 1``), node timeout 1000 ms. ``acl``: (an ACL file, an
+    admin user in it, that user's password): every node loads the file (ACLs are per node: a cluster shares
+    no users), replicas sync as that user, and this class's own connections log in as it."""
 
     root: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="ct-rcluster-"))
     servers: dict[int, Server] = field(default_factory=dict)
+    acl: tuple[str, str, str] | None = None
 
     def start(self) -> RedisCluster:
-        for port in free_ports(6, bus=True):
+        auth: list[str] = []
+        cli_auth: list[str] = []
+        ports = free_ports(6, bus=True)
+        if self.acl is not None:
+            path, user, pw = self.acl
+            auth = ["--aclfile", path, "--masteruser", user, "--masterauth", pw]
+            cli_auth = ["--user", user, "--pass", pw, "--no-auth-warning"]
+            for port in ports:
+                _TLS[port] = {"username": user, "password": pw}
+        for port in ports:
             self.servers[port] = _start(port, os.path.join(self.root, str(port)), [
                 "--port", str(port), "--dir", os.path.join(self.root, str(port)), "--cluster-enabled", "yes",
-                "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000", *COMMON])
-        ports = list(self.servers)
-        subprocess.run(["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
+                "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000", *auth, *COMMON])
+        subprocess.run(["redis-cli", *cli_auth, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
                         "--cluster-replicas", "1", "--cluster-yes"], check=True, capture_output=True, timeout=60)
         for p in ports:
             _wait(lambda p=p: b"cluster_state:ok" in _cli(p).execute_command("CLUSTER", "INFO"), 30,
@@ -166,6 +182,7 @@ class RedisCluster:
                     s.proc.wait(5)
                 except subprocess.TimeoutExpired:
                     s.kill9()
+            _TLS.pop(s.port, None)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -177,6 +194,8 @@ class RedisSentinel:
     #: (CA, certificate, key) files: every server and sentinel speaks TLS only (replication and the
     #: sentinels' links too); clients need no certificate of their own.
     tls: tuple[str, str, str] | None = None
+    #: The sentinels' own password (``requirepass`` in their config); the data nodes keep none.
+    sentinel_password: str | None = None
     root: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="ct-rsentinel-"))
     master: Server | None = None
     replica: Server | None = None
@@ -209,6 +228,9 @@ class RedisSentinel:
                         f"sentinel down-after-milliseconds {self.name} 1000\n"
                         f"sentinel failover-timeout {self.name} 5000\n"
                         f"sentinel parallel-syncs {self.name} 1\n")
+                if self.sentinel_password is not None:
+                    f.write(f"requirepass {self.sentinel_password}\n")
+                    _TLS[p] = {**_TLS.get(p, {}), "password": self.sentinel_password}
             self.sentinels.append(_start(p, d, [conf, "--sentinel"]))
         for s in self.sentinels:
             _wait(lambda s=s: self._sentinel_field(s.port, "num-other-sentinels") == "2" and
@@ -258,6 +280,8 @@ class RedisSentinel:
                     s.proc.wait(5)
                 except subprocess.TimeoutExpired:
                     s.kill9()
+            if s is not None:
+                _TLS.pop(s.port, None)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -478,3 +502,75 @@ async def failover_scenario(url: str, nodes: list[str], tmp: str, kill, wait_pro
         if probe is not None:
             probe.close()
         stop(procs)
+
+
+# A process that counts the SIGHUPs it receives into a file: the job-control tests' witness of "run once, never
+# twice". The count is written to a temporary file and renamed, so a reader never sees the file half-written, and
+# the signal is handled after kill() returns, so a test waits for a count instead of reading it at once.
+HUP_COUNTER = """import os, signal, sys, time
+n = 0
+def write():
+    tmp = sys.argv[1] + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(str(n))
+    os.replace(tmp, sys.argv[1])
+def hup(*_):
+    global n
+    n += 1
+    write()
+signal.signal(signal.SIGHUP, hup)
+write()
+while True:
+    time.sleep(1)
+"""
+
+
+class HupCounter:
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.proc = subprocess.Popen([sys.executable, "-c", HUP_COUNTER, str(out)])
+        until(lambda: self.count() == 0, 10)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def count(self) -> int | None:
+        try:
+            return int(self.out.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def wait_for(self, n: int, timeout: float = 5) -> int | None:
+        """The count once it reaches ``n``, or what it is after ``timeout`` (a signal is handled asynchronously)."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            c = self.count()
+            if c is not None and c >= n:
+                return c
+            time.sleep(0.02)
+        return self.count()
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def assert_ran_at_most_once(hups: HupCounter, answers: Callable[[], list[Any]], expires_ts: float, what: str) -> None:
+    """A signed HUP command in flight across a failover: wait until it is answered (``answers()``: the
+    results with its id on the new master) or its expiry has passed (then a late look refuses it as expired).
+    It ran once with one ok answer, or never with no answer or "expired"; never twice."""
+    deadline = expires_ts + 5
+    while time.time() < deadline and not answers():
+        time.sleep(0.1)
+    time.sleep(0.5)
+    got = answers()
+    count = hups.wait_for(1 if got and got[0].ok else 2, timeout=1)
+    assert count is not None
+    print(f"\ncommand in flight across {what}: executed {count} time(s); answers: {[(r.status, r.reason) for r in got]}")
+    assert count <= 1, "executed twice"
+    assert len(got) <= 1
+    if count == 1:
+        assert got and got[0].ok
+    else:
+        assert not got or got[0].status == "expired"
