@@ -223,7 +223,6 @@ class Publisher:
         self._announced_ts = announced  # queued (and sent, unless the caller's pipeline fails: then again in 60 s)
         return written
 
-
     def _flush_tiers(self) -> None:
         # A block SET a minute (two every 10 minutes), outside the tick's MULTI: a tier write that fails
         # must not fail the publish of the snapshot (the block is written at the next tick).

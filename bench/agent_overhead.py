@@ -30,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchlib import stop  # noqa: E402
 from benchlib.node_exporter import FLAGS as EXPORTER_FLAGS  # noqa: E402  (bench/benchlib/)
 from benchlib.node_exporter import cpu_ms, free_port  # noqa: E402
 
@@ -269,12 +270,7 @@ def main() -> int:
         return 0
     finally:
         for p in reversed(procs):
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            stop(p)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -44,7 +44,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
-from benchlib.redis_server import start_redis  # noqa: E402  (bench/benchlib/)
+from benchlib import stop  # noqa: E402  (bench/benchlib/)
+from benchlib.redis_server import start_redis  # noqa: E402
 
 from clustertop import wire  # noqa: E402
 from clustertop.agents import publisher as publisher_mod  # noqa: E402
@@ -210,12 +211,7 @@ def agent_run(url: str, seconds: float) -> tuple[float, float] | None:
         b1, t1 = input_bytes(admin), time.monotonic()
         return (b1 - b0) / (t1 - t0), t1 - t0
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         shutil.rmtree(state, ignore_errors=True)
         admin.close()
 

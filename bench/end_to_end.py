@@ -45,7 +45,8 @@ if str(ROOT) not in sys.path:
 
 import msgspec  # noqa: E402
 import redis  # noqa: E402
-from benchlib.redis_server import start_redis  # noqa: E402  (bench/benchlib/)
+from benchlib import stop  # noqa: E402  (bench/benchlib/)
+from benchlib.redis_server import start_redis  # noqa: E402
 from textual._compositor import ChopsUpdate, LayoutUpdate  # noqa: E402
 
 from clustertop import wire  # noqa: E402
@@ -351,12 +352,7 @@ def main() -> int:
                 probe.stop.set()
                 probe.thread.join(5)
             for p in (sim, proc):
-                if p is not None and p.poll() is None:
-                    p.terminate()
-                    try:
-                        p.wait(10)
-                    except subprocess.TimeoutExpired:
-                        p.kill()
+                stop(p)
             shutil.rmtree(data_dir, ignore_errors=True)
     budget = (args.interval + SLACK_S) * 1000
     print(f"\nend to end: a node's changed value until a frame shows it, {w}x{h}, interval and refresh "

@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.request
 
+from benchlib import stop  # noqa: F401 - callers stop the exporter with it
 from clustertop.collectors import procfs
 from clustertop.collectors.base import Roots
 
@@ -74,13 +75,3 @@ def start() -> tuple[subprocess.Popen[bytes], str] | None:
 def scrape_in_background(url: str, interval_s: float, n: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", SCRAPER, url, str(interval_s), str(n)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()

@@ -18,6 +18,8 @@ import time
 
 import redis
 
+from benchlib import stop
+
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
@@ -29,15 +31,6 @@ def _die_with_parent() -> None:
         pass
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
 def start_redis() -> tuple[subprocess.Popen[bytes], str, str]:
     """(process, URL, data dir): the caller stops the process and removes the dir."""
     with socket.socket() as s:
@@ -47,7 +40,7 @@ def start_redis() -> tuple[subprocess.Popen[bytes], str, str]:
     proc = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",
                              "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", d],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
-    atexit.register(_stop, proc)
+    atexit.register(stop, proc, 5.0)
     url = f"redis://127.0.0.1:{port}/0"
     for _ in range(200):
         try:

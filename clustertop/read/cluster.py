@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from clustertop.read.ledger import Flag, match_hosts
 from clustertop.read.model import NodeView, Totals, view_digest
@@ -228,23 +228,16 @@ _SOURCE_RULES = {"collector": "CollectorFailing", "bond": "BondDegraded", "mount
                  "disk": "FilesystemFull", "gpu": "GpuProblem"}
 
 
-#: (source, message) -> rule, as ``digest_rule`` found it: the same few messages come back from thousands of
-#: nodes read after read (21 distinct among ~3,600 alerts on the simulated 10,000 nodes). Emptied when it
-#: reaches ``_RULE_MEMO_MAX`` entries, so node text that varies without end costs memory only up to that.
-_rule_memo: dict[tuple[str, str], str] = {}
+#: ``digest_rule`` remembers this many (source, message) answers: the same few messages come back from
+#: thousands of nodes read after read (21 distinct among ~3,600 alerts on the simulated 10,000 nodes), and node
+#: text that varies without end costs memory only up to the bound.
 _RULE_MEMO_MAX = 20_000
 
 
+@lru_cache(maxsize=_RULE_MEMO_MAX)
 def digest_rule(source: str, message: str) -> str:
     """The rule name of a node's digest alert ("NodeProblem" for a source this reader does not know)."""
-    key = (source, message)
-    rule = _rule_memo.get(key)
-    if rule is None:
-        rule = _digest_rule(source, message)
-        if len(_rule_memo) >= _RULE_MEMO_MAX:
-            _rule_memo.clear()
-        _rule_memo[key] = rule
-    return rule
+    return _digest_rule(source, message)
 
 
 def _digest_rule(source: str, message: str) -> str:

@@ -239,6 +239,7 @@ def group_rows(backends: list[schema.CeleryGroups] | None, history: bool, ok: st
         rows[f"G{SEP}{be.backend}"] = [text_cell(be.backend, "bold", 60), *[blank] * 8, head]
         for g in be.groups or ():
             total, done, failed = fmt.known(g.total, 0), fmt.known(g.done, 0), fmt.known(g.failed, 0)
+            revoked = fmt.known(g.revoked, 0)
             bad = bool(failed)
             if total and done is not None:
                 text = f"{fmt.num(done)} of {fmt.num(total)} done" + (f", {fmt.num(failed)} failed" if failed is not None
@@ -255,9 +256,10 @@ def group_rows(backends: list[schema.CeleryGroups] | None, history: bool, ok: st
             short = g.id if len(g.id) <= 12 else g.id[:8] + "…"
             label = f"{g.kind or 'group'} {fmt.node_text(short, 40)}" + (f" {g.name}" if g.name else "")
             rows[f"g{SEP}{be.backend}{SEP}{g.id}"] = [
-                text_cell(label, "bold", 60), state, blank, _n(None if done is None or failed is None else
-                                                              done - failed - (fmt.known(g.revoked, 0) or 0)),
-                num_cell(fmt.num(failed), failed, crit if bad else ""), blank, _n(fmt.known(g.revoked, 0)),
+                # Succeeded: what ended less what failed or was revoked; any of them unknown, unknown.
+                text_cell(label, "bold", 60), state, blank, _n(None if done is None or failed is None or revoked is None
+                                                              else done - failed - revoked),
+                num_cell(fmt.num(failed), failed, crit if bad else ""), blank, _n(revoked),
                 blank, blank, detail]
     return rows
 

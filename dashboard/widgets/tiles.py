@@ -262,13 +262,10 @@ class NodeTiles(ScrollView, can_focus=True):
             for t in self.tiles:
                 t.sig = ()
         changed = 0
-        old = {t.host: t for t in self.tiles}
-        new_tiles: list[_Tile] = []
         cursor_host = self.views[self.cursor].host if 0 <= self.cursor < len(self.views) else None
         layout_changed = len(views) != len(self.tiles) or any(
             v.host != t.host for v, t in zip(views, self.tiles, strict=False))
         first, last = self._visible_tiles()
-        cols, stride = self.columns, self.stride_y
         dirty: list[int] = []  # virtual y of the lines whose cells changed
         whole = layout_changed
         if not layout_changed:
@@ -293,19 +290,12 @@ class NodeTiles(ScrollView, can_focus=True):
                     new_tiles[i] = _Tile(v.host, sig, [])
                     whole = True
                     continue
-                lines = self._draw(v, selected)
-                if len(lines) != len(t.lines):  # drawn at the other tile height (a resize not yet painted)
-                    whole = True
-                else:
-                    top = (i // cols) * stride
-                    dirty.extend(top + k for k, (a, b) in enumerate(zip(lines, t.lines, strict=True)) if a != b)
-                new_tiles[i] = _Tile(v.host, sig, lines)
-            if whole:
-                self.refresh()
-            else:
-                for y in sorted(set(dirty)):
-                    self.refresh_lines(y)
+                new_tiles[i], redraw = self._redraw(i, v, selected, sig, t, dirty)
+                whole = whole or redraw
+            self._repaint(whole, dirty)
             return changed
+        old = {t.host: t for t in self.tiles}
+        new_tiles: list[_Tile] = []
         for i, v in enumerate(views):
             selected = v.host == cursor_host
             sig = (*tile_signature(v), selected)
@@ -323,25 +313,36 @@ class NodeTiles(ScrollView, can_focus=True):
             # On screen: draw it now and repaint only the lines whose cells differ. Between two
             # reads most tiles change in a line or two (CPU, GPU bars) or not at all, and a line
             # left alone costs Textual nothing.
-            lines = self._draw(v, selected)
-            if len(lines) != len(t.lines):  # drawn at the other tile height (a resize not yet painted)
-                whole = True
-            else:
-                top = (i // cols) * stride
-                dirty.extend(top + k for k, (a, b) in enumerate(zip(lines, t.lines, strict=True)) if a != b)
-            new_tiles.append(_Tile(v.host, sig, lines))
+            tile, redraw = self._redraw(i, v, selected, sig, t, dirty)
+            new_tiles.append(tile)
+            whole = whole or redraw
         self.tiles, self.views = new_tiles, views
         if cursor_host is not None and layout_changed:
             hosts = [v.host for v in views]
             self.cursor = hosts.index(cursor_host) if cursor_host in hosts else min(self.cursor, len(hosts) - 1)
         if layout_changed:
             self._update_virtual_size()
+        self._repaint(whole, dirty)
+        return changed
+
+    def _redraw(self, i: int, v: NodeView, selected: bool, sig: tuple[Any, ...], t: _Tile,
+                dirty: list[int]) -> tuple[_Tile, bool]:
+        """Tile ``i`` (on screen, ``t`` what it drew) drawn now for ``v``: the new tile, and whether the whole
+        widget must repaint (drawn at the other tile height: a resize not yet painted). Otherwise the virtual
+        y of each line whose cells differ goes to ``dirty``."""
+        lines = self._draw(v, selected)
+        if len(lines) != len(t.lines):
+            return _Tile(v.host, sig, lines), True
+        top = (i // self.columns) * self.stride_y
+        dirty.extend(top + k for k, (a, b) in enumerate(zip(lines, t.lines, strict=True)) if a != b)
+        return _Tile(v.host, sig, lines), False
+
+    def _repaint(self, whole: bool, dirty: list[int]) -> None:
         if whole:
             self.refresh()
         else:
             for y in sorted(set(dirty)):
                 self.refresh_lines(y)
-        return changed
 
     def _visible_tiles(self) -> tuple[int, int]:
         """Indices [first, last) of the tiles in the visible part of the grid."""

@@ -88,12 +88,8 @@ def run_and_check(app: Any, c: CeleryCollector) -> None:
     assert len(wire.encode(schema.Queues(celery_groups=schema.CeleryGroups(backend="b", groups=list(gs.values()))))) < 8000
 
 
-@pytest.mark.heavy  # a real Celery worker
-def test_chord_and_saved_group_on_redis(redis_server: RedisServer) -> None:
-    be = backend_url(redis_server)
-    w = CeleryWorker(redis_server.url, name="grp", events=True, backend=be)
-    c = collector([redis_server.url], clock=time.monotonic, inspect_interval=0.5, result_backend=be)  # type: ignore[arg-type]
-    app = client(redis_server.url, be)
+def run_on(w: Any, c: Any, app: Any) -> None:
+    """``run_and_check`` once the worker is up and the collector's event receiver listens; then all three closed."""
     try:
         w.wait_ready()
         wait_for("the event receiver to listen", lambda: c.streams[0].since is not None)
@@ -102,6 +98,15 @@ def test_chord_and_saved_group_on_redis(redis_server: RedisServer) -> None:
         close_client(app)
         c.close()
         w.stop()
+
+
+@pytest.mark.heavy  # a real Celery worker
+def test_chord_and_saved_group_on_redis(redis_server: RedisServer) -> None:
+    be = backend_url(redis_server)
+    w = CeleryWorker(redis_server.url, name="grp", events=True, backend=be)
+    c = collector([redis_server.url], clock=time.monotonic, inspect_interval=0.5, result_backend=be)  # type: ignore[arg-type]
+    app = client(redis_server.url, be)
+    run_on(w, c, app)
 
 
 @pytest.mark.heavy  # a real Celery worker and RabbitMQ
@@ -113,14 +118,7 @@ def test_chord_and_saved_group_on_rabbitmq(rabbit: Any, redis_server: RedisServe
     c = collector([rabbit.amqp_url], clock=time.monotonic, inspect_interval=0.5, result_backend=be,  # type: ignore[arg-type]
                   management_url=rabbit.management_url, management_user="guest", management_password_file=str(pw))
     app = client(rabbit.amqp_url, be)
-    try:
-        w.wait_ready()
-        wait_for("the event receiver to listen", lambda: c.streams[0].since is not None)
-        run_and_check(app, c)
-    finally:
-        close_client(app)
-        c.close()
-        w.stop()
+    run_on(w, c, app)
 
 
 def test_no_backend_is_none_and_bad_backend_names_the_key(redis_server: RedisServer) -> None:

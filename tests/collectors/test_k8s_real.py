@@ -16,9 +16,9 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import pytest
 
@@ -29,23 +29,12 @@ from clustertop.control.kubernetes import K8sControl, K8sControlError
 from clustertop.wire import schema
 from tests.conftest import FIXTURES, RedisServer
 from tests.support.k8s_cluster import VIEW_NAMESPACE, K8sCluster, k8s_cluster  # noqa: F401 - the session fixture
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
-T = TypeVar("T")
 TEMPLATE = FIXTURES / "k8s" / "templates" / "train-job.yaml"
 RECORD_DIR = FIXTURES / "k8s" / "api"
 
-
-def wait_for(what: str, fn: Callable[[], T], ok: Callable[[T], bool], limit_s: float = 60.0) -> T:
-    """fn() every 0.2 s until ok(result); controllers and the stand-in kubelet act asynchronously."""
-    end = time.monotonic() + limit_s
-    while True:
-        v = fn()
-        if ok(v):
-            return v
-        if time.monotonic() > end:
-            raise AssertionError(f"{what}: not reached in {limit_s:.0f} s; last: {v!r}"[:2000])
-        time.sleep(0.2)
 
 
 def node_body(name: str, gpus: int, conditions: list[tuple[str, str]] | None = None) -> dict[str, Any]:

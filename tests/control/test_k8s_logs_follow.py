@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from clustertop.wire.text import inert
+from tests.support import waiting
 from tests.support.k8s_cluster import k8s_cluster  # noqa: F401 - the session fixture
 from tests.support.k8s_logs import logpod  # noqa: F401 - the fixture
 
@@ -21,14 +22,8 @@ T = TypeVar("T")
 
 
 def until(what: str, fn: Callable[[], T], ok: Callable[[T], bool], limit_s: float = 30.0) -> T:
-    end = time.monotonic() + limit_s
-    while True:
-        v = fn()
-        if ok(v):
-            return v
-        if time.monotonic() > end:
-            raise AssertionError(f"{what}: not reached in {limit_s:.0f} s; last: {v!r}"[:2000])
-        time.sleep(0.05)
+    """A follower's thread acts within milliseconds: every 0.05 s, up to 30 s."""
+    return waiting.wait_for(what, fn, ok, limit_s, step_s=0.05)
 
 
 class Collect:

@@ -568,12 +568,7 @@ async def test_ctrl_d_deletes_a_real_pod_with_the_impact_shown_first(redis_serve
                   operator_key=key[0])  # the key signs the operator's audit entry
     try:
         async with app.run_test(size=(160, 50)) as pilot:
-            await b.wait_reads(pilot)
-            await pilot.press("6")
-            screen = app.screen
-            assert isinstance(screen, WorkScreen)
-            screen.query_one("#work-tabs").active = "pods"
-            await b.wait_until(pilot, lambda: screen.table("pods").row_count == 1, "the pod row")
+            await b.work_tab(pilot, "pods", lambda n: n == 1, "the pod row")
             acts = actions_of(app)
             await b.wait_until(pilot, lambda: acts.k8s_allowed is not None, "can-i answers", tries=1500)
             assert acts.k8s_allowed == {"delete_pod": True, "delete_job": True, "create_job": True,
@@ -613,12 +608,7 @@ async def test_can_i_hides_kubernetes_keys_the_operator_may_not_use(redis_server
     app = app_for(redis_server, kubeconfig=str(cluster.kubeconfigs["reader"]))
     try:
         async with app.run_test(size=(160, 50)) as pilot:
-            await b.wait_reads(pilot)
-            await pilot.press("6")
-            screen = app.screen
-            assert isinstance(screen, WorkScreen)
-            screen.query_one("#work-tabs").active = "pods"
-            await b.wait_until(pilot, lambda: screen.table("pods").row_count == 1, "the pod row")
+            screen = await b.work_tab(pilot, "pods", lambda n: n == 1, "the pod row")
             acts = actions_of(app)
             await b.wait_until(pilot, lambda: acts.k8s_allowed is not None, "can-i answers", tries=1500)
             assert acts.k8s_allowed is not None and not acts.k8s_allowed["delete_pod"]

@@ -68,6 +68,16 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+async def history_tab(pilot: Any, row: str | None = None, what: str = "the row") -> WorkScreen:
+    """The Work screen's Task history tab after the first read; with ``row``, once that row is drawn, on it."""
+    screen = await b.work_tab(pilot, "history")
+    if row is not None:
+        await b.wait_until(pilot, lambda: row in screen.table().keys, what)
+        screen.table().move_cursor(screen.table().keys.index(row))
+        await pilot.pause()
+    return screen
+
+
 @pytest.mark.anyio
 async def test_history_tab_keys_and_traceback(redis_server: Any) -> None:
     b.publish(redis_server.client(), cluster_snaps(), cluster=[k8s_payload(), payload()],
@@ -132,6 +142,11 @@ def test_group_rows_n_of_m_done_k_failed_escaped_and_unknown_is_not_zero() -> No
     assert cells[0].startswith("chord 3f2a\\x1b[") and "\x1b" not in cells[0] and "\u202e" not in cells[0]
     old = [c.plain for c in rows[f"g{SEP}{BACKEND}{SEP}old"]]
     assert old[1] == "N/A" and old[3] == "N/A" and "not JSON" in old[9]
+    # Failures known, revocations not (a payload that says so): how many succeeded is not known either.
+    g = groups()
+    g.groups[0].revoked = None  # type: ignore[index]
+    cells = [c.plain for c in group_rows([g], True, "green", "red")[f"g{SEP}{BACKEND}{SEP}{EVIL_ID}"]]
+    assert cells[3] == "N/A" and cells[6] == "N/A" and cells[4] == "3"
     # No backend configured, task history there: the reason, never an empty list that reads as "no groups".
     assert [c.plain for c in group_rows(None, True, "g", "r")["G"]][9] == NO_BACKEND
     assert group_rows(None, False, "g", "r") == {}
@@ -146,11 +161,7 @@ async def test_groups_on_the_history_tab_at_80x24(redis_server: Any) -> None:
               keys={h: b.node_key(h) for h in HOSTS})
     app = make_app(Settings(frozen_time=b.NOW + 0.5, refresh_s=0.2, source_label="test"), redis_server.client)
     async with app.run_test(size=(80, 24)) as pilot:
-        await b.wait_reads(pilot)
-        await pilot.press("6")
-        screen = app.screen
-        assert isinstance(screen, WorkScreen)
-        screen.query_one("#work-tabs").active = "history"  # type: ignore[attr-defined]
+        screen = await history_tab(pilot)
         await b.wait_until(pilot, lambda: screen.table().row_count == 9, "history, 3 group rows, the computation")
         table = screen.table()
         table.move_cursor(table.keys.index(f"g{SEP}{BACKEND}{SEP}{EVIL_ID}"))
@@ -198,15 +209,7 @@ async def test_ctrl_r_shows_the_backends_args_escaped_then_retries_on_a_real_wor
         app = app_for(redis_server, celery_broker=redis_server.url, celery_backend=be, operator_key=kp,
                       frozen_time=b.NOW + 0.5)
         async with app.run_test(size=(160, 50)) as pilot:
-            await b.wait_reads(pilot)
-            await pilot.press("6")
-            screen = app.screen
-            assert isinstance(screen, WorkScreen)
-            screen.query_one("#work-tabs").active = "history"  # type: ignore[attr-defined]
-            key = f"r{SEP}{BROKER}{SEP}{first.id}"
-            await b.wait_until(pilot, lambda: key in screen.table().keys, "the task row")
-            screen.table().move_cursor(screen.table().keys.index(key))
-            await pilot.pause()
+            await history_tab(pilot, f"r{SEP}{BROKER}{SEP}{first.id}", "the task row")
             await pilot.press("ctrl+r")
             await b.wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the confirm dialog", tries=1500)
             await pilot.pause()
@@ -245,15 +248,7 @@ async def test_ctrl_r_without_a_result_backend_is_refused_with_the_reason_and_au
     app = app_for(redis_server, celery_broker=redis_server.url, operator_key=kp, frozen_time=b.NOW + 0.5)
     try:
         async with app.run_test(size=(160, 50)) as pilot:
-            await b.wait_reads(pilot)
-            await pilot.press("6")
-            screen = app.screen
-            assert isinstance(screen, WorkScreen)
-            screen.query_one("#work-tabs").active = "history"  # type: ignore[attr-defined]
-            key = f"r{SEP}{BROKER}{SEP}t-fail"
-            await b.wait_until(pilot, lambda: key in screen.table().keys, "the failed task's row")
-            screen.table().move_cursor(screen.table().keys.index(key))
-            await pilot.pause()
+            await history_tab(pilot, f"r{SEP}{BROKER}{SEP}t-fail", "the failed task's row")
             await pilot.press("ctrl+r")
             acts = actions_of(app)
             await b.wait_until(pilot, lambda: len(acts.done) == 1, "the refusal", tries=1500)

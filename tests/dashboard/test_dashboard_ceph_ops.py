@@ -11,7 +11,6 @@ test_dashboard_ceph_real.py; the pure parts (what is offered, the drain's note, 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from clustertop.dashboard.widgets.ceph_maint import flag_set
 from clustertop.read.reader import Reader
 from clustertop.wire import schema
 from tests.support import builders as b
+from tests.support.demo import demo_app
 
 pytestmark = pytest.mark.anyio
 SEP = ceph_ops.SEP
@@ -43,22 +43,6 @@ SEP = ceph_ops.SEP
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture
-def demo() -> Iterator[modes.Backend]:
-    backend = modes.start_demo(seed=4, nodes=None, interval_s=0.5, prefill_s=60)
-    try:
-        yield backend
-    finally:
-        backend.close()
-
-
-def demo_app(backend: modes.Backend) -> Any:
-    settings = Settings(refresh_s=0.5, source_label=backend.label, known=backend.known,
-                        operator_key=backend.operator_key, operator="demo-user",
-                        external_control_refused=backend.external_refused, demo_control=backend.demo_control)
-    return make_app(settings, backend.client_factory)
 
 
 def ceph_now(backend: modes.Backend) -> schema.Ceph:

@@ -17,7 +17,6 @@ from textual.widgets import Log
 from clustertop.dashboard.actions import actions_of
 from clustertop.dashboard.dialogs.logs import LogsViewer
 from clustertop.dashboard.dialogs.pick import PickDialog
-from clustertop.dashboard.screens.work import WorkScreen
 from clustertop.wire import schema
 from tests.dashboard.test_dashboard_actions import app_for
 from tests.support import builders as b
@@ -46,12 +45,7 @@ async def test_l_follows_the_log_pauses_resumes_and_closes(redis_server: Any, lo
     app = app_for(redis_server, kubeconfig=str(logpod["cluster"].kubeconfigs["admin"]), operator="alice@ops")
     try:
         async with app.run_test(size=(140, 40)) as pilot:
-            await b.wait_reads(pilot)
-            await pilot.press("6")
-            screen = app.screen
-            assert isinstance(screen, WorkScreen)
-            screen.query_one("#work-tabs").active = "pods"
-            await b.wait_until(pilot, lambda: screen.table("pods").row_count == 1, "the pod row")
+            screen = await b.work_tab(pilot, "pods", lambda n: n == 1, "the pod row")
             acts = actions_of(app)
             await b.wait_until(pilot, lambda: acts.k8s_allowed is not None, "can-i answers", tries=1500)
             await pilot.press("l")
@@ -132,18 +126,13 @@ async def test_in_the_demo_l_says_simulated_pods_write_no_logs_and_ctx_is_refuse
     ``:ctx`` is refused without opening a kubeconfig."""
     from clustertop.cli import modes
     from clustertop.dashboard import k8s_scope
-    from tests.dashboard.test_demo_job_control import demo_app
+    from tests.support.demo import demo_app
 
     backend = modes.start_demo(seed=4, nodes=None, interval_s=0.5, prefill_s=60)
     try:
         app = demo_app(backend)
         async with app.run_test(size=(160, 40)) as pilot:
-            await b.wait_reads(pilot)
-            await pilot.press("6")
-            screen = app.screen
-            assert isinstance(screen, WorkScreen)
-            screen.query_one("#work-tabs").active = "pods"
-            await b.wait_until(pilot, lambda: screen.table("pods").row_count > 0, "the simulated pods", tries=1500)
+            await b.work_tab(pilot, "pods", lambda n: n > 0, "the simulated pods", tries=1500)
             await pilot.press("l")
             await b.wait_until(pilot, lambda: isinstance(app.screen, LogsViewer) and app.screen.error is not None,
                                "the demo's answer", tries=1500)

@@ -9,7 +9,6 @@ the real app under Textual's pilot.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,16 +18,15 @@ from clustertop import wire
 from clustertop.cli import modes
 from clustertop.control import trust
 from clustertop.dashboard.actions import actions_of
-from clustertop.dashboard.app import make_app
 from clustertop.dashboard.dialogs.confirm import ConfirmDialog
 from clustertop.dashboard.dialogs.pick import PickDialog
 from clustertop.dashboard.screens.gpus import GpusScreen
 from clustertop.dashboard.screens.node import NodeScreen
-from clustertop.dashboard.settings import Settings
 from clustertop.dashboard.widgets.table import LiveTable
 from clustertop.read.reader import Reader
 from clustertop.read.want import Wants
 from tests.support import builders as b
+from tests.support.demo import demo_app
 
 pytestmark = pytest.mark.anyio
 
@@ -36,22 +34,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture
-def demo() -> Iterator[modes.Backend]:
-    backend = modes.start_demo(seed=4, nodes=None, interval_s=0.5, prefill_s=60)
-    try:
-        yield backend
-    finally:
-        backend.close()
-
-
-def demo_app(backend: modes.Backend) -> Any:
-    settings = Settings(refresh_s=0.5, source_label=backend.label, known=backend.known,
-                        operator_key=backend.operator_key, operator="demo-user",
-                        external_control_refused=backend.external_refused, demo_control=backend.demo_control)
-    return make_app(settings, backend.client_factory)
 
 
 def _running(backend: modes.Backend, host: str, pid: int) -> bool:

@@ -15,7 +15,6 @@ import pytest
 from clustertop.dashboard import k8s_scope as ks
 from clustertop.dashboard.actions import actions_of
 from clustertop.dashboard.dialogs.pick import PickDialog
-from clustertop.dashboard.screens.work import WorkScreen
 from clustertop.dashboard.widgets.header import ClusterHeader
 from clustertop.wire import schema
 from tests.dashboard.test_dashboard_actions import app_for
@@ -117,12 +116,7 @@ async def test_ns_narrows_pods_and_workloads_and_all_clears(redis_server: Any) -
     b.publish(redis_server.client(), [b.tower("gpu-01", ts=time.time())], cluster=[_payload()])
     app = app_for(redis_server)
     async with app.run_test(size=(160, 40)) as pilot:
-        await b.wait_reads(pilot)
-        await pilot.press("6")
-        screen = app.screen
-        assert isinstance(screen, WorkScreen)
-        screen.query_one("#work-tabs").active = "pods"
-        await b.wait_until(pilot, lambda: screen.table("pods").row_count == 4, "all pods")
+        screen = await b.work_tab(pilot, "pods", lambda n: n == 4, "all pods")
         await _command(pilot, "ns team-a")
         await b.wait_until(pilot, lambda: screen.table("pods").row_count == 2, "team-a's pods")
         assert sorted(screen.table("pods").keys) == ["team-a/team-a-p0", "team-a/team-a-p1"]
@@ -214,12 +208,7 @@ async def test_ctx_switch_asks_can_i_of_the_new_context(redis_server: Any, k8s_c
     b.publish(redis_server.client(), [b.tower("gpu-01", ts=time.time())], cluster=[_payload()])
     app = app_for(redis_server, kubeconfig=str(kc))
     async with app.run_test(size=(160, 40)) as pilot:
-        await b.wait_reads(pilot)
-        await pilot.press("6")
-        screen = app.screen
-        assert isinstance(screen, WorkScreen)
-        screen.query_one("#work-tabs").active = "pods"
-        await b.wait_until(pilot, lambda: screen.table("pods").row_count == 4, "the pods")
+        screen = await b.work_tab(pilot, "pods", lambda n: n == 4, "the pods")
         acts = actions_of(app)
         await b.wait_until(pilot, lambda: acts.k8s_allowed is not None, "can-i answers", tries=1500)
         assert acts.k8s_allowed["delete_pod"] is True  # type: ignore[index]

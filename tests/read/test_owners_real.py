@@ -26,21 +26,15 @@ from clustertop.read import owners
 from clustertop.read.reader import Reader
 from clustertop.wire import schema
 from tests.conftest import RedisServer
+from tests.support import waiting
 from tests.support.k8s_cluster import K8sCluster, k8s_cluster  # noqa: F401 - the session fixture (heavy)
 
 T = TypeVar("T")
 
 
 def wait_for(what: str, fn: Callable[[], T], ok: Callable[[T], bool], limit_s: float = 90.0) -> T:
-    """fn() every 0.3 s until ok(result): the ReplicaSet controller, scheduler and kubelet act asynchronously."""
-    end = time.monotonic() + limit_s
-    while True:
-        v = fn()
-        if ok(v):
-            return v
-        if time.monotonic() > end:
-            raise AssertionError(f"{what}: not reached in {limit_s:.0f} s; last: {v!r}"[:2000])
-        time.sleep(0.3)
+    """The ReplicaSet controller, scheduler and kubelet act asynchronously: every 0.3 s, up to 90 s."""
+    return waiting.wait_for(what, fn, ok, limit_s, step_s=0.3)
 
 
 def kubepods_cgroup(uid: str) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 
 import msgspec
 import pytest
@@ -23,15 +22,6 @@ from clustertop.read.reader import Reader
 from clustertop.read.want import Wants
 from clustertop.sim.agents import TEMPLATES
 from clustertop.wire import schema
-
-
-@pytest.fixture
-def demo() -> Iterator[modes.Backend]:
-    backend = modes.start_demo(seed=4, nodes=None, interval_s=0.1, prefill_s=60)
-    try:
-        yield backend
-    finally:
-        backend.close()
 
 
 def _job_proc(backend: modes.Backend) -> tuple[str, schema.GpuProc]:

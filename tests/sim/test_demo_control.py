@@ -8,7 +8,7 @@ calls between ticks); the effects are checked in the published payloads, through
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,15 +20,6 @@ from clustertop.read.want import Wants
 from clustertop.sim.control import SimControl
 from clustertop.sim.simulate import SimCluster
 from clustertop.wire import schema
-
-
-@pytest.fixture
-def demo() -> Iterator[modes.Backend]:
-    backend = modes.start_demo(seed=4, nodes=None, interval_s=0.1, prefill_s=60)
-    try:
-        yield backend
-    finally:
-        backend.close()
 
 
 def _read(backend: modes.Backend) -> Any:

@@ -179,6 +179,21 @@ async def wait_reads(pilot: Any, total: int = 1) -> None:
     await wait_until(pilot, lambda: app.finished_reads >= total, f"{total} read(s)")
 
 
+async def work_tab(pilot: Any, pane: str, rows: Any = None, what: str = "the rows", tries: int = 400) -> Any:
+    """The Work screen (key 6) on its ``pane`` tab after the first read; with ``rows`` (a predicate on the tab's
+    row count), once the tab's table has them. Returns the screen."""
+    from clustertop.dashboard.screens.work import WorkScreen
+
+    await wait_reads(pilot)
+    await pilot.press("6")
+    screen = pilot.app.screen
+    assert isinstance(screen, WorkScreen)
+    screen.query_one("#work-tabs").active = pane  # type: ignore[attr-defined]
+    if rows is not None:
+        await wait_until(pilot, lambda: rows(screen.table(pane).row_count), what, tries)
+    return screen
+
+
 async def wait_fresh(pilot: Any, n: int = 1) -> None:
     """Until ``n`` more reads than now have finished (to see a change made in the store)."""
     app = pilot.app
