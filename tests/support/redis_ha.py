@@ -149,12 +149,26 @@ class RedisCluster:
         raise RuntimeError(f"no master for slot {slot}")
 
     def replica_of(self, master_port: int) -> int:
-        mid = _cli(master_port).execute_command("CLUSTER", "MYID").decode()
-        for line in _cli(master_port).execute_command("CLUSTER", "NODES").decode().splitlines():
-            f = line.split()
-            if f[3] == mid:
-                return int(f[1].split("@")[0].rsplit(":", 1)[1])
-        raise RuntimeError(f"no replica of {master_port}")
+        """The port of the replica of ``master_port``, as the replica itself says (``ROLE``: its master's port).
+        Not the master's ``CLUSTER NODES``: right after the cluster forms, gossip may not have told the
+        master which node replicates it yet (seen once in a CI run); so this also waits, up to 10 s."""
+        found: list[int] = []
+
+        def ask() -> bool:
+            for p in self.live():
+                if p == master_port:
+                    continue
+                r = _cli(p).execute_command("ROLE")
+                if r[0] in (b"slave", "slave") and int(r[2]) == master_port:
+                    found.append(p)
+                    return True
+            return False
+
+        try:
+            _wait(ask, 10, f"a replica of {master_port}")
+        except RuntimeError:
+            raise RuntimeError(f"no replica of {master_port}") from None
+        return found[0]
 
     def live(self) -> list[int]:
         return [p for p, s in self.servers.items() if s.alive()]
