@@ -26,6 +26,10 @@ SLAVE_FILES = ("state", "mii_status", "link_failure_count", "perm_hwaddr", "ad_a
 
 #: Files a collector keeps open (collectors/kept.py): a bond of 3 slaves reads ~40 small files a tick.
 KEPT_LIMIT = 128
+#: On a node without the bonding driver (no ``bonding_masters``) the two lookups that find nothing are made
+#: again only this often: a failed open and listdir cost 50-90 µs a tick, and a bond made after
+#: ``modprobe bonding`` shows within this long.
+ABSENT_RECHECK_S = 10.0
 
 
 def read_text(path: str, files: KeptFiles | None = None) -> str | None:
@@ -143,6 +147,7 @@ class BondsCollector:
         self.ctx = ctx
         self._clock = clock
         self._prev: dict[str, tuple[float, int | None, int | None]] = {}
+        self._absent_until: float | None = None  # no bonding driver: not looked for again before this
         # Kept open under the real procfs and sysfs (collectors/kept.py); a fixture tree opens per read.
         live_proc, live_sys = pseudo_roots(ctx.roots.proc, ctx.roots.sys)
         self._files = KeptFiles(tuple(r for r, ok in ((ctx.roots.proc, live_proc), (ctx.roots.sys, live_sys)) if ok),
@@ -151,8 +156,14 @@ class BondsCollector:
     def collect(self) -> list[schema.Bond]:
         roots = self.ctx.roots
         files = self._files
-        bonds = read_bonds(roots, files)
         now = self._clock()
+        if self._absent_until is not None and now < self._absent_until:
+            return []
+        bonds = read_bonds(roots, files)
+        if not bonds and read_text(roots.sysfs("class", "net", "bonding_masters"), files) is None:
+            self._absent_until = now + ABSENT_RECHECK_S
+        else:
+            self._absent_until = None
         seen: dict[str, tuple[float, int | None, int | None]] = {}
         for bond in bonds:
             for s in bond.slaves or ():

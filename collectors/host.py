@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from clustertop.collectors import procfs
 from clustertop.collectors.base import Context, Roots, Section
 from clustertop.collectors.kept import KeptFiles, pseudo_roots
+from clustertop.collectors.mounttable import MountTable
 from clustertop.collectors.owner import apply_cmdline, parse_cgroup
 from clustertop.config import NonNegative, convert
 from clustertop.wire.schema import CpuTimes, DiskIO, Filesystem, Memory, Nic, Owner, Proc, System
@@ -316,6 +317,8 @@ class HostCollector:
         # a pread at offset 0 regenerates them for a fifth of an open's cost. A fixture tree opens per read.
         live_proc, live_sys = pseudo_roots(ctx.roots.proc, ctx.roots.sys)
         self._files = KeptFiles(tuple(r for r, ok in ((ctx.roots.proc, live_proc), (ctx.roots.sys, live_sys)) if ok))
+        # The mount table is read again only when the kernel says it changed (collectors/mounttable.py).
+        self._mount_table = MountTable(ctx.roots.procfs("self", "mounts"), live_proc)
         self.live = os.path.realpath(ctx.roots.proc) == "/proc"
         # A fixture tree is laid out as <tree>/proc, <tree>/sys, <tree>/etc. When only --proc-root is
         # given, /etc/os-release and /etc/passwd are taken from the same tree: reading the running
@@ -352,6 +355,7 @@ class HostCollector:
         self._idents.clear()
         self._files.close()
         self._pid_files.close()
+        self._mount_table.close()
 
     # -- static facts ------------------------------------------------------------------------
 
@@ -476,9 +480,9 @@ class HostCollector:
         if self._static_at is None or not 0 <= clock - self._static_at < STATIC_EVERY_S:
             self._nic_static, self._disk_topology, self._static_at = {}, None, clock
             self._policies = None
-        mounts_text = self._files.read(p("self", "mounts"))
+        mounts_text = self._mount_table.text()
         if mounts_text is not None:
-            if self._mounts is None or self._mounts[0] != mounts_text:
+            if self._mounts is None or self._mounts[0] is not mounts_text and self._mounts[0] != mounts_text:
                 self._mounts = (mounts_text, procfs.parse_mounts(mounts_text))
             sysinfo.filesystems = self._filesystems(self._mounts[1])
         if nets is not None:

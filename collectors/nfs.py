@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 from clustertop.collectors import procfs
 from clustertop.collectors.base import Context, Roots, Section
+from clustertop.collectors.kept import pseudo_roots
+from clustertop.collectors.mounttable import MountTable
 from clustertop.config import ConfigError, Invalid, Positive, convert
 from clustertop.errors import describe
 from clustertop.wire import schema
@@ -58,12 +60,24 @@ def network_mounts(text: str) -> list[Mount]:
     return [m for m in parse_mounts(text) if m.fstype in NET_FSTYPES]
 
 
-def read_mounts(roots: Roots) -> list[Mount]:
-    try:
-        with open(roots.procfs("self", "mounts"), encoding="utf-8", errors="replace") as f:
-            return network_mounts(f.read())
-    except FileNotFoundError:
-        return []
+class NetworkMounts:
+    """The network mounts of the table, parsed again only when its text changed (MountTable: read again only
+    when the kernel says the table changed)."""
+
+    def __init__(self, roots: Roots) -> None:
+        self.table = MountTable(roots.procfs("self", "mounts"), pseudo_roots(roots.proc, roots.sys)[0])
+        self._parsed: tuple[str, list[Mount]] | None = None
+
+    def mounts(self) -> list[Mount]:
+        text = self.table.text()
+        if text is None:
+            return []
+        if self._parsed is None or self._parsed[0] is not text:
+            self._parsed = (text, network_mounts(text))
+        return self._parsed[1]
+
+    def close(self) -> None:
+        self.table.close()
 
 
 def statvfs_probe(path: str) -> tuple[int | None, int | None]:
@@ -148,12 +162,13 @@ class NetMountCollector:
         self._clock = clock
         self._wall = wall
         self._mounts: dict[str, MountState] = {}
+        self._table = NetworkMounts(ctx.roots)
         self._lock = threading.Lock()
         self.probes_started = 0  # for tests and self-diagnosis: threads ever started
 
     def collect(self) -> list[schema.NetMount]:
         with self._lock:
-            mounts = read_mounts(self.ctx.roots)
+            mounts = self._table.mounts()
             for m in mounts:
                 st = self._mounts.setdefault(m.mountpoint, MountState())
                 self._harvest(st)
@@ -229,5 +244,6 @@ class NetMountCollector:
                     del self._mounts[path]
 
     def close(self) -> None:
-        """Nothing to release: a probe blocked in the kernel cannot be cancelled, and its daemon
+        """The mount table's descriptor only: a probe blocked in the kernel cannot be cancelled, and its daemon
         thread does not keep the agent from exiting."""
+        self._table.close()

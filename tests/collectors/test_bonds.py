@@ -356,3 +356,32 @@ def test_alerts_read_well() -> None:
         ("warning", "bond bond0 degraded: enp6s0: MII down"),
         ("warning", "bond bond1 degraded: ens2f1: LACP not distributing (actor state 15)"),
     ]
+
+
+def test_node_without_bonding_driver_is_looked_at_again_every_ten_seconds(tmp_path: Path) -> None:
+    """No bonding driver (neither bonding_masters nor /proc/net/bonding): nothing is looked up again for
+    ABSENT_RECHECK_S, then a bond made meanwhile (``modprobe bonding``) is found. With the driver loaded
+    and no bond (an empty bonding_masters) every tick looks."""
+    from clustertop.collectors import bonds as bonds_mod
+
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "sys" / "class" / "net").mkdir(parents=True)
+    now = [100.0]
+    c = BondsCollector(Context(node="n1", roots=roots(tmp_path)), clock=lambda: now[0])
+    assert c.collect() == []
+    (tmp_path / "proc" / "net" / "bonding").mkdir(parents=True)
+    shutil.copy(PROCFS / sorted(PROCFS_EXPECTED)[0], tmp_path / "proc" / "net" / "bonding" / "bond0")
+    now[0] += bonds_mod.ABSENT_RECHECK_S - 0.5
+    assert c.collect() == []  # not looked for yet
+    now[0] += 1.0
+    assert [b.name for b in c.collect()] == ["bond0"]
+    # the driver loaded, no bond: every tick looks again
+    shutil.rmtree(tmp_path / "proc" / "net" / "bonding")
+    (tmp_path / "sys" / "class" / "net" / "bonding_masters").write_text("\n")
+    now[0] += 1.0
+    assert c.collect() == []
+    (tmp_path / "sys" / "class" / "net" / "bonding_masters").write_text("bond1\n")
+    (tmp_path / "proc" / "net" / "bonding").mkdir(parents=True)
+    shutil.copy(PROCFS / sorted(PROCFS_EXPECTED)[0], tmp_path / "proc" / "net" / "bonding" / "bond1")
+    now[0] += 1.0
+    assert [b.name for b in c.collect()] == ["bond1"]
