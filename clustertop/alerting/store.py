@@ -37,11 +37,16 @@ def fit(state: AlertState, limit: int = wire.MAX_PAYLOAD_BYTES) -> bytes:
     return data
 
 
-def write(client: Any, state: AlertState, key: signing.PrivateKey | None) -> None:
+def write(client: Any, state: AlertState, key: signing.PrivateKey | None) -> int:
+    """Sign and write the state, packed (``wire.pack``: the alert words repeat from node to node, so a
+    troubled cluster's state, rewritten every evaluation, is a tenth of its encoded size or less); the
+    signature covers the state, not its packing. Returns the bytes written."""
     fit(state, wire.MAX_PAYLOAD_BYTES - 1024)  # room for the signature
     if key is not None:
         signing.sign_struct("alerts", state, key)
-    client.set(ALERTS_KEY, wire.encode(state))
+    data = wire.pack(wire.encode(state), None)
+    client.set(ALERTS_KEY, data)
+    return len(data)
 
 
 def load_unverified(client: Any) -> AlertState | None:

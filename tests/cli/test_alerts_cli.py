@@ -85,3 +85,25 @@ def test_silences_with_alertmanager_unreachable_say_which_and_why() -> None:
     assert p.returncode == 2 and url in p.stderr
     p = run("silences")
     assert p.returncode == 2 and "no Alertmanager" in p.stderr
+
+
+def test_state_is_written_packed_and_still_verifies(redis_server: RedisServer, tmp_path: Path) -> None:
+    """The state is stored packed (wire.pack) and read back verified: the signature covers the state, not the
+    packing. A troubled cluster's state (1,000 nodes, a few alerts each) packs to a fraction of its size."""
+    from clustertop import wire
+    from clustertop.control.trust import KnownNodes
+
+    now = time.time()
+    e = Evaluator(Settings.of(AlertsSection()))
+    many = [Alert("warning", "gpu", f"gpu{i:04d}", f"gpu{k}", f"GPU {k} hot: {85 + k} °C", "GpuHot")
+            for i in range(1000) for k in range(3)]
+    e.step(many, now)
+    big = AlertState(host="eval1", ts=now, seq=1, alerts=e.sorted_records(), events=list(e.events))
+    c = redis_server.client()
+    written = store.write(c, big, b.node_key("eval1"))
+    raw = c.get("ct:v1:alerts")
+    assert raw is not None and len(raw) == written and raw[:1] == b"\xc1"
+    assert written * 5 < len(wire.encode(big))  # measured 1/40 here
+    got = store.read(c, KnownNodes.load(known(tmp_path)), now)
+    # the limit is on the state as decoded (wire.MAX_PAYLOAD_BYTES), so the least important are still left out
+    assert got.verified and got.state is not None and len(got.state.alerts) + got.state.left_out == 3000
