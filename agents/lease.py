@@ -30,6 +30,7 @@ class Lease:
         self.ttl_ms = int(max(MIN_TTL_S, period_s * TTL_PERIODS) * 1000)
         self.clock = clock
         self._held_until = 0.0  # our own conservative idea of when the lease lapses
+        self._mine = False  # the last refresh took or renewed it (our token may still be in the key)
         self._next_try = 0.0
 
     @property
@@ -50,7 +51,13 @@ class Lease:
             ok = self._if_mine(lambda p: p.pexpire(self.key, self.ttl_ms))
         else:
             ok = bool(self.client.set(self.key, self.token, nx=True, px=self.ttl_ms))
+            if not ok and self._mine:
+                # Our own idea of the lease lapses at 0.9 of its TTL, Redis's at 1.0: a holder paused past the
+                # first (a long step) finds the key still there with its own token, so it renews rather than
+                # losing the lease to nobody for a period.
+                ok = self._if_mine(lambda p: p.pexpire(self.key, self.ttl_ms))
         self._held_until = now + self.ttl_ms / 1000 * 0.9 if ok else 0.0
+        self._mine = ok
         return ok
 
     def holder(self) -> str | None:
@@ -58,8 +65,8 @@ class Lease:
         return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
 
     def release(self) -> None:
-        if self._held_until:
-            self._held_until = 0.0
+        if self._held_until or self._mine:
+            self._held_until, self._mine = 0.0, False
             self._if_mine(lambda p: p.delete(self.key))
 
     def _if_mine(self, action: Any) -> bool:

@@ -146,6 +146,22 @@ def test_renew_never_extends_someone_elses_lease(redis_server) -> None:  # type:
     assert redis_server.client().get(wire.lease_key("ceph")).decode() == other.token
 
 
+def test_holder_paused_past_its_own_margin_renews_its_key(redis_server) -> None:  # type: ignore[no-untyped-def]
+    """Our idea of the lease lapses at 0.9 of its TTL, Redis's at 1.0: a holder paused in between finds its
+    own token still in the key and renews it, instead of SET NX failing and nobody holding it for a period.
+    Another agent's token is never renewed by us (previous test)."""
+    now = [0.0]
+    mine = Lease(redis_server.client(), "ceph", "me", period_s=1.0, clock=lambda: now[0])
+    other = Lease(redis_server.client(), "ceph", "other", period_s=1.0, clock=lambda: now[0])
+    assert mine.refresh()
+    now[0] += mine.ttl_ms / 1000 * 0.95  # past our own margin, the key still there (not expired in Redis)
+    assert not mine.held
+    assert not other.refresh()  # the key is still ours: nobody else can take it ...
+    assert mine.refresh() and mine.held  # ... and we keep it
+    assert 0 < redis_server.client().pttl(wire.lease_key("ceph")) <= mine.ttl_ms
+    assert redis_server.client().get(wire.lease_key("ceph")).decode() == mine.token
+
+
 def test_dry_run_polls_cluster_collectors_without_a_lease() -> None:
     cols = {n: CollectorConfig(name=n, enabled=False) for n in base.DEFAULT_NODE_COLLECTORS}
     cols["ceph"] = CollectorConfig(name="ceph")
