@@ -134,6 +134,15 @@ class Agent:
                 self.node_key)
         self._alerts_thread: threading.Thread | None = None
         self._alerts_stop = threading.Event()
+        #: Bucket summaries (issue 18), folded here for the buckets whose leases this agent holds.
+        self.summaries: Any = None
+        if cfg.summaries is not None and cfg.summaries.enabled and not dry_run and self.node_key is not None:
+            from clustertop.agents.summaries import SummaryService
+
+            self.summaries = SummaryService(
+                cfg.summaries, cfg.node, cfg.interval_s, self._new_client,
+                lambda client, name, period: Lease(client, name, cfg.node, period), self.node_key)
+        self._summaries_thread: threading.Thread | None = None
 
     # -- construction -------------------------------------------------------------------------
 
@@ -356,6 +365,11 @@ class Agent:
             self._alerts_thread = threading.Thread(target=self.alerts.run, args=(self._alerts_stop,),
                                                    name="alerts", daemon=True)
             self._alerts_thread.start()
+        if self.summaries is not None and self._summaries_thread is None:
+            # Its own thread and connection as well (stopped with the alerts': ``_alerts_stop``).
+            self._summaries_thread = threading.Thread(target=self.summaries.run, args=(self._alerts_stop,),
+                                                      name="summaries", daemon=True)
+            self._summaries_thread.start()
         while not stop.is_set():
             t0 = time.monotonic()
             try:
@@ -391,6 +405,9 @@ class Agent:
         if self._alerts_thread is not None:
             self._alerts_stop.set()  # the service releases its lease as it stops: handed over at once
             self._alerts_thread.join(timeout=5)
+        if self._summaries_thread is not None:
+            self._alerts_stop.set()  # so does the summary service, every bucket's
+            self._summaries_thread.join(timeout=5)
         for lease in self.leases.values():
             try:
                 lease.release()  # hand over at once instead of after the TTL

@@ -20,6 +20,7 @@ import msgspec
 from clustertop.agents.commands import SecurityConfig
 from clustertop.agents.energy import EnergySection
 from clustertop.agents.publisher import FULL_EVERY_S, FULL_EVERY_WANTED_S
+from clustertop.agents.summaries import SummariesSection
 from clustertop.agents.tasks import TemplateConfig, parse_templates
 from clustertop.alerting.config import AlertsSection
 from clustertop.collectors import base
@@ -70,6 +71,8 @@ class AgentFile(msgspec.Struct, forbid_unknown_fields=True):
     energy: EnergySection = msgspec.field(default_factory=EnergySection)  # [energy]: price, split (agents/energy.py)
     # present: this agent may evaluate alerts for the cluster, one agent at a time (clustertop.alerting)
     alerts: AlertsSection | None = None
+    # present: this agent may fold bucket summaries, a bucket per lease (agents/summaries.py)
+    summaries: SummariesSection | None = None
 
 
 #: AgentConfig's field for each [agent] key whose name differs (flags and overrides use these).
@@ -109,6 +112,7 @@ class AgentConfig:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     energy: EnergySection = field(default_factory=EnergySection)
     alerts: AlertsSection | None = None  # [alerts]: take part in the alerts lease (clustertop.alerting)
+    summaries: SummariesSection | None = None  # [summaries]: fold bucket summaries (agents/summaries.py)
 
     def enabled_collectors(self) -> list[str]:
         """Default node collectors plus every configured section, minus ``enabled = false``.
@@ -148,7 +152,7 @@ def load_config(path: str | None, env: Mapping[str, str] = os.environ,
     layers = {**environment(env, AgentSection), **overlay(flags, AgentSection, "command line", _flag)}
     agent = msgspec.structs.replace(parsed.agent, **layers)
     cfg = AgentConfig(file=path, templates=parsed.templates, security=parsed.security, alerts=parsed.alerts,
-                      energy=parsed.energy,
+                      energy=parsed.energy, summaries=parsed.summaries,
                       collectors={n: _collector(n, t, path) for n, t in parsed.collectors.items()},
                       **{FIELD_OF.get(k, k): getattr(agent, k) for k in AgentSection.__struct_fields__})
     if not cfg.node:

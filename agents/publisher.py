@@ -101,6 +101,8 @@ class Publisher:
         #: ``saw``. None: not queued this tick.
         self.want_at: int | None = None
         self.fulls = 0  # full snapshots written (tests and benches count them)
+        #: The digest of the last tick published: the simulator folds its bucket summaries from it (sim.simulate).
+        self.last_digest: schema.NodeDigest | None = None
 
     def full_due(self, ts: float) -> bool:
         """Whether the tick at ``ts`` writes the full snapshot: always without a cadence or a want probe, at
@@ -149,6 +151,7 @@ class Publisher:
         # it decoded fetches it again only when this changes (``read.reader.FullCache``).
         d.full_ts = snap.ts if full else self._full_ts
         digest_data = wire.pack(wire.encode(d), "digest")
+        self.last_digest = d
         # MULTI/EXEC: payloads and seal of one tick land together, never half of them (a reader's
         # MULTI then sees all of one tick or all of the next).
         p = pipe if pipe is not None else self.client.pipeline(transaction=True)

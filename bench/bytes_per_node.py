@@ -100,6 +100,8 @@ def kind_of(args: list[bytes]) -> tuple[str, str | None]:
     host = key[key.index("{") + 1:key.index("}")] if "{" in key and "}" in key else None
     if host == "cluster":
         return "cluster payloads", None
+    if key.startswith(f"{wire.PREFIX}:summary:"):  # the simulator writes them as a summary node would
+        return "bucket summaries (summary nodes)", None
     for label, fn in (("full snapshot", wire.node_key), ("brief", wire.brief_key), ("digest", wire.digest_key),
                       ("seal", wire.seal_key), ("node key (every 60 s)", wire.nodekey_key),
                       ("history point (every 5 s)", wire.hist_key), ("energy ledger (every 15 s)", wire.energy_key)):

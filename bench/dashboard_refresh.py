@@ -60,6 +60,8 @@ from benchlib.redis_server import start_redis  # noqa: E402  (bench/benchlib/)
 
 from clustertop import wire  # noqa: E402
 from clustertop.agents.publisher import FULL_EVERY_S  # noqa: E402
+from clustertop.control import signing, trust  # noqa: E402
+from clustertop.control.summary import seal  # noqa: E402
 from clustertop.dashboard import gcpolicy  # noqa: E402
 from clustertop.dashboard.app import make_app  # noqa: E402
 from clustertop.dashboard.screens.network import NetworkScreen  # noqa: E402
@@ -68,9 +70,12 @@ from clustertop.dashboard.screens.overview import OverviewScreen  # noqa: E402
 from clustertop.dashboard.screens.people import PeopleScreen  # noqa: E402
 from clustertop.dashboard.screens.storage import StorageScreen  # noqa: E402
 from clustertop.dashboard.settings import Settings  # noqa: E402
+from clustertop.read.cluster import by_bucket  # noqa: E402
 from clustertop.read.plan import ALL_FULL, Level, ReadPlan  # noqa: E402
 from clustertop.read.reader import Reader  # noqa: E402
+from clustertop.read.summary import fold  # noqa: E402
 from clustertop.sim.simulate import SimCluster, make_publishers, publish  # noqa: E402
+from clustertop.wire.summary import summary_key  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:
@@ -96,6 +101,12 @@ class Feed:
         self.t = time.time()
         self.bytes = 0
         self.digests = True  # False: agents from before digests (the dashboard folds their briefs)
+        # True: after each tick every bucket is folded from the digests and sealed, as a summary node does
+        # (``--reads summaries``); untimed, like the tick. The folder's key is the app's only enrolled one.
+        self.summaries = False
+        self.summary_key = signing.new_key()
+        self.known = trust.KnownNodes(keys={SUMMARY_FOLDER: self.summary_key.public()})
+        self._folder_reader: Reader | None = None
 
     def hosts(self) -> list[str]:
         return [h.decode() for h in self.client.zrange(wire.NODES_KEY, 0, -1)]
@@ -124,7 +135,30 @@ class Feed:
         self.bytes = publish(self.client, self.sim, self.t, self.pubs)
         if not self.digests:
             self.client.delete(*[wire.digest_key(h) for h in self.hosts()])
+        if self.summaries:
+            self.write_summaries()
+        # The tick's own allocations (publishing, the summaries' fold) would count toward the app's next automatic
+        # young collection and move it into the timed refresh (the app has no simulator in its process): counted
+        # off here, in every mode.
+        gc.collect(0)
 
+    def write_summaries(self) -> None:
+        """Every bucket folded from this tick's digests (``read.summary.fold``) and sealed (``control.summary.seal``)."""
+        if self._folder_reader is None:
+            self._folder_reader = Reader(self.client)
+            self._folder_reader.read()  # learns the index (in full, once)
+        st = self._folder_reader.read(ReadPlan(Level.DIGESTS))
+        now = time.time()
+        p = self.client.pipeline(transaction=False)
+        for bucket, group in enumerate(by_bucket(st.nodes)):
+            # A long interval, as the feed's TTLs: a tick of 10,000 nodes takes seconds of wall time here.
+            p.set(summary_key(bucket), seal(fold(group, bucket, SUMMARY_FOLDER, now, seq=int(self.t),
+                                                 interval_s=600.0), self.summary_key))
+        p.execute()
+
+
+#: The summary node of ``--reads summaries`` (the folder the app's known_nodes enrols).
+SUMMARY_FOLDER = "head01"
 
 GC_POLICIES = ("idle", "young10k", "default")
 
@@ -167,7 +201,7 @@ async def bench_app(url: str, feed: Feed, n: int, size: tuple[int, int], screen:
     written out (read + fold + draw + Textual's render and display: what a person waits for);
     ``settled`` adds Pilot's idle detection (~40 ms of waiting even at 20 nodes); ``cpu`` is the
     process's CPU time over the same window (the read worker thread included)."""
-    app = make_app(Settings(refresh_s=3600.0), lambda: redis.Redis.from_url(url))
+    app = make_app(Settings(refresh_s=3600.0, known=feed.known), lambda: redis.Redis.from_url(url))
     settle_gc(policy)
     set_reads(reads_mode, feed)  # everything else equal: the other modes are the same run's baselines
     paints: list[float] = []
@@ -286,32 +320,40 @@ async def go_to(app: Any, pilot: Any, screen: str, feed: Feed) -> None:
     await pilot.pause()
 
 
-#: What is compared with ``--reads``: the overview and nodes table reading digests (as they do), or
-#: briefs and digests, or digests from agents that publish none (so the dashboard reads and folds
-#: every brief itself: the cost of these screens before digests).
-READ_MODES = ("digests", "briefs", "nodigest")
+#: What is compared with ``--reads``: the overview and nodes table reading digests, or briefs and digests, or
+#: digests from agents that publish none (so the dashboard reads and folds every brief itself: the cost of
+#: these screens before digests), or the overview reading the bucket summaries (as it does past
+#: ``plan.SUMMARY_FROM_NODES``: the feed folds and seals them after every tick, untimed).
+READ_MODES = ("digests", "briefs", "nodigest", "summaries")
 
 
 def set_reads(mode: str, feed: Feed) -> None:
     for cls in (OverviewScreen, NodesScreen):
         cls.plan_level = Level.BRIEFS if mode == "briefs" else Level.DIGESTS
+    if mode == "summaries":
+        OverviewScreen.plan_level = Level.SUMMARIES
     feed.digests = mode != "nodigest"
+    feed.summaries = mode == "summaries"
     feed.tick()
 
 
 async def bench_cpu(url: str, feed: Feed, seconds: float, size: tuple[int, int], policy: str = "idle",
-                    reads: str = "digests") -> float:
-    """Dashboard CPU % of one core at a 1 Hz refresh, the simulator's own CPU subtracted."""
+                    reads: str = "digests", ticking: bool = True) -> float:
+    """Dashboard CPU % of one core at a 1 Hz refresh, the simulator's own CPU subtracted. ``ticking`` False
+    (``--cpu-feed none``): nothing is published meanwhile, every refresh reads the data of the last tick (each
+    read decoded and folded in full all the same: nothing caches decoded bytes), for clusters whose tick takes
+    longer than a second here (10,000 nodes): the tiles then change only in their ages."""
     stop = threading.Event()
     sim_cpu = [0.0]
 
     def feeder() -> None:
         start = time.thread_time()
         while not stop.wait(1.0):
-            feed.tick()
+            if ticking:
+                feed.tick()
         sim_cpu[0] = time.thread_time() - start
 
-    app = make_app(Settings(refresh_s=1.0), lambda: redis.Redis.from_url(url))
+    app = make_app(Settings(refresh_s=1.0, known=feed.known), lambda: redis.Redis.from_url(url))
     settle_gc(policy)
     set_reads(reads, feed)
     async with app.run_test(size=size) as pilot:
@@ -335,6 +377,9 @@ def main() -> int:
     ap.add_argument("--refreshes", type=int, default=30)
     ap.add_argument("--size", default="384x108", help="terminal size WxH")
     ap.add_argument("--cpu-seconds", type=float, default=10.0, help="0: no CPU-at-1-Hz run")
+    ap.add_argument("--cpu-feed", default="tick", choices=("tick", "none"),
+                    help="during the CPU-at-1-Hz run: tick the simulator every second (its CPU subtracted), or "
+                         "publish nothing (10,000 nodes take seconds a tick here; see bench_cpu)")
     ap.add_argument("--no-reader", action="store_true",
                     help="skip Reader.read alone (3 x refreshes ticks: minutes at 10,000 nodes)")
     ap.add_argument("--screens", default="overview,nodes,gpus",
@@ -400,8 +445,10 @@ def main() -> int:
                             print(f"  {nodes} nodes {policy} {screen} ({a['reads']}): shown p95 {a['p95']:.1f} ms "
                                   f"({load()})", file=sys.stderr)
                 for mode in modes if cpu_s > 0 else ():
-                    cpu = asyncio.run(bench_cpu(url, feed, cpu_s, (w, h), policy, mode))
+                    cpu = asyncio.run(bench_cpu(url, feed, cpu_s, (w, h), policy, mode, args.cpu_feed == "tick"))
                     rows.append((nodes, policy, "cpu@1Hz", {"cpu": cpu, "reads": mode}))
+                    print(f"  {nodes} nodes {policy} cpu@1Hz ({mode}, feed {args.cpu_feed}): {cpu:.1f} % ({load()})",
+                          file=sys.stderr)
     finally:
         if proc is not None:
             proc.terminate()
@@ -429,7 +476,8 @@ def main() -> int:
           f"{'fold':>5} {'paint':>5}")
     for nodes, policy, screen, a in rows:
         if screen == "cpu@1Hz":
-            print(f"{nodes:>6} {policy:<8} {'overview':<9} {a['reads']:<8} at a 1 Hz refresh: {a['cpu']:.1f} % of a core")
+            print(f"{nodes:>6} {policy:<8} {'overview':<9} {a['reads']:<8} at a 1 Hz refresh: {a['cpu']:.1f} % of a core"
+                  f" (feed: {args.cpu_feed})")
             continue
         print(f"{nodes:>6} {policy:<8} {screen:<9} {a['mode']:<8} {a['reads']:<7} {a['read_p50']:>8.1f} {a['read_p95']:>8.1f} {a['p50']:>9.1f} "
               f"{a['p95']:>9.1f} {a['settled_p95']:>11.1f} {a['cpu_p50']:>8.1f} {a['cpu_p95']:>8.1f} "

@@ -9,6 +9,8 @@ Config, ``[collectors.celery]``::
     queues = ["celery", "gpu"]                      # names to watch; default: discover them
     inspect_interval = 30                           # seconds between worker inspections (broadcasts)
     result_backend = "redis://redis-a:6379/1"       # optional: group and chord progress (celery_groups.py)
+    broker_keyprefix = "proj:"                      # Celery's broker_transport_options global_keyprefix
+    result_backend_keyprefix = "proj:"              # ... and result_backend_transport_options' (Redis only)
     request_timeout = 2                             # seconds per network call
 
 ``timeout`` in this section is the agent runner's deadline for the whole poll (the agent strips it),
@@ -45,7 +47,15 @@ worker sends events.
 
 Groups and chords (``result_backend``, a Redis result backend): "N of M done, K failed" per saved group
 and chord header, from the backend's own keys (``celery_groups.ResultBackend``); without it
-``Queues.celery_groups`` is None (the dashboard says to configure one).
+``Queues.celery_groups`` is None (the dashboard says to configure one). Results in JSON or msgpack are read;
+pickle never (unpickling runs code from the network: said as "not read (unsafe)"), yaml and others are named.
+
+Key prefixes: Celery's ``broker_transport_options={"global_keyprefix": P}`` makes kombu prefix every key
+of a Redis broker (queue lists, binding sets, the unacked hash, the pub/sub channels of events and remote
+control) with P as given; ``result_backend_transport_options={"global_keyprefix": P}`` prefixes the result
+backend's task, group and chord keys, with "_" added when P does not end in one of ``:_-.`` (as Celery
+does). ``broker_keyprefix`` / ``result_backend_keyprefix`` say the same here; without them a prefixed
+deployment's queues are simply not found.
 
 A queue that grew over ``GROWTH_POLLS`` polls with no consumer (RabbitMQ's consumer count, or no
 online worker consuming it on Redis) is flagged ``growing_unconsumed``.
@@ -72,7 +82,9 @@ from clustertop.store import read_secret, redact
 from clustertop.wire import schema
 
 SECTION = "collectors.celery"
-REDIS_SCHEMES = {"redis", "rediss"}
+# Key-prefix rules live with the pure parsers (queues_parse), which control/celery.py shares too.
+REDIS_SCHEMES = queues_parse.REDIS_SCHEMES
+keyprefix_problem = queues_parse.keyprefix_problem
 AMQP_SCHEMES = {"amqp", "amqps", "pyamqp"}
 
 DEFAULT_INTERVAL_S = 10.0
@@ -108,6 +120,8 @@ class Settings:
     priority_steps: tuple[int, ...]
     task_events: bool = True
     result_backend: str | None = None
+    broker_keyprefix: str = ""  # kombu's global_keyprefix, as given
+    result_backend_keyprefix: str = ""  # Celery's, "_" added as Celery adds it
 
 
 class CeleryConfig(Section):
@@ -124,6 +138,9 @@ class CeleryConfig(Section):
     task_events: bool = True  # listen to Celery's event stream for task history (celery_events.py)
     # Redis result backend (may equal a broker): group and chord progress (celery_groups.py)
     result_backend: str | None = None
+    # Celery's broker_transport_options / result_backend_transport_options "global_keyprefix" (Redis only)
+    broker_keyprefix: str | None = None
+    result_backend_keyprefix: str | None = None
     # Refused, never used: a secret in the config file ends up in backups and editors' swap files.
     management_password: str | None = None
 
@@ -147,9 +164,22 @@ class CeleryConfig(Section):
             raise Invalid("management_user", "required with management_password_file")
         if self.queues is not None and (not self.queues or not all(self.queues)):
             raise Invalid("queues", "expected a non-empty list of queue names (or leave it out to discover)")
+        for key in ("broker_keyprefix", "result_backend_keyprefix"):
+            why = keyprefix_problem(getattr(self, key))
+            if why:
+                raise Invalid(key, why)
+        if self.broker_keyprefix and not any(urlsplit(b).scheme in REDIS_SCHEMES for b in self.brokers):
+            raise Invalid("broker_keyprefix", "applies to Redis brokers only (RabbitMQ has no key prefix)")
+        if self.result_backend_keyprefix and self.result_backend is None:
+            raise Invalid("result_backend_keyprefix", "needs result_backend (the Redis result backend it prefixes)")
         if not self.priority_steps or min(self.priority_steps) < 0 or 0 not in self.priority_steps:
             raise Invalid("priority_steps",
                           "expected kombu's priority_steps: non-negative integers including 0, e.g. [0, 3, 6, 9]")
+
+
+def backend_keyprefix(p: str) -> str:
+    """Celery's ``BaseKeyValueStoreBackend._add_global_keyprefix``: "_" is added unless P ends in ``:_-.``."""
+    return p if not p or p[-1] in ":_-." else p + "_"
 
 
 def parse_settings(options: dict[str, Any], file: str | None) -> Settings:
@@ -164,7 +194,8 @@ def parse_settings(options: dict[str, Any], file: str | None) -> Settings:
         management_password_file=c.management_password_file, queues=tuple(c.queues) if c.queues else None,
         inspect_interval_s=float(c.inspect_interval), timeout_s=float(timeout),
         priority_steps=tuple(sorted(set(c.priority_steps))), task_events=c.task_events,
-        result_backend=c.result_backend,
+        result_backend=c.result_backend, broker_keyprefix=c.broker_keyprefix or "",
+        result_backend_keyprefix=backend_keyprefix(c.result_backend_keyprefix or ""),
     )
 
 
@@ -180,6 +211,7 @@ class RedisBroker:
         from clustertop.store import connect
 
         self.url, self.shown, self.s = url, redact(url), settings
+        self.prefix = settings.broker_keyprefix  # kombu's global_keyprefix: on every key, as given
         self.client = connect(url, timeout_s=settings.timeout_s)
         self.discovered: set[str] = set()
         self.routes: dict[tuple[str, str], set[str]] = {}
@@ -189,7 +221,8 @@ class RedisBroker:
 
     def discover(self) -> set[str]:
         """Queue names from kombu's binding sets. SCAN, not KEYS: KEYS blocks a busy broker."""
-        keys = list(self.client.scan_iter(match=queues_parse.BINDING_PREFIX + "*", count=SCAN_COUNT))
+        keys = list(self.client.scan_iter(match=queues_parse.glob_escape(self.prefix) + queues_parse.BINDING_PREFIX + "*",
+                                          count=SCAN_COUNT))
         if not keys:
             self.discovered, self.routes = set(), {}
             return self.discovered
@@ -201,7 +234,8 @@ class RedisBroker:
         for m in members:
             names |= queues_parse.queues_from_bindings(m)
         self.routes = queues_parse.binding_routes(
-            {queues_parse.exchange_of_binding_key(k): m for k, m in zip(keys, members, strict=True)})
+            {queues_parse.exchange_of_binding_key(queues_parse.unprefixed(k, self.prefix)): m
+             for k, m in zip(keys, members, strict=True)})
         self.discovered = names
         return names
 
@@ -212,7 +246,7 @@ class RedisBroker:
         counts are None (the next polls read on from there)."""
         from redis.exceptions import ResponseError
 
-        key = queues_parse.UNACKED_KEY
+        key = self.prefix + queues_parse.UNACKED_KEY
         try:
             n = self.client.hlen(key)
             if n > UNACKED_MAX:
@@ -275,7 +309,7 @@ class RedisBroker:
         with self.client.pipeline(transaction=False) as pipe:
             for n in names:
                 for k in queues_parse.priority_keys(n, steps):
-                    pipe.llen(k)
+                    pipe.llen(self.prefix + k)
             # One bad key must not sink every queue of the broker: errors come back as values.
             sizes = pipe.execute(raise_on_error=False)
         per = len(steps)
@@ -351,7 +385,8 @@ class Inspector:
                             broker_connection_max_retries=1, broker_heartbeat=0,
                             broker_transport_options={"socket_timeout": t, "socket_connect_timeout": t,
                                                       "max_retries": 1, "interval_start": 0,
-                                                      "interval_step": 0, "interval_max": 0})
+                                                      "interval_step": 0, "interval_max": 0,
+                                                      **keyprefix_option(self.url, self.s.broker_keyprefix)})
             self._app = app
         return self._app.control
 
@@ -393,6 +428,12 @@ class Inspector:
             self._app.close()
 
 
+def keyprefix_option(url: str, prefix: str) -> dict[str, str]:
+    """The transport option that makes a Celery app of ours use the broker's prefix (Redis brokers only:
+    remote control and events go over pub/sub channels kombu prefixes too)."""
+    return {"global_keyprefix": prefix} if prefix and urlsplit(url).scheme in REDIS_SCHEMES else {}
+
+
 def _celery_installed() -> bool:
     import importlib.util
 
@@ -431,13 +472,16 @@ class CeleryCollector:
         self.inspectors = [Inspector(u, self.s, clock, wall) for u in self.s.brokers] if self.inspect_ok else []
         self.streams: list[celery_events.EventStream] = []
         if self.inspect_ok and self.s.task_events:
-            self.streams = [celery_events.EventStream(u, redact(u), self.s.timeout_s, wall) for u in self.s.brokers]
+            self.streams = [celery_events.EventStream(u, redact(u), self.s.timeout_s, wall,
+                                                      keyprefix_option(u, self.s.broker_keyprefix))
+                            for u in self.s.brokers]
             for st in self.streams:
                 st.start()
         self.backend: celery_groups.ResultBackend | None = None
         if self.s.result_backend is not None:
             self.backend = celery_groups.ResultBackend(self.s.result_backend, redact(self.s.result_backend),
-                                                       self.s.timeout_s, self.s.inspect_interval_s, clock, wall)
+                                                       self.s.timeout_s, self.s.inspect_interval_s, clock, wall,
+                                                       keyprefix=self.s.result_backend_keyprefix)
         self._discover_due = 0.0
         self._samples: dict[tuple[str, str], queues_parse.RedisSample] = {}
         self._last_round: dict[str, float] = {}

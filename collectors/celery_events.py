@@ -238,8 +238,10 @@ class TaskHistory:
 class EventStream:
     """Celery events of one broker, captured by a daemon thread into a bounded deque."""
 
-    def __init__(self, url: str, shown: str, timeout_s: float, wall: Callable[[], float] = time.time) -> None:
+    def __init__(self, url: str, shown: str, timeout_s: float, wall: Callable[[], float] = time.time,
+                 transport: dict[str, str] | None = None) -> None:
         self.url, self.shown, self.timeout_s, self.wall = url, shown, timeout_s, wall
+        self.transport = transport or {}  # more broker_transport_options (the broker's global_keyprefix)
         self.history = TaskHistory(shown)
         self.buf: deque[dict[str, Any]] = deque()
         self.dropped = 0
@@ -267,7 +269,8 @@ class EventStream:
         t = self.timeout_s
         app = Celery("clustertop-events", broker=self.url, set_as_current=False)
         app.conf.update(broker_connection_timeout=t, broker_heartbeat=0,
-                        broker_transport_options={"socket_timeout": t, "socket_connect_timeout": t})
+                        broker_transport_options={"socket_timeout": t, "socket_connect_timeout": t,
+                                                  **self.transport})
         self._app = app
         backoff = 1.0
         while not self._stop.is_set():

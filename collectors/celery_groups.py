@@ -20,7 +20,16 @@ carries on), at most ``GROUPS_MAX`` groups and ``MEMBERS_TOTAL_MAX`` member ids 
 ``READS_MAX`` member states are read per poll (each ended member is read once), and ``PUBLISHED_MAX``
 groups are published. Past a bound the counts are None and the note says which bound.
 
-``group_key``, ``status_of``, ``taskset_members``, ``chord_member`` are pure; ``ResultBackend`` does the I/O.
+Serializers (Celery's ``result_serializer``): a result is read in JSON or msgpack (``msgspec.msgpack``: data
+only, no extension types), told apart by its first bytes (``serializer_of``). A pickled result is never
+unpickled (that would run code from the network): its group's counts are None with the note "result
+serializer pickle: not read (unsafe)". yaml and anything else are named the same way, not guessed.
+
+Key prefix: Celery's ``result_backend_transport_options={"global_keyprefix": P}`` puts P before every key
+above (``keyprefix``, already normalised as Celery does it: ``celery.backend_keyprefix``).
+
+``group_key``, ``status_of``, ``serializer_of``, ``taskset_members``, ``chord_member`` are pure;
+``ResultBackend`` does the I/O.
 """
 
 from __future__ import annotations
@@ -32,6 +41,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
+from clustertop.collectors.queues_parse import glob_escape
 from clustertop.wire import schema
 
 TASK_PREFIX = b"celery-task-meta-"
@@ -58,11 +70,12 @@ _INT = re.compile(rb"^\s*-?[0-9]{1,12}\s*$")
 # ---------------------------------------------------------------------------------------------
 
 
-def group_key(key: bytes) -> tuple[str, bytes] | None:
-    """(group id, chord suffix or b"") of a ``celery-taskset-meta-*`` key; None for what is not one."""
-    if not key.startswith(TASKSET_PREFIX):
+def group_key(key: bytes, prefix: bytes = TASKSET_PREFIX) -> tuple[str, bytes] | None:
+    """(group id, chord suffix or b"") of a ``celery-taskset-meta-*`` key (``prefix``: with the backend's
+    global_keyprefix before it); None for what is not one."""
+    if not key.startswith(prefix):
         return None
-    rest = key[len(TASKSET_PREFIX):]
+    rest = key[len(prefix):]
     suffix = b""
     if rest[-2:] in CHORD_SUFFIXES:
         rest, suffix = rest[:-2], rest[-2:]
@@ -74,13 +87,69 @@ def group_key(key: bytes) -> tuple[str, bytes] | None:
         return None  # not an id Celery made (uuid4 text): someone else's key
 
 
+def serializer_of(head: bytes) -> str:
+    """Which ``result_serializer`` wrote a result, from its first bytes: "json" (an object), "msgpack" (a
+    map), "pickle" (protocol 2-5 opcode), else "yaml" (text) or "unknown"."""
+    if not head:
+        return "unknown"
+    b0 = head[0]
+    if b0 == 0x80 and len(head) > 1 and 2 <= head[1] <= 5:  # PROTO n (an empty msgpack map is never a result)
+        return "pickle"
+    if 0x81 <= b0 <= 0x8F or b0 in (0xDE, 0xDF):
+        return "msgpack"
+    if head.lstrip()[:1] == b"{":
+        return "json"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "unknown"
+    return "yaml" if text.isprintable() or "\n" in text else "unknown"
+
+
+def _msgpack_str(b: bytes, i: int) -> tuple[str | None, int]:
+    """A msgpack str at ``b[i]`` (fixstr or str8, all a status or its key needs) -> (text, next index)."""
+    if i >= len(b):
+        return None, i
+    if 0xA0 <= b[i] <= 0xBF:
+        n, i = b[i] & 0x1F, i + 1
+    elif b[i] == 0xD9 and i + 1 < len(b):
+        n, i = b[i + 1], i + 2
+    else:
+        return None, i
+    if i + n > len(b):
+        return None, i
+    try:
+        return b[i:i + n].decode("utf-8"), i + n
+    except UnicodeDecodeError:
+        return None, i
+
+
+def _msgpack_status(head: bytes) -> str | None:
+    """``{"status": "SUCCESS", ...}`` in msgpack: the map header, then its first key and value."""
+    i = {0xDE: 3, 0xDF: 5}.get(head[0], 1)
+    key, i = _msgpack_str(head, i)
+    if key != "status":
+        return None
+    value, _ = _msgpack_str(head, i)
+    return value if value is not None and re.fullmatch(r"[A-Z_]{1,20}", value) else None
+
+
 def status_of(prefix: bytes | None) -> str | None:
-    """The state from the first bytes of a task's result (JSON, ``status`` first); None: no result yet,
-    or not JSON (another result_serializer: unknown)."""
+    """The state from the first bytes of a task's result (JSON or msgpack, ``status`` first, as Celery writes
+    it); None: no result yet, or not readable (``serializer_of`` says why)."""
     if not prefix:
         return None
+    if serializer_of(prefix) == "msgpack":
+        return _msgpack_status(prefix)
     m = _STATUS.match(prefix)
     return m.group(1).decode() if m else None
+
+
+def unreadable(serializer: str) -> str:
+    """The note for results a serializer wrote that are not read."""
+    if serializer == "pickle":
+        return "result serializer pickle: not read (unsafe: unpickling runs code from the network)"
+    return f"result serializer {serializer}: not read (json and msgpack are)"
 
 
 def parse_int(raw: Any) -> int | None:
@@ -90,11 +159,19 @@ def parse_int(raw: Any) -> int | None:
 
 
 def taskset_members(raw: bytes) -> list[str]:
-    """Member ids of a saved group (``GroupResult.as_tuple()`` in JSON); ValueError with the reason."""
+    """Member ids of a saved group (``GroupResult.as_tuple()`` in JSON or msgpack); ValueError with the reason."""
+    kind = serializer_of(raw[:16])
     try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise ValueError("not JSON (result_serializer must be json for groups to be read)") from None
+        if kind == "msgpack":
+            doc = msgspec.msgpack.decode(raw)  # plain data: no extension types are registered
+        elif kind == "json":
+            doc = json.loads(raw)
+        else:
+            raise ValueError(unreadable(kind))
+    except (ValueError, UnicodeDecodeError, msgspec.DecodeError, RecursionError) as e:  # deep nesting: garbage
+        if isinstance(e, ValueError) and str(e).startswith("result serializer"):
+            raise
+        raise ValueError(f"not valid {kind}") from None
     res = doc.get("result") if isinstance(doc, dict) else None
     if not isinstance(res, list) or len(res) != 2 or not isinstance(res[1], list):
         raise ValueError("not a saved GroupResult")
@@ -150,10 +227,15 @@ class ResultBackend:
     """Groups and chords of one Redis result backend (one redis-py client)."""
 
     def __init__(self, url: str, shown: str, timeout_s: float, every_s: float,
-                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
+                 keyprefix: str = "") -> None:
         from clustertop.store import connect
 
         self.shown, self.every_s, self.clock, self.wall = shown, every_s, clock, wall
+        # The backend's global_keyprefix (normalised as Celery does) before every key it writes.
+        self.task_prefix = keyprefix.encode() + TASK_PREFIX
+        self.taskset_prefix = keyprefix.encode() + TASKSET_PREFIX
+        self.match = (glob_escape(keyprefix) + TASKSET_PREFIX.decode() + "*").encode()  # the prefix literally
         self.client = connect(url, timeout_s=timeout_s)
         self.groups: dict[str, Tracked] = {}
         self.cursor = 0
@@ -169,9 +251,9 @@ class ResultBackend:
             self._due = self.clock() + self.every_s
             self.scanning, self.cursor, self.untracked = True, 0, 0
         for _ in range(SCAN_CALLS):
-            self.cursor, keys = self.client.scan(self.cursor, match=TASKSET_PREFIX + b"*", count=SCAN_COUNT)
+            self.cursor, keys = self.client.scan(self.cursor, match=self.match, count=SCAN_COUNT)
             for k in keys:
-                g = group_key(k if isinstance(k, bytes) else str(k).encode())
+                g = group_key(k if isinstance(k, bytes) else str(k).encode(), self.taskset_prefix)
                 if g is None or g[0] in self.groups:
                     continue
                 if len(self.groups) >= GROUPS_MAX:
@@ -184,7 +266,7 @@ class ResultBackend:
 
     def poll(self, name_of: Callable[[str], str | None] = lambda _: None) -> schema.CeleryGroups:
         self.discover()
-        pre = TASKSET_PREFIX
+        pre = self.taskset_prefix
         # A saved group whose members all ended does not change again: only whether it still exists is asked.
         settled = [g for g, t in self.groups.items() if t.kind == "group" and t.ended and t.note is None]
         if settled:
@@ -261,7 +343,10 @@ class ResultBackend:
             try:
                 members = taskset_members(raw)
             except ValueError as e:
-                t.note = t.unread = f"saved group: {e}"
+                if str(e).startswith("result serializer"):  # the group's results are written the same way
+                    t.note = t.unread = str(e)
+                else:
+                    t.note = t.unread = f"saved group: {e}"
                 continue
             if len(members) > MEMBERS_MAX or held + len(members) > MEMBERS_TOTAL_MAX:
                 t.total, t.note = len(members), f"{len(members)} members: past the bound, not read"
@@ -279,14 +364,23 @@ class ResultBackend:
         if reads:
             with self.client.pipeline(transaction=False) as pipe:
                 for _, m in reads:
-                    pipe.getrange(TASK_PREFIX + m.encode(), 0, STATUS_BYTES - 1)
+                    pipe.getrange(self.task_prefix + m.encode(), 0, STATUS_BYTES - 1)
                 prefixes = pipe.execute(raise_on_error=False)
             for (gid, m), p in zip(reads, prefixes, strict=True):
+                if isinstance(p, bytes) and p and serializer_of(p) not in ("json", "msgpack"):
+                    # A result we will not read (pickle: never): the group's counts are unknown, not short.
+                    self.groups[gid].note = unreadable(serializer_of(p))
+                    continue
                 st = status_of(p) if isinstance(p, bytes) else None
                 if st in ENDED:
                     self.groups[gid].states[m] = st
         for gid in ids:
             t = self.groups[gid]
+            if t.note is not None and t.note.startswith("result serializer"):
+                t.failed = t.revoked = None  # a chord's done and ended come from its keys, not its results
+                if t.kind == "group":
+                    t.done = t.ended = None
+                continue
             if not t.seen or t.members is None or t.note is not None:
                 continue
             vals = list(t.states.values())
@@ -315,6 +409,7 @@ class ResultBackend:
             notes.append(f"{len(shown) - PUBLISHED_MAX} older groups not shown")
         if self.untracked:
             notes.append(f"{self.untracked} groups past the {GROUPS_MAX} tracked: not shown")
+        notes += sorted({t.note for t in self.groups.values() if t.note and t.note.startswith("result serializer")})
         return schema.CeleryGroups(backend=self.shown, groups=out, note="; ".join(notes) or None)
 
     def close(self) -> None:

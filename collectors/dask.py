@@ -24,7 +24,7 @@ Two GETs per scheduler per poll, served by ``distributed`` itself (default route
 A worker's ``processing`` is its own count of tasks waiting/ready/executing (from its last heartbeat),
 which is what the scheduler's ``processing`` set holds for it.
 
-``progress`` (default on): per computation, tasks by state, and the task stream's recent tasks, through
+``progress`` (default on): per computation, tasks by state, and the task stream folded over the last minute, through
 the scheduler's comm address (``dask_progress.py``: one ``run_on_scheduler`` per poll). One scheduler failing goes into
 ``Queues.errors``; all failing raises ``DaskUnreachable``.
 """
@@ -192,7 +192,7 @@ class DaskCollector:
         processing: int | None = None
         waiting: int | None = None
         computations: list[schema.DaskComputation] | None = None
-        task_stream: list[schema.DaskStreamTask] | None = None
+        streams: list[dask_progress.StreamRows] = []
         failed = 0
         for base in self.schedulers:
             try:
@@ -214,7 +214,7 @@ class DaskCollector:
                     if comps is not None:
                         computations = (computations or []) + comps
                     if stream is not None:
-                        task_stream = (task_stream or []) + stream
+                        streams.append(stream)
             if counts.processing is not None:
                 processing = (processing or 0) + counts.processing
             if counts.waiting is not None:
@@ -230,11 +230,16 @@ class DaskCollector:
             waiting = None
             errors.append("waiting task count out of range: not shown")
         result = schema.Queues(workers=workers, dask_tasks_processing=processing, dask_tasks_waiting=waiting,
-                               errors=errors or None, dask_computations=computations, dask_task_stream=task_stream)
+                               errors=errors or None, dask_computations=computations)
+        folded = dask_progress.fold_stream(streams)
+        if folded is not None:
+            result.dask_stream, result.dask_stream_bucket_s = folded.buckets, folded.bucket_s
+            result.dask_stream_from_ts, result.dask_stream_to_ts = folded.from_ts, folded.to_ts
+            result.dask_stream_other_workers = folded.other_workers
         self.last_good, self.last_ok_ts = result, self.wall()
         return result
 
-    def _progress(self, base: str) -> tuple[list[schema.DaskComputation] | None, list[schema.DaskStreamTask] | None]:
+    def _progress(self, base: str) -> tuple[list[schema.DaskComputation] | None, dask_progress.StreamRows | None]:
         if not self._comm_possible():
             raise DaskUnreachable("the distributed package is not installed here: progress unknown (pip install distributed)")
         if not self.addresses.get(base):

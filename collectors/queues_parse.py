@@ -59,6 +59,35 @@ def queues_from_bindings(members: Iterable[bytes | str], sep: str = SEP) -> set[
     return out
 
 
+#: Broker URL schemes of Redis: the brokers (and result backends) a global_keyprefix applies to.
+REDIS_SCHEMES = {"redis", "rediss"}
+#: A key prefix longer than this is not a prefix anyone configured.
+KEYPREFIX_MAX = 128
+
+
+def keyprefix_problem(p: str | None) -> str | None:
+    """Why ``p`` is not a usable global_keyprefix (None: it is, or it is unset)."""
+    if p is None:
+        return None
+    if not p:
+        return "empty: leave it out for no prefix"
+    if len(p) > KEYPREFIX_MAX:
+        return f"{len(p)} characters, more than {KEYPREFIX_MAX}"
+    if not p.isprintable():
+        return f"{p!r} has control characters"
+    return None
+
+
+def glob_escape(s: str) -> str:
+    """``s`` as a literal in a Redis MATCH pattern (``*?[]`` and the backslash escaped): a key prefix."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in s)
+
+
+def unprefixed(key: bytes | str, prefix: str) -> bytes | str:
+    """``key`` without Celery's ``global_keyprefix`` (SCAN matched it, so it is there)."""
+    return key[len(prefix.encode()):] if isinstance(key, bytes) else key[len(prefix):]
+
+
 def exchange_of_binding_key(key: bytes | str) -> str:
     text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
     return text[len(BINDING_PREFIX):]

@@ -197,8 +197,10 @@ class Actions:
                     raise RuntimeError("no Celery broker configured (--celery-broker URL or CLUSTERTOP_CELERY_BROKER)")
                 from clustertop.control.celery import CeleryControl
 
-                self._celery = CeleryControl(self.settings.celery_broker,
-                                             backend=getattr(self.settings, "celery_backend", None))
+                s = self.settings
+                self._celery = CeleryControl(s.celery_broker, backend=getattr(s, "celery_backend", None),
+                                             broker_keyprefix=getattr(s, "celery_broker_keyprefix", ""),
+                                             backend_keyprefix=getattr(s, "celery_backend_keyprefix", ""))
             return self._celery
 
     def ceph_missing(self) -> str | None:

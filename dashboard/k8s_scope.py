@@ -16,7 +16,6 @@ the session; ``:ns all`` clears it.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,9 +25,9 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Input
 
+from clustertop.control.k8s_names import is_namespace
 from clustertop.dashboard import fmt
 
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # RFC 1123 label: a namespace
 USAGE = ":ns NAME | :ns all | :ns (pick) | :ctx NAME | :ctx (pick)"
 
 
@@ -55,7 +54,7 @@ def parse(text: str) -> Parsed:
     if verb is None or len(words) > 2:
         return Parsed("error", error=f"unknown command '{fmt.node_text(text.strip(), 40)}': {USAGE}")
     arg = words[1] if len(words) == 2 else None
-    if verb == "ns" and arg is not None and arg != "all" and not _NAME.match(arg):
+    if verb == "ns" and arg is not None and arg != "all" and not is_namespace(arg):
         return Parsed("error", error=f"'{fmt.node_text(arg, 60)}' is not a namespace name (RFC 1123 label)")
     return Parsed(verb, arg)
 
@@ -248,7 +247,7 @@ def _pick_namespace(app: Any) -> None:
             from clustertop.errors import describe
 
             note = f" (API: {describe(e)})"
-        app.call_from_thread(show, sorted(n for n in names if _NAME.match(n)), note)
+        app.call_from_thread(show, sorted(n for n in names if is_namespace(n)), note)
 
     def show(names: list[str], note: str) -> None:
         from clustertop.dashboard.dialogs.pick import PickDialog

@@ -7,6 +7,7 @@ from typing import Any
 
 from textual.message import Message
 
+from clustertop.read.ledger import Ledger
 from clustertop.read.reader import ClusterState
 from clustertop.wire import schema
 
@@ -24,10 +25,10 @@ class StateRead(Message):
 
 @dataclass
 class LedgerRead(Message):
-    """A read of every node's GPUs (the briefs' GPUs) for the GPU ledger, made while the screen on top
-    reads digests only."""
+    """The GPU ledger brought up to date from a read of every node's GPUs (the briefs' GPUs), read and folded
+    on the app's ledger thread while the screen on top reads digests only."""
 
-    state: ClusterState
+    ledger: Ledger
 
 
 @dataclass

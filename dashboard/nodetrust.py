@@ -15,6 +15,7 @@ A node nobody enrolled needs no crypto at all: it reads "not enrolled" from the 
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,8 @@ from clustertop.wire import schema
 
 #: Nodes verified per read beyond the one on screen (~1 ms of the idle time after a repaint).
 TRUST_PER_READ = 16
+#: Fewer enrolled hosts than 1/SPARSE_ENROLLED of the hosts read: the round robin goes over the enrolled ones.
+SPARSE_ENROLLED = 4
 
 VERIFIED, NOT_ENROLLED, BAD, UNSIGNED, NO_DATA, UNCHECKED = (
     "verified", "not enrolled", "BAD SIGNATURE", "UNSIGNED", "no data", "unchecked")
@@ -58,7 +61,8 @@ class NodeTrust:
         self.error = error  # why known_nodes could not be read (then nothing is enrolled)
         self._by_host: dict[str, Trust] = {}
         self._sig: dict[str, tuple[tuple[Any, ...], str | None]] = {}
-        self._next = 0
+        self._next = 0  # the round robin's place in the hosts (many enrolled) ...
+        self._after = ""  # ... or the last enrolled host it took (few enrolled: ``seals_wanted``)
         self.verifications = 0  # signature checks actually run (tests and the bench count them)
 
     @classmethod
@@ -82,11 +86,29 @@ class NodeTrust:
 
     def seals_wanted(self, hosts: Sequence[str], focus: Iterable[str], n: int = TRUST_PER_READ) -> list[str]:
         """The hosts whose seals the next read takes: ``focus`` (the node on screen), then the next ``n``
-        enrolled hosts of ``hosts`` round robin. Hosts nobody enrolled are never asked for."""
+        enrolled hosts of ``hosts`` round robin (in ``hosts``' order, or in name order where few of them are
+        enrolled: ``SPARSE_ENROLLED``). Hosts nobody enrolled are never asked for."""
         out = [h for h in focus if self.enrolled(h)]
-        if not hosts or not self.known.keys:
+        keys = self.known.keys
+        if not hosts or not keys:
             return out
         taken = set(out)
+        if len(keys) * SPARSE_ENROLLED < len(hosts):
+            # Few of the hosts enrolled (10,000 hosts, a summary node or two): the round robin goes over the
+            # enrolled hosts present, in name order, instead of walking every host to find them (~10 ms a read).
+            present = sorted(set(hosts).intersection(keys))
+            if not present:
+                return out
+            start = bisect.bisect_right(present, self._after)
+            for h in present[start:] + present[:start]:
+                if n <= 0:
+                    break
+                if h not in taken:
+                    out.append(h)
+                    taken.add(h)
+                    n -= 1
+                    self._after = h
+            return out
         i = self._next % len(hosts)
         for _ in range(len(hosts)):
             if n <= 0:

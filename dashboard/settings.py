@@ -41,6 +41,9 @@ class Settings:
     k8s_templates: str | None = None  # directory of Job templates (*.yaml) offered by the launcher
     celery_broker: str | None = None  # broker URL for revoke/terminate and pool grow/shrink
     celery_backend: str | None = None  # result backend URL: retry reads a task's full arguments there
+    # Celery's global_keyprefix of that broker / result backend (control/celery.py); "" for none
+    celery_broker_keyprefix: str = ""
+    celery_backend_keyprefix: str = ""
     dask_scheduler: str | None = None  # scheduler dashboard URL for retire
     action_timeout_s: float = 15.0  # how long to wait for an agent's answer
     drain_timeout_s: float = 300.0  # how long a drain waits for its evicted pods to leave the node
@@ -186,6 +189,9 @@ class DashboardConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     k8s_templates: str | None = None
     celery_broker: str | None = None
     celery_backend: str | None = None  # the Celery result backend: retry reads the full arguments there
+    # The broker's and result backend's global_keyprefix, as the Celery apps' config writes them (Redis only)
+    celery_broker_keyprefix: str | None = None
+    celery_backend_keyprefix: str | None = None
     dask_scheduler: str | None = None
     action_timeout: Positive = 15.0
     drain_timeout: Positive = 300.0  # seconds a drain (D on the Work screen's node) waits for evicted pods to go
@@ -212,6 +218,13 @@ class DashboardConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             if value:
                 setattr(self, name, os.path.expanduser(value))
         self.operator_keys = [os.path.expanduser(p) for p in self.operator_keys]
+        for key in ("celery_broker_keyprefix", "celery_backend_keyprefix"):
+            if getattr(self, key) is not None:  # the celery collector's rule (lazy: set only by Celery users)
+                from clustertop.control.celery import keyprefix_problem
+
+                why = keyprefix_problem(getattr(self, key))
+                if why:
+                    raise Invalid(key, why)
         from clustertop.alerting.config import url_problem
 
         for i, url in enumerate(self.alertmanager):
@@ -225,6 +238,8 @@ class DashboardConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                         source_label=source_label, operator_key=self.operator_key, operator=self.operator,
                         kubeconfig=self.kubeconfig, k8s_context=self.k8s_context, k8s_templates=self.k8s_templates,
                         celery_broker=self.celery_broker, celery_backend=self.celery_backend,
+                        celery_broker_keyprefix=self.celery_broker_keyprefix or "",
+                        celery_backend_keyprefix=self.celery_backend_keyprefix or "",
                         dask_scheduler=self.dask_scheduler,
                         action_timeout_s=self.action_timeout, drain_timeout_s=self.drain_timeout,
                         known_nodes=self.known_nodes,

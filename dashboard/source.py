@@ -11,6 +11,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from clustertop import wire
+from clustertop.control.summary import open_summary
 from clustertop.dashboard.promhistory import PromError, PromHistory
 from clustertop.dashboard.ranges import Range, RangeRead, tier_blocks, tier_points
 from clustertop.read.plan import ALL_FULL, ReadPlan
@@ -29,6 +30,9 @@ class Source:
         self.clock = clock
         self._client: Any = None
         self._reader: Reader | None = None
+        #: The anchors a bucket summary's signature is checked against (the app's known_nodes): None, none
+        #: is believed (``Reader.open_summary``).
+        self.summary_known: Any = None
 
     def _ensure(self) -> Reader:
         # Created lazily in the worker thread: building a client may resolve names or open sockets.
@@ -36,6 +40,9 @@ class Source:
             self._client = self.client_factory()
             # Asks the agents for the full snapshots its screens read (read.want): every tick while on screen.
             self._reader = Reader(self._client, clock=self.clock, wants=Wants())
+            if self.summary_known is not None:
+                known = self.summary_known
+                self._reader.open_summary = lambda raw, bucket: open_summary(raw, known, bucket)
         return self._reader
 
     def read(self, plan: ReadPlan = ALL_FULL, seals: Collection[str] = ()) -> ClusterState:

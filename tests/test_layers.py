@@ -36,10 +36,12 @@ MAY_IMPORT: dict[str, set[str]] = {
     "control": {"errors", "config", "wire", "store", "collectors"},
     # alerting: the rule set over read.cluster.alerts, Alertmanager delivery, the signed alert state in Redis.
     "alerting": {"errors", "config", "wire", "read", "control"},
-    # agents run the alert evaluation (alerting) while one of them holds the "alerts" lease.
-    "agents": {"errors", "config", "wire", "store", "control", "collectors", "alerting"},
-    # sim gives each simulated node its own key (control.signing), so a demo's nodes seal like real agents.
-    "sim": {"errors", "config", "wire", "store", "collectors", "control", "agents"},
+    # agents run the alert evaluation (alerting) while one of them holds the "alerts" lease, and fold bucket
+    # summaries (read: the Reader and read.summary) for the buckets whose leases they hold.
+    "agents": {"errors", "config", "wire", "store", "control", "collectors", "alerting", "read"},
+    # sim gives each simulated node its own key (control.signing), so a demo's nodes seal like real agents; and
+    # folds its nodes into bucket summaries (read.summary) as a summary node's agent does.
+    "sim": {"errors", "config", "wire", "store", "collectors", "control", "agents", "read"},
     "dashboard": {"errors", "config", "wire", "store", "read", "control", "themes", "alerting"},
     # export: the Prometheus exposition of a read (`clustertop exporter`); the CLI hands it its Redis client.
     "export": {"errors", "wire", "read"},

@@ -15,6 +15,9 @@ grant a command only on the keys listed inside them):
   ``--alert-node HOST`` lets it evaluate alerts for the cluster: read every node's digest, brief and full
   snapshot and the cluster payloads (MGET, ZRANGE of the index), hold the "alerts" lease, and write the
   alert state (``ct:v1:alerts``, which it signs; readers check the signature against known_nodes).
+  ``--summary-node HOST`` lets it fold bucket summaries (issue 18): read every node's digest, brief and full
+  snapshot and the index, hold the ``summary:*`` leases, and write (SET, DEL) the ``ct:v1:summary:*`` keys,
+  which it signs; nothing else of others'. No other user may write a summary key.
 - ``operator-NAME``: reads everything under ct:v1:, sends commands (XADD on command streams), reads
   results (XREAD), appends to its own audit stream only, forgets a node (ZREM on the index).
 - ``viewer-NAME``: reads only, and asks nodes for full snapshots (SET on ``ct:v1:want:*``, as operators may).
@@ -38,6 +41,7 @@ from typing import Any
 from clustertop import wire
 from clustertop.control import trust
 from clustertop.wire.alerts import ALERTS_KEY, ALERTS_LEASE
+from clustertop.wire.summary import SUMMARY_KEYS, SUMMARY_LEASES
 
 #: Names end up inside ACL key patterns, where * ? [ ] \ are glob syntax: a node called "*" would be
 #: granted every node's keys. So a name must be what known_nodes accepts (``trust.HOST``): letters,
@@ -67,7 +71,7 @@ def check_name(kind: str, name: str) -> str:
     return name
 
 
-def node_rules(host: str, cluster: bool, alerts: bool = False) -> str:
+def node_rules(host: str, cluster: bool, alerts: bool = False, summaries: bool = False) -> str:
     own = [wire.node_key(host), wire.brief_key(host), wire.digest_key(host), wire.hist_key(host),
            wire.seal_key(host), wire.nodekey_key(host), wire.cmd_key(host), wire.results_key(host),
            wire.node_audit_key(host), wire.energy_key(host)]
@@ -96,6 +100,14 @@ def node_rules(host: str, cluster: bool, alerts: bool = False) -> str:
         parts.append(f"(%R~{wire.NODES_KEY} +zrange)")
         parts.append(f"(~{wire.lease_key(ALERTS_LEASE)} +get +set +pexpire +del +watch)")
         parts.append(f"(~{ALERTS_KEY} +get +set)")
+    if summaries:
+        # the folder reads its buckets' nodes as the evaluator reads them (read.Reader; a bucket's hosts are any
+        # hosts: CRC-32 of the name), holds the summary leases, and writes the summaries, nothing else of others'
+        reads = " ".join(f"%R~{wire.PREFIX}:{kind}:*" for kind in ("node", "brief", "digest", "cluster"))
+        parts.append(f"({reads} +mget +get)")
+        parts.append(f"(%R~{wire.NODES_KEY} +zrange)")
+        parts.append(f"(~{wire.lease_key(SUMMARY_LEASES)} +get +set +pexpire +del +watch)")
+        parts.append(f"(~{SUMMARY_KEYS} +get +set +del)")
     return " ".join(parts)
 
 
@@ -128,11 +140,14 @@ def render(users: list[tuple[str, str]], hashes: dict[str, str]) -> str:
 
 
 def users_for(nodes: list[str], cluster_nodes: list[str], operators: list[str], viewers: list[str],
-              admins: list[str], alert_nodes: list[str] | None = None) -> list[tuple[str, str]]:
+              admins: list[str], alert_nodes: list[str] | None = None,
+              summary_nodes: list[str] | None = None) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     alert_nodes = alert_nodes or []
-    for host in dict.fromkeys([*nodes, *cluster_nodes, *alert_nodes]):
-        out.append((f"node-{check_name('node', host)}", node_rules(host, host in cluster_nodes, host in alert_nodes)))
+    summary_nodes = summary_nodes or []
+    for host in dict.fromkeys([*nodes, *cluster_nodes, *alert_nodes, *summary_nodes]):
+        out.append((f"node-{check_name('node', host)}", node_rules(host, host in cluster_nodes, host in alert_nodes,
+                                                                  host in summary_nodes)))
     out += [(f"operator-{check_name('operator', n)}", operator_rules(n)) for n in operators]
     out += [(f"viewer-{check_name('viewer', n)}", viewer_rules()) for n in viewers]
     out += [(f"admin-{check_name('admin', n)}", admin_rules()) for n in admins]
@@ -166,6 +181,8 @@ def add_parsers(sub: Any) -> None:
                    help="a node that may also hold leases and publish cluster payloads (repeat)")
     a.add_argument("--alert-node", action="append", default=[], metavar="HOST",
                    help="a node that may also evaluate alerts for the cluster (reads every node; repeat)")
+    a.add_argument("--summary-node", action="append", default=[], metavar="HOST",
+                   help="a node that may also fold bucket summaries ([summaries]; reads every node; repeat)")
     a.add_argument("--operator", action="append", default=[], metavar="NAME", help="an operator's user (repeat)")
     a.add_argument("--viewer", action="append", default=[], metavar="NAME", help="a read-only user (repeat)")
     a.add_argument("--admin", action="append", default=[], metavar="NAME",
@@ -176,7 +193,8 @@ def add_parsers(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        users = users_for(args.node, args.cluster_node, args.operator, args.viewer, args.admin, args.alert_node)
+        users = users_for(args.node, args.cluster_node, args.operator, args.viewer, args.admin, args.alert_node,
+                          args.summary_node)
         if not users:
             raise ValueError("no users: give at least one --node, --operator, --viewer or --admin")
         os.makedirs(args.password_dir, mode=0o700, exist_ok=True)

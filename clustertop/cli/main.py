@@ -65,6 +65,10 @@ def _add_control(p: argparse.ArgumentParser) -> None:
     p.add_argument("--celery-broker", metavar="URL", help="Celery broker for revoke/terminate and pool grow/shrink")
     p.add_argument("--celery-backend", metavar="URL", help="Celery result backend: retry re-sends a task's arguments "
                                                            "from there (workers with result_extended)")
+    p.add_argument("--celery-broker-keyprefix", metavar="PREFIX",
+                   help="the broker's global_keyprefix (Celery's broker_transport_options), Redis only")
+    p.add_argument("--celery-backend-keyprefix", metavar="PREFIX",
+                   help="the result backend's global_keyprefix (result_backend_transport_options), Redis only")
     p.add_argument("--dask-scheduler", metavar="URL", help="Dask scheduler dashboard URL for retiring workers")
     p.add_argument("--known-nodes", metavar="FILE",
                    help="enrolled node keys (default: ~/.config/clustertop/known_nodes; `clustertop enrol` writes it)")
@@ -148,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "--ticks simulate retries for ever")
     sim.add_argument("--procs", type=int, default=1, metavar="P",
                      help="split the nodes over P processes (same seed-derived cluster, a slice each)")
+    sim.add_argument("--summary-key", metavar="FILE",
+                     help="write bucket summaries signed with this private key (clustertop keygen NAME: the "
+                          "folder is NAME; enrol its .pub as NAME in the dashboards' known_nodes)")
+    sim.add_argument("--no-summaries", action="store_true", help="write no bucket summaries (to compare)")
 
     # Job control (keygen, kill, launch, tasks): parsers live with their code, imported only here.
     from clustertop.cli.jobs import add_parsers as add_control_parsers

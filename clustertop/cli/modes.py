@@ -200,7 +200,8 @@ DEMO_EXTERNAL = ("demo: no simulated Kubernetes, Celery or Dask is connected (th
 #: Its job control acts on the simulated cluster only (its ephemeral key, its simulated agents); a
 #: kubeconfig, broker or scheduler of the user's would point the demo's keys at a real cluster.
 DEMO_CLEARED = {"operator_key": None, "kubeconfig": None, "k8s_context": None, "k8s_templates": None,
-                "celery_broker": None, "celery_backend": None, "dask_scheduler": None, "known_nodes": None, "operator_keys": [],
+                "celery_broker": None, "celery_backend": None, "celery_broker_keyprefix": None,
+                "celery_backend_keyprefix": None, "dask_scheduler": None, "known_nodes": None, "operator_keys": [],
                 "ceph": None}
 
 

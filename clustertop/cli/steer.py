@@ -120,6 +120,9 @@ def add_parsers(sub: Any, add_store: Any) -> None:
         common(p)
         p.add_argument("--broker", metavar="URL", default=env("CLUSTERTOP_CELERY_BROKER"),
                        help="the Celery broker (env CLUSTERTOP_CELERY_BROKER)")
+        p.add_argument("--broker-keyprefix", metavar="PREFIX", default=env("CLUSTERTOP_CELERY_BROKER_KEYPREFIX"),
+                       help="the broker's global_keyprefix, as in the app's broker_transport_options (Redis "
+                            "only; env CLUSTERTOP_CELERY_BROKER_KEYPREFIX)")
         p.add_argument("--timeout", type=float, default=2.0, metavar="SECONDS", help="wait for workers' replies")
 
     p = cs.add_parser("revoke", help="revoke a task; --terminate also kills it where it runs")
@@ -141,6 +144,9 @@ def add_parsers(sub: Any, add_store: Any) -> None:
     yes(p)
     p.add_argument("--backend", metavar="URL", default=env("CLUSTERTOP_CELERY_BACKEND"),
                    help="the Celery result backend (env CLUSTERTOP_CELERY_BACKEND)")
+    p.add_argument("--backend-keyprefix", metavar="PREFIX", default=env("CLUSTERTOP_CELERY_BACKEND_KEYPREFIX"),
+                   help="the result backend's global_keyprefix, as in the app's result_backend_transport_options "
+                        "(Redis only; env CLUSTERTOP_CELERY_BACKEND_KEYPREFIX)")
     p.add_argument("task_id", metavar="TASK_ID")
     p = cs.add_parser("send", help="send a task from a template (TOML or YAML)")
     broker(p)
@@ -406,6 +412,14 @@ def run_celery(args: argparse.Namespace) -> int:
         raise Usage("no broker: pass --broker URL or set CLUSTERTOP_CELERY_BROKER")
     from clustertop.control import celery as cc
 
+    # An empty one (EnvironmentFile= writes unset variables so) is no prefix.
+    prefixes = {"broker": args.broker_keyprefix or None, "backend": getattr(args, "backend_keyprefix", None) or None}
+    for which, prefix in prefixes.items():
+        # Before any broker talk: the celery collector's rule (empty, too long, control characters, not Redis).
+        why = cc.keyprefix_problem(prefix, getattr(args, which, None) or "")
+        if why:
+            raise Usage(f"--{which}-keyprefix (or CLUSTERTOP_CELERY_{which.upper()}_KEYPREFIX): {plain(why)}")
+
     if args.action == "pool":
         m = re.fullmatch(r"([+-])([1-9][0-9]*)", args.delta)
         if not m:
@@ -421,7 +435,8 @@ def run_celery(args: argparse.Namespace) -> int:
     if args.action == "shutdown" and not _confirm(args, f"shut down worker {plain(args.worker)} "
                                                         "(it exits once its running tasks finish)?"):
         return 1
-    ctl = cc.CeleryControl(args.broker, timeout=args.timeout, backend=getattr(args, "backend", None))
+    ctl = cc.CeleryControl(args.broker, timeout=args.timeout, backend=getattr(args, "backend", None),
+                           broker_keyprefix=prefixes["broker"] or "", backend_keyprefix=prefixes["backend"] or "")
     try:
         if args.action == "retry":
             return _retry(args, ctl)

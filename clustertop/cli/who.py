@@ -1,6 +1,11 @@
-"""Provides `clustertop who USER [--json] [--redis URL | --demo --seed S]`: one search for a user's work
-across the cluster (issue 19), from one full read (``read.reader.Reader``, the dashboard's read path) plus
+"""Provides `clustertop who USER [--ns NAME] [--json] [--redis URL | --demo --seed S]`: one search for a user's
+work across the cluster (issue 19), from one full read (``read.reader.Reader``, the dashboard's read path) plus
 the nodes' energy ledgers; what is matched and how is ``clustertop.read.people``.
+
+``--ns NAME`` is the people screen's ``:ns NAME``: only the user's processes in that namespace's pods and what is
+joined through them (``people.find(..., namespace=)``); how many of theirs that hides, and why, is said (text:
+a "ns" line; JSON: ``namespace`` and ``hidden``). ``--ns all`` is every namespace, as ``:ns all``. Energy stays
+the user's in every namespace (the ledgers keep no namespace), and the output says so.
 
 Output as `clustertop snapshot`'s: every string is node text, so the text form escapes it
 (``wire.text.inert`` through ``snapshot.clean``) and cuts it, and ``--json`` is ``snapshot.as_json`` (NaN as
@@ -42,13 +47,32 @@ def add_parser(sub: Any, add_store: Any) -> None:
     w = sub.add_parser("who", help="one user's work across the cluster: processes, GPUs, pods, containers, tasks")
     add_store(w)
     w.add_argument("user", metavar="USER", help="a user name as the nodes' passwd gives it, or a numeric uid")
+    w.add_argument("--ns", metavar="NAME", help="only processes in that Kubernetes namespace's pods (and what is "
+                                              "joined through them), as the people screen's :ns; all: every one")
     w.add_argument("--json", action="store_true", help="JSON: every item and the totals")
     w.add_argument("--demo", action="store_true", help="of the demo cluster (embedded store)")
     w.add_argument("--seed", type=int, default=1)
     w.add_argument("--fresh-detail", action="store_true", help=FRESH_DETAIL_HELP)
 
 
+def namespace_arg(text: str | None) -> str | None:
+    """``--ns``'s namespace (None: every one); ValueError in words for what cannot be a namespace's name."""
+    from clustertop.control.k8s_names import is_namespace
+
+    if text is None or text == "all":
+        return None
+    if not is_namespace(text):
+        raise ValueError(f"--ns {clean(text, 70)}: not a namespace name (an RFC 1123 label: a-z, 0-9, '-', "
+                         "at most 63 characters)")
+    return text
+
+
 def run(args: Any) -> int:
+    try:
+        namespace = namespace_arg(getattr(args, "ns", None))
+    except ValueError as e:
+        print(f"clustertop who: {e}", file=sys.stderr)
+        return 2
     if args.demo:
         client, source, clock = _demo_store(args.seed)
     elif args.redis:
@@ -74,7 +98,8 @@ def run(args: Any) -> int:
         print(f"clustertop who: store {source} unreachable: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     # No ledger read at all: energy unknown (None), not "none recorded".
-    work = find(args.user, state.nodes, state.cluster, windows(ledgers, state.ts) if ledgers else None)
+    work = find(args.user, state.nodes, state.cluster, windows(ledgers, state.ts) if ledgers else None,
+                namespace=namespace)
     out = sys.stdout
     if args.json:
         out.buffer.write(as_json(as_document(work, source, energy_errors)) + b"\n")
@@ -97,6 +122,9 @@ def as_document(w: Work, source: str, energy_errors: dict[str, str]) -> dict[str
         "vram_unknown": w.vram_unknown,
         "energy": {"hour": _use(w.energy_hour), "day": _use(w.energy_day)} if w.energy_read else None,
         "energy_errors": energy_errors, "items": [dataclasses.asdict(i) for i in w.items], "items_omitted": w.omitted,
+        # --ns: the namespace searched (null: every one) and the user's processes left out, by why; energy is
+        # the user's in every namespace whatever it is.
+        "namespace": w.namespace, "hidden": dict(w.hidden),
     }
 
 
@@ -110,6 +138,8 @@ def _energy_line(w: Work, energy_errors: dict[str, str]) -> str:
 
     line = (f"energy: {one('last hour', w.energy_hour)}; {one('last 24 h', w.energy_day)}" if w.energy_read
             else "energy: N/A (no energy ledger read)")
+    if w.namespace is not None and w.energy_read:
+        line += " (in every namespace: the ledgers keep none)"
     if energy_errors:
         line += f" (ledgers unreadable on {len(energy_errors)} nodes: {', '.join(host(h) for h in sorted(energy_errors)[:5])})"
     return line
@@ -138,6 +168,13 @@ def item_line(i: Item) -> str:
     return "  " + "  ".join(parts) + (f"  ({'; '.join(tail)})" if tail else "")
 
 
+def scope_line(w: Work) -> str:
+    """"ns ml: only processes in its pods; hidden: 3 processes outside pods (without --ns: shown)"."""
+    hidden = w.hidden_text()
+    tail = f"; hidden: {', '.join(hidden)} (without --ns: shown)" if hidden else "; none of theirs hidden"
+    return f"ns {clean(w.namespace or '', 63)}: only processes in its pods{tail}"
+
+
 def as_text(w: Work, energy_errors: dict[str, str]) -> str:
     user = clean(w.user, 100)
     counts = ", ".join(f"{w.count(k)} {HEADINGS[k]}" for k in HEADINGS)
@@ -145,6 +182,8 @@ def as_text(w: Work, energy_errors: dict[str, str]) -> str:
     vram = f"{gib(w.vram_bytes)} GiB VRAM" + (f" (+{w.vram_unknown} processes of unknown VRAM)" if w.vram_unknown else "")
     lines.append(f"GPUs held now: {len(w.gpus)} on {len({h for h, _ in w.gpus})} nodes, {vram}")
     lines.append(_energy_line(w, energy_errors))
+    if w.namespace is not None:
+        lines.append(scope_line(w))
     for kind, heading in HEADINGS.items():
         rows = [i for i in w.items if i.kind == kind]
         if rows:

@@ -20,13 +20,23 @@ A task template (TOML or YAML) names the task and where its arguments come from:
     type = "int"
     default = 10
 
+Key prefixes: on a Redis broker whose apps set ``broker_transport_options={"global_keyprefix": P}``, kombu
+prefixes every key and the pub/sub channels remote control travels on, so commands reach the workers only with
+the same ``broker_keyprefix``; a retry reads the backend's keys with its ``backend_keyprefix`` (Celery's
+``result_backend_transport_options`` one, as written in the app's config). Both are checked by the celery
+collector's ``queues_parse.keyprefix_problem`` (one rule for the agent's config, the dashboard's and the CLI's).
+
+Retry reads a result written in JSON (Celery's own decoder) or msgpack (``msgspec.msgpack``: plain data, no
+extension types), told apart by its first bytes (``celery_groups.serializer_of``); pickle is never read
+(unpickling runs code from whoever can write the backend), yaml and the rest are named, not guessed.
+
 Imports no agent code; ``celery`` is imported on first use.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,6 +229,57 @@ def render(value: Any, params: Mapping[str, Any]) -> Any:
 # ---------------------------------------------------------------------------------------------
 
 
+def keyprefix_problem(prefix: str | None, url: str | None = None) -> str | None:
+    """Why ``prefix`` cannot be a global_keyprefix (of ``url``, when given: Redis only); None when it can, or
+    is unset. The celery collector's rule (one rule for the agent's, the dashboard's and the CLI's settings)."""
+    from urllib.parse import urlsplit
+
+    from clustertop.collectors.queues_parse import REDIS_SCHEMES
+    from clustertop.collectors.queues_parse import keyprefix_problem as problem
+
+    why = problem(prefix)
+    if why or prefix is None or url is None:
+        return why
+    if not url:
+        return "set without the Redis URL it prefixes"
+    if urlsplit(url).scheme not in REDIS_SCHEMES:
+        return f"applies to Redis only ({redact(url)} has no key prefix)"
+    return None
+
+
+class UnreadableResult(ValueError):
+    """A stored result this module does not read (its serializer, or garbage); the message says which."""
+
+
+def _no_ext(code: int, data: memoryview) -> Any:
+    raise UnreadableResult(f"result serializer msgpack: holds extension type {code}: not read (plain data only)")
+
+
+def decode_meta(raw: bytes | None, json_decode: Callable[[bytes], Any]) -> Any:
+    """A task's stored result meta from its bytes: None -> PENDING (no result), as Celery says it; JSON through
+    ``json_decode`` (the backend's own ``decode_result``: kombu's types come back as Celery gives them); msgpack
+    as plain data; pickle never (unpickling runs code from whoever can write the backend), the rest named."""
+    from clustertop.collectors.celery_groups import serializer_of, unreadable
+
+    if not raw:
+        return {"status": "PENDING", "result": None}
+    kind = serializer_of(raw[:16])
+    if kind == "json":
+        return json_decode(raw)
+    if kind != "msgpack":
+        raise UnreadableResult(unreadable(kind))
+    import msgspec
+
+    try:
+        return msgspec.msgpack.Decoder(ext_hook=_no_ext).decode(raw)
+    except (msgspec.DecodeError, RecursionError):  # cut short, or nested past reason: whoever wrote it
+        raise UnreadableResult("result serializer msgpack: not valid msgpack") from None
+
+
+def _prefix_option(prefix: str) -> dict[str, str]:
+    return {"global_keyprefix": prefix} if prefix else {}
+
+
 def _summarize(replies: Any) -> tuple[bool, str, dict[str, Any]]:
     """Celery's replies, ``[{worker: {"ok": text} | {"error": text}}]``, as one verdict."""
     data: dict[str, Any] = {}
@@ -241,15 +302,21 @@ def _summarize(replies: Any) -> tuple[bool, str, dict[str, Any]]:
 class CeleryControl:
     """Control commands on one broker. ``broker`` may carry the operator's password; messages redact it."""
 
-    def __init__(self, broker: str, timeout: float = DEFAULT_TIMEOUT_S, backend: str | None = None) -> None:
+    def __init__(self, broker: str, timeout: float = DEFAULT_TIMEOUT_S, backend: str | None = None,
+                 broker_keyprefix: str = "", backend_keyprefix: str = "") -> None:
         self.broker, self.shown, self.timeout = broker, redact(broker), timeout
         self.backend = backend  # the result backend: where a retry finds the full arguments
+        # Celery's global_keyprefix of the broker and of the result backend, as the apps' config writes them.
+        self.broker_keyprefix, self.backend_keyprefix = broker_keyprefix, backend_keyprefix
         self._app: Any = None
         self._results: Any = None
 
     @property
     def app(self) -> Any:
         if self._app is None:
+            why = self.broker_keyprefix and keyprefix_problem(self.broker_keyprefix, self.broker)
+            if why:
+                raise ValueError(f"broker_keyprefix: {why}")  # the callers' except: the Result's words
             from celery import Celery  # type: ignore[import-untyped]
 
             t = self.timeout
@@ -259,7 +326,8 @@ class CeleryControl:
                             broker_connection_max_retries=1, task_publish_retry=False,
                             broker_transport_options={"socket_timeout": t, "socket_connect_timeout": t,
                                                       "max_retries": 1, "interval_start": 0,
-                                                      "interval_step": 0, "interval_max": 0})
+                                                      "interval_step": 0, "interval_max": 0,
+                                                      **_prefix_option(self.broker_keyprefix)})
             self._app = app
         return self._app
 
@@ -268,12 +336,17 @@ class CeleryControl:
         """An app for the result backend alone. Sending stays on ``app`` (no backend): a sent task would
         otherwise subscribe to its result there, which nothing here waits for."""
         if self._results is None:
+            why = self.backend_keyprefix and keyprefix_problem(self.backend_keyprefix, self.backend or "")
+            if why:
+                raise ValueError(f"backend_keyprefix: {why}")
             from celery import Celery  # type: ignore[import-untyped]
 
             t = self.timeout
             app = Celery("clustertop-results", broker=self.broker, backend=self.backend, set_as_current=False)
+            # The prefix as the workers' config writes it: Celery adds the "_" itself, as it does for them.
             app.conf.update(redis_socket_timeout=t, redis_socket_connect_timeout=t, redis_retry_on_timeout=False,
-                            result_backend_always_retry=False)
+                            result_backend_always_retry=False,
+                            result_backend_transport_options=_prefix_option(self.backend_keyprefix))
             self._results = app
         return self._results
 
@@ -351,9 +424,16 @@ class CeleryControl:
             be = self.results.backend
             key = be.get_key_for_task(task_id) if hasattr(be, "get_key_for_task") else None
             client = getattr(be, "client", None)
-            if key is not None and client is not None and client.strlen(key) > RETRY_META_MAX:
-                return Result(False, f"retry {task_id}: its result is over {RETRY_META_MAX} bytes: not read")
-            meta = be.get_task_meta(task_id)
+            if key is not None and client is not None:  # a key-value backend (Redis): its bytes, read by us
+                # One bounded read (no STRLEN-then-GET race with whoever writes it): a byte past the bound refuses.
+                raw = client.getrange(key, 0, RETRY_META_MAX)
+                if len(raw) > RETRY_META_MAX:
+                    return Result(False, f"retry {task_id}: its result is over {RETRY_META_MAX} bytes: not read")
+                meta = decode_meta(raw, be.decode_result)
+            else:
+                meta = be.get_task_meta(task_id)  # another backend: Celery's own decoding (JSON)
+        except UnreadableResult as e:
+            return Result(False, f"retry {task_id}: {e}")
         except Exception as e:  # noqa: BLE001 - unreachable backend, refused serializer: the reason
             return Result(False, f"retry {task_id}: result backend {redact(self.backend)}: {describe(e)}")
         state = meta.get("status") if isinstance(meta, dict) else None
@@ -363,8 +443,9 @@ class CeleryControl:
         if not isinstance(name, str) or not name or args is None:
             return Result(False, f"retry {task_id}: the backend has no arguments for it (workers need "
                                  "result_extended=True); the events' truncated repr is not re-sent")
-        if not isinstance(args, list | tuple) or not isinstance(kwargs, dict | type(None)):
-            return Result(False, f"retry {task_id}: the backend's args/kwargs are not a list and a mapping")
+        if (not isinstance(args, list | tuple) or not isinstance(kwargs, dict | type(None))
+                or not all(isinstance(k, str) for k in kwargs or ())):
+            return Result(False, f"retry {task_id}: the backend's args/kwargs are not a list and a mapping of names")
         return RetryPlan(task_id=task_id, name=name, args=list(args), kwargs=dict(kwargs or {}),
                          queue=queue if isinstance(queue, str) and queue else None,
                          state=state if isinstance(state, str) else None)

@@ -46,7 +46,6 @@ STRING_KEYS = frozenset({"args", "command", "labels", "annotations", "nodeSelect
                          "namespace", "image", "value", "serviceAccountName", "workingDir", "mountPath",
                          "claimName", "key", "operator", "effect", "priorityClassName", "schedulerName"})
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # RFC 1123 label: namespace and object names
 
 
 class K8sControlError(Exception):

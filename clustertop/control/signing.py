@@ -245,7 +245,29 @@ DOMAINS = {
     "result": b"clustertop-result-v1\n",
     "audit": b"clustertop-audit-v1\n",
     "alerts": b"clustertop-alerts-v1\n",  # the lease holder's alert state (clustertop.wire.alerts)
+    "summary": b"clustertop-summary-v1\n",  # a bucket summary's body (clustertop.wire.summary)
 }
+
+
+def sign_bytes(kind: str, data: bytes, key: PrivateKey) -> tuple[str, str]:
+    """(key id, base64 signature) over ``kind``'s domain and exactly ``data``: for a payload signed as the
+    bytes it is stored as (a bucket summary's body), so checking it needs no canonical re-encoding."""
+    return key.key_id, base64.b64encode(key.sign(DOMAINS[kind] + data)).decode("ascii")
+
+
+def check_bytes(kind: str, data: bytes, key_id: str, sig: str, pub: PublicKey) -> str | None:
+    """Verify ``sign_bytes``' signature against the one key that may have made it. None = valid, else why not."""
+    if not sig:
+        return "unsigned"
+    if key_id != pub.key_id:
+        return f"signed by key {str(key_id)[:20]!r}, not the enrolled {pub.key_id}"
+    try:
+        raw = base64.b64decode(sig, validate=True)
+    except ValueError:
+        return "bad signature (not base64)"
+    if len(raw) != 64:
+        return "bad signature (wrong length)"
+    return None if pub.verify(raw, DOMAINS[kind] + data) else "bad signature"
 
 
 def canonical(kind: str, obj: msgspec.Struct | dict[str, Any]) -> bytes:

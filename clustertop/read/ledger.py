@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from clustertop.read.layers import current
 from clustertop.wire import schema
 
 
@@ -267,5 +268,7 @@ def update_from_state(tracker: LedgerTracker, state: object) -> Ledger:
     cluster = getattr(state, "cluster", {}) or {}
     payload = cluster.get("kubernetes")
     k8s = payload.kubernetes if payload is not None else None
-    snaps = [v.snap for v in getattr(state, "nodes", []) if v.state == "up" and v.snap is not None]
+    # Each node's snapshot of this tick, without building an overlay the read left to be built (``read.layers``):
+    # where a node's full snapshot is older, its brief, whose GPUs are the overlay's with every field read here.
+    snaps = [s for v in getattr(state, "nodes", []) if v.state == "up" and (s := current(v)) is not None]
     return tracker.update(k8s, snaps, float(getattr(state, "ts", 0.0)))

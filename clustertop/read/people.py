@@ -14,6 +14,10 @@ What carries a user, and so what can be matched (everything else is joined throu
   (``Owner.kind == "celery"``, named by its ``-n``/title; ``%h`` read as the node's name).
 - energy: the ledgers' ``("user", USER)`` subject (``read.energy.windows``), the one figure kept per user.
 
+``namespace`` (the dashboard's ``:ns``) keeps only the user's processes whose pod is in that namespace, and
+what is joined through them; the others are counted, never dropped silently (``Work.hidden``): outside any
+pod, in another namespace's pod, or in a pod the Kubernetes payload does not name (namespace unknown).
+
 A node's top processes are bounded (top by CPU and memory): a user's idle process may not be listed, so
 what is matched through processes is what the listed ones show. Nodes without a process list are counted
 (``Work.no_procs``), never read as "none". Every string in the result is node text, unescaped: printing is
@@ -25,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from clustertop.read import owners
+from clustertop.read import layers, owners
 from clustertop.read.cluster import queue_payloads
 from clustertop.read.energy import Use, Windows
 from clustertop.read.model import NodeView
@@ -72,9 +76,24 @@ class Work:
     nodes: int = 0  # nodes searched (with a snapshot)
     no_procs: list[str] = field(default_factory=list)  # nodes whose snapshot has no process list
     omitted: int = 0  # items past MAX_ITEMS
+    namespace: str | None = None  # the scope searched (None: everything)
+    #: With a namespace: the user's processes left out, (host, pid) counted once, by why:
+    #: "no pod" (not in a pod), "other namespace", "unknown pod" (a pod uid the payload does not name).
+    hidden: dict[str, int] = field(default_factory=dict)
 
     def count(self, kind: str) -> int:
         return sum(1 for i in self.items if i.kind == kind)
+
+    def hidden_text(self) -> list[str]:
+        """``hidden`` in words, one entry per reason ("3 processes outside pods"): the people screen's and
+        ``clustertop who --ns``'s."""
+        return [f"{self.hidden[k]} process{'' if self.hidden[k] == 1 else 'es'} {words}"
+                for k, words in HIDDEN_WORDS if self.hidden.get(k)]
+
+
+#: ``Work.hidden``'s reasons in words.
+HIDDEN_WORDS = (("no pod", "outside pods"), ("other namespace", "in other namespaces' pods"),
+                ("unknown pod", "in pods the Kubernetes payload does not name"))
 
 
 def matches(user: str, name: str | None, uid: int | None) -> bool:
@@ -95,51 +114,86 @@ def _vram(v: int | None) -> int | None:
     return None if f is None else int(f)
 
 
+def _outside(owner: schema.Owner | None, pods: Mapping[str, schema.K8sPod], namespace: str | None) -> str | None:
+    """Why a process with ``owner`` is outside ``namespace`` ("no pod", "other namespace", "unknown pod"),
+    or None when it is inside (or no namespace is asked for)."""
+    if namespace is None:
+        return None
+    if owner is None or owner.kind != "pod":
+        return "no pod"
+    pod = owners.pod_of(owner, pods)
+    if pod is None:
+        return "unknown pod"
+    return None if pod.namespace == namespace else "other namespace"
+
+
 def find(user: str, nodes: Iterable[NodeView], cluster: Mapping[str, schema.ClusterPayload],
-         energy: Windows | None = None) -> Work:
+         energy: Windows | None = None, namespace: str | None = None) -> Work:
     """``user``'s work in one read (``ClusterState.nodes`` and ``.cluster``), with ``energy`` when the
     ledgers were read. Down nodes are skipped (their processes are gone or unknown); stale ones are kept
-    and marked."""
-    w = Work(user=user)
+    and marked. ``namespace``: only processes in that namespace's pods (the rest counted in ``hidden``)."""
+    w = Work(user=user, namespace=namespace)
     pods = owners.pod_index(cluster)
+    hidden: dict[tuple[str, int | None], str] = {}  # (host, pid) -> why, so a GPU process and its Proc count once
     workers = {wk.name: wk for p in queue_payloads(dict(cluster)) for wk in (p.queues.workers if p.queues else None)
                or () if wk.kind == "celery"}
     items: list[Item] = []
     seen_pods: set[tuple[str, str]] = set()
     seen_containers: set[tuple[str, str]] = set()
     seen_workers: set[str] = set()
+    digits = user.isascii() and user.isdigit()
     for nv in nodes:
-        snap = nv.snap
+        # Each section as the node's snapshot has it, without building the node's whole overlay where its full
+        # snapshot is older than its brief (``read.layers``): the GPUs of this tick, with the full snapshot's
+        # VRAM and command lines, only on a node where one of this user's GPU processes may be.
+        snap = layers.current(nv)
         if snap is None or nv.state not in ("up", "stale"):
             continue
         w.nodes += 1
         host, st = nv.host, nv.state
         owned: list[tuple[int, schema.Owner | None]] = []  # (pid, owner) of the user's processes here
-        for g in snap.gpus or ():
+        gpus, pending = snap.gpus, nv.pending
+        if gpus and pending and (digits or any(
+                gp.user == user for g in gpus for gp in g.procs or ())):
+            gpus = layers.gpus(nv)  # a brief's processes carry no uid: only the full snapshot's may match it
+        for g in gpus or ():
             for gp in g.procs or ():
                 if not matches(user, gp.user, gp.uid):
                     continue
+                # Named from the read's payload (``read.owners``) as the reader names a snapshot: here, where it left
+                # the node's overlay to be built (``NodeView.pending``), it named nothing of it.
+                gp_owner = owners.named(gp.owner, pods) if pending else gp.owner
+                why = _outside(gp_owner, pods, namespace)
+                if why is not None:
+                    hidden[(host, gp.pid)] = why
+                    continue
                 vram = _vram(gp.used_mem_bytes)
                 items.append(Item("gpu-process", host, gp.cmdline or gp.name or "", pid=gp.pid, gpu=g.index,
-                                  gpu_uuid=g.uuid, vram_bytes=vram, owner=owner_text(gp.owner), node_state=st))
+                                  gpu_uuid=g.uuid, vram_bytes=vram, owner=owner_text(gp_owner), node_state=st))
                 if vram is None:
                     w.vram_unknown += 1
                 else:
                     w.vram_bytes += vram
                 if (host, g.index) not in w.gpus:
                     w.gpus.append((host, g.index))
-                owned.append((gp.pid, gp.owner))
-        procs = snap.system.procs if snap.system is not None else None
+                owned.append((gp.pid, gp_owner))
+        procs = layers.procs(nv)
         if procs is None:
             w.no_procs.append(host)
         for p in procs or ():
             if matches(user, p.user, p.uid):
+                p_owner = owners.named(p.owner, pods) if pending else p.owner
+                why = _outside(p_owner, pods, namespace)
+                if why is not None:
+                    hidden[(host, p.pid)] = why
+                    continue
                 items.append(Item("process", host, p.cmdline or p.name or "", pid=p.pid,
                                   cpu_pct=known(p.cpu_pct, 0, 1e5), rss_bytes=_vram(p.rss_bytes), state=p.state,
-                                  owner=owner_text(p.owner), node_state=st))
-                owned.append((p.pid, p.owner))
+                                  owner=owner_text(p_owner), node_state=st))
+                owned.append((p.pid, p_owner))
         pids = {pid for pid, _ in owned}
-        listed = {c.id: c for c in (snap.containers.containers if snap.containers is not None else None) or ()}
+        cs = layers.containers(nv)
+        listed = {c.id: c for c in (cs.containers if cs is not None else None) or ()}
         for pid, o in owned:
             via = f"{host} pid {pid}"
             pod = owners.pod_of(o, pods)
@@ -171,6 +225,8 @@ def find(user: str, nodes: Iterable[NodeView], cluster: Mapping[str, schema.Clus
     order = {k: i for i, k in enumerate(KINDS)}
     items.sort(key=lambda i: (order[i.kind], i.host or "", -(i.vram_bytes or 0), -(i.cpu_pct or 0.0), i.pid or 0))
     w.items, w.omitted = items[:MAX_ITEMS], max(0, len(items) - MAX_ITEMS)
+    for why in hidden.values():
+        w.hidden[why] = w.hidden.get(why, 0) + 1
     if energy is not None:
         w.energy_read = True
         # The ledger names a user as the node's passwd does, "uid N" where it has no name (agents/energy.py).

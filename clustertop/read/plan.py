@@ -16,11 +16,19 @@ from dataclasses import dataclass, field
 #: Below this many nodes every read is of full snapshots (about 20 ms at 100 nodes, and screen switches
 #: stay instant); from here on a plan that asks for less gets less (``ReadPlan.sized``).
 BRIEF_FROM_NODES = 200
+#: From this many nodes a plan at ``Level.SUMMARIES`` reads the per-bucket summaries (``wire.summary``) and
+#: only the digests it names (``digest_hosts``: the tiles in view) and those no believed summary covers;
+#: below it, such a plan reads every digest (``ReadPlan.sized``): at 1,000 nodes that read is ~15 ms, and
+#: nothing changes for a cluster of that size.
+SUMMARY_FROM_NODES = 2000
 
 
 class Level(enum.IntEnum):
     """What a read takes of a node, least first; each level holds everything the ones below it hold."""
 
+    # The per-bucket summaries (totals, alerts, each host's state, the busiest cards) and the digests of
+    # ``ReadPlan.digest_hosts`` and of every host no believed summary covers: the overview at 10,000 nodes.
+    SUMMARIES = -1
     DIGESTS = 0  # the digest only (tiles, node rows, totals, alerts)
     GPUS = 1  # the digest and the brief's GPUs (the GPU table, the GPU ledger)
     BRIEFS = 2  # the digest and the whole brief (wall, work screen)
@@ -42,12 +50,17 @@ class ReadPlan:
 
     level: Level = Level.FULL
     full_hosts: frozenset[str] = field(default_factory=frozenset)
+    #: At ``Level.SUMMARIES``, the hosts whose digest is read whatever the summaries say (the tiles in view);
+    #: at any other level every digest is read, and this is empty.
+    digest_hosts: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
         # One spelling per plan, so plans compare equal when they read the same: a read of every node
         # in full names no hosts, and any collection of hosts is kept as a frozenset.
         hosts = frozenset() if self.level is Level.FULL else frozenset(self.full_hosts)
         object.__setattr__(self, "full_hosts", hosts)
+        digests = frozenset(self.digest_hosts) if self.level is Level.SUMMARIES else frozenset()
+        object.__setattr__(self, "digest_hosts", digests)
 
     def covers(self, level: Level) -> bool:
         """Whether this plan reads at least ``level`` of every node."""
@@ -70,13 +83,21 @@ class ReadPlan:
         """Whether a read made by this plan holds everything ``other`` asks for."""
         if self.level is Level.FULL:
             return True
+        if other.level is Level.SUMMARIES and self.level is Level.SUMMARIES \
+                and not other.digest_hosts <= self.digest_hosts:
+            return False  # every other level reads every digest
         return other.level is not Level.FULL and self.level >= other.level and other.full_hosts <= self.full_hosts
 
-    def sized(self, nodes: int, brief_from: int | None = None) -> ReadPlan:
+    def sized(self, nodes: int, brief_from: int | None = None, summary_from: int | None = None) -> ReadPlan:
         """The plan to read a cluster of ``nodes`` by: below ``brief_from`` (``BRIEF_FROM_NODES``) nodes,
-        every node in full whatever was asked; from there on, this plan."""
+        every node in full whatever was asked; below ``summary_from`` (``SUMMARY_FROM_NODES``), every digest
+        where summaries were asked; from there on, this plan."""
         limit = BRIEF_FROM_NODES if brief_from is None else brief_from
-        return ALL_FULL if self.level is not Level.FULL and nodes < limit else self
+        if self.level is not Level.FULL and nodes < limit:
+            return ALL_FULL
+        if self.level is Level.SUMMARIES and nodes < (SUMMARY_FROM_NODES if summary_from is None else summary_from):
+            return ReadPlan(Level.DIGESTS, self.full_hosts)
+        return self
 
 
 #: Every node's full snapshot: the safe plan (snapshot CLI, screens that draw detail, the first read).

@@ -7,24 +7,31 @@ One bad node never spoils the read: its error is kept on its NodeView.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from functools import partial
 from typing import Any
 
 import msgspec
 
 from clustertop import wire
-from clustertop.read.cluster import summarize
+from clustertop.read.bucketread import fold_uncovered
+from clustertop.read.cluster import age_text, summarize
 from clustertop.read.fullcache import FullCache
-from clustertop.read.model import DOWN_AFTER_S, ClusterState, NodeView
-from clustertop.read.owners import name_pods
+from clustertop.read.model import DOWN_AFTER_S, ClusterState, Layers, NodeView, SummaryRead
+from clustertop.read.owners import name_pods, name_snapshot, pod_index
 from clustertop.read.plan import ALL_FULL, Level, ReadPlan
 from clustertop.read.shards import ShardFetch
+from clustertop.read.summary import merge
 from clustertop.read.want import Wants
 from clustertop.wire import schema
 from clustertop.wire.brief import fresh
 from clustertop.wire.digest import RULES, digest
+from clustertop.wire.summary import BUCKETS, LETTER_STATES, BucketSummary, summary_key
 
 KINDS = ("digest", "brief", "full")
+#: A bucket summary written longer ago than this many of its intervals is not believed (its hosts are read
+#: from their digests): a digest's key lives 3 intervals, and a summary is folded from digests up to one old.
+SUMMARY_STALE_INTERVALS = 3.0
 KEYS = {"digest": wire.digest_key, "brief": wire.brief_key, "full": wire.node_key}
 #: The NodeSeal field that holds each kind's SHA-256.
 SEAL_FIELD = {"digest": "digest", "brief": "brief", "full": "node"}
@@ -105,8 +112,12 @@ class Reader:
     """Reads the cluster; remembers the last good data per node to show stale nodes honestly."""
 
     def __init__(self, client: Any, clock: Any = time.time, brief_from: int | None = None,
-                 shard_fetch: bool = True, wants: Wants | None = None) -> None:
+                 shard_fetch: bool = True, wants: Wants | None = None,
+                 hosts: Callable[[str], bool] | None = None) -> None:
         self.client = client
+        #: Reads only the index's hosts this says yes to (a summary node reads its buckets' hosts: agents/summaries.py);
+        #: None: every host. The index itself is read whole (one ZRANGE), then filtered.
+        self.hosts = hosts
         #: Asks the agents for the full snapshots this reader reads (``read.want``); None: asks nothing (the
         #: alert evaluator, tests), so it reads full snapshots as often as their agents write them.
         self.wants = wants
@@ -118,6 +129,11 @@ class Reader:
         self.brief_from = brief_from
         self.known: list[str] = []
         self.last_good: dict[str, schema.NodeSnapshot] = {}  # full snapshots
+        #: Where the last good full snapshot was shown brought up to date by a newer brief: that brief (the
+        #: node's last good snapshot is their overlay, built only if it is shown again: ``_node``).
+        self._good_over: dict[str, schema.NodeSnapshot] = {}
+        #: Builds the overlays of the last read, which it defers to whoever reads them (``NodeView.defer``).
+        self._overlays = _Overlays()
         self.last_brief: dict[str, schema.NodeSnapshot] = {}
         self.last_digest: dict[str, schema.NodeDigest] = {}  # read, or folded from a snapshot
         self.last_cluster: dict[str, schema.ClusterPayload] = {}
@@ -126,32 +142,68 @@ class Reader:
         #: (``read.fullcache``). ``_skipped``: the hosts whose full snapshot the last ``_fetch`` left out.
         self.fulls = FullCache()
         self._skipped: set[str] = set()
+        #: How a bucket summary's raw value is opened: (raw, bucket) -> (the summary, None) where it is to be
+        #: believed, else (None, why not): ``control.summary.open_summary`` against the dashboard's known_nodes
+        #: (``read`` checks no signature itself). None: no summary is believed, and a read at
+        #: ``Level.SUMMARIES`` reads every host from its digest (and says why).
+        self.open_summary: Callable[[bytes, int], tuple[BucketSummary | None, str | None]] | None = None
+        #: From this many nodes a plan at ``Level.SUMMARIES`` reads summaries (None: ``plan.SUMMARY_FROM_NODES``).
+        self.summary_from: int | None = None
+        #: Hosts the last summary read found no believed summary covering: their digests ride in the next
+        #: read's first MGET (a bucket whose summary went missing costs the second MGET once, not every read).
+        self._uncovered: set[str] = set()
+        self._covered_up: dict[str, NodeView] = {}  # host -> its view while a believed summary says it is up
+        self._raw_summaries: list[bytes | None] = []
 
     def read(self, plan: ReadPlan = ALL_FULL, seals: Collection[str] = ()) -> ClusterState:
         """The cluster as ``plan`` says: every node's full snapshot (``ALL_FULL``); or every node's
         digest, full snapshots of ``plan.full_hosts``, and of every other node what ``plan.level`` says
         beyond its digest: its brief, its brief's GPUs only (decoded where its digest stands for the
         rest), or nothing more. Below ``brief_from`` nodes, everything in full anyway (``ReadPlan.sized``);
-        the state returned carries the plan the read was made by.
+        the state returned carries the plan the read was made by. At ``Level.SUMMARIES`` (from ``summary_from``
+        nodes): the bucket summaries, and the digests of ``plan.digest_hosts`` and of every host no believed
+        summary covers (``_summaries``; ``state.summaries`` says what was believed and what refused, and why).
 
         ``seals``: hosts whose seal to read too, each in the same MGET as the payload it covers (one
         command, so both come from one tick), kept raw in ``state.sealed`` for whoever verifies them:
         the node on screen and a few more per read, never all (a verification costs ~66 µs)."""
         t0 = time.perf_counter()
-        asked, plan = plan, plan.sized(len(self.known), self.brief_from)
+        asked, plan = plan, plan.sized(len(self.known), self.brief_from, self.summary_from)
         all_full = plan.level >= Level.DETAIL
         index, raw, raw_cluster, raw_seals = self._fetch(plan, seals, asked)
         t1 = time.perf_counter()
         now = self.clock()
         lean = plan.level is Level.GPUS
         state = ClusterState(ts=now, fetch_ms=(t1 - t0) * 1000, plan=plan)
-        digests, digest_errors = self._digests(index, raw)
+        self._overlays = _Overlays()  # this read's: its views' overlays are named from its own payload
+        # At Level.SUMMARIES: the hosts a believed summary covers and whose digest was not read, with the
+        # state their summary gives them; every other host is read as below (its digest, in this read).
+        cover: dict[str, str | None] = {}
+        read_index = index
+        if plan.level is Level.SUMMARIES:
+            state.summaries, cover, read_index = self._summaries(raw, now)
+        digests, digest_errors = self._digests(read_index, raw)
         fulls, brief_data = raw["full"], raw["brief"]
         last_digest, is_newer = self.last_digest, wire.is_newer
         # Full snapshots left out as unchanged whose digest, read now, names another one: fetched now.
         if late := self.fulls.changed([h for h in self._skipped if h not in fulls], digests):
             self._mget(raw, [("full", h) for h in late])
+        covered_up = self._covered_up
+        read_here: list[NodeView] = []  # at Level.SUMMARIES, the views of the hosts read
         for host, last_seen in index:
+            if cover and (covered := cover.get(host)) is not None:
+                # Folded into its bucket's summary and not in view: its state, no figures (its tile is drawn
+                # from its digest once scrolled to, by the next read: ``ReadPlan.digest_hosts``). Up, it is one
+                # view kept read after read (nothing in it changes: no figures, no age): 10,000 views not built.
+                if covered == "up":
+                    view = covered_up.get(host)
+                    if view is None:
+                        view = covered_up[host] = NodeView(host=host, state="up")
+                    state.nodes.append(view)
+                else:
+                    state.nodes.append(NodeView(host=host, state=covered, last_seen_ts=last_seen,
+                                                age_s=max(0.0, now - last_seen)))
+                continue
             full_data, brief = fulls.get(host), brief_data.get(host)
             if brief is not None and full_data is not None and not plan.in_full(host):
                 full_data = None  # read only because the node was new: a brief where briefs were asked
@@ -163,9 +215,13 @@ class Reader:
                 last_digest[host] = d
                 state.nodes.append(NodeView(host=host, state="up", last_seen_ts=last_seen,
                                             age_s=max(0.0, now - d.ts), digest=d, newer_schema=is_newer(d)))
+                if cover:
+                    read_here.append(state.nodes[-1])
                 continue
             state.nodes.append(self._node(host, last_seen, full_data, brief, digests.get(host),
                                           digest_errors.get(host), now, all_full, lean, asked.in_full(host), known))
+            if cover:
+                read_here.append(state.nodes[-1])
         if self.wants is not None:
             self.wants.send(self.client, asked.wanted(self.known))
             state.want_error = self.wants.error
@@ -180,12 +236,27 @@ class Reader:
             state.sealed[host] = (SEAL_FIELD[kind], raw[kind].get(host), seal)
         state.cluster = dict(self.last_cluster)
         # Pod uids (all a node's cgroups say) named from the Kubernetes payload: clustertop.read.owners.
-        name_pods((n.snap for n in state.nodes), state.cluster)
-        state.totals = summarize(state.nodes, state.cluster)
+        # An overlay left to be built when read (``NodeView.defer``) is named then, from this same payload.
+        # At Level.SUMMARIES only the hosts read have a snapshot (at most those read in full).
+        name_pods((n.snap for n in (read_here if cover else state.nodes) if not n.pending), state.cluster)
+        self._overlays.cluster = state.cluster
+        if state.summaries is not None:
+            s = state.summaries
+            if not s.believed:
+                # None believed (no summary nodes, no known_nodes): every host was read from its digest, and the
+                # totals are a digest read's (``summarize`` is the merge of every bucket's fold, exactly).
+                s.read_here = state.nodes
+                state.totals = summarize(state.nodes, state.cluster)
+            else:
+                s.read_here = read_here if cover else [n for n in state.nodes if n.host not in s.covered]
+                s.local = fold_uncovered(s, [n for n in s.read_here if n.host not in s.covered], now)
+                state.totals = merge(s.believed + s.local, state.cluster)
+        else:
+            state.totals = summarize(state.nodes, state.cluster)
         state.decode_ms = (time.perf_counter() - t1) * 1000
         # Forget what was cached of nodes removed from the index.
         listed = {h for h, _ in index}
-        for cache in (self.last_good, self.last_brief, self.last_digest):
+        for cache in (self.last_good, self.last_brief, self.last_digest, self._good_over, self._covered_up):
             if not cache.keys() <= listed:  # one pass in C; the loop below only when a node went away
                 for h in [h for h in cache if h not in listed]:
                     del cache[h]
@@ -201,6 +272,12 @@ class Reader:
         appears in the index for the first time costs one extra MGET, once.
         """
         known = list(self.known)
+        summaries = plan.level is Level.SUMMARIES
+        if summaries:
+            # The bucket summaries beside the digests of the tiles in view, of the nodes read in full, and of
+            # the hosts the last read found no believed summary for (``_summaries`` reads any others).
+            want = plan.digest_hosts | plan.full_hosts | self._uncovered
+            known = [h for h in known if h in want]
         keys = self.older.keys(known, plan, asked)
         # Full snapshots unchanged since the last read (their digest said so) are not fetched: ``read.fullcache``.
         self._skipped = self.fulls.skip(keys["full"], self.last_digest, seals)
@@ -215,9 +292,15 @@ class Reader:
             # hash tag), so one MGET per node, seal included; every shard gets its commands in one write
             # before any reply is read (one round trip per shard, the shards working in parallel).
             per_host = _per_host(kinds, keys, sealed_in)
-            res = self._on_shards([["MGET", *host_keys] for host_keys, _ in per_host.values()] +
+            # Each summary key has a tag of its own ({bN}): one command each, spread over the shards.
+            summary_cmds = [["MGET", summary_key(b)] for b in range(BUCKETS)] if summaries else []
+            res = self._on_shards([["MGET", *host_keys] for host_keys, _ in per_host.values()] + summary_cmds +
                                   [["MGET", *[wire.cluster_key(n) for n in wire.CLUSTER_NAMES]]],  # one tag: {cluster}
                                   index=True)
+            if summaries:
+                got_summaries = res[-1 - BUCKETS:-1]
+                self._raw_summaries = [v[0] for v in got_summaries]
+                res = res[:-1 - BUCKETS] + res[-1:]
             for (host, (_, host_kinds)), values in zip(per_host.items(), res[1:-1], strict=True):
                 for k, value in zip(host_kinds, values, strict=True):
                     if k in raw:
@@ -231,16 +314,24 @@ class Reader:
                 # A seal rides in the MGET of the payload it is checked against: MGET is one command, so
                 # the two can't straddle a tick (the agent writes both in one MULTI).
                 p.mget([KEYS[k](h) for h in keys[k]] + [wire.seal_key(h) for h in sealed_in[k]])
+            if summaries:
+                p.mget([summary_key(b) for b in range(BUCKETS)])
             p.mget([wire.cluster_key(n) for n in wire.CLUSTER_NAMES])
             res = p.execute()
+            if summaries:
+                self._raw_summaries = res[-2]
             for i, k in enumerate(kinds):
                 got_k, n = res[1 + i], len(keys[k])
                 raw[k] = dict(zip(keys[k], got_k[:n], strict=True))
                 for h, seal in zip(sealed_in[k], got_k[n:], strict=True):
                     raw_seals[h] = (k, seal)
         index = [(_text(h), float(s)) for h, s in res[0]]
+        if self.hosts is not None:
+            keep = self.hosts
+            index = [hs for hs in index if keep(hs[0])]
         known_set = set(known)  # not the list: 1,000 nodes made this a 5 ms quadratic scan per read
-        missing = [h for h, _ in index if h not in known_set]
+        # At Level.SUMMARIES ``_summaries`` reads the new hosts no summary covers.
+        missing = [] if summaries else [h for h, _ in index if h not in known_set]
         if missing:
             # Every payload of a node new to the index: what it has is not known yet.
             first = KINDS
@@ -248,6 +339,45 @@ class Reader:
         index.sort(key=lambda hs: hs[0])
         self.known = [h for h, _ in index]
         return index, raw, res[-1], raw_seals
+
+    def _summaries(self, raw: Raw, now: float) -> tuple[SummaryRead, dict[str, str | None], list[tuple[str, float]]]:
+        """The bucket summaries ``_fetch`` read, opened (``open_summary``: signed by an enrolled node, of this
+        bucket, every host it names of it) and believed where fresh; every index host that no believed summary
+        covers gets its digest read now (one more MGET at most, and from the next read on in the first one).
+        Returns what was made of the summaries, the covered hosts whose digest was not read (host -> the state
+        their summary gives them), and the hosts to read from their digests (as index entries)."""
+        out = SummaryRead(buckets=BUCKETS)
+        open_summary = self.open_summary
+        digests_read = raw["digest"]
+        cover: dict[str, str | None] = {}  # None: a letter open_summary let through unknown
+        letter_state = LETTER_STATES.get
+        for bucket, data in enumerate(self._raw_summaries):
+            if data is None:
+                out.refused[bucket] = "missing"
+                continue
+            if open_summary is None:
+                out.refused[bucket] = "no known_nodes to check it against"
+                continue
+            summary, why = open_summary(data, bucket)
+            if summary is None:
+                out.refused[bucket] = why or "refused"
+                continue
+            age = now - summary.ts
+            if not age <= SUMMARY_STALE_INTERVALS * max(1.0, summary.interval_s):  # NaN stamps are stale too
+                out.refused[bucket] = f"stale: written {age_text(age)} ago"
+                continue
+            out.believed.append(summary)
+            # In C: ~156 hosts a bucket, 10,000 in all, every read (open_summary checked the letters).
+            cover.update(zip(summary.hosts, map(letter_state, summary.states), strict=False))
+        covered = out.covered = frozenset(cover)
+        for h in digests_read:  # read whatever the summaries say (the tiles in view): their digests stand
+            cover.pop(h, None)
+        uncovered = set(self.known).difference(covered)
+        self._uncovered = uncovered
+        out.from_digests = len(uncovered)
+        if need := [("digest", h) for h in sorted(uncovered) if h not in digests_read]:
+            self._mget(raw, need)
+        return out, cover, [(h, 0.0) for h in digests_read]  # ``_digests`` reads the hosts only
 
     def _mget(self, raw: Raw, wanted: list[tuple[str, str]]) -> None:
         keys = [KEYS[k](h) for k, h in wanted]
@@ -332,6 +462,7 @@ class Reader:
         data, is_brief = (full_data, False) if has_full else (brief_data, brief_data is not None)
         errors = [digest_error] if digest_error else []
         fresh_snap = None
+        layers: Layers | None = None  # the full snapshot read and the newer brief laid over it (``_overlay``)
         if data is not None or has_full:
             try:
                 if not is_brief and brief_data is not None and not wanted and fresh_digest is not None and \
@@ -353,33 +484,49 @@ class Reader:
                         self.fulls.put(host, data, snap)
                 full_ts = snap.ts
                 if not is_brief and brief_data is not None:
-                    snap = self._overlay(host, snap, brief_data, errors)
-                if not is_brief and (snap.ts > full_ts or (fresh_digest is not None and full_ts < fresh_digest.ts)):
+                    layers = self._overlay(host, snap, brief_data, errors)
+                if not is_brief and (layers is not None or (fresh_digest is not None and full_ts < fresh_digest.ts)):
                     # A full snapshot from an earlier tick (its agent rewrites it every few seconds, or while
                     # someone wants it), asked for in full (else its brief was taken above): its brief's
                     # figures are drawn over it (``_overlay``); what only it carries is never passed off as
                     # current: the view says how old that detail is.
                     view.detail_age_s = max(0.0, now - full_ts)
                 if not cut:
-                    (self.last_brief if is_brief else self.last_good)[host] = snap
+                    if is_brief:
+                        self.last_brief[host] = snap
+                    else:
+                        self.last_good[host] = snap
+                        if layers is not None:
+                            self._good_over[host] = layers.brief
+                        else:
+                            self._good_over.pop(host, None)
                 fresh_snap = snap
                 view.brief = is_brief
             except wire.WireError as e:
                 errors.insert(0, str(e))
         view.snap = fresh_snap
+        if layers is not None:
+            # Built when first read (a node's screen, the exporter, the CLI), not here: the screens of every node's
+            # detail draw from the two layers (``read.layers``) and the overlay of 1,000 nodes is never built.
+            view.defer(layers, partial(self._overlays.build, layers))
         if fresh_snap is None and (fresh_digest is None or errors):
             # Nothing usable now: the newest of what was last read, full or brief (a full read prefers
             # full data, but a brief of a stale node beats showing nothing at all). A node that is up
             # in a digest-only read keeps no snapshot: an old one would pass for its current state.
             full_snap, brief_snap = self.last_good.get(host), self.last_brief.get(host)
-            if brief_snap is not None and (full_snap is None or (brief_snap.ts > full_snap.ts and not all_full)):
+            over = self._good_over.get(host) if full_snap is not None else None
+            good_ts = over.ts if over is not None else full_snap.ts if full_snap is not None else None
+            if brief_snap is not None and (good_ts is None or (brief_snap.ts > good_ts and not all_full)):
                 view.snap, view.brief = brief_snap, True
             else:
                 view.snap = full_snap
+                if full_snap is not None and over is not None:
+                    # As it was shown: the brief laid over it, built if read.
+                    view.defer(Layers(full_snap, over), partial(self._overlays.build, Layers(full_snap, over)))
         if fresh_digest is not None:
             view.digest = fresh_digest
         elif fresh_snap is not None:
-            view.digest = digest(fresh_snap)
+            view.digest = digest(view.snap or fresh_snap)  # a deferred overlay is built here: no digest read
         else:
             # Nothing fresh: the node's last digest. It is never older than the snapshot kept above,
             # since whenever a snapshot was kept its digest was kept in the same call; and it is the
@@ -390,7 +537,8 @@ class Reader:
             view.age_s = max(0.0, now - view.digest.ts)
         elif view.snap is not None:
             view.age_s = max(0.0, now - view.snap.ts)
-        view.newer_schema = (fresh_snap is not None and wire.is_newer(fresh_snap)) or (
+        newest = layers.brief if layers is not None else fresh_snap  # an overlay's ``v`` is its brief's
+        view.newer_schema = (newest is not None and wire.is_newer(newest)) or (
             fresh_digest is not None and wire.is_newer(fresh_digest))
         # The key's TTL (kept by Redis's clock) is what says "fresh": agent clocks may be skewed,
         # so the snapshot's own ts only feeds the age shown, never the up/stale decision.
@@ -410,24 +558,45 @@ class Reader:
 
 
     @staticmethod
-    def _overlay(host: str, full: schema.NodeSnapshot, brief_data: bytes,
-                 errors: list[str]) -> schema.NodeSnapshot:
-        """``full`` brought up to date by the node's brief where that is from a later tick
+    def _overlay(host: str, full: schema.NodeSnapshot, brief_data: bytes, errors: list[str]) -> Layers | None:
+        """``full`` and the node's brief where that is from a later tick, to bring it up to date
         (``wire.brief.fresh``: every figure the brief carries is the brief's, the rest stays the full
-        snapshot's). A bad brief is said (``errors``) and leaves the full snapshot as it is."""
+        snapshot's; built by ``_Overlays.build`` when first read); None where there is nothing to lay over it.
+        A bad brief is said (``errors``) and leaves the full snapshot as it is (None). The brief is decoded and
+        checked here, in the read, so a bad one marks its node bad whether or not its overlay is ever built."""
         try:
             # Its time stamp first (msgspec skips the rest): a full snapshot of the brief's tick, as while a
             # reader wants it, needs nothing from the brief, and the brief is not built at all. Not ``<=``: a
             # NaN stamp on either side overlays nothing.
-            if not wire.decode(brief_data, _Stamp).ts > full.ts:
-                return full
-            newer = wire.decode(brief_data, schema.NodeSnapshot)
+            data = wire.plain(brief_data)  # inflated once for both decodes
+            if not wire.decode_plain(data, _Stamp).ts > full.ts:
+                return None
+            newer = wire.decode_plain(data, schema.NodeSnapshot)
             if newer.host and newer.host != host:
                 raise wire.WireError(f"payload names host {newer.host!r}")
         except wire.WireError as e:
             errors.append(f"brief: {e}")
-            return full
-        return fresh(full, newer)
+            return None
+        return Layers(full, newer)
+
+
+class _Overlays:
+    """Builds the overlays one read deferred (``NodeView.defer``), their pod owners named from that read's
+    Kubernetes payload as ``name_pods`` names its other snapshots. It holds that payload, not the read: a
+    reference back to the read from its own views would be a cycle, freed only by the collector."""
+
+    __slots__ = ("cluster", "pods")
+
+    def __init__(self) -> None:
+        self.cluster: dict[str, schema.ClusterPayload] = {}  # set once the read has its payloads
+        self.pods: dict[str, schema.K8sPod] | None = None
+
+    def build(self, layers: Layers) -> schema.NodeSnapshot:
+        snap = fresh(layers.full, layers.brief)
+        if self.pods is None:
+            self.pods = pod_index(self.cluster)
+        name_snapshot(snap, self.pods)
+        return snap
 
 
 def _sharded(client: Any) -> bool:
@@ -500,3 +669,4 @@ def _gpus_only(o: _GpusOnly) -> schema.NodeSnapshot:
 
 def _text(b: bytes | str) -> str:
     return b.decode("utf-8", "replace") if isinstance(b, bytes) else b
+

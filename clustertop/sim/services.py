@@ -389,12 +389,17 @@ class QueuesModel:
                 workers.append(schema.Worker(
                     name=addr, kind="dask", host=h, online=True, last_seen_ts=now, processing=processing,
                     mem_bytes=int(mem + processing * 90 * MIB), mem_limit_bytes=16 * GIB, nthreads=4))
+            q = schema.Queues(workers=workers, dask_tasks_processing=processing_total,
+                              dask_tasks_waiting=max(0, self.dask_waiting - processing_total),
+                              dask_computations=self.dask_progress.computations())
+            folded = self.dask_progress.folded(now)
+            if folded is not None:  # as collectors/dask.py fills them
+                q.dask_stream, q.dask_stream_bucket_s = folded.buckets, folded.bucket_s
+                q.dask_stream_from_ts, q.dask_stream_to_ts = folded.from_ts, folded.to_ts
+                q.dask_stream_other_workers = folded.other_workers
             out.append(schema.ClusterPayload(
                 name="dask", source_host=dask_host, ts=now, seq=self.seq, interval_s=2.0, ok=True, last_ok_ts=now,
-                queues=schema.Queues(workers=workers, dask_tasks_processing=processing_total,
-                                     dask_tasks_waiting=max(0, self.dask_waiting - processing_total),
-                                     dask_computations=self.dask_progress.computations(),
-                                     dask_task_stream=self.dask_progress.recent(now))))
+                queues=q))
         return out
 
 

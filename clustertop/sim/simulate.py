@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import random
 import sys
 import threading
@@ -33,6 +34,11 @@ from clustertop.agents.energy import KEY_TTL_MS, Ledger
 from clustertop.agents.publisher import FULL_EVERY_S, FULL_EVERY_WANTED_S, Publisher
 from clustertop.collectors import containers as engine_api
 from clustertop.control import signing
+from clustertop.control.summary import SummaryTooLarge, seal
+from clustertop.read.cluster import by_bucket
+from clustertop.read.model import NodeView
+from clustertop.read.plan import SUMMARY_FROM_NODES
+from clustertop.read.summary import fold
 from clustertop.sim.containers import CONFIG as CONTAINERS_CONFIG
 from clustertop.sim.containers import SimEngine
 from clustertop.sim.nodes import (
@@ -49,6 +55,7 @@ from clustertop.sim.nodes import (
 )
 from clustertop.sim.services import CephModel, K8sNodeInfo, KubernetesModel, QueuesModel, _suffix
 from clustertop.wire import schema
+from clustertop.wire.summary import summary_key
 
 log = logging.getLogger("clustertop.simulate")
 
@@ -65,7 +72,8 @@ class SimCluster:
     """A deterministic, lively simulated cluster. ``step(now)`` advances it and returns one tick."""
 
     def __init__(self, seed: int = 1, nodes: int | None = None, gpus_per_node: int | None = None,
-                 start_ts: float | None = None, keys: bool = False, part: tuple[int, int] | None = None) -> None:
+                 start_ts: float | None = None, keys: bool = False, part: tuple[int, int] | None = None,
+                 summaries: bool = True) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
         self.gpus_per_node = 2 if gpus_per_node is None else max(0, gpus_per_node)
@@ -100,6 +108,19 @@ class SimCluster:
         #: the seed: a key anyone can derive would vouch for nothing). Its publisher then seals every tick
         #: as a real agent does, and the demo enrols ``node_keys()`` as its known nodes.
         self.keys: dict[str, signing.PrivateKey] = {h: signing.new_key() for h in self.hosts} if keys else {}
+        #: Bucket summaries (``wire.summary``, issue 18): after each tick every bucket of this tick's nodes is folded
+        #: from their digests and sealed by ``summary_folder`` with ``summary_key``, as a summary node's agent does
+        #: (``write_summaries``). With node keys the folder is the first node (a simulated summary node, enrolled
+        #: by the demo with the others); ``simulate --summary-key FILE`` names another. No key: none are written
+        #: (an unsigned summary is refused by every reader). Not in a part (``simulate --procs``): a bucket's
+        #: nodes are spread over every part.
+        self.summaries = summaries and part is None
+        #: ... and only from this many nodes (``read.plan.SUMMARY_FROM_NODES``: below it no reader reads them, and
+        #: ~700 bytes a bucket would be ~670 B/node/s at 30 nodes). ``simulate --summary-key`` sets it to 0.
+        self.summaries_from = SUMMARY_FROM_NODES
+        self.summary_folder = self.hosts[0]
+        self.summary_key: signing.PrivateKey | None = self.keys.get(self.summary_folder)
+        self.summary_seq = 0
         self.energy_ledgers: dict[str, Ledger] = {}  # per GPU node, as its agent keeps it (publish)
         self.interval_s = 1.0  # what snapshots announce; the drivers set it to their tick
         self.start_ts = start_ts
@@ -414,10 +435,43 @@ def publish(client: Any, sim: SimCluster, now: float, publishers: dict[str, Publ
         total += pub.publish(snap, hist, cluster=cluster if i == 0 else None, pipe=p)
         pubs.append(pub)
     _energy(sim, ticks, now, p)
+    write_summaries(sim, ticks, publishers, now, p)
     res = p.execute()
     for pub in pubs:  # each learns whether a reader wants its full snapshot (its PTTL in this pipeline)
         pub.saw(res)
     return total
+
+
+def write_summaries(sim: SimCluster, ticks: list[tuple[schema.NodeSnapshot, schema.HistPoint]],
+                    publishers: dict[str, Publisher], now: float, pipe: Any) -> int:
+    """This tick's nodes folded per bucket (``read.summary.fold``: from the digests their publishers just made, GPU
+    columns from their snapshots) and sealed (``control.summary.seal``), SET with PX = 3 intervals in ``pipe``;
+    buckets without a node are not written. Returns the bytes written (0 when ``sim`` writes none: no key, asked
+    not to, a part, or fewer than ``sim.summaries_from`` nodes)."""
+    key = sim.summary_key
+    if not sim.summaries or key is None or len(sim.hosts) < sim.summaries_from:
+        return 0
+    sim.summary_seq += 1
+    views = [NodeView(snap.host, "up", snap=snap, digest=publishers[snap.host].last_digest) for snap, _ in ticks]
+    px = int(max(MIN_SUMMARY_PX_S, SUMMARY_PX_INTERVALS * sim.interval_s) * 1000)
+    total = 0
+    for bucket, group in enumerate(by_bucket(views)):
+        if not group:
+            continue
+        summary = fold(group, bucket, sim.summary_folder, now, seq=sim.summary_seq, interval_s=sim.interval_s)
+        try:
+            data = seal(summary, key)
+        except SummaryTooLarge as e:  # not with simulated data; said, and the bucket's digests are read instead
+            log.warning("bucket summary not written: %s", e)
+            continue
+        pipe.set(summary_key(bucket), data, px=px)
+        total += len(data)
+    return total
+
+
+#: A summary lives this many of its intervals (as a digest does: 3), at least MIN_SUMMARY_PX_S.
+SUMMARY_PX_INTERVALS = 3.0
+MIN_SUMMARY_PX_S = 2.0
 
 
 def _publish_per_node(client: Any, sim: SimCluster, now: float, publishers: dict[str, Publisher],
@@ -432,6 +486,7 @@ def _publish_per_node(client: Any, sim: SimCluster, now: float, publishers: dict
         total += pub.publish(snap, hist, cluster=cluster if i == 0 else None, pipe=multi, shared=shared)
         pub.saw(multi.execute())
     _energy(sim, ticks, now, shared)
+    write_summaries(sim, ticks, publishers, now, shared)
     shared.execute()
     return total
 
@@ -643,6 +698,24 @@ def _part_main(args: Any, part: tuple[int, int], t0: float) -> None:
     sys.exit(_run_part(args, part, t0))
 
 
+def _summary_signer(args: Any, sim: SimCluster) -> str:
+    """Set up ``sim``'s bucket summaries from ``--summary-key FILE`` (a private key, as ``clustertop keygen`` writes
+    it; the folder is its NAME, as enrolled in readers' known_nodes) and ``--no-summaries``; says what it does."""
+    if getattr(args, "no_summaries", False):
+        sim.summaries = False
+        return "none (--no-summaries)"
+    path = getattr(args, "summary_key", None)
+    if path:
+        sim.summary_key = signing.load_private(path)
+        sim.summary_folder = os.path.basename(path).removesuffix(".key")
+        sim.summaries_from = 0  # asked for: whatever the cluster's size
+    if not sim.summaries:
+        return "none (a part of --procs: a bucket's nodes are in every part)"
+    if sim.summary_key is None:
+        return "none (no --summary-key: unsigned summaries would be refused)"
+    return f"signed as {sim.summary_folder}"
+
+
 def _run_part(args: Any, part: tuple[int, int] | None, t0: float) -> int:
     from clustertop.store import connect, redact
     from clustertop.store.resp import errors as store_errors
@@ -651,6 +724,7 @@ def _run_part(args: Any, part: tuple[int, int] | None, t0: float) -> int:
     sim = SimCluster(seed=args.seed, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
                      start_ts=t0 if part is not None else None, part=part)
     sim.interval_s = interval = args.interval
+    summaries = _summary_signer(args, sim)
     full_every = getattr(args, "full_every", None)
     pubs = make_publishers(sim, client, interval, full_every_s=FULL_EVERY_S if full_every is None else full_every)
     url = redact(args.redis)
@@ -664,7 +738,7 @@ def _run_part(args: Any, part: tuple[int, int] | None, t0: float) -> int:
 
     whole = f"{len(sim.own_hosts)} nodes" if part is None else \
         f"{len(sim.own_hosts)} of {len(sim.hosts)} nodes ({sim.own_hosts[0]}..{sim.own_hosts[-1]})"
-    say(f"simulating {whole} (seed {args.seed}) into {url} every {interval:g} s")
+    say(f"simulating {whole} (seed {args.seed}) into {url} every {interval:g} s; bucket summaries: {summaries}")
     started = time.monotonic()
     ticks = 0
     backoff = 0.0

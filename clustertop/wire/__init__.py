@@ -171,19 +171,11 @@ def decode(data: bytes | bytearray | memoryview | str | None, kind: type[T]) -> 
     Raises WireError for anything unusable: empty, oversized, not msgpack, wrong types,
     or a schema version we cannot read.
     """
-    if data is None:
-        raise WireError("no data")
-    if isinstance(data, str):
-        data = data.encode("utf-8", "surrogateescape")
-    if len(data) == 0:
-        raise WireError("empty payload")
-    if len(data) > MAX_PAYLOAD_BYTES:
-        raise WireError(f"payload too large ({len(data)} bytes > {MAX_PAYLOAD_BYTES})")
-    if data[0] == _pack.MARK:  # packed (msgpack never starts with 0xC1); an older agent's plain payload is not
-        try:
-            data = _pack.inflate(data, MAX_PAYLOAD_BYTES)
-        except _pack.PackError as e:
-            raise WireError(str(e)) from None
+    return decode_plain(plain(data), kind)
+
+
+def decode_plain(data: bytes | bytearray | memoryview, kind: type[T]) -> T:
+    """``decode`` of bytes ``plain`` returned (decoded as msgpack whatever they start with: never inflated twice)."""
     dec = _decoders.get(kind)
     if dec is None:
         dec = _decoders[kind] = msgspec.msgpack.Decoder(kind)
@@ -199,6 +191,25 @@ def decode(data: bytes | bytearray | memoryview | str | None, kind: type[T]) -> 
     if not isinstance(v, int) or v < 1:
         raise WireError(f"bad schema version {v!r}")
     return obj
+
+
+def plain(data: bytes | bytearray | memoryview | str | None) -> bytes | bytearray | memoryview:
+    """A payload's plain msgpack bytes as ``decode`` reads them (inflated where packed), checked for size: a reader
+    that decodes one payload twice (its time stamp, then the whole of it) inflates it once. WireError as ``decode``."""
+    if data is None:
+        raise WireError("no data")
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogateescape")
+    if len(data) == 0:
+        raise WireError("empty payload")
+    if len(data) > MAX_PAYLOAD_BYTES:
+        raise WireError(f"payload too large ({len(data)} bytes > {MAX_PAYLOAD_BYTES})")
+    if data[0] == _pack.MARK:  # packed (msgpack never starts with 0xC1); an older agent's plain payload is not
+        try:
+            data = _pack.inflate(data, MAX_PAYLOAD_BYTES)
+        except _pack.PackError as e:
+            raise WireError(str(e)) from None
+    return data
 
 
 def is_newer(obj: Any) -> bool:

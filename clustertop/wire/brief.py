@@ -98,7 +98,9 @@ def _gpus(gpus: list[schema.Gpu] | None) -> list[schema.Gpu] | None:
 # ---------------------------------------------------------------------------------------------
 # The overlay: a full snapshot from an earlier tick brought up to date by this tick's brief.
 # It lives beside brief() so the two can't drift: every field brief() keeps is taken from the brief here
-# (tests/wire/test_brief_overlay.py checks this field by field, generated from the structs).
+# (tests/wire/test_brief_overlay.py checks this field by field, generated from the structs). The public
+# ``fresh_*`` functions are the overlay of one section: ``read.layers`` makes a screen's sections with them
+# without building the whole overlay.
 # ---------------------------------------------------------------------------------------------
 
 
@@ -112,9 +114,9 @@ def fresh(full: schema.NodeSnapshot, br: schema.NodeSnapshot) -> schema.NodeSnap
     return msgspec.structs.replace(
         full, v=br.v, host=br.host, ts=br.ts, seq=br.seq, interval_s=br.interval_s, role=br.role, labels=br.labels,
         collectors=_fresh_collectors(full.collectors, br.collectors), agent=br.agent,
-        system=_fresh_system(full.system, br.system), gpus=_fresh_gpus(full.gpus, br.gpus), bonds=br.bonds,
+        system=_fresh_system(full.system, br.system), gpus=fresh_gpus(full.gpus, br.gpus), bonds=br.bonds,
         netmounts=br.netmounts, tasks=br.tasks, templates=br.templates,
-        containers=_fresh_containers(full.containers, br.containers),
+        containers=fresh_containers(full.containers, br.containers),
         sensors=_fresh_sensors(full.sensors, br.sensors))
 
 
@@ -136,8 +138,8 @@ def _fresh_system(f: schema.System | None, b: schema.System | None) -> schema.Sy
         iowait_pct=b.cpu.iowait_pct, steal_pct=b.cpu.steal_pct)
     return msgspec.structs.replace(
         f, cpu_count=b.cpu_count, load1=b.load1, load5=b.load5, load15=b.load15, uptime_s=b.uptime_s, cpu=cpu,
-        mem=b.mem, disks=_fresh_disks(f.disks, b.disks), nics=_fresh_nics(f.nics, b.nics),
-        filesystems=_fresh_filesystems(f.filesystems, b.filesystems))
+        mem=b.mem, disks=fresh_disks(f.disks, b.disks), nics=fresh_nics(f.nics, b.nics),
+        filesystems=fresh_filesystems(f.filesystems, b.filesystems))
 
 
 def _by_name(f: list[Any] | None, b: list[Any] | None, key: str, fields: tuple[str, ...]) -> list[Any] | None:
@@ -150,11 +152,11 @@ def _by_name(f: list[Any] | None, b: list[Any] | None, key: str, fields: tuple[s
             msgspec.structs.replace(o, **{k: getattr(x, k) for k in fields}) for x in b]
 
 
-def _fresh_disks(f: list[schema.DiskIO] | None, b: list[schema.DiskIO] | None) -> list[schema.DiskIO] | None:
+def fresh_disks(f: list[schema.DiskIO] | None, b: list[schema.DiskIO] | None) -> list[schema.DiskIO] | None:
     return _by_name(f, b, "name", ("read_bytes_s", "write_bytes_s"))
 
 
-def _fresh_nics(f: list[schema.Nic] | None, b: list[schema.Nic] | None) -> list[schema.Nic] | None:
+def fresh_nics(f: list[schema.Nic] | None, b: list[schema.Nic] | None) -> list[schema.Nic] | None:
     if b is None or f is None:
         return b
     # The brief has only the NICs the totals count: the others (virtual, loopback, bond slaves) are the full
@@ -171,12 +173,12 @@ def _fresh_nics(f: list[schema.Nic] | None, b: list[schema.Nic] | None) -> list[
     return out
 
 
-def _fresh_filesystems(f: list[schema.Filesystem] | None,
+def fresh_filesystems(f: list[schema.Filesystem] | None,
                        b: list[schema.Filesystem] | None) -> list[schema.Filesystem] | None:
     return _by_name(f, b, "mountpoint", ("total_bytes", "used_bytes"))
 
 
-def _fresh_gpus(f: list[schema.Gpu] | None, b: list[schema.Gpu] | None) -> list[schema.Gpu] | None:
+def fresh_gpus(f: list[schema.Gpu] | None, b: list[schema.Gpu] | None) -> list[schema.Gpu] | None:
     if b is None or f is None:
         return b
     # Matched by index (and model: a card swapped under the same index shares nothing with the old one).
@@ -212,7 +214,7 @@ def _fresh_gpu_procs(f: list[schema.GpuProc] | None, b: list[schema.GpuProc] | N
     return out
 
 
-def _fresh_containers(f: schema.Containers | None, b: schema.Containers | None) -> schema.Containers | None:
+def fresh_containers(f: schema.Containers | None, b: schema.Containers | None) -> schema.Containers | None:
     # The brief keeps the container templates only (None: none now); the container list is the full's.
     if f is None:
         return b

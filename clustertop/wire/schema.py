@@ -794,6 +794,18 @@ class DaskStreamTask(Base):
     stop_ts: float | None = None
 
 
+class DaskStreamBucket(Base):
+    """The task stream folded: the tasks of one prefix (Dask's ``key_split``) on one worker in one time bucket
+    (``Queues.dask_stream_bucket_s`` wide, from ``t``), so a timeline covers the whole poll window however busy."""
+
+    prefix: str
+    t: float  # the bucket's start (epoch seconds)
+    worker: str | None = None  # None: the workers past the collector's cap, together (``dask_stream_other_workers``)
+    tasks: int | None = None  # tasks that ended in the bucket
+    busy_s: float | None = None  # compute seconds spent in the bucket (a long task's time spread over its buckets)
+    errors: int | None = None  # of ``tasks``, those that erred
+
+
 class Queues(Base):
     queues: list[Queue] | None = None
     workers: list[Worker] | None = None
@@ -804,6 +816,12 @@ class Queues(Base):
     dask_computations: list[DaskComputation] | None = None  # newest last; None: not collected
     dask_task_stream: list[DaskStreamTask] | None = None  # newest last
     celery_groups: CeleryGroups | None = None  # None: no result backend configured
+    # The Dask task stream folded over a window (collectors/dask_progress.fold_stream); None: not collected.
+    dask_stream: list[DaskStreamBucket] | None = None
+    dask_stream_bucket_s: float | None = None  # each bucket's width
+    dask_stream_from_ts: float | None = None  # the window the buckets cover: every task that ended in it
+    dask_stream_to_ts: float | None = None
+    dask_stream_other_workers: int | None = None  # workers folded into ``worker=None`` buckets
 
 
 class K8sNode(Base):

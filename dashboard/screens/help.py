@@ -18,7 +18,8 @@ KEYS = [
     ("k / K", "GPU or node screen: terminate / kill a process (asks first; needs --key)"),
     ("h", "node screen: history over 1 h / 24 h / 7 d"),
     ("c", "node screen: stop / restart / kill one of the node's containers (asks first; needs --key)"),
-    ("o", "node screen: Ceph noout / norebalance, the node's OSDs out / in (asks first; needs [ceph])"),
+    ("o", "node screen: Ceph noout / norebalance, the node's OSDs out / in (asks first; needs [ceph]; "
+          "in the footer where Ceph places OSDs)"),
     ("r", "storage: an RBD image or snapshot: snapshot, protect, unprotect, delete, clone, flatten ([ceph])"),
     ("ctrl+d", "work: delete a pod or Job, revoke a Celery task, retire a Dask worker, stop a task"),
     ("ctrl+k", "work: revoke and terminate a running Celery task"),
@@ -34,7 +35,7 @@ KEYS = [
     ("arrows, enter", "move, open the selected node"),
     ("click", "open a node (tile or row); click a column header to sort"),
     ("/", "filter the nodes or GPUs table (Esc clears)"),
-    (":", ":ns NAME / :ns all / :ns: the Work screen's namespace; :ctx NAME / :ctx: the kubeconfig context "
+    (":", ":ns NAME / :ns all / :ns: the Work and people screens' namespace; :ctx NAME / :ctx: the kubeconfig context "
           "the Kubernetes actions use"),
     ("s / S", "sort by the next column / reverse"),
     ("escape", "back"),

@@ -24,6 +24,7 @@ from clustertop.dashboard.widgets.ordered import OrderedTable
 from clustertop.dashboard.widgets.palette import Palette
 from clustertop.dashboard.widgets.steady import Shape, steady_update
 from clustertop.dashboard.widgets.table import SortCell, num_cell, text_cell
+from clustertop.read import layers
 from clustertop.read.reader import NodeView
 from clustertop.wire import schema
 
@@ -217,6 +218,11 @@ def nic_row(v: NodeView, n: schema.Nic, p: Palette) -> list[SortCell]:
     ]
 
 
+def _nic_order(pair: layers.Pair) -> tuple[int, str]:
+    n = pair[0]  # the merged NIC's name and kind are this entry's
+    return NIC_ORDER.get(n.kind, 3), n.name
+
+
 def summary_lines(nodes: list[tuple[NodeView, schema.Bond]], reporting: int, p_width: int) -> list[Content]:
     """"bonds 4 ok / 1 degraded · slaves 14 up / 1 down", then the degraded ones with their reason."""
     if not nodes:
@@ -289,14 +295,18 @@ class NetworkScreen(DataScreen):
     def draw(self, view: View) -> None:
         assert view.state is not None
         p: Palette = self.app.palette  # type: ignore[attr-defined]
-        shown = [v for v in view.state.nodes if v.snap is not None and v.state != "down"]
-        bonds = [(v, b) for v in shown for b in v.snap.bonds or ()]  # type: ignore[union-attr]
+        # Each node's snapshot of this tick (its brief where its full snapshot is older, ``read.layers``): bonds
+        # are whole in it, and so are the bonds' own NICs' rates; the NIC table's other figures are taken per node
+        # below, without building any node's whole overlay.
+        now = [(v, c) for v in view.state.nodes if v.state != "down" and (c := layers.current(v)) is not None]
+        shown = [v for v, _ in now]
+        bonds = [(v, b) for v, c in now for b in c.bonds or ()]
         bonds.sort(key=lambda vb: bond_rank(*vb))
-        reporting = sum(1 for v in shown if v.snap is not None and v.snap.bonds is not None)
-        nics_by_host: dict[str, dict[str, schema.Nic]] = {}
-        for v in shown:
-            s = v.snap.system if v.snap is not None else None
-            nics_by_host[v.host] = {n.name: n for n in (s.nics if s is not None else None) or ()}
+        reporting = sum(1 for _, c in now if c.bonds is not None)
+        nics_by_host: dict[str, dict[str, schema.Nic]] = {}  # of the nodes with bonds: their bonds' own NICs
+        for v, c in now:
+            if c.bonds:
+                nics_by_host[v.host] = {n.name: n for n in (c.system.nics if c.system is not None else None) or ()}
         keys: list[str] = []
         items: list[tuple[NodeView, schema.Bond, schema.BondSlave | schema.Nic | None, str]] = []
         for v, b in bonds:
@@ -319,18 +329,22 @@ class NetworkScreen(DataScreen):
         self._set_summary(summary_lines(bonds, reporting, self.size.width or 80))
 
         nic_keys: list[str] = []
-        nic_items: list[tuple[NodeView, schema.Nic]] = []
+        nic_items: list[tuple[NodeView, layers.Pair]] = []
         hidden = 0
+        show_virtual = self.show_virtual
         for v in shown:
-            nics = sorted(nics_by_host[v.host].values(), key=lambda n: (NIC_ORDER.get(n.kind, 3), n.name))
-            for n in nics:
-                if n.kind in HIDDEN_KINDS and not self.show_virtual:
+            # Every NIC as the node's snapshot lists it, unmerged (``read.layers``): name, kind and this tick's
+            # rates from the brief beside the full snapshot's entry, merged only for the rows in view (cells).
+            # One row per name (a node listing a NIC twice must not make two rows of one key).
+            pairs = sorted({pr[0].name: pr for pr in layers.nic_pairs(v) or ()}.values(), key=_nic_order)
+            for pr in pairs:
+                if pr[0].kind in HIDDEN_KINDS and not show_virtual:
                     hidden += 1
                     continue
-                nic_keys.append(f"{v.host}{SEP}{n.name}")
-                nic_items.append((v, n))
-        self.query_one("#nics", OrderedTable).show(nic_keys, nic_items,
-                                                   lambda item: list[Text](nic_row(item[0], item[1], p)))
+                nic_keys.append(f"{v.host}{SEP}{pr[0].name}")
+                nic_items.append((v, pr))
+        self.query_one("#nics", OrderedTable).show(
+            nic_keys, nic_items, lambda item: list[Text](nic_row(item[0], layers.merge_nic(item[1]), p)))
         what = "virtual/loopback shown dimmed (v hides them)" if self.show_virtual else \
             f"{hidden} virtual/loopback hidden (v shows them)"
         title = aged(Content.assemble(("NICs per node", "bold"), ("  physical and bonds; ", "dim"), (what, "dim")),

@@ -253,7 +253,11 @@ class NodeScreen(DataScreen):
                 # The node's containers: pick one, then stop / restart / kill it (issue 16).
                 Binding("c", "container_action", "Containers", show=False),
                 # Ceph maintenance (dashboard/ceph_ops.py): noout / norebalance, this node's OSDs out / in.
-                Binding("o", "ceph_maint", "Ceph", show=False)]
+                # In the footer on a node Ceph places OSDs on (its section is on screen; at 80 columns
+                # "o Ceph" fits after k/K); on any other node the same key is kept off the footer (the
+                # cluster flags, or "no data"): the first binding whose check_action allows it runs.
+                Binding("o", "ceph_maint", "Ceph"),
+                Binding("o", "ceph_maint_offscreen", "Ceph", show=False)]
 
     DEFAULT_CSS = """
     /* The gap between sections is the grid's gutter, not a margin: in a grid row of height auto
@@ -278,6 +282,7 @@ class NodeScreen(DataScreen):
         self._plot_sig: tuple[object, ...] = ()
         self._asked_seal = False
         self._shapes: dict[str, Shape] = {}  # per section, the shape it was drawn at (steady_update)
+        self._has_osds = False  # Ceph places OSDs here: "o Ceph" in the footer
 
     def read_plan(self) -> ReadPlan:
         return ReadPlan(self.plan_level, frozenset((self.host,)))  # this node in full; the header from digests
@@ -378,6 +383,9 @@ class NodeScreen(DataScreen):
         maint = maintenance_section(ceph, self.host)  # None: Ceph places no OSD here (or is not configured)
         self._set("ceph", maint or Content(""))
         self.query_one("#ceph", Static).display = maint is not None
+        if (maint is not None) != self._has_osds:
+            self._has_osds = maint is not None
+            self.refresh_bindings()  # the footer only when it changes, not every read
         self._set("collectors", collector_section(snap, width))
 
     def _set(self, wid: str, content: Content) -> None:
@@ -436,6 +444,15 @@ class NodeScreen(DataScreen):
         from clustertop.dashboard.actions import actions_of
 
         actions_of(self.app).ask_pick_container(self.host)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        allowed = super().check_action(action, parameters)  # read-only: both Ceph bindings hidden and refused
+        if action in ("ceph_maint", "ceph_maint_offscreen") and allowed:
+            return self._has_osds == (action == "ceph_maint")
+        return allowed
+
+    def action_ceph_maint_offscreen(self) -> None:
+        self.action_ceph_maint()
 
     def action_ceph_maint(self) -> None:
         from clustertop.dashboard.actions import actions_of

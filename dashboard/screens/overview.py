@@ -16,6 +16,7 @@ from typing import Any
 from textual import work
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.widget import Widget
 from textual.widgets import Static
 
@@ -24,12 +25,15 @@ from clustertop.dashboard.screens.base import DataScreen
 from clustertop.dashboard.screens.wall import SEED_BUCKET_S, SeedPoint, SeedRead, seed_from_history
 from clustertop.dashboard.view import View
 from clustertop.dashboard.widgets.alerts import AlertsStrip
-from clustertop.dashboard.widgets.busiest import BusiestGpus, busiest
+from clustertop.dashboard.widgets.busiest import BusiestGpus, Busy, busiest
 from clustertop.dashboard.widgets.plots import PlotPanel, downsample, fit_window, render
 from clustertop.dashboard.widgets.sparks import ClusterSparks
 from clustertop.dashboard.widgets.tiles import GAP_X, GAP_Y, STRIDE_X, TILE_H_ROOMY, NodeTiles
 from clustertop.dashboard.widgets.timeline import AlertLog, Timeline
 from clustertop.errors import describe
+from clustertop.read.bucketread import busiest_of
+from clustertop.read.cluster import age_text
+from clustertop.read.model import ClusterState, SummaryRead
 from clustertop.read.plan import Level, ReadPlan
 
 #: How often the demo's start-up notice is redrawn while the simulator fills the store.
@@ -48,7 +52,9 @@ PLOT_EVERY_S = 5.0
 
 class OverviewScreen(DataScreen):
     screen_name = "overview"
-    plan_level = Level.DIGESTS  # tiles, alerts and totals: digests are all it draws
+    # Tiles, alerts and totals: digests are all it draws, and past plan.SUMMARY_FROM_NODES the bucket summaries
+    # hold the totals, alerts and every host's state, with the digests of the tiles in view (``read_plan``).
+    plan_level = Level.SUMMARIES
     # Not in the footer (help lists it): acknowledging is rare, the footer is short at 80 columns.
     BINDINGS = [Binding("a", "silence", "Acknowledge alert", show=False)]
 
@@ -56,6 +62,8 @@ class OverviewScreen(DataScreen):
     OverviewScreen NodeTiles { height: 1fr; padding: 1 1 0 1; }
     OverviewScreen ClusterSparks { border-top: solid $panel; }
     OverviewScreen #startup { height: 1; padding: 0 1; background: $warning 20%; display: none; }
+    OverviewScreen #summaries { height: 1; padding: 0 1; color: $text-muted; display: none; }
+    OverviewScreen #summaries.-refused { color: $text; background: $warning 20%; }
     OverviewScreen #big { display: none; height: 1fr; border-top: solid $panel; }
     OverviewScreen #trends { width: 3fr; }
     OverviewScreen #side { width: 2fr; border-left: solid $panel; }
@@ -74,12 +82,15 @@ class OverviewScreen(DataScreen):
         self._seeded = False
         self.seed_done = False  # the history read is in (tests and snapshots wait for it)
         self._owner_hosts: frozenset[str] = frozenset()
+        self._tiles_asked: frozenset[str] = frozenset()  # the tiles in view a refresh was last asked for
+        self._summary_text = ""
         self._last_plot = -1e18
         self._startup_timer: Any = None
 
     def compose_body(self) -> Iterable[Widget]:
         ascii = self._ascii
         yield Static("", id="startup", markup=False)
+        yield Static("", id="summaries", markup=False)
         yield ClusterSparks(ascii=ascii, id="sparks")
         yield NodeTiles(ascii=ascii, id="tiles")
         with Horizontal(id="big"):
@@ -131,8 +142,15 @@ class OverviewScreen(DataScreen):
     # -- what it reads ------------------------------------------------------------------------------
 
     def read_plan(self) -> ReadPlan:
-        # The busiest GPUs' owners are in their nodes' full snapshots: those few, beside every digest.
-        return ReadPlan(self.plan_level, self._owner_hosts) if self.big else ReadPlan(self.plan_level)
+        # The busiest GPUs' owners are in their nodes' full snapshots: those few, beside every digest (past
+        # plan.SUMMARY_FROM_NODES, beside the summaries and the digests of the tiles in view).
+        return ReadPlan(self.plan_level, self._owner_hosts if self.big else frozenset(), self._tile_hosts())
+
+    def _tile_hosts(self) -> frozenset[str]:
+        try:
+            return self.query_one(NodeTiles).visible_hosts()
+        except NoMatches:
+            return frozenset()
 
     def covered(self, view: View) -> bool:
         # The digests are what the body needs; a busiest GPU whose node the read did not hold in full says
@@ -145,6 +163,7 @@ class OverviewScreen(DataScreen):
     def draw(self, view: View) -> None:
         assert view.state is not None
         self.query_one(NodeTiles).set_nodes(view.state.nodes, unreachable=view.unreachable)
+        self._show_summaries(view.state, view.now)
         feed = view.feed
         self.query_one(AlertsStrip).show(view.alerts, view.first_seen,
                                          feed.notes(view.alerts) if feed is not None else None,
@@ -159,6 +178,36 @@ class OverviewScreen(DataScreen):
         else:
             self.query_one(ClusterSparks).show(view.history)
 
+    def _show_summaries(self, state: ClusterState, now: float) -> None:
+        """Say what a read of bucket summaries drew from; and where tiles in view have no figures in it (the
+        first such read, a scroll), ask for the read that has them."""
+        line = self.query_one("#summaries", Static)
+        s = state.summaries
+        if line.display != (s is not None):
+            line.display = s is not None
+        if s is None:
+            return
+        line.set_class(bool(s.refused), "-refused")
+        text = summary_note(s, now)
+        if text != self._summary_text:
+            # One line of fixed height: no layout (an update that lays the screen out repaints all of it).
+            self._summary_text = text
+            line.update(text, layout=False)
+        self._ask_for_tiles()
+
+    def _ask_for_tiles(self) -> None:
+        """A refresh now where the tiles in view have no digest in the last read (asked once per set of tiles)."""
+        state = self.app.view.state  # type: ignore[attr-defined]
+        if state is None or state.summaries is None:
+            return
+        in_view = self._tile_hosts()
+        if not in_view <= state.plan.digest_hosts and in_view != self._tiles_asked:
+            self._tiles_asked = in_view
+            self.app.refresh_now()  # type: ignore[attr-defined]
+
+    def on_node_tiles_scrolled(self, _: NodeTiles.Scrolled) -> None:
+        self.call_after_refresh(self._ask_for_tiles)  # once the scroll is laid out: the tiles it shows
+
     def action_silence(self) -> None:
         """Acknowledge an alert: a silence in Alertmanager (dashboard/alertfeed.py)."""
         from clustertop.dashboard.alertfeed import ask_silence
@@ -168,7 +217,18 @@ class OverviewScreen(DataScreen):
     def _draw_big(self, view: View) -> None:
         assert view.state is not None
         panel = self.query_one(BusiestGpus)
-        rows = busiest(view.state.nodes, max(1, min(40, (self.size.height or 60) // 4)))
+        limit = max(1, min(40, (self.size.height or 60) // 4))
+        if view.state.summaries is not None:
+            # The summaries' busiest cards merged with those of the hosts read from their digests; a card's
+            # owner where its node was read in full (``read_plan``: these hosts, next read).
+            in_full = {n.host: n for n in view.state.summaries.read_here if n.host in view.state.plan.full_hosts}
+            rows = []
+            for top in busiest_of(view.state, limit):
+                v = in_full.get(top.host)
+                gpus = v.snap.gpus if v is not None and v.snap is not None and v.snap.gpus else []
+                rows.append(Busy(top.host, top.index, top.util_pct, next((g for g in gpus if g.index == top.index), None)))
+        else:
+            rows = busiest(view.state.nodes, limit)
         self._owner_hosts = frozenset(b.host for b in rows)
         panel.show(rows, view.state.totals.gpus_total)
         self.query_one(Timeline).show(self.alert_log, view.now)
@@ -268,3 +328,32 @@ class OverviewScreen(DataScreen):
 
     def on_node_tiles_opened(self, event: NodeTiles.Opened) -> None:
         self.app.open_node(event.host)  # type: ignore[attr-defined]
+
+
+#: The reasons a summary line lists at most (the rest are counted).
+REFUSED_SHOWN = 3
+
+
+def summary_note(s: SummaryRead, now: float) -> str:
+    """What a read of bucket summaries drew from, in one line: "totals from 64/64 bucket summaries, folded by
+    head01, 0.8 s old", and the buckets refused with why ("3 buckets refused: b7 missing; …; 412 hosts read
+    from their digests"). Folder names and reasons are node data: escaped, cut short."""
+    parts = [f"totals from {len(s.believed)}/{s.buckets} bucket summaries"]
+    folders = s.folders()
+    if folders:
+        more = f" (+{len(folders) - 1} more)" if len(folders) > 1 else ""
+        parts[0] += f", folded by {fmt.node_text(folders[0], 40)}{more}"
+        age = s.age_s(now)
+        parts[0] += f", {age:.1f} s old" if age is not None and age < 90 else f", {age_text(age)} old"
+    missing = sum(1 for why in s.refused.values() if why == "missing")
+    if missing:
+        parts.append(f"{missing} bucket{'s' if missing != 1 else ''} without a summary")
+    refused = sorted((b, why) for b, why in s.refused.items() if why != "missing")
+    if refused:
+        shown = [f"b{b} {fmt.node_text(why, 60)}" for b, why in refused[:REFUSED_SHOWN]]
+        left = len(refused) - len(shown)
+        parts.append(f"{len(refused)} bucket{'s' if len(refused) != 1 else ''} refused: " + "; ".join(shown)
+                     + (f"; +{left} more" if left > 0 else ""))
+    if s.from_digests:
+        parts.append(f"{fmt.num(s.from_digests)} host{'s' if s.from_digests != 1 else ''} read from their digests")
+    return " · ".join(parts)

@@ -7,6 +7,8 @@ The screen reads every node in full without asking for it (``Level.DETAIL``): to
 briefs or digests, so they are each node's last full snapshot's (up to its agent's ``full_every`` old, said in
 the header), the GPU processes this tick's (from the brief).
 Energy is the energy screen's (``e``): its ledgers are read there, not on every read here.
+``:ns NAME`` (dashboard/k8s_scope.py) narrows it to processes in that namespace's pods and what is joined
+through them; the summary says how many of the user's processes that hides and why (``:ns all`` restores).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from textual.content import Content
 from textual.widget import Widget
 from textual.widgets import Input, Static
 
-from clustertop.dashboard import fmt
+from clustertop.dashboard import fmt, k8s_scope
 from clustertop.dashboard.screens.base import DataScreen
 from clustertop.dashboard.view import View
 from clustertop.dashboard.widgets.header import aged, oldest_detail
@@ -70,6 +72,8 @@ def summary(w: Work | None, user: str, detail_age_s: float | None = None) -> Con
     if w.no_procs:
         lines.append(Content.assemble((f"no process list from {len(w.no_procs)} nodes "
                                        f"({fmt.node_text(', '.join(w.no_procs[:5]), 80)}): unknown there", "$ct-warn")))
+    if w.namespace is not None:
+        lines.append(scope_line(w))
     if w.omitted:
         lines.append(Content.assemble((f"{w.omitted} more items not listed", "dim")))
     if detail_age_s is not None:
@@ -77,6 +81,14 @@ def summary(w: Work | None, user: str, detail_age_s: float | None = None) -> Con
         lines.append(aged(Content.assemble(("GPU processes current", "dim")),
                           "· other processes, process states and VRAM per process", detail_age_s))
     return Content("\n").join(lines)
+
+
+def scope_line(w: Work) -> Content:
+    """"ns ml: only processes in its pods; hidden: 3 processes outside pods (:ns all shows them)"."""
+    hidden = w.hidden_text()
+    tail = f"; hidden: {', '.join(hidden)} (:ns all shows them)" if hidden else "; none of theirs hidden"
+    return Content.assemble(("ns ", "bold"), (fmt.node_text(w.namespace or "", 63), "bold"),
+                            (f": only processes in its pods{tail}", "$ct-warn" if hidden else "dim"))
 
 
 class PeopleScreen(DataScreen):
@@ -122,7 +134,8 @@ class PeopleScreen(DataScreen):
 
     def draw(self, view: View) -> None:
         assert view.state is not None
-        self.work = find(self.user, view.state.nodes, view.state.cluster) if self.user else None
+        self.work = find(self.user, view.state.nodes, view.state.cluster,
+                         namespace=k8s_scope.namespace_of(self.app)) if self.user else None
         self.query_one("#who-summary", Static).update(summary(self.work, self.user, oldest_detail(view.state.nodes)))
         items = self.work.items if self.work is not None else []
         table = self.query_one("#who-table", LiveTable)

@@ -13,6 +13,7 @@ new payload (or a new width) arrives, the local part on every read (it changes e
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from textual.binding import Binding
 from textual.containers import Container, VerticalGroup, VerticalScroll
@@ -28,6 +29,7 @@ from clustertop.dashboard.widgets.header import aged, oldest_detail
 from clustertop.dashboard.widgets.local_storage import disk_lines, fs_lines, mount_lines
 from clustertop.dashboard.widgets.rbdtree import rbd_tree
 from clustertop.dashboard.widgets.steady import Shape, steady_update
+from clustertop.read import layers
 from clustertop.wire import schema
 
 CEPH_SECTIONS = ("health", "capacity", "pgs", "io", "osds", "pools", "rbd")
@@ -113,7 +115,7 @@ class StorageScreen(DataScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self._shown: dict[str, str] = {}
+        self._shown: dict[str, tuple[str, list[Any]]] = {}  # per section, its text and styles as drawn
         self._ceph_sig: tuple[object, ...] = ()
         self._ceph_width = 0
         self._plain: dict[str, str] = {}
@@ -150,7 +152,7 @@ class StorageScreen(DataScreen):
         payload = state.cluster.get("ceph")
         self._set("ceph-banner", banner(payload, state.cluster_errors.get("ceph"), view.now))
         self._draw_ceph(payload, view, ascii)
-        nodes = [v for v in state.nodes if v.snap is not None and v.state != "down"]
+        nodes = [v for v in state.nodes if v.state != "down" and layers.current(v) is not None]
         # Read/write rates and space are this tick's (briefs); the rest, where a node's full snapshot is older,
         # is that snapshot's, and said so (read.plan.Level.DETAIL: this screen asks no node for a fresh one).
         old = oldest_detail(nodes)
@@ -208,10 +210,11 @@ class StorageScreen(DataScreen):
 
     def _set(self, wid: str, lines: list[Content]) -> None:
         content = Content("\n").join(lines)
-        markup = content.markup
-        if self._shown.get(wid) == markup:
+        # Text and styles, compared as they are: building the markup to compare cost ~1 ms per 120-line section.
+        shown = (content.plain, content.spans)
+        if self._shown.get(wid) == shown:
             return
-        self._shown[wid] = markup
+        self._shown[wid] = shown
         self._plain[wid] = content.plain
         # Rates change every read: a new layout only when the section's height may change (steady.py).
         self._shapes[wid] = steady_update(self.query_one(f"#{wid}", Static), content, self._shapes.get(wid))

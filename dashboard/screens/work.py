@@ -127,6 +127,13 @@ def queues_of(state: ClusterState) -> schema.Queues:
             out.dask_computations = (out.dask_computations or []) + q.dask_computations
         if q.dask_task_stream is not None:
             out.dask_task_stream = (out.dask_task_stream or []) + q.dask_task_stream
+        if q.dask_stream is not None:  # the folded stream (widgets/taskstream.bucket_lines): one window for all
+            out.dask_stream = (out.dask_stream or []) + q.dask_stream
+            out.dask_stream_bucket_s = max(out.dask_stream_bucket_s or 0.0, q.dask_stream_bucket_s or 0.0) or None
+            froms = [x for x in (out.dask_stream_from_ts, q.dask_stream_from_ts) if x is not None]
+            out.dask_stream_from_ts = min(froms) if froms else None
+            out.dask_stream_to_ts = max(out.dask_stream_to_ts or 0.0, q.dask_stream_to_ts or 0.0) or None
+            out.dask_stream_other_workers = (out.dask_stream_other_workers or 0) + (q.dask_stream_other_workers or 0)
     return out
 
 
@@ -555,16 +562,21 @@ class WorkScreen(DataScreen):
     def _draw_stream(self, merged: schema.Queues, now: float) -> None:
         """Below the history table, where a Dask scheduler is polled: its task stream as a timeline, taking
         at most ~40 % of the screen's height (a few rows at 80x24, dozens on a wall)."""
-        from clustertop.dashboard.widgets.taskstream import stream_lines
+        from clustertop.dashboard.widgets.taskstream import bucket_lines, stream_lines
 
         box = self.query_one("#dask-stream", Static)
-        shown = merged.dask_computations is not None or merged.dask_task_stream is not None
+        shown = merged.dask_computations is not None or merged.dask_task_stream is not None \
+            or merged.dask_stream is not None
         box.set_class(shown, "-on")
         if not shown:
             return
         rows = max(2, self.size.height * 2 // 5 - 4)
         ascii = self.app.settings.ascii  # type: ignore[attr-defined]
-        box.update(Content("\n").join(stream_lines(merged.dask_task_stream, now, self.size.width - 2, rows, ascii)))
+        if merged.dask_stream is not None:  # folded over the poll's window (today's agents)
+            lines = bucket_lines(merged, now, self.size.width - 2, rows, ascii)
+        else:  # an older agent's last entries
+            lines = stream_lines(merged.dask_task_stream, now, self.size.width - 2, rows, ascii)
+        box.update(Content("\n").join(lines))
 
     @on(TabbedContent.TabActivated)
     def _tab(self, event: TabbedContent.TabActivated) -> None:

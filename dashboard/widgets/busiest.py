@@ -7,14 +7,13 @@ snapshots of the nodes it ranks, so at 1,000 nodes too), else they say N/A.
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
 
 from textual.content import Content
 from textual.widgets import Static
 
 from clustertop.dashboard import fmt
-from clustertop.read.model import view_digest
+from clustertop.read.busiest import busiest_cards
 from clustertop.read.reader import NodeView
 from clustertop.wire import schema
 
@@ -30,48 +29,14 @@ class Busy:
 
 def busiest(nodes: list[NodeView], limit: int) -> list[Busy]:
     """The ``limit`` GPUs with the highest utilisation on nodes that are up, highest first (ties by node
-    name, then index). A card that reports no utilisation (or an absurd one) is not ranked.
-
-    8,000 cards at 1,000 nodes, 80,000 at 10,000, for ~25 lines on screen: each node's best card first
-    (one list comprehension per node); only cards at least as busy as the ``limit``-th best of those can
-    be among the ``limit`` best (the ``limit`` nodes with the busiest best cards already hold ``limit``
-    cards that busy), so only those are ranked, from a heap."""
-    if limit <= 0:
-        return []
-    hi = fmt.MAX_PCT
-    best: list[tuple[float, int, list[int | None]]] = []  # (node's busiest card, node position, utils)
-    for pos, v in enumerate(nodes):
-        if v.state != "up":
-            continue
-        d = view_digest(v)
-        utils = d.gpu_util_pct if d is not None else None
-        if not utils:
-            continue
-        # The common case first, in C: every card reports, and the busiest is a sane figure (then it is the
-        # busiest of the sane ones too). Else fmt.known's test, inline: ints from the typed wire; None, NaN,
-        # bools and absurd figures fail it.
-        try:
-            top = max(utils)
-        except TypeError:  # a None among them
-            top = None
-        if type(top) is int and 0 <= top <= hi:
-            best.append((top, pos, utils))
-            continue
-        ok = [u for u in utils if u is not None and not isinstance(u, bool) and 0 <= u <= hi]
-        if ok:
-            best.append((max(ok), pos, utils))
-    if not best:
-        return []
-    floor = heapq.nlargest(limit, [b[0] for b in best])[-1] if len(best) >= limit else 0
-    ranked = [(-float(u), nodes[pos].host, i, pos) for top, pos, utils in best if top >= floor
-              for i, u in enumerate(utils)
-              if u is not None and not isinstance(u, bool) and floor <= u <= hi]
+    name, then index), ranked by ``read.busiest.busiest_cards`` (the one ranking: the bucket summaries' busiest
+    cards are ranked by it too); each with its card from the node's full snapshot where the read has it."""
     out = []
-    for neg, host, i, pos in heapq.nsmallest(limit, ranked):
+    for host, i, util, pos in busiest_cards(nodes, limit, fmt.MAX_PCT):
         v = nodes[pos]
         gpus = v.snap.gpus if v.snap is not None and v.snap.gpus else []
         g = next((x for x in gpus if x.index == i), None)
-        out.append(Busy(host, i, -neg, g))
+        out.append(Busy(host, i, util, g))
     return out
 
 

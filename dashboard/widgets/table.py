@@ -170,6 +170,7 @@ class LiveTable(ScrollView, can_focus=True):
         # screen line last showed, to repaint only the lines that changed.
         self._content: dict[str, list[_Cell]] = {}
         self._widths = [len(label) for _, label in columns]
+        self._refit = False  # the rows changed: columns fit the rows in view anew at the next build
         self._painted: dict[int, tuple[str, bool]] = {}
         self._strips: dict[tuple[str, bool], Strip] = {}
         self._strip_sig: tuple[Any, ...] = ()
@@ -185,9 +186,10 @@ class LiveTable(ScrollView, can_focus=True):
         called only for rows in view; ``value(item, column)`` is the raw value sorted by (None = N/A);
         ``values(items, column)``, where given, is the same for every item in one call (a big table's sort)."""
         if keys != self._given_keys:
-            # Another set of rows (a filter, another GPU's processes): columns fit the new rows
-            # anew. The same rows again keep their widths, so columns never jitter tick to tick.
-            self._widths = [len(label) for _, label in self.column_defs]
+            # Another set of rows (a filter, another GPU's processes, rows in another order): columns fit the
+            # rows in view anew (``_settle``). The same rows again keep their widths, so columns never jitter
+            # tick to tick.
+            self._refit = True
         self._given_keys, self._given_items = keys, items
         self._cells, self._value, self._values = cells, value, values
         self._order()
@@ -235,6 +237,13 @@ class LiveTable(ScrollView, can_focus=True):
             old = self._content
             self._content = {}
             widths = list(self._widths)
+            if self._refit:
+                # Fitted from the labels up, but compared with the widths drawn before: where the rows come out as
+                # wide as before (a bond that moved up the network screen's table), nothing is laid out again. A
+                # new virtual size lays the whole screen out and repaints every widget on it (~40 ms at 1,000
+                # nodes, on most refreshes of the network screen, whose problem-first order changes often).
+                self._refit = False
+                self._widths = [len(label) for _, label in self.column_defs]
             top, bottom = self._visible_rows()
             for i in range(top, bottom):
                 key = self._keys[i]

@@ -193,21 +193,127 @@ def _legend(stream: list[schema.DaskStreamTask], width: int) -> Content:
             stats[p].append(max(0.0, t.stop_ts - t.start_ts))  # type: ignore[operator]
         if t.status is not None and t.status != "OK":
             errors[p] = errors.get(p, 0) + 1
+    order = sorted(stats, key=lambda p: (-counts[p], p))
+    return legend_line([(p, counts[p], sum(stats[p]) / len(stats[p]) if stats[p] else None, errors.get(p, 0))
+                        for p in order], width, "{}")
+
+
+def legend_line(rows: list[tuple[str, int, float | None, int]], width: int, count_spec: str) -> Content:
+    """The legend from (prefix, tasks, mean compute seconds or None, errors), in order: its colour, tasks, mean,
+    errors; cut at ``width`` cells with "+N more"."""
     parts: list[tuple[str, str]] = []
     used = 0
-    order = sorted(stats, key=lambda p: (-counts[p], p))
-    for i, p in enumerate(order):
-        durs = stats[p]
-        n = counts[p]
-        mean = f" mean {_secs(sum(durs) / len(durs))}" if durs else ""
-        name = fmt.node_text(p, 30)
-        piece = [("■ ", colour(p)), (f"{name} {n}{mean}", "")]
-        if errors.get(p):
-            piece.append((f" {errors[p]} erred", "$ct-crit"))
+    for i, (p, n, mean_s, erred) in enumerate(rows):
+        mean = f" mean {_secs(mean_s)}" if mean_s is not None else ""
+        piece = [("■ ", colour(p)), (f"{fmt.node_text(p, 30)} {count_spec.format(n)}{mean}", "")]
+        if erred:
+            piece.append((f" {erred} erred", "$ct-crit"))
         size = sum(cell_len(x) for x, _ in piece) + 2
         if used + size > width and parts:
-            parts.append((f"  +{len(order) - i} more", "dim"))
+            parts.append((f"  +{len(rows) - i} more", "dim"))
             break
         parts += [("  " if parts else "", ""), *piece]
         used += size
     return Content.assemble(*parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# The folded stream (Queues.dask_stream: per prefix, worker and time bucket, over the poll's window)
+# ---------------------------------------------------------------------------------------------
+
+LEVELS = "▁▂▃▄▅▆▇█"
+ASCII_LEVELS = ".:-=+*#@"
+
+
+def bucket_lines(q: schema.Queues, now: float, width: int, rows: int, ascii: bool = False) -> list[Content]:
+    """The folded stream, ``width`` cells wide: a row per worker (busiest first, at most ``rows``, the rest
+    counted), a cell per slice of the window, its height how busy the worker's threads were (compute seconds
+    over the slice times its threads; relative to the row's busiest slice where the thread count is
+    unknown), its colour the prefix that took most of it, errors in the critical colour and their glyph;
+    then the axis and the legend (tasks, mean compute time, errors per prefix)."""
+    title = ("Dask task stream", "bold $primary")
+    buckets = q.dask_stream or []
+    lo, hi, bs = fmt.known(q.dask_stream_from_ts), fmt.known(q.dask_stream_to_ts), fmt.known(q.dask_stream_bucket_s)
+    if lo is None or hi is None or bs is None or not 0 < lo <= hi < 1e11 or not 0 < bs <= 3600:
+        return [Content.assemble(title, ("  N/A (the window it covers is unknown)", "dim"))]
+    span = max(hi - lo, bs, 1.0)
+    lo = hi - span
+    width = max(30, width)
+    label_w = min(24, max(18, width // 5), width // 2)
+    cells = width - label_w - 1
+    cell_s = span / cells
+    threads = {w.name: w.nthreads for w in q.workers or () if isinstance(w.nthreads, int) and 0 < w.nthreads < 1e6}
+    busy: dict[str | None, list[float]] = {}
+    errs: dict[str | None, list[int]] = {}
+    by_prefix: dict[str | None, list[dict[str, float]]] = {}
+    tasks: dict[str, int] = {}
+    busy_p: dict[str, float] = {}
+    erred: dict[str, int] = {}
+    for bk in buckets:
+        t, b_s = fmt.known(bk.t), fmt.known(bk.busy_s)
+        n, e = bk.tasks if isinstance(bk.tasks, int) else 0, bk.errors if isinstance(bk.errors, int) else 0
+        if t is None or not 0 < t < 1e11 or t + bs <= lo or t > hi:
+            continue
+        b_s = b_s if b_s is not None and 0 <= b_s < 1e9 else 0.0
+        p = bk.prefix
+        tasks[p] = tasks.get(p, 0) + max(0, n)
+        busy_p[p] = busy_p.get(p, 0.0) + b_s
+        erred[p] = erred.get(p, 0) + max(0, e)
+        row = busy.setdefault(bk.worker, [0.0] * cells)
+        err_row = errs.setdefault(bk.worker, [0] * cells)
+        pre = by_prefix.setdefault(bk.worker, [{} for _ in range(cells)])
+        a, z = max(t, lo), min(t + bs, hi)
+        c0 = min(cells - 1, max(0, int((a - lo) / cell_s)))
+        c1 = min(cells - 1, max(c0, int((max(a, z - 1e-9) - lo) / cell_s)))
+        for c in range(c0, c1 + 1):
+            share = (min(z, lo + (c + 1) * cell_s) - max(a, lo + c * cell_s)) / max(z - a, 1e-9) if z > a else 1.0
+            row[c] += b_s * max(0.0, share)
+            pre[c][p] = pre[c].get(p, 0.0) + b_s * max(0.0, share) + (1e-6 if n else 0.0)
+        err_row[min(cells - 1, max(0, int((min(t + bs / 2, hi) - lo) / cell_s)))] += max(0, e)
+    total = sum(tasks.values())
+    ago = now - hi
+    head = [title, (f"  {total:,} task(s) over the last {_secs(span)}", ""),
+            (f" ({bs:g} s buckets)", "dim"),
+            (f", to {fmt.age(ago)} ago" if ago >= 1 else ", to now", "dim")]
+    if sum(erred.values()):
+        head.append((f"; {sum(erred.values())} erred", "$ct-crit"))
+    lines = [Content.assemble(*head)]
+    if not busy:
+        lines[0] = Content.assemble(title, (f"  no tasks ended in the last {_secs(span)}", "dim"))
+        return lines
+    order = sorted(busy, key=lambda w: (w is None, -sum(busy[w]), w or ""))
+    shown = order if len(order) <= rows else order[: max(1, rows - 1)]
+    levels, err_glyph = (ASCII_LEVELS, "x") if ascii else (LEVELS, "✖")
+    others = q.dask_stream_other_workers if isinstance(q.dask_stream_other_workers, int) else 0
+    others = max(0, min(others, 10**9))  # a node's count: nonsense shown as none, not "-5 other workers"
+    for w in shown:
+        label = f"({others} other workers)" if w is None else fmt.node_text(_worker(w), 80)
+        n_threads = threads.get(w) if w is not None else None
+        peak = max(busy[w]) or 1.0
+        parts: list[tuple[str, str]] = []
+        for c in range(cells):
+            if errs[w][c]:
+                parts.append((err_glyph, "$ct-crit bold"))
+                continue
+            pc = by_prefix[w][c]
+            if not pc:
+                parts.append((" ", ""))
+                continue
+            occ = busy[w][c] / (cell_s * n_threads) if n_threads else busy[w][c] / peak
+            glyph = levels[min(len(levels) - 1, int(max(0.0, occ) * len(levels)))]
+            style = colour(max(pc, key=lambda k: pc[k]))
+            if parts and parts[-1][1] == style:
+                parts[-1] = (parts[-1][0] + glyph, style)
+            else:
+                parts.append((glyph, style))
+        lines.append(Content.assemble((set_cell_size(label, label_w), "dim" if w is None else ""), " ", *parts))
+    if len(order) > len(shown):  # the folded rest (last) counts as the workers it holds
+        cut = sum(others if w is None else 1 for w in order[len(shown):])
+        lines.append(Content.assemble((f"… and {cut} more worker(s)", "dim")))
+    axis_l, axis_r = f"-{_secs(span)}", "last poll"
+    pad = max(1, cells - len(axis_l) - len(axis_r))
+    lines.append(Content.assemble(" " * (label_w + 1), (set_cell_size(axis_l + " " * pad + axis_r, cells), "dim")))
+    prefixes = sorted(tasks, key=lambda p: (-tasks[p], p))
+    lines.append(legend_line([(p, tasks[p], busy_p[p] / tasks[p] if tasks[p] else None, erred.get(p, 0))
+                              for p in prefixes], width, "{:,}"))
+    return lines

@@ -5,7 +5,6 @@ refused Alertmanager URL shows as a delivery failure in the state, and the agent
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -22,19 +21,7 @@ from clustertop.control.trust import KnownNodes
 from clustertop.wire.alerts import ALERTS_KEY, ALERTS_LEASE
 from tests.conftest import RedisServer, free_port
 from tests.support import builders as b
-
-
-class Running:
-    def __init__(self, agent: Agent) -> None:
-        self.agent = agent
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=agent.run, args=(self.stop,), daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(10)
-        self.agent.close()
+from tests.support.agent_thread import Running
 
 
 def agent(node: str, url: str, am: str, tmp: Any) -> Agent:

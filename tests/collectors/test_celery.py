@@ -57,16 +57,19 @@ class CeleryWorker:
     """A real Celery worker process on ``broker`` consuming ``queues``."""
 
     def __init__(self, broker: str, queues: str = "work", name: str = "w1", concurrency: int = 2,
-                 events: bool = False, backend: str | None = None) -> None:
+                 events: bool = False, backend: str | None = None, extra_env: dict[str, str] | None = None) -> None:
         self.name = f"{name}@ct-test"
         self.log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"ct-celery-{os.getpid()}-{name}.log", "wb")  # noqa: SIM115
-        env = {**os.environ, "CT_BROKER": broker, "PYTHONPATH": str(APP_DIR), "CT_BACKEND": backend or ""}
+        env = {**os.environ, "CT_BROKER": broker, "PYTHONPATH": str(APP_DIR), "CT_BACKEND": backend or "",
+               **(extra_env or {})}  # CT_BROKER_KEYPREFIX, CT_BACKEND_KEYPREFIX, CT_RESULT_SERIALIZER
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "ct_celery_app", "worker", "--pool=prefork",
              f"--concurrency={concurrency}", "-Q", queues, "-n", self.name, "--without-gossip",
              "--without-mingle", *(["-E"] if events else ["--without-heartbeat"]), "-l", "WARNING"],
             cwd=APP_DIR, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.control = CeleryControl(broker, timeout=1.0)
+        # Ping over the prefixed pub/sub channels when the worker's broker has a global_keyprefix.
+        self.control = CeleryControl(broker, timeout=1.0,
+                                     broker_keyprefix=(extra_env or {}).get("CT_BROKER_KEYPREFIX", ""))
 
     def wait_ready(self) -> None:
         def pong() -> bool:

@@ -1,5 +1,6 @@
 """The Dask task stream drawn (dashboard/widgets/taskstream.py) below the Work screen's Task history table:
-pure (rows per worker thread, spans by prefix, errors, the legend; hostile keys, workers and times), and from
+pure (an older agent's entries: rows per worker thread, spans by prefix; the folded stream: a row per worker,
+occupancy per slice of the window; errors, the legend; hostile keys, workers and times), and from
 a REAL scheduler's published stream (tests/collectors/test_dask.py's cluster: a scheduler and 3 workers with
 1, 2 and 3 threads), collected by the real collector, published to a real redis-server and drawn by the app."""
 
@@ -16,7 +17,14 @@ from rich.cells import cell_len
 from clustertop.dashboard.app import make_app
 from clustertop.dashboard.screens.work import WorkScreen
 from clustertop.dashboard.settings import Settings
-from clustertop.dashboard.widgets.taskstream import COLOURS, colour, key_prefix, lanes, stream_lines
+from clustertop.dashboard.widgets.taskstream import (
+    COLOURS,
+    bucket_lines,
+    colour,
+    key_prefix,
+    lanes,
+    stream_lines,
+)
 from clustertop.wire import schema
 from tests.collectors.test_dask import cluster, collector, wait_for  # noqa: F401 - the real scheduler's fixture
 from tests.dashboard.test_dashboard_work import HOSTS, cluster_snaps
@@ -99,6 +107,59 @@ def test_unknown_and_hostile_never_crash_or_reach_the_terminal_raw() -> None:
     assert "2 without times" not in text[0] and "1 without times" in text[0]
 
 
+def folded(buckets: list[tuple[str, str | None, float, int, float, int]], other: int = 0,
+           threads: dict[str, int] | None = None) -> schema.Queues:
+    """A folded stream over [T0 - 60, T0] in 1 s buckets: (prefix, worker, t from T0, tasks, busy_s, errors)."""
+    return schema.Queues(
+        workers=[schema.Worker(name=w, kind="dask", nthreads=n) for w, n in (threads or {}).items()],
+        dask_stream=[schema.DaskStreamBucket(prefix=p, worker=w, t=T0 + t, tasks=n, busy_s=bs, errors=e)
+                     for p, w, t, n, bs, e in buckets],
+        dask_stream_bucket_s=1.0, dask_stream_from_ts=T0 - 60, dask_stream_to_ts=T0, dask_stream_other_workers=other)
+
+
+def test_folded_stream_a_row_per_worker_over_the_window() -> None:
+    """60 s over 60 cells (80 columns, label 19): one cell a second; the height is the threads' occupancy."""
+    w1, w2 = "tcp://10.0.0.1:4000", "tcp://10.0.0.2:4000"
+    q = folded([("inc", w1, -60 + s, 10, 2.0, 0) for s in range(60)]  # 2 of 2 threads busy all along
+               + [("flaky", w2, -10, 4, 0.5, 2), ("inc", w2, -30, 1, 0.25, 0)], threads={w1: 2, w2: 1})
+    lines = bucket_lines(q, T0 + 3, 80, 10)
+    text = plain(lines)
+    assert text[0] == "Dask task stream  605 task(s) over the last 1m (1 s buckets), to 3s ago; 2 erred"
+    label_w, cells = 18, 80 - 18 - 1
+    assert text[1].startswith("10.0.0.1:4000") and text[2].startswith("10.0.0.2:4000")  # busiest first
+    row1 = text[1][label_w + 1:]
+    assert len(row1) == cells and set(row1) == {"█"}  # busy the whole window
+    row2 = text[2][label_w + 1:]
+    # 61 cells over 60 s: a 1 s bucket falls on one or two cells; 0.25 s of 1 thread is low, the error is its glyph.
+    assert row2.count("✖") == 1 and set(row2) <= set(" ✖▁▂▃") and row2.strip() != "✖"
+    assert row2.index("✖") > cells * 5 // 6 - 2 and cells // 2 - 2 <= row2.index(row2.strip()[0]) <= cells // 2 + 1
+    assert text[-2].strip().startswith("-1m") and text[-2].endswith("last poll")
+    assert text[-1] == "■ inc 601 mean 200 ms  ■ flaky 4 mean 125 ms 2 erred"  # (60 x 2 + 0.25) / 601
+    assert any(str(sp.style) == colour("inc") for sp in lines[1].spans)
+    assert any(str(sp.style) == "$ct-crit bold" for sp in lines[2].spans)
+
+
+def test_folded_stream_bounded_unknown_and_hostile() -> None:
+    many = folded([("t", f"tcp://w{i}:1", -1, 1, 0.5, 0) for i in range(30)] + [("t", None, -1, 9, 4.0, 0)], other=70)
+    text = plain(bucket_lines(many, T0, 80, 5, ascii=True))
+    assert text[5] == "… and 96 more worker(s)" and "█" not in "".join(text)  # 26 named + the 70 folded
+    text = plain(bucket_lines(many, T0, 80, 40, ascii=True))
+    assert text[31].startswith("(70 other workers)") and "@" in text[31]  # the folded rest: last
+    assert plain(bucket_lines(folded([]), T0, 80, 5)) == ["Dask task stream  no tasks ended in the last 1m"]
+    unknown = folded([("x", "w", -1, 1, 1.0, 0)])
+    unknown.dask_stream_from_ts = math.nan
+    assert plain(bucket_lines(unknown, T0, 80, 5))[0].startswith("Dask task stream  N/A")
+    evil = "\x1b[2J\u202e" + "界" * 5000 + "[bold]x[/]"
+    q = folded([(evil, "tcp://" + evil, -5, 2**62, 1e300, 2**62), ("k", "w", math.nan, 1, 1.0, 0),
+                ("k", "w", 2.0**64, 1, math.inf, 0), ("k", "w", -2, -5, -1.0, -1)])
+    for width in (30, 80, 384):
+        lines = plain(bucket_lines(q, T0, width, 40))
+        joined = "\n".join(lines)
+        assert "\x1b" not in joined and "\u202e" not in joined and "\\x1b[2J" in joined
+        for line in lines[1:-1]:
+            assert cell_len(line) <= max(30, width), (width, line)
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
@@ -117,13 +178,13 @@ async def test_the_stream_of_a_real_scheduler_drawn_on_the_work_screen(cluster: 
         futures = client.map(operator.truediv, [1] * 20, [i % 5 for i in range(20)], pure=False,
                              key=[f"streamed-{i}" for i in range(20)])
         wait_for("all 20 tasks to end", lambda: all(f.done() for f in futures))
-        q = wait_for("the stream", lambda: (x := col.collect()).dask_task_stream and any(
-            t.key.startswith("streamed-") for t in x.dask_task_stream) and x)
+        q = wait_for("the stream", lambda: (x := col.collect()).dask_stream and sum(
+            bk.tasks or 0 for bk in x.dask_stream if bk.prefix == "streamed") == 20 and x)
     finally:
         col.close()
-    mine = [t for t in q.dask_task_stream if t.key.startswith("streamed-")]
-    workers = {t.worker.split("://")[1] for t in mine}
-    erred = sum(1 for t in mine if t.status == "error")
+    mine = [bk for bk in q.dask_stream if bk.prefix == "streamed"]
+    workers = {bk.worker.split("://")[1] for bk in mine}
+    erred = sum(bk.errors or 0 for bk in mine)
     now = time.time()
     payload = schema.ClusterPayload(name="dask", source_host="arm-01", ts=now, seq=1, ok=True, last_ok_ts=now,
                                     queues=q)
@@ -144,9 +205,10 @@ async def test_the_stream_of_a_real_scheduler_drawn_on_the_work_screen(cluster: 
 
         await b.wait_until(pilot, lambda: "Dask task stream" in drawn(), "the stream drawn")
         text = drawn()
-        assert f"{len(q.dask_task_stream)} recent task(s)" in text.splitlines()[0]
+        total = sum(bk.tasks or 0 for bk in q.dask_stream)
+        assert f"{total} task(s) over the last" in text.splitlines()[0] and f"; {erred} erred" in text.splitlines()[0]
         for w in workers:
             assert w in text, (w, text)
         legend = text.splitlines()[-1]
-        assert f"streamed {len(mine)}" in legend and (f"{erred} erred" in legend if erred else True), legend
-        assert erred and "✖" in text  # the failures are drawn as errors
+        assert "streamed 20" in legend and f"{erred} erred" in legend, legend
+        assert erred == 4 and "✖" in text  # the failures are drawn as errors

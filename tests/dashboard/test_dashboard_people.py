@@ -82,3 +82,45 @@ async def test_who_screen_escapes_a_hostile_user(redis_server: Any) -> None:
         assert "N/A" in row  # 2**64 - 1 bytes of VRAM: unknown
         summary = str(app.screen.query_one("#who-summary").render())
         assert "\\u202eevil\\x1b[31m" in summary and "\x1b" not in summary and "(+1 unknown)" in summary
+
+
+async def test_ns_narrows_the_people_screen_and_all_restores(redis_server: Any) -> None:
+    """``:ns ml`` (dashboard/k8s_scope.py): only alice's processes in ml's pods; her process outside any pod is
+    hidden and counted in the summary; ``:ns all`` brings it back."""
+    from tests.dashboard.test_k8s_scope import _command, _header
+
+    in_pod = schema.Owner(kind="pod", pod_uid=UID)
+    a = b.node("gpu-a", gpus=[b.gpu(0, procs=[schema.GpuProc(pid=10, used_mem_bytes=6 * b.GIB, user="alice",
+                                                             cmdline="python train.py", owner=in_pod)])],
+               procs=[schema.Proc(pid=10, user="alice", cmdline="python train.py", cpu_pct=200.0, owner=in_pod),
+                      schema.Proc(pid=77, user="alice", cmdline="jupyter lab", cpu_pct=3.0)])
+    pod = schema.K8sPod(namespace="ml", name="train-a-x2", node="gpu-a", phase="Running", gpus=1, uid=UID)
+    k8s = schema.ClusterPayload(name="kubernetes", source_host="gpu-a", ts=b.NOW, ok=True,
+                                kubernetes=schema.Kubernetes(pods=[pod]))
+    b.publish(redis_server.client(), [a], cluster=[k8s])
+    app = make_app(Settings(frozen_time=b.NOW + 0.5, refresh_s=3600, source_label="test"), redis_server.client)
+
+    def summary() -> str:
+        return str(app.screen.query_one("#who-summary").render())
+
+    async with app.run_test(size=(160, 40)) as pilot:
+        await b.wait_reads(pilot)
+        await pilot.press("w")
+        await b.wait_until(pilot, lambda: isinstance(app.screen, PeopleScreen), "the people screen")
+        await pilot.press(*"alice", "enter")
+        await b.wait_until(pilot, lambda: len(rows(app)) == 4, "all of alice's rows")
+        assert any("jupyter lab" in r for r in rows(app)) and "ns " not in summary()
+        await _command(pilot, "ns ml")
+        await b.wait_until(pilot, lambda: len(rows(app)) == 3, "ml's rows")
+        assert not any("jupyter lab" in r for r in rows(app))
+        assert [r.split(" | ")[0] for r in rows(app)] == ["GPU proc", "process", "pod"]
+        assert "ns ml: only processes in its pods; hidden: 1 process outside pods (:ns all shows them)" in summary()
+        assert "GPUs held now: 1 on 1 nodes" in summary()
+        assert "ns ml (1 of 1 pods)" in _header(app)  # the header says the scope, as on every screen
+        await _command(pilot, "ns team-b")
+        await b.wait_until(pilot, lambda: len(rows(app)) == 0, "nothing of alice's in team-b")
+        assert "hidden: 1 process outside pods, 1 process in other namespaces' pods" in summary()
+        assert "GPUs held now: 0 on 0 nodes" in summary()
+        await _command(pilot, "ns all")
+        await b.wait_until(pilot, lambda: len(rows(app)) == 4, "all of alice's rows again")
+        assert "ns " not in summary() and "hidden" not in summary() and "ns ml" not in _header(app)

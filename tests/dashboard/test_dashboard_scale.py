@@ -265,7 +265,12 @@ def troubled_cluster(redis_server: Any) -> list[NodeView]:
 def test_summarize_and_alerts_match_the_plain_folds_at_scale(redis_server: Any) -> None:
     nodes = troubled_cluster(redis_server)
     fast = summarize(nodes, {})
-    assert dataclasses.asdict(fast) == dataclasses.asdict(plain_summarize(nodes))
+    # summarize adds the nodes bucket by bucket (read.cluster: so the bucket summaries' merge equals it to the
+    # bit), so a float sum may differ from this read-order fold in its last bits; every count is exact.
+    got, want = dataclasses.asdict(fast), dataclasses.asdict(plain_summarize(nodes))
+    assert got.keys() == want.keys()
+    for k, v in want.items():
+        assert got[k] == (pytest.approx(v, rel=1e-12) if isinstance(v, float) else v), k
     assert fast.gpus_lost > 0 and fast.nodes_down > 0 and fast.gpu_util_pct is not None  # the data has trouble
 
     got = [a for a in alerts(nodes, {}) if a.source in ("gpu", "collector")]

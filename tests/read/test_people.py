@@ -94,6 +94,33 @@ def test_a_users_work_with_pods_containers_tasks_and_celery_joined_through_their
     assert not w.energy_read and w.energy_hour is None
 
 
+def test_a_namespace_keeps_its_pods_processes_and_counts_the_rest() -> None:
+    """``:ns ml``: only alice's processes in ml's pods and what joins through them; the others counted by why,
+    a process listed both as a GPU process and a Proc counted once."""
+    views_ = views()
+    extra = b.node("gpu-k", gpus=[b.gpu(0, procs=[schema.GpuProc(pid=50, user="alice", name="lost",
+                                                                 owner=schema.Owner(kind="pod", pod_uid="gone"))])],
+                   procs=[schema.Proc(pid=51, user="alice", name="web", owner=schema.Owner(kind="pod", pod_uid="u-9"))])
+    pods = k8s()
+    assert pods.kubernetes is not None
+    pods.kubernetes.pods.append(schema.K8sPod(namespace="web", name="front", node="gpu-k", uid="u-9"))
+    views_.append(NodeView("gpu-k", "up", snap=extra))
+    w = people.find("alice", views_, {"kubernetes": pods, "celery": celery()}, namespace="ml")
+    assert [(i.kind, i.host, i.pid) for i in w.items] == [
+        ("gpu-process", "gpu-a", 10), ("process", "gpu-a", 10), ("pod", "gpu-a", None)]
+    assert w.namespace == "ml"
+    # gpu-a: 12 (container) and 13 (celery worker); gpu-s: 30 (no owner) -> no pod; 50 unknown pod; 51 web's.
+    assert w.hidden == {"no pod": 3, "unknown pod": 1, "other namespace": 1}
+    assert w.gpus == [("gpu-a", 0)] and (w.vram_bytes, w.vram_unknown) == (6 * GIB, 0)  # only what is shown
+    web = people.find("alice", views_, {"kubernetes": pods}, namespace="web")
+    assert [(i.kind, i.pid, i.name) for i in web.items] == [("process", 51, "web"), ("pod", None, "web/front")]
+    assert web.hidden == {"no pod": 3, "unknown pod": 1, "other namespace": 1}  # pid 10 is ml's
+    empty = people.find("alice", views_, {"kubernetes": pods}, namespace="nobody")
+    assert empty.items == [] and sum(empty.hidden.values()) == 6
+    # No namespace: nothing hidden, everything as before.
+    assert people.find("alice", views_, {"kubernetes": pods}).hidden == {}
+
+
 def test_bob_gets_his_own_and_nothing_of_alices() -> None:
     w = people.find("bob", views(), {"kubernetes": k8s(), "celery": celery()})
     assert [(i.kind, i.pid) for i in w.items] == [("gpu-process", 11), ("process", 20), ("task", 20)]

@@ -50,3 +50,21 @@ def test_below_brief_from_nodes_everything_is_read_in_full(monkeypatch: pytest.M
     # The rule reads the module's figure when it runs (tests and the bench lower it to see briefs).
     monkeypatch.setattr(plans, "BRIEF_FROM_NODES", 0)
     assert digests.sized(0) == digests
+
+
+def test_summaries_sit_below_digests_and_name_the_digests_they_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    tiles = ReadPlan(Level.SUMMARIES, frozenset({"a"}), frozenset({"t1", "t2"}))
+    assert Level.SUMMARIES < Level.DIGESTS and tiles.covers(Level.SUMMARIES) and not tiles.covers(Level.DIGESTS)
+    # Every other level reads every digest: it names none, and holds a summary read's every tile.
+    assert ReadPlan(Level.DIGESTS, digest_hosts=frozenset({"t1"})) == ReadPlan(Level.DIGESTS)
+    assert ReadPlan(Level.DIGESTS, frozenset({"a"})).holds(tiles) and ALL_FULL.holds(tiles)
+    assert not tiles.holds(ReadPlan(Level.DIGESTS))  # the nodes table needs every digest
+    assert tiles.holds(ReadPlan(Level.SUMMARIES, digest_hosts=frozenset({"t1"})))
+    assert not tiles.holds(ReadPlan(Level.SUMMARIES, digest_hosts=frozenset({"t3"})))  # scrolled: other tiles
+    # The size rule: every digest below SUMMARY_FROM_NODES (the hosts in full kept), all in full below briefs.
+    assert tiles.sized(plans.SUMMARY_FROM_NODES) == tiles
+    assert tiles.sized(plans.SUMMARY_FROM_NODES - 1) == ReadPlan(Level.DIGESTS, frozenset({"a"}))
+    assert tiles.sized(BRIEF_FROM_NODES - 1) == ALL_FULL
+    assert tiles.sized(50, brief_from=0, summary_from=50) == tiles
+    monkeypatch.setattr(plans, "SUMMARY_FROM_NODES", 0)
+    assert tiles.sized(BRIEF_FROM_NODES) == tiles

@@ -222,3 +222,37 @@ def test_a_detail_read_fetches_only_the_full_snapshots_that_changed(rcluster: Re
         other.read(plan)  # (a first read takes no seal of hosts new to it)
         same(st, other.read(plan, seals=["n03"]))
         assert all(n.state == "up" and n.snap is not None and not n.brief for n in st.nodes)
+
+
+def test_a_summary_read_is_one_write_per_master_with_a_digest_reads_totals(rcluster: RedisCluster, py: Any) -> None:
+    """``Level.SUMMARIES`` on the cluster: the 64 summary keys (a hash tag each, spread over the masters) ride in
+    the per-shard round trip beside the digests of the tiles in view; a bucket without a summary is read from its
+    hosts' digests, and the totals are a digest read's."""
+    from clustertop.control import signing
+    from clustertop.control.summary import open_summary, seal
+    from clustertop.read.cluster import by_bucket
+    from clustertop.read.summary import fold
+    from clustertop.wire.summary import bucket_of, summary_key
+
+    key = signing.new_key()
+    folder = Reader(py, brief_from=0)
+    folder.read()
+    digests = folder.read(ReadPlan(Level.DIGESTS))
+    for bucket, group in enumerate(by_bucket(digests.nodes)):
+        py.set(summary_key(bucket), seal(fold(group, bucket, "head01", time.time(), seq=1, interval_s=600.0), key))
+    gone = bucket_of("n05")
+    py.delete(summary_key(gone))
+    r = Reader(py, brief_from=0)
+    r.summary_from = 0
+    r.open_summary = lambda raw, bucket: open_summary(raw, {"head01": key.public()}, bucket)
+    r.read()
+    plan = ReadPlan(Level.SUMMARIES, digest_hosts=frozenset({"n01", HOSTILE[2]}))
+    r.read(plan)  # the bucket without a summary: its hosts' digests in one more round, once
+    SENDS.clear()
+    st = r.read(plan)
+    assert r.shard_fetch is not None and r.shard_fetch.fell_back is None
+    assert dict(SENDS) == {p: 1 for p in masters(rcluster)}
+    assert st.summaries is not None and st.summaries.refused == {gone: "missing"} and len(st.summaries.believed) == 63
+    assert st.totals == digests.totals
+    assert all(st.node(h).digest is not None for h in ("n05", "n01", HOSTILE[2]))  # type: ignore[union-attr]
+    assert st.node("n07").state == "bad" and st.node("gone01").state == "stale"  # type: ignore[union-attr]

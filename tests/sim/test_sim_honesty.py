@@ -45,6 +45,8 @@ NOT_CHECKED = {
     "ClusterPayload.queues.workers[dask]": "needs a real Dask cluster (tests/collectors/test_dask.py)",
     "ClusterPayload.queues.dask_computations": "needs a real Dask cluster (tests/collectors/test_dask_progress.py)",
     "ClusterPayload.queues.dask_task_stream": "needs a real Dask cluster (tests/collectors/test_dask_progress.py)",
+    **{f"ClusterPayload.queues.dask_stream{f}": "needs a real Dask cluster (tests/collectors/test_dask_progress.py)"
+       for f in ("", "_bucket_s", "_from_ts", "_to_ts", "_other_workers")},
 }
 #: Identity and envelope fields every payload carries, whoever writes it.
 ENVELOPE = {"v", "host", "ts", "seq", "interval_s", "role", "labels", "name", "source_host", "ok", "error",

@@ -13,6 +13,7 @@ import msgspec
 
 from clustertop.agents.commands import SecurityConfig
 from clustertop.agents.config import AgentSection, load_config
+from clustertop.agents.summaries import SummariesSection
 from clustertop.agents.tasks import LimitsConfig, ParamConfig, TemplateConfig
 from clustertop.collectors import base
 from clustertop.dashboard import settings as dashboard_settings
@@ -76,6 +77,8 @@ def test_agent_sample_loads_and_documents_every_key(tmp_path: Path) -> None:
     shown = {k: v for p in tpl["params"].values() if isinstance(p, dict) for k, v in p.items()}
     missing += gaps(ParamConfig, shown, "templates.train.params.*", text, defaults=False)
     missing += gaps(SecurityConfig, data["security"], "security", text)
+    missing += gaps(SummariesSection, data["summaries"], "summaries", text)
+    assert cfg.summaries is not None and cfg.summaries.max_buckets == 64
     assert not missing, "\n".join(missing)
 
 
