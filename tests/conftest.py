@@ -11,6 +11,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -41,7 +42,7 @@ def pytest_configure(config: pytest.Config) -> None:
 #: venvs (tests/cli/test_extras.py). Tests that start one inline carry ``@pytest.mark.heavy`` themselves;
 #: whole modules of such tests are listed here.
 HEAVY_FIXTURES = {"ceph_cluster", "k8s_cluster", "world", "rabbit", "worker", "cluster", "server_factory",
-                  "wheel", "agent_venv", "dashboard_venv", "dockerd"}
+                  "wheel", "agent_venv", "dashboard_venv", "dockerd", "rcluster"}
 #: test_dashboard_fuzz drives every screen at two sizes through generated hostile clusters (~100 s): it
 #: runs in the full suite and CI, not in the edit-test loop.
 HEAVY_MODULES = {"test_ceph_real", "test_k8s_real", "test_celery", "test_dask", "test_serve", "test_dashboard_fuzz",
@@ -145,3 +146,15 @@ def env_no_store(monkeypatch: pytest.MonkeyPatch) -> None:
     for k in list(os.environ):
         if k.startswith("CLUSTERTOP_"):
             monkeypatch.delenv(k, raising=False)
+
+
+@pytest.fixture
+def rcluster() -> Iterator[Any]:
+    """A 3-master/3-replica Redis Cluster of real redis-servers (tests/support/redis_ha.py), for one test."""
+    from tests.support.redis_ha import RedisCluster
+
+    c = RedisCluster()
+    try:
+        yield c.start()
+    finally:
+        c.stop()

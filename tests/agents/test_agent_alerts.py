@@ -22,6 +22,7 @@ from clustertop.wire.alerts import ALERTS_KEY, ALERTS_LEASE
 from tests.conftest import RedisServer, free_port
 from tests.support import builders as b
 from tests.support.agent_thread import Running
+from tests.support.waiting import until as wait
 
 
 def agent(node: str, url: str, am: str, tmp: Any) -> Agent:
@@ -29,16 +30,6 @@ def agent(node: str, url: str, am: str, tmp: Any) -> Agent:
     cols = {n: CollectorConfig(name=n, enabled=False) for n in base.DEFAULT_NODE_COLLECTORS}
     return Agent(AgentConfig(node=node, redis_url=url, interval_s=0.3, collectors=cols, state_dir=str(tmp / node),
                              alerts=AlertsSection(interval=0.2, alertmanager=[am], timeout=0.5)))
-
-
-def wait(cond: Any, what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = cond()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ from clustertop.wire.summary import BUCKETS, bucket_of, summary_key, summary_lea
 from tests.conftest import RedisServer
 from tests.support import builders as b
 from tests.support.agent_thread import Running
+from tests.support.waiting import until as wait
 
 HOSTS = [f"n{i:03d}" for i in range(60)]
 
@@ -38,16 +39,6 @@ def agent(node: str, url: str, tmp: Path, **section: Any) -> Agent:
     cols = {n: CollectorConfig(name=n, enabled=False) for n in base.DEFAULT_NODE_COLLECTORS}
     return Agent(AgentConfig(node=node, redis_url=url, interval_s=0.3, collectors=cols, state_dir=str(tmp / node),
                              summaries=SummariesSection(interval=0.25, **section)))
-
-
-def wait(cond: Any, what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = cond()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def opened(client: Any, known: KnownNodes) -> dict[int, Any]:
@@ -93,7 +84,7 @@ def test_one_agent_folds_every_bucket_and_the_other_takes_over(redis_server: Red
             assert {s.folder for s in opened(cluster, known).values()} == {"sum1"}
             r1.close()  # releases its leases as it stops: handed over at once
             got = wait(lambda: (s := opened(cluster, known)) and {x.folder for x in s.values()} == {"sum2"}
-                       and set(s) == buckets and s, "sum2 folds every bucket", timeout=15)
+                       and set(s) == buckets and s, "sum2 folds every bucket", limit_s=15)
             assert a2.summaries.held == set(range(BUCKETS))
         finally:
             r2.close()

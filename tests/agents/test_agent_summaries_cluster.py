@@ -6,7 +6,6 @@ spread over every master by their per-bucket hash tags. Heavy: six redis-server 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -26,15 +25,6 @@ from clustertop.wire.summary import BUCKETS, bucket_of, summary_key
 from tests.support.redis_ha import RedisCluster
 
 pytestmark = pytest.mark.heavy
-
-
-@pytest.fixture
-def rcluster() -> Iterator[RedisCluster]:
-    c = RedisCluster()
-    try:
-        yield c.start()
-    finally:
-        c.stop()
 
 
 def test_summaries_on_a_redis_cluster(rcluster: RedisCluster) -> None:

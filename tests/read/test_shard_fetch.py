@@ -42,6 +42,7 @@ def counting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(redis.connection.Connection, "send_packed_command", send_packed_command)
 
 
+# One cluster for the module (its tests only read and fill it): overrides conftest's per-test one.
 @pytest.fixture(scope="module")
 def rcluster() -> Iterator[RedisCluster]:
     c = RedisCluster()

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,15 +21,6 @@ from tests.support.redis_ha import RedisCluster
 
 pytestmark = pytest.mark.heavy
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def rcluster() -> Iterator[RedisCluster]:
-    c = RedisCluster()
-    try:
-        yield c.start()
-    finally:
-        c.stop()
 
 
 def test_simulate_procs_on_a_cluster_then_the_reader_sees_every_node(rcluster: RedisCluster) -> None:

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,15 +37,6 @@ from tests.support.redis_ha import HupCounter, RedisCluster, assert_ran_at_most_
 PER_NODE = [wire.node_key, wire.brief_key, wire.digest_key, wire.hist_key, wire.cmd_key, wire.seal_key,
             wire.nodekey_key, wire.results_key, wire.node_audit_key, lambda h: wire.seen_key(h, "some-id"),
             wire.energy_key, lambda h: wire.tier_block_key(h, "1m", 1_800_000_000), wire.want_key]
-
-
-@pytest.fixture
-def rcluster() -> Iterator[RedisCluster]:
-    c = RedisCluster()
-    try:
-        yield c.start()
-    finally:
-        c.stop()
 
 
 @pytest.fixture

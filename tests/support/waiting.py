@@ -24,3 +24,8 @@ def wait_for(what: str, fn: Callable[[], T], ok: Callable[[T], bool], limit_s: f
         if time.monotonic() > end:
             raise AssertionError(f"{what}: not reached in {limit_s:.0f} s; last: {v!r}"[:2000])
         time.sleep(step_s)
+
+
+def until(fn: Callable[[], T], what: str, limit_s: float = 20.0) -> T:
+    """``fn()`` until it is truthy; that value (``wait_for`` with ``bool``, a 50 ms step)."""
+    return wait_for(what, fn, bool, limit_s, 0.05)
