@@ -55,7 +55,7 @@ from clustertop.sim.nodes import (
 )
 from clustertop.sim.services import CephModel, K8sNodeInfo, KubernetesModel, QueuesModel, _suffix
 from clustertop.wire import schema
-from clustertop.wire.summary import summary_key
+from clustertop.wire.summary import BUCKETS, bucket_of, summary_key
 
 log = logging.getLogger("clustertop.simulate")
 
@@ -91,9 +91,10 @@ class SimCluster:
         self.hosts: list[str] = self.tower_hosts + self.arm_hosts
         #: ``part=(i, k)``: this process is part i of k (``simulate --procs k``). Every part builds and steps the
         #: same seed-derived cluster (jobs, events, Ceph, queues: the shared rng, identical in every part while
-        #: they step at the same times), but steps and returns only its own contiguous slice of the hosts, with
-        #: its nodes' noise from a second rng of its own; part 0 holds the first tower, so it alone returns the
-        #: cluster payloads. None: the whole cluster, exactly as before parts existed.
+        #: they step at the same times), but steps and returns only its own hosts, with its nodes' noise from a
+        #: second rng of its own. A part's hosts are whole buckets (``wire.summary.bucket_of``; ``part_buckets``),
+        #: so each part folds and writes its own buckets' summaries; the part holding the first tower alone returns
+        #: the cluster payloads. None: the whole cluster, exactly as before parts existed.
         self.part = part
         self.own_hosts = self.hosts
         self.node_rng = self.rng
@@ -101,8 +102,8 @@ class SimCluster:
             i, k = part
             if not 0 <= i < k:
                 raise ValueError(f"part {i} of {k}: need 0 <= part < parts")
-            n = len(self.hosts)
-            self.own_hosts = self.hosts[i * n // k:(i + 1) * n // k]
+            mine = set(part_buckets(self.hosts, k)[i])
+            self.own_hosts = [h for h in self.hosts if bucket_of(h) in mine]
             self.node_rng = random.Random(f"clustertop-sim/{seed}/{i}/{k}")
         #: ``keys=True``: each simulated node gets its own key, in memory only (fresh each run, never from
         #: the seed: a key anyone can derive would vouch for nothing). Its publisher then seals every tick
@@ -112,9 +113,8 @@ class SimCluster:
         #: from their digests and sealed by ``summary_folder`` with ``summary_key``, as a summary node's agent does
         #: (``write_summaries``). With node keys the folder is the first node (a simulated summary node, enrolled
         #: by the demo with the others); ``simulate --summary-key FILE`` names another. No key: none are written
-        #: (an unsigned summary is refused by every reader). Not in a part (``simulate --procs``): a bucket's
-        #: nodes are spread over every part.
-        self.summaries = summaries and part is None
+        #: (an unsigned summary is refused by every reader). A part (``simulate --procs``) writes its own buckets'.
+        self.summaries = summaries
         #: ... and only from this many nodes (``read.plan.SUMMARY_FROM_NODES``: below it no reader reads them, and
         #: ~700 bytes a bucket would be ~670 B/node/s at 30 nodes). ``simulate --summary-key`` sets it to 0.
         self.summaries_from = SUMMARY_FROM_NODES
@@ -163,6 +163,7 @@ class SimCluster:
         self.container_templates = engine_api.template_infos(engine_api.settings(CONTAINERS_CONFIG, None)) or None
         own = set(self.own_hosts)
         self.own_nodes = [n for n in self.nodes if n.host in own]
+        self.by_own = own
         # Lease holders: the first tower polls Ceph, Kubernetes and the Dask scheduler, the first ARM
         # board (the broker's host) Celery. Their snapshots carry those collectors' statuses.
         self.by_host[self.tower_hosts[0]].extra_collectors = ("ceph", "dask", "kubernetes")
@@ -378,7 +379,7 @@ class SimCluster:
         cluster += self.queues.payloads(now, self.arm_hosts[0] if self.arm_hosts else None, holder)
         if self.k8s_hosts:
             cluster.append(self.k8s.payload(now, holder, [j for j in self.running if j.namespace], self.pending))
-        if self.part is not None and self.part[0] != 0:
+        if self.part is not None and holder not in self.by_own:
             cluster = []  # built all the same: the shared rng must draw alike in every part
         return out, cluster
 
@@ -447,7 +448,7 @@ def write_summaries(sim: SimCluster, ticks: list[tuple[schema.NodeSnapshot, sche
     """This tick's nodes folded per bucket (``read.summary.fold``: from the digests their publishers just made, GPU
     columns from their snapshots) and sealed (``control.summary.seal``), SET with PX = 3 intervals in ``pipe``;
     buckets without a node are not written. Returns the bytes written (0 when ``sim`` writes none: no key, asked
-    not to, a part, or fewer than ``sim.summaries_from`` nodes)."""
+    not to, or fewer than ``sim.summaries_from`` nodes in the whole cluster)."""
     key = sim.summary_key
     if not sim.summaries or key is None or len(sim.hosts) < sim.summaries_from:
         return 0
@@ -641,6 +642,13 @@ def start_thread(client_factory: Callable[[], Any], seed: int, nodes: int | None
     return th
 
 
+def part_buckets(hosts: list[str], parts: int) -> list[list[int]]:
+    """The buckets each of ``parts`` parts simulates: the buckets that hold a host, dealt in turn (at most one
+    part per such bucket: ``run`` asks for no more parts than that)."""
+    held = sorted({bucket_of(h) for h in hosts})
+    return [held[i::parts] for i in range(parts)]
+
+
 #: A finite run (``--ticks N``) that cannot reach the store for this long exits 1 (``--give-up`` overrides);
 #: a run without ``--ticks`` is a daemon and retries for ever, backing off up to 10 s.
 GIVE_UP_S = 30.0
@@ -659,7 +667,8 @@ def run(args: Any) -> int:
     if procs < 1:
         print("clustertop simulate: --procs must be at least 1", file=sys.stderr)
         return 2
-    procs = min(procs, len(SimCluster(seed=args.seed, nodes=args.nodes).hosts))  # no part without a node
+    hosts = SimCluster(seed=args.seed, nodes=args.nodes).hosts
+    procs = min(procs, len({bucket_of(h) for h in hosts}), BUCKETS)  # a part is whole buckets: none without a node
     if procs == 1:
         return _run_part(args, None, time.time())
     return _run_parts(args, procs)
@@ -710,7 +719,7 @@ def _summary_signer(args: Any, sim: SimCluster) -> str:
         sim.summary_folder = os.path.basename(path).removesuffix(".key")
         sim.summaries_from = 0  # asked for: whatever the cluster's size
     if not sim.summaries:
-        return "none (a part of --procs: a bucket's nodes are in every part)"
+        return "none"
     if sim.summary_key is None:
         return "none (no --summary-key: unsigned summaries would be refused)"
     return f"signed as {sim.summary_folder}"
@@ -737,7 +746,7 @@ def _run_part(args: Any, part: tuple[int, int] | None, t0: float) -> int:
         sys.stderr.flush()
 
     whole = f"{len(sim.own_hosts)} nodes" if part is None else \
-        f"{len(sim.own_hosts)} of {len(sim.hosts)} nodes ({sim.own_hosts[0]}..{sim.own_hosts[-1]})"
+        f"{len(sim.own_hosts)} of {len(sim.hosts)} nodes ({len(part_buckets(sim.hosts, part[1])[part[0]])} buckets)"
     say(f"simulating {whole} (seed {args.seed}) into {url} every {interval:g} s; bucket summaries: {summaries}")
     started = time.monotonic()
     ticks = 0

@@ -13,8 +13,11 @@ from pathlib import Path
 import redis
 
 from clustertop import wire
+from clustertop.control import signing
+from clustertop.control.summary import open_summary
 from clustertop.read.reader import Reader
 from clustertop.sim.simulate import SimCluster
+from clustertop.wire.summary import bucket_of, summary_key
 from tests.conftest import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,12 +30,16 @@ def simulate(*args: str) -> subprocess.Popen[str]:
                             stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
 
 
-def test_parts_slice_the_hosts_and_share_one_model() -> None:
-    """Parts own disjoint contiguous slices covering every host; stepped at the same instants, their shared
-    models (jobs, pending pods) stay identical; only part 0 returns the cluster payloads."""
+def test_parts_hold_whole_buckets_and_share_one_model() -> None:
+    """Parts own disjoint sets of whole buckets covering every host (so each can fold its buckets' summaries);
+    stepped at the same instants, their shared models (jobs, pending pods) stay identical; only the part holding
+    the first tower returns the cluster payloads."""
     parts = [SimCluster(seed=4, nodes=20, part=(i, 3)) for i in range(3)]
-    assert [h for p in parts for h in p.own_hosts] == parts[0].hosts
+    assert sorted(h for p in parts for h in p.own_hosts) == sorted(parts[0].hosts)
     assert all(p.own_hosts for p in parts)
+    buckets = [{bucket_of(h) for h in p.own_hosts} for p in parts]
+    assert not (buckets[0] & buckets[1] or buckets[0] & buckets[2] or buckets[1] & buckets[2])
+    holder = next(i for i, p in enumerate(parts) if parts[0].tower_hosts[0] in p.own_hosts)
     for t in (T0, T0 + 1, T0 + 2, T0 + 90, T0 + 400, T0 + 1200):
         steps = [p.step(t) for p in parts]
         for p, (ticks, _) in zip(parts, steps, strict=True):
@@ -40,8 +47,8 @@ def test_parts_slice_the_hosts_and_share_one_model() -> None:
         jobs = [sorted((j.name, j.host, tuple(j.gpus), j.end) for j in p.running) for p in parts]
         assert jobs[0] and jobs[0] == jobs[1] == jobs[2]
         assert [j.name for j in parts[0].pending] == [j.name for j in parts[2].pending]
-        assert {c.name for c in steps[0][1]} == {"ceph", "celery", "dask", "kubernetes"}
-        assert steps[1][1] == [] and steps[2][1] == []
+        assert {c.name for c in steps[holder][1]} == {"ceph", "celery", "dask", "kubernetes"}
+        assert all(steps[i][1] == [] for i in range(3) if i != holder)
     # The model comes from the seed: another seed, other jobs.
     a, b = SimCluster(seed=4, nodes=20, part=(0, 3)), SimCluster(seed=5, nodes=20, part=(0, 3))
     a.step(T0)
@@ -53,8 +60,9 @@ def test_procs_on_one_redis_publish_every_node(redis_server: RedisServer) -> Non
     proc = simulate("--redis", redis_server.url, "--nodes", "60", "--ticks", "2", "--procs", "3", "--seed", "2")
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
-    assert sorted(ln.split(":")[0] for ln in err.splitlines() if "published 2 ticks of 20 nodes" in ln) == \
-        ["part 1/3", "part 2/3", "part 3/3"]
+    done = [ln for ln in err.splitlines() if "published 2 ticks of" in ln]
+    assert sorted(ln.split(":")[0] for ln in done) == ["part 1/3", "part 2/3", "part 3/3"]
+    assert sum(int(ln.split(" of ")[1].split()[0]) for ln in done) == 60
     st = Reader(redis_server.client()).read()
     hosts = [v.host for v in st.nodes]
     assert len(hosts) == 60 and len(set(hosts)) == 60
@@ -119,3 +127,24 @@ def test_daemon_keeps_retrying() -> None:
         _, err = proc.communicate(timeout=30)
     assert alive, err
     assert err.count("unreachable (") == 1 and "giving up" not in err
+
+
+def test_procs_write_every_buckets_summary(redis_server: RedisServer, tmp_path: Path) -> None:
+    """--procs with --summary-key: each part folds and seals its own whole buckets, so every bucket holding a
+    node has one summary, believed by a reader that enrols the key, and together they list every host once."""
+    path, _, _ = signing.generate(str(tmp_path), "sum1")
+    key = signing.load_private(path)
+    proc = simulate("--redis", redis_server.url, "--nodes", "60", "--ticks", "2", "--procs", "3", "--seed", "2",
+                    "--summary-key", path)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert err.count("bucket summaries: signed as sum1") == 3, err
+    hosts = SimCluster(seed=2, nodes=60).hosts
+    client = redis_server.client()
+    listed: list[str] = []
+    for b in sorted({bucket_of(h) for h in hosts}):
+        s, why = open_summary(client.get(summary_key(b)), {"sum1": key.public()}, b)
+        assert s is not None, why
+        assert s.states == "u" * len(s.hosts)
+        listed += s.hosts
+    assert sorted(listed) == sorted(hosts)

@@ -21,13 +21,18 @@ import redis
 
 from clustertop import store, wire
 from clustertop.agents.commands import CommandExecutor
+from clustertop.agents.lease import Lease
 from clustertop.agents.publisher import Publisher
+from clustertop.agents.summaries import SummariesSection, SummaryService
 from clustertop.cli import acl
 from clustertop.control import commands as cc
 from clustertop.control import signing
+from clustertop.control.summary import open_summary
 from clustertop.read.reader import Reader
 from clustertop.read.want import Wants
+from clustertop.store.resp import Client
 from clustertop.wire import schema
+from clustertop.wire.summary import BUCKETS, summary_key
 from tests.store.test_acl import node_attacks, refused
 from tests.support import builders as b
 from tests.support.redis_ha import HupCounter, RedisCluster, until
@@ -38,7 +43,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisClu
     d = tmp_path_factory.mktemp("acl-cluster")
     pw = d / "passwords"
     os.makedirs(pw, mode=0o700)
-    users = acl.users_for(["gpu01"], ["gpu02"], ["alice"], ["wall"], ["root"])
+    users = acl.users_for(["gpu01"], ["gpu02"], ["alice"], ["wall"], ["root"], summary_nodes=["sum01"])
     hashes = {u: hashlib.sha256(acl.password_for(str(pw), u).encode()).hexdigest() for u, _ in users}
     (d / "users.acl").write_text(acl.render(users, hashes))
     c = RedisCluster(acl=(str(d / "users.acl"), "admin-root", (pw / "admin-root").read_text().strip()))
@@ -132,3 +137,42 @@ def test_publish_read_and_a_signed_command_with_their_own_users(secured: tuple[R
         ex.task_mgr.close()
     finally:
         hups.close()
+
+
+def test_the_summary_node_folds_every_shards_buckets_and_no_other_node_may(secured: tuple[RedisCluster, Path]) -> None:
+    """The summary node's service, on its own user and the agent's own client, reads the nodes on every shard,
+    holds the 64 bucket leases and writes the 64 signed summaries, which spread over the three masters; the plain
+    and the cluster node are refused writing or deleting a summary on every shard, and the folder a node's key."""
+    rc, _ = secured
+    admin = store.connect(url(secured, "admin-root"))
+    hosts = [f"gpu{i:02d}" for i in range(1, 21)]
+    b.publish(admin, [b.tower(h) for h in hosts])
+    key = signing.new_key()
+    svc = SummaryService(SummariesSection(interval=1.0), "sum01", 1.0,
+                         lambda: Client.from_url(url(secured, "node-sum01")),
+                         lambda client, name, period: Lease(client, name, "sum01", period), key)
+    try:
+        assert svc.step(), svc.error
+        assert svc.held == set(range(BUCKETS)) and svc.last_nodes == len(hosts)
+    finally:
+        svc.close()
+    listed: list[str] = []
+    for bucket in range(BUCKETS):
+        raw = admin.get(summary_key(bucket))
+        if raw is None:
+            continue  # a bucket holding none of the 20 hosts is not written
+        s, why = open_summary(raw, {"sum01": key.public()}, bucket)
+        assert s is not None, why
+        listed += s.hosts
+    assert sorted(listed) == hosts
+    assert len({rc.master_of(summary_key(x)) for x in range(BUCKETS)}) == 3  # the keys span every shard
+    plain, cluster, folder = (store.connect(url(secured, u)) for u in ("node-gpu01", "node-gpu02", "node-sum01"))
+    attacks = {f"{who} {what} summary {x}": call
+               for x in (0, 21, 42, 63)
+               for who, c in (("the plain node", plain), ("the cluster node", cluster))
+               for what, call in (("writes", lambda c=c, x=x: c.set(summary_key(x), b"x")),
+                                  ("deletes", lambda c=c, x=x: c.delete(summary_key(x))))}
+    attacks["the folder writes a node's digest"] = lambda: folder.set(wire.digest_key("gpu01"), b"x")
+    attacks["the folder writes a node's seal"] = lambda: folder.set(wire.seal_key("gpu02"), b"x")
+    allowed = [name for name, call in attacks.items() if not refused(call)]
+    assert not allowed, allowed
