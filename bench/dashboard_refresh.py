@@ -57,6 +57,7 @@ if str(ROOT) not in sys.path:
 
 import redis  # noqa: E402
 from benchlib.redis_server import start_redis  # noqa: E402  (bench/benchlib/)
+from textual.widgets import Input  # noqa: E402
 
 from clustertop import wire  # noqa: E402
 from clustertop.agents.publisher import FULL_EVERY_S  # noqa: E402
@@ -64,6 +65,7 @@ from clustertop.control import signing, trust  # noqa: E402
 from clustertop.control.summary import seal  # noqa: E402
 from clustertop.dashboard import gcpolicy  # noqa: E402
 from clustertop.dashboard.app import make_app  # noqa: E402
+from clustertop.dashboard.screens.gpus import GpusScreen  # noqa: E402
 from clustertop.dashboard.screens.network import NetworkScreen  # noqa: E402
 from clustertop.dashboard.screens.nodes import NodesScreen  # noqa: E402
 from clustertop.dashboard.screens.overview import OverviewScreen  # noqa: E402
@@ -107,6 +109,7 @@ class Feed:
         self.summary_key = signing.new_key()
         self.known = trust.KnownNodes(keys={SUMMARY_FOLDER: self.summary_key.public()})
         self._folder_reader: Reader | None = None
+        self.columns = False  # True: the summaries folded from the briefs' GPUs (every card's figures in the columns)
 
     def hosts(self) -> list[str]:
         return [h.decode() for h in self.client.zrange(wire.NODES_KEY, 0, -1)]
@@ -147,7 +150,7 @@ class Feed:
         if self._folder_reader is None:
             self._folder_reader = Reader(self.client)
             self._folder_reader.read()  # learns the index (in full, once)
-        st = self._folder_reader.read(ReadPlan(Level.DIGESTS))
+        st = self._folder_reader.read(ReadPlan(Level.GPUS if self.columns else Level.DIGESTS))
         now = time.time()
         p = self.client.pipeline(transaction=False)
         for bucket, group in enumerate(by_bucket(st.nodes)):
@@ -224,6 +227,9 @@ async def bench_app(url: str, feed: Feed, n: int, size: tuple[int, int], screen:
     # The main thread's CPU alone (fold, draw, Textual's render: the screen's own work, without the read in
     # the worker thread): CPU time, so it moves far less with the machine's load than the waits do.
     main_cpu: list[float] = []
+    # Each refresh whole (shown, its spans, the read's fetch/decode, the main thread's CPU, collector passes
+    # inside it): the tail is what the budget is about, so the slowest are printed with where their time went.
+    each: list[dict[str, float]] = []
     async with app.run_test(size=size) as pilot:
         # Woken by the app when a read has been folded in, not by polling: a poll loop every
         # 0.5 ms took ~30 ms of the main thread's CPU (and the GIL) away from the read it waits for.
@@ -269,6 +275,7 @@ async def bench_app(url: str, feed: Feed, n: int, size: tuple[int, int], screen:
             paints.clear()
             read_done.clear()
             read_end.clear()
+            g0 = sum(x["collections"] for x in gc.get_stats())
             t0, c0, m0 = time.perf_counter(), time.process_time(), time.thread_time()
             app.refresh_now()
             await read_done.wait()
@@ -288,6 +295,12 @@ async def bench_app(url: str, feed: Feed, n: int, size: tuple[int, int], screen:
                 st = app.view.state
                 if st.fetch_ms is not None and st.decode_ms is not None:  # else not timed: left out, not 0
                     read.append(st.fetch_ms + st.decode_ms)
+                each.append({"shown": shown[-1], **({"read": phases["read"][-1], "fold": phases["fold"][-1],
+                                                     "paint": phases["paint"][-1]} if read_end else {}),
+                             "fetch": st.fetch_ms if st.fetch_ms is not None else float("nan"),
+                             "decode": st.decode_ms if st.decode_ms is not None else float("nan"),
+                             "cpu": (c1 - c0) * 1000, "main": (m1 - m0) * 1000,
+                             "gc": sum(x["collections"] for x in gc.get_stats()) - g0})
                 settled.append((t1 - t0) * 1000)
                 cpu.append((c1 - c0) * 1000)
                 main_cpu.append((m1 - m0) * 1000)
@@ -297,7 +310,8 @@ async def bench_app(url: str, feed: Feed, n: int, size: tuple[int, int], screen:
             "p95": pct(shown, 0.95), "mean": statistics.fmean(shown), "settled_p95": pct(settled, 0.95),
             "cpu_p50": pct(cpu, 0.5), "cpu_p95": pct(cpu, 0.95),
             "main_cpu_p50": pct(main_cpu, 0.5), "main_cpu_p95": pct(main_cpu, 0.95),
-            **{f"{k}_span_p50": pct(v, 0.5) for k, v in phases.items()}}
+            **{f"{k}_span_p50": pct(v, 0.5) for k, v in phases.items()},
+            "slowest": sorted(each, key=lambda e: -e["shown"])[:3]}
 
 
 #: Every screen ``--screens`` can name: the app's modes, and ``node`` (a node's screen, pushed over the
@@ -318,22 +332,31 @@ async def go_to(app: Any, pilot: Any, screen: str, feed: Feed) -> None:
     elif screen != "overview":
         app.switch_mode(screen)
     await pilot.pause()
+    # The people screen's user-name input has the focus, and its cursor blinks: a repaint every 0.5 s whatever a
+    # refresh does, counted as the refresh's last repaint whenever it fell inside its window (paint spans of
+    # 36-190 ms among the slowest). Not a repaint the refresh caused: the cursor is kept still here.
+    for w in app.screen.query(Input):
+        w.cursor_blink = False
 
 
 #: What is compared with ``--reads``: the overview and nodes table reading digests, or briefs and digests, or
 #: digests from agents that publish none (so the dashboard reads and folds every brief itself: the cost of
 #: these screens before digests), or the overview reading the bucket summaries (as it does past
-#: ``plan.SUMMARY_FROM_NODES``: the feed folds and seals them after every tick, untimed).
-READ_MODES = ("digests", "briefs", "nodigest", "summaries")
+#: ``plan.SUMMARY_FROM_NODES``: the feed folds and seals them after every tick, untimed); ``gpusummaries``: the same
+#: with every card's figures in the summaries' GPU columns (folded from a read of the briefs' GPUs, as a summary node
+#: with ``gpu_columns`` folds) and the GPU table reading them (``GpusScreen.summaries``; every other mode: off).
+READ_MODES = ("digests", "briefs", "nodigest", "summaries", "gpusummaries")
 
 
 def set_reads(mode: str, feed: Feed) -> None:
     for cls in (OverviewScreen, NodesScreen):
         cls.plan_level = Level.BRIEFS if mode == "briefs" else Level.DIGESTS
-    if mode == "summaries":
+    if mode in ("summaries", "gpusummaries"):
         OverviewScreen.plan_level = Level.SUMMARIES
+    GpusScreen.summaries = mode == "gpusummaries"
     feed.digests = mode != "nodigest"
-    feed.summaries = mode == "summaries"
+    feed.summaries = mode in ("summaries", "gpusummaries")
+    feed.columns = mode == "gpusummaries"
     feed.tick()
 
 
@@ -483,6 +506,14 @@ def main() -> int:
               f"{a['p95']:>9.1f} {a['settled_p95']:>11.1f} {a['cpu_p50']:>8.1f} {a['cpu_p95']:>8.1f} "
               f"{a['main_cpu_p50']:>8.1f} {a['main_cpu_p95']:>8.1f} | "
               f"{a['read_span_p50']:>15.1f} {a['fold_span_p50']:>5.1f} {a['paint_span_p50']:>5.1f}")
+    print("\nThe slowest 3 refreshes of each screen: shown = read span + fold + paint; the read's fetch and decode\n"
+          "(in the worker thread); the process's and the main thread's CPU; gc = collector passes inside the refresh")
+    for nodes, policy, screen, a in rows:
+        for e in a.get("slowest", ()):
+            print(f"{nodes:>6} {policy:<8} {screen:<9} shown {e['shown']:>6.1f} = read {e.get('read', float('nan')):>6.1f}"
+                  f" + fold {e.get('fold', float('nan')):>5.1f} + paint {e.get('paint', float('nan')):>5.1f} | fetch "
+                  f"{e['fetch']:>5.1f} decode {e['decode']:>6.1f} | cpu {e['cpu']:>6.1f} main {e['main']:>6.1f} | "
+                  f"gc {e['gc']:.0f}")
     return 0
 
 

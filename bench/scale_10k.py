@@ -47,10 +47,15 @@ from redis.crc import key_slot  # noqa: E402
 
 from clustertop import store, wire  # noqa: E402
 from clustertop.agents import publisher as publisher_mod  # noqa: E402
+from clustertop.control import signing, trust  # noqa: E402
+from clustertop.control.summary import seal  # noqa: E402
 from clustertop.dashboard import gcpolicy  # noqa: E402
+from clustertop.read.cluster import by_bucket  # noqa: E402
 from clustertop.read.plan import Level, ReadPlan  # noqa: E402
 from clustertop.read.reader import Reader  # noqa: E402
+from clustertop.read.summary import fold  # noqa: E402
 from clustertop.sim.simulate import SimCluster, make_publishers, publish  # noqa: E402
+from clustertop.wire.summary import summary_key  # noqa: E402
 from tests.conftest import RedisServer  # noqa: E402
 from tests.support.redis_ha import RedisCluster  # noqa: E402
 
@@ -252,6 +257,10 @@ def read_bench(url: str, nodes: int, reads: int) -> None:
     gc.collect()
 
 
+#: The summary node of the summaries modes: the app's one enrolled folder (as ``dashboard_refresh.SUMMARY_FOLDER``).
+SUMMARY_FOLDER = "head01"
+
+
 class ReplayFeed:
     """For the app: two ticks of every node's payloads, published once through the simulator, then written
     back in turn before each refresh (not timed), so every refresh reads a cluster that changed. A simulator
@@ -263,11 +272,25 @@ class ReplayFeed:
         self.client, self.digests, self.k = client, True, 0
         self._hosts = list(sim.hosts)
         self.ticks: list[list[tuple[str, bytes]]] = []
+        # The bucket summaries of each tick too, folded from a read of the briefs' GPUs (every card's figures in the
+        # columns, as a summary node with ``gpu_columns`` folds) and sealed by the app's one enrolled folder; written
+        # back with their tick only while ``summaries`` (``dashboard_refresh.set_reads``: the overview's and the GPU
+        # table's summary modes). The overview opens them without their columns.
+        self.summaries = self.columns = False
+        key = signing.new_key()
+        self.known = trust.KnownNodes(keys={SUMMARY_FOLDER: key.public()})
+        self.summary_ticks: list[list[tuple[str, bytes]]] = []
+        reader = Reader(client)
         for k in range(2):
             publish(client, sim, time.time() + k, pubs)
             keys = [f(h) for h in self._hosts for f in (wire.node_key, wire.brief_key, wire.digest_key)]
             self.ticks.append([(key, v) for key, v in zip(keys, client.mget_nonatomic(keys), strict=True)
                                if v is not None])
+            st = reader.read(ReadPlan(Level.GPUS))
+            now = time.time()
+            self.summary_ticks.append([
+                (summary_key(b), seal(fold(group, b, SUMMARY_FOLDER, now, seq=k + 1, interval_s=600.0), key))
+                for b, group in enumerate(by_bucket(st.nodes)) if group])
 
     def hosts(self) -> list[str]:
         return list(self._hosts)
@@ -275,7 +298,7 @@ class ReplayFeed:
     def tick(self) -> None:
         self.k ^= 1
         p = self.client.pipeline(transaction=False)
-        for key, v in self.ticks[self.k]:
+        for key, v in self.ticks[self.k] + (self.summary_ticks[self.k] if self.summaries else []):
             p.set(key, v, px=3_600_000)
         p.execute()
 
@@ -296,13 +319,15 @@ def app_bench(url: str, nodes: int, refreshes: int, screens: list[str], cpu_seco
     print(f"two ticks of {nodes:,} nodes recorded in {time.perf_counter() - t:.0f} s (not timed)")
     print(f"{'screen':9} {'reads':8} {'shown p50':>9} {'p95':>7} {'read p50':>8} {'read p95':>8} {'fold':>6} "
           f"{'paint':>6} {'cpu p50':>7}  (ms, 384x108, {refreshes} refreshes)")
-    for screen in screens:
-        a = asyncio.run(dr.bench_app(url, feed, refreshes, (384, 108), screen, "idle", "digests"))
+    runs = [(screen, mode) for screen in screens
+            for mode in ("digests", *({"overview": ("summaries",), "gpus": ("gpusummaries",)}.get(screen, ())))]
+    for screen, mode in runs:  # every digest (every brief's GPUs), then the bucket summaries: the same run's baseline
+        a = asyncio.run(dr.bench_app(url, feed, refreshes, (384, 108), screen, "idle", mode))
         print(f"{screen:9} {a['reads']:8} {a['p50']:9.1f} {a['p95']:7.1f} {a['read_p50']:8.1f} {a['read_p95']:8.1f} "
               f"{a['fold_span_p50']:6.1f} {a['paint_span_p50']:6.1f} {a['cpu_p50']:7.1f}  load {os.getloadavg()[0]:.1f}")
-    if cpu_seconds:
-        cpu = asyncio.run(dr.bench_cpu(url, feed, cpu_seconds, (384, 108), "idle", "digests"))
-        print(f"dashboard CPU at a 1 Hz refresh on the overview, {cpu_seconds:g} s: {cpu:.1f} % of a core "
+    for mode in ("digests", "summaries") if cpu_seconds else ():
+        cpu = asyncio.run(dr.bench_cpu(url, feed, cpu_seconds, (384, 108), "idle", mode))
+        print(f"dashboard CPU at a 1 Hz refresh on the overview ({mode}), {cpu_seconds:g} s: {cpu:.1f} % of a core "
               f"(the replaying feeder's own CPU subtracted), load {os.getloadavg()[0]:.1f}")
 
 

@@ -33,22 +33,30 @@ class Source:
         #: The anchors a bucket summary's signature is checked against (the app's known_nodes): None, none
         #: is believed (``Reader.open_summary``).
         self.summary_known: Any = None
+        #: Reads only the hosts this says yes to (``Reader.hosts``; the hidden GPU ledger: Kubernetes nodes), taken
+        #: at each read; None: every host.
+        self.hosts: Callable[[str], bool] | None = None
+        #: ``Reader.brief_from`` (0: a plan's level at any size: the ledger's few hosts read as asked, not in full).
+        self.brief_from: int | None = None
 
     def _ensure(self) -> Reader:
         # Created lazily in the worker thread: building a client may resolve names or open sockets.
         if self._reader is None:
             self._client = self.client_factory()
             # Asks the agents for the full snapshots its screens read (read.want): every tick while on screen.
-            self._reader = Reader(self._client, clock=self.clock, wants=Wants())
+            self._reader = Reader(self._client, clock=self.clock, wants=Wants(), brief_from=self.brief_from)
             if self.summary_known is not None:
                 known = self.summary_known
-                self._reader.open_summary = lambda raw, bucket: open_summary(raw, known, bucket)
+                self._reader.open_summary = lambda raw, bucket, columns: open_summary(raw, known, bucket,
+                                                                                      columns=columns)
         return self._reader
 
     def read(self, plan: ReadPlan = ALL_FULL, seals: Collection[str] = ()) -> ClusterState:
         """The whole cluster in one round trip, as ``plan`` says, with the seals of ``seals`` (``Reader.read``).
         Raises whatever the client raises (caller reports)."""
-        return self._ensure().read(plan, seals)
+        reader = self._ensure()
+        reader.hosts = self.hosts
+        return reader.read(plan, seals)
 
     def energy(self, hosts: list[str]) -> list[tuple[str, bytes | None]]:
         """Each host's energy ledger, raw (``wire.energy_key``): one GET per host in one pipeline (each

@@ -252,12 +252,13 @@ def alerts(nodes: list[NodeView], cluster: dict[str, schema.ClusterPayload] | No
     ``read.bucketread.node_alerts_of``); ``nodes`` then only name the hosts Kubernetes nodes map to."""
     out = node_alerts(nodes) if node_part is None else list(node_part)
     out.extend(_cluster_alerts(cluster or {}, now))
-    out.extend(kube_alerts(cluster or {}, [n.host for n in nodes], now, pending_grace_s))
+    out.extend(kube_alerts(cluster or {}, list(map(_HOST, nodes)), now, pending_grace_s))  # in C: 10,000 nodes
     out.extend(flag_alerts(flags or ()))
     out.sort(key=ORDER)
     return out
 
 
+_HOST = attrgetter("host")
 _SEVERITY_RANK = {s: i for i, s in enumerate(reversed(SEVERITIES))}
 #: The sort key of ``alert_order`` as ``Alert.order`` (cached per alert, so read at C speed).
 ORDER = attrgetter("order")
@@ -363,6 +364,10 @@ def _digest_rule(source: str, message: str) -> str:
     return _SOURCE_RULES.get(source, "NodeProblem")
 
 
+#: ``kube_alerts``' last (Kubernetes node names, hosts, node name -> host): one entry, replaced whole.
+_host_of_memo: tuple[list[str], list[str], dict[str, str]] | None = None
+
+
 def kube_alerts(cluster: dict[str, schema.ClusterPayload], hosts: list[str], now: float | None,
                 pending_grace_s: float = PENDING_GRACE_S) -> list[Alert]:
     """NotReady nodes, GPU pods Pending past the grace, pods in CrashLoopBackOff. Only from a payload
@@ -371,8 +376,17 @@ def kube_alerts(cluster: dict[str, schema.ClusterPayload], hosts: list[str], now
     if k is None or k.kubernetes is None or not k.ok:
         return []
     kube = k.kubernetes
-    # Kubernetes node name -> the agent's host, where they match: the alert lands on the node's row.
-    host_of = {name: host for host, name in match_hosts([n.name for n in kube.nodes or ()], hosts).items()}
+    # Kubernetes node name -> the agent's host, where they match: the alert lands on the node's row. The same
+    # names and hosts as last call (nearly every read) reuse its match: two list compares in C, where the
+    # match walks every host in Python (~10 ms at 10,000 nodes, every read).
+    global _host_of_memo
+    names = [n.name for n in kube.nodes or ()]
+    memo = _host_of_memo
+    if memo is not None and memo[0] == names and memo[1] == hosts:
+        host_of = memo[2]
+    else:
+        host_of = {name: host for host, name in match_hosts(names, hosts).items()}
+        _host_of_memo = (names, hosts, host_of)
     out: list[Alert] = []
     for n in kube.nodes or ():
         if n.ready is False:

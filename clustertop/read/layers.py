@@ -5,8 +5,10 @@ storage, network and people screens), ``NodeView.snap`` is their overlay (``wire
 first read (``NodeView.defer``). Building it for every node was ~31 ms of every such read at 1,000 nodes, most of
 it GPU cards those screens do not draw. A screen that draws one section of every node takes it here instead: the
 same figures ``snap`` would give for that section (made by the same functions, ``wire.brief.fresh_*``), built for
-that section alone, and nothing at all for the sections it does not draw. Where a node has no deferred overlay
-(read as one snapshot, or already built) each function is simply that section of ``snap``.
+that section alone, and nothing at all for the sections it does not draw: not even the brief's GPU section, which
+the read checks but leaves unbuilt (``Layers.head``; ``current`` and ``gpus`` build it, ``current_head`` and
+``gpu_users`` do not). Where a node has no deferred overlay (read as one snapshot, or already built) each function
+is simply that section of ``snap``.
 
 What is current and what is not stays as ``snap`` says it: the brief's figures are this tick's, what only the full
 snapshot carries is ``NodeView.detail_age_s`` old. Pure: no I/O; the returned lists may be shared with the read
@@ -18,8 +20,16 @@ from __future__ import annotations
 from typing import Any
 
 from clustertop.read.model import NodeView
+from clustertop.wire import brief as wire_brief
 from clustertop.wire import schema
-from clustertop.wire.brief import fresh_containers, fresh_disks, fresh_filesystems, fresh_gpus, fresh_nics
+from clustertop.wire.brief import (
+    BriefHead,
+    fresh_containers,
+    fresh_disks,
+    fresh_filesystems,
+    fresh_gpus,
+    fresh_nics,
+)
 from clustertop.wire.digest import TOTAL_NIC_KINDS
 
 
@@ -33,12 +43,23 @@ def current(v: NodeView) -> schema.NodeSnapshot | None:
     return v.snap
 
 
+def current_head(v: NodeView) -> schema.NodeSnapshot | None:
+    """``current(v)`` for a screen that draws no GPUs (storage, network): every section but ``gpus`` as
+    ``current`` has it, without building the brief's GPU section (``wire.brief.decode_head``: most of its cost).
+    Its ``gpus`` is not to be read (a deferred brief's holds the section's bytes): for GPUs use ``current`` or
+    ``gpus``."""
+    layers = v.layers
+    if layers is not None and v.pending:
+        return layers.head
+    return v.snap
+
+
 def _systems(v: NodeView) -> tuple[schema.System | None, schema.System | None] | None:
     """(full's, brief's) system sections where ``v``'s overlay is deferred, else None."""
     layers = v.layers
     if layers is None or not v.pending:
         return None
-    return layers.full.system, layers.brief.system
+    return layers.full.system, layers.head.system
 
 
 def _system(v: NodeView) -> schema.System | None:
@@ -189,10 +210,21 @@ def gpus(v: NodeView) -> list[schema.Gpu] | None:
     return fresh_gpus(layers.full.gpus, layers.brief.gpus)
 
 
+def gpu_users(v: NodeView) -> set[str | None]:
+    """The user names of ``v``'s GPU processes as ``gpus(v)`` lists them (None: a process whose user is unknown),
+    without building the brief's GPU section where it is not built (``wire.brief.gpu_users``): the people screen
+    takes ``gpus(v)`` only where its user is among them."""
+    layers = v.layers
+    if layers is None or not v.pending or not isinstance(layers.head, BriefHead):
+        snap = current(v)
+        return {p.user for g in (snap.gpus if snap is not None else None) or () for p in g.procs or ()}
+    return wire_brief.gpu_users(layers.head)
+
+
 def containers(v: NodeView) -> schema.Containers | None:
     """The container list (``snap.containers``): the full snapshot's, with this tick's templates."""
     layers = v.layers
     if layers is None or not v.pending:
         snap = v.snap
         return snap.containers if snap is not None else None
-    return fresh_containers(layers.full.containers, layers.brief.containers)
+    return fresh_containers(layers.full.containers, layers.head.containers)

@@ -20,7 +20,7 @@ unknown: a node without a snapshot (or without process lists) is never flagged a
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from clustertop.read.layers import current
@@ -122,6 +122,15 @@ def match_hosts(k8s_names: Iterable[str], hosts: Iterable[str]) -> dict[str, str
             out[h] = cands[0]
             taken.add(cands[0])
     return out
+
+
+def kube_host_filter(names: Iterable[str]) -> Callable[[str], bool]:
+    """Whether an agent's host may be one of the Kubernetes node ``names`` as ``match_hosts`` matches them (the
+    same name, or the same short name): a reader that only needs Kubernetes nodes' GPUs (the hidden ledger, whose
+    flags concern nothing else) reads those hosts only. A superset of what ``match_hosts`` picks."""
+    exact = frozenset(names)
+    shorts = frozenset(map(_short, exact))
+    return lambda host: host in exact or _short(host) in shorts
 
 
 def _gpu_known(gpus: list[schema.Gpu] | None) -> bool:

@@ -5,12 +5,13 @@ Plain data and one helper; the reader fills them, the fold (``read.cluster``) an
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from clustertop.read.plan import ALL_FULL, ReadPlan
 from clustertop.wire import schema
+from clustertop.wire.brief import BriefHead, whole
 from clustertop.wire.digest import digest
 from clustertop.wire.summary import BucketSummary
 
@@ -90,11 +91,36 @@ class NodeView:
         return self.__dict__.get("_build") is not None
 
 
-class Layers(NamedTuple):
-    """A node read in full whose full snapshot is from an earlier tick than its brief (``NodeView.layers``)."""
+class Layers:
+    """A node read in full whose full snapshot is from an earlier tick than its brief (``NodeView.layers``).
 
-    full: schema.NodeSnapshot  # as read (kept decoded by ``read.fullcache``): ``detail_age_s`` old
-    brief: schema.NodeSnapshot  # this tick's: every figure it carries is current
+    ``full``: as read (kept decoded by ``read.fullcache``), ``detail_age_s`` old. ``brief``: this tick's, every
+    figure it carries current. The reader gives the brief as decoded with its GPU section checked but not built
+    (``wire.brief.decode_head``): ``head`` is that, for the sections other than ``gpus`` (the storage and network
+    screens); ``brief`` builds the GPU section at its first read (the GPU ledger, the people screen, an overlay).
+    Unpacks as ``full, brief``."""
+
+    __slots__ = ("full", "head", "_brief")
+
+    def __init__(self, full: schema.NodeSnapshot, brief: schema.NodeSnapshot) -> None:
+        self.full = full
+        self.head = brief  # read every section of it but ``gpus`` (a ``BriefHead``'s are not built)
+        self._brief: schema.NodeSnapshot | None = None
+
+    @property
+    def brief(self) -> schema.NodeSnapshot:
+        b = self._brief
+        if b is None:
+            b = self._brief = whole(self.head)
+        return b
+
+    @property
+    def gpus_built(self) -> bool:
+        """Whether ``brief`` was built (its GPU section with it)."""
+        return self._brief is not None or not isinstance(self.head, BriefHead)
+
+    def __iter__(self) -> Iterator[schema.NodeSnapshot]:
+        return iter((self.full, self.brief))
 
 
 def _snap(view: Any) -> schema.NodeSnapshot | None:

@@ -146,16 +146,19 @@ def find(user: str, nodes: Iterable[NodeView], cluster: Mapping[str, schema.Clus
         # Each section as the node's snapshot has it, without building the node's whole overlay where its full
         # snapshot is older than its brief (``read.layers``): the GPUs of this tick, with the full snapshot's
         # VRAM and command lines, only on a node where one of this user's GPU processes may be.
-        snap = layers.current(nv)
+        snap = layers.current_head(nv)  # its GPUs below, built only where this user's process may be
         if snap is None or nv.state not in ("up", "stale"):
             continue
         w.nodes += 1
         host, st = nv.host, nv.state
         owned: list[tuple[int, schema.Owner | None]] = []  # (pid, owner) of the user's processes here
-        gpus, pending = snap.gpus, nv.pending
-        if gpus and pending and (digits or any(
-                gp.user == user for g in gpus for gp in g.procs or ())):
+        pending = nv.pending
+        if not pending:
+            gpus = snap.gpus
+        elif digits or user in layers.gpu_users(nv):
             gpus = layers.gpus(nv)  # a brief's processes carry no uid: only the full snapshot's may match it
+        else:
+            gpus = None  # no GPU process of this user here (by name; a user given as a uid takes the branch above)
         for g in gpus or ():
             for gp in g.procs or ():
                 if not matches(user, gp.user, gp.uid):

@@ -53,6 +53,11 @@ class ReadPlan:
     #: At ``Level.SUMMARIES``, the hosts whose digest is read whatever the summaries say (the tiles in view);
     #: at any other level every digest is read, and this is empty.
     digest_hosts: frozenset[str] = field(default_factory=frozenset)
+    #: At ``Level.SUMMARIES``: the GPU table's read (issue 18): the summaries' GPU columns are decoded (a summary
+    #: without them is not believed), and the hosts read here (``digest_hosts``, ``full_hosts``, those no believed
+    #: summary covers) are read with their briefs' GPUs too; below ``SUMMARY_FROM_NODES`` it is ``Level.GPUS``.
+    #: False at any other level.
+    gpus: bool = False
 
     def __post_init__(self) -> None:
         # One spelling per plan, so plans compare equal when they read the same: a read of every node
@@ -61,6 +66,7 @@ class ReadPlan:
         object.__setattr__(self, "full_hosts", hosts)
         digests = frozenset(self.digest_hosts) if self.level is Level.SUMMARIES else frozenset()
         object.__setattr__(self, "digest_hosts", digests)
+        object.__setattr__(self, "gpus", bool(self.gpus) and self.level is Level.SUMMARIES)
 
     def covers(self, level: Level) -> bool:
         """Whether this plan reads at least ``level`` of every node."""
@@ -83,6 +89,8 @@ class ReadPlan:
         """Whether a read made by this plan holds everything ``other`` asks for."""
         if self.level is Level.FULL:
             return True
+        if other.gpus and not self.gpus and self.level < Level.GPUS:
+            return False  # the GPU table's columns and its rows' briefs
         if other.level is Level.SUMMARIES and self.level is Level.SUMMARIES \
                 and not other.digest_hosts <= self.digest_hosts:
             return False  # every other level reads every digest
@@ -91,12 +99,12 @@ class ReadPlan:
     def sized(self, nodes: int, brief_from: int | None = None, summary_from: int | None = None) -> ReadPlan:
         """The plan to read a cluster of ``nodes`` by: below ``brief_from`` (``BRIEF_FROM_NODES``) nodes,
         every node in full whatever was asked; below ``summary_from`` (``SUMMARY_FROM_NODES``), every digest
-        where summaries were asked; from there on, this plan."""
+        where summaries were asked (every brief's GPUs for the GPU table's ``gpus``); from there on, this plan."""
         limit = BRIEF_FROM_NODES if brief_from is None else brief_from
         if self.level is not Level.FULL and nodes < limit:
             return ALL_FULL
         if self.level is Level.SUMMARIES and nodes < (SUMMARY_FROM_NODES if summary_from is None else summary_from):
-            return ReadPlan(Level.DIGESTS, self.full_hosts)
+            return ReadPlan(Level.GPUS if self.gpus else Level.DIGESTS, self.full_hosts)
         return self
 
 

@@ -24,7 +24,7 @@ from clustertop.read.shards import ShardFetch
 from clustertop.read.summary import merge
 from clustertop.read.want import Wants
 from clustertop.wire import schema
-from clustertop.wire.brief import fresh
+from clustertop.wire.brief import decode_head, fresh
 from clustertop.wire.digest import RULES, digest
 from clustertop.wire.summary import BUCKETS, LETTER_STATES, BucketSummary, summary_key
 
@@ -80,7 +80,7 @@ class OlderAgents:
             keys["full"] = keys["digest"] = keys["brief"] = known
             return keys
         keys["digest"] = known
-        briefs = plan.covers(Level.GPUS)
+        briefs = plan.covers(Level.GPUS) or plan.gpus  # ``plan.gpus``: the hosts a summary read reads here
         in_full, nb, nd = plan.full_hosts, self.without_brief, self.without_digest
         brief_hosts, full_hosts = keys["brief"], keys["full"]
         for h in known:
@@ -142,16 +142,18 @@ class Reader:
         #: (``read.fullcache``). ``_skipped``: the hosts whose full snapshot the last ``_fetch`` left out.
         self.fulls = FullCache()
         self._skipped: set[str] = set()
-        #: How a bucket summary's raw value is opened: (raw, bucket) -> (the summary, None) where it is to be
-        #: believed, else (None, why not): ``control.summary.open_summary`` against the dashboard's known_nodes
-        #: (``read`` checks no signature itself). None: no summary is believed, and a read at
-        #: ``Level.SUMMARIES`` reads every host from its digest (and says why).
-        self.open_summary: Callable[[bytes, int], tuple[BucketSummary | None, str | None]] | None = None
+        #: How a bucket summary's raw value is opened: (raw, bucket, columns) -> (the summary, None) where it is
+        #: to be believed, else (None, why not): ``control.summary.open_summary`` against the dashboard's
+        #: known_nodes (``read`` checks no signature itself); columns=False: its GPU columns are not decoded.
+        #: None: no summary is believed, and a read at ``Level.SUMMARIES`` reads every host from its digest (and
+        #: says why).
+        self.open_summary: Callable[[bytes, int, bool], tuple[BucketSummary | None, str | None]] | None = None
         #: From this many nodes a plan at ``Level.SUMMARIES`` reads summaries (None: ``plan.SUMMARY_FROM_NODES``).
         self.summary_from: int | None = None
         #: Hosts the last summary read found no believed summary covering: their digests ride in the next
         #: read's first MGET (a bucket whose summary went missing costs the second MGET once, not every read).
         self._uncovered: set[str] = set()
+        self._quiet: set[str] = set()  # covered hosts not up by their summary, read by the GPU table (``_summaries``)
         self._covered_up: dict[str, NodeView] = {}  # host -> its view while a believed summary says it is up
         self._raw_summaries: list[bytes | None] = []
 
@@ -173,7 +175,7 @@ class Reader:
         index, raw, raw_cluster, raw_seals = self._fetch(plan, seals, asked)
         t1 = time.perf_counter()
         now = self.clock()
-        lean = plan.level is Level.GPUS
+        lean = plan.level is Level.GPUS or plan.gpus
         state = ClusterState(ts=now, fetch_ms=(t1 - t0) * 1000, plan=plan)
         self._overlays = _Overlays()  # this read's: its views' overlays are named from its own payload
         # At Level.SUMMARIES: the hosts a believed summary covers and whose digest was not read, with the
@@ -181,7 +183,8 @@ class Reader:
         cover: dict[str, str | None] = {}
         read_index = index
         if plan.level is Level.SUMMARIES:
-            state.summaries, cover, read_index = self._summaries(raw, now)
+            # The overview draws no GPU column: a plan that reads them (the GPU table) passes columns=True.
+            state.summaries, cover, read_index = self._summaries(raw, now, columns=plan.gpus)
         digests, digest_errors = self._digests(read_index, raw)
         fulls, brief_data = raw["full"], raw["brief"]
         last_digest, is_newer = self.last_digest, wire.is_newer
@@ -276,7 +279,7 @@ class Reader:
         if summaries:
             # The bucket summaries beside the digests of the tiles in view, of the nodes read in full, and of
             # the hosts the last read found no believed summary for (``_summaries`` reads any others).
-            want = plan.digest_hosts | plan.full_hosts | self._uncovered
+            want = plan.digest_hosts | plan.full_hosts | self._uncovered | (self._quiet if plan.gpus else set())
             known = [h for h in known if h in want]
         keys = self.older.keys(known, plan, asked)
         # Full snapshots unchanged since the last read (their digest said so) are not fetched: ``read.fullcache``.
@@ -340,7 +343,8 @@ class Reader:
         self.known = [h for h, _ in index]
         return index, raw, res[-1], raw_seals
 
-    def _summaries(self, raw: Raw, now: float) -> tuple[SummaryRead, dict[str, str | None], list[tuple[str, float]]]:
+    def _summaries(self, raw: Raw, now: float, columns: bool = True
+                   ) -> tuple[SummaryRead, dict[str, str | None], list[tuple[str, float]]]:
         """The bucket summaries ``_fetch`` read, opened (``open_summary``: signed by an enrolled node, of this
         bucket, every host it names of it) and believed where fresh; every index host that no believed summary
         covers gets its digest read now (one more MGET at most, and from the next read on in the first one).
@@ -358,9 +362,12 @@ class Reader:
             if open_summary is None:
                 out.refused[bucket] = "no known_nodes to check it against"
                 continue
-            summary, why = open_summary(data, bucket)
+            summary, why = open_summary(data, bucket, columns)
             if summary is None:
                 out.refused[bucket] = why or "refused"
+                continue
+            if columns and summary.gpus is None:  # the GPU table's read: its hosts' briefs are read instead
+                out.refused[bucket] = "no GPU columns"
                 continue
             age = now - summary.ts
             if not age <= SUMMARY_STALE_INTERVALS * max(1.0, summary.interval_s):  # NaN stamps are stale too
@@ -370,13 +377,19 @@ class Reader:
             # In C: ~156 hosts a bucket, 10,000 in all, every read (open_summary checked the letters).
             cover.update(zip(summary.hosts, map(letter_state, summary.states), strict=False))
         covered = out.covered = frozenset(cover)
+        # The GPU table's read (``columns``): a host its summary calls stale, down or bad has no cards in the columns
+        # (the up nodes' only), so its own digest and brief are read, as a read of every brief shows it.
+        quiet = self._quiet = {h for h, st in cover.items() if st != "up"} if columns else set()
         for h in digests_read:  # read whatever the summaries say (the tiles in view): their digests stand
             cover.pop(h, None)
         uncovered = set(self.known).difference(covered)
         self._uncovered = uncovered
         out.from_digests = len(uncovered)
-        if need := [("digest", h) for h in sorted(uncovered) if h not in digests_read]:
+        kinds = ("digest", "brief") if columns else ("digest",)  # the GPU table's read: their briefs' GPUs too
+        if need := [(k, h) for h in sorted(uncovered | quiet) if h not in digests_read for k in kinds]:
             self._mget(raw, need)
+        for h in quiet:
+            cover.pop(h, None)
         return out, cover, [(h, 0.0) for h in digests_read]  # ``_digests`` reads the hosts only
 
     def _mget(self, raw: Raw, wanted: list[tuple[str, str]]) -> None:
@@ -497,7 +510,7 @@ class Reader:
                     else:
                         self.last_good[host] = snap
                         if layers is not None:
-                            self._good_over[host] = layers.brief
+                            self._good_over[host] = layers.head  # its GPUs built only if shown again
                         else:
                             self._good_over.pop(host, None)
                 fresh_snap = snap
@@ -537,7 +550,7 @@ class Reader:
             view.age_s = max(0.0, now - view.digest.ts)
         elif view.snap is not None:
             view.age_s = max(0.0, now - view.snap.ts)
-        newest = layers.brief if layers is not None else fresh_snap  # an overlay's ``v`` is its brief's
+        newest = layers.head if layers is not None else fresh_snap  # an overlay's ``v`` is its brief's
         view.newer_schema = (newest is not None and wire.is_newer(newest)) or (
             fresh_digest is not None and wire.is_newer(fresh_digest))
         # The key's TTL (kept by Redis's clock) is what says "fresh": agent clocks may be skewed,
@@ -571,7 +584,9 @@ class Reader:
             data = wire.plain(brief_data)  # inflated once for both decodes
             if not wire.decode_plain(data, _Stamp).ts > full.ts:
                 return None
-            newer = wire.decode_plain(data, schema.NodeSnapshot)
+            # Its GPU section checked, not built: most of a brief's decode, and the storage and network screens
+            # draw no GPUs (``Layers.brief`` builds it for whoever reads it: the GPU ledger, the people screen).
+            newer = decode_head(data)
             if newer.host and newer.host != host:
                 raise wire.WireError(f"payload names host {newer.host!r}")
         except wire.WireError as e:

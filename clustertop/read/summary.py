@@ -77,6 +77,9 @@ def fold(views: list[NodeView], bucket: int, folder: str, now: float, *, seq: in
     )
 
 
+_LOST = operator.attrgetter("lost")
+
+
 def _host(v: NodeView) -> str:
     return v.host
 
@@ -91,6 +94,9 @@ def _columns(views: list[NodeView]) -> GpuColumns:
         gpus = v.snap.gpus if v.snap is not None else None
         if gpus is not None:
             n = len(gpus)
+            if True in map(_LOST, gpus):  # rare: a walk only on a node with a lost card
+                start = len(c.node)
+                c.lost += [start + i for i, g in enumerate(gpus) if g.lost]
             c.node += [pos] * n
             c.index += [g.index for g in gpus]
             c.util_pct += [g.util_pct for g in gpus]

@@ -35,6 +35,7 @@ from typing import Any
 
 import msgspec
 
+from clustertop import wire
 from clustertop.wire import schema
 from clustertop.wire.digest import TOTAL_NIC_KINDS, nearest_hot
 
@@ -241,3 +242,84 @@ def _fresh_sensors(f: schema.Sensors | None, b: schema.Sensors | None) -> schema
 
 def _sensor_id(t: schema.TempSensor) -> tuple[str, str | None, str | None, str | None]:
     return t.source, t.chip, t.label, t.device
+
+
+# ---------------------------------------------------------------------------------------------
+# A brief read without building its GPU section. At 1,000 8-GPU nodes the GPU cards are most of the time a brief
+# takes to decode (~10 of ~16 ms), and the storage and network screens never draw them. The reader checks the
+# section when it reads it (``decode_head``: a malformed one still makes its node bad in that read, as a whole
+# decode did) and builds it only for whoever asks (``gpus_of``, ``whole``: the GPU ledger, the people screen on
+# the nodes where its user's GPU process may be, an overlay built for a node's screen or the CLI).
+# ---------------------------------------------------------------------------------------------
+
+
+class BriefHead(schema.NodeSnapshot, kw_only=True, gc=False):
+    """A brief as decoded by ``decode_head``: every section built but ``gpus``, which holds that section's
+    msgpack bytes, checked, not built (``gpus_of``). Never read ``gpus`` of it as a list: take ``whole``."""
+
+    gpus: msgspec.Raw = msgspec.Raw()  # type: ignore[assignment]  # the section as sent (b"\xc0": None)
+
+
+#: The GPU section's type, as ``NodeSnapshot.gpus`` has it.
+_GPU_LIST = list[schema.Gpu] | None
+#: What ``whole`` copies from a head: every field of the snapshot but the GPU section it builds.
+_FIELDS = tuple(f for f in schema.NodeSnapshot.__struct_fields__ if f != "gpus")
+
+
+def decode_head(data: bytes | bytearray | memoryview) -> BriefHead:
+    """A brief's plain bytes (``wire.plain``) decoded with its GPU section checked and left unbuilt. Raises
+    ``WireError`` where ``wire.decode_plain(data, NodeSnapshot)`` would: the check of the GPU section is a whole
+    decode of it, thrown away (cheaper than building the cards in place and keeping them: measured in
+    docs/architecture.md), so a card with one field of the wrong type makes the brief bad as before, and the
+    message names the same place (``$.gpus[3].util_pct``)."""
+    head = wire.decode_plain(data, BriefHead)
+    if len(head.gpus):
+        _gpu_section(head.gpus)
+    return head
+
+
+def _gpu_section(raw: msgspec.Raw) -> list[schema.Gpu] | None:
+    try:
+        gpus: list[schema.Gpu] | None = wire.decode_plain(raw, _GPU_LIST)  # type: ignore[arg-type]
+    except wire.WireError as e:
+        # Its path as a decode of the whole brief gives it ("at `$.gpus[0].util_pct`", not "at `$[0]...`"; msgspec
+        # names no path for the section itself, where the whole decode says "at `$.gpus`").
+        msg = str(e)
+        if "`$" in msg:
+            msg = msg.replace("`$", "`$.gpus", 1)
+        elif msg.startswith("invalid payload"):
+            msg += " - at `$.gpus`"
+        raise wire.WireError(msg) from None
+    return gpus
+
+
+def gpus_of(head: BriefHead) -> list[schema.Gpu] | None:
+    """The GPU section of ``head`` built (a new list each call; ``decode_head`` checked it: cannot fail then)."""
+    raw = head.gpus
+    return _gpu_section(raw) if len(raw) else None
+
+
+class _ProcUser(msgspec.Struct, gc=False):
+    user: str | None = None
+
+
+class _CardUsers(msgspec.Struct, gc=False):
+    procs: list[_ProcUser] | None = None
+
+
+def gpu_users(head: BriefHead) -> set[str | None]:
+    """The user names of the GPU processes in ``head``'s GPU section, without building its cards (the section was
+    checked: msgspec reads only the processes' ``user`` of it): whether a user's GPU process may be on a node."""
+    raw = head.gpus
+    if not len(raw):
+        return set()
+    cards: list[_CardUsers] | None = wire.decode_plain(raw, list[_CardUsers] | None)  # type: ignore[arg-type]
+    return {p.user for c in cards or () for p in c.procs or ()}
+
+
+def whole(head: schema.NodeSnapshot) -> schema.NodeSnapshot:
+    """``head`` as a ``NodeSnapshot`` with every section built (itself where it is one already): what
+    ``wire.decode_plain(data, NodeSnapshot)`` gives of the same bytes."""
+    if not isinstance(head, BriefHead):
+        return head
+    return schema.NodeSnapshot(gpus=gpus_of(head), **{f: getattr(head, f) for f in _FIELDS})

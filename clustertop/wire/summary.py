@@ -131,6 +131,10 @@ class GpuColumns(Base):
     mem_total_bytes: list[int | None] = []
     temp_c: list[int | None] = []
     power_mw: list[int | None] = []
+    #: Positions (into these columns, ascending) of the cards that fell off the bus (``Gpu.lost``): the GPU table
+    #: sorts them by util below every real figure and says LOST, as a read of the briefs does. Empty from an older
+    #: folder: its lost cards sort as N/A until their row is in view.
+    lost: list[int] = []
 
 
 class BucketSummary(Payload):

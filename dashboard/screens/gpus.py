@@ -3,6 +3,10 @@
 At 1,000 nodes x 8 GPUs the table holds 8,000 (node, GPU) records; sorting reads one raw value
 per GPU (``SORT_VALUES``) and cells are built only for the rows on screen (LiveTable).
 
+Past ``plan.SUMMARY_FROM_NODES`` (10,000 nodes x 8 GPUs) it reads the bucket summaries' GPU columns and the
+briefs' GPUs of the rows in view only (``dashboard.gpurows``, ``ReadPlan.gpus``); a sort by a column the
+summaries lack, or a filter, reads every node's GPUs as below that size, and the screen says so.
+
 The process table is where job control will hang its keys later; actions are declared on this
 screen so ``check_action`` can hide them in read-only mode.
 """
@@ -16,16 +20,20 @@ from typing import Any
 from textual import on
 from textual.binding import Binding
 from textual.content import Content
+from textual.css.query import NoMatches
 from textual.widget import Widget
 from textual.widgets import Static
 
 from clustertop.dashboard import fmt
+from clustertop.dashboard.gpurows import SUMMABLE, SummaryRows
 from clustertop.dashboard.health import gpu_health
+from clustertop.dashboard.screens.overview import summary_note
 from clustertop.dashboard.screens.tabular import TableScreen
 from clustertop.dashboard.view import View
 from clustertop.dashboard.widgets.palette import Palette
 from clustertop.dashboard.widgets.steady import Shape, steady_update
 from clustertop.dashboard.widgets.table import LiveTable, SortCell, num_cell, text_cell
+from clustertop.read import plan as plans
 from clustertop.read.plan import Level, ReadPlan
 from clustertop.read.reader import NodeView
 from clustertop.wire import schema
@@ -198,6 +206,9 @@ def matches(v: NodeView, g: schema.Gpu, needle: str) -> bool:
 class GpusScreen(TableScreen):
     screen_name = "gpus"
     plan_level = Level.GPUS  # every GPU's row: the briefs' GPUs (read_plan adds the selection's processes)
+    #: Past ``plan.SUMMARY_FROM_NODES``: rows from the bucket summaries' GPU columns and the briefs of the rows in
+    #: view (``read_plan``); False: every node's GPUs at any size (the bench's same-run baseline).
+    summaries = True
     table_id = "gpus-table"
     filter_placeholder = "filter: node, GPU model or user (Esc clears)"
     # Job control on the process table (dashboard/actions.py asks, confirms, re-checks, audits).
@@ -206,6 +217,8 @@ class GpusScreen(TableScreen):
     DEFAULT_CSS = """
     GpusScreen #filter { display: none; dock: top; margin-top: 2; }
     GpusScreen.-filtering #filter { display: block; }
+    GpusScreen #gpus-note { height: 1; padding: 0 1; color: $text-muted; display: none; }
+    GpusScreen #gpus-note.-refused { color: $text; background: $warning 20%; }
     GpusScreen #gpus-table { height: 2fr; }
     GpusScreen #procs-title { height: 1; background: $panel; padding: 0 1; }
     GpusScreen #gpu-detail { height: auto; max-height: 3; padding: 0 1; }
@@ -218,14 +231,52 @@ class GpusScreen(TableScreen):
         self._keys: KeyCache = {}  # the rows' keys, reused while a node's cards are the same (gpu_rows)
         self._detail: Content | None = None  # the health lines shown, and their shape (_show_detail)
         self._detail_shape: Shape = None
+        self.rows = SummaryRows(gpu_key)  # the rows of a summary read (``dashboard.gpurows``)
+        self._from_summaries = False  # the table shows ``rows`` (ids), not (node, GPU) records
+        self._rows_asked: frozenset[str] = frozenset()  # the hosts in view a refresh was last asked for
+        self._note = ""
+
+    def everything(self) -> bool:
+        """Whether what is drawn needs every node's GPUs (``Level.GPUS``): a sort by a column the summaries lack,
+        or a filter (a GPU model, a user: in the briefs only)."""
+        if not self.summaries or self.needle:
+            return True
+        try:
+            column = self.table.sort_column
+        except NoMatches:
+            return False
+        return column is not None and column not in SUMMABLE
 
     def read_plan(self) -> ReadPlan:
         # Every row reads from briefs; the selected GPU's processes (VRAM, command line, start time for
-        # k/K) come from its node's full snapshot.
-        return ReadPlan(self.plan_level, frozenset((key_host(self.selected),)) if self.selected else frozenset())
+        # k/K) come from its node's full snapshot. Past plan.SUMMARY_FROM_NODES, the rows from the summaries'
+        # GPU columns and the briefs of the rows in view, a page either side (``ReadPlan.gpus``).
+        full = frozenset((key_host(self.selected),)) if self.selected else frozenset()
+        if self.everything():
+            return ReadPlan(self.plan_level, full)
+        return ReadPlan(Level.SUMMARIES, full, self._hosts_near(), gpus=True)
+
+    def _hosts_near(self, pages: int = 1) -> frozenset[str]:
+        """The hosts of the rows in view and ``pages`` pages either side."""
+        try:
+            table = self.table
+        except NoMatches:
+            return frozenset()
+        top, bottom = table.visible_rows()
+        page = max(1, bottom - top) * pages
+        return frozenset(map(key_host, table.keys[max(0, top - page):bottom + page]))
+
+    def covered(self, view: View) -> bool:
+        # A summary read holds the rows; a row in view not in it yet shows the columns' figures until the read
+        # asked for lands (``_ask_for_rows``). A sort or filter that needs every brief waits for that read.
+        st = view.state
+        if st is not None and st.plan.gpus and not self.everything():
+            return True
+        return super().covered(view)
 
     def compose_body(self) -> Iterable[Widget]:
         yield self.filter_input()
+        yield Static("", id="gpus-note", markup=False)
         yield LiveTable(GPU_COLUMNS, id=self.table_id, fold=GPU_FOLD)
         yield Static("processes", id="procs-title")
         yield Static("", id="gpu-detail", markup=False)  # the selected GPU's health (dashboard/health.py)
@@ -235,24 +286,105 @@ class GpusScreen(TableScreen):
         assert view.state is not None
         p: Palette = self.app.palette  # type: ignore[attr-defined]
         ascii = self.app.settings.ascii  # type: ignore[attr-defined]
-        # Cheap records only: (node, GPU) pairs; cells are built by the table for rows in view.
-        keys, items, self._keys = gpu_rows(view.state.nodes, self.needle, self._keys)
         table = self.table
-        table.show_rows(keys, items, lambda it: gpu_row(it[0], it[1], p, ascii), sort_value, values=sort_values)
+        st = view.state
+        if self.everything() and not st.plan.covers(Level.GPUS):
+            # A filter or a sort that needs every brief, over a summary read (the filter redraws at once): the rows
+            # shown stay until the read of every brief, asked for now, lands.
+            self._show_note(view)
+            self.app.refresh_now()  # type: ignore[attr-defined]
+            return
+        self._from_summaries = st.summaries is not None and st.plan.gpus and not self.everything()
+        if self._from_summaries:
+            rows = self.rows
+            rows.update(st)
+            item = rows.item
+            table.show_rows(rows.keys, rows.ids, lambda r: gpu_row(*item(r), p, ascii),
+                            lambda r, col: rows.value(r, col), values=lambda _, col: rows.values(col))
+        else:
+            # Cheap records only: (node, GPU) pairs; cells are built by the table for rows in view.
+            keys, items, self._keys = gpu_rows(st.nodes, self.needle, self._keys)
+            table.show_rows(keys, items, lambda it: gpu_row(it[0], it[1], p, ascii), sort_value, values=sort_values)
         self.selected = table.cursor_key
+        self._show_note(view)
         self._show_procs()
+        if self._from_summaries:
+            self._ask_for_rows()
+
+    def _show_note(self, view: View) -> None:
+        """One line on where the rows come from: the bucket summaries (as the overview says it), or every node's
+        GPUs where a sort or filter needs them at a size that reads summaries otherwise."""
+        st = view.state
+        assert st is not None
+        line = self.query_one("#gpus-note", Static)
+        text, refused = "", False
+        if not self.everything() and st.summaries is not None:
+            s = st.summaries
+            refused = bool(s.refused)
+            text = summary_note(s, view.now)
+            if text.startswith("totals from"):
+                text = "order and off-screen figures from" + text[len("totals from"):]
+            text += " · rows in view from their nodes' briefs"
+        elif self.summaries and len(st.nodes) >= plans.SUMMARY_FROM_NODES:
+            why = f"filtering by {self.needle!r}" if self.needle else f"sorting by {self.table.sort_column}"
+            took = ("reading…" if not st.plan.covers(Level.GPUS)
+                    else f"{(st.fetch_ms + st.decode_ms) / 1000:.2f} s this read" if st.fetch_ms is not None
+                    and st.decode_ms is not None else "N/A")
+            text = fmt.node_text(f"{why} reads every node's GPUs ({took}); "
+                                 "node, #, util, VRAM, temp and power sort from the bucket summaries", 300)
+        line.set_class(refused, "-refused")
+        if line.display != bool(text):
+            line.display = bool(text)
+        if text != self._note:
+            self._note = text
+            line.update(text, layout=False)
+
+    def _ask_for_rows(self) -> None:
+        """A refresh now where rows in view have no brief in the last read (a scroll, a sort, the first summary
+        read): asked once per set of hosts, so it fills within one read."""
+        if not self._from_summaries:
+            return
+        in_view = self._hosts_near(0)
+        missing = in_view - self.rows.views.keys()
+        if missing and in_view != self._rows_asked:
+            self._rows_asked = in_view
+            self.app.refresh_now()  # type: ignore[attr-defined]
+
+    @on(LiveTable.Scrolled, "#gpus-table")
+    def _scrolled(self, _: LiveTable.Scrolled) -> None:
+        self.call_after_refresh(self._ask_for_rows)  # once the scroll is laid out: the rows it shows
+
+    @on(LiveTable.Sorted, "#gpus-table")
+    def _sorted(self, _: LiveTable.Sorted) -> None:
+        st = self.app.view.state  # type: ignore[attr-defined]
+        if st is None:
+            return
+        if self.everything() != (not st.plan.gpus) and self.summaries:
+            self.app.refresh_now()  # type: ignore[attr-defined]  # the other kind of read (every brief, or summaries)
+        else:
+            self.call_after_refresh(self._ask_for_rows)
+
+    def _cursor_gpu(self) -> GpuItem | None:
+        table = self.table
+        if table.cursor_key is None:
+            return None
+        item = table.cursor_item
+        if self._from_summaries:
+            return self.rows.item(item)
+        return item  # type: ignore[no-any-return]
 
     def _show_procs(self) -> None:
         table = self.table
-        key = table.cursor_key
-        item: GpuItem | None = table.cursor_item if key is not None else None
+        item = self._cursor_gpu()
         title = self.query_one("#procs-title", Static)
         procs_table = self.query_one("#procs-table", LiveTable)
         procs = item[1].procs if item is not None else None
         state = self.app.view.state  # type: ignore[attr-defined]
         # Asked for only once: a node that was read in full but has only a brief left (gone stale)
-        # shows what its brief has (greyed, VRAM N/A) instead of asking again and again.
-        reading = item is not None and item[0].brief and state is not None and not state.plan.in_full(item[0].host)
+        # shows what its brief has (greyed, VRAM N/A) instead of asking again and again. A row made of the
+        # summaries' columns (no brief of its node in this read yet) waits for its node too.
+        reading = item is not None and (item[0].brief or item[0].snap is None) and state is not None \
+            and not state.plan.in_full(item[0].host)
         if reading:
             # A brief lists the processes without their VRAM and command lines: none are shown from
             # it (nothing to signal either) until the read of this node in full lands, asked for now.
@@ -299,7 +431,7 @@ class GpusScreen(TableScreen):
         acts = actions_of(self.app)
         if not acts.allowed("terminate process" if sig == "TERM" else "kill process"):
             return
-        item: GpuItem | None = self.table.cursor_item if self.table.cursor_key is not None else None
+        item = self._cursor_gpu()
         pid = self.query_one("#procs-table", LiveTable).cursor_key
         procs = (item[1].procs or []) if item is not None else []
         proc = next((gp for gp in procs if str(gp.pid) == pid), None)

@@ -298,7 +298,7 @@ class NetworkScreen(DataScreen):
         # Each node's snapshot of this tick (its brief where its full snapshot is older, ``read.layers``): bonds
         # are whole in it, and so are the bonds' own NICs' rates; the NIC table's other figures are taken per node
         # below, without building any node's whole overlay.
-        now = [(v, c) for v in view.state.nodes if v.state != "down" and (c := layers.current(v)) is not None]
+        now = [(v, c) for v in view.state.nodes if v.state != "down" and (c := layers.current_head(v)) is not None]
         shown = [v for v, _ in now]
         bonds = [(v, b) for v, c in now for b in c.bonds or ()]
         bonds.sort(key=lambda vb: bond_rank(*vb))

@@ -48,6 +48,11 @@ SEED_MAX_POINTS = 100_000
 SEED_HOST_POINTS = 720  # an hour at the publisher's 5 s history interval
 #: The trend charts redraw at most this often (plotext costs tens of ms per chart).
 PLOT_EVERY_S = 5.0
+#: ... made that long after the refresh that found them due, in the idle time before the next one, and shown by
+#: the next refresh (or PLOT_EVERY_S later if none comes): their ~28 ms (two charts at 384x108) and their repaint
+#: kept out of the refresh a person waits for (at 10,000 nodes they made its p95). A chart is so at most one
+#: refresh older than drawn at once.
+PLOT_AFTER_S = 0.3
 
 
 class OverviewScreen(DataScreen):
@@ -85,6 +90,7 @@ class OverviewScreen(DataScreen):
         self._tiles_asked: frozenset[str] = frozenset()  # the tiles in view a refresh was last asked for
         self._summary_text = ""
         self._last_plot = -1e18
+        self._plot_timer: Any = None  # the charts' draw, due PLOT_AFTER_S after the refresh that asked for it
         self._startup_timer: Any = None
 
     def compose_body(self) -> Iterable[Widget]:
@@ -235,10 +241,33 @@ class OverviewScreen(DataScreen):
         self._draw_plots(view)
 
     def _draw_plots(self, view: View, force: bool = False) -> None:
+        """The trend charts, every PLOT_EVERY_S of read time: made PLOT_AFTER_S after the refresh that finds them
+        due (off its path) and shown by the next one; drawn now when ``force`` (the seed read in: idle time)."""
+        self._show_prepared()
         now = view.now
         if not force and now - self._last_plot < PLOT_EVERY_S:
             return
         self._last_plot = now
+        if force:
+            self._plot(view)
+        elif self._plot_timer is None:
+            self._plot_timer = self.set_timer(PLOT_AFTER_S, self._prepare_plots)
+
+    def _prepare_plots(self) -> None:
+        self._plot_timer = None
+        view = getattr(self.app, "view", None)
+        if view is None or view.state is None or not self.big or self.app.screen is not self:
+            self._last_plot = -1e18  # not made: due again at the next refresh that draws this screen
+            return
+        self._plot(view, prepare=True)
+        self.set_timer(PLOT_EVERY_S, self._show_prepared)  # no refresh by then (a long refresh_s): shown anyway
+
+    def _show_prepared(self) -> None:
+        for panel in self.query(PlotPanel):
+            panel.show_prepared()
+
+    def _plot(self, view: View, prepare: bool = False) -> None:
+        now = view.now
         hist = view.history
         first_live = hist.samples[0].ts if hist.samples else now
         seed = [s for s in self.seed if s.ts < first_live]
@@ -256,11 +285,12 @@ class OverviewScreen(DataScreen):
         ascii = self._ascii
         util_now = fmt.pct(t.gpu_util_pct) if t is not None else fmt.NA
         power_now = fmt.watts(t.power_mw) if t is not None else fmt.NA
-        self.query_one("#ov-util", PlotPanel).show(key, lambda w, h: render(
+        util_panel, power_panel = self.query_one("#ov-util", PlotPanel), self.query_one("#ov-power", PlotPanel)
+        (util_panel.prepare if prepare else util_panel.show)(key, lambda w, h: render(
             (f"GPU utilisation %, cluster mean - now {util_now}{note}", f"GPU util % - now {util_now}"),
             {"util": downsample(util, t0, now, max(10, w - 12))}, now, window, w, h, (0, 100), ascii,
             empty="no data yet: this chart fills while the overview runs"))
-        self.query_one("#ov-power", PlotPanel).show(key, lambda w, h: render(
+        (power_panel.prepare if prepare else power_panel.show)(key, lambda w, h: render(
             (f"GPU power kW, cluster total - now {power_now}{note}", f"GPU power kW - now {power_now}"),
             {"kW": downsample(power, t0, now, max(10, w - 12))}, now, window, w, h, None, ascii,
             empty="no data yet: this chart fills while the overview runs"))

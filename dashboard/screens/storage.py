@@ -152,7 +152,7 @@ class StorageScreen(DataScreen):
         payload = state.cluster.get("ceph")
         self._set("ceph-banner", banner(payload, state.cluster_errors.get("ceph"), view.now))
         self._draw_ceph(payload, view, ascii)
-        nodes = [v for v in state.nodes if v.state != "down" and layers.current(v) is not None]
+        nodes = [v for v in state.nodes if v.state != "down" and layers.current_head(v) is not None]
         # Read/write rates and space are this tick's (briefs); the rest, where a node's full snapshot is older,
         # is that snapshot's, and said so (read.plan.Level.DETAIL: this screen asks no node for a fresh one).
         old = oldest_detail(nodes)

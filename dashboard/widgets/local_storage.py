@@ -173,7 +173,7 @@ def mount_lines(nodes: list[NodeView], now: float, max_ok: int = MAX_OK_MOUNTS) 
     rows: list[tuple[NodeView, schema.NetMount]] = []
     silent = []
     for v in nodes:
-        cur = layers.current(v)  # network mounts are whole in a brief
+        cur = layers.current_head(v)  # network mounts are whole in a brief
         if cur is None or cur.netmounts is None:
             silent.append(v.host)
             continue

@@ -195,6 +195,24 @@ def test_kubernetes_alerts_notready_pending_gpu_pods_past_grace_crashloop() -> N
     assert cluster.alerts([], kube(pods, nodes, ok=False), T0) == []
 
 
+def test_kubernetes_alerts_follow_the_hosts_and_node_names_of_each_call() -> None:
+    """The name match is reused only while both the Kubernetes node names and the hosts are the same as the
+    last call's: a host that appears, goes, or a node renamed is matched afresh."""
+    down = [schema.K8sNode(name="tower-1.lab", ready=False)]
+
+    def where(hosts: list[str], nodes: list[schema.K8sNode]) -> str | None:
+        got = [a for a in cluster.alerts([NodeView(h, "up") for h in hosts], kube([], nodes), T0)
+               if a.rule == "KubeNodeNotReady"]
+        assert len(got) == 1
+        return got[0].node
+
+    assert where(["tower-1", "tower-2"], down) == "tower-1"
+    assert where(["tower-1", "tower-2"], down) == "tower-1"  # the same call again: the same answer
+    assert where(["tower-2"], down) == "tower-1.lab"  # its host gone: the node's own name
+    assert where(["tower-1.lab", "tower-1"], down) == "tower-1.lab"  # an exact match wins over the short name
+    assert where(["tower-1", "tower-9"], [schema.K8sNode(name="tower-9", ready=False)]) == "tower-9"
+
+
 def test_ledger_flags_become_alerts() -> None:
     flags = [Flag(kind="idle-allocated", node="tower-1", since_ts=T0, duration_s=999, message="pod ml/a idle",
                   pod="ml/a"),

@@ -121,6 +121,13 @@ def test_refusals_say_why() -> None:
                                              mem_total_bytes=[None] * 2, temp_c=[None] * 2, power_mw=[None] * 2)),
      "host position outside"),
     (lambda s: setattr(s, "gpus", GpuColumns(node=[0], index=[0, 1])), "different lengths"),
+    (lambda s: setattr(s, "gpus", GpuColumns(node=[0], index=[0], util_pct=[None], mem_used_bytes=[None],
+                                             mem_total_bytes=[None], temp_c=[None], power_mw=[None], lost=[1])),
+     "lost cards are out of range"),
+    (lambda s: setattr(s, "gpus", GpuColumns(node=[0, 0], index=[0, 1], util_pct=[None] * 2, mem_used_bytes=[None] * 2,
+                                             mem_total_bytes=[None] * 2, temp_c=[None] * 2, power_mw=[None] * 2,
+                                             lost=[1, 0])),
+     "out of order"),
 ])
 def test_a_well_signed_summary_that_does_not_hold_together_is_refused(change: object, words: str) -> None:
     s = summary()
@@ -180,3 +187,59 @@ def test_a_summary_from_a_newer_folder_with_more_fields_still_opens() -> None:
     n = Newer(**{f: getattr(s, f) for f in s.__struct_fields__})
     got, why = open_summary(resign(n, KEY), KNOWN, BUCKET)  # type: ignore[arg-type]
     assert why is None and got is not None and got.hosts == s.hosts
+
+
+def test_without_columns_it_opens_the_same_summary_less_its_gpu_columns() -> None:
+    """``columns=False`` (the overview): the GPU columns are skipped, everything else as folded and checked."""
+    s = summary()
+    raw = seal(s, KEY)
+    got, why = open_summary(raw, KNOWN, BUCKET, columns=False)
+    assert why is None and got is not None and s.gpus is not None
+    assert got.gpus is None and isinstance(got, BucketSummary)
+    assert got == msgspec.structs.replace(s, gpus=None)
+    # The signature still covers the exact bytes, columns included: a changed column is refused.
+    signed = wire.decode(raw, SignedSummary)
+    tampered = wire.decode(signed.body, BucketSummary)
+    assert tampered.gpus is not None
+    tampered.gpus.util_pct[0] = 1
+    signed.body = wire.encode(tampered)
+    got, why = open_summary(wire.encode(signed), KNOWN, BUCKET, columns=False)
+    assert got is None and why is not None and "bad signature" in why
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    (lambda s: setattr(s, "states", s.states[:-1]), "4 hosts but 3 states"),
+    (lambda s: s.hosts.reverse(), "not sorted"),
+    (lambda s: setattr(s.totals, "nodes_up", 4), "do not match the states"),
+    (lambda s: setattr(s, "interval_s", -1.0), "absurd interval"),
+    (lambda s: s.alerts.append(SummaryAlert("critical", "node", "elsewhere", "x", "y")), "not in the summary"),
+])
+def test_without_columns_every_other_check_still_runs(change: object, words: str) -> None:
+    s = summary()
+    change(s)  # type: ignore[operator]
+    got, why = open_summary(resign(s, KEY), KNOWN, BUCKET, columns=False)
+    assert got is None and why is not None and words in why, why
+
+
+def test_a_host_of_another_bucket_is_refused_after_the_same_bucket_was_believed() -> None:
+    """The per-bucket host check is skipped only for hosts already found of the bucket: a summary that swaps
+    one host for a foreign-bucket one, after an accepted summary, is still refused (and so is every later one)."""
+    s = summary()
+    for columns in (True, False):
+        assert open_summary(seal(s, KEY), KNOWN, BUCKET, columns=columns)[1] is None
+        bad = summary()
+        foreign = hosts_of(BUCKET + 1, 1, "aa")[0]  # sorts first: the order check passes
+        bad.hosts[0] = foreign
+        assert bad.hosts == sorted(bad.hosts) and bucket_of(foreign) != BUCKET
+        _refused_cols = open_summary(resign(bad, KEY), KNOWN, BUCKET, columns=columns)
+        assert _refused_cols[0] is None and f"host {foreign} is not of bucket 3" in (_refused_cols[1] or "")
+        # The refusal forgot nothing it should not: the good one opens again, the bad one is refused again.
+        assert open_summary(seal(s, KEY), KNOWN, BUCKET, columns=columns)[1] is None
+        assert open_summary(resign(bad, KEY), KNOWN, BUCKET, columns=columns)[0] is None
+        # Added rather than swapped: the foreign host beside every believed one.
+        more = summary()
+        more.hosts.insert(0, foreign)
+        more.states, more.seqs = "u" + more.states, [1, *more.seqs]
+        more.totals.nodes_up += 1
+        why = open_summary(resign(more, KEY), KNOWN, BUCKET, columns=columns)[1] or ""
+        assert f"host {foreign} is not of bucket 3" in why

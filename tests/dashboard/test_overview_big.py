@@ -146,3 +146,39 @@ def test_owner_words_name_pods_and_users() -> None:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_the_trend_charts_are_made_between_refreshes_and_shown_by_the_next(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The charts (plotext, ~28 ms at 384x108) are off the refresh that finds them due: made PLOT_AFTER_S later in
+    idle time, shown by the next refresh; with no refresh by PLOT_EVERY_S after they were made, shown then."""
+    import clustertop.dashboard.screens.overview as ov
+
+    app = app_for(sim_client())
+    async with app.run_test(size=(200, 60)) as pilot:
+        await settled(pilot)
+        screen = app.screen
+        util, power = screen.query_one("#ov-util", PlotPanel), screen.query_one("#ov-power", PlotPanel)
+        drawn = util.draws, power.draws
+        assert all(drawn)  # the seed read's charts, drawn at once (idle time)
+        screen._last_plot = -1e18  # due (the app's clock is frozen: the data's clock never moves 5 s on)
+        reads = app.finished_reads
+        app.refresh_now()
+        await b.wait_reads(pilot, reads + 1)
+        assert (util.draws, power.draws) == drawn  # nothing rendered by the refresh that found them due
+        await b.wait_until(pilot, lambda: util._ready is not None and power._ready is not None, "the charts made")
+        assert (util.draws, power.draws) == drawn  # made, not shown: no repaint of their own between refreshes
+        made = util._ready[2]
+        assert "60 min ago" in made and "GPU util" in made
+        app.refresh_now()
+        await b.wait_reads(pilot, reads + 2)
+        assert (util.draws, power.draws) == (drawn[0] + 1, drawn[1] + 1)
+        assert util._ready is None and str(util.render()) == made
+        # No refresh comes (a long refresh_s): the charts made are shown PLOT_EVERY_S after.
+        monkeypatch.setattr(ov, "PLOT_EVERY_S", 0.3)
+        screen._last_plot = -1e18
+        app.refresh_now()
+        await b.wait_reads(pilot, reads + 3)
+        await b.wait_until(pilot, lambda: util.draws == drawn[0] + 2, "the charts shown without a refresh")
+        assert util._ready is None

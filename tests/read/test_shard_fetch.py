@@ -245,7 +245,8 @@ def test_a_summary_read_is_one_write_per_master_with_a_digest_reads_totals(rclus
     py.delete(summary_key(gone))
     r = Reader(py, brief_from=0)
     r.summary_from = 0
-    r.open_summary = lambda raw, bucket: open_summary(raw, {"head01": key.public()}, bucket)
+    r.open_summary = lambda raw, bucket, columns: open_summary(raw, {"head01": key.public()}, bucket,
+                                                               columns=columns)
     r.read()
     plan = ReadPlan(Level.SUMMARIES, digest_hosts=frozenset({"n01", HOSTILE[2]}))
     r.read(plan)  # the bucket without a summary: its hosts' digests in one more round, once

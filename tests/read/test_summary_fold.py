@@ -141,6 +141,14 @@ def test_gpu_columns_from_briefs_and_from_digests_alone() -> None:
     assert fold(vs, 5, "folder", NOW, seq=1, interval_s=1.0, gpu_columns=False).gpus is None
     assert [(t.host, t.index, t.util_pct) for t in s.top_gpus] == [(hosts[0], 0, 90), (hosts[1], 2, 50),
                                                                    (hosts[1], 1, 40), (hosts[1], 0, 30)]
+    assert c.lost == []
+    # A card fallen off the bus: its position in the columns is listed as lost (the GPU table says LOST).
+    hurt = builders.tower(hosts[3], (10, 20, 30))
+    assert hurt.gpus is not None
+    hurt.gpus[1] = schema.Gpu(index=1, lost=True, error="GPU is lost")
+    lost = fold([*vs[:3], NodeView(hosts[3], "up", snap=hurt, digest=digest(hurt))], 5, "f", NOW, seq=1,
+                interval_s=1.0).gpus
+    assert lost is not None and lost.lost == [6] and lost.node[6] == 3 and lost.index[6] == 1
     # Views of other buckets are not this bucket's.
     other = next(h for h in (f"x{i}" for i in range(100)) if bucket_of(h) != 5)
     assert fold([*vs, NodeView(other, "up")], 5, "f", NOW, seq=1, interval_s=1.0).hosts == hosts

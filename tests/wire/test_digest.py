@@ -155,6 +155,34 @@ async def test_the_hidden_gpu_ledger_gets_a_read_of_its_own_beside_a_digest_over
         assert app.ledger is not None and total and app.ledger.cluster.gpus_seen == total
 
 
+@pytest.mark.anyio
+async def test_the_hidden_ledger_reads_only_the_kubernetes_nodes(redis_server: Any,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hidden, only the ledger's flags are used (alerts), and they concern Kubernetes nodes (and the nodes its pods
+    are bound to) only: its own read takes those hosts' GPUs, not every node's (120 simulated nodes, 40 towers, 32 of
+    them Kubernetes nodes)."""
+    import clustertop.read.plan
+    from clustertop.read.ledger import kube_host_filter
+
+    monkeypatch.setattr(clustertop.read.plan, "BRIEF_FROM_NODES", 0)
+    sim = SimCluster(seed=2, nodes=120, gpus_per_node=4)
+    pairs, cluster = sim.step(b.NOW)
+    b.publish(redis_server.client(), [s for s, _ in pairs], cluster=cluster)
+    k8s = next(c.kubernetes for c in cluster if c.kubernetes is not None)
+    names = {n.name for n in k8s.nodes or ()}
+    assert 0 < len(names) < len(sim.tower_hosts)  # GPU nodes outside Kubernetes too
+    app = make_app(Settings(frozen_time=b.NOW + 0.5, refresh_s=3600, source_label="digest"), redis_server.client)
+    async with app.run_test(size=(148, 44)) as pilot:
+        await b.wait_reads(pilot)
+        app.refresh_now()
+        await b.wait_until(pilot, lambda: app.ledger is not None, "the ledger's own read")
+        assert app.ledger is not None
+        assert {r.node for r in app.ledger.nodes if r.has_agent} == names
+        assert app.ledger.cluster.gpus_seen == 4 * len(names)
+    keep = kube_host_filter(["tower-1.lab.example", "gpu07"])
+    assert keep("tower-1") and keep("tower-1.lab.example") and keep("gpu07") and not keep("gpu08")
+
+
 def test_the_gpu_table_reads_the_briefs_gpus_only_and_draws_the_same_rows(redis_server: Any) -> None:
     from clustertop.dashboard.history import TotalsHistory
     from clustertop.dashboard.screens.gpus import GpusScreen, gpu_row
