@@ -44,6 +44,7 @@ from clustertop.dashboard.view import View
 from clustertop.dashboard.widgets.palette import Palette
 from clustertop.errors import describe
 from clustertop.read.bucketread import node_alerts_of
+from clustertop.read.cluster import HostMatchMemo
 from clustertop.read.cluster import alerts as cluster_alerts
 from clustertop.read.ledger import Ledger, LedgerTracker, kube_host_filter
 from clustertop.read.ledger import update_from_state as update_ledger
@@ -146,6 +147,8 @@ class ClusterTop(App[int]):
         self._read_seals: list[str] = []
         # A read of bucket summaries' alerts, kept per bucket from read to read (read.summary.AlertMemo).
         self._alert_memo = AlertMemo()
+        # Kubernetes node names matched to hosts, kept while both stay the same (read.cluster.HostMatchMemo).
+        self._host_match = HostMatchMemo()
         # Alerts as a service: the evaluating agent's signed state, Alertmanager's silences (alertfeed.py).
         self.alert_feed = AlertFeed(self.trust.known, settings.alertmanager, clock)
         self.view.feed = self.alert_feed
@@ -285,7 +288,8 @@ class ClusterTop(App[int]):
         v.store_error = None
         v.alerts = cluster_alerts(state.nodes, state.cluster, state.ts,
                                   flags=self.ledger.flags if self.ledger is not None else None,
-                                  node_part=node_alerts_of(state, self._alert_memo))  # bucket summaries: theirs
+                                  node_part=node_alerts_of(state, self._alert_memo),  # bucket summaries: theirs
+                                  host_memo=self._host_match)
         # Set operations (in C): ~4,500 alerts a read at 10,000 nodes, nearly all of them the same as last read.
         live = set(map(ALERT_KEY, v.alerts))
         seen = v.first_seen

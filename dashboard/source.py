@@ -46,9 +46,9 @@ class Source:
             # Asks the agents for the full snapshots its screens read (read.want): every tick while on screen.
             self._reader = Reader(self._client, clock=self.clock, wants=Wants(), brief_from=self.brief_from)
             if self.summary_known is not None:
-                known = self.summary_known
+                known, memo = self.summary_known, self._reader.bucket_check
                 self._reader.open_summary = lambda raw, bucket, columns: open_summary(raw, known, bucket,
-                                                                                      columns=columns)
+                                                                                      columns=columns, memo=memo)
         return self._reader
 
     def read(self, plan: ReadPlan = ALL_FULL, seals: Collection[str] = ()) -> ClusterState:

@@ -22,6 +22,7 @@ from clustertop.alerting.config import AlertsSection
 from clustertop.alerting.rules import Evaluator, Settings
 from clustertop.control import signing
 from clustertop.errors import describe
+from clustertop.read.cluster import HostMatchMemo
 from clustertop.read.cluster import alerts as cluster_alerts
 from clustertop.read.ledger import LedgerTracker, update_from_state
 from clustertop.read.plan import Level, ReadPlan
@@ -49,6 +50,7 @@ class AlertService:
         self.client: Any = None
         self.lease: Any = None
         self.reader: Reader | None = None
+        self.host_match = HostMatchMemo()  # Kubernetes node names matched to hosts, from evaluation to evaluation
         self.seq = 0
         self.adopted = False
         self.error: str | None = None  # the last failure, once per kind (logged when it changes)
@@ -102,7 +104,7 @@ class AlertService:
             flags = update_from_state(self.ledger, state).flags
         now = self.clock()
         current = cluster_alerts(state.nodes, state.cluster, now, flags=flags,
-                                 pending_grace_s=self.settings.pending_grace_s())
+                                 pending_grace_s=self.settings.pending_grace_s(), host_memo=self.host_match)
         events = self.evaluator.step(current, now)
         records = self.evaluator.sorted_records()
         self.deliverer.submit(records, changed=bool(events) or first)

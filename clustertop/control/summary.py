@@ -18,7 +18,14 @@ import msgspec
 
 from clustertop import wire
 from clustertop.control import signing
-from clustertop.wire.summary import BUCKETS, LETTER_STATES, BucketSummary, SignedSummary, bucket_of
+from clustertop.wire.summary import (
+    BUCKETS,
+    LETTER_STATES,
+    BucketCheckMemo,
+    BucketSummary,
+    SignedSummary,
+    bucket_of,
+)
 from clustertop.wire.text import MAX_FIGURE, inert
 
 #: What the body may take of a value a reader decodes (``wire.MAX_PAYLOAD_BYTES``): room for the wrapper.
@@ -83,12 +90,13 @@ _SummaryHead = _without(BucketSummary, "gpus")
 
 
 def open_summary(raw: bytes | None, known: KnownKeys, bucket: int, buckets: int | None = None,
-                 columns: bool = True) -> tuple[BucketSummary | None, str | None]:
+                 columns: bool = True, memo: BucketCheckMemo | None = None) -> tuple[BucketSummary | None, str | None]:
     """(the summary, None) where ``raw`` (a ``summary_key`` value) is to be believed for ``bucket``, else
     (None, why not, in words; node text in it made inert). ``buckets``: the count this reader folds by
     (default ``wire.summary.BUCKETS``). ``columns=False``: its GPU columns are not decoded (``gpus`` is None
     whatever was folded), nor checked; the signature is still checked over the exact bytes, and every other
-    check still runs."""
+    check still runs. ``memo``: the hosts this reader already found of their bucket (``BucketCheckMemo``: a
+    reader's own, read after read); None: every host is checked."""
     if raw is None:
         return None, "no summary"
     try:
@@ -108,18 +116,13 @@ def open_summary(raw: bytes | None, known: KnownKeys, bucket: int, buckets: int 
     why = signing.check_bytes("summary", signed.body, signed.key_id, signed.sig, pub)
     if why is not None:
         return None, f"summary from {folder} refused: {why}"
-    why = _inconsistent(s, bucket, buckets)
+    why = _inconsistent(s, bucket, buckets, memo)
     if why is not None:
         return None, f"summary from {folder} refused: {why}"
     return s, None
 
 
-#: (bucket, buckets) -> the hosts last found to fall into it (``bucket_of``: ~1 us a host, 10,000 a read), so
-#: a summary naming only hosts already checked is not checked again; a host not among them checks them all.
-_of_bucket: dict[tuple[int, int], frozenset[str]] = {}
-
-
-def _inconsistent(s: BucketSummary, bucket: int, buckets: int | None) -> str | None:
+def _inconsistent(s: BucketSummary, bucket: int, buckets: int | None, memo: BucketCheckMemo | None) -> str | None:
     """Why a correctly signed summary is still not to be believed (None: it holds together)."""
     want = BUCKETS if buckets is None else buckets
     if s.buckets != want or s.bucket != bucket:
@@ -135,12 +138,13 @@ def _inconsistent(s: BucketSummary, bucket: int, buckets: int | None) -> str | N
         return f"{n} hosts but {len(s.states)} states and {len(s.seqs)} seqs"
     if any(a >= b for a, b in zip(hosts, hosts[1:], strict=False)):
         return "hosts not sorted, or listed twice"
-    checked = _of_bucket.get((bucket, want))
+    checked = memo.checked.get((bucket, want)) if memo is not None else None
     if checked is None or not checked.issuperset(hosts):  # in C: the hosts a summary names rarely change
         for h in hosts:
             if bucket_of(h, want) != bucket:
                 return f"host {inert(h, limit=64)} is not of bucket {bucket}"
-        _of_bucket[(bucket, want)] = frozenset(hosts)  # replaced, not grown: hosts that left are forgotten
+        if memo is not None:  # every one of them found of the bucket, just now
+            memo.checked[(bucket, want)] = frozenset(hosts)  # replaced, not grown: hosts that left are forgotten
     if not set(s.states) <= LETTER_STATES.keys():
         return f"unknown state letters {inert(''.join(sorted(set(s.states) - LETTER_STATES.keys())), limit=16)}"
     tot = s.totals

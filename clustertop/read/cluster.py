@@ -244,15 +244,18 @@ class Alert:
 
 def alerts(nodes: list[NodeView], cluster: dict[str, schema.ClusterPayload] | None = None,
            now: float | None = None, *, flags: Iterable[Flag] | None = None,
-           pending_grace_s: float = PENDING_GRACE_S, node_part: list[Alert] | None = None) -> list[Alert]:
+           pending_grace_s: float = PENDING_GRACE_S, node_part: list[Alert] | None = None,
+           host_memo: HostMatchMemo | None = None) -> list[Alert]:
     """Every alert, most severe first: each node's state, what its digest says is wrong (a stale or
     down node's old problems are not repeated), then the cluster payloads' (Ceph, queues, Kubernetes)
     and the GPU ledger's ``flags``. ``pending_grace_s``: how long a GPU pod may stay Pending.
     ``node_part``: the nodes' alerts as made elsewhere instead (a read of bucket summaries:
-    ``read.bucketread.node_alerts_of``); ``nodes`` then only name the hosts Kubernetes nodes map to."""
+    ``read.bucketread.node_alerts_of``); ``nodes`` then only name the hosts Kubernetes nodes map to.
+    ``host_memo``: the caller's ``HostMatchMemo``, kept from read to read (None: Kubernetes nodes matched anew)."""
     out = node_alerts(nodes) if node_part is None else list(node_part)
     out.extend(_cluster_alerts(cluster or {}, now))
-    out.extend(kube_alerts(cluster or {}, list(map(_HOST, nodes)), now, pending_grace_s))  # in C: 10,000 nodes
+    out.extend(kube_alerts(cluster or {}, list(map(_HOST, nodes)), now, pending_grace_s,  # in C: 10,000 nodes
+                           host_memo))
     out.extend(flag_alerts(flags or ()))
     out.sort(key=ORDER)
     return out
@@ -364,29 +367,37 @@ def _digest_rule(source: str, message: str) -> str:
     return _SOURCE_RULES.get(source, "NodeProblem")
 
 
-#: ``kube_alerts``' last (Kubernetes node names, hosts, node name -> host): one entry, replaced whole.
-_host_of_memo: tuple[list[str], list[str], dict[str, str]] | None = None
+class HostMatchMemo:
+    """``kube_alerts``' last match of Kubernetes node names to hosts, kept by its caller from read to read (the
+    app, the alert service: each its own): ``last`` = (node names, hosts, node name -> host), one entry, replaced
+    whole. The same names and hosts as last call (nearly every read) reuse its match: two list compares in C,
+    where the match walks every host in Python (~10 ms at 10,000 nodes, every read)."""
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last: tuple[list[str], list[str], dict[str, str]] | None = None
 
 
 def kube_alerts(cluster: dict[str, schema.ClusterPayload], hosts: list[str], now: float | None,
-                pending_grace_s: float = PENDING_GRACE_S) -> list[Alert]:
+                pending_grace_s: float = PENDING_GRACE_S, memo: HostMatchMemo | None = None) -> list[Alert]:
     """NotReady nodes, GPU pods Pending past the grace, pods in CrashLoopBackOff. Only from a payload
-    whose source answered: the last good data of an unreachable API is not a node's state now."""
+    whose source answered: the last good data of an unreachable API is not a node's state now.
+    ``memo``: the caller's last match of node names to hosts (``HostMatchMemo``); None: matched anew."""
     k = cluster.get("kubernetes")
     if k is None or k.kubernetes is None or not k.ok:
         return []
     kube = k.kubernetes
-    # Kubernetes node name -> the agent's host, where they match: the alert lands on the node's row. The same
-    # names and hosts as last call (nearly every read) reuse its match: two list compares in C, where the
-    # match walks every host in Python (~10 ms at 10,000 nodes, every read).
-    global _host_of_memo
+    # Kubernetes node name -> the agent's host, where they match: the alert lands on the node's row (the same
+    # names and hosts as the memo's last call reuse its match).
     names = [n.name for n in kube.nodes or ()]
-    memo = _host_of_memo
-    if memo is not None and memo[0] == names and memo[1] == hosts:
-        host_of = memo[2]
+    last = memo.last if memo is not None else None
+    if last is not None and last[0] == names and last[1] == hosts:
+        host_of = last[2]
     else:
         host_of = {name: host for host, name in match_hosts(names, hosts).items()}
-        _host_of_memo = (names, hosts, host_of)
+        if memo is not None:
+            memo.last = (names, hosts, host_of)
     out: list[Alert] = []
     for n in kube.nodes or ():
         if n.ready is False:

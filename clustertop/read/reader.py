@@ -26,7 +26,7 @@ from clustertop.read.want import Wants
 from clustertop.wire import schema
 from clustertop.wire.brief import decode_head, fresh
 from clustertop.wire.digest import RULES, digest
-from clustertop.wire.summary import BUCKETS, LETTER_STATES, BucketSummary, summary_key
+from clustertop.wire.summary import BUCKETS, LETTER_STATES, BucketCheckMemo, BucketSummary, summary_key
 
 KINDS = ("digest", "brief", "full")
 #: A bucket summary written longer ago than this many of its intervals is not believed (its hosts are read
@@ -148,6 +148,9 @@ class Reader:
         #: None: no summary is believed, and a read at ``Level.SUMMARIES`` reads every host from its digest (and
         #: says why).
         self.open_summary: Callable[[bytes, int, bool], tuple[BucketSummary | None, str | None]] | None = None
+        #: The hosts this reader already found of their bucket, for whoever sets ``open_summary`` to hand it on
+        #: (``open_summary(..., memo=reader.bucket_check)``): this reader's own, so no other reader's checks count.
+        self.bucket_check = BucketCheckMemo()
         #: From this many nodes a plan at ``Level.SUMMARIES`` reads summaries (None: ``plan.SUMMARY_FROM_NODES``).
         self.summary_from: int | None = None
         #: Hosts the last summary read found no believed summary covering: their digests ride in the next

@@ -321,10 +321,8 @@ class GpusScreen(TableScreen):
         if not self.everything() and st.summaries is not None:
             s = st.summaries
             refused = bool(s.refused)
-            text = summary_note(s, view.now)
-            if text.startswith("totals from"):
-                text = "order and off-screen figures from" + text[len("totals from"):]
-            text += " · rows in view from their nodes' briefs"
+            text = summary_note(s, view.now, lead="order and off-screen figures from") + \
+                " · rows in view from their nodes' briefs"
         elif self.summaries and len(st.nodes) >= plans.SUMMARY_FROM_NODES:
             why = f"filtering by {self.needle!r}" if self.needle else f"sorting by {self.table.sort_column}"
             took = ("reading…" if not st.plan.covers(Level.GPUS)

@@ -364,11 +364,12 @@ class OverviewScreen(DataScreen):
 REFUSED_SHOWN = 3
 
 
-def summary_note(s: SummaryRead, now: float) -> str:
+def summary_note(s: SummaryRead, now: float, lead: str = "totals from") -> str:
     """What a read of bucket summaries drew from, in one line: "totals from 64/64 bucket summaries, folded by
     head01, 0.8 s old", and the buckets refused with why ("3 buckets refused: b7 missing; …; 412 hosts read
-    from their digests"). Folder names and reasons are node data: escaped, cut short."""
-    parts = [f"totals from {len(s.believed)}/{s.buckets} bucket summaries"]
+    from their digests"). Folder names and reasons are node data: escaped, cut short. ``lead``: what the
+    screen drew from them (the GPU table: "order and off-screen figures from")."""
+    parts = [f"{lead} {len(s.believed)}/{s.buckets} bucket summaries"]
     folders = s.folders()
     if folders:
         more = f" (+{len(folders) - 1} more)" if len(folders) > 1 else ""

@@ -195,22 +195,30 @@ def test_kubernetes_alerts_notready_pending_gpu_pods_past_grace_crashloop() -> N
     assert cluster.alerts([], kube(pods, nodes, ok=False), T0) == []
 
 
-def test_kubernetes_alerts_follow_the_hosts_and_node_names_of_each_call() -> None:
-    """The name match is reused only while both the Kubernetes node names and the hosts are the same as the
-    last call's: a host that appears, goes, or a node renamed is matched afresh."""
+@pytest.mark.parametrize("memo", [cluster.HostMatchMemo(), None], ids=["memo", "no-memo"])
+def test_kubernetes_alerts_follow_the_hosts_and_node_names_of_each_call(memo: cluster.HostMatchMemo | None) -> None:
+    """The name match is reused (the caller's ``HostMatchMemo``) only while both the Kubernetes node names and the
+    hosts are the same as the last call's: a host that appears, goes, or a node renamed is matched afresh.
+    Without a memo (the CLI, the exporter) every call matches anew, with the same answers."""
     down = [schema.K8sNode(name="tower-1.lab", ready=False)]
 
     def where(hosts: list[str], nodes: list[schema.K8sNode]) -> str | None:
-        got = [a for a in cluster.alerts([NodeView(h, "up") for h in hosts], kube([], nodes), T0)
+        got = [a for a in cluster.alerts([NodeView(h, "up") for h in hosts], kube([], nodes), T0, host_memo=memo)
                if a.rule == "KubeNodeNotReady"]
         assert len(got) == 1
         return got[0].node
 
     assert where(["tower-1", "tower-2"], down) == "tower-1"
+    kept = memo.last[2] if memo is not None and memo.last is not None else None
     assert where(["tower-1", "tower-2"], down) == "tower-1"  # the same call again: the same answer
+    if memo is not None:
+        assert memo.last is not None and memo.last[2] is kept  # reused, not matched again
     assert where(["tower-2"], down) == "tower-1.lab"  # its host gone: the node's own name
     assert where(["tower-1.lab", "tower-1"], down) == "tower-1.lab"  # an exact match wins over the short name
     assert where(["tower-1", "tower-9"], [schema.K8sNode(name="tower-9", ready=False)]) == "tower-9"
+    # Another caller's memo is its own: its first call matches for itself, whatever this memo last matched.
+    other = cluster.HostMatchMemo()
+    assert cluster.kube_alerts(kube([], down), ["tower-1"], T0, memo=other)[0].node == "tower-1"
 
 
 def test_ledger_flags_become_alerts() -> None:

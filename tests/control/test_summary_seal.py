@@ -15,7 +15,16 @@ from clustertop.read.model import NodeView
 from clustertop.read.summary import fold
 from clustertop.wire import schema
 from clustertop.wire.digest import digest
-from clustertop.wire.summary import BucketSummary, GpuColumns, SignedSummary, SummaryAlert, TopGpu, bucket_of
+from clustertop.wire.summary import (
+    BUCKETS,
+    BucketCheckMemo,
+    BucketSummary,
+    GpuColumns,
+    SignedSummary,
+    SummaryAlert,
+    TopGpu,
+    bucket_of,
+)
 from tests.support import builders
 
 NOW = builders.NOW
@@ -222,24 +231,45 @@ def test_without_columns_every_other_check_still_runs(change: object, words: str
 
 
 def test_a_host_of_another_bucket_is_refused_after_the_same_bucket_was_believed() -> None:
-    """The per-bucket host check is skipped only for hosts already found of the bucket: a summary that swaps
-    one host for a foreign-bucket one, after an accepted summary, is still refused (and so is every later one)."""
+    """The per-bucket host check is skipped only for hosts already found of the bucket (a reader's own
+    ``BucketCheckMemo``): a summary that swaps one host for a foreign-bucket one, after an accepted summary, is
+    still refused (and so is every later one); the memo holds only hosts that were checked and passed."""
     s = summary()
     for columns in (True, False):
-        assert open_summary(seal(s, KEY), KNOWN, BUCKET, columns=columns)[1] is None
+        memo = BucketCheckMemo()
+        assert open_summary(seal(s, KEY), KNOWN, BUCKET, columns=columns, memo=memo)[1] is None
+        assert memo.checked == {(BUCKET, BUCKETS): frozenset(s.hosts)}
         bad = summary()
         foreign = hosts_of(BUCKET + 1, 1, "aa")[0]  # sorts first: the order check passes
         bad.hosts[0] = foreign
         assert bad.hosts == sorted(bad.hosts) and bucket_of(foreign) != BUCKET
-        _refused_cols = open_summary(resign(bad, KEY), KNOWN, BUCKET, columns=columns)
+        _refused_cols = open_summary(resign(bad, KEY), KNOWN, BUCKET, columns=columns, memo=memo)
         assert _refused_cols[0] is None and f"host {foreign} is not of bucket 3" in (_refused_cols[1] or "")
+        assert memo.checked == {(BUCKET, BUCKETS): frozenset(s.hosts)}  # the refused hosts not recorded
         # The refusal forgot nothing it should not: the good one opens again, the bad one is refused again.
-        assert open_summary(seal(s, KEY), KNOWN, BUCKET, columns=columns)[1] is None
-        assert open_summary(resign(bad, KEY), KNOWN, BUCKET, columns=columns)[0] is None
+        assert open_summary(seal(s, KEY), KNOWN, BUCKET, columns=columns, memo=memo)[1] is None
+        assert open_summary(resign(bad, KEY), KNOWN, BUCKET, columns=columns, memo=memo)[0] is None
         # Added rather than swapped: the foreign host beside every believed one.
         more = summary()
         more.hosts.insert(0, foreign)
         more.states, more.seqs = "u" + more.states, [1, *more.seqs]
         more.totals.nodes_up += 1
-        why = open_summary(resign(more, KEY), KNOWN, BUCKET, columns=columns)[1] or ""
+        why = open_summary(resign(more, KEY), KNOWN, BUCKET, columns=columns, memo=memo)[1] or ""
         assert f"host {foreign} is not of bucket 3" in why
+        assert foreign not in memo.checked[(BUCKET, BUCKETS)]
+
+
+def test_a_memo_of_checked_hosts_skips_no_check_of_another_bucket_or_count() -> None:
+    """Hosts found of bucket 3 are found of it only: the same hosts offered as another bucket's, or as bucket 3
+    of another bucket count, are checked again and refused; without a memo nothing is kept (CLI, exporter)."""
+    s = summary()
+    memo = BucketCheckMemo()
+    assert open_summary(seal(s, KEY), KNOWN, BUCKET, memo=memo)[1] is None
+    other = summary()
+    other.bucket = BUCKET + 1
+    why = open_summary(resign(other, KEY), KNOWN, BUCKET + 1, memo=memo)[1] or ""
+    assert f"is not of bucket {BUCKET + 1}" in why
+    other.bucket, other.buckets = BUCKET, 128
+    why = open_summary(resign(other, KEY), KNOWN, BUCKET, buckets=128, memo=memo)[1] or ""
+    assert any(bucket_of(h, 128) != BUCKET for h in s.hosts) and "is not of bucket 3" in why
+    assert memo.checked == {(BUCKET, BUCKETS): frozenset(s.hosts)}

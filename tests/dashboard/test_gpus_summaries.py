@@ -9,6 +9,8 @@ read of the briefs' GPUs, as a summary node with ``gpu_columns`` does) and seale
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -17,35 +19,25 @@ from textual.widgets import Input, Static
 from clustertop.control import signing
 from clustertop.control.summary import seal
 from clustertop.dashboard.app import make_app
-from clustertop.dashboard.gpurows import SUMMABLE
-from clustertop.dashboard.screens.gpus import GpusScreen, gpu_row, gpu_rows, sort_values
+from clustertop.dashboard.gpurows import SUMMABLE, SummaryRows
+from clustertop.dashboard.screens.gpus import GpusScreen, gpu_key, gpu_row, gpu_rows, sort_values
 from clustertop.dashboard.settings import Settings
 from clustertop.dashboard.widgets.table import LiveTable, sorted_order
 from clustertop.read import plan as plans
 from clustertop.read.cluster import by_bucket
-from clustertop.read.model import ClusterState
+from clustertop.read.model import ClusterState, NodeView, SummaryRead
 from clustertop.read.plan import Level, ReadPlan
 from clustertop.read.reader import Reader
 from clustertop.read.summary import fold
 from clustertop.wire import schema
-from clustertop.wire.summary import BUCKETS, bucket_of, summary_key
+from clustertop.wire.summary import BUCKETS, BucketSummary, GpuColumns, bucket_of, summary_key
 from tests.support import builders as b
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("summaries_from_here")]  # tests/dashboard/conftest.py
 NODES = 240
 HEAD = "head01"
 EVIL_HOST = "evil\x1b[2J\u202e-gpu"
 EVIL_GPU = "\x1b[31mNVIDIA\u202e\x07 H100"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(autouse=True)
-def summaries_from_here(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(plans, "SUMMARY_FROM_NODES", 100)
 
 
 def cluster(client: Any) -> None:
@@ -103,6 +95,24 @@ async def open_gpus(pilot: Any) -> tuple[GpusScreen, LiveTable]:
     return screen, table
 
 
+@asynccontextmanager
+async def on_gpus(redis_server: Any, before: Callable[[Any, signing.PrivateKey], None] | None = None
+                  ) -> AsyncIterator[tuple[Any, ClusterState, GpusScreen, LiveTable]]:
+    """The tests' set-up: the cluster, every bucket's summary sealed by HEAD, ``before(client, HEAD's key)`` (more
+    summaries written), then the real app on its GPU screen reading them. Yields (pilot, the full read the
+    summaries were folded from, the screen, its table)."""
+    client = redis_server.client()
+    cluster(client)
+    key = b.node_key(HEAD)
+    full = write(client, key)
+    if before is not None:
+        before(client, key)
+    app = make_app(Settings(refresh_s=600.0, source_label="test", known=b.known_nodes(HEAD)), redis_server.client)
+    async with app.run_test(size=(160, 40)) as pilot:
+        screen, table = await open_gpus(pilot)
+        yield pilot, full, screen, table
+
+
 def plain(cells: list[Any]) -> list[str]:
     return [c.plain for c in cells]
 
@@ -115,12 +125,8 @@ async def in_view_from_briefs(pilot: Any, screen: GpusScreen, table: LiveTable) 
 
 
 async def test_gpu_table_from_summaries_equals_the_full_read(redis_server: Any) -> None:
-    client = redis_server.client()
-    cluster(client)
-    full = write(client, b.node_key(HEAD))
-    app = make_app(Settings(refresh_s=600.0, source_label="test", known=b.known_nodes(HEAD)), redis_server.client)
-    async with app.run_test(size=(160, 40)) as pilot:
-        screen, table = await open_gpus(pilot)
+    async with on_gpus(redis_server) as (pilot, full, screen, table):
+        app = pilot.app
         st = app.view.state
         assert st.plan.level is Level.SUMMARIES and len(st.summaries.believed) == BUCKETS
         assert len(st.summaries.read_here) < NODES // 2  # the rows in view, not every node
@@ -179,19 +185,17 @@ async def test_gpu_table_from_summaries_equals_the_full_read(redis_server: Any) 
 
 
 async def test_refused_stale_and_columnless_buckets_read_briefs(redis_server: Any) -> None:
-    client = redis_server.client()
-    cluster(client)
-    key = b.node_key(HEAD)
-    full = write(client, key)
-    hosts = [n.host for n in full.nodes]
     forged, stale, bare = (bucket_of(h) for h in ("gpu-001", "gpu-002", "gpu-003"))
     assert len({forged, stale, bare}) == 3
-    write(client, signing.new_key(), [forged])  # signed by a key nobody enrolled
-    write(client, key, [stale], ts=time.time() - 3600)  # older than 3 intervals
-    write(client, key, [bare], columns=False)  # folded without columns
-    app = make_app(Settings(refresh_s=600.0, source_label="test", known=b.known_nodes(HEAD)), redis_server.client)
-    async with app.run_test(size=(160, 40)) as pilot:
-        screen, table = await open_gpus(pilot)
+
+    def spoil(client: Any, key: signing.PrivateKey) -> None:
+        write(client, signing.new_key(), [forged])  # signed by a key nobody enrolled
+        write(client, key, [stale], ts=time.time() - 3600)  # older than 3 intervals
+        write(client, key, [bare], columns=False)  # folded without columns
+
+    async with on_gpus(redis_server, spoil) as (pilot, full, screen, table):
+        app = pilot.app
+        hosts = [n.host for n in full.nodes]
         app.refresh_now()  # the next read too: those hosts ride in its first MGET (``Reader._uncovered``)
         await b.wait_fresh(pilot, 1)
         st = app.view.state
@@ -208,12 +212,8 @@ async def test_refused_stale_and_columnless_buckets_read_briefs(redis_server: An
 
 
 async def test_sort_by_fan_reads_every_brief_and_says_so(redis_server: Any) -> None:
-    client = redis_server.client()
-    cluster(client)
-    full = write(client, b.node_key(HEAD))
-    app = make_app(Settings(refresh_s=600.0, source_label="test", known=b.known_nodes(HEAD)), redis_server.client)
-    async with app.run_test(size=(160, 40)) as pilot:
-        screen, table = await open_gpus(pilot)
+    async with on_gpus(redis_server) as (pilot, full, screen, table):
+        app = pilot.app
         table.sort_by("util")
         table.move_cursor(7)
         card = table.cursor_key
@@ -270,3 +270,33 @@ def test_plan_of_the_gpu_table() -> None:
     summaries = ReadPlan(Level.SUMMARIES, frozenset({"a"}), frozenset({"b"}))
     assert not summaries.holds(p) and p.holds(summaries)  # the overview's read has no GPU columns
     assert ReadPlan(Level.GPUS, frozenset({"a"})).holds(p)
+
+
+def test_vram_fractions_are_na_never_zero_and_made_once_per_read() -> None:
+    """``SummaryRows.values("vram")``: used / total in node order, None (N/A) where either is N/A, the total is 0
+    or the card fell off the bus, never 0; an uncovered host's brief counts the same. Made once per read: a redraw
+    of the same read hands back the same list (no 80,000 divisions again); a new read makes it anew."""
+    gib = 2**30
+
+    def read(used: list[int | None], total: list[int | None]) -> ClusterState:
+        cols = GpuColumns(node=[0, 0, 1, 1, 1], index=[0, 1, 0, 1, 2], util_pct=[10] * 5, mem_used_bytes=used,
+                          mem_total_bytes=total, temp_c=[None] * 5, power_mw=[None] * 5, lost=[4])
+        s = BucketSummary(bucket=0, hosts=["a", "c"], states="uu", seqs=[1, 1], gpus=cols)
+        brief = b.node("b", gpus=[b.gpu(0, mem_used_gib=2.0, mem_total_gib=8.0), b.gpu(1, mem_used_gib=None)])
+        return ClusterState(ts=0.0, summaries=SummaryRead(buckets=1, believed=[s], covered=frozenset({"a", "c"}),
+                                                          read_here=[NodeView("b", "up", snap=brief)]))
+
+    rows = SummaryRows(gpu_key)
+    first = read([gib, None, 3 * gib, gib, gib], [4 * gib, 4 * gib, 0, None, 4 * gib])
+    rows.update(first)
+    got = rows.values("vram")
+    # Node order: a's cards, b's (its brief), c's; c's third card is lost (the columns' ``lost``).
+    assert [rows.host(r) for r in range(len(got))] == ["a", "a", "b", "b", "c", "c", "c"]
+    assert list(got) == [0.25, None, 0.25, None, None, None, None]
+    rows.update(first)  # a redraw of the same read
+    assert rows.values("vram") is got
+    second = read([2 * gib, None, 3 * gib, gib, gib], [4 * gib, 4 * gib, 4 * gib, None, 4 * gib])
+    rows.update(second)  # a new read: made again from its own figures
+    assert list(rows.values("vram")) == [0.5, None, 0.25, None, 0.75, None, None]
+    rows.update(first)  # back to the first read's objects: its figures, not the second's
+    assert list(rows.values("vram")) == list(got)

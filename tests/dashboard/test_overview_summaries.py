@@ -26,20 +26,10 @@ from clustertop.read.summary import fold
 from clustertop.wire.summary import BUCKETS, bucket_of, summary_key
 from tests.support import builders as b
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("summaries_from_here")]  # tests/dashboard/conftest.py
 NODES = 240
 HEAD = "head01"
 EVIL = "evil\x1b[2J\u202eheads"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(autouse=True)
-def summaries_from_here(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(plans, "SUMMARY_FROM_NODES", 100)
 
 
 def write(client: Any, key: signing.PrivateKey, folder: str = HEAD, buckets: Any = range(BUCKETS)) -> Any:

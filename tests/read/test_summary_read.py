@@ -79,7 +79,9 @@ def summary_reader(url: str, known: dict[str, signing.PublicKey], counting: bool
     client = redis.Redis(connection_pool=pool) if pool is not None else redis.Redis.from_url(url)
     r = Reader(client, brief_from=0)
     r.summary_from = 0  # summaries at any size (from plan.SUMMARY_FROM_NODES in the dashboard)
-    r.open_summary = lambda raw, bucket, columns: open_summary(raw, known, bucket, columns=columns)
+    # As dashboard/source.py sets it: the reader's own memo of hosts found of their bucket.
+    r.open_summary = lambda raw, bucket, columns: open_summary(raw, known, bucket, columns=columns,
+                                                               memo=r.bucket_check)
     r.read()  # the first read learns the index
     return r
 
