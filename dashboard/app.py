@@ -19,7 +19,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.timer import Timer
 
-from clustertop.dashboard import gcpolicy
+from clustertop.dashboard import gcpolicy, stripcycles
 from clustertop.dashboard.alertfeed import SILENCES_EVERY_S, AlertFeed
 from clustertop.dashboard.commands import ClusterCommands
 from clustertop.dashboard.history import TotalsHistory
@@ -68,6 +68,8 @@ MIN_IDLE_FRAC = 0.5
 
 #: The only actions a wall display allows (no one is at the keys; a stray key must not change it).
 WALL_ACTIONS = {"quit"}
+
+stripcycles.install()  # repainted lines freed by reference counting, not by the collector (dashboard/stripcycles.py)
 
 
 class ClusterTop(App[int]):

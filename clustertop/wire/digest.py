@@ -21,7 +21,7 @@ from clustertop.wire.text import known
 
 #: The version of the folding and alert rules below. Bump it when a rule changes what a digest
 #: holds: dashboards then fold older agents' briefs themselves instead of trusting their digests.
-RULES = 2  # 2: CPU/SoC hot and throttled, GPU XID errors and row-remap/page-retirement alerts
+RULES = 3  # 2: CPU/SoC hot and throttled, GPU XID errors and row-remap/page-retirement alerts; 3: the "e" mark
 
 #: A GPU counts as busy at or above this utilisation.
 GPU_BUSY_PCT = 10
@@ -150,7 +150,7 @@ def _fold_gpus(d: schema.NodeDigest, gpus: list[schema.Gpu]) -> None:
             continue
         hot = is_hot(g)
         utils.append(g.util_pct)
-        marks.append("h" if hot else ".")
+        marks.append("e" if g.ecc_uncorrected else "h" if hot else ".")  # the tile's word: LOST > ECC > HOT
         d.gpus_hot += hot
         if g.name:
             models[g.name] = models.get(g.name, 0) + 1

@@ -517,7 +517,8 @@ class NodeDigest(Base):
     gpu_util_sum: int = 0  # over the live cards that report utilisation ...
     gpu_util_n: int = 0  # ... and how many they are (exact cluster mean: Σ sum / Σ n)
     gpu_util_pct: list[int | None] | None = None  # per card, index order (None: lost or not reported)
-    gpu_marks: str | None = None  # per card: "x" lost, "h" hot, "." otherwise (the tiles' colours)
+    # per card: "x" lost, "e" uncorrected ECC errors, "h" hot, "." otherwise (the tiles' colours and words)
+    gpu_marks: str | None = None
     gpu_temp_max_c: int | None = None
     vram_total_bytes: int | None = None
     vram_used_bytes: int | None = None

@@ -32,12 +32,13 @@ from clustertop.dashboard.view import View
 from clustertop.dashboard.widgets import bigtext
 from clustertop.dashboard.widgets.bigtext import BigFigures, Figure
 from clustertop.dashboard.widgets.header import cuda_cores
-from clustertop.dashboard.widgets.heatgrid import HeatGrid, cells_of
+from clustertop.dashboard.widgets.heatgrid import HeatGrid, cells_of, one_line
 from clustertop.dashboard.widgets.plots import PlotPanel, downsample, render
 from clustertop.dashboard.widgets.timeline import SEV_STYLE, SEV_WORD, AlertLog, Timeline
 from clustertop.errors import describe
 from clustertop.read.cluster import Alert, Totals, queue_payloads
-from clustertop.read.plan import Level
+from clustertop.read.model import NodeView, view_digest
+from clustertop.read.plan import Level, ReadPlan
 from clustertop.wire import schema
 
 PAGES = (("gpus", "GPUs"), ("trends", "Trends"), ("health", "Health and alerts"))
@@ -213,12 +214,12 @@ def health_lines(view: View, width: int, ascii: bool) -> list[Content]:
         lines.append(Content.assemble(("Bonds ", "bold"), (f"{fmt.num(bonds_total - degraded)} OK", "$ct-ok"),
                                       "  ", (f"{fmt.num(degraded)} DEGRADED", "$ct-warn bold") if degraded else
                                       ("0 degraded", "dim")))
-    for n in nodes:
-        for b in (n.snap.bonds or ()) if n.snap is not None and n.state == "up" else ():
-            if b.degraded:
-                why = "; ".join(b.problems or []) or "degraded"
+    for n in nodes:  # each degraded bond, as its node's digest says it (``wire.digest.node_alerts``)
+        d = view_digest(n) if n.state == "up" else None
+        for a in (d.alerts or ()) if d is not None and d.bonds_degraded else ():
+            if a.source == "bond":
                 lines.append(Content.assemble(("  ! ", "$ct-warn"), (fmt.node_text(n.host, 24), "bold"), " ",
-                                              fmt.node_text(f"{b.name}: {why}", max(10, width - 30))))
+                                              fmt.node_text(a.message, max(10, width - 30))))
     lines.append(Content(""))
 
     qs = queue_payloads(cluster)
@@ -267,9 +268,21 @@ class HealthPanel(Static):
 # ---------------------------------------------------------------------------------------------
 
 
+def gpu_hosts(nodes: list[NodeView]) -> list[str]:
+    """The nodes that reported GPUs (their history streams hold the GPU trends)."""
+    out = []
+    for n in nodes:
+        d = view_digest(n)
+        if d is not None and d.gpus:
+            out.append(n.host)
+    return out
+
+
 class WallScreen(DataScreen):
     screen_name = "wall"
-    plan_level = Level.BRIEFS  # figures, heat grid and bonds: briefs are all it draws
+    #: Figures, alerts, bonds and the heat grid's one-line tiles are all in the digests; tiles of two lines or
+    #: more show each card's name, VRAM, temperature and power: the briefs (``read_plan``).
+    plan_level = Level.BRIEFS
     BINDINGS = [
         Binding("q", "app.quit", "Quit", show=False),
         Binding("ctrl+c", "app.quit", "Quit", show=False, priority=True),
@@ -319,6 +332,7 @@ class WallScreen(DataScreen):
         self._clock_text = ""
         self._status: object = None
         self._mono = time.monotonic()
+        self._cells_n = 0  # GPUs in the heat grid's last draw (``read_plan``)
 
     # -- composition ------------------------------------------------------------------------------
 
@@ -355,6 +369,15 @@ class WallScreen(DataScreen):
     def on_mount(self) -> None:
         self.set_interval(1.0, self._on_timer)
 
+    def read_plan(self) -> ReadPlan:
+        """Digests where the heat grid's tiles are one line (thousands of GPUs: everything the wall draws is in
+        them, at a third of the briefs' decode), else briefs. The grid's size is its last on screen."""
+        gpus = self._cells_n  # the grid's count at its last draw (the count ``_draw_page`` judges by)
+        grids = self.query(HeatGrid)  # none before the screen is composed
+        if gpus and grids and one_line(gpus, *grids.first().room):
+            return ReadPlan(Level.DIGESTS)
+        return ReadPlan(self.plan_level)
+
     def on_resize(self) -> None:
         w, h = self.size.width, self.size.height
         self.set_class(w < 150, "-narrow")
@@ -368,6 +391,7 @@ class WallScreen(DataScreen):
         view = getattr(self.app, "view", None)
         if view is not None and view.state is not None:
             self.show(view, force=True)
+        self.call_after_refresh(self._want_briefs)  # once the grid has its new size
 
     # -- the one-second tick ----------------------------------------------------------------------
 
@@ -448,15 +472,28 @@ class WallScreen(DataScreen):
             return
         name = self.page_name
         if name == "gpus":
+            grid = self.query_one(HeatGrid)
+            cells = cells_of(view.state.nodes)
+            self._cells_n = len(cells)
             p = self.app.palette  # type: ignore[attr-defined]
             ink = self.app.get_css_variables().get("background")
-            self.query_one(HeatGrid).show(cells_of(view.state.nodes), p, ink)
+            grid.show(cells, p, ink, one_line=not view.state.plan.covers(Level.BRIEFS))
+            self._want_briefs(view)
             self.query_one("#health-side", HealthPanel).show(view)
         elif name == "trends":
             self._draw_plots(view)
         else:
             self.query_one(Timeline).show(self.alert_log, view.now)
             self.query_one("#health-main", HealthPanel).show(view)
+
+    def _want_briefs(self, view: View | None = None) -> None:
+        """A read of digests whose grid now has room for tiles of two lines or more (the screen grew, or GPUs
+        left): the briefs are read now, not at the next refresh; meanwhile the tiles stay one line."""
+        view = view or getattr(self.app, "view", None)
+        if view is None or view.state is None or view.unreachable or view.state.plan.covers(Level.BRIEFS):
+            return
+        if self.page_name == "gpus" and not one_line(self._cells_n, *self.query_one(HeatGrid).room):
+            self.app.refresh_now()  # type: ignore[attr-defined]
 
     def set_trend_range(self, rng: Range) -> None:
         """The GPU trends' range (1 h, 24 h, 7 d: dashboard/trendrange.py); the Ceph and queue plots stay 1 h.
@@ -503,7 +540,7 @@ class WallScreen(DataScreen):
         rng = self.trend_range
         if rng.tier is not None and view.state is not None and now - self._trend_read_at >= RANGE_EVERY_S:
             self._trend_read_at = now
-            self._read_trends([n.host for n in view.state.nodes if n.snap is not None and n.snap.gpus], now)
+            self._read_trends(gpu_hosts(view.state.nodes), now)
         ascii = self._ascii
         t0 = now - PLOT_WINDOW_S
         hist = view.history
@@ -705,7 +742,7 @@ class WallScreen(DataScreen):
 
     def _start_seed(self, view: View) -> None:
         assert view.state is not None
-        hosts = [n.host for n in view.state.nodes if n.snap is not None and n.snap.gpus]
+        hosts = gpu_hosts(view.state.nodes)
         if not hosts:
             return
         if len(hosts) > SEED_MAX_NODES:

@@ -26,6 +26,7 @@ from textual.widget import Widget
 from clustertop.dashboard import fmt
 from clustertop.dashboard.widgets import bigtext
 from clustertop.dashboard.widgets.palette import Palette
+from clustertop.read.model import view_digest
 from clustertop.read.reader import NodeView
 from clustertop.wire.digest import GPU_BUSY_PCT, hot_c
 
@@ -48,10 +49,31 @@ class GpuCell(NamedTuple):
     problem: str | None  # "LOST", "HOT", "ECC" (crit) or None
 
 
+#: A digest's per-card marks (``wire.digest``) as the tile's problem word: lost, uncorrected ECC errors, hot.
+MARK_PROBLEM = {"x": "LOST", "e": "ECC", "h": "HOT"}
+
+
 def cells_of(nodes: list[NodeView]) -> list[GpuCell]:
+    """Every GPU of ``nodes`` as its tile shows it, in node order.
+
+    From the node's snapshot where the read took it (a brief: every figure a tile shows), else from its digest:
+    each card's utilisation and its agent's mark (lost, ECC, hot), with VRAM, temperature and power unknown
+    (None: N/A). That is everything a one-line tile draws (``one_line``), so a wall of thousands of GPUs reads
+    digests only (``WallScreen.read_plan``); the index is the card's place in its node's list, as the GPU
+    summaries' columns and the busiest cards take it from a digest."""
     out: list[GpuCell] = []
     for n in nodes:
-        if n.snap is None or not n.snap.gpus:
+        if n.snap is None:
+            d = view_digest(n)
+            utils = d.gpu_util_pct if d is not None else None
+            if utils:
+                marks = d.gpu_marks or ""  # type: ignore[union-attr]
+                host, state, get = n.host, n.state, MARK_PROBLEM.get
+                for i, u in enumerate(utils):
+                    problem = get(marks[i:i + 1])
+                    out.append(GpuCell(host, i, None if problem == "LOST" else u, None, None, None, state, problem))
+            continue
+        if not n.snap.gpus:
             continue
         for g in n.snap.gpus:
             problem = None
@@ -67,6 +89,12 @@ def cells_of(nodes: list[NodeView]) -> list[GpuCell]:
             out.append(GpuCell(n.host, g.index, None if g.lost else g.util_pct, frac, g.temp_c, g.power_mw,
                                n.state, problem))
     return out
+
+
+def one_line(n: int, width: int, height: int) -> bool:
+    """Whether ``n`` GPUs in a grid of ``width`` x ``height`` get one-line tiles (utilisation and colour only:
+    no name, VRAM, temperature or power), all of which a digest holds (``cells_of``)."""
+    return width > 0 and height > 0 and choose_preset(n, width, height)[1] == 1
 
 
 def level(c: GpuCell) -> tuple[str, str]:
@@ -88,9 +116,9 @@ def level(c: GpuCell) -> tuple[str, str]:
     return "FULL", "warn"
 
 
-def choose_preset(n: int, width: int, height: int) -> tuple[int, int, int, int]:
+def choose_preset(n: int, width: int, height: int, one_line: bool = False) -> tuple[int, int, int, int]:
     """(tile w, tile h, columns, rows): the biggest tiles that show all ``n`` GPUs, or the smallest
-    preset (and "+N more") when even those do not fit.
+    preset (and "+N more") when even those do not fit. ``one_line``: one-line tiles only.
 
     Few GPUs on a big wall get big tiles (with the utilisation in the block font); thousands get
     small fixed presets. Tiles are kept about twice as wide as high (square on screen).
@@ -98,7 +126,7 @@ def choose_preset(n: int, width: int, height: int) -> tuple[int, int, int, int]:
     n = max(1, n)
     best: tuple[int, int, int, int] | None = None
     best_score = -1.0
-    for cols in range(1, n + 1):
+    for cols in range(1, 0 if one_line else n + 1):
         rows = -(-n // cols)
         tw = min(MAX_TILE_W, (width + 1) // cols - 1)
         gap_y = 1
@@ -113,7 +141,7 @@ def choose_preset(n: int, width: int, height: int) -> tuple[int, int, int, int]:
     if best is not None:
         return best
     last = (4, 1, 1, 1)
-    for tw, th in PRESETS:
+    for tw, th in PRESETS if not one_line else [p for p in PRESETS if p[1] == 1]:
         gap_y = 1 if th >= 3 else 0
         cols = max(1, (width + 1) // (tw + 1))
         rows = max(1, (height + gap_y) // (th + gap_y))
@@ -139,6 +167,8 @@ class HeatGrid(Widget):
         self.palette = Palette({})
         self.ink: str | None = None  # the theme's background: text on a coloured tile
         self.preset: tuple[int, int, int, int] = (0, 0, 0, 0)
+        self.room = (0, 0)  # its last size on screen (the wall's plan judges tiles by it while another page shows)
+        self.one_line = False  # the cells are from digests: one-line tiles only (``show``)
         self._sig: object = None
         self.lines: list[Line] = []  # what is drawn, line by line (render() joins them for tests)
         self._strips: dict[int, Strip] = {}
@@ -147,10 +177,13 @@ class HeatGrid(Widget):
         self._tiles: dict[tuple[GpuCell, int, int], list[tuple[str, Style]]] = {}
         self._styles: dict[str, tuple[Style, Style]] = {}
 
-    def show(self, cells: list[GpuCell], palette: Palette, ink: str | None = None) -> None:
+    def show(self, cells: list[GpuCell], palette: Palette, ink: str | None = None, one_line: bool = False) -> None:
+        """``one_line``: the cells are from digests (``cells_of``), so they are drawn in one-line tiles whatever the
+        room: a bigger tile would show their VRAM, temperature and power as N/A, which the briefs know."""
         if palette.version != self.palette.version or ink != self.ink:
             self._tiles.clear()
             self._styles.clear()
+        self.one_line = one_line
         self.cells = cells
         self.palette = palette
         self.ink = ink
@@ -161,10 +194,12 @@ class HeatGrid(Widget):
 
     def _draw(self) -> None:
         w, h = self.size.width, self.size.height
-        sig = (self.cells, self.palette.version, self.ink, w, h)
+        if w and h:
+            self.room = (w, h)
+        sig = (self.cells, self.palette.version, self.ink, w, h, self.one_line)
         if sig == self._sig or not w or not h:
             return
-        resized = self._sig is None or self._sig[3:] != (w, h)  # type: ignore[index]
+        resized = self._sig is None or self._sig[3:5] != (w, h)  # type: ignore[index]
         self._sig = sig
         old = self.lines
         self.lines = self.render_grid(w, h)
@@ -212,7 +247,7 @@ class HeatGrid(Widget):
         if not cells:
             self._tiles.clear()
             return [[("no GPUs reported", self.palette["na"])]]
-        tw, th, cols, rows = self.preset = choose_preset(len(cells), width, height)
+        tw, th, cols, rows = self.preset = choose_preset(len(cells), width, height, self.one_line)
         room = cols * rows
         shown = cells if len(cells) <= room else cells[: room - 1]
         more = len(cells) - len(shown)

@@ -106,6 +106,8 @@ def _gpu_line(d: NodeDigest | None, p: Palette, grey: bool, ascii: bool) -> Line
             ch = chars[min(top, max(0, round(u / 100 * top)))]
             if grey:
                 style = stale
+            elif mark == "e":  # uncorrected ECC errors: trouble (the wall's tile says ECC)
+                style = lost_style
             elif mark == "h":
                 style = warn
             else:
