@@ -71,7 +71,7 @@ def cells_of(nodes: list[NodeView]) -> list[GpuCell]:
                 host, state, get = n.host, n.state, MARK_PROBLEM.get
                 for i, u in enumerate(utils):
                     problem = get(marks[i:i + 1])
-                    out.append(GpuCell(host, i, None if problem == "LOST" else u, None, None, None, state, problem))
+                    out.append(GpuCell(host, i, u, None, None, None, state, problem))  # a lost card's u: None
             continue
         if not n.snap.gpus:
             continue

@@ -39,7 +39,7 @@ def troubled(host: str, n: int = 8) -> schema.NodeSnapshot:
 
 def shown(cells: list[Any]) -> list[tuple[Any, ...]]:
     """What a one-line tile draws of a cell: its place, its figure and its word/colour."""
-    return [(c.host, c.index, c.util_pct if c.problem != "LOST" else None, level(c)) for c in cells]
+    return [(c.host, c.index, c.util_pct, level(c)) for c in cells]
 
 
 def test_one_line_tiles_from_digests_equal_those_from_briefs() -> None:

@@ -11,20 +11,16 @@ import msgspec
 from clustertop import wire
 from clustertop.read import layers
 from clustertop.read.ledger import LedgerTracker, update_from_state
-from clustertop.read.reader import Reader
 from clustertop.wire import schema
 from clustertop.wire.brief import fresh
 from tests.conftest import RedisServer
-from tests.read.test_detail_read_layers import DETAIL, sim_cluster, tick
+from tests.read.test_detail_read_layers import DETAIL, layered
 
 
 def test_a_detail_read_builds_no_gpu_section_and_the_gpu_readers_get_the_whole_briefs(
         redis_server: RedisServer) -> None:
     client = redis_server.client()
-    sim, pubs, clock = sim_cluster(client)
-    reader = Reader(client, clock=clock, brief_from=0)
-    reader.read(DETAIL)
-    tick(client, sim, pubs, clock)
+    reader, sim, pubs, clock = layered(client)
     state = reader.read(DETAIL)
     deferred = [v for v in state.nodes if v.layers is not None]
     assert len(deferred) >= len(state.nodes) - 2
@@ -59,10 +55,7 @@ def test_a_detail_read_builds_no_gpu_section_and_the_gpu_readers_get_the_whole_b
 
 def test_a_malformed_gpu_section_makes_its_node_bad_in_the_read(redis_server: RedisServer) -> None:
     client = redis_server.client()
-    sim, pubs, clock = sim_cluster(client, nodes=10)
-    reader = Reader(client, clock=clock, brief_from=0)
-    reader.read(DETAIL)
-    tick(client, sim, pubs, clock)
+    reader, sim, pubs, clock = layered(client, nodes=10)
     state = reader.read(DETAIL)
     hosts = [v.host for v in state.nodes if v.layers is not None
              and (layers.current(v) or schema.NodeSnapshot()).gpus]

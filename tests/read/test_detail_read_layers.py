@@ -57,12 +57,19 @@ def tick(client: Any, sim: SimCluster, pubs: dict[str, Any], clock: Clock) -> No
     publish(client, sim, clock.t, pubs)
 
 
+def layered(client: Any, nodes: int = 10) -> tuple[Reader, SimCluster, dict[str, Any], Clock]:
+    """A reader that read the simulated cluster once, and a tick since: its next read at ``DETAIL`` finds nearly
+    every node's full snapshot older than its brief (their overlays deferred)."""
+    sim, pubs, clock = sim_cluster(client, nodes)
+    reader = Reader(client, clock=clock, brief_from=0)
+    reader.read(DETAIL)
+    tick(client, sim, pubs, clock)
+    return reader, sim, pubs, clock
+
+
 def test_a_detail_read_builds_no_overlay_and_the_layers_give_the_overlays_sections(redis_server: RedisServer) -> None:
     client = redis_server.client()
-    sim, pubs, clock = sim_cluster(client)
-    reader = Reader(client, clock=clock, brief_from=0)
-    state = reader.read(DETAIL)
-    tick(client, sim, pubs, clock)
+    reader, sim, pubs, clock = layered(client)
     state = reader.read(DETAIL)
     deferred = [v for v in state.nodes if v.layers is not None]
     # Nearly every node's full snapshot is from an earlier tick than its brief: none of their overlays is built.
@@ -113,10 +120,7 @@ def test_a_detail_read_builds_no_overlay_and_the_layers_give_the_overlays_sectio
 
 def test_deferred_reads_equal_built_ones_for_who_and_the_ledger(redis_server: RedisServer) -> None:
     client = redis_server.client()
-    sim, pubs, clock = sim_cluster(client, nodes=8)
-    reader = Reader(client, clock=clock, brief_from=0)
-    reader.read(DETAIL)
-    tick(client, sim, pubs, clock)
+    reader, sim, pubs, clock = layered(client, nodes=8)
     lazy = reader.read(DETAIL)
     users = sorted({p.user for v in lazy.nodes for g in (layers.gpus(v) or ()) for p in g.procs or () if p.user})
     assert users
@@ -142,10 +146,7 @@ def test_deferred_reads_equal_built_ones_for_who_and_the_ledger(redis_server: Re
 
 def test_a_node_gone_quiet_shows_the_overlay_it_showed_last(redis_server: RedisServer) -> None:
     client = redis_server.client()
-    sim, pubs, clock = sim_cluster(client, nodes=4)
-    reader = Reader(client, clock=clock, brief_from=0)
-    reader.read(DETAIL)
-    tick(client, sim, pubs, clock)
+    reader, sim, pubs, clock = layered(client, nodes=4)
     state = reader.read(DETAIL)
     host = next(v.host for v in state.nodes if v.layers is not None)
     shown = state.node(host)
@@ -162,10 +163,7 @@ def test_a_node_gone_quiet_shows_the_overlay_it_showed_last(redis_server: RedisS
 
 def test_a_bad_brief_beside_a_good_full_snapshot_defers_nothing(redis_server: RedisServer) -> None:
     client = redis_server.client()
-    sim, pubs, clock = sim_cluster(client, nodes=4)
-    reader = Reader(client, clock=clock, brief_from=0)
-    reader.read(DETAIL)
-    tick(client, sim, pubs, clock)
+    reader, sim, pubs, clock = layered(client, nodes=4)
     host = next(v.host for v in reader.read(DETAIL).nodes if v.layers is not None)
     client.set(wire.brief_key(host), b"\xc1garbage")
     v = reader.read(DETAIL).node(host)
